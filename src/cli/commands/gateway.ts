@@ -1,0 +1,20 @@
+import type { Command } from 'commander';
+import { createLogger } from '../../core/logger.ts';
+import { startGatewayRole } from '../roles.ts';
+import { configFor, onShutdown, openNats } from '../runtime.ts';
+
+export function register(program: Command): void {
+  program
+    .command('gateway')
+    .description('run the ingest gateway: INGEST stream and HTTP POST /v1/events → EVENTS (invalid input → DLQ)')
+    .action(async (_opts, command: Command) => {
+      const config = await configFor(command);
+      const logger = createLogger('gateway');
+      const nats = await openNats(config, logger, { embedded: false, name: 'tidemark-gateway' });
+      const gateway = await startGatewayRole({ config, nats, logger, ready: async () => ({ ready: true }) });
+      onShutdown(logger, async () => {
+        await gateway.stop();
+        await nats.close();
+      });
+    });
+}

@@ -1,0 +1,29 @@
+import { Command, CommanderError } from 'commander';
+import { isTidemarkError } from '../core/errors.ts';
+import { register as registerInit } from './commands/init.ts';
+import { register as registerGateway } from './commands/gateway.ts';
+import { register as registerUp } from './commands/up.ts';
+
+export function buildProgram(): Command {
+  const program = new Command('tidemark')
+    .description('Stream processing on NATS JetStream and ClickHouse: figures published now, corrected later, with revision numbers.')
+    .option('-c, --config <file>', 'configuration file (else TIDEMARK_CONFIG, else config/tidemark.yaml)')
+    .showHelpAfterError();
+  registerUp(program);
+  registerInit(program);
+  registerGateway(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) process.exit(err.exitCode);
+    if (isTidemarkError(err)) {
+      process.stderr.write(`tidemark: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}

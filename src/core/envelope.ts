@@ -1,0 +1,219 @@
+import { isExactJsonNumber } from './decimal.ts';
+
+/** The validated, stamped event as it travels on `events.>` and lands in ClickHouse. */
+export type TidemarkEvent = {
+  id: string;
+  type: string;
+  source: string;
+  key: string | null;
+  /** epoch milliseconds */
+  occurredAt: number;
+  /** epoch milliseconds: when JetStream stored the raw message */
+  receivedAt: number;
+  data: Record<string, unknown>;
+  /** sequence of the raw message in the INGEST stream (0 for HTTP-only paths that never had one) */
+  seq: number;
+};
+
+/** Why an input was rejected; `code` is stable for machines, `reason` is for people. */
+export type Rejection = { code: RejectionCode; reason: string };
+
+export type RejectionCode =
+  | 'TOO_LARGE'
+  | 'INVALID_JSON'
+  | 'NOT_AN_OBJECT'
+  | 'INVALID_FIELD'
+  | 'MISSING_OCCURRED_AT'
+  | 'INVALID_OCCURRED_AT'
+  | 'FUTURE_OCCURRED_AT'
+  | 'EXPIRED_OCCURRED_AT'
+  | 'INEXACT_NUMBER'
+  | 'INVALID_SUBJECT';
+
+export type ParseResult = { ok: true; event: TidemarkEvent } | { ok: false; rejection: Rejection };
+
+export type RawMeta = {
+  subject: string;
+  /** the publisher's Nats-Msg-Id header, if any */
+  msgId?: string | undefined;
+  stream: string;
+  seq: number;
+  receivedAt: number;
+};
+
+export type EnvelopeLimits = {
+  maxEventBytes: number;
+  maxFutureSkew: number;
+  retention: number;
+};
+
+const ISO_WITH_OFFSET = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/i;
+/** One NATS subject token: no separators, wildcards or whitespace. */
+const SUBJECT_TOKEN = /^[^.*>\s]+$/;
+const MAX_ID_LENGTH = 256;
+const MAX_NESTING = 32;
+
+const reject = (code: RejectionCode, reason: string): ParseResult => ({ ok: false, rejection: { code, reason } });
+
+/** `ingest.store-17.sale` → source `store-17`, type `sale`; longer subjects keep the rest as a dotted type. */
+export function subjectParts(subject: string, prefix: string): { source?: string; type?: string } {
+  const tokens = subject.split('.');
+  if (tokens[0] !== prefix) return {};
+  const source = tokens[1];
+  const type = tokens.length > 2 ? tokens.slice(2).join('.') : undefined;
+  return { source: source || undefined, type: type || undefined };
+}
+
+export function parseOccurredAt(value: unknown): number | Rejection {
+  if (value === undefined || value === null) {
+    return { code: 'MISSING_OCCURRED_AT', reason: 'occurredAt is required (ISO-8601 with offset, or epoch milliseconds)' };
+  }
+  if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value) || value < 0) {
+      return { code: 'INVALID_OCCURRED_AT', reason: `occurredAt ${value} is not a non-negative integer of epoch milliseconds` };
+    }
+    return value;
+  }
+  if (typeof value === 'string') {
+    if (/^\d{1,15}$/.test(value)) return Number(value);
+    if (!ISO_WITH_OFFSET.test(value)) {
+      return { code: 'INVALID_OCCURRED_AT', reason: `occurredAt "${truncate(value)}" is not ISO-8601 with a time-zone offset (e.g. 2026-11-20T13:05:00+08:00) nor epoch milliseconds` };
+    }
+    const ms = Date.parse(value);
+    if (Number.isNaN(ms)) return { code: 'INVALID_OCCURRED_AT', reason: `occurredAt "${truncate(value)}" is not a valid date` };
+    return ms;
+  }
+  return { code: 'INVALID_OCCURRED_AT', reason: `occurredAt must be a string or a number, got ${describe(value)}` };
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return typeof value === 'object' ? 'an object' : `${typeof value} ${truncate(JSON.stringify(value))}`;
+}
+
+function truncate(text: string, max = 64): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}
+
+/** Finds the first JSON number that a double cannot carry exactly, so money never silently rounds. */
+function findInexactNumber(value: unknown, path: string, depth = 0): string | undefined {
+  if (depth > MAX_NESTING) return `${path} is nested deeper than ${MAX_NESTING} levels`;
+  if (typeof value === 'number') {
+    return isExactJsonNumber(value) ? undefined : `${path} = ${value} has more than 15 significant digits; send it as a string ("…") to keep it exact`;
+  }
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const found = findInexactNumber(value[i], `${path}[${i}]`, depth + 1);
+      if (found) return found;
+    }
+  } else if (typeof value === 'object' && value !== null) {
+    for (const [k, v] of Object.entries(value)) {
+      const found = findInexactNumber(v, `${path}.${k}`, depth + 1);
+      if (found) return found;
+    }
+  }
+  return undefined;
+}
+
+function optionalString(body: Record<string, unknown>, field: string): string | undefined | Rejection {
+  const value = body[field];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value === 'number' && Number.isSafeInteger(value)) return String(value);
+  if (typeof value !== 'string') return { code: 'INVALID_FIELD', reason: `${field} must be a string, got ${describe(value)}` };
+  if (value.length === 0) return { code: 'INVALID_FIELD', reason: `${field} must not be empty` };
+  return value;
+}
+
+const isRejection = (v: unknown): v is Rejection => typeof v === 'object' && v !== null && 'code' in v && 'reason' in v;
+
+/**
+ * Validates a decoded JSON value into a canonical event. Shared by the NATS and HTTP
+ * gateways, so both accept and reject exactly the same inputs for the same reasons.
+ */
+export function validateEventBody(body: unknown, meta: RawMeta, limits: EnvelopeLimits, prefix = 'ingest'): ParseResult {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    return reject('NOT_AN_OBJECT', `an event must be a JSON object, got ${describe(body)}`);
+  }
+  const fields = body as Record<string, unknown>;
+  const fromSubject = subjectParts(meta.subject, prefix);
+
+  const id = optionalString(fields, 'id');
+  if (isRejection(id)) return { ok: false, rejection: id };
+  const type = optionalString(fields, 'type');
+  if (isRejection(type)) return { ok: false, rejection: type };
+  const source = optionalString(fields, 'source');
+  if (isRejection(source)) return { ok: false, rejection: source };
+  const key = optionalString(fields, 'key');
+  if (isRejection(key)) return { ok: false, rejection: key };
+
+  const finalId = id ?? meta.msgId ?? `${meta.stream}-${meta.seq}`;
+  if (finalId.length > MAX_ID_LENGTH) return reject('INVALID_FIELD', `id is longer than ${MAX_ID_LENGTH} characters`);
+  const finalSource = source ?? fromSubject.source;
+  if (finalSource === undefined) return reject('INVALID_SUBJECT', `no source: the subject "${meta.subject}" has no source token and the event has no "source" field`);
+  if (!SUBJECT_TOKEN.test(finalSource)) return reject('INVALID_FIELD', `source "${truncate(finalSource)}" must be one subject token (no ".", "*", ">" or whitespace)`);
+  const finalType = type ?? fromSubject.type;
+  if (finalType === undefined) return reject('INVALID_SUBJECT', `no type: the subject "${meta.subject}" has no type token and the event has no "type" field`);
+  if (!finalType.split('.').every((t) => SUBJECT_TOKEN.test(t))) {
+    return reject('INVALID_FIELD', `type "${truncate(finalType)}" must be subject tokens separated by "." (no "*", ">" or whitespace)`);
+  }
+
+  const occurredAt = parseOccurredAt(fields.occurredAt);
+  if (isRejection(occurredAt)) return { ok: false, rejection: occurredAt };
+  if (occurredAt > meta.receivedAt + limits.maxFutureSkew) {
+    return reject('FUTURE_OCCURRED_AT', `occurredAt ${new Date(occurredAt).toISOString()} is more than ${limits.maxFutureSkew} ms after receivedAt ${new Date(meta.receivedAt).toISOString()}`);
+  }
+  if (occurredAt < meta.receivedAt - limits.retention) {
+    return reject('EXPIRED_OCCURRED_AT', `occurredAt ${new Date(occurredAt).toISOString()} is older than the retention of ${limits.retention} ms`);
+  }
+
+  const data = fields.data ?? {};
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return reject('INVALID_FIELD', `data must be a JSON object, got ${describe(data)}`);
+  const inexact = findInexactNumber(data, 'data');
+  if (inexact) return reject('INEXACT_NUMBER', inexact);
+
+  return {
+    ok: true,
+    event: {
+      id: finalId,
+      type: finalType,
+      source: finalSource,
+      key: key ?? null,
+      occurredAt,
+      receivedAt: meta.receivedAt,
+      data: data as Record<string, unknown>,
+      seq: meta.seq,
+    },
+  };
+}
+
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+/** Raw bytes of one NATS message → canonical event or a rejection with its reason. */
+export function parseRawEvent(raw: Uint8Array, meta: RawMeta, limits: EnvelopeLimits): ParseResult {
+  if (raw.byteLength > limits.maxEventBytes) {
+    return reject('TOO_LARGE', `event is ${raw.byteLength} bytes, over the limit of ${limits.maxEventBytes}`);
+  }
+  let text: string;
+  try {
+    text = decoder.decode(raw);
+  } catch {
+    return reject('INVALID_JSON', 'event is not valid UTF-8');
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch (err) {
+    return reject('INVALID_JSON', `event is not valid JSON: ${(err as Error).message}`);
+  }
+  return validateEventBody(body, meta, limits);
+}
+
+/** Events travel on `events.<source>.<type>`. */
+export const eventSubject = (event: Pick<TidemarkEvent, 'source' | 'type'>): string => `events.${event.source}.${event.type}`;
+
+export const encodeEvent = (event: TidemarkEvent): Uint8Array => new TextEncoder().encode(JSON.stringify(event));
+
+export function decodeEvent(bytes: Uint8Array): TidemarkEvent {
+  return JSON.parse(new TextDecoder().decode(bytes)) as TidemarkEvent;
+}

@@ -1,0 +1,26 @@
+/** Every failure Tidemark raises on purpose carries a stable code that tests and callers match on. */
+export const ErrorCodes = {
+  CONFIG_INVALID: 'CONFIG_INVALID',
+  CONFIG_NOT_FOUND: 'CONFIG_NOT_FOUND',
+  NATS_SERVER_MISSING: 'NATS_SERVER_MISSING',
+  NATS_SERVER_FAILED: 'NATS_SERVER_FAILED',
+  STREAM_CONFLICT: 'STREAM_CONFLICT',
+  CLICKHOUSE_UNAVAILABLE: 'CLICKHOUSE_UNAVAILABLE',
+  REPORT_UNKNOWN: 'REPORT_UNKNOWN',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+export class TidemarkError extends Error {
+  override readonly name = 'TidemarkError';
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export const isTidemarkError = (err: unknown, code?: ErrorCode): err is TidemarkError =>
+  err instanceof TidemarkError && (code === undefined || err.code === code);

@@ -1,0 +1,84 @@
+import type { JetStreamClient, JsMsg, PubAck } from '@nats-io/jetstream';
+import type { Logger } from 'pino';
+import type { Config } from '../core/config.ts';
+import { encodeEvent, eventSubject, parseRawEvent, type EnvelopeLimits, type ParseResult } from '../core/envelope.ts';
+import { headerRecord, runBatchConsumer, storedAtMs, type RunningConsumer } from '../nats/batch-consumer.ts';
+import { CONSUMERS, STREAMS } from '../nats/topology.ts';
+import { dlqRecord, publishToDlq } from './dlq.ts';
+import { ingestMetrics } from '../core/metrics.ts';
+
+export type GatewayStats = { accepted: number; rejected: number; duplicates: number };
+
+export function envelopeLimits(config: Config): EnvelopeLimits {
+  return { maxEventBytes: config.ingest.maxEventBytes, maxFutureSkew: config.ingest.maxFutureSkew, retention: config.ingest.retention };
+}
+
+function parseMsg(msg: JsMsg, limits: EnvelopeLimits): ParseResult {
+  return parseRawEvent(msg.data, {
+    subject: msg.subject,
+    msgId: msg.headers?.get('Nats-Msg-Id') || undefined,
+    stream: STREAMS.ingest.name,
+    seq: msg.seq,
+    receivedAt: storedAtMs(msg),
+  }, limits);
+}
+
+/**
+ * Validates one batch of raw messages and forwards each to EVENTS (`Nats-Msg-Id` =
+ * event id) or to the DLQ. A raw message is acked only after JetStream acked its
+ * output, so a crash at any point means redelivery, and the msg ids make the
+ * redelivered copies collapse into the ones already stored.
+ */
+export function gatewayBatchHandler(js: JetStreamClient, limits: EnvelopeLimits, stats: GatewayStats) {
+  return async (msgs: JsMsg[]): Promise<void> => {
+    const started = performance.now();
+    const results = msgs.map((msg) => parseMsg(msg, limits));
+    const publishes: Promise<PubAck>[] = results.map((result, i) => {
+      const msg = msgs[i]!;
+      if (result.ok) return js.publish(eventSubject(result.event), encodeEvent(result.event), { msgID: result.event.id });
+      const record = dlqRecord(result.rejection, msg.data, msg.subject, headerRecord(msg), { stream: STREAMS.ingest.name, seq: msg.seq }, storedAtMs(msg));
+      return publishToDlq(js, record, `${STREAMS.ingest.name}-${msg.seq}`);
+    });
+    const settled = await Promise.allSettled(publishes);
+    let failed: unknown;
+    settled.forEach((outcome, i) => {
+      const msg = msgs[i]!;
+      const result = results[i]!;
+      if (outcome.status === 'rejected') {
+        failed ??= outcome.reason;
+        msg.nak(1_000);
+        return;
+      }
+      msg.ack();
+      if (!result.ok) {
+        stats.rejected++;
+        ingestMetrics.rejected('nats', result.rejection.code);
+      } else if (outcome.value.duplicate) {
+        stats.duplicates++;
+        ingestMetrics.events('nats', 'duplicate');
+      } else {
+        stats.accepted++;
+        ingestMetrics.events('nats', 'accepted');
+        ingestMetrics.delay(result.event.receivedAt - result.event.occurredAt);
+      }
+    });
+    ingestMetrics.batch('nats', (performance.now() - started) / 1_000);
+    if (failed) throw failed;
+  };
+}
+
+export type NatsGateway = RunningConsumer & { stats: GatewayStats };
+
+/** The ingest gateway over NATS: a durable pull consumer on INGEST shared by every gateway instance. */
+export async function startNatsGateway(options: { js: JetStreamClient; config: Config; logger: Logger }): Promise<NatsGateway> {
+  const stats: GatewayStats = { accepted: 0, rejected: 0, duplicates: 0 };
+  const running = await runBatchConsumer({
+    js: options.js,
+    stream: CONSUMERS.gateway.stream,
+    durable: CONSUMERS.gateway.durable,
+    batchSize: options.config.ingest.batchSize,
+    handler: gatewayBatchHandler(options.js, envelopeLimits(options.config), stats),
+    logger: options.logger,
+  });
+  return { ...running, stats };
+}

@@ -1,0 +1,82 @@
+import type { Consumer, ConsumerMessages, JetStreamClient, JsMsg } from '@nats-io/jetstream';
+import type { Logger } from 'pino';
+
+/** The handler owns acknowledgement: it acks each message only once what it caused is durable. */
+export type BatchHandler = (msgs: JsMsg[]) => Promise<void>;
+
+export type BatchConsumerOptions = {
+  js: JetStreamClient;
+  stream: string;
+  durable: string;
+  batchSize: number;
+  handler: BatchHandler;
+  logger: Logger;
+  /** delay before a message whose batch failed is offered again */
+  retryDelayMs?: number;
+};
+
+export type RunningConsumer = { stop: () => Promise<void>; done: Promise<void> };
+
+/**
+ * Pulls from a durable consumer and hands the handler whatever has arrived, up to
+ * `batchSize` at a time: low latency when traffic is light, big batches under load.
+ * `consume()` callbacks must stay synchronous, so the callback only queues and a
+ * separate loop does the async work. Unacked messages in flight are bounded by the
+ * consumer's max_ack_pending.
+ */
+export async function runBatchConsumer(options: BatchConsumerOptions): Promise<RunningConsumer> {
+  const { js, stream, durable, batchSize, handler, logger } = options;
+  const retryDelayMs = options.retryDelayMs ?? 1_000;
+  const consumer: Consumer = await js.consumers.get(stream, durable);
+  const queue: JsMsg[] = [];
+  let wake: (() => void) | undefined;
+  let stopping = false;
+
+  const messages: ConsumerMessages = await consumer.consume({
+    max_messages: Math.max(batchSize * 2, 256),
+    callback: (msg) => {
+      queue.push(msg);
+      wake?.();
+    },
+  });
+
+  const loop = async (): Promise<void> => {
+    for (;;) {
+      if (queue.length === 0) {
+        if (stopping) return;
+        await new Promise<void>((resolve) => (wake = resolve));
+        wake = undefined;
+        continue;
+      }
+      const batch = queue.splice(0, batchSize);
+      try {
+        await handler(batch);
+      } catch (err) {
+        logger.error({ err, stream, durable, size: batch.length }, 'batch failed; messages will be redelivered');
+        for (const msg of batch) msg.nak(retryDelayMs);
+      }
+    }
+  };
+  const done = loop();
+
+  return {
+    done,
+    stop: async () => {
+      stopping = true;
+      await messages.close();
+      wake?.();
+      await done;
+    },
+  };
+}
+
+/** Headers of a message as a plain record (for the DLQ and for logs). */
+export function headerRecord(msg: JsMsg): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  if (!msg.headers) return out;
+  for (const key of msg.headers.keys()) out[key] = msg.headers.values(key);
+  return out;
+}
+
+/** JetStream's store time in epoch ms, from the exact bigint nanoseconds (the number form loses digits). */
+export const storedAtMs = (msg: JsMsg): number => Number(msg.timestampNanos / 1_000_000n);

@@ -1,0 +1,131 @@
+import {
+  AckPolicy,
+  DeliverPolicy,
+  DiscardPolicy,
+  JetStreamApiError,
+  RetentionPolicy,
+  StorageType,
+  type ConsumerConfig,
+  type JetStreamManager,
+  type StreamConfig,
+} from '@nats-io/jetstream';
+import { nanos } from '@nats-io/transport-node';
+import type { Config, StreamLimitsConfig } from '../core/config.ts';
+import { ErrorCodes, TidemarkError } from '../core/errors.ts';
+
+export const STREAMS = {
+  ingest: { name: 'INGEST', subjects: ['ingest.>'] },
+  events: { name: 'EVENTS', subjects: ['events.>'] },
+  dlq: { name: 'DLQ', subjects: ['dlq.>'] },
+  alerts: { name: 'ALERTS', subjects: ['alerts.>'] },
+} as const;
+
+/** Durable pull consumers: every instance of a role shares its role's durable. */
+export const CONSUMERS = {
+  gateway: { stream: STREAMS.ingest.name, durable: 'gateway' },
+  processor: { stream: STREAMS.events.name, durable: 'processor' },
+} as const;
+
+const API_STREAM_NOT_FOUND = 10059;
+const API_CONSUMER_NOT_FOUND = 10014;
+
+type StreamKey = keyof typeof STREAMS;
+export type TopologyChange = { kind: 'stream' | 'consumer'; name: string; action: 'created' | 'updated' | 'unchanged' };
+
+function desiredStream(key: StreamKey, limits: StreamLimitsConfig): Partial<StreamConfig> & { name: string } {
+  const { name, subjects } = STREAMS[key];
+  return {
+    name,
+    subjects: [...subjects],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    discard: DiscardPolicy.Old,
+    max_age: nanos(limits.maxAge),
+    max_bytes: limits.maxBytes,
+    // the dedup window may not exceed max_age
+    duplicate_window: nanos(Math.min(limits.duplicateWindow, limits.maxAge || limits.duplicateWindow)),
+    num_replicas: limits.replicas,
+  };
+}
+
+function desiredConsumer(durable: string, config: Config): Partial<ConsumerConfig> & { durable_name: string } {
+  return {
+    durable_name: durable,
+    ack_policy: AckPolicy.Explicit,
+    deliver_policy: DeliverPolicy.All,
+    ack_wait: nanos(config.nats.ackWait),
+    max_ack_pending: config.nats.maxAckPending,
+    max_deliver: -1,
+  };
+}
+
+const isApiError = (err: unknown, code: number): boolean => err instanceof JetStreamApiError && err.apiError().err_code === code;
+
+/** Fields that can be changed on a live stream; anything else differing is a conflict. */
+const MUTABLE_STREAM_FIELDS = ['max_age', 'max_bytes', 'duplicate_window', 'num_replicas', 'discard'] as const;
+
+async function ensureStream(jsm: JetStreamManager, key: StreamKey, limits: StreamLimitsConfig): Promise<TopologyChange> {
+  const want = desiredStream(key, limits);
+  let current: StreamConfig | undefined;
+  try {
+    current = (await jsm.streams.info(want.name)).config;
+  } catch (err) {
+    if (!isApiError(err, API_STREAM_NOT_FOUND)) throw err;
+  }
+  if (!current) {
+    try {
+      await jsm.streams.add(want);
+    } catch (err) {
+      throw new TidemarkError(ErrorCodes.STREAM_CONFLICT, `cannot create stream ${want.name} on ${want.subjects?.join(', ')}: ${(err as Error).message}`, { cause: err });
+    }
+    return { kind: 'stream', name: want.name, action: 'created' };
+  }
+  const conflicts: string[] = [];
+  if ([...current.subjects].sort().join(',') !== [...(want.subjects ?? [])].sort().join(',')) {
+    conflicts.push(`subjects are [${current.subjects.join(', ')}], Tidemark needs [${want.subjects?.join(', ')}]`);
+  }
+  if (current.retention !== want.retention) conflicts.push(`retention is ${current.retention}, Tidemark needs ${want.retention}`);
+  if (current.storage !== want.storage) conflicts.push(`storage is ${current.storage}, Tidemark needs ${want.storage}`);
+  if (conflicts.length) {
+    throw new TidemarkError(ErrorCodes.STREAM_CONFLICT, `existing stream ${want.name} conflicts with Tidemark's topology: ${conflicts.join('; ')}. Remove or rename it, or point NATS_URL elsewhere.`);
+  }
+  const changed = MUTABLE_STREAM_FIELDS.filter((f) => want[f] !== undefined && current[f] !== want[f]);
+  if (!changed.length) return { kind: 'stream', name: want.name, action: 'unchanged' };
+  await jsm.streams.update(want.name, { ...current, ...Object.fromEntries(changed.map((f) => [f, want[f]])) });
+  return { kind: 'stream', name: want.name, action: 'updated' };
+}
+
+const MUTABLE_CONSUMER_FIELDS = ['ack_wait', 'max_ack_pending', 'max_deliver'] as const;
+
+async function ensureConsumer(jsm: JetStreamManager, stream: string, durable: string, config: Config): Promise<TopologyChange> {
+  const want = desiredConsumer(durable, config);
+  let current: ConsumerConfig | undefined;
+  try {
+    current = (await jsm.consumers.info(stream, durable)).config;
+  } catch (err) {
+    if (!isApiError(err, API_CONSUMER_NOT_FOUND)) throw err;
+  }
+  if (!current) {
+    await jsm.consumers.add(stream, want);
+    return { kind: 'consumer', name: `${stream}/${durable}`, action: 'created' };
+  }
+  if (current.ack_policy !== want.ack_policy || current.deliver_subject) {
+    throw new TidemarkError(ErrorCodes.STREAM_CONFLICT, `existing consumer ${stream}/${durable} is not an explicit-ack pull consumer; delete it and re-run init`);
+  }
+  const changed = MUTABLE_CONSUMER_FIELDS.filter((f) => current[f] !== want[f]);
+  if (!changed.length) return { kind: 'consumer', name: `${stream}/${durable}`, action: 'unchanged' };
+  await jsm.consumers.update(stream, durable, Object.fromEntries(changed.map((f) => [f, want[f]])));
+  return { kind: 'consumer', name: `${stream}/${durable}`, action: 'updated' };
+}
+
+/** Creates or updates every stream and durable consumer; idempotent, so every role may call it at start. */
+export async function ensureTopology(jsm: JetStreamManager, config: Config): Promise<TopologyChange[]> {
+  const changes: TopologyChange[] = [];
+  for (const key of Object.keys(STREAMS) as StreamKey[]) {
+    changes.push(await ensureStream(jsm, key, config.nats.streams[key]));
+  }
+  for (const { stream, durable } of Object.values(CONSUMERS)) {
+    changes.push(await ensureConsumer(jsm, stream, durable, config));
+  }
+  return changes;
+}

@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+// chDB crashes when loaded in more than one thread of a process, so every test
+// file runs in its own forked process (one embedded ClickHouse per process).
+export default defineConfig({
+  test: {
+    pool: 'forks',
+    include: ['test/**/*.test.ts'],
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+    maxWorkers: 2,
+  },
+});
