@@ -33,7 +33,9 @@ export function openClickHouse(config: Config): ClickHouseClient {
   const target = clickHouseTarget(config);
   if (target.kind === 'embedded') {
     mkdirSync(target.path, { recursive: true });
-    return createClient({ connection: createChdbConnection({ path: target.path }), clickhouse_settings: BASE_SETTINGS });
+    // chDB implements the same Connection contract against its own copy of client-common's types
+    const connection = createChdbConnection({ path: target.path }) as unknown as NonNullable<Parameters<typeof createClient>[0]>['connection'];
+    return createClient({ connection, clickhouse_settings: BASE_SETTINGS });
   }
   return createClient({
     url: target.url,

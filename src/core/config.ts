@@ -102,6 +102,9 @@ export const ConfigSchema = z.strictObject({
     retention: Duration.default(400 * 86_400_000).describe('occurredAt older than this is rejected'),
     batchSize: z.number().int().positive().default(1_000),
   }).prefault({}),
+  processor: z.strictObject({
+    batchSize: z.number().int().positive().default(5_000).describe('events per ClickHouse insert at most'),
+  }).prefault({}),
   reports: z.array(Report).default([]),
   slas: z.array(Sla).default([]),
 });

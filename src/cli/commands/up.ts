@@ -1,0 +1,40 @@
+import type { Command } from 'commander';
+import { clickHouseTarget, openClickHouse } from '../../clickhouse/client.ts';
+import { createLogger } from '../../core/logger.ts';
+import { startGatewayRole } from '../roles.ts';
+import { configFor, onShutdown, openNats } from '../runtime.ts';
+
+export function register(program: Command): void {
+  program
+    .command('up')
+    .description('run every role in one process on embedded defaults (nats-server from PATH, chDB in process)')
+    .action(async (_opts, command: Command) => {
+      const config = await configFor(command);
+      const logger = createLogger('up');
+      const nats = await openNats(config, logger, { embedded: true, name: 'tidemark-up' });
+      const clickhouse = openClickHouse(config);
+      await clickhouse.command({ query: `CREATE DATABASE IF NOT EXISTS ${config.clickhouse.database}` });
+      const ready = async () => {
+        if (nats.nc.isClosed()) return { ready: false, reason: 'NATS connection closed' };
+        const ping = await clickhouse.ping();
+        return ping.success ? { ready: true } : { ready: false, reason: `ClickHouse: ${String(ping.error)}` };
+      };
+      const gateway = await startGatewayRole({ config, nats, logger, ready });
+      const target = clickHouseTarget(config);
+      process.stdout.write(
+        [
+          'Tidemark is up',
+          `  NATS        ${nats.url}${nats.embedded ? ` (embedded, store under ${config.dataDir}/nats)` : ''}`,
+          `  HTTP        ${gateway.httpUrl}  (POST /v1/events, /metrics, /healthz, /readyz)`,
+          `  ClickHouse  ${target.kind === 'embedded' ? `embedded chDB, data in ${target.path}` : target.url} (database ${config.clickhouse.database})`,
+          `Publish: nats pub -s ${nats.url} ingest.store-17.sale '{"id":"s-1","occurredAt":"${new Date().toISOString()}","data":{"amount":"129.90"}}'`,
+          '',
+        ].join('\n'),
+      );
+      onShutdown(logger, async () => {
+        await gateway.stop();
+        await nats.close();
+        await clickhouse.close();
+      });
+    });
+}

@@ -1,0 +1,49 @@
+/** What the endpoint needs to know about ClickHouse data formats. */
+
+export const DEFAULT_FORMAT = 'TabSeparated';
+
+/** Aliases chDB's raw insert does not accept under their alias name. */
+const ALIASES: Record<string, string> = {
+  JSONLines: 'JSONEachRow',
+  NDJSON: 'JSONEachRow',
+};
+
+/**
+ * Formats whose rows never contain a raw line feed (they escape it), so a body can be cut at any
+ * '\n' and every piece is a valid insert on its own: these are streamed in bounded chunks.
+ */
+const LINE_DELIMITED = new Set(['JSONEachRow', 'JSONCompactEachRow', 'TSV', 'TabSeparated']);
+
+/** Formats chDB's zero-copy raw insert accepts (a whole body in one buffer). */
+const RAW_INSERTABLE = new Set([...LINE_DELIMITED, 'CSV', 'CSVWithNames', 'TSVWithNames', 'TabSeparatedWithNames']);
+
+/**
+ * Binary formats: the engine's SQL entry point takes text, so a body in one of these cannot be
+ * handed over inline without corrupting it.
+ */
+const BINARY = /^(RowBinary\w*|Native|Parquet|Arrow|ArrowStream|ORC|Avro|AvroConfluent|Protobuf\w*|CapnProto|MsgPack|BSONEachRow|Npy|RawBLOB)$/;
+
+export type InsertPath = 'chunked' | 'raw' | 'inline';
+
+/** How a body in `format` reaches the engine: streamed in line chunks, one raw buffer, or inline SQL text. */
+export function insertPath(format: string): InsertPath {
+  const name = ALIASES[format] ?? format;
+  if (LINE_DELIMITED.has(name)) return 'chunked';
+  if (RAW_INSERTABLE.has(name)) return 'raw';
+  return 'inline';
+}
+
+export const canonicalFormat = (format: string): string => ALIASES[format] ?? format;
+
+export const isBinaryFormat = (format: string): boolean => BINARY.test(format);
+
+/** The Content-Type clickhouse-server sends for a result in `format`. */
+export function contentTypeFor(format: string): string {
+  const name = canonicalFormat(format);
+  if (/^(TabSeparated|TSV)/.test(name)) return 'text/tab-separated-values; charset=UTF-8';
+  if (/^CSV/.test(name)) return `text/csv; charset=UTF-8; header=${/WithNames/.test(name) ? 'present' : 'absent'}`;
+  if (/^JSON.*EachRow/.test(name)) return 'application/x-ndjson; charset=UTF-8';
+  if (/^JSON/.test(name)) return 'application/json; charset=UTF-8';
+  if (isBinaryFormat(name)) return 'application/octet-stream';
+  return 'text/plain; charset=UTF-8';
+}

@@ -1,0 +1,127 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { JetStreamClient } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Registry } from 'prom-client';
+import type { Config } from '../../core/config.ts';
+import type { Logger } from '../../core/logger.ts';
+import { ingestMetricsFor, metricsRegistry } from '../../core/metrics.ts';
+import { bearerAuthorized } from './auth.ts';
+import { handleIngest, type IngestDeps } from './handlers.ts';
+import { sendJson } from './respond.ts';
+
+export type Readiness = { ready: boolean; reason?: string | undefined };
+/** What else the process needs before it should get traffic, e.g. ClickHouse reachable. */
+export type ReadinessCheck = () => Readiness | Promise<Readiness>;
+
+export type HttpGatewayOptions = {
+  config: Config;
+  js: JetStreamClient;
+  nc: NatsConnection;
+  logger: Logger;
+  ready?: ReadinessCheck;
+  /** defaults to the process registry */
+  registry?: Registry;
+};
+
+export type HttpGateway = { url: string; port: number; close: () => Promise<void> };
+
+/** A probe that hangs is as bad as one that fails, and must not pile up requests. */
+const PROBE_TIMEOUT_MS = 2_000;
+/** How long close() lets in-flight requests finish their publishes before cutting connections. */
+const CLOSE_GRACE_MS = 5_000;
+
+function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}
+
+async function readiness(nc: NatsConnection, ready: ReadinessCheck | undefined): Promise<Readiness> {
+  try {
+    // rtt() fails at once while disconnected, where a plain flush would wait for the reconnect
+    await withTimeout(nc.rtt(), PROBE_TIMEOUT_MS, 'NATS');
+  } catch (err) {
+    return { ready: false, reason: `NATS is not connected: ${(err as Error).message}` };
+  }
+  if (!ready) return { ready: true };
+  try {
+    return await withTimeout(Promise.resolve(ready()), PROBE_TIMEOUT_MS, 'the readiness check');
+  } catch (err) {
+    return { ready: false, reason: (err as Error).message };
+  }
+}
+
+const ROUTES: Record<string, string> = { '/v1/events': 'POST', '/healthz': 'GET', '/readyz': 'GET', '/metrics': 'GET' };
+
+/** Serves `POST /v1/events`, `/healthz`, `/readyz` and `/metrics` (SPEC §8, §9) on `config.http`. */
+export async function startHttpGateway(options: HttpGatewayOptions): Promise<HttpGateway> {
+  const { config, js, nc, logger, ready } = options;
+  const registry = options.registry ?? metricsRegistry;
+  const deps: IngestDeps = { config, js, nc, logger, metrics: ingestMetricsFor(registry) };
+  const token = config.http.token;
+
+  const route = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    const method = ROUTES[path];
+    if (method === undefined) return sendJson(res, 404, { error: `no route ${path}` });
+    if (req.method !== method) return sendJson(res, 405, { error: `${path} accepts ${method} only` }, { allow: method });
+    switch (path) {
+      case '/healthz':
+        return sendJson(res, 200, { status: 'ok' });
+      case '/readyz': {
+        const state = await readiness(nc, ready);
+        return state.ready
+          ? sendJson(res, 200, { status: 'ready' })
+          : sendJson(res, 503, { status: 'not ready', reason: state.reason ?? 'the readiness check said not ready' });
+      }
+      case '/metrics': {
+        const text = await registry.metrics();
+        res.writeHead(200, { 'content-type': registry.contentType });
+        res.end(text);
+        return;
+      }
+      case '/v1/events':
+        if (token && !bearerAuthorized(req.headers.authorization, token)) {
+          return sendJson(res, 401, { error: 'missing or wrong bearer token' }, { 'www-authenticate': 'Bearer', connection: 'close' });
+        }
+        return handleIngest(req, res, deps);
+    }
+  };
+
+  const server = createServer((req, res) => {
+    route(req, res).catch((err: unknown) => {
+      // a client that hangs up mid-body is its own business, not a server error
+      logger[req.destroyed ? 'debug' : 'error']({ err, method: req.method, url: req.url }, 'http request failed');
+      if (!res.headersSent) sendJson(res, 500, { error: (err as Error).message });
+      else res.destroy();
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.http.port, config.http.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  const host = config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host;
+
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        const force = setTimeout(() => server.closeAllConnections(), CLOSE_GRACE_MS);
+        server.close((err) => {
+          clearTimeout(force);
+          if (err) reject(err);
+          else resolve();
+        });
+        server.closeIdleConnections();
+      }),
+  };
+}

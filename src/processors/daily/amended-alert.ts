@@ -1,0 +1,44 @@
+import type { JetStreamClient } from '@nats-io/jetstream';
+import type { RevisionRecord } from '../logic/revisions.ts';
+
+export type AmendedAlert = {
+  id: string;
+  kind: 'ReportAmended';
+  report: string;
+  day: string;
+  groupKey: string;
+  revision: number;
+  previousRevision: number;
+  previousStatus: RevisionRecord['status'];
+  before: Readonly<Record<string, string>>;
+  after: Readonly<Record<string, string>>;
+  lateEvents: number;
+  at: number;
+};
+
+/**
+ * A figure changed after it was final. The alert id is derived from the revision, so a
+ * crash and retry (or a second processor) publishes it once: JetStream drops the copy.
+ */
+export async function publishAmendedAlert(
+  js: JetStreamClient,
+  input: { report: string; day: string; groupKey: string; previous: RevisionRecord; record: RevisionRecord },
+): Promise<AmendedAlert> {
+  const group = Buffer.from(input.groupKey).toString('base64url');
+  const alert: AmendedAlert = {
+    id: `amended:${input.report}:${input.day}:${group}:${input.record.revision}`,
+    kind: 'ReportAmended',
+    report: input.report,
+    day: input.day,
+    groupKey: input.groupKey,
+    revision: input.record.revision,
+    previousRevision: input.previous.revision,
+    previousStatus: input.previous.status,
+    before: input.previous.measures,
+    after: input.record.measures,
+    lateEvents: input.record.lateEvents,
+    at: input.record.computedAt,
+  };
+  await js.publish(`alerts.amended.${input.report}`, JSON.stringify(alert), { msgID: alert.id });
+  return alert;
+}

@@ -1,0 +1,100 @@
+import type { ClickHouseClient } from '@clickhouse/client';
+import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
+import type { Logger } from 'pino';
+import type { Config } from '../core/config.ts';
+import { systemClock, sleep, type Clock } from '../core/time.ts';
+import { dlqRecord, publishToDlq } from '../ingest/dlq.ts';
+import { headerRecord, runBatchConsumer, storedAtMs } from '../nats/batch-consumer.ts';
+import { CONSUMERS } from '../nats/topology.ts';
+import { insertEvents } from '../sinks/clickhouse/events-table.ts';
+import { openRevisionStore, type RevisionStore } from './daily/revision-store.ts';
+import { startRevisor, type Revisor } from './daily/revisor.ts';
+import { decodeBatch, touchedDays } from './event-batch.ts';
+
+export type ProcessorStats = { events: number; batches: number; insertRetries: number };
+
+export type Processor = {
+  stats: ProcessorStats;
+  revisor: Revisor;
+  store: RevisionStore;
+  stop: () => Promise<void>;
+};
+
+export type ProcessorOptions = {
+  config: Config;
+  js: JetStreamClient;
+  clickhouse: ClickHouseClient;
+  logger: Logger;
+  clock?: Clock;
+  /** how often the revisor looks for dirty and closable days */
+  revisorIntervalMs?: number;
+};
+
+/**
+ * Retries a ClickHouse write until it succeeds or the processor stops, telling
+ * JetStream the batch is still being worked on so it is not redelivered meanwhile.
+ */
+async function untilStored(write: () => Promise<void>, msgs: JsMsg[], stopping: () => boolean, logger: Logger, stats: ProcessorStats): Promise<void> {
+  let delay = 100;
+  for (;;) {
+    try {
+      await write();
+      return;
+    } catch (err) {
+      if (stopping()) throw err;
+      stats.insertRetries++;
+      logger.warn({ err: (err as Error).message, retryInMs: delay }, 'ClickHouse write failed; retrying');
+      for (const msg of msgs) msg.working();
+      await sleep(delay);
+      delay = Math.min(delay * 2, 5_000);
+    }
+  }
+}
+
+/**
+ * The processor role: a durable pull consumer on EVENTS shared by every instance.
+ * Each batch is stored in `events`, its days are marked dirty in the shared KV, and
+ * only then acked; the revisor turns dirty days into revisions.
+ */
+export async function startProcessor(options: ProcessorOptions): Promise<Processor> {
+  const { config, js, clickhouse, logger } = options;
+  const clock = options.clock ?? systemClock;
+  const db = config.clickhouse.database;
+  const stats: ProcessorStats = { events: 0, batches: 0, insertRetries: 0 };
+  const store = await openRevisionStore(js);
+  let stopping = false;
+
+  const handler = async (msgs: JsMsg[]): Promise<void> => {
+    const { events, undecodable } = decodeBatch(msgs);
+    await untilStored(() => insertEvents(clickhouse, db, events), msgs, () => stopping, logger, stats);
+    await Promise.all(touchedDays(config.reports, events).map((ref) => store.markDirty(ref)));
+    for (const msg of undecodable) {
+      const record = dlqRecord({ code: 'INVALID_JSON', reason: 'a message on EVENTS is not a Tidemark event' }, msg.data, msg.subject, headerRecord(msg), { stream: 'EVENTS', seq: msg.seq }, storedAtMs(msg));
+      await publishToDlq(js, record, `EVENTS-${msg.seq}`);
+    }
+    for (const msg of msgs) msg.ack();
+    stats.events += events.length;
+    stats.batches++;
+  };
+
+  const consumer = await runBatchConsumer({
+    js,
+    stream: CONSUMERS.processor.stream,
+    durable: CONSUMERS.processor.durable,
+    batchSize: config.processor.batchSize,
+    handler,
+    logger,
+  });
+  const revisor = startRevisor({ reports: config.reports, store, clickhouse, db, js, clock, logger }, { intervalMs: options.revisorIntervalMs ?? 200 });
+
+  return {
+    stats,
+    revisor,
+    store,
+    stop: async () => {
+      stopping = true;
+      await consumer.stop();
+      await revisor.stop();
+    },
+  };
+}

@@ -1,0 +1,133 @@
+import type { ClickHouseClient } from '@clickhouse/client';
+import type { ReportConfig } from '../../core/config.ts';
+import { Decimal } from '../../core/decimal.ts';
+import { dayEndMs, dayStartMs } from '../../processors/logic/business-day.ts';
+import { canonicalJson } from '../../processors/logic/canonical.ts';
+import { AVG_SCALE, divideHalfEven, formatDecimal } from '../../processors/logic/measures.ts';
+import type { Observation } from '../../processors/logic/revisions.ts';
+
+/** The figure of one group of a report's day, computed from the event store. */
+export type GroupFigure = Observation & { groupKey: string };
+
+type Sql = { select: string[]; params: Record<string, unknown> };
+
+/**
+ * SQL for the report's measures, with the same semantics as the in-memory
+ * accumulators (src/processors/logic/measures.ts): typed decimals come from `nums`,
+ * presence and distinctness from the canonical JSON text in `data`. Field names are
+ * query parameters, never spliced into the SQL.
+ */
+function measureSql(report: ReportConfig): Sql {
+  const select: string[] = [];
+  const params: Record<string, unknown> = {};
+  Object.values(report.measures).forEach((measure, i) => {
+    const f = `{m${i}:String}`;
+    if (measure.field !== undefined) params[`m${i}`] = measure.field;
+    const present = `JSONExtractRaw(data, ${f}) NOT IN ('', 'null')`;
+    const typed = `mapContains(nums, ${f})`;
+    switch (measure.fn) {
+      case 'count':
+        select.push(measure.field === undefined ? `toString(count()) AS m${i}_v` : `toString(countIf(${present})) AS m${i}_v`);
+        break;
+      case 'sum':
+      case 'avg':
+        select.push(`toString(sumIf(nums[${f}], ${typed})) AS m${i}_v`, `countIf(${typed}) AS m${i}_n`);
+        break;
+      case 'min':
+      case 'max':
+        select.push(`toString(${measure.fn}If(nums[${f}], ${typed})) AS m${i}_v`, `countIf(${typed}) AS m${i}_n`);
+        break;
+      case 'uniq':
+        select.push(`toString(uniqExactIf(JSONExtractRaw(data, ${f}), ${present})) AS m${i}_v`);
+        break;
+    }
+  });
+  return { select, params };
+}
+
+function groupSql(report: ReportConfig): Sql {
+  const params: Record<string, unknown> = {};
+  const select = report.groupBy.map((field, i) => {
+    if (field === 'source' || field === 'type') return `${field} AS g${i}`;
+    if (field === 'key') return `key AS g${i}`;
+    params[`g${i}`] = field.slice('data.'.length);
+    return `JSONExtractRaw(data, {g${i}:String}) AS g${i}`;
+  });
+  return { select, params };
+}
+
+type Row = Record<string, string | number | null>;
+
+function groupKeyOf(report: ReportConfig, row: Row): string {
+  if (report.groupBy.length === 0) return '';
+  const values = report.groupBy.map((field, i) => {
+    const value = row[`g${i}`] ?? null;
+    if (!field.startsWith('data.')) return value;
+    return value === '' || value === null ? null : (JSON.parse(String(value)) as unknown);
+  });
+  return canonicalJson(values);
+}
+
+function measuresOf(report: ReportConfig, row: Row): Record<string, string> {
+  const out: Record<string, string> = {};
+  Object.entries(report.measures).forEach(([name, measure], i) => {
+    const value = String(row[`m${i}_v`]);
+    const n = Number(row[`m${i}_n`] ?? 0);
+    switch (measure.fn) {
+      case 'count':
+      case 'uniq':
+        out[name] = value;
+        break;
+      case 'sum':
+        out[name] = formatDecimal(new Decimal(value));
+        break;
+      case 'avg':
+        if (n > 0) out[name] = formatDecimal(divideHalfEven(new Decimal(value), n, AVG_SCALE));
+        break;
+      case 'min':
+      case 'max':
+        if (n > 0) out[name] = formatDecimal(new Decimal(value));
+        break;
+    }
+  });
+  return out;
+}
+
+/**
+ * Every group's figure for one business day of a report, straight from `events`
+ * (FINAL, so each event id counts once). With `asOf`, only what had been received
+ * by then: the raw-event side of the as-of check.
+ */
+export async function dailyFigures(client: ClickHouseClient, db: string, report: ReportConfig, day: string, asOf?: number): Promise<GroupFigure[]> {
+  const measures = measureSql(report);
+  const groups = groupSql(report);
+  const groupBy = report.groupBy.map((_, i) => `g${i}`);
+  const query = `
+    SELECT ${[...groups.select, ...measures.select, 'count() AS events', 'toUnixTimestamp64Milli(max(received_at)) AS known_at'].join(', ')}
+    FROM ${db}.events FINAL
+    WHERE type IN {types:Array(String)}
+      AND occurred_at >= fromUnixTimestamp64Milli({start:Int64}, 'UTC')
+      AND occurred_at < fromUnixTimestamp64Milli({end:Int64}, 'UTC')
+      ${asOf === undefined ? '' : `AND received_at <= fromUnixTimestamp64Milli({asOf:Int64}, 'UTC')`}
+    ${groupBy.length ? `GROUP BY ${groupBy.join(', ')}` : ''}
+    ${groupBy.length ? '' : 'HAVING count() > 0'}`;
+  const result = await client.query({
+    query,
+    format: 'JSONEachRow',
+    query_params: {
+      ...measures.params,
+      ...groups.params,
+      types: report.types,
+      start: dayStartMs(day, report.timeZone),
+      end: dayEndMs(day, report.timeZone),
+      ...(asOf === undefined ? {} : { asOf }),
+    },
+  });
+  const rows = await result.json<Row>();
+  return rows.map((row) => ({
+    groupKey: groupKeyOf(report, row),
+    measures: measuresOf(report, row),
+    events: Number(row.events),
+    knownAt: Number(row.known_at),
+  }));
+}

@@ -1,0 +1,60 @@
+import type { ClickHouseClient } from '@clickhouse/client';
+import { toDecimal } from '../../core/decimal.ts';
+import type { TidemarkEvent } from '../../core/envelope.ts';
+import { canonicalJson } from '../../processors/logic/canonical.ts';
+
+/** Decimal(76, 20): 20 places after the point and 56 before. */
+const MAX_SCALE = 20;
+const MAX_INTEGER_DIGITS = 56;
+
+export type EventRow = {
+  id: string;
+  occurred_at: number;
+  received_at: number;
+  delay_ms: number;
+  source: string;
+  type: string;
+  key: string | null;
+  data: string;
+  nums: Record<string, string>;
+  seq: number;
+};
+
+/**
+ * Every top-level data field that is an exact decimal, as decimal text: `sum`, `min`,
+ * `max` and `avg` read these typed values instead of parsing JSON at query time.
+ * A value beyond Decimal(76, 20) is left out (and so skipped by those measures).
+ */
+export function numericFields(data: Record<string, unknown>): Record<string, string> {
+  const nums: Record<string, string> = {};
+  for (const [field, value] of Object.entries(data)) {
+    const decimal = toDecimal(value);
+    if (!decimal || !decimal.isFinite()) continue;
+    if (decimal.decimalPlaces() > MAX_SCALE) continue;
+    if (decimal.abs().trunc().toFixed().replace(/^0$/, '').length > MAX_INTEGER_DIGITS) continue;
+    nums[field] = decimal.toFixed();
+  }
+  return nums;
+}
+
+export function eventRow(event: TidemarkEvent): EventRow {
+  return {
+    id: event.id,
+    occurred_at: event.occurredAt,
+    received_at: event.receivedAt,
+    delay_ms: event.receivedAt - event.occurredAt,
+    source: event.source,
+    type: event.type,
+    key: event.key,
+    // canonical JSON, so a nested value's raw text is the same for equal values (uniq relies on it)
+    data: canonicalJson(event.data),
+    nums: numericFields(event.data),
+    seq: event.seq,
+  };
+}
+
+/** A synchronous insert: when it resolves, the rows are stored (the caller acks after this). */
+export async function insertEvents(client: ClickHouseClient, db: string, events: TidemarkEvent[]): Promise<void> {
+  if (events.length === 0) return;
+  await client.insert({ table: `${db}.events`, values: events.map(eventRow), format: 'JSONEachRow' });
+}

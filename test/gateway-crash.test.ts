@@ -1,0 +1,85 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TidemarkEvent } from '../src/core/envelope.ts';
+import { ensureTopology } from '../src/nats/topology.ts';
+import { testConfig } from './harness/config.ts';
+import { startTestNats, type TestNats } from './harness/nats.ts';
+import { json, readAll, streamCount, waitFor } from './harness/streams.ts';
+
+const VALID = 30_000;
+const INVALID = 300;
+let server: TestNats;
+let nc: NatsConnection;
+let js: JetStreamClient;
+let jsm: JetStreamManager;
+let dir: string;
+let configFile: string;
+
+const settings = { nats: { ackWait: '1s' }, ingest: { batchSize: 500 } };
+
+function startGatewayProcess(): ChildProcess {
+  return spawn(process.execPath, ['bin/tidemark.mjs', 'gateway', '--config', configFile], {
+    env: { ...process.env, NATS_URL: server.url, TIDEMARK_HTTP_PORT: '0', TIDEMARK_DATA_DIR: dir, LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+}
+
+const exited = (child: ChildProcess) => new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve())));
+
+beforeAll(async () => {
+  server = await startTestNats();
+  dir = mkdtempSync(join(tmpdir(), 'tidemark-crash-'));
+  configFile = join(dir, 'tidemark.yaml');
+  writeFileSync(configFile, JSON.stringify(settings));
+  nc = await connect({ servers: server.url });
+  jsm = await jetstreamManager(nc);
+  js = jetstream(nc);
+  await ensureTopology(jsm, testConfig(settings));
+});
+
+afterAll(async () => {
+  await nc?.close();
+  await server?.dispose();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('gateway killed with SIGKILL mid-batch', () => {
+  it('loses nothing and duplicates nothing downstream after a restart', async () => {
+    const now = Date.now();
+    for (let i = 0; i < VALID; i++) {
+      nc.publish(`ingest.store-${i % 7}.sale`, JSON.stringify({ id: `e-${i}`, occurredAt: now - i, data: { amount: `${i}.10` } }));
+      if (i % 100 === 0) nc.publish('ingest.store-0.sale', `{"id": "bad-${i / 100}", "occurredAt": `);
+    }
+    await nc.flush();
+    await waitFor(async () => (await streamCount(jsm, 'INGEST')) === VALID + INVALID, 20_000, 'INGEST to hold every raw message');
+
+    const first = startGatewayProcess();
+    await waitFor(async () => (await streamCount(jsm, 'EVENTS')) > 1_000, 30_000, 'the gateway to start forwarding');
+    first.kill('SIGKILL');
+    await exited(first);
+    const atKill = await streamCount(jsm, 'EVENTS');
+    expect(atKill).toBeLessThan(VALID);
+
+    const second = startGatewayProcess();
+    try {
+      await waitFor(async () => {
+        const info = await jsm.consumers.info('INGEST', 'gateway');
+        return info.num_pending === 0 && info.num_ack_pending === 0;
+      }, 60_000, 'the restarted gateway to drain INGEST');
+    } finally {
+      second.kill('SIGTERM');
+      await exited(second);
+    }
+    expect(second.exitCode).toBe(0);
+
+    const events = (await readAll(js, jsm, 'EVENTS')).map((m) => json<TidemarkEvent>(m).id);
+    expect(events).toHaveLength(VALID);
+    expect(new Set(events).size).toBe(VALID);
+    expect(await streamCount(jsm, 'DLQ')).toBe(INVALID);
+  }, 120_000);
+});

@@ -1,0 +1,39 @@
+import type { JetStreamClient, JetStreamManager, JsMsg } from '@nats-io/jetstream';
+
+/** Polls until `check` returns a value other than undefined/false, or fails after `timeoutMs`. */
+export async function waitFor<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000, what = 'condition'): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined && value !== false) return value;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export const streamCount = async (jsm: JetStreamManager, stream: string): Promise<number> => (await jsm.streams.info(stream)).state.messages;
+
+/** Every message currently in a stream, read with an ephemeral ordered consumer. */
+export async function readAll(js: JetStreamClient, jsm: JetStreamManager, stream: string): Promise<JsMsg[]> {
+  const total = await streamCount(jsm, stream);
+  const out: JsMsg[] = [];
+  if (total === 0) return out;
+  const consumer = await js.consumers.get(stream);
+  while (out.length < total) {
+    const batch = await consumer.fetch({ max_messages: Math.min(total - out.length, 1000), expires: 2_000 });
+    let got = 0;
+    for await (const msg of batch) {
+      out.push(msg);
+      got++;
+    }
+    if (got === 0) break;
+  }
+  return out;
+}
+
+export const json = <T = Record<string, unknown>>(msg: JsMsg): T => JSON.parse(new TextDecoder().decode(msg.data)) as T;

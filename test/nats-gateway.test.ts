@@ -1,0 +1,116 @@
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TidemarkEvent } from '../src/core/envelope.ts';
+import type { DlqRecord } from '../src/ingest/dlq.ts';
+import { startNatsGateway, type NatsGateway } from '../src/ingest/nats-gateway.ts';
+import { ensureTopology } from '../src/nats/topology.ts';
+import { testConfig } from './harness/config.ts';
+import { startTestNats, type TestNats } from './harness/nats.ts';
+import { json, readAll, streamCount, waitFor } from './harness/streams.ts';
+
+let server: TestNats;
+let nc: NatsConnection;
+let js: JetStreamClient;
+let jsm: JetStreamManager;
+let gateway: NatsGateway;
+const config = testConfig({ ingest: { maxEventBytes: 2048 } });
+const enc = (value: unknown) => new TextEncoder().encode(typeof value === 'string' ? value : JSON.stringify(value));
+
+beforeAll(async () => {
+  server = await startTestNats();
+  nc = await connect({ servers: server.url });
+  jsm = await jetstreamManager(nc);
+  js = jetstream(nc);
+  await ensureTopology(jsm, config);
+  gateway = await startNatsGateway({ js, config, logger: pino({ level: 'silent' }) });
+});
+
+afterAll(async () => {
+  await gateway?.stop();
+  await nc?.close();
+  await server?.dispose();
+});
+
+/** Every raw message published so far has been forwarded and acked by the gateway. */
+async function drained(): Promise<void> {
+  await waitFor(async () => {
+    const [stream, consumer] = await Promise.all([jsm.streams.info('INGEST'), jsm.consumers.info('INGEST', 'gateway')]);
+    return consumer.ack_floor.stream_seq === stream.state.last_seq;
+  }, 15_000, 'the gateway to ack every raw message');
+}
+
+const eventsFor = async (source: string) => (await readAll(js, jsm, 'EVENTS')).filter((m) => m.subject.startsWith(`events.${source}.`));
+
+describe('NATS ingest gateway', () => {
+  it('stamps core publishes (no headers, as `nats pub` sends them) with the JetStream store time', async () => {
+    const occurredAt = new Date(Date.now() - 3_600_000).toISOString().replace('Z', '+00:00');
+    nc.publish('ingest.store-17.sale', enc({ id: 's-1', occurredAt, data: { amount: '129.90' } }));
+    nc.publish('ingest.store-17.sale', enc({ occurredAt: Date.now() - 1000, data: { amount: 5 } }));
+    await nc.flush();
+    const msgs = await waitFor(async () => {
+      const m = await eventsFor('store-17');
+      return m.length === 2 && m;
+    });
+    const raw = await readAll(js, jsm, 'INGEST');
+    const first = json<TidemarkEvent>(msgs[0]!);
+    expect(msgs[0]!.subject).toBe('events.store-17.sale');
+    expect(msgs[0]!.headers?.get('Nats-Msg-Id')).toBe('s-1');
+    expect(first).toMatchObject({ id: 's-1', source: 'store-17', type: 'sale', occurredAt: Date.parse(occurredAt), data: { amount: '129.90' } });
+    const rawFirst = raw.find((m) => m.seq === first.seq)!;
+    expect(first.receivedAt).toBe(Number(rawFirst.timestampNanos / 1_000_000n));
+    const second = json<TidemarkEvent>(msgs[1]!);
+    expect(second.id).toBe(`INGEST-${second.seq}`);
+  });
+
+  it('turns duplicates of one id into one event, by body id and by Nats-Msg-Id', async () => {
+    for (let i = 0; i < 3; i++) nc.publish('ingest.dup.sale', enc({ id: 'dup-1', occurredAt: Date.now() - 10, data: { n: i } }));
+    const h = headers();
+    h.set('Nats-Msg-Id', 'hdr-7');
+    for (let i = 0; i < 2; i++) nc.publish('ingest.dup.sale', enc({ occurredAt: Date.now() - 10 }), { headers: h });
+    nc.publish('ingest.dup.sale', enc({ id: 'dup-2', occurredAt: Date.now() - 10 }));
+    await nc.flush();
+    await drained();
+    const ids = (await eventsFor('dup')).map((m) => json<TidemarkEvent>(m).id).sort();
+    expect(ids).toEqual(['dup-1', 'dup-2', 'hdr-7']);
+    expect(json<TidemarkEvent>((await eventsFor('dup'))[0]!).data).toEqual({ n: 0 });
+  });
+
+  it('sends every kind of bad input to the DLQ with the raw bytes, subject, headers and reason', async () => {
+    const now = Date.now();
+    const cases: Array<[string, string, Uint8Array]> = [
+      ['INVALID_JSON', 'ingest.bad.sale', enc('{"occurredAt": ')],
+      ['NOT_AN_OBJECT', 'ingest.bad.sale', enc('[1,2,3]')],
+      ['MISSING_OCCURRED_AT', 'ingest.bad.sale', enc({ id: 'b-1' })],
+      ['INVALID_OCCURRED_AT', 'ingest.bad.sale', enc({ occurredAt: 'yesterday' })],
+      ['FUTURE_OCCURRED_AT', 'ingest.bad.sale', enc({ occurredAt: now + 3_600_000 })],
+      ['EXPIRED_OCCURRED_AT', 'ingest.bad.sale', enc({ occurredAt: now - 500 * 86_400_000 })],
+      ['INEXACT_NUMBER', 'ingest.bad.sale', enc(`{"occurredAt": ${now}, "data": {"amount": 1234567890.123456789}}`)],
+      ['TOO_LARGE', 'ingest.bad.sale', enc({ occurredAt: now, data: { pad: 'x'.repeat(4096) } })],
+      ['INVALID_SUBJECT', 'ingest.bad', enc({ occurredAt: now })],
+      ['INVALID_FIELD', 'ingest.bad.sale', enc({ occurredAt: now, data: 'nope' })],
+    ];
+    const h = headers();
+    h.set('X-Trace', 'trace-1');
+    for (const [, subject, raw] of cases) nc.publish(subject, raw, { headers: h });
+    await nc.flush();
+    const dlq = await waitFor(async () => {
+      const all = (await readAll(js, jsm, 'DLQ')).map((m) => ({ msg: m, record: json<DlqRecord>(m) }));
+      const mine = all.filter((d) => d.record.subject.startsWith('ingest.bad'));
+      return mine.length === cases.length && mine;
+    });
+    dlq.forEach(({ msg, record }, i) => {
+      const [code, subject, raw] = cases[i]!;
+      expect(record.code).toBe(code);
+      expect(record.reason).toMatch(/\S{3,}/);
+      expect(record.subject).toBe(subject);
+      expect(msg.subject).toBe(`dlq.${subject}`);
+      expect(msg.headers?.get('Tidemark-Reject-Code')).toBe(code);
+      expect(record.headers['X-Trace']).toEqual(['trace-1']);
+      expect(Buffer.from(record.raw, 'base64')).toEqual(Buffer.from(raw));
+    });
+    expect(await eventsFor('bad')).toHaveLength(0);
+    expect(gateway.stats.rejected).toBeGreaterThanOrEqual(cases.length);
+  });
+});

@@ -1,0 +1,148 @@
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Decimal } from '../src/core/decimal.ts';
+import { shiftedClock } from '../src/core/time.ts';
+import { startNatsGateway, type NatsGateway } from '../src/ingest/nats-gateway.ts';
+import { ensureTopology } from '../src/nats/topology.ts';
+import type { AmendedAlert } from '../src/processors/daily/amended-alert.ts';
+import { businessDay, closeAtMs } from '../src/processors/logic/business-day.ts';
+import { formatDecimal } from '../src/processors/logic/measures.ts';
+import { startProcessor, type Processor } from '../src/processors/processor.ts';
+import { dailyFigures } from '../src/sinks/clickhouse/daily-figures.ts';
+import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
+import { testConfig } from './harness/config.ts';
+import { startTestNats, type TestNats } from './harness/nats.ts';
+import { json, readAll, waitFor } from './harness/streams.ts';
+
+const report = {
+  name: 'revenue',
+  types: ['sale'],
+  timeZone: 'Asia/Taipei',
+  groupBy: ['source'],
+  measures: { amount: { fn: 'sum', field: 'amount' }, orders: { fn: 'count' }, biggest: { fn: 'max', field: 'amount' } },
+  close: { after: '3d' },
+  coalesce: '300ms',
+};
+
+let server: TestNats;
+let ch: TestClickHouse;
+let nc: NatsConnection;
+let js: JetStreamClient;
+let jsm: JetStreamManager;
+let gateway: NatsGateway;
+let processor: Processor;
+const clock = shiftedClock();
+const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
+
+type RevisionRow = { group_key: string; revision: number; status: string; reason: string; events: string; late_events: string; known_at: string; measures: Record<string, string> };
+
+beforeAll(async () => {
+  server = await startTestNats();
+  ch = await openTestClickHouse();
+  const config = testConfig({ reports: [report], clickhouse: { database: ch.db } });
+  nc = await connect({ servers: server.url });
+  jsm = await jetstreamManager(nc);
+  js = jetstream(nc);
+  await ensureTopology(jsm, config);
+  gateway = await startNatsGateway({ js, config, logger });
+  processor = await startProcessor({ config, js, clickhouse: ch.client, logger, clock, revisorIntervalMs: 50 });
+});
+
+afterAll(async () => {
+  await processor?.stop();
+  await gateway?.stop();
+  await nc?.close();
+  await server?.dispose();
+  await ch?.dispose();
+  await closeTestClickHouse();
+});
+
+const yesterdayNoonTaipei = (() => {
+  const today = businessDay(Date.now(), 'Asia/Taipei');
+  return Date.parse(`${today}T12:00:00+08:00`) - 86_400_000;
+})();
+const day = businessDay(yesterdayNoonTaipei, 'Asia/Taipei');
+
+function sale(id: string, source: string, amount: string) {
+  nc.publish(`ingest.${source}.sale`, JSON.stringify({ id, occurredAt: yesterdayNoonTaipei, data: { amount } }));
+}
+
+async function revisions(): Promise<RevisionRow[]> {
+  const result = await ch.client.query({
+    query: `SELECT group_key, revision, status, reason, events, late_events, toUnixTimestamp64Milli(known_at) AS known_at, measures FROM ${ch.db}.report_revisions FINAL WHERE day = {day:Date} ORDER BY group_key, revision`,
+    query_params: { day },
+    format: 'JSONEachRow',
+  });
+  return result.json<RevisionRow>();
+}
+
+const summary = (rows: RevisionRow[]) => rows.map((r) => `${JSON.parse(r.group_key)[0]} #${r.revision} ${r.status}/${r.reason} amount=${r.measures.amount} orders=${r.measures.orders} max=${r.measures.biggest} events=${r.events} late=${r.late_events}`);
+
+async function waitForRevisions(count: number): Promise<RevisionRow[]> {
+  return waitFor(async () => {
+    const rows = await revisions();
+    return rows.length >= count && rows;
+  }, 20_000, `${count} revisions`);
+}
+
+describe('daily view with revisions', () => {
+  it('publishes revision 1 per group, exact to the cent', async () => {
+    sale('a1', 'store-1', '129.90');
+    sale('a2', 'store-1', '0.10');
+    sale('a3', 'store-1', '70.00');
+    sale('b1', 'store-2', '5');
+    sale('b2', 'store-2', '0.05');
+    const rows = await waitForRevisions(2);
+    expect(summary(rows)).toEqual([
+      'store-1 #1 preliminary/new amount=200 orders=3 max=129.9 events=3 late=0',
+      'store-2 #1 preliminary/new amount=5.05 orders=2 max=5 events=2 late=0',
+    ]);
+  });
+
+  it('turns a burst of late events into one revision n+1, and ignores duplicates', async () => {
+    sale('a4', 'store-1', '0.01');
+    sale('a5', 'store-1', '0.02');
+    sale('a1', 'store-1', '129.90');
+    const rows = await waitForRevisions(3);
+    await new Promise((r) => setTimeout(r, 600));
+    expect(summary(await revisions())).toEqual([
+      'store-1 #1 preliminary/new amount=200 orders=3 max=129.9 events=3 late=0',
+      'store-1 #2 preliminary/late amount=200.03 orders=5 max=129.9 events=5 late=2',
+      'store-2 #1 preliminary/new amount=5.05 orders=2 max=5 events=2 late=0',
+    ]);
+    expect(rows).toHaveLength(3);
+  });
+
+  it('finalises every group at close by the clock, with no event flowing', async () => {
+    clock.jumpTo(closeAtMs(day, testConfig({ reports: [report] }).reports[0]!) + 1);
+    await waitForRevisions(5);
+    expect(summary(await revisions()).filter((r) => r.includes('final'))).toEqual([
+      'store-1 #3 final/close amount=200.03 orders=5 max=129.9 events=5 late=2',
+      'store-2 #2 final/close amount=5.05 orders=2 max=5 events=2 late=0',
+    ]);
+  });
+
+  it('amends a final figure when an event arrives after close, and raises an alert', async () => {
+    sale('b3', 'store-2', '1000.5');
+    const rows = await waitForRevisions(6);
+    expect(summary(rows).at(-1)).toBe('store-2 #3 amended/amend amount=1005.55 orders=3 max=1000.5 events=3 late=1');
+    const alerts = await waitFor(async () => {
+      const all = (await readAll(js, jsm, 'ALERTS')).filter((m) => m.subject === 'alerts.amended.revenue');
+      return all.length === 1 && all;
+    });
+    expect(json<AmendedAlert>(alerts[0]!)).toMatchObject({ kind: 'ReportAmended', day, revision: 3, before: { amount: '5.05' }, after: { amount: '1005.55' } });
+  });
+
+  it('agrees with the raw events as of each revision', async () => {
+    const config = testConfig({ reports: [report] });
+    for (const row of await revisions()) {
+      const figures = await dailyFigures(ch.client, ch.db, config.reports[0]!, day, Number(row.known_at));
+      const figure = figures.find((f) => f.groupKey === row.group_key)!;
+      const expected = Object.fromEntries(Object.entries(row.measures).map(([k, v]) => [k, formatDecimal(new Decimal(v))]));
+      expect({ ...figure.measures }).toEqual(expected);
+      expect(figure.events).toBe(Number(row.events));
+    }
+  });
+});

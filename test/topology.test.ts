@@ -1,0 +1,52 @@
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isTidemarkError } from '../src/core/errors.ts';
+import { ensureTopology } from '../src/nats/topology.ts';
+import { testConfig } from './harness/config.ts';
+import { startTestNats, type TestNats } from './harness/nats.ts';
+
+let server: TestNats;
+let nc: NatsConnection;
+let jsm: JetStreamManager;
+
+beforeAll(async () => {
+  server = await startTestNats();
+  nc = await connect({ servers: server.url });
+  jsm = await jetstreamManager(nc);
+});
+
+afterAll(async () => {
+  await nc?.close();
+  await server?.dispose();
+});
+
+describe('tidemark init topology', () => {
+  it('creates every stream and consumer, then changes nothing when run again', async () => {
+    const config = testConfig({ nats: { streams: { events: { maxAge: '2d', duplicateWindow: '5m' } } } });
+    const first = await ensureTopology(jsm, config);
+    expect(first.map((c) => `${c.name}:${c.action}`)).toEqual([
+      'INGEST:created', 'EVENTS:created', 'DLQ:created', 'ALERTS:created', 'INGEST/gateway:created', 'EVENTS/processor:created',
+    ]);
+    const events = (await jsm.streams.info('EVENTS')).config;
+    expect(events.subjects).toEqual(['events.>']);
+    expect(events.max_age).toBe(2 * 86_400 * 1e9);
+    expect(events.duplicate_window).toBe(5 * 60 * 1e9);
+    const again = await ensureTopology(jsm, config);
+    expect(again.every((c) => c.action === 'unchanged')).toBe(true);
+  });
+
+  it('updates limits that changed in the config', async () => {
+    const changes = await ensureTopology(jsm, testConfig({ nats: { ackWait: '7s', streams: { events: { maxAge: '3d', duplicateWindow: '5m' } } } }));
+    expect(changes.filter((c) => c.action === 'updated').map((c) => c.name)).toEqual(['EVENTS', 'INGEST/gateway', 'EVENTS/processor']);
+    expect((await jsm.streams.info('EVENTS')).config.max_age).toBe(3 * 86_400 * 1e9);
+    expect((await jsm.consumers.info('INGEST', 'gateway')).config.ack_wait).toBe(7e9);
+  });
+
+  it('refuses a conflicting existing stream with a clear error', async () => {
+    await jsm.streams.update('ALERTS', { ...(await jsm.streams.info('ALERTS')).config, subjects: ['alerts.>', 'other.>'] });
+    const error = await ensureTopology(jsm, testConfig()).catch((err: unknown) => err);
+    expect(isTidemarkError(error, 'STREAM_CONFLICT')).toBe(true);
+    expect((error as Error).message).toMatch(/ALERTS.*subjects/);
+  });
+});
