@@ -65,9 +65,11 @@ export const MIGRATIONS: Migration[] = [
     name: 'realtime windows',
     statements: (db) => [
       // One row per (window, group, processor instance): instances sharing the durable
-      // consumer each see part of the stream, and realtime_latest adds them up.
+      // consumer each see part of the stream. `parts` and `uniq_values` carry what an
+      // exact merge of avg and uniq across instances needs (see realtime_latest).
       `CREATE TABLE IF NOT EXISTS ${db}.realtime_windows (
         report LowCardinality(String),
+        size_ms UInt64,
         window_start DateTime64(3, 'UTC'),
         window_end DateTime64(3, 'UTC'),
         group_key String,
@@ -76,9 +78,11 @@ export const MIGRATIONS: Migration[] = [
         timing Enum8('early' = 1, 'on_time' = 2),
         events UInt64,
         measures Map(String, ${MONEY_TYPE}),
+        parts Map(String, ${MONEY_TYPE}),
+        uniq_values Map(String, Array(String)),
         emitted_at DateTime64(3, 'UTC')
       ) ENGINE = ReplacingMergeTree(emission)
-      ORDER BY (report, window_start, group_key, instance)
+      ORDER BY (report, size_ms, window_start, group_key, instance)
       TTL toDateTime(window_end) + INTERVAL 30 DAY`,
     ],
   },

@@ -10,12 +10,17 @@ import { insertEvents } from '../sinks/clickhouse/events-table.ts';
 import { openRevisionStore, type RevisionStore } from './daily/revision-store.ts';
 import { startRevisor, type Revisor } from './daily/revisor.ts';
 import { decodeBatch, touchedDays } from './event-batch.ts';
+import { startRealtime, type Realtime } from './realtime/realtime.ts';
+import { replaceRealtimeView } from '../sinks/clickhouse/realtime-table.ts';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
 
 export type ProcessorStats = { events: number; batches: number; insertRetries: number };
 
 export type Processor = {
   stats: ProcessorStats;
   revisor: Revisor;
+  realtime: Realtime;
   store: RevisionStore;
   stop: () => Promise<void>;
 };
@@ -62,6 +67,17 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
   const db = config.clickhouse.database;
   const stats: ProcessorStats = { events: 0, batches: 0, insertRetries: 0 };
   const store = await openRevisionStore(js);
+  await replaceRealtimeView(clickhouse, db, config.reports);
+  const realtime = startRealtime({
+    reports: config.reports,
+    clickhouse,
+    db,
+    clock,
+    logger,
+    instance: `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
+    refreshMs: config.processor.refresh,
+    idleMs: config.processor.idleTimeout,
+  });
   let stopping = false;
 
   const handler = async (msgs: JsMsg[]): Promise<void> => {
@@ -73,6 +89,7 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
       await publishToDlq(js, record, `EVENTS-${msg.seq}`);
     }
     for (const msg of msgs) msg.ack();
+    realtime.add(events);
     stats.events += events.length;
     stats.batches++;
   };
@@ -90,11 +107,12 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
   return {
     stats,
     revisor,
+    realtime,
     store,
     stop: async () => {
       stopping = true;
       await consumer.stop();
-      await revisor.stop();
+      await Promise.all([revisor.stop(), realtime.stop()]);
     },
   };
 }

@@ -39,6 +39,8 @@ export type Statement = {
   dataStart?: number;
   /** INTO OUTFILE or FROM INFILE: would read or write files on the server. */
   touchesFiles: boolean;
+  /** End of the SQL: before trailing `;`, or where inline data starts. */
+  end: number;
 };
 
 const WORD_START = /[A-Za-z_\u0080-\uFFFF]/;
@@ -183,6 +185,7 @@ function scanQuery(lexer: Lexer, statement: Statement): void {
   let ended = false;
   for (let token = lexer.next(); token; token = lexer.next()) {
     if (ended && token.text !== ';') throw syntaxError('Syntax error (Multi-statements are not allowed)');
+    if (!ended && token.text !== ';') statement.end = token.end;
     if (token.kind === 'placeholder') statement.placeholders.push(toPlaceholder(token));
     else if (token.text === '(' || token.text === '[') depth++;
     else if (token.text === ')' || token.text === ']') depth--;
@@ -252,9 +255,9 @@ function columnList(lexer: Lexer): string[] | undefined {
 
 /**
  * INSERT [INTO] [TABLE] (name | FUNCTION f(…)) [(columns)] [SETTINGS …] (FORMAT name data | VALUES data | SELECT …).
- * Returns false when the text ended before the data (or the SELECT) began.
+ * Leaves `dataStart` unset when the text ends before the data begins.
  */
-function scanInsert(lexer: Lexer, statement: Statement, complete: boolean): boolean {
+function scanInsert(lexer: Lexer, statement: Statement, complete: boolean): void {
   const target: InsertTarget = { columnsExotic: false, values: false };
   statement.insert = target;
   let token = lexer.next();
@@ -276,6 +279,7 @@ function scanInsert(lexer: Lexer, statement: Statement, complete: boolean): bool
     else target.columnsExotic = true;
     token = lexer.next();
   }
+  statement.end = token ? token.start : lexer.pos;
   let settingsStart: number | undefined;
   for (; token; token = lexer.next()) {
     const word = upper(token);
@@ -288,27 +292,31 @@ function scanInsert(lexer: Lexer, statement: Statement, complete: boolean): bool
     if (word === 'FORMAT') {
       const name = lexer.next();
       // A name that touches the end of a partial head may continue in the next chunk.
-      if (name?.kind !== 'word' || (name.end >= lexer.text.length && !complete)) return false;
+      if (name?.kind !== 'word' || (name.end >= lexer.text.length && !complete)) return;
       target.format = name.text;
+      statement.end = name.end;
       statement.dataStart = dataAfterFormatName(lexer.text, name.end);
-      return true;
+      return;
     }
     if (word === 'VALUES') {
       target.values = true;
+      statement.end = token.end;
       statement.dataStart = token.end;
-      return true;
+      return;
     }
+    if (token.text === ';') throw syntaxError('Syntax error (Multi-statements are not allowed)');
     if (word === 'FROM') {
       statement.touchesFiles = true;
-      return true;
+      return;
     }
     if (word === 'SELECT' || word === 'WITH' || token.text === '(') {
+      statement.end = token.end;
       scanQuery(lexer, statement);
-      return true;
+      return;
     }
     if (token.kind === 'placeholder') statement.placeholders.push(toPlaceholder(token));
+    statement.end = token.end;
   }
-  return false;
 }
 
 /**
@@ -323,10 +331,10 @@ export function analyzeStatement(text: string, options: { complete: boolean }): 
     throw syntaxError('Empty query');
   }
   const keyword = first.text === '(' ? 'SELECT' : (upper(first) ?? first.text);
-  const statement: Statement = { keyword, placeholders: [], touchesFiles: false };
+  const statement: Statement = { keyword, placeholders: [], touchesFiles: false, end: first.end };
   if (keyword === 'INSERT') {
-    const found = scanInsert(lexer, statement, options.complete);
-    return found || options.complete ? statement : undefined;
+    scanInsert(lexer, statement, options.complete);
+    return statement.dataStart !== undefined || options.complete ? statement : undefined;
   }
   if (!options.complete) return undefined;
   if (first.kind === 'placeholder') statement.placeholders.push(toPlaceholder(first));

@@ -81,6 +81,8 @@ export interface WindowResult extends WindowRef {
   readonly timing: WindowTiming;
   readonly events: number;
   readonly measures: Record<string, string>;
+  /** The accumulators behind `measures`, so instances that each saw part of the stream can be merged exactly. */
+  readonly state: MeasureState;
 }
 
 interface OpenWindow extends WindowRef {
@@ -151,7 +153,7 @@ export class WindowStore {
     window.emissions += 1;
     window.changed = false;
     const { size, slide, start, end, group, state } = window;
-    return { report: this.report.name, size, slide, start, end, group, emission: window.emissions, timing, events: state.events, measures: finalize(state, this.report) };
+    return { report: this.report.name, size, slide, start, end, group, emission: window.emissions, timing, events: state.events, measures: finalize(state, this.report), state };
   }
 
   /** Closes every window the watermark has passed (end <= watermark): their final, on-time results; they are then forgotten. */
