@@ -3,6 +3,9 @@ import { isTidemarkError } from '../core/errors.ts';
 import { register as registerInit } from './commands/init.ts';
 import { register as registerGateway } from './commands/gateway.ts';
 import { register as registerUp } from './commands/up.ts';
+import { register as registerProcessor } from './commands/processor.ts';
+import { register as registerReport } from './commands/report.ts';
+import { register as registerReplay } from './commands/replay.ts';
 
 export function buildProgram(): Command {
   const program = new Command('tidemark')
@@ -12,6 +15,9 @@ export function buildProgram(): Command {
   registerUp(program);
   registerInit(program);
   registerGateway(program);
+  registerProcessor(program);
+  registerReport(program);
+  registerReplay(program);
   return program;
 }
 

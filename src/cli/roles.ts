@@ -1,7 +1,10 @@
+import type { ClickHouseClient } from '@clickhouse/client';
 import type { Logger } from 'pino';
+import { migrate } from '../clickhouse/migrations.ts';
 import type { Config } from '../core/config.ts';
 import { startHttpGateway } from '../ingest/http/server.ts';
 import { startNatsGateway } from '../ingest/nats-gateway.ts';
+import { startProcessor } from '../processors/processor.ts';
 import type { NatsRuntime } from './runtime.ts';
 
 export type Readiness = () => Promise<{ ready: boolean; reason?: string }>;
@@ -19,5 +22,23 @@ export async function startGatewayRole(options: { config: Config; nats: NatsRunt
       await http.close();
       await gateway.stop();
     },
+  };
+}
+
+/** The processor role: EVENTS → ClickHouse events, realtime windows and daily revisions. */
+export async function startProcessorRole(options: { config: Config; nats: NatsRuntime; clickhouse: ClickHouseClient; logger: Logger }): Promise<RunningRole> {
+  const { config, nats, clickhouse, logger } = options;
+  const migrated = await migrate(clickhouse, config.clickhouse.database);
+  if (migrated.applied.length) logger.info({ applied: migrated.applied }, 'ClickHouse schema migrated');
+  const processor = await startProcessor({ config, js: nats.js, clickhouse, logger });
+  return { stop: processor.stop };
+}
+
+/** Ready when NATS is connected and ClickHouse answers a ping. */
+export function readiness(nats: NatsRuntime, clickhouse: ClickHouseClient): Readiness {
+  return async () => {
+    if (nats.nc.isClosed()) return { ready: false, reason: 'NATS connection closed' };
+    const ping = await clickhouse.ping();
+    return ping.success ? { ready: true } : { ready: false, reason: `ClickHouse: ${String(ping.error)}` };
   };
 }

@@ -89,6 +89,15 @@ export const ConfigSchema = z.strictObject({
     user: z.string().optional(),
     password: z.string().optional(),
     database: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).default('tidemark'),
+    serve: z.strictObject({
+      host: z.string().default('127.0.0.1').describe('where the embedded engine is served over ClickHouse HTTP'),
+      port: z.number().int().min(0).max(65535).default(8123),
+      users: z.array(z.strictObject({
+        name: z.string().min(1),
+        password: z.string().optional(),
+        readonly: z.boolean().default(false),
+      })).default([]).describe('none: user default with no password, loopback only'),
+    }).prefault({}),
   }).prefault({}),
   http: z.strictObject({
     host: z.string().default('127.0.0.1'),
@@ -134,6 +143,8 @@ const ENV_OVERRIDES: ReadonlyArray<[string, string[], 'string' | 'number']> = [
   ['TIDEMARK_HTTP_PORT', ['http', 'port'], 'number'],
   ['TIDEMARK_HTTP_HOST', ['http', 'host'], 'string'],
   ['TIDEMARK_HTTP_TOKEN', ['http', 'token'], 'string'],
+  ['TIDEMARK_CLICKHOUSE_HTTP_PORT', ['clickhouse', 'serve', 'port'], 'number'],
+  ['TIDEMARK_CLICKHOUSE_HTTP_HOST', ['clickhouse', 'serve', 'host'], 'string'],
 ];
 
 function applyEnv(raw: Record<string, unknown>, env: Env): Record<string, unknown> {

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { clickHouseTarget, openClickHouse } from '../../clickhouse/client.ts';
 import { createLogger } from '../../core/logger.ts';
-import { startGatewayRole } from '../roles.ts';
+import { readiness, startGatewayRole, startProcessorRole } from '../roles.ts';
 import { configFor, onShutdown, openNats } from '../runtime.ts';
 
 export function register(program: Command): void {
@@ -13,13 +13,8 @@ export function register(program: Command): void {
       const logger = createLogger('up');
       const nats = await openNats(config, logger, { embedded: true, name: 'tidemark-up' });
       const clickhouse = openClickHouse(config);
-      await clickhouse.command({ query: `CREATE DATABASE IF NOT EXISTS ${config.clickhouse.database}` });
-      const ready = async () => {
-        if (nats.nc.isClosed()) return { ready: false, reason: 'NATS connection closed' };
-        const ping = await clickhouse.ping();
-        return ping.success ? { ready: true } : { ready: false, reason: `ClickHouse: ${String(ping.error)}` };
-      };
-      const gateway = await startGatewayRole({ config, nats, logger, ready });
+      const processor = await startProcessorRole({ config, nats, clickhouse, logger });
+      const gateway = await startGatewayRole({ config, nats, logger, ready: readiness(nats, clickhouse) });
       const target = clickHouseTarget(config);
       process.stdout.write(
         [
@@ -33,6 +28,7 @@ export function register(program: Command): void {
       );
       onShutdown(logger, async () => {
         await gateway.stop();
+        await processor.stop();
         await nats.close();
         await clickhouse.close();
       });

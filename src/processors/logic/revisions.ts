@@ -61,7 +61,7 @@ export interface RevisionOptions {
   readonly replay?: boolean;
 }
 
-function sameMeasures(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
+export function sameMeasures(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
   const keys = Object.keys(a);
   return keys.length === Object.keys(b).length && keys.every((key) => Object.hasOwn(b, key) && a[key] === b[key]);
 }

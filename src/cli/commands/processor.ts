@@ -1,0 +1,24 @@
+import type { Command } from 'commander';
+import { openClickHouse } from '../../clickhouse/client.ts';
+import { createLogger } from '../../core/logger.ts';
+import { startProcessorRole } from '../roles.ts';
+import { configFor, onShutdown, openNats } from '../runtime.ts';
+
+export function register(program: Command): void {
+  program
+    .command('processor')
+    .description('run a processor: EVENTS → ClickHouse (events, realtime windows, daily revisions); start more for more throughput')
+    .action(async (_opts, command: Command) => {
+      const config = await configFor(command);
+      const logger = createLogger('processor');
+      const nats = await openNats(config, logger, { embedded: false, name: 'tidemark-processor' });
+      const clickhouse = openClickHouse(config);
+      const processor = await startProcessorRole({ config, nats, clickhouse, logger });
+      logger.info('processor running');
+      onShutdown(logger, async () => {
+        await processor.stop();
+        await nats.close();
+        await clickhouse.close();
+      });
+    });
+}

@@ -1,0 +1,51 @@
+import cliProgress from 'cli-progress';
+import type { Command } from 'commander';
+import { migrate } from '../../clickhouse/migrations.ts';
+import { createLogger } from '../../core/logger.ts';
+import { systemClock } from '../../core/time.ts';
+import { openRevisionStore } from '../../processors/daily/revision-store.ts';
+import { reviseDay } from '../../processors/daily/revisor.ts';
+import { daysWithEvents } from '../../sinks/clickhouse/report-queries.ts';
+import { openClickHouseForTool } from '../clickhouse-access.ts';
+import { configFor, openNats } from '../runtime.ts';
+import { findReport } from './report.ts';
+
+export function register(program: Command): void {
+  program
+    .command('replay')
+    .description('recompute a report from the event store (after a rule change); changed figures get new revisions with reason "replay"')
+    .requiredOption('-r, --report <name>', 'report name')
+    .option('--from <YYYY-MM-DD>', 'first business day')
+    .option('--to <YYYY-MM-DD>', 'last business day')
+    .action(async (opts: { report: string; from?: string; to?: string }, command: Command) => {
+      const config = await configFor(command);
+      const report = findReport(config, opts.report);
+      const logger = createLogger('replay');
+      const nats = await openNats(config, logger, { embedded: false, name: 'tidemark-replay' });
+      const clickhouse = await openClickHouseForTool(config);
+      try {
+        const db = config.clickhouse.database;
+        await migrate(clickhouse.client, db);
+        const store = await openRevisionStore(nats.js);
+        const days = await daysWithEvents(clickhouse.client, db, report, opts.from, opts.to);
+        const total = days.reduce((n, d) => n + d.events, 0);
+        const bar = new cliProgress.SingleBar({ format: 'replay {bar} {percentage}% | {value}/{total} events | {day} | {eps} events/s', stream: process.stderr }, cliProgress.Presets.shades_classic);
+        bar.start(total, 0, { day: '', eps: 0 });
+        const started = performance.now();
+        let done = 0;
+        let revisions = 0;
+        for (const { day, events } of days) {
+          const outcome = await reviseDay({ reports: [report], store, clickhouse: clickhouse.client, db, js: nats.js, clock: systemClock, logger }, { report: report.name, day }, { replay: true });
+          revisions += outcome.written;
+          done += events;
+          bar.update(done, { day, eps: Math.round(done / ((performance.now() - started) / 1000)) });
+        }
+        bar.stop();
+        const seconds = (performance.now() - started) / 1000;
+        process.stdout.write(`replayed ${report.name}: ${days.length} days, ${total} events in ${seconds.toFixed(1)} s (${Math.round(total / Math.max(seconds, 1e-3))} events/s), ${revisions} new revisions\n`);
+      } finally {
+        await clickhouse.close();
+        await nats.close();
+      }
+    });
+}

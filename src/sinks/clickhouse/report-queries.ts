@@ -1,0 +1,74 @@
+import type { ClickHouseClient } from '@clickhouse/client';
+import type { ReportConfig } from '../../core/config.ts';
+import { Decimal } from '../../core/decimal.ts';
+import { formatDecimal } from '../../processors/logic/measures.ts';
+
+export type PublishedRevision = {
+  groupKey: string;
+  revision: number;
+  status: string;
+  reason: string;
+  computedAt: number;
+  knownAt: number;
+  events: number;
+  lateEvents: number;
+  measures: Record<string, string>;
+};
+
+type Row = {
+  group_key: string;
+  revision: number;
+  status: string;
+  reason: string;
+  computed_at: string;
+  known_at: string;
+  events: string;
+  late_events: string;
+  measures: Record<string, string>;
+};
+
+const fromRow = (row: Row): PublishedRevision => ({
+  groupKey: row.group_key,
+  revision: Number(row.revision),
+  status: row.status,
+  reason: row.reason,
+  computedAt: Number(row.computed_at),
+  knownAt: Number(row.known_at),
+  events: Number(row.events),
+  lateEvents: Number(row.late_events),
+  measures: Object.fromEntries(Object.entries(row.measures).map(([k, v]) => [k, formatDecimal(new Decimal(v))])),
+});
+
+/**
+ * Revisions of one report day. `asOf`: per group, the latest revision whose figure
+ * covers only what had been received by then (known_at <= asOf); `history`: all of them.
+ */
+export async function publishedRevisions(client: ClickHouseClient, db: string, report: string, day: string, options: { asOf?: number; history?: boolean } = {}): Promise<PublishedRevision[]> {
+  const asOf = options.asOf === undefined ? '' : `AND known_at <= fromUnixTimestamp64Milli({asOf:Int64}, 'UTC')`;
+  const latestOnly = options.history ? '' : 'LIMIT 1 BY group_key';
+  const result = await client.query({
+    query: `SELECT group_key, revision, status, reason, toUnixTimestamp64Milli(computed_at) AS computed_at, toUnixTimestamp64Milli(known_at) AS known_at, events, late_events, measures
+      FROM ${db}.report_revisions FINAL
+      WHERE report = {report:String} AND day = {day:Date} ${asOf}
+      ORDER BY group_key, revision ${options.history ? 'ASC' : 'DESC'}
+      ${latestOnly}`,
+    query_params: { report, day, ...(options.asOf === undefined ? {} : { asOf: options.asOf }) },
+    format: 'JSONEachRow',
+  });
+  return (await result.json<Row>()).map(fromRow);
+}
+
+/** Business days of a report that have events, in an inclusive range of days. */
+export async function daysWithEvents(client: ClickHouseClient, db: string, report: ReportConfig, from?: string, to?: string): Promise<Array<{ day: string; events: number }>> {
+  const result = await client.query({
+    query: `SELECT toString(toDate(occurred_at, {tz:String})) AS day, count() AS events
+      FROM ${db}.events FINAL
+      WHERE type IN {types:Array(String)}
+      GROUP BY day
+      HAVING day >= {from:String} AND day <= {to:String}
+      ORDER BY day`,
+    query_params: { tz: report.timeZone, types: report.types, from: from ?? '0000-00-00', to: to ?? '9999-99-99' },
+    format: 'JSONEachRow',
+  });
+  return (await result.json<{ day: string; events: string }>()).map((r) => ({ day: r.day, events: Number(r.events) }));
+}
