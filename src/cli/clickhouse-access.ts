@@ -8,7 +8,7 @@ export type ToolClickHouse = { client: ClickHouseClient; close: () => Promise<vo
 export const embeddedEndpointUrl = (config: Config): string => `http://${config.clickhouse.serve.host === '0.0.0.0' ? '127.0.0.1' : config.clickhouse.serve.host}:${config.clickhouse.serve.port}`;
 
 /**
- * ClickHouse for a command that is not the engine's owner. chDB locks its data
+ * ClickHouse for a role or command that does not own the engine. chDB locks its data
  * directory to one process, so while `tidemark up` runs, the embedded engine is
  * reached through the HTTP endpoint it serves; otherwise the command opens it itself.
  */

@@ -65,6 +65,50 @@ const Sla = z.strictObject({
   }).optional(),
 });
 
+const EventTypes = z.array(z.string().min(1));
+
+const Backoff = z.strictObject({
+  initial: Duration.default(200).describe('wait before the second attempt'),
+  factor: z.number().min(1).default(2).describe('each further wait is this many times the one before'),
+  max: Duration.default(30_000),
+});
+
+/** A mapping whose "$input.x", "$steps.<step>.x", "$failure.x" or "$sagaId" strings are filled in (TypeScript definitions may pass a function). */
+const Payload = z.unknown().default({}).describe('the command body');
+
+const SagaCompensation = z.strictObject({
+  command: z.string().min(1).describe('subject under saga.cmd.'),
+  payload: Payload,
+  success: EventTypes.min(1).describe('reply types meaning the step is undone'),
+  failure: EventTypes.default([]).describe('reply types meaning the undo failed (retried, then parked)'),
+  timeout: Duration.default(30_000),
+});
+
+const SagaStep = z.strictObject({
+  name: z.string().regex(/^[a-z][a-z0-9_]*$/, 'lower-case letters, digits and _ only'),
+  command: z.string().min(1).describe('subject under saga.cmd.'),
+  payload: Payload,
+  success: EventTypes.min(1).describe('reply types meaning the step is done'),
+  failure: EventTypes.default([]).describe('reply types meaning the step failed'),
+  timeout: Duration.default(30_000),
+  retry: z.strictObject({
+    attempts: z.number().int().min(1).default(1).describe('attempts in all, the first included'),
+    backoff: Backoff.prefault({}),
+    retryable: EventTypes.default([]).describe('failure types worth another attempt; any other failure compensates at once'),
+    onTimeout: z.enum(['retry', 'compensate']).default('retry'),
+  }).prefault({}),
+  compensation: SagaCompensation.optional(),
+});
+
+const SagaDefinition = z.strictObject({
+  name: z.string().regex(/^[a-z][a-z0-9_]*$/, 'lower-case letters, digits and _ only'),
+  steps: z.array(SagaStep).min(1),
+  compensationRetry: z.strictObject({
+    attempts: z.number().int().min(1).default(5).describe('attempts per undo before the saga is parked for an operator'),
+    backoff: Backoff.prefault({}),
+  }).prefault({}),
+});
+
 export const ConfigSchema = z.strictObject({
   dataDir: z.string().default('.tidemark'),
   nats: z.strictObject({
@@ -118,6 +162,12 @@ export const ConfigSchema = z.strictObject({
   }).prefault({}),
   reports: z.array(Report).default([]),
   slas: z.array(Sla).default([]),
+  sagas: z.strictObject({
+    stream: StreamLimits.prefault({ maxAge: '7d', duplicateWindow: '10m' }).describe('SAGAS; the dedup window must cover every step timeout'),
+    ackWait: Duration.default(30_000),
+    concurrency: z.number().int().positive().default(64).describe('saga inputs handled at once per orchestrator'),
+    definitions: z.array(SagaDefinition).default([]),
+  }).prefault({}),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;
@@ -125,6 +175,9 @@ export type ReportConfig = z.infer<typeof Report>;
 export type MeasureConfig = z.infer<typeof Measure>;
 export type SlaConfig = z.infer<typeof Sla>;
 export type StreamLimitsConfig = z.infer<typeof StreamLimits>;
+export type SagaDefinitionConfig = z.infer<typeof SagaDefinition>;
+export type SagaDefinitionInput = z.input<typeof SagaDefinition>;
+export const SagaDefinitionSchema = SagaDefinition;
 
 type Env = Record<string, string | undefined>;
 

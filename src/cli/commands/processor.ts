@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { openClickHouse } from '../../clickhouse/client.ts';
 import { createLogger } from '../../core/logger.ts';
+import { openClickHouseForTool } from '../clickhouse-access.ts';
 import { startProcessorRole } from '../roles.ts';
 import { configFor, onShutdown, openNats } from '../runtime.ts';
 
@@ -12,9 +12,9 @@ export function register(program: Command): void {
       const config = await configFor(command);
       const logger = createLogger('processor');
       const nats = await openNats(config, logger, { embedded: false, name: 'tidemark-processor' });
-      const clickhouse = openClickHouse(config);
-      const processor = await startProcessorRole({ config, nats, clickhouse, logger });
-      logger.info('processor running');
+      const clickhouse = await openClickHouseForTool(config);
+      const processor = await startProcessorRole({ config, nats, clickhouse: clickhouse.client, logger });
+      logger.info({ clickhouse: clickhouse.via }, 'processor running');
       onShutdown(logger, async () => {
         await processor.stop();
         await nats.close();
