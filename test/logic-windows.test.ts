@@ -94,7 +94,7 @@ describe('WindowStore', () => {
 
     expect(store.advance(MIN - 1)).toEqual([]);
     const closed = store.advance(MIN);
-    expect(closed).toEqual([{ report: 'r', size: MIN, slide: MIN, start: 0, end: MIN, group: '', emission: 3, timing: 'on_time', events: 2, measures: { amount: '2.5' } }]);
+    expect(closed.map(({ state, ...result }) => ({ ...result, parts: state.events }))).toEqual([{ report: 'r', size: MIN, slide: MIN, start: 0, end: MIN, group: '', emission: 3, timing: 'on_time', events: 2, measures: { amount: '2.5' }, parts: 2 }]);
     expect(store.openWindows).toBe(1);
 
     expect(add(3_000, '100')).toEqual({ accepted: [], rejected: [{ size: MIN, slide: MIN, start: 0, end: MIN, group: '' }] });
