@@ -3,21 +3,22 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
-import { createChdbConnection } from 'chdb/connection';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { BASE_SETTINGS } from '../src/clickhouse/client.ts';
+import { BASE_SETTINGS, clickHouseTarget, openClickHouse } from '../src/clickhouse/client.ts';
 import { ChdbEngine } from '../src/clickhouse/http-server/engine.ts';
-import { startClickHouseHttpServer, type ClickHouseHttpServer } from '../src/clickhouse/http-server/server.ts';
+import { serveEmbeddedClickHouse, startClickHouseHttpServer, type ClickHouseHttpServer } from '../src/clickhouse/http-server/server.ts';
+import { testConfig } from './harness/config.ts';
 
 /**
  * The same ClickHouse-facing behaviour through both ways Tidemark reaches the embedded engine:
- * chDB in process (the client.ts construction) and @clickhouse/client by URL against the HTTP
+ * chDB in process (openClickHouse from client.ts) and @clickhouse/client by URL against the HTTP
  * endpoint that serves that engine. One data directory per process, shared by both.
  */
 
 type Backend = 'in-process' | 'http';
 
 let dataDir: string;
+let config: ReturnType<typeof testConfig>;
 let engine: ChdbEngine;
 let server: ClickHouseHttpServer;
 const clients = {} as Record<Backend, ClickHouseClient>;
@@ -25,9 +26,12 @@ let counter = 0;
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'tidemark-conformance-'));
-  engine = await ChdbEngine.open({ path: dataDir });
+  config = testConfig({ dataDir });
+  clients['in-process'] = openClickHouse(config);
+  const target = clickHouseTarget(config);
+  if (target.kind !== 'embedded') throw new Error('the test config must be embedded');
+  engine = await ChdbEngine.open({ path: target.path });
   server = await startClickHouseHttpServer({ engine, port: 0 });
-  clients['in-process'] = createClient({ connection: createChdbConnection({ path: dataDir }), clickhouse_settings: BASE_SETTINGS });
   clients.http = createClient({ url: server.url, clickhouse_settings: BASE_SETTINGS, log: { level: 127 as never } });
 });
 
@@ -206,5 +210,17 @@ describe('only over HTTP', () => {
       format: 'JSONEachRow',
     });
     expect(await failure(rs.json())).toEqual({ code: '395', type: 'FUNCTION_THROW_IF_VALUE_IS_NON_ZERO' });
+  });
+
+  it('serves the configured embedded engine for `tidemark up`, and nothing when CLICKHOUSE_URL is set', async () => {
+    const served = await serveEmbeddedClickHouse(config, { port: 0 });
+    try {
+      expect(served?.path).toBe(join(dataDir, 'clickhouse'));
+      const rs = await fetch(`${served!.url}/?query=${encodeURIComponent('SELECT count() > 0 FROM system.databases')}`);
+      expect(await rs.text()).toBe('1\n');
+    } finally {
+      await served?.close();
+    }
+    expect(await serveEmbeddedClickHouse(testConfig({ dataDir }, { CLICKHOUSE_URL: 'http://127.0.0.1:1' }))).toBeUndefined();
   });
 });

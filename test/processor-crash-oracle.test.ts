@@ -65,7 +65,7 @@ beforeAll(async () => {
   jsm = await jetstreamManager(nc);
   js = jetstream(nc);
   await ensureTopology(jsm, config);
-  gateway = await startNatsGateway({ js, config, logger: pino({ level: 'silent' }) });
+  gateway = await startNatsGateway({ js, nc, config, logger: pino({ level: 'silent' }) });
 });
 
 afterAll(async () => {

@@ -46,7 +46,7 @@ beforeAll(async () => {
   jsm = await jetstreamManager(nc);
   js = jetstream(nc);
   await ensureTopology(jsm, config);
-  gateway = await startNatsGateway({ js, config, logger });
+  gateway = await startNatsGateway({ js, nc, config, logger });
   processor = await startProcessor({ config, js, clickhouse: ch.client, logger, clock, revisorIntervalMs: 50 });
 });
 

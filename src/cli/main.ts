@@ -6,6 +6,7 @@ import { register as registerUp } from './commands/up.ts';
 import { register as registerProcessor } from './commands/processor.ts';
 import { register as registerReport } from './commands/report.ts';
 import { register as registerReplay } from './commands/replay.ts';
+import { register as registerBench } from './commands/bench.ts';
 
 export function buildProgram(): Command {
   const program = new Command('tidemark')
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
   registerProcessor(program);
   registerReport(program);
   registerReplay(program);
+  registerBench(program);
   return program;
 }
 

@@ -13,7 +13,7 @@ export type RunningRole = { stop: () => Promise<void> };
 /** The gateway role: the INGEST consumer plus the HTTP front door (which also serves /metrics and health). */
 export async function startGatewayRole(options: { config: Config; nats: NatsRuntime; logger: Logger; ready: Readiness }): Promise<RunningRole & { httpUrl: string }> {
   const { config, nats, logger } = options;
-  const gateway = await startNatsGateway({ js: nats.js, config, logger });
+  const gateway = await startNatsGateway({ js: nats.js, nc: nats.nc, config, logger });
   const http = await startHttpGateway({ config, js: nats.js, nc: nats.nc, logger, ready: options.ready });
   logger.info({ url: http.url }, 'HTTP gateway listening');
   return {

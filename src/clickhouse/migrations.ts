@@ -86,6 +86,167 @@ export const MIGRATIONS: Migration[] = [
       TTL toDateTime(window_end) + INTERVAL 30 DAY`,
     ],
   },
+  {
+    version: 4,
+    name: 'alerts and delay statistics',
+    statements: (db) => [
+      // Every alert on ALERTS, the monitor's and the processor's; a re-delivered copy
+      // collapses into the first, as the id is deterministic.
+      `CREATE TABLE IF NOT EXISTS ${db}.alerts (
+        id String,
+        kind LowCardinality(String),
+        source String,
+        sla String,
+        subject String,
+        at DateTime64(3, 'UTC'),
+        raised_at DateTime64(3, 'UTC'),
+        stored_at DateTime64(3, 'UTC'),
+        seq UInt64,
+        payload String
+      ) ENGINE = ReplacingMergeTree
+      ORDER BY (kind, source, id)`,
+      // Partial delay histograms per (source, slice of receivedAt) from each monitor
+      // instance; rows of one slice add up (sumMap) to the slice's histogram.
+      `CREATE TABLE IF NOT EXISTS ${db}.delay_slices (
+        source LowCardinality(String),
+        slice_start DateTime64(3, 'UTC'),
+        instance String,
+        events UInt64,
+        late UInt64,
+        worst_ms Int64,
+        bins Map(UInt16, UInt64)
+      ) ENGINE = MergeTree
+      ORDER BY (source, slice_start)
+      TTL toDateTime(slice_start) + INTERVAL 2 DAY`,
+      `CREATE TABLE IF NOT EXISTS ${db}.delay_stats (
+        computed_at DateTime64(3, 'UTC'),
+        source LowCardinality(String),
+        window_label LowCardinality(String),
+        window_ms UInt64,
+        events UInt64,
+        late UInt64,
+        late_share Float64,
+        p50_ms Float64,
+        p95_ms Float64,
+        p99_ms Float64,
+        worst_ms Int64
+      ) ENGINE = ReplacingMergeTree
+      ORDER BY (source, window_label, computed_at)
+      TTL toDateTime(computed_at) + INTERVAL 30 DAY`,
+    ],
+  },
+  {
+    version: 5,
+    name: 'sagas',
+    statements: (db) => [
+      // Written from the saga log by the projector: every revision rewrites the saga's
+      // rows with a higher version, so FINAL (or argMax) shows the latest.
+      `CREATE TABLE IF NOT EXISTS ${db}.sagas (
+        saga_id String,
+        name LowCardinality(String),
+        status LowCardinality(String),
+        trigger_id String,
+        input String,
+        current_step String,
+        failed_step String,
+        failure String,
+        parks UInt32,
+        started_at DateTime64(3, 'UTC'),
+        updated_at DateTime64(3, 'UTC'),
+        ended_at Nullable(DateTime64(3, 'UTC')),
+        duration_ms Nullable(UInt64),
+        compensation_started_at Nullable(DateTime64(3, 'UTC')),
+        version UInt32
+      ) ENGINE = ReplacingMergeTree(version)
+      ORDER BY saga_id`,
+      `CREATE TABLE IF NOT EXISTS ${db}.saga_steps (
+        saga_id String,
+        name LowCardinality(String),
+        step LowCardinality(String),
+        kind Enum8('do' = 1, 'undo' = 2),
+        attempt UInt32,
+        command_id String,
+        subject LowCardinality(String),
+        outcome Enum8('running' = 1, 'succeeded' = 2, 'failed' = 3, 'timed_out' = 4, 'abandoned' = 5),
+        event_type String,
+        dispatched_at DateTime64(3, 'UTC'),
+        ended_at Nullable(DateTime64(3, 'UTC')),
+        duration_ms Nullable(UInt64),
+        version UInt32
+      ) ENGINE = ReplacingMergeTree(version)
+      ORDER BY (saga_id, step, kind, attempt)`,
+    ],
+  },
+  {
+    version: 6,
+    name: 'reconciliation history',
+    statements: (db) => [
+      // One row per run; the `running` row is replaced by the finished one (higher version).
+      `CREATE TABLE IF NOT EXISTS ${db}.recon_runs (
+        run_id String,
+        name LowCardinality(String),
+        period Date,
+        mode Enum8('batch' = 1, 'stream' = 2),
+        status Enum8('running' = 1, 'succeeded' = 2, 'failed' = 3),
+        started_at DateTime64(3, 'UTC'),
+        finished_at DateTime64(3, 'UTC'),
+        duration_ms UInt64,
+        rows_a UInt64,
+        rows_b UInt64,
+        levels UInt32,
+        segments_compared UInt64,
+        segments_differing UInt64,
+        rows_fetched UInt64,
+        missing_in_a UInt64,
+        missing_in_b UInt64,
+        mismatches UInt64,
+        duplicates UInt64,
+        new_discrepancies UInt64,
+        healed UInt64,
+        queued UInt64,
+        alerted UInt8,
+        error String,
+        version UInt8
+      ) ENGINE = ReplacingMergeTree(version)
+      ORDER BY (name, period, run_id)`,
+      // One row per finding (deterministic id). A status change is a new row with a higher
+      // rank (open 1 < healed 2 < acknowledged 3), so a re-detected finding never reopens.
+      `CREATE TABLE IF NOT EXISTS ${db}.recon_discrepancies (
+        id String,
+        name LowCardinality(String),
+        period Date,
+        type Enum8('MissingInA' = 1, 'MissingInB' = 2, 'Mismatch' = 3, 'Duplicate' = 4),
+        side Enum8('' = 0, 'A' = 1, 'B' = 2),
+        key String,
+        count UInt32,
+        diffs String,
+        record_a String,
+        record_b String,
+        status Enum8('open' = 1, 'healed' = 2, 'acknowledged' = 3),
+        action Enum8('none' = 0, 'publish' = 1, 'manual' = 2),
+        mode Enum8('batch' = 1, 'stream' = 2),
+        run_id String,
+        detected_at DateTime64(3, 'UTC'),
+        updated_at DateTime64(3, 'UTC'),
+        note String,
+        rank UInt8
+      ) ENGINE = ReplacingMergeTree(rank)
+      ORDER BY (name, period, id)`,
+      // The audit trail: each action on a finding happens once, so a retried write collapses.
+      `CREATE TABLE IF NOT EXISTS ${db}.recon_actions (
+        name LowCardinality(String),
+        period Date,
+        discrepancy_id String,
+        action Enum8('healed' = 1, 'queued' = 2, 'acknowledged' = 3, 'alerted' = 4),
+        at DateTime64(3, 'UTC'),
+        actor String,
+        subject String,
+        msg_id String,
+        detail String
+      ) ENGINE = ReplacingMergeTree
+      ORDER BY (name, period, discrepancy_id, action)`,
+    ],
+  },
 ];
 
 export type MigrationResult = { applied: string[]; current: number };

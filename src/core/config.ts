@@ -2,6 +2,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { parseDuration } from './duration.ts';
+import { isDecimalText, isExactJsonNumber } from './decimal.ts';
 import { ErrorCodes, TidemarkError } from './errors.ts';
 
 /** A duration written as "5m", "1h", "3d" (or a number of milliseconds); parsed to milliseconds. */
@@ -54,15 +55,52 @@ const Report = z.strictObject({
   allowedLateness: Duration.default(0).describe('realtime windows accept events this late before closing'),
 });
 
+/** Alert kinds, as they appear in alert payloads, webhook filters and the `alerts` table. */
+export const ALERT_KINDS = ['DelayedEvent', 'MissingData', 'Resolved', 'DeadlineMissed', 'ReportAmended'] as const;
+
+const Deadline = z.strictObject({
+  report: z.string().min(1).describe('a report name from `reports`'),
+  status: z.enum(['preliminary', 'final']).default('final').describe('the status every group of the day must have reached'),
+  by: Duration.describe('how long after the end of the business day (in the report time zone)'),
+});
+
 const Sla = z.strictObject({
+  name: z.string().regex(/^[a-z][a-z0-9_-]*$/, 'lower-case letters, digits, _ and - only').optional()
+    .describe('stable SLA id used in alert ids; default derived from source and type'),
   source: z.string().default('*').describe('glob over the event source'),
   type: z.string().default('*'),
-  maxDelay: Duration.optional(),
+  maxDelay: Duration.optional().describe('receivedAt - occurredAt above this raises DelayedEvent'),
   expect: z.strictObject({
-    every: Duration.optional(),
-    dailyBy: z.string().regex(/^\d{2}:\d{2}$/).optional().describe('day D data by D+1 at HH:MM in timeZone'),
+    every: Duration.refine((ms) => ms > 0, 'must be positive').optional().describe('at least one event in every such interval'),
+    dailyBy: z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'HH:MM, 00:00 to 23:59').optional().describe('day D data by D+1 at HH:MM in timeZone'),
     timeZone: TimeZone.default('UTC'),
   }).optional(),
+  deadlines: z.array(Deadline).default([]).describe('report R\'s day D must reach a status by a time after the day ends'),
+});
+
+const Webhook = z.strictObject({
+  url: z.url(),
+  secret: z.string().min(1).optional().describe('HMAC-SHA256 key for the X-Tidemark-Signature header'),
+  secretEnv: z.string().min(1).optional().describe('name of an environment variable holding the secret'),
+  kinds: z.array(z.enum(ALERT_KINDS)).default([]).describe('only these kinds; empty: all'),
+  sources: z.array(z.string().min(1)).default([]).describe('only alerts whose source (report for report alerts) matches one of these globs; empty: all'),
+  maxAttempts: z.number().int().min(1).max(20).default(6),
+  backoff: Duration.default(500).describe('delay before the first retry, doubled on each further one'),
+  timeout: Duration.default(5_000).describe('per request'),
+});
+
+const Monitor = z.strictObject({
+  bucket: Duration.refine((ms) => ms > 0, 'must be positive').default(300_000).describe('late events are coalesced per source, SLA and bucket of receivedAt'),
+  grace: Duration.default(10_000).describe('how far receivedAt may run out of order on EVENTS; a bucket or slot is judged this long after it ends'),
+  tick: Duration.refine((ms) => ms > 0, 'must be positive').default(1_000).describe('how often the clock-driven checks run'),
+  batchSize: z.number().int().positive().default(5_000),
+  stragglers: Duration.default(86_400_000).describe('late events for an already alerted bucket raise a follow-up alert within this window'),
+  alertMemory: Duration.default(90 * 86_400_000).describe('how long the once-only guard remembers a raised alert'),
+  stats: z.strictObject({
+    every: Duration.refine((ms) => ms > 0, 'must be positive').default(10_000).describe('slice size of the delay statistics and how often delay_stats is written'),
+    windows: z.array(Duration.refine((ms) => ms > 0 && ms <= 86_400_000, 'between 1ms and 1d (delay_slices keeps 2 days)')).min(1).default([300_000, 3_600_000]),
+  }).prefault({}),
+  webhooks: z.array(Webhook).default([]),
 });
 
 const EventTypes = z.array(z.string().min(1));
@@ -107,6 +145,102 @@ const SagaDefinition = z.strictObject({
     attempts: z.number().int().min(1).default(5).describe('attempts per undo before the saga is parked for an operator'),
     backoff: Backoff.prefault({}),
   }).prefault({}),
+});
+
+/** An exact, non-negative decimal written as text ("0.01") or a short JSON number; kept as text so no float touches it. */
+const Tolerance = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const text = typeof value === 'number' && isExactJsonNumber(value) ? String(value) : value;
+  if (typeof text !== 'string' || !isDecimalText(text) || text.trim().startsWith('-')) {
+    ctx.addIssue({ code: 'custom', message: `"${String(value)}" is not a non-negative decimal (write it as text, e.g. "0.01")` });
+    return z.NEVER;
+  }
+  return text.trim();
+});
+
+const ReconFieldName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'letters, digits and _ only');
+
+const ReconField = z.discriminatedUnion('compare', [
+  z.strictObject({ compare: z.literal('exact') }),
+  z.strictObject({ compare: z.literal('absolute'), tolerance: Tolerance.describe('|a - b| <= tolerance') }),
+  z.strictObject({ compare: z.literal('percentage'), tolerance: Tolerance.describe('|a - b| <= tolerance% of |a| (A is the reference)') }),
+]);
+
+/**
+ * One system: a JetStream subject feed (one JSON record per message) or a ClickHouse
+ * `table` / `query`. `fields` maps a logical field (key or compared) to a dotted JSON
+ * path or a column when the names differ; `time` is the record's business time.
+ */
+const ReconSide = z.strictObject({
+  subject: z.string().min(1).optional(),
+  table: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$/, 'table or database.table').optional(),
+  query: z.string().min(1).optional().describe('a SELECT whose columns carry the logical names'),
+  fields: z.record(ReconFieldName, z.string().min(1)).default({}),
+  time: z.string().min(1).optional().describe('default occurredAt (subject) or occurred_at (ClickHouse)'),
+}).superRefine((side, ctx) => {
+  const kinds = [side.subject, side.table, side.query].filter((v) => v !== undefined).length;
+  if (kinds !== 1) ctx.addIssue({ code: 'custom', message: 'set exactly one of subject, table, query' });
+  if (side.subject === undefined) {
+    const column = /^[A-Za-z_][A-Za-z0-9_]*$/;
+    for (const [field, name] of Object.entries(side.fields)) {
+      if (!column.test(name)) ctx.addIssue({ code: 'custom', path: ['fields', field], message: `"${name}" is not a column name` });
+    }
+    if (side.time !== undefined && !column.test(side.time)) ctx.addIssue({ code: 'custom', path: ['time'], message: `"${side.time}" is not a column name` });
+  }
+  if (side.subject?.startsWith('recon.manual.')) ctx.addIssue({ code: 'custom', path: ['subject'], message: 'recon.manual.> is the manual queue' });
+});
+
+const HealAction = z.enum(['publish', 'manual']);
+
+const Reconciliation = z.strictObject({
+  name: z.string().regex(/^[a-z][a-z0-9_]*$/, 'lower-case letters, digits and _ only'),
+  a: ReconSide.describe('system A, the reference'),
+  b: ReconSide.describe('system B, compared against A'),
+  key: z.array(ReconFieldName).min(1).describe('match key; several fields make a composite key'),
+  fields: z.record(ReconFieldName, ReconField).default({}).describe('compared fields and their tolerance'),
+  lag: Duration.default(0).describe('either feed may trail the other by this much before a record counts as missing'),
+  timeZone: TimeZone.default('UTC').describe('the period is a business day in this zone'),
+  heal: z.strictObject({
+    MissingInA: HealAction.default('manual'),
+    MissingInB: HealAction.default('manual'),
+    Mismatch: HealAction.default('manual'),
+    Duplicate: z.literal('manual').default('manual'),
+  }).prefault({}),
+  correction: z.strictObject({
+    source: z.string().regex(/^[^.*>\s]+$/, 'one subject token').default('recon'),
+    sourceField: ReconFieldName.optional().describe('take the source from this field of the record instead'),
+    type: z.string().regex(/^[^.*>\s]+$/, 'one subject token').default('adjustment'),
+    fields: z.array(ReconFieldName).min(1).describe('numeric fields whose difference (A - B) the correction carries'),
+  }).optional().describe('the event published on ingest.<source>.<type> by the publish policy'),
+  alert: z.strictObject({
+    threshold: z.number().int().nonnegative().default(0).describe('alert when a period has more open discrepancies than this'),
+  }).prefault({}),
+  batch: z.strictObject({
+    segments: z.number().int().min(1).max(65_536).default(4_096).describe('hash segments of the first checksum pass'),
+    fanout: z.number().int().min(2).max(256).default(16).describe('children per differing segment when descending'),
+    fetchRows: z.number().int().positive().default(100_000).describe('fetch the rows once the differing segments hold at most this many'),
+    pageRows: z.number().int().positive().default(50_000).describe('rows per fetched page'),
+  }).prefault({}),
+  stream: z.strictObject({
+    batchSize: z.number().int().positive().default(500),
+    stateRetention: Duration.default(7 * 86_400_000).describe('how long match state is kept after its last change'),
+    tick: Duration.refine((ms) => ms > 0, 'must be positive').default(250).describe('how often expired records are looked for'),
+  }).prefault({}),
+}).superRefine((recon, ctx) => {
+  const streaming = recon.a.subject !== undefined;
+  if (streaming !== (recon.b.subject !== undefined)) {
+    ctx.addIssue({ code: 'custom', path: ['b'], message: 'a and b must both be subject feeds (streaming) or both ClickHouse sources (batch)' });
+  }
+  const known = new Set([...recon.key, ...Object.keys(recon.fields)]);
+  for (const field of recon.key) if (field in recon.fields) ctx.addIssue({ code: 'custom', path: ['fields', field], message: 'a key field is not also a compared field' });
+  const healing = Object.values(recon.heal).includes('publish');
+  if (healing && recon.correction === undefined) ctx.addIssue({ code: 'custom', path: ['correction'], message: 'required when a heal policy is publish' });
+  recon.correction?.fields.forEach((field, i) => {
+    const spec = recon.fields[field];
+    if (spec === undefined || spec.compare === 'exact') ctx.addIssue({ code: 'custom', path: ['correction', 'fields', i], message: `"${field}" must be a compared field with an absolute or percentage tolerance` });
+  });
+  const sourceField = recon.correction?.sourceField;
+  if (sourceField !== undefined && !known.has(sourceField)) ctx.addIssue({ code: 'custom', path: ['correction', 'sourceField'], message: `"${sourceField}" is not a key or compared field` });
+  if (recon.stream.stateRetention <= recon.lag) ctx.addIssue({ code: 'custom', path: ['stream', 'stateRetention'], message: 'must be longer than lag' });
 });
 
 export const ConfigSchema = z.strictObject({
@@ -162,18 +296,46 @@ export const ConfigSchema = z.strictObject({
   }).prefault({}),
   reports: z.array(Report).default([]),
   slas: z.array(Sla).default([]),
+  reconciliations: z.array(Reconciliation).default([]).superRefine((list, ctx) => {
+    list.forEach((recon, i) => {
+      if (list.findIndex((other) => other.name === recon.name) !== i) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `another reconciliation is named "${recon.name}"` });
+    });
+  }),
+  monitor: Monitor.prefault({}),
   sagas: z.strictObject({
     stream: StreamLimits.prefault({ maxAge: '7d', duplicateWindow: '10m' }).describe('SAGAS; the dedup window must cover every step timeout'),
     ackWait: Duration.default(30_000),
     concurrency: z.number().int().positive().default(64).describe('saga inputs handled at once per orchestrator'),
     definitions: z.array(SagaDefinition).default([]),
   }).prefault({}),
+}).superRefine((config, ctx) => {
+  const reports = new Set(config.reports.map((r) => r.name));
+  const seen = new Set<string>();
+  config.slas.forEach((sla, i) => {
+    // alert ids and monitor state are keyed by the SLA id, so two SLAs may not share one
+    const id = sla.name ?? `${sla.source}|${sla.type}`;
+    if (seen.has(id)) ctx.addIssue({ code: 'custom', path: ['slas', i, 'name'], message: `another SLA has the same ${sla.name ? 'name' : 'source and type'}; give each a distinct name` });
+    seen.add(id);
+    sla.deadlines.forEach((d, j) => {
+      if (!reports.has(d.report)) ctx.addIssue({ code: 'custom', path: ['slas', i, 'deadlines', j, 'report'], message: `no report named "${d.report}"` });
+    });
+  });
+  config.monitor.webhooks.forEach((w, i) => {
+    if (w.secret && w.secretEnv) ctx.addIssue({ code: 'custom', path: ['monitor', 'webhooks', i, 'secretEnv'], message: 'set secret or secretEnv, not both' });
+  });
 });
 
 export type Config = z.infer<typeof ConfigSchema>;
 export type ReportConfig = z.infer<typeof Report>;
 export type MeasureConfig = z.infer<typeof Measure>;
 export type SlaConfig = z.infer<typeof Sla>;
+export type ReconciliationConfig = z.infer<typeof Reconciliation>;
+export type ReconSideConfig = z.infer<typeof ReconSide>;
+export type ReconFieldConfig = z.infer<typeof ReconField>;
+export type DeadlineConfig = z.infer<typeof Deadline>;
+export type MonitorConfig = z.infer<typeof Monitor>;
+export type WebhookConfig = z.infer<typeof Webhook>;
+export type AlertKind = (typeof ALERT_KINDS)[number];
 export type StreamLimitsConfig = z.infer<typeof StreamLimits>;
 export type SagaDefinitionConfig = z.infer<typeof SagaDefinition>;
 export type SagaDefinitionInput = z.input<typeof SagaDefinition>;

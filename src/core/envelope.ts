@@ -212,8 +212,10 @@ export function parseRawEvent(raw: Uint8Array, meta: RawMeta, limits: EnvelopeLi
 /** Events travel on `events.<source>.<type>`. */
 export const eventSubject = (event: Pick<TidemarkEvent, 'source' | 'type'>): string => `events.${event.source}.${event.type}`;
 
-export const encodeEvent = (event: TidemarkEvent): Uint8Array => new TextEncoder().encode(JSON.stringify(event));
+const encoder = new TextEncoder();
+
+export const encodeEvent = (event: TidemarkEvent): Uint8Array => encoder.encode(JSON.stringify(event));
 
 export function decodeEvent(bytes: Uint8Array): TidemarkEvent {
-  return JSON.parse(new TextDecoder().decode(bytes)) as TidemarkEvent;
+  return JSON.parse(decoder.decode(bytes)) as TidemarkEvent;
 }

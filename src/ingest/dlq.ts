@@ -1,6 +1,7 @@
 import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
 import type { Rejection } from '../core/envelope.ts';
+import type { PublishItem } from '../nats/batch-publisher.ts';
 
 /** What the DLQ keeps of a rejected input: everything needed to inspect and re-publish it. */
 export type DlqRecord = {
@@ -30,6 +31,18 @@ export function dlqRecord(rejection: Rejection, raw: Uint8Array, subject: string
   };
 }
 
+/** The DLQ message of a rejection, for a batch publisher. */
+export function dlqItem(record: DlqRecord, msgId: string): PublishItem {
+  return {
+    subject: dlqSubject(record.subject),
+    data: JSON.stringify(record),
+    msgId,
+    headers: { 'Tidemark-Reject-Code': record.code, 'Tidemark-Reject-Reason': reasonHeader(record.reason) },
+  };
+}
+
+const reasonHeader = (reason: string): string => reason.replace(/[\r\n]+/g, ' ').slice(0, 512);
+
 /**
  * Publishes a rejection to the DLQ; `msgID` makes a re-delivered raw message land once.
  * The reason also travels in a header so `nats sub` shows it without decoding the body.
@@ -45,6 +58,6 @@ export function publishToDlq(js: JetStreamClient, record: DlqRecord, msgID: stri
 function dlqHeaders(record: DlqRecord): MsgHdrs {
   const h = natsHeaders();
   h.set('Tidemark-Reject-Code', record.code);
-  h.set('Tidemark-Reject-Reason', record.reason.replace(/[\r\n]+/g, ' ').slice(0, 512));
+  h.set('Tidemark-Reject-Reason', reasonHeader(record.reason));
   return h;
 }

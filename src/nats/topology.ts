@@ -24,6 +24,9 @@ export const STREAMS = {
 export const CONSUMERS = {
   gateway: { stream: STREAMS.ingest.name, durable: 'gateway' },
   processor: { stream: STREAMS.events.name, durable: 'processor' },
+  monitor: { stream: STREAMS.events.name, durable: 'monitor' },
+  // writes every alert (the monitor's and the processor's amended ones) to ClickHouse and webhooks
+  alertSink: { stream: STREAMS.alerts.name, durable: 'alert-sink' },
 } as const;
 
 const API_STREAM_NOT_FOUND = 10059;

@@ -1,18 +1,17 @@
 import type { IncomingMessage } from 'node:http';
-import type { Readable } from 'node:stream';
+import { pipeline, type Readable } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
-import { pipeline } from 'node:stream';
 import { CH, ClickHouseHttpError } from './errors.ts';
 
 /** The request body with its Content-Encoding (gzip, deflate, br) undone. */
 export function decodedBody(req: IncomingMessage): Readable {
-  const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+  const encoding = (req.headers['content-encoding'] ?? '').trim().toLowerCase();
+  if (encoding === '' || encoding === 'identity') return req;
   const decoder =
     encoding === 'gzip' || encoding === 'x-gzip' ? createGunzip()
     : encoding === 'deflate' ? createInflate()
     : encoding === 'br' ? createBrotliDecompress()
     : undefined;
-  if (encoding === 'identity' || encoding === '') return req;
   if (!decoder) throw new ClickHouseHttpError(CH.NOT_IMPLEMENTED, `Unsupported Content-Encoding: ${encoding} (supported: gzip, deflate, br)`);
   // A corrupt body surfaces as a stream error when read; pipeline forwards it and cleans both ends up.
   return pipeline(req, decoder, () => undefined);
@@ -98,38 +97,66 @@ export async function collect(source: AsyncIterable<Buffer>, limit: number): Pro
   return Buffer.concat(parts, bytes);
 }
 
-const isBlank = (buf: Buffer): boolean => {
-  for (const byte of buf) if (byte !== 0x0a && byte !== 0x0d && byte !== 0x20 && byte !== 0x09) return false;
-  return true;
-};
+/** Only spaces, tabs and line breaks: nothing to insert. */
+export const isBlank = (bytes: Uint8Array): boolean => bytes.every((b) => b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d);
+
+/** Whether the line feed at `at` ends a row, judged from the bytes around it. */
+export type RowBoundary = (buf: Buffer, at: number) => boolean;
+
+/** TabSeparated escapes line feeds inside values: every raw one ends a row. */
+export const anyLineFeed: RowBoundary = () => true;
 
 /**
- * Re-cuts a byte stream into pieces of at least `size` bytes (the last may be smaller), each
- * ending at a line feed, so that in a line-delimited format every piece is a complete insert.
- * Only one piece is held at a time; the source is not pulled while the caller works on it.
+ * JSON rows may span lines (pretty-printed objects are valid JSONEachRow), so a line feed ends a
+ * row only between a closing `}`/`]` and an opening `{`/`[`; JSON strings cannot hold a raw one.
  */
-export async function* lineChunks(source: AsyncIterable<Buffer>, size: number, maxLine: number): AsyncGenerator<Buffer> {
+export const betweenJsonRows: RowBoundary = (buf, at) => {
+  let before = at - 1;
+  if (buf[before] === 0x0d) before--;
+  const after = buf[at + 1];
+  return (buf[before] === 0x7d || buf[before] === 0x5d) && (after === 0x7b || after === 0x5b);
+};
+
+/** The last row boundary at or before `limit`, else the first after it; -1 when there is none yet. */
+function findCut(buf: Buffer, limit: number, isBoundary: RowBoundary): number {
+  for (let at = buf.lastIndexOf(0x0a, limit); at >= 0; at = at > 0 ? buf.lastIndexOf(0x0a, at - 1) : -1) {
+    if (isBoundary(buf, at)) return at;
+  }
+  for (let at = buf.indexOf(0x0a, limit + 1); at >= 0; at = buf.indexOf(0x0a, at + 1)) {
+    if (isBoundary(buf, at)) return at;
+  }
+  return -1;
+}
+
+/**
+ * Re-cuts a byte stream into pieces of about `size` bytes that end at a row boundary, so every
+ * piece is a complete insert on its own. Cuts depend on the data only, not on how the network
+ * delivered it, so a retried body is cut the same way (and block-hash dedup still recognises
+ * it). One piece is held at a time; the source is not pulled while the caller works on it.
+ */
+export async function* rowChunks(source: AsyncIterable<Buffer>, size: number, maxRow: number, isBoundary: RowBoundary): AsyncGenerator<Buffer> {
+  let pending = Buffer.alloc(0);
   let parts: Buffer[] = [];
   let bytes = 0;
   for await (const part of source) {
     parts.push(part);
     bytes += part.length;
-    if (bytes < size) continue;
-    const joined = Buffer.concat(parts, bytes);
-    const cut = joined.lastIndexOf(0x0a);
-    if (cut < 0) {
-      if (bytes > maxLine) throw new ClickHouseHttpError(CH.QUERY_IS_TOO_LARGE, `A row of the insert is longer than ${maxLine} bytes`);
-      parts = [joined];
-      continue;
+    while (bytes >= size) {
+      pending = Buffer.concat([pending, ...parts]);
+      parts = [];
+      const cut = findCut(pending, size - 1, isBoundary);
+      if (cut < 0) {
+        if (bytes > maxRow) throw new ClickHouseHttpError(CH.QUERY_IS_TOO_LARGE, `A row of the insert is longer than ${maxRow} bytes`);
+        break;
+      }
+      const piece = pending.subarray(0, cut + 1);
+      pending = pending.subarray(cut + 1);
+      bytes = pending.length;
+      if (!isBlank(piece)) yield piece;
     }
-    const piece = joined.subarray(0, cut + 1);
-    const remainder = joined.subarray(cut + 1);
-    parts = remainder.length > 0 ? [remainder] : [];
-    bytes = remainder.length;
-    if (!isBlank(piece)) yield piece;
   }
-  const last = Buffer.concat(parts, bytes);
-  if (last.length > 0 && !isBlank(last)) yield last;
+  const last = Buffer.concat([pending, ...parts]);
+  if (!isBlank(last)) yield last;
 }
 
 /** `multipart/form-data` fields (the client sends `query` and `param_*` this way when they are long). */

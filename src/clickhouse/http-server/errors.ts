@@ -102,7 +102,7 @@ const STATUS_404 = new Set<number>([
 ]);
 
 /** ClickHouse's own mapping (src/Server/HTTP/exceptionCodeToHTTPStatus.cpp); anything unlisted is a 500. */
-export function httpStatusForCode(code: number): number {
+function httpStatusForCode(code: number): number {
   if (STATUS_401.has(code)) return 401;
   if (STATUS_403.has(code)) return 403;
   if (STATUS_400.has(code)) return 400;
@@ -129,20 +129,25 @@ function innermostMessage(text: string): { code?: number; type?: string; message
   let rest = text.trim();
   let code: number | undefined;
   let type: string | undefined;
-  for (;;) {
+  for (let changed = true; changed; ) {
+    changed = false;
     const prefix = CODE_PREFIX.exec(rest);
-    const suffix = TYPE_SUFFIX.exec(rest);
-    const version = VERSION_SUFFIX.exec(rest);
-    if (!prefix && !suffix && !version) break;
     if (prefix) {
       code ??= Number(prefix[1]);
       rest = rest.slice(prefix[0].length);
+      changed = true;
     }
+    const suffix = TYPE_SUFFIX.exec(rest);
     if (suffix) {
       type ??= suffix[1];
       rest = rest.slice(0, suffix.index);
+      changed = true;
     }
-    if (version) rest = rest.slice(0, version.index);
+    const version = VERSION_SUFFIX.exec(rest);
+    if (version) {
+      rest = rest.slice(0, version.index);
+      changed = true;
+    }
   }
   return { code, type, message: rest.replace(/\.$/, '') };
 }

@@ -1,9 +1,9 @@
 import type { ServerResponse } from 'node:http';
-import type { RawInsertFormat } from 'chdb';
-import { collect, lineChunks } from './body.ts';
+import type { ChdbResult, RawInsertFormat } from 'chdb';
+import { collect, isBlank, rowChunks } from './body.ts';
 import type { ChdbEngine, EngineSession } from './engine.ts';
 import { CH, ClickHouseHttpError, toClickHouseError } from './errors.ts';
-import { canonicalFormat, insertPath, isBinaryFormat, type InsertPath } from './formats.ts';
+import { canonicalFormat, insertPath, isBinaryFormat, rowBoundaryOf, type InsertPath } from './formats.ts';
 import { bindQueryParams } from './query-params.ts';
 import type { IncomingStatement, ParsedRequest } from './request.ts';
 import { emptySummary, startResponse, streamedExceptionBlock, write, type ResponseMeta, type Summary } from './response.ts';
@@ -16,15 +16,15 @@ export type ExecuteContext = {
   engine: ChdbEngine;
   /** Largest body kept in memory whole: a statement, or insert data that cannot be streamed. */
   maxBufferedBytes: number;
-  /** Streamed inserts are cut at line feeds into pieces of about this size, one engine insert each. */
+  /** Streamed inserts are cut at row boundaries into pieces of about this size, one engine insert each. */
   insertChunkBytes: number;
 };
 
 /** What a read-only user (and a GET request) may run. */
 const READ_KEYWORDS = new Set(['SELECT', 'WITH', 'SHOW', 'DESCRIBE', 'DESC', 'EXISTS', 'EXPLAIN']);
 /**
- * Statements a GET refuses up front with ClickHouse's hint to use POST; anything else runs under
- * readonly=2, so the engine still refuses what this list misses.
+ * Statements a GET (or HEAD) refuses up front with ClickHouse's hint to use POST; anything else
+ * runs under readonly=2, so the engine still refuses what this list misses.
  */
 const WRITE_KEYWORDS = new Set([
   'INSERT', 'CREATE', 'DROP', 'ALTER', 'TRUNCATE', 'RENAME', 'OPTIMIZE', 'DELETE', 'UPDATE', 'ATTACH', 'DETACH',
@@ -41,7 +41,8 @@ function checkPolicy(statement: Statement, caller: Caller, method: string): void
   }
   const reads = READ_KEYWORDS.has(statement.keyword);
   if (caller.readonly && !reads) throw new ClickHouseHttpError(CH.READONLY, `${caller.name}: Cannot execute query in readonly mode`);
-  if (method === 'GET' && WRITE_KEYWORDS.has(statement.keyword)) {
+  // As in ClickHouse, anything but POST is read-only.
+  if (method !== 'POST' && WRITE_KEYWORDS.has(statement.keyword)) {
     throw new ClickHouseHttpError(
       CH.READONLY,
       `${caller.name}: Cannot execute query in readonly mode. For queries over HTTP, method GET implies readonly. You should use method POST for modifying queries`,
@@ -59,7 +60,7 @@ const quoteIdentifier = (name: string): string => `\`${name.replace(/\\/g, '\\\\
  */
 function preamble(parsed: ParsedRequest, caller: Caller, insertSettings: string | undefined): string | undefined {
   const settings: Array<[string, string]> = [];
-  if (parsed.method === 'GET' && !caller.readonly) settings.push(['readonly', '2']);
+  if (parsed.method !== 'POST' && !caller.readonly) settings.push(['readonly', '2']);
   for (const [name, value] of SERVER_DEFAULTS) if (!parsed.params.settings.has(name)) settings.push([name, value]);
   settings.push(...parsed.params.settings);
   const statements = [setStatement(settings)];
@@ -71,7 +72,7 @@ function preamble(parsed: ParsedRequest, caller: Caller, insertSettings: string 
 }
 
 /** How an INSERT's data reaches the engine (see formats.ts), given what its SQL allows. */
-function choosePath(statement: Statement, parsed: ParsedRequest): InsertPath {
+function insertRoute(statement: Statement, parsed: ParsedRequest): InsertPath {
   const target = statement.insert;
   if (!target?.format || target.values || !target.table || !PLAIN_NAME.test(target.table)) return 'inline';
   if (target.columnsExotic || !(target.columns ?? []).every((c) => PLAIN_NAME.test(c)) || statement.placeholders.length > 0) return 'inline';
@@ -81,11 +82,40 @@ function choosePath(statement: Statement, parsed: ParsedRequest): InsertPath {
   return path === 'chunked' && token ? 'raw' : path;
 }
 
+/** How a statement runs: a streamed SELECT, one buffered engine call, or an INSERT's data route. */
+type Plan = 'stream' | 'buffer' | InsertPath;
+
+function plan(incoming: IncomingStatement, parsed: ParsedRequest): Plan {
+  const { statement } = incoming;
+  if (incoming.data) return insertRoute(statement, parsed);
+  const streamable = STREAMED_KEYWORDS.has(statement.keyword) && statement.placeholders.length === 0;
+  return streamable && !parsed.waitEndOfQuery ? 'stream' : 'buffer';
+}
+
 const elapsedSince = (start: bigint): number => Number(process.hrtime.bigint() - start);
 
-const isBlank = (bytes: Uint8Array): boolean => bytes.every((b) => b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d);
+type Run = {
+  res: ServerResponse;
+  parsed: ParsedRequest;
+  incoming: IncomingStatement;
+  session: EngineSession;
+  meta: ResponseMeta;
+  started: bigint;
+  ctx: ExecuteContext;
+  /** The preamble, for paths that send it in the same engine call as the statement. */
+  setup?: string;
+};
 
-type Run = { res: ServerResponse; parsed: ParsedRequest; incoming: IncomingStatement; session: EngineSession; meta: ResponseMeta; started: bigint; ctx: ExecuteContext };
+/**
+ * One buffered engine call for `sql` with its placeholders bound. Buffered calls take several
+ * statements, so the preamble rides along instead of costing a round trip.
+ */
+function runSql(run: Run, sql: string): Promise<ChdbResult> {
+  const { placeholders } = run.incoming.statement;
+  const bound = placeholders.length > 0 ? bindQueryParams(sql, placeholders, run.incoming.queryParams) : undefined;
+  const text = bound?.sql ?? sql;
+  return run.session.query(run.setup ? `${run.setup}; ${text}` : text, { format: run.meta.format, ...(bound ? { params: bound.params } : {}) });
+}
 
 async function sendWhole(run: Run, summary: Summary, bytes?: Uint8Array): Promise<void> {
   const body = startResponse(run.res, run.meta, { ...summary, elapsed_ns: elapsedSince(run.started) }, { streaming: false });
@@ -93,10 +123,12 @@ async function sendWhole(run: Run, summary: Summary, bytes?: Uint8Array): Promis
   await body.end();
 }
 
-async function insertData(run: Run, path: Exclude<InsertPath, 'inline'>, target: InsertTarget, data: AsyncIterable<Buffer>): Promise<Summary> {
+/** An INSERT whose data bypasses the SQL: zero-copy raw inserts, in line-cut pieces or one buffer. */
+async function runRawInsert(run: Run, path: 'chunked' | 'raw', target: InsertTarget, data: AsyncIterable<Buffer>): Promise<void> {
   const summary = emptySummary();
   const format = canonicalFormat(target.format!) as RawInsertFormat;
-  const pieces = path === 'chunked' ? lineChunks(data, run.ctx.insertChunkBytes, run.ctx.maxBufferedBytes) : [await collect(data, run.ctx.maxBufferedBytes)];
+  const pieces =
+    path === 'chunked' ? rowChunks(data, run.ctx.insertChunkBytes, run.ctx.maxBufferedBytes, rowBoundaryOf(format)) : [await collect(data, run.ctx.maxBufferedBytes)];
   for await (const piece of pieces) {
     if (isBlank(piece)) continue;
     const written = await run.session.insert(target.table!, target.columns, format, piece);
@@ -105,30 +137,25 @@ async function insertData(run: Run, path: Exclude<InsertPath, 'inline'>, target:
     summary.written_rows += written.rowsWritten;
     summary.written_bytes += written.bytesWritten;
   }
-  return summary;
+  await sendWhole(run, summary);
 }
 
-async function runInsert(run: Run, data: AsyncIterable<Buffer>): Promise<void> {
+/** An INSERT whose data must go inline in the SQL text (VALUES, other text formats, table functions…). */
+async function runInlineInsert(run: Run, data: AsyncIterable<Buffer>): Promise<void> {
   const { statement, text } = run.incoming;
-  const path = choosePath(statement, run.parsed);
-  if (path !== 'inline') return sendWhole(run, await insertData(run, path, statement.insert!, data));
   const format = statement.insert?.format;
   if (format && isBinaryFormat(format)) {
     throw new ClickHouseHttpError(CH.NOT_IMPLEMENTED, `Inserting ${format} over this endpoint is not supported: chDB takes inline data as text. Use a text format (JSONEachRow, TabSeparated, CSV…)`);
   }
   const rows = await collect(data, run.ctx.maxBufferedBytes);
   if (isBlank(rows)) return sendWhole(run, emptySummary());
-  const sql = `${text.slice(0, statement.end)}\n${rows.toString('utf8')}`;
-  const bound = statement.placeholders.length > 0 ? bindQueryParams(sql, statement.placeholders, run.incoming.queryParams) : undefined;
-  await run.session.query(bound?.sql ?? sql, { format: run.meta.format, ...(bound ? { params: bound.params } : {}) });
+  await runSql(run, `${text.slice(0, statement.end)}\n${rows.toString('utf8')}`);
   return sendWhole(run, emptySummary());
 }
 
 async function runBuffered(run: Run): Promise<void> {
-  const { statement, text, queryParams } = run.incoming;
-  const sql = text.slice(0, statement.end);
-  const bound = statement.placeholders.length > 0 ? bindQueryParams(sql, statement.placeholders, queryParams) : undefined;
-  const result = await run.session.query(bound?.sql ?? sql, { format: run.meta.format, ...(bound ? { params: bound.params } : {}) });
+  const { statement, text } = run.incoming;
+  const result = await runSql(run, text.slice(0, statement.end));
   const bytes = result.bytes();
   await sendWhole(run, { ...emptySummary(), read_rows: result.rowsRead, read_bytes: result.bytesRead, result_rows: result.rowsRead, result_bytes: bytes.length }, bytes);
 }
@@ -153,16 +180,19 @@ async function runStreamed(run: Run): Promise<void> {
   await body.end();
 }
 
-/** Runs one statement on its own connection and answers the request. Throws before anything is sent. */
+/** Runs one statement on its own connection and answers the request; errors before the first byte are thrown. */
 export async function execute(res: ServerResponse, parsed: ParsedRequest, caller: Caller, incoming: IncomingStatement, ctx: ExecuteContext): Promise<void> {
-  const { statement } = incoming;
+  const { statement, data } = incoming;
   checkPolicy(statement, caller, parsed.method);
+  const how = plan(incoming, parsed);
   const session = ctx.engine.session();
   try {
     const started = process.hrtime.bigint();
-    const fast = incoming.data !== undefined && choosePath(statement, parsed) !== 'inline';
-    const setup = preamble(parsed, caller, fast ? statement.insert?.settings : undefined);
-    if (setup) await session.query(setup, { format: 'TabSeparated' });
+    const rawInsert = how === 'chunked' || how === 'raw';
+    const setup = preamble(parsed, caller, rawInsert ? statement.insert?.settings : undefined);
+    // A stream and a raw insert take exactly one statement, so their preamble is a call of its own.
+    const separate = how === 'stream' || rawInsert;
+    if (setup && separate) await session.query(setup, { format: 'TabSeparated' });
     const meta: ResponseMeta = {
       queryId: parsed.queryId,
       format: statement.format ?? parsed.defaultFormat,
@@ -170,10 +200,11 @@ export async function execute(res: ServerResponse, parsed: ParsedRequest, caller
       level: parsed.compressionLevel,
       ...(parsed.coding ? { coding: parsed.coding } : {}),
     };
-    const run: Run = { res, parsed, incoming, session, meta, started, ctx };
-    if (incoming.data) await runInsert(run, incoming.data);
-    else if (STREAMED_KEYWORDS.has(statement.keyword) && statement.placeholders.length === 0 && !parsed.waitEndOfQuery) await runStreamed(run);
-    else await runBuffered(run);
+    const run: Run = { res, parsed, incoming, session, meta, started, ctx, ...(setup && !separate ? { setup } : {}) };
+    if (how === 'stream') await runStreamed(run);
+    else if (how === 'buffer') await runBuffered(run);
+    else if (how === 'inline') await runInlineInsert(run, data!);
+    else await runRawInsert(run, how, statement.insert!, data!);
   } finally {
     session.close();
   }

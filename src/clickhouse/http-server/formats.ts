@@ -1,3 +1,5 @@
+import { anyLineFeed, betweenJsonRows, type RowBoundary } from './body.ts';
+
 /** What the endpoint needs to know about ClickHouse data formats. */
 
 export const DEFAULT_FORMAT = 'TabSeparated';
@@ -9,13 +11,18 @@ const ALIASES: Record<string, string> = {
 };
 
 /**
- * Formats whose rows never contain a raw line feed (they escape it), so a body can be cut at any
- * '\n' and every piece is a valid insert on its own: these are streamed in bounded chunks.
+ * Formats a body can be cut into independent pieces at row boundaries, and how to find them:
+ * these are streamed to the engine in bounded chunks.
  */
-const LINE_DELIMITED = new Set(['JSONEachRow', 'JSONCompactEachRow', 'TSV', 'TabSeparated']);
+const LINE_DELIMITED = new Map<string, RowBoundary>([
+  ['JSONEachRow', betweenJsonRows],
+  ['JSONCompactEachRow', betweenJsonRows],
+  ['TSV', anyLineFeed],
+  ['TabSeparated', anyLineFeed],
+]);
 
 /** Formats chDB's zero-copy raw insert accepts (a whole body in one buffer). */
-const RAW_INSERTABLE = new Set([...LINE_DELIMITED, 'CSV', 'CSVWithNames', 'TSVWithNames', 'TabSeparatedWithNames']);
+const RAW_INSERTABLE = new Set([...LINE_DELIMITED.keys(), 'CSV', 'CSVWithNames', 'TSVWithNames', 'TabSeparatedWithNames']);
 
 /**
  * Binary formats: the engine's SQL entry point takes text, so a body in one of these cannot be
@@ -34,6 +41,9 @@ export function insertPath(format: string): InsertPath {
 }
 
 export const canonicalFormat = (format: string): string => ALIASES[format] ?? format;
+
+/** Where rows of a chunked format end. */
+export const rowBoundaryOf = (format: string): RowBoundary => LINE_DELIMITED.get(canonicalFormat(format)) ?? anyLineFeed;
 
 export const isBinaryFormat = (format: string): boolean => BINARY.test(format);
 

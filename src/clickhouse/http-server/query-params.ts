@@ -1,4 +1,4 @@
-import { replaceSpans, type Placeholder } from './sql.ts';
+import type { Placeholder } from './lexer.ts';
 
 /**
  * `param_x` values arrive in ClickHouse's escaped text form, exactly what the engine should
@@ -44,4 +44,15 @@ export function bindQueryParams(sql: string, placeholders: ReadonlyArray<Placeho
     rewrites.push({ start: placeholder.start, end: placeholder.end, with: `CAST({${rawName}:String} AS ${placeholder.type})` });
   }
   return { sql: rewrites.length > 0 ? replaceSpans(sql, rewrites) : sql, params };
+}
+
+/** Replaces placeholder spans in `text` (which must be sorted by position and not overlap). */
+function replaceSpans(text: string, spans: ReadonlyArray<{ start: number; end: number; with: string }>): string {
+  let out = '';
+  let at = 0;
+  for (const span of spans) {
+    out += text.slice(at, span.start) + span.with;
+    at = span.end;
+  }
+  return out + text.slice(at);
 }

@@ -77,7 +77,7 @@ export async function readStatement(req: IncomingMessage, parsed: ParsedRequest,
   const queryParams = new Map(parsed.params.queryParams);
   if (parsed.method === 'GET' || parsed.method === 'HEAD') {
     const text = urlQuery ?? '';
-    return { statement: analyzeStatement(text, { complete: true })!, text, queryParams };
+    return { statement: analyzeStatement(text, { complete: true }), text, queryParams };
   }
   const body = new BodyReader(decodedBody(req));
   const contentType = header(req, 'content-type') ?? '';
@@ -85,7 +85,7 @@ export async function readStatement(req: IncomingMessage, parsed: ParsedRequest,
     const fields = parseMultipart(await body.readAll(maxBufferedBytes), contentType);
     for (const [name, value] of fields) if (name.startsWith('param_')) queryParams.set(name.slice('param_'.length), value);
     const text = fields.get('query') ?? urlQuery ?? '';
-    return { statement: analyzeStatement(text, { complete: true })!, text, queryParams };
+    return { statement: analyzeStatement(text, { complete: true }), text, queryParams };
   }
   await body.fill(HEAD_BYTES);
   const joined = (): Buffer => {
@@ -100,7 +100,7 @@ export async function readStatement(req: IncomingMessage, parsed: ParsedRequest,
     await body.readAll(maxBufferedBytes);
     head = joined();
     text = head.toString('utf8');
-    statement = analyzeStatement(text, { complete: true })!;
+    statement = analyzeStatement(text, { complete: true });
   }
   if (statement.dataStart === undefined) return { statement, text, queryParams };
   const offset = Buffer.byteLength(text.slice(0, statement.dataStart), 'utf8');

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { constants, createBrotliCompress, createDeflate, createGzip } from 'node:zlib';
 import { contentTypeFor } from './formats.ts';
 import { exceptionText, type ClickHouseHttpError } from './errors.ts';
@@ -79,18 +79,29 @@ export function startResponse(res: ServerResponse, meta: ResponseMeta, summary: 
   if (out !== res) out.pipe(res);
   const end = async () => {
     if (res.destroyed) return;
-    const finished = once(res, 'finish');
     out.end();
-    await finished;
+    // Settles on 'finish', or on the client going away first.
+    await finished(res).catch(() => undefined);
   };
   return { out, end, ...(tag ? { tag } : {}) };
 }
 
 /** Writes with back-pressure; rejects when the client has gone away. */
-export async function write(res: ServerResponse, out: Writable, chunk: Uint8Array): Promise<void> {
-  if (res.destroyed) throw new Error('client disconnected');
-  if (out.write(chunk)) return;
-  await Promise.race([once(out, 'drain'), once(res, 'close').then(() => Promise.reject(new Error('client disconnected')))]);
+export function write(res: ServerResponse, out: Writable, chunk: Uint8Array): Promise<void> {
+  if (res.destroyed) return Promise.reject(new Error('client disconnected'));
+  if (out.write(chunk)) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const settle = (err?: Error) => {
+      out.off('drain', onDrain);
+      res.off('close', onClose);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onDrain = () => settle();
+    const onClose = () => settle(new Error('client disconnected'));
+    out.on('drain', onDrain);
+    res.on('close', onClose);
+  });
 }
 
 /**

@@ -1,4 +1,5 @@
 import { CH, ClickHouseHttpError } from './errors.ts';
+import { identifierName, Lexer, toPlaceholder, upper, type Placeholder, type Token } from './lexer.ts';
 
 /**
  * Just enough of ClickHouse's lexer to decide, before the engine sees a request, what kind of
@@ -6,12 +7,6 @@ import { CH, ClickHouseHttpError } from './errors.ts';
  * placeholders it uses, and whether it tries something the HTTP interface refuses
  * (several statements, files on the server). The engine still parses everything itself.
  */
-
-export type TokenKind = 'word' | 'quoted' | 'string' | 'number' | 'placeholder' | 'punct';
-
-export type Token = { kind: TokenKind; text: string; start: number; end: number };
-
-export type Placeholder = { name: string; type: string; start: number; end: number };
 
 export type InsertTarget = {
   /** `db.table` with quotes removed, when it is a plain name (not `FUNCTION …`). */
@@ -43,137 +38,7 @@ export type Statement = {
   end: number;
 };
 
-const WORD_START = /[A-Za-z_\u0080-\uFFFF]/;
-const WORD_PART = /[A-Za-z0-9_\u0080-\uFFFF]/;
-const SPACE = /[ \t\n\r\f\v]/;
-const PLACEHOLDER_HEAD = /^\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*:/;
-
 const syntaxError = (message: string) => new ClickHouseHttpError(CH.SYNTAX_ERROR, message);
-
-class Lexer {
-  pos = 0;
-  constructor(readonly text: string) {}
-
-  /** The next token, or undefined at the end of the text (or of an unterminated literal). */
-  next(): Token | undefined {
-    this.skipSpaceAndComments();
-    const { text } = this;
-    const start = this.pos;
-    if (start >= text.length) return undefined;
-    const c = text[start]!;
-    if (c === "'") return this.quoted('string', "'");
-    if (c === '"' || c === '`') return this.quoted('quoted', c);
-    if (c === '$') {
-      const heredoc = /^\$([A-Za-z0-9_]*)\$/.exec(text.slice(start, start + 256));
-      if (heredoc) {
-        const close = text.indexOf(heredoc[0], start + heredoc[0].length);
-        this.pos = close < 0 ? text.length : close + heredoc[0].length;
-        return { kind: 'string', text: text.slice(start, this.pos), start, end: this.pos };
-      }
-    }
-    if (c === '{') {
-      const placeholder = this.placeholder();
-      if (placeholder) return placeholder;
-    }
-    if (/[0-9]/.test(c) || (c === '.' && /[0-9]/.test(text[start + 1] ?? ''))) {
-      let i = start + 1;
-      while (i < text.length && (/[0-9A-Za-z_.]/.test(text[i]!) || (/[+-]/.test(text[i]!) && /[eEpP]/.test(text[i - 1]!)))) i++;
-      this.pos = i;
-      return { kind: 'number', text: text.slice(start, i), start, end: i };
-    }
-    if (WORD_START.test(c)) {
-      let i = start + 1;
-      while (i < text.length && WORD_PART.test(text[i]!)) i++;
-      this.pos = i;
-      return { kind: 'word', text: text.slice(start, i), start, end: i };
-    }
-    this.pos = start + 1;
-    return { kind: 'punct', text: c, start, end: this.pos };
-  }
-
-  private skipSpaceAndComments(): void {
-    const { text } = this;
-    for (;;) {
-      while (this.pos < text.length && SPACE.test(text[this.pos]!)) this.pos++;
-      const two = text.slice(this.pos, this.pos + 2);
-      if (two === '--' || two === '#!' || two === '# ') {
-        const eol = text.indexOf('\n', this.pos);
-        this.pos = eol < 0 ? text.length : eol + 1;
-      } else if (two === '/*') {
-        let depth = 0;
-        let i = this.pos;
-        while (i < text.length) {
-          if (text.startsWith('/*', i)) {
-            depth++;
-            i += 2;
-          } else if (text.startsWith('*/', i)) {
-            depth--;
-            i += 2;
-            if (depth === 0) break;
-          } else i++;
-        }
-        this.pos = i;
-      } else return;
-    }
-  }
-
-  /** A '…', "…" or `…` literal: backslash escapes and a doubled quote both continue it. */
-  private quoted(kind: TokenKind, quote: string): Token {
-    const { text } = this;
-    const start = this.pos;
-    let i = start + 1;
-    while (i < text.length) {
-      const ch = text[i]!;
-      if (ch === '\\') i += 2;
-      else if (ch === quote && text[i + 1] === quote) i += 2;
-      else if (ch === quote) break;
-      else i++;
-    }
-    this.pos = Math.min(i + 1, text.length);
-    return { kind, text: text.slice(start, this.pos), start, end: this.pos };
-  }
-
-  /** `{name:Type}`; the type may hold parentheses and quoted enum names. Anything else is a map literal. */
-  private placeholder(): Token | undefined {
-    const { text } = this;
-    const start = this.pos;
-    const head = PLACEHOLDER_HEAD.exec(text.slice(start, start + 512));
-    if (!head) return undefined;
-    let i = start + head[0].length;
-    let depth = 0;
-    while (i < text.length) {
-      const ch = text[i]!;
-      if (ch === "'" || ch === '"' || ch === '`') {
-        const close = new Lexer(text);
-        close.pos = i;
-        i = close.quoted('string', ch).end;
-        continue;
-      }
-      if (ch === '(') depth++;
-      else if (ch === ')') depth--;
-      else if (ch === '}' && depth === 0) break;
-      i++;
-    }
-    if (i >= text.length) return undefined;
-    this.pos = i + 1;
-    return { kind: 'placeholder', text: text.slice(start, this.pos), start, end: this.pos };
-  }
-}
-
-const upper = (t: Token | undefined): string | undefined => (t?.kind === 'word' ? t.text.toUpperCase() : undefined);
-
-function toPlaceholder(token: Token): Placeholder {
-  const head = PLACEHOLDER_HEAD.exec(token.text)!;
-  return { name: head[1]!, type: token.text.slice(head[0].length, -1).trim(), start: token.start, end: token.end };
-}
-
-/** An identifier token's name: quotes removed and escapes resolved. */
-export function identifierName(token: Token): string | undefined {
-  if (token.kind === 'word') return token.text;
-  if (token.kind !== 'quoted') return undefined;
-  const quote = token.text[0]!;
-  return token.text.slice(1, -1).replace(new RegExp(`\\\\(.)|${quote}${quote}`, 'g'), (_m, escaped: string | undefined) => escaped ?? quote);
-}
 
 /**
  * Walks the rest of a statement (after its first token): collects placeholders, the trailing
@@ -323,6 +188,8 @@ function scanInsert(lexer: Lexer, statement: Statement, complete: boolean): void
  * Classifies one statement. With `complete: false` the text may be only the head of a longer
  * body: the result is undefined when that head ends before an INSERT's data begins.
  */
+export function analyzeStatement(text: string, options: { complete: true }): Statement;
+export function analyzeStatement(text: string, options: { complete: boolean }): Statement | undefined;
 export function analyzeStatement(text: string, options: { complete: boolean }): Statement | undefined {
   const lexer = new Lexer(text);
   const first = lexer.next();
@@ -340,15 +207,4 @@ export function analyzeStatement(text: string, options: { complete: boolean }): 
   if (first.kind === 'placeholder') statement.placeholders.push(toPlaceholder(first));
   scanQuery(lexer, statement);
   return statement;
-}
-
-/** Replaces placeholder spans in `text` (which must be sorted by position and not overlap). */
-export function replaceSpans(text: string, spans: ReadonlyArray<{ start: number; end: number; with: string }>): string {
-  let out = '';
-  let at = 0;
-  for (const span of spans) {
-    out += text.slice(at, span.start) + span.with;
-    at = span.end;
-  }
-  return out + text.slice(at);
 }

@@ -23,7 +23,7 @@
 import type { ReportConfig } from '../../core/config.ts';
 import type { TidemarkEvent } from '../../core/envelope.ts';
 import { compileGroupKey } from './group.ts';
-import { addEvent, emptyState, finalize, type MeasureState } from './measures.ts';
+import { addEvent, emptyState, finalize, mergeStates, type MeasureState } from './measures.ts';
 
 /** Starts of the windows of `size` sliding every `slide` that contain the instant, latest first. */
 export function windowsFor(occurredAtMs: number, size: number, slide: number): number[] {
@@ -85,21 +85,38 @@ export interface WindowResult extends WindowRef {
   readonly state: MeasureState;
 }
 
-interface OpenWindow extends WindowRef {
+/** One slide-long slice of event time for one group: every event lands in exactly one pane. */
+interface Pane {
   readonly state: MeasureState;
-  emissions: number;
-  changed: boolean;
+  /** bumped on every add, so a window can tell whether any of its panes changed since it was emitted */
+  version: number;
 }
 
+interface Spec {
+  readonly size: number;
+  readonly slide: number;
+  /** group → pane start → pane */
+  readonly panes: Map<string, Map<number, Pane>>;
+  /** window key → emissions so far and the pane versions they covered */
+  readonly emitted: Map<string, { emissions: number; versions: number }>;
+}
+
+const floorTo = (t: number, step: number): number => t - (((t % step) + step) % step);
+
+/**
+ * Sliding windows kept as panes (Flink's and Beam's "panes" trick): an event is folded
+ * into the one pane of its slide, not into each of the size/slide windows that contain
+ * it, and a window's figure is its panes merged when it is emitted. Adding stays one
+ * accumulator update however much the windows overlap.
+ */
 export class WindowStore {
-  /** Open windows by end, so closing visits only the ends the watermark has passed. */
-  readonly #byEnd = new Map<number, Map<string, OpenWindow>>();
+  readonly #specs: Spec[];
   #watermark = -Infinity;
-  #open = 0;
   readonly #groupKey: (event: TidemarkEvent) => string;
 
   constructor(readonly report: ReportConfig) {
     this.#groupKey = compileGroupKey(report);
+    this.#specs = report.windows.map(({ size, slide }) => ({ size, slide, panes: new Map(), emitted: new Map() }));
   }
 
   /** Where this store has closed up to: the highest watermark given to advance. */
@@ -107,8 +124,11 @@ export class WindowStore {
     return this.#watermark;
   }
 
+  /** Windows holding at least one event and not yet closed. */
   get openWindows(): number {
-    return this.#open;
+    let open = 0;
+    for (const spec of this.#specs) for (const [group] of spec.panes) open += this.#windowStarts(spec, group).length;
+    return open;
   }
 
   /** Adds the event to each of its windows still open; the closed ones are returned as rejected and left untouched. */
@@ -116,65 +136,91 @@ export class WindowStore {
     const group = this.#groupKey(event);
     const accepted: WindowRef[] = [];
     const rejected: WindowRef[] = [];
-    for (const { size, slide } of this.report.windows) {
-      for (const start of windowsFor(event.occurredAt, size, slide)) {
-        const end = start + size;
-        if (end <= this.#watermark) {
-          rejected.push({ size, slide, start, end, group });
-          continue;
-        }
-        const window = this.#openWindow(size, slide, start, end, group);
-        addEvent(window.state, this.report, event);
-        window.changed = true;
-        accepted.push({ size, slide, start, end, group });
+    for (const spec of this.#specs) {
+      const { size, slide } = spec;
+      const paneStart = floorTo(event.occurredAt, slide);
+      for (let start = paneStart; start > event.occurredAt - size; start -= slide) {
+        (start + size <= this.#watermark ? rejected : accepted).push({ size, slide, start, end: start + size, group });
       }
+      // the latest window holding the pane is the last to close: if it is closed, all are
+      if (paneStart + size <= this.#watermark) continue;
+      let panes = spec.panes.get(group);
+      if (!panes) {
+        panes = new Map();
+        spec.panes.set(group, panes);
+      }
+      let pane = panes.get(paneStart);
+      if (!pane) {
+        pane = { state: emptyState(this.report), version: 0 };
+        panes.set(paneStart, pane);
+      }
+      addEvent(pane.state, this.report, event);
+      pane.version += 1;
     }
     return { accepted, rejected };
   }
 
-  #openWindow(size: number, slide: number, start: number, end: number, group: string): OpenWindow {
-    let atEnd = this.#byEnd.get(end);
-    if (!atEnd) {
-      atEnd = new Map();
-      this.#byEnd.set(end, atEnd);
+  /** Starts of the windows that hold an event of this group and are still open. */
+  #windowStarts(spec: Spec, group: string): number[] {
+    const starts = new Set<number>();
+    for (const paneStart of spec.panes.get(group)?.keys() ?? []) {
+      for (let start = paneStart; start > paneStart - spec.size; start -= spec.slide) {
+        if (start + spec.size > this.#watermark) starts.add(start);
+      }
     }
-    // With the end known, size and slide name the window spec (two specs can share a window's bounds).
-    const id = `${size}/${slide}/${group}`;
-    let window = atEnd.get(id);
-    if (!window) {
-      window = { size, slide, start, end, group, state: emptyState(this.report), emissions: 0, changed: false };
-      atEnd.set(id, window);
-      this.#open += 1;
-    }
-    return window;
+    return [...starts].sort((a, b) => a - b);
   }
 
-  #emit(window: OpenWindow, timing: WindowTiming): WindowResult {
-    window.emissions += 1;
-    window.changed = false;
-    const { size, slide, start, end, group, state } = window;
-    return { report: this.report.name, size, slide, start, end, group, emission: window.emissions, timing, events: state.events, measures: finalize(state, this.report), state };
+  #emitIfNew(spec: Spec, group: string, start: number, timing: WindowTiming): WindowResult | undefined {
+    const panes = spec.panes.get(group);
+    let state = emptyState(this.report);
+    let versions = 0;
+    for (let paneStart = start; paneStart < start + spec.size; paneStart += spec.slide) {
+      const pane = panes?.get(paneStart);
+      if (!pane) continue;
+      state = mergeStates(state, pane.state);
+      versions += pane.version;
+    }
+    const key = `${group}\u0000${start}`;
+    const previous = spec.emitted.get(key);
+    if (timing === 'early' && previous?.versions === versions) return undefined;
+    if (state.events === 0) return undefined;
+    const emissions = (previous?.emissions ?? 0) + 1;
+    spec.emitted.set(key, { emissions, versions });
+    const { size, slide } = spec;
+    return { report: this.report.name, size, slide, start, end: start + size, group, emission: emissions, timing, events: state.events, measures: finalize(state, this.report), state };
   }
 
   /** Closes every window the watermark has passed (end <= watermark): their final, on-time results; they are then forgotten. */
   advance(watermark: number): WindowResult[] {
     if (watermark <= this.#watermark) return [];
-    this.#watermark = watermark;
     const closed: WindowResult[] = [];
-    for (const [end, windows] of this.#byEnd) {
-      if (end > watermark) continue;
-      for (const window of windows.values()) closed.push(this.#emit(window, 'on_time'));
-      this.#open -= windows.size;
-      this.#byEnd.delete(end);
+    for (const spec of this.#specs) {
+      for (const [group, panes] of spec.panes) {
+        for (const start of this.#windowStarts(spec, group)) {
+          if (start + spec.size > watermark) continue;
+          const result = this.#emitIfNew(spec, group, start, 'on_time');
+          if (result) closed.push(result);
+          spec.emitted.delete(`${group}\u0000${start}`);
+        }
+        for (const paneStart of panes.keys()) if (paneStart + spec.size <= watermark) panes.delete(paneStart);
+        if (panes.size === 0) spec.panes.delete(group);
+      }
     }
+    this.#watermark = watermark;
     return closed;
   }
 
   /** Early results of the open windows that took events since their last emission. */
   snapshotOpen(): WindowResult[] {
     const results: WindowResult[] = [];
-    for (const windows of this.#byEnd.values()) {
-      for (const window of windows.values()) if (window.changed) results.push(this.#emit(window, 'early'));
+    for (const spec of this.#specs) {
+      for (const [group] of spec.panes) {
+        for (const start of this.#windowStarts(spec, group)) {
+          const result = this.#emitIfNew(spec, group, start, 'early');
+          if (result) results.push(result);
+        }
+      }
     }
     return results;
   }

@@ -6,6 +6,7 @@ import { canonicalJson } from '../../processors/logic/canonical.ts';
 /** Decimal(76, 20): 20 places after the point and 56 before. */
 const MAX_SCALE = 20;
 const MAX_INTEGER_DIGITS = 56;
+const PLAIN_DECIMAL = /^-?\d{1,56}(\.\d{1,20})?$/;
 
 export type EventRow = {
   id: string;
@@ -27,7 +28,13 @@ export type EventRow = {
  */
 export function numericFields(data: Record<string, unknown>): Record<string, string> {
   const nums: Record<string, string> = {};
-  for (const [field, value] of Object.entries(data)) {
+  for (const field of Object.keys(data)) {
+    const value = data[field];
+    if (typeof value === 'string' && PLAIN_DECIMAL.test(value)) {
+      // the common case, already in a form ClickHouse reads exactly: no decimal.js round trip
+      nums[field] = value;
+      continue;
+    }
     const decimal = toDecimal(value);
     if (!decimal || !decimal.isFinite()) continue;
     if (decimal.decimalPlaces() > MAX_SCALE) continue;

@@ -1,0 +1,109 @@
+import type { ClickHouseClient } from '@clickhouse/client';
+import type { JetStreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { CONSUMERS } from '../nats/topology.ts';
+import { mib, percentile } from './stats.ts';
+import { rawEvent } from './workload.ts';
+
+const ackFloor = async (jsm: JetStreamManager): Promise<number> => (await jsm.consumers.info(CONSUMERS.processor.stream, CONSUMERS.processor.durable)).ack_floor.stream_seq;
+
+async function eventRows(client: ClickHouseClient, db: string): Promise<number> {
+  const rows = await (await client.query({ query: `SELECT count() AS n FROM ${db}.events`, format: 'JSONEachRow' })).json<{ n: string }>();
+  return Number(rows[0]?.n ?? 0);
+}
+
+export type MemorySample = { events: number; rssMiB: number; heapMiB: number };
+
+/**
+ * Publishes `count` raw events to `ingest.>` as fast as core publish goes and waits
+ * until every one is acked by the processor, i.e. stored in ClickHouse. Memory is
+ * sampled each time another `sampleEvery` events are through.
+ */
+export async function drain(options: { nc: NatsConnection; jsm: JetStreamManager; clickhouse: ClickHouseClient; db: string; from: number; count: number; sampleEvery: number; onProgress?: (done: number) => void }): Promise<{ ms: number; memory: MemorySample[] }> {
+  const { nc, jsm, from, count } = options;
+  const startFloor = await ackFloor(jsm);
+  const now = Date.now();
+  const started = performance.now();
+  const memory: MemorySample[] = [];
+  let nextSample = options.sampleEvery;
+  const publishing = (async () => {
+    for (let i = from; i < from + count; i++) {
+      const { subject, body } = rawEvent(i, now);
+      nc.publish(subject, body);
+      // let the gateway and processor run while the backlog is being published
+      if (i % 5_000 === 0) await nc.flush();
+    }
+    await nc.flush();
+  })();
+  for (;;) {
+    const done = (await ackFloor(jsm)) - startFloor;
+    options.onProgress?.(done);
+    if (done >= nextSample) {
+      const usage = process.memoryUsage();
+      memory.push({ events: from + done, rssMiB: mib(usage.rss), heapMiB: mib(usage.heapUsed) });
+      nextSample += options.sampleEvery;
+    }
+    if (done >= count) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await publishing;
+  const ms = performance.now() - started;
+  const rows = await eventRows(options.clickhouse, options.db);
+  if (rows < from + count) throw new Error(`events table holds ${rows} rows, expected ${from + count}`);
+  return { ms, memory };
+}
+
+export type LatencyResult = { samples: number; p50: number; p99: number; max: number };
+
+const summarize = (values: number[]): LatencyResult => ({ samples: values.length, p50: percentile(values, 50), p99: percentile(values, 99), max: Math.max(...values) });
+
+/**
+ * A steady load of `rate` events/s for `seconds`, with probes: a realtime probe is a
+ * sale of a store of its own (so its window row is unambiguous) timed from publish
+ * to visible in realtime_windows; a late probe is a sale for yesterday timed from
+ * publish to its new revision in report_revisions.
+ */
+export async function pacedLoad(options: { nc: NatsConnection; clickhouse: ClickHouseClient; db: string; from: number; rate: number; seconds: number; report: string }): Promise<{ sent: number; freshness: LatencyResult; late: LatencyResult }> {
+  const { nc, clickhouse, db } = options;
+  const tickMs = 10;
+  const perTick = Math.max(1, Math.round((options.rate * tickMs) / 1000));
+  const end = performance.now() + options.seconds * 1000;
+  let i = options.from;
+  let probe = 0;
+  const realtimeProbes: Array<Promise<number>> = [];
+  const lateProbes: Array<Promise<number>> = [];
+
+  const waitVisible = async (query: string, params: Record<string, unknown>, sentAt: number): Promise<number> => {
+    for (;;) {
+      const rows = await (await clickhouse.query({ query, query_params: params, format: 'JSONEachRow' })).json();
+      if (rows.length > 0) return performance.now() - sentAt;
+      if (performance.now() - sentAt > 60_000) return Number.POSITIVE_INFINITY;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+
+  let nextProbeAt = performance.now() + 250;
+  while (performance.now() < end) {
+    const tickStart = performance.now();
+    const now = Date.now();
+    for (let k = 0; k < perTick; k++, i++) {
+      const { subject, body } = rawEvent(i, now);
+      nc.publish(subject, body);
+    }
+    if (tickStart >= nextProbeAt) {
+      nextProbeAt += 500;
+      probe++;
+      const source = `probe-${probe}`;
+      const sentAt = performance.now();
+      nc.publish(`ingest.${source}.sale`, JSON.stringify({ id: `probe-${probe}`, occurredAt: now, data: { amount: '1.00' } }));
+      realtimeProbes.push(waitVisible(`SELECT 1 FROM ${db}.realtime_windows WHERE group_key = {g:String} LIMIT 1`, { g: JSON.stringify([source]) }, sentAt));
+      const lateSource = `late-${probe}`;
+      nc.publish(`ingest.${lateSource}.sale`, JSON.stringify({ id: `late-${probe}`, occurredAt: now - 86_400_000, data: { amount: '2.00' } }));
+      lateProbes.push(waitVisible(`SELECT 1 FROM ${db}.report_revisions WHERE report = {r:String} AND group_key = {g:String} LIMIT 1`, { r: options.report, g: JSON.stringify([lateSource]) }, sentAt));
+    }
+    await nc.flush();
+    const spent = performance.now() - tickStart;
+    if (spent < tickMs) await new Promise((r) => setTimeout(r, tickMs - spent));
+  }
+  return { sent: i - options.from, freshness: summarize(await Promise.all(realtimeProbes)), late: summarize(await Promise.all(lateProbes)) };
+}

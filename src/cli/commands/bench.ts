@@ -1,0 +1,86 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import { bareJetStream } from '../../bench/baseline.ts';
+import { drain, pacedLoad, type MemorySample } from '../../bench/pipeline.ts';
+import { rate } from '../../bench/stats.ts';
+import { openClickHouse } from '../../clickhouse/client.ts';
+import { migrate } from '../../clickhouse/migrations.ts';
+import { parseConfig } from '../../core/config.ts';
+import { createLogger } from '../../core/logger.ts';
+import { startNatsGateway } from '../../ingest/nats-gateway.ts';
+import { startNatsServer } from '../../nats/embedded-server.ts';
+import { ensureTopology } from '../../nats/topology.ts';
+import { startProcessor } from '../../processors/processor.ts';
+import { configFor } from '../runtime.ts';
+
+type BenchOptions = { events: string; rate: string; seconds: string; memoryEvents: string };
+
+const line = (label: string, value: string) => process.stdout.write(`${label.padEnd(44)} ${value}\n`);
+
+export function register(program: Command): void {
+  program
+    .command('bench')
+    .description('measure end-to-end events/s against bare JetStream in the same run, realtime freshness, late-revision latency and memory')
+    .option('--events <n>', 'events for the throughput runs', '1000000')
+    .option('--rate <n>', 'events/s of the steady load for the latency probes', '50000')
+    .option('--seconds <n>', 'duration of the steady load', '20')
+    .option('--memory-events <n>', 'drain this many events in all and sample memory every million (0: skip)', '5000000')
+    .action(async (opts: BenchOptions, command: Command) => {
+      const base = await configFor(command);
+      const events = Number(opts.events);
+      const dir = mkdtempSync(join(tmpdir(), 'tidemark-bench-'));
+      const logger = createLogger('bench');
+      logger.level = 'warn';
+      const server = await startNatsServer({ storeDir: join(dir, 'nats'), port: 0 });
+      const config = parseConfig({ reports: base.reports, dataDir: dir, nats: { url: server.url, streams: { ingest: { maxAge: '1d' }, events: { maxAge: '1d' } } } });
+      const clickhouse = openClickHouse(config);
+      const nc = await connect({ servers: server.url });
+      try {
+        const js = jetstream(nc);
+        const jsm = await jetstreamManager(nc);
+        await ensureTopology(jsm, config);
+        const db = config.clickhouse.database;
+        await migrate(clickhouse, db);
+        process.stdout.write(`Tidemark bench: ${events} events, nats-server ${server.url}, chDB in ${dir}\n\n`);
+
+        const bare = await bareJetStream(nc, js, events);
+        line('bare JetStream publish+consume+ack', `${bare.eventsPerSecond} msg/s (publish ${Math.round(bare.publishMs)} ms, consume ${Math.round(bare.consumeMs)} ms)`);
+
+        const gateway = await startNatsGateway({ js, nc, config, logger });
+        const processor = await startProcessor({ config, js, clickhouse, logger });
+        try {
+          const first = await drain({ nc, jsm, clickhouse, db, from: 0, count: events, sampleEvery: events });
+          const eps = rate(events, first.ms);
+          line('pipeline ingest.> → ClickHouse rows', `${eps} events/s (${Math.round(first.ms)} ms)`);
+          line('ratio to bare JetStream', `${(eps / bare.eventsPerSecond).toFixed(2)}×`);
+
+          const load = await pacedLoad({ nc, clickhouse, db, from: events, rate: Number(opts.rate), seconds: Number(opts.seconds), report: config.reports[0]?.name ?? 'revenue' });
+          line(`realtime freshness at ${opts.rate} events/s`, `p50 ${Math.round(load.freshness.p50)} ms, p99 ${Math.round(load.freshness.p99)} ms (${load.freshness.samples} probes)`);
+          line('late event → new revision', `p50 ${Math.round(load.late.p50)} ms, p99 ${Math.round(load.late.p99)} ms (coalesce ${config.reports[0]?.coalesce ?? 0} ms)`);
+
+          const memoryEvents = Number(opts.memoryEvents);
+          let memory: MemorySample[] = [];
+          if (memoryEvents > 0) {
+            const from = events + load.sent + 1;
+            const run = await drain({ nc, jsm, clickhouse, db, from, count: memoryEvents, sampleEvery: 1_000_000 });
+            memory = run.memory;
+            line(`pipeline, ${memoryEvents} more events`, `${rate(memoryEvents, run.ms)} events/s`);
+            for (const sample of memory) line(`  memory after ${sample.events - from} events`, `rss ${sample.rssMiB} MiB, heap ${sample.heapMiB} MiB`);
+          }
+          process.stdout.write(`\n${JSON.stringify({ bare, pipelineEventsPerSecond: eps, ratio: eps / bare.eventsPerSecond, freshness: load.freshness, late: load.late, memory })}\n`);
+        } finally {
+          await processor.stop();
+          await gateway.stop();
+        }
+      } finally {
+        await nc.close();
+        await clickhouse.close();
+        await server.stop();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+}

@@ -1,0 +1,117 @@
+import type { AlertKind } from '../core/config.ts';
+
+/**
+ * What the monitor raises. `at` is when the alerted condition became true, derived
+ * from event times and the schedule (a bucket's end, a deadline, an arrival), never
+ * from when a monitor happened to run; `raisedAt` is added when it is published.
+ * `id` is derived from kind, SLA, source and bucket or day, so every instance and
+ * every restart computes the same id for the same alert.
+ */
+type AlertBase = {
+  id: string;
+  /** the event source, or the report for report alerts */
+  source: string;
+  sla: string;
+  at: number;
+  message: string;
+};
+
+export type DelayedEventAlert = AlertBase & {
+  kind: 'DelayedEvent';
+  maxDelayMs: number;
+  bucketStart: number;
+  bucketEnd: number;
+  /** 1 for the bucket's alert; 2, 3, … for follow-ups about stragglers that reached the bucket after it was alerted */
+  generation: number;
+  count: number;
+  worstDelayMs: number;
+  p95DelayMs: number;
+  firstReceivedAt: number;
+  lastReceivedAt: number;
+  /** business days (SLA time zone) of the late events' occurredAt */
+  days: string[];
+  /** `report/day` pairs the late events feed */
+  reportDays: string[];
+  /** the `report/day` pairs that already had a published revision when a late event for them arrived */
+  revisedDays: string[];
+  /** late events that landed on such an already published day */
+  changedPublished: number;
+};
+
+export type MissingDataAlert = AlertBase & {
+  kind: 'MissingData';
+  schedule: 'every' | 'dailyBy';
+  expectedBy: number;
+  /** every: the interval that stayed empty */
+  windowStart?: number;
+  /** dailyBy: the business day whose data did not arrive */
+  day?: string;
+};
+
+export type DeadlineMissedAlert = AlertBase & {
+  kind: 'DeadlineMissed';
+  report: string;
+  day: string;
+  status: 'preliminary' | 'final';
+  expectedBy: number;
+  /** groups that had not reached the status by the deadline (none at all: no group had data) */
+  lagging: Array<{ groupKey: string; status: string }>;
+};
+
+export type ResolvedAlert = AlertBase & {
+  kind: 'Resolved';
+  resolves: string;
+  resolvedKind: 'MissingData' | 'DeadlineMissed';
+  expectedBy: number;
+  arrivedAt: number;
+  lateByMs: number;
+  day?: string;
+};
+
+export type Alert = DelayedEventAlert | MissingDataAlert | DeadlineMissedAlert | ResolvedAlert;
+
+const SUBJECT_TOKEN: Record<AlertKind, string> = {
+  DelayedEvent: 'delayed',
+  MissingData: 'missing',
+  Resolved: 'resolved',
+  DeadlineMissed: 'deadline',
+  ReportAmended: 'amended',
+};
+
+/** `alerts.<kind>.<source>`; a configured literal source may hold characters a subject token cannot. */
+export const alertSubject = (alert: Pick<Alert, 'kind' | 'source'>): string =>
+  `alerts.${SUBJECT_TOKEN[alert.kind]}.${alert.source.replace(/[.*>\s]/g, '_') || '_'}`;
+
+export const iso = (ms: number): string => new Date(ms).toISOString();
+
+export const delayedId = (sla: string, source: string, bucketStart: number, generation: number): string =>
+  `delayed:${sla}:${source}:${iso(bucketStart)}${generation > 1 ? `#${generation}` : ''}`;
+export const missingEveryId = (sla: string, source: string, windowStart: number): string => `missing:${sla}:${source}:every:${iso(windowStart)}`;
+export const missingDailyId = (sla: string, source: string, day: string): string => `missing:${sla}:${source}:daily:${day}`;
+export const deadlineId = (report: string, status: string, day: string): string => `deadline:${report}:${status}:${day}`;
+export const resolvedId = (resolves: string): string => `resolved:${resolves}`;
+
+export const formatMs = (ms: number): string => {
+  const s = Math.round(ms / 1000);
+  if (Math.abs(s) < 120) return `${s}s`;
+  if (Math.abs(s) < 7_200) return `${Math.round(s / 60)}m`;
+  return `${(s / 3_600).toFixed(1)}h`;
+};
+
+export function resolvedAlert(missed: { id: string; kind: 'MissingData' | 'DeadlineMissed'; source: string; sla: string; expectedBy: number; day?: string }, arrivedAt: number): ResolvedAlert {
+  const lateByMs = arrivedAt - missed.expectedBy;
+  return {
+    id: resolvedId(missed.id),
+    kind: 'Resolved',
+    source: missed.source,
+    sla: missed.sla,
+    at: arrivedAt,
+    resolves: missed.id,
+    resolvedKind: missed.kind,
+    expectedBy: missed.expectedBy,
+    arrivedAt,
+    lateByMs,
+    ...(missed.day === undefined ? {} : { day: missed.day }),
+    message: `${missed.kind === 'MissingData' ? 'data' : 'report status'} for ${missed.source}${missed.day ? ` ${missed.day}` : ''} arrived ${formatMs(lateByMs)} after ${iso(missed.expectedBy)}`,
+  };
+}

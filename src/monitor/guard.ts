@@ -1,0 +1,38 @@
+import { createHash } from 'node:crypto';
+import type { JetStreamClient } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import { alertSubject, type Alert } from './alerts.ts';
+
+/**
+ * The durable once-only guard. JetStream drops a second publish of the same
+ * Nats-Msg-Id only within the stream's duplicate window; this bucket remembers every
+ * published alert id for `memoryMs` (a bucket-level max_age: 2.9 has no per-key TTL),
+ * so a state replayed long after, or a second deployment, cannot raise it again.
+ *
+ * Check, publish, then record: two instances flushing one outbox at the same moment
+ * both pass the check, and JetStream's dedup (seconds apart, well inside the window)
+ * keeps one; a crash between publish and record is repaired the same way.
+ */
+export const ALERT_GUARD_BUCKET = 'tidemark_alert_guard';
+
+export type PublishOutcome = 'published' | 'duplicate';
+export type AlertPublisher = (alert: Alert, raisedAt: number) => Promise<PublishOutcome>;
+
+const enc = new TextEncoder();
+const guardKey = (id: string): string => `a.${createHash('sha256').update(id).digest('hex').slice(0, 40)}`;
+
+export async function openAlertGuard(js: JetStreamClient, memoryMs: number): Promise<AlertPublisher> {
+  const kv = await new Kvm(js).create(ALERT_GUARD_BUCKET, { history: 1, ttl: memoryMs });
+  return async (alert, raisedAt) => {
+    const key = guardKey(alert.id);
+    const known = await kv.get(key);
+    if (known && known.operation === 'PUT') return 'duplicate';
+    const ack = await js.publish(alertSubject(alert), JSON.stringify({ ...alert, raisedAt }), { msgID: alert.id });
+    try {
+      await kv.create(key, enc.encode(JSON.stringify({ id: alert.id, seq: ack.seq })));
+    } catch (err) {
+      if (!/wrong last sequence|key exists/i.test(String((err as Error).message))) throw err;
+    }
+    return ack.duplicate ? 'duplicate' : 'published';
+  };
+}

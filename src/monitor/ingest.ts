@@ -1,0 +1,140 @@
+import type { ClickHouseClient } from '@clickhouse/client';
+import type { JsMsg } from '@nats-io/jetstream';
+import type { ReportConfig } from '../core/config.ts';
+import { decodeEvent, type TidemarkEvent } from '../core/envelope.ts';
+import type { BatchHandler } from '../nats/batch-consumer.ts';
+import { initialDaily, markDaily, type DailyState } from './daily.ts';
+import { applyLateBatch, bucketStart, emptyDelayed, seqRanges, type DelayedState, type SequencedLateEvent } from './delayed.ts';
+import { firstSeenEvery, markEvery, type EveryState } from './every.ts';
+import type { MonitorMetrics } from './metrics.ts';
+import { firstRevisionTimes } from './report-status.ts';
+import { businessDay, dailyDeadline, firstDayDueAfter, previousDay, slotStart } from './schedule.ts';
+import type { Sla } from './sla.ts';
+import type { SliceAccumulator } from './slices.ts';
+import { stateKey, type MonitorState } from './state.ts';
+
+export type IngestDeps = {
+  slas: Sla[];
+  match: (source: string, type: string) => Sla[];
+  reports: ReportConfig[];
+  bucketMs: number;
+  state: MonitorState;
+  clickhouse: ClickHouseClient;
+  db: string;
+  slices: SliceAccumulator;
+  metrics: MonitorMetrics;
+  /** the latest ack floor the tick has read */
+  ackFloor: () => number;
+};
+
+type Marks<K> = { sla: Sla; source: string; arrivals: Map<K, number> };
+
+function mark<K>(marks: Map<string, Marks<K>>, key: string, sla: Sla, source: string, at: K, receivedAt: number): void {
+  let entry = marks.get(key);
+  if (!entry) marks.set(key, (entry = { sla, source, arrivals: new Map() }));
+  const known = entry.arrivals.get(at);
+  if (known === undefined || receivedAt < known) entry.arrivals.set(at, receivedAt);
+}
+
+const minArrival = (arrivals: Map<unknown, number>): number => Math.min(...arrivals.values());
+
+const MAX_CACHED_REVISIONS = 50_000;
+
+/**
+ * The EVENTS half of the monitor: checks each event against its SLAs and merges what
+ * it found into the shared state (late aggregates, arrival marks), then acks. Alerts
+ * are never raised here: the tick raises them once every instance's share is merged.
+ */
+export function createEventHandler(deps: IngestDeps): BatchHandler {
+  const { state, reports } = deps;
+  // a day's first revision time does not change once it exists, so hits are kept
+  const firstRevision = new Map<string, number>();
+
+  const revisedLookup = async (pairs: Array<{ report: string; day: string }>): Promise<Map<string, number>> => {
+    const missing = pairs.filter((p) => !firstRevision.has(`${p.report}/${p.day}`));
+    if (missing.length) {
+      if (firstRevision.size > MAX_CACHED_REVISIONS) firstRevision.clear();
+      for (const [key, at] of await firstRevisionTimes(deps.clickhouse, deps.db, missing)) firstRevision.set(key, at);
+    }
+    return firstRevision;
+  };
+
+  return async (msgs: JsMsg[]) => {
+    const late = new Map<string, { sla: Sla; source: string; events: Array<{ seq: number; event: TidemarkEvent; delayMs: number }> }>();
+    const every = new Map<string, Marks<number>>();
+    const daily = new Map<string, Marks<string>>();
+    const observed: Array<[string, number, number, boolean]> = [];
+    for (const msg of msgs) {
+      let event: TidemarkEvent;
+      try {
+        event = decodeEvent(msg.data);
+        if (!Number.isFinite(event.occurredAt) || !Number.isFinite(event.receivedAt) || typeof event.source !== 'string') continue;
+      } catch {
+        continue; // the processor sends undecodable messages to the DLQ; here they are simply not events
+      }
+      const delayMs = event.receivedAt - event.occurredAt;
+      let isLate = false;
+      for (const sla of deps.match(event.source, event.type)) {
+        if (sla.maxDelay !== undefined && delayMs > sla.maxDelay) {
+          isLate = true;
+          const key = stateKey('d', sla.id, event.source);
+          let entry = late.get(key);
+          if (!entry) late.set(key, (entry = { sla, source: event.source, events: [] }));
+          entry.events.push({ seq: msg.seq, event, delayMs });
+        }
+        if (sla.every) mark(every, stateKey('e', sla.id, event.source), sla, event.source, slotStart(event.receivedAt, sla.every), event.receivedAt);
+        if (sla.dailyBy) mark(daily, stateKey('y', sla.id, event.source), sla, event.source, businessDay(event.occurredAt, sla.timeZone), event.receivedAt);
+      }
+      observed.push([event.source, event.receivedAt, delayMs, isLate]);
+    }
+
+    const reportDaysOf = (event: TidemarkEvent): string[] =>
+      reports.filter((r) => r.types.includes(event.type)).map((r) => `${r.name}/${businessDay(event.occurredAt, r.timeZone)}`);
+    const pairs = new Map<string, { report: string; day: string }>();
+    for (const { events } of late.values()) {
+      for (const { event } of events) {
+        for (const rd of reportDaysOf(event)) {
+          const [report, day] = rd.split('/') as [string, string];
+          pairs.set(rd, { report, day });
+        }
+      }
+    }
+    const revisions = await revisedLookup([...pairs.values()]);
+
+    const batch = seqRanges(msgs.map((m) => m.seq));
+    const ackFloor = deps.ackFloor();
+    const writes: Array<Promise<unknown>> = [];
+    for (const [key, { sla, events }] of late) {
+      const sequenced: SequencedLateEvent[] = events.map(({ seq, event, delayMs }) => {
+        const reportDays = reportDaysOf(event);
+        return {
+          seq,
+          bucket: bucketStart(event.receivedAt, deps.bucketMs),
+          receivedAt: event.receivedAt,
+          delayMs,
+          day: businessDay(event.occurredAt, sla.timeZone),
+          reportDays,
+          revisedDays: reportDays.filter((rd) => (revisions.get(rd) ?? Number.POSITIVE_INFINITY) < event.receivedAt),
+        };
+      });
+      writes.push(state.mutate<DelayedState>(key, emptyDelayed, (s) => applyLateBatch(s, sequenced, batch, ackFloor)));
+    }
+    for (const [key, { sla, arrivals }] of every) {
+      // most batches only repeat arrivals the state already holds: skip the round trip
+      const known = state.entries.get(key)?.value as EveryState | undefined;
+      if (known && markEvery(known, arrivals) === null) continue;
+      writes.push(state.mutate<EveryState>(key, () => firstSeenEvery(minArrival(arrivals), sla.every!), (s) => markEvery(s, arrivals)));
+    }
+    for (const [key, { sla, arrivals }] of daily) {
+      const known = state.entries.get(key)?.value as DailyState | undefined;
+      if (known && markDaily(known, arrivals) === null) continue;
+      const deadlineOf = (day: string) => dailyDeadline(day, sla.dailyBy!, sla.timeZone);
+      writes.push(state.mutate<DailyState>(key, () => initialDaily(previousDay(firstDayDueAfter(minArrival(arrivals), sla.timeZone, deadlineOf))), (s) => markDaily(s, arrivals)));
+    }
+    await Promise.all(writes);
+    for (const msg of msgs) msg.ack();
+    // only once the batch is through, so a failed batch that comes back is not counted twice
+    for (const [source, receivedAt, delayMs, isLate] of observed) deps.slices.add(source, receivedAt, delayMs, isLate);
+    deps.metrics.events(observed.length);
+  };
+}

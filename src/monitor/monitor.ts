@@ -1,0 +1,126 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { ClickHouseClient } from '@clickhouse/client';
+import type { JetStreamClient } from '@nats-io/jetstream';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { Config } from '../core/config.ts';
+import { metricsRegistry } from '../core/metrics.ts';
+import { sleep, systemClock, type Clock } from '../core/time.ts';
+import { runBatchConsumer } from '../nats/batch-consumer.ts';
+import { CONSUMERS } from '../nats/topology.ts';
+import type { DelayStatsRow } from '../sinks/clickhouse/delay-stats-table.ts';
+import { webhookRoutes } from '../sinks/webhooks.ts';
+import { createAlertSink } from './alert-sink.ts';
+import { delayStatsWriter } from './delay-stats.ts';
+import { openAlertGuard } from './guard.ts';
+import { createEventHandler } from './ingest.ts';
+import { monitorMetricsFor } from './metrics.ts';
+import { compileSla, slaMatcher } from './sla.ts';
+import { createSliceAccumulator } from './slices.ts';
+import { openMonitorState } from './state.ts';
+import { runTick } from './tick.ts';
+import { readProgress, type Progress } from './watermark.ts';
+
+export type MonitorOptions = {
+  config: Config;
+  js: JetStreamClient;
+  clickhouse: ClickHouseClient;
+  logger: Logger;
+  clock?: Clock;
+  /** defaults to the process registry that /metrics serves */
+  registry?: Registry;
+  /** names this instance's delay_slices rows; defaults to host, pid and a random suffix */
+  instance?: string;
+  /** where webhook secretEnv names are looked up */
+  env?: Record<string, string | undefined>;
+};
+
+export type Monitor = {
+  instance: string;
+  /** one pass of the clock-driven checks now (the loop also runs them every monitor.tick) */
+  tick: () => Promise<void>;
+  /** writes pending delay slices and recomputes delay_stats and the gauges now */
+  flushStats: () => Promise<DelayStatsRow[]>;
+  stop: () => Promise<void>;
+};
+
+/**
+ * The delay-SLA monitor role: a durable pull consumer on EVENTS (shared by every
+ * instance) that merges late events and arrivals into shared KV state; a clock loop
+ * that turns that state into DelayedEvent, MissingData, DeadlineMissed and Resolved
+ * alerts on ALERTS; and a consumer of ALERTS that files every alert in ClickHouse
+ * and sends webhooks. Needs the topology (`ensureTopology`) and the migrations.
+ */
+export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
+  const { config, js, clickhouse, logger } = options;
+  const clock = options.clock ?? systemClock;
+  const monitor = config.monitor;
+  const db = config.clickhouse.database;
+  const instance = options.instance ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  const routes = webhookRoutes(monitor.webhooks, options.env ?? process.env);
+  const metrics = monitorMetricsFor(options.registry ?? metricsRegistry);
+  const jsm = await js.jetstreamManager();
+  const state = await openMonitorState(js);
+  const publish = await openAlertGuard(js, monitor.alertMemory);
+  const epoch = await state.epoch(clock.now());
+  const slas = config.slas.map(compileSla);
+  const slices = createSliceAccumulator(monitor.stats.every);
+  const stats = delayStatsWriter({ clickhouse, db, instance, slices, sliceMs: monitor.stats.every, windows: monitor.stats.windows, clock, metrics });
+  const controller = new AbortController();
+  let progress: Progress = { watermark: Number.NEGATIVE_INFINITY, ackFloor: 0 };
+
+  const events = await runBatchConsumer({
+    js,
+    stream: CONSUMERS.monitor.stream,
+    durable: CONSUMERS.monitor.durable,
+    batchSize: monitor.batchSize,
+    handler: createEventHandler({ slas, match: slaMatcher(slas), reports: config.reports, bucketMs: monitor.bucket, state, clickhouse, db, slices, metrics, ackFloor: () => progress.ackFloor }),
+    logger,
+  });
+  const sink = await runBatchConsumer({
+    js,
+    stream: CONSUMERS.alertSink.stream,
+    durable: CONSUMERS.alertSink.durable,
+    batchSize: 100,
+    handler: createAlertSink({ clickhouse, db, routes, metrics, logger, signal: controller.signal }),
+    logger,
+  });
+
+  const tickDeps = { slas, reports: config.reports, monitor, state, publish, clickhouse, db, clock, metrics, logger, epoch };
+  const tick = async () => {
+    progress = await readProgress(jsm, clock, monitor.grace);
+    await runTick(tickDeps, progress.watermark);
+  };
+
+  const loop = (async () => {
+    let statsAt = clock.now();
+    while (!controller.signal.aborted) {
+      try {
+        await tick();
+      } catch (err) {
+        logger.error({ err }, 'monitor tick failed; retrying');
+      }
+      if (clock.now() - statsAt >= monitor.stats.every) {
+        statsAt = clock.now();
+        await stats.flush().catch((err: unknown) => logger.error({ err }, 'delay statistics not written; retrying'));
+      }
+      await sleep(monitor.tick, controller.signal);
+    }
+  })();
+
+  logger.info({ instance, slas: slas.map((s) => s.id), epoch: new Date(epoch).toISOString() }, 'monitor started');
+  return {
+    instance,
+    tick,
+    flushStats: stats.flush,
+    stop: async () => {
+      controller.abort();
+      await loop;
+      await events.stop();
+      await sink.stop();
+      await stats.flush().catch((err: unknown) => logger.warn({ err }, 'final delay statistics not written'));
+      await state.stop();
+    },
+  };
+}

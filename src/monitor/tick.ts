@@ -1,0 +1,136 @@
+import type { ClickHouseClient } from '@clickhouse/client';
+import type { Logger } from 'pino';
+import type { MonitorConfig, ReportConfig } from '../core/config.ts';
+import type { Clock } from '../core/time.ts';
+import type { Alert } from './alerts.ts';
+import { advanceDaily, initialDaily, type DailyState } from './daily.ts';
+import { advanceDeadline, daysToCheck, initialDeadline, type DeadlineState } from './deadlines.ts';
+import { fireDueBuckets, type DelayedState } from './delayed.ts';
+import { advanceEvery, initialEvery, type EveryState } from './every.ts';
+import type { AlertPublisher } from './guard.ts';
+import type { MonitorMetrics } from './metrics.ts';
+import { groupProgress } from './report-status.ts';
+import { dailyDeadline, firstDayDueAfter, previousDay, reportDeadline } from './schedule.ts';
+import type { Sla } from './sla.ts';
+import { deadlineKey, stateKey, tokenSource, type MonitorState } from './state.ts';
+
+export type TickDeps = {
+  slas: Sla[];
+  reports: ReportConfig[];
+  monitor: MonitorConfig;
+  state: MonitorState;
+  publish: AlertPublisher;
+  clickhouse: ClickHouseClient;
+  db: string;
+  clock: Clock;
+  metrics: MonitorMetrics;
+  logger: Logger;
+  /** when the first monitor started: expectations with no history begin there */
+  epoch: number;
+};
+
+type WithOutbox = { outbox: Alert[] };
+
+/** Publishes a document's outbox, then removes what was published (other alerts may have joined meanwhile). */
+async function flushOutbox(deps: TickDeps, key: string, outbox: readonly Alert[]): Promise<void> {
+  if (outbox.length === 0) return;
+  for (const alert of outbox) {
+    const outcome = await deps.publish(alert, deps.clock.now());
+    deps.metrics.alert(alert.kind, outcome);
+    if (outcome === 'published') deps.logger.info({ alert: { id: alert.id, kind: alert.kind, source: alert.source, at: new Date(alert.at).toISOString() } }, alert.message);
+  }
+  const done = new Set(outbox.map((a) => a.id));
+  await deps.state.mutate<WithOutbox>(key, () => null, (s) => (s.outbox.some((a) => done.has(a.id)) ? { ...s, outbox: s.outbox.filter((a) => !done.has(a.id)) } : null));
+}
+
+/** Applies a transition to one document and publishes whatever it put in the outbox. */
+async function advance<T extends WithOutbox>(deps: TickDeps, key: string, init: () => T | null, change: (s: T) => T | null): Promise<void> {
+  const known = deps.state.entries.get(key)?.value as T | undefined;
+  // after sync() the mirror is current: no change there means none is due
+  if (known && known.outbox.length === 0 && change(known) === null) return;
+  const written = await deps.state.mutate<T>(key, init, change);
+  if (written) await flushOutbox(deps, key, written.outbox);
+}
+
+/** Sources an SLA has state for, under one key kind: the sources seen, plus its literal one. */
+function sourcesOf(deps: TickDeps, kind: 'd' | 'e' | 'y', sla: Sla): string[] {
+  const prefix = `${kind}.${sla.id}.`;
+  const sources = new Set<string>();
+  for (const key of deps.state.entries.keys()) if (key.startsWith(prefix)) sources.add(tokenSource(key.slice(prefix.length)));
+  if (kind !== 'd' && sla.literalSource !== null) sources.add(sla.literalSource);
+  return [...sources];
+}
+
+/**
+ * One pass of the clock-driven checks, judged against the watermark (how far every
+ * instance has merged EVENTS) for event-driven expectations and against the clock
+ * for report deadlines. Every instance runs it; compare-and-set lets one of them
+ * apply each transition, and the guard publishes each alert once.
+ */
+export async function runTick(deps: TickDeps, watermark: number): Promise<void> {
+  const { state, monitor } = deps;
+  await state.sync();
+  // one failing check (ClickHouse down for the deadlines, say) must not hold back the others
+  const guarded = async (what: string, check: () => Promise<void>) => {
+    try {
+      await check();
+    } catch (err) {
+      deps.logger.error({ err, check: what }, 'monitor check failed; retried next tick');
+    }
+  };
+
+  for (const [key, entry] of state.entries) {
+    const outbox = (entry.value as Partial<WithOutbox> | null)?.outbox;
+    if (Array.isArray(outbox) && outbox.length) await guarded(key, () => flushOutbox(deps, key, outbox));
+  }
+
+  for (const sla of deps.slas) {
+    if (sla.maxDelay !== undefined) {
+      const maxDelayMs = sla.maxDelay;
+      for (const source of sourcesOf(deps, 'd', sla)) {
+        const ctx = { sla: sla.id, source, maxDelayMs, bucketMs: monitor.bucket, watermark, stragglersMs: monitor.stragglers };
+        const key = stateKey('d', sla.id, source);
+        await guarded(key, () => advance<DelayedState>(deps, key, () => null, (s) => fireDueBuckets(s, ctx)));
+      }
+    }
+    if (sla.every !== undefined) {
+      const every = sla.every;
+      for (const source of sourcesOf(deps, 'e', sla)) {
+        const key = stateKey('e', sla.id, source);
+        await guarded(key, () => advance<EveryState>(deps, key, () => initialEvery(deps.epoch, every), (s) => advanceEvery(s, { sla: sla.id, source, every, watermark })));
+      }
+    }
+    if (sla.dailyBy !== undefined) {
+      const by = sla.dailyBy;
+      const deadlineOf = (day: string) => dailyDeadline(day, by, sla.timeZone);
+      for (const source of sourcesOf(deps, 'y', sla)) {
+        const key = stateKey('y', sla.id, source);
+        await guarded(key, () =>
+          advance<DailyState>(
+            deps,
+            key,
+            () => initialDaily(previousDay(firstDayDueAfter(deps.epoch, sla.timeZone, deadlineOf))),
+            (s) => advanceDaily(s, { sla: sla.id, source, watermark, deadlineOf }),
+          ));
+      }
+    }
+    for (const deadline of sla.deadlines) await guarded(deadlineKey(sla.id, deadline.report, deadline.status), () => checkDeadline(deps, sla, deadline));
+  }
+}
+
+async function checkDeadline(deps: TickDeps, sla: Sla, deadline: Sla['deadlines'][number]): Promise<void> {
+  const report = deps.reports.find((r) => r.name === deadline.report);
+  if (!report) return;
+  const now = deps.clock.now();
+  const deadlineOf = (day: string) => reportDeadline(day, report.timeZone, deadline.by);
+  const key = deadlineKey(sla.id, report.name, deadline.status);
+  const init = () => initialDeadline(previousDay(firstDayDueAfter(deps.epoch, report.timeZone, deadlineOf)));
+  const known = (deps.state.entries.get(key)?.value as DeadlineState | undefined) ?? init();
+  const days = daysToCheck(known, { now, deadlineOf });
+  if (days.length === 0 && deps.state.entries.has(key)) return;
+  const progress = await groupProgress(deps.clickhouse, deps.db, report.name, deadline.status, days);
+  const asked = new Set(days);
+  const ctx = { sla: sla.id, report: report.name, status: deadline.status, now, deadlineOf };
+  // another instance may have moved the state on since the read: judge only days whose figures were fetched
+  await advance<DeadlineState>(deps, key, init, (s) => (daysToCheck(s, ctx).every((d) => asked.has(d)) ? advanceDeadline(s, ctx, progress) : null));
+}

@@ -1,0 +1,95 @@
+import type { ClickHouseClient } from '@clickhouse/client';
+import type { JetStreamClient } from '@nats-io/jetstream';
+import { BASE_SETTINGS } from '../clickhouse/client.ts';
+import type { ReconciliationConfig } from '../core/config.ts';
+import type { Clock } from '../core/time.ts';
+import {
+  discrepancyRow,
+  insertActions,
+  insertDiscrepancies,
+  withStatus,
+  type ActionRow,
+  type DiscrepancyStatus,
+  type ReconMode,
+} from '../sinks/clickhouse/recon-tables.ts';
+import type { Claims } from './claims.ts';
+import { manualSubject } from './feeds.ts';
+import { correctionFor, policyFor } from './logic/correction.ts';
+import type { Discrepancy } from './logic/types.ts';
+
+export type ActionContext = {
+  recon: ReconciliationConfig;
+  clickhouse: ClickHouseClient;
+  db: string;
+  js: JetStreamClient;
+  claims: Claims;
+  clock: Clock;
+  /** who acts, for the audit trail (e.g. `stream@host:pid`, `batch@host:pid`) */
+  actor: string;
+};
+
+export type ActionOutcome = { stored: number; fresh: number; healed: number; queued: number };
+
+/** Current status of known findings (FINAL: the highest-ranked row of each id). */
+export async function knownStatuses(clickhouse: ClickHouseClient, db: string, name: string, ids: string[]): Promise<Map<string, DiscrepancyStatus>> {
+  if (ids.length === 0) return new Map();
+  const result = await clickhouse.query({
+    query: `SELECT id, status FROM ${db}.recon_discrepancies FINAL WHERE name = {name:String} AND id IN {ids:Array(String)}`,
+    query_params: { name, ids },
+    format: 'JSONEachRow',
+    clickhouse_settings: BASE_SETTINGS,
+  });
+  return new Map((await result.json<{ id: string; status: DiscrepancyStatus }>()).map((r) => [r.id, r.status]));
+}
+
+/**
+ * Stores findings and applies each one's policy once:
+ * - every finding is (re)written as `open`; a healed or acknowledged one keeps its
+ *   status because a status row outranks an open row;
+ * - `publish`: the correction event goes to `ingest.<source>.<type>` under a claim, and
+ *   the finding becomes `healed`; a finding without an exact correction goes to the
+ *   manual queue instead;
+ * - `manual`: one message on `recon.manual.<name>`, the finding stays open until acked.
+ * Every action leaves an audit row. Safe to call again with the same findings.
+ */
+export async function actOn(ctx: ActionContext, findings: Discrepancy[], run: { mode: ReconMode; runId: string }): Promise<ActionOutcome> {
+  const { recon, clickhouse, db, js, claims, clock, actor } = ctx;
+  const known = await knownStatuses(clickhouse, db, recon.name, findings.map((d) => d.id));
+  const at = clock.now();
+  const rows = findings.map((d) => discrepancyRow(d, { ...run, action: policyFor(recon, d), at }));
+  await insertDiscrepancies(clickhouse, db, rows);
+
+  const outcome: ActionOutcome = { stored: rows.length, fresh: findings.filter((d) => !known.has(d.id)).length, healed: 0, queued: 0 };
+  const healedRows = [];
+  const audit: ActionRow[] = [];
+  const actionRow = (d: Discrepancy, action: ActionRow['action'], subject: string, msgId: string, detail: string): ActionRow => ({
+    name: recon.name, period: d.period, discrepancy_id: d.id, action, at: clock.now(), actor, subject, msg_id: msgId, detail,
+  });
+
+  for (const [i, d] of findings.entries()) {
+    if ((known.get(d.id) ?? 'open') !== 'open') continue;
+    const row = rows[i]!;
+    const correction = policyFor(recon, d) === 'publish' ? correctionFor(recon, d) : undefined;
+    if (correction !== undefined && 'event' in correction) {
+      const { subject, event } = correction;
+      const { ran } = await claims.once(`heal.${d.id}`, async () => {
+        await js.publish(subject, JSON.stringify(event), { msgID: event.id });
+      });
+      if (ran) outcome.healed++;
+      // written again on a retry after a crash: the audit key (finding, action) collapses repeats
+      healedRows.push(withStatus(row, 'healed', clock.now(), `correction ${event.id}`));
+      audit.push(actionRow(d, 'healed', subject, event.id, JSON.stringify(event.data)));
+      continue;
+    }
+    const reason = correction === undefined ? 'policy manual' : correction.reason;
+    const msgId = `manual-${d.id}`;
+    const { ran } = await claims.once(`manual.${d.id}`, async () => {
+      await js.publish(manualSubject(recon.name), JSON.stringify({ ...d, reason }), { msgID: msgId });
+    });
+    if (ran) outcome.queued++;
+    audit.push(actionRow(d, 'queued', manualSubject(recon.name), msgId, reason));
+  }
+  await insertDiscrepancies(clickhouse, db, healedRows);
+  await insertActions(clickhouse, db, audit);
+  return outcome;
+}

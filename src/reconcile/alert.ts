@@ -1,0 +1,60 @@
+import type { ClickHouseClient } from '@clickhouse/client';
+import type { JetStreamClient } from '@nats-io/jetstream';
+import { BASE_SETTINGS } from '../clickhouse/client.ts';
+import type { ReconciliationConfig } from '../core/config.ts';
+import type { Clock } from '../core/time.ts';
+import { insertActions } from '../sinks/clickhouse/recon-tables.ts';
+import type { Claims } from './claims.ts';
+import type { DiscrepancyType } from './logic/types.ts';
+
+export type ReconAlert = {
+  id: string;
+  kind: 'ReconDiscrepancies';
+  reconciliation: string;
+  period: string;
+  discrepancies: number;
+  threshold: number;
+  byType: Partial<Record<DiscrepancyType, number>>;
+  at: number;
+};
+
+export const alertSubject = (name: string): string => `alerts.recon.${name}`;
+
+/** One alert per reconciliation and period: its id is the msgID, and a claim keeps it once beyond the dedup window. */
+export const alertId = (name: string, period: string): string => `recon-${name}-${period}`;
+
+/**
+ * Raises `alerts.recon.<name>` when the period holds more findings (any status) than the
+ * threshold. Returns the alert when this call raised it.
+ */
+export async function alertIfOver(
+  ctx: { recon: ReconciliationConfig; clickhouse: ClickHouseClient; db: string; js: JetStreamClient; claims: Claims; clock: Clock; actor: string },
+  period: string,
+): Promise<ReconAlert | undefined> {
+  const { recon, clickhouse, db, js, claims, clock } = ctx;
+  const result = await clickhouse.query({
+    query: `SELECT type, count() AS n FROM ${db}.recon_discrepancies FINAL WHERE name = {name:String} AND period = {period:Date} GROUP BY type`,
+    query_params: { name: recon.name, period },
+    format: 'JSONEachRow',
+    clickhouse_settings: BASE_SETTINGS,
+  });
+  const rows = await result.json<{ type: DiscrepancyType; n: string }>();
+  const total = rows.reduce((n, r) => n + Number(r.n), 0);
+  if (total <= recon.alert.threshold) return undefined;
+  const alert: ReconAlert = {
+    id: alertId(recon.name, period),
+    kind: 'ReconDiscrepancies',
+    reconciliation: recon.name,
+    period,
+    discrepancies: total,
+    threshold: recon.alert.threshold,
+    byType: Object.fromEntries(rows.map((r) => [r.type, Number(r.n)])),
+    at: clock.now(),
+  };
+  const { ran } = await claims.once(`alert.${alert.id}`, async () => {
+    await js.publish(alertSubject(recon.name), JSON.stringify(alert), { msgID: alert.id });
+  });
+  if (!ran) return undefined;
+  await insertActions(clickhouse, db, [{ name: recon.name, period, discrepancy_id: alert.id, action: 'alerted', at: alert.at, actor: ctx.actor, subject: alertSubject(recon.name), msg_id: alert.id, detail: JSON.stringify(alert.byType) }]);
+  return alert;
+}

@@ -1,0 +1,63 @@
+import type { JetStreamClient } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import type { ReconciliationConfig } from '../core/config.ts';
+import { stateKey } from './logic/keys.ts';
+import type { PendingEntry, Transition } from './logic/pending.ts';
+
+/**
+ * The streaming match state of one reconciliation: one KV entry per match key, changed
+ * only by compare-and-set. The bucket's max_age (NATS 2.9 has no per-key TTL) drops
+ * keys untouched for `stream.stateRetention`, long after their window has closed.
+ */
+export const stateBucket = (name: string): string => `tidemark_recon_${name}`;
+
+export type Versioned = { entry: PendingEntry | null; revision: number };
+
+export type StateStore = {
+  read: (key: string[]) => Promise<Versioned>;
+  /**
+   * Applies `step` to the current entry and stores the result, re-reading and
+   * re-applying on a concurrent change; returns the entry as stored.
+   */
+  change: (key: string[], step: (current: PendingEntry | null) => Transition) => Promise<PendingEntry | null>;
+  /** Every entry of the bucket (for reports and tests; not on the hot path). */
+  entries: () => Promise<PendingEntry[]>;
+};
+
+const isCasConflict = (err: unknown): boolean => /wrong last sequence|key exists/i.test(String((err as Error)?.message));
+
+export async function openStateStore(js: JetStreamClient, recon: ReconciliationConfig): Promise<StateStore> {
+  const kv: KV = await new Kvm(js).create(stateBucket(recon.name), { history: 1, ttl: recon.stream.stateRetention });
+  const read = async (key: string[]): Promise<Versioned> => {
+    const entry = await kv.get(stateKey(key));
+    if (!entry || entry.operation !== 'PUT') return { entry: null, revision: entry?.revision ?? 0 };
+    return { entry: entry.json<PendingEntry>(), revision: entry.revision };
+  };
+  return {
+    read,
+    change: async (key, step) => {
+      for (;;) {
+        const { entry, revision } = await read(key);
+        const next = step(entry);
+        if (!next.changed) return entry;
+        try {
+          const payload = JSON.stringify(next.entry);
+          // revision 0: never written; otherwise compare-and-set against what was read (a tombstone's revision too)
+          if (revision === 0) await kv.create(stateKey(key), payload);
+          else await kv.update(stateKey(key), payload, revision);
+          return next.entry;
+        } catch (err) {
+          if (!isCasConflict(err)) throw err;
+        }
+      }
+    },
+    entries: async () => {
+      const out: PendingEntry[] = [];
+      for await (const name of await kv.keys()) {
+        const entry = await kv.get(name);
+        if (entry?.operation === 'PUT') out.push(entry.json<PendingEntry>());
+      }
+      return out;
+    },
+  };
+}

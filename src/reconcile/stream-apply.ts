@@ -1,0 +1,77 @@
+import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
+import type { Logger } from 'pino';
+import type { ReconciliationConfig } from '../core/config.ts';
+import { dlqRecord, publishToDlq } from '../ingest/dlq.ts';
+import { headerRecord, storedAtMs } from '../nats/batch-consumer.ts';
+import { actOn, type ActionContext } from './actions.ts';
+import { alertIfOver } from './alert.ts';
+import { feedRecord } from './logic/feed-record.ts';
+import { keyText } from './logic/keys.ts';
+import { outboxToken, settle, type PendingEntry, type Transition } from './logic/pending.ts';
+import type { ReconRecord, Side } from './logic/types.ts';
+import type { StateStore } from './state-store.ts';
+
+export type StreamDeps = ActionContext & { store: StateStore; logger: Logger };
+
+export type FeedMessage = { msg: JsMsg; ref: string; arrivedAt: number; record: ReconRecord };
+
+const decoder = new TextDecoder();
+
+/**
+ * Feed messages as records; a message that is not one (bad JSON, no key) goes to the
+ * DLQ with its reason — acked, never retried, never lost.
+ */
+export async function decodeFeed(js: JetStreamClient, recon: ReconciliationConfig, side: Side, msgs: JsMsg[]): Promise<FeedMessage[]> {
+  const out: FeedMessage[] = [];
+  for (const msg of msgs) {
+    const arrivedAt = storedAtMs(msg);
+    let body: unknown;
+    let reason: string | undefined;
+    try {
+      body = JSON.parse(decoder.decode(msg.data));
+    } catch (err) {
+      reason = `not JSON: ${(err as Error).message}`;
+    }
+    const record = reason === undefined ? feedRecord(recon, side === 'A' ? recon.a : recon.b, body, arrivedAt) : { reason: reason! };
+    if ('reason' in record) {
+      const rejection = { code: 'INVALID_FIELD' as const, reason: `reconciliation ${recon.name} side ${side}: ${record.reason}` };
+      const origin = { stream: msg.info.stream, seq: msg.seq };
+      await publishToDlq(js, dlqRecord(rejection, msg.data, msg.subject, headerRecord(msg), origin, arrivedAt), `RECON-${recon.name}-${msg.info.stream}-${msg.seq}`);
+      msg.ack();
+      continue;
+    }
+    out.push({ msg, ref: `${msg.info.stream}:${msg.seq}`, arrivedAt, record });
+  }
+  return out;
+}
+
+/**
+ * Applies one transition per message to the KV state — messages of one key in order,
+ * different keys concurrently — then emits every finding left in an outbox and clears
+ * it. Callers ack only after this resolves, so a crash anywhere means redelivery:
+ * the transitions are no-ops the second time (refs) and the outboxes are emitted again.
+ */
+export async function applyAndEmit(deps: StreamDeps, items: FeedMessage[], step: (item: FeedMessage, current: PendingEntry | null) => Transition): Promise<void> {
+  const byKey = new Map<string, FeedMessage[]>();
+  for (const item of items) {
+    const text = keyText(item.record.key);
+    byKey.set(text, [...(byKey.get(text) ?? []), item]);
+  }
+  const touched = await Promise.all(
+    [...byKey.values()].map(async (group) => {
+      let entry: PendingEntry | null = null;
+      for (const item of group) entry = await deps.store.change(item.record.key, (current) => step(item, current));
+      return entry;
+    }),
+  );
+  await emitOutboxes(deps, touched.filter((e): e is PendingEntry => e !== null && e.outbox.length > 0));
+}
+
+export async function emitOutboxes(deps: StreamDeps, entries: PendingEntry[]): Promise<void> {
+  if (entries.length === 0) return;
+  const findings = new Map(entries.flatMap((e) => e.outbox).map((d) => [outboxToken(d), d]));
+  await actOn(deps, [...findings.values()], { mode: 'stream', runId: `stream-${deps.recon.name}` });
+  const tokens = new Set(findings.keys());
+  await Promise.all(entries.map((e) => deps.store.change(e.key, (current) => (current === null ? { entry: e, changed: false } : settle(current, tokens)))));
+  for (const period of new Set([...findings.values()].map((d) => d.period))) await alertIfOver(deps, period);
+}

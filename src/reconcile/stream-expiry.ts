@@ -1,0 +1,100 @@
+import type { JetStreamManager, JsMsg } from '@nats-io/jetstream';
+import { sleep } from '../core/time.ts';
+import { storedAtMs } from '../nats/batch-consumer.ts';
+import type { Feed } from './feeds.ts';
+import { arrive, expire } from './logic/pending.ts';
+import { applyAndEmit, decodeFeed, type StreamDeps } from './stream-apply.ts';
+
+/**
+ * How far the other feed's match cursor has certainly got, in stored time: everything
+ * stored before the returned instant has been paired. Caught up (nothing pending or
+ * unacked): the clock's now. Otherwise: the store time of the first message after its
+ * ack floor, since the stream is in store order. Undefined when that cannot be read.
+ */
+export async function processedUpTo(jsm: JetStreamManager, feed: Feed, now: number): Promise<number | undefined> {
+  const info = await jsm.consumers.info(feed.match.stream, feed.match.durable);
+  if (info.num_pending === 0 && info.num_ack_pending === 0) return now;
+  const floor = info.ack_floor.stream_seq;
+  // a few tries: the message right after the floor may have been deleted from the stream
+  for (let seq = floor + 1; seq <= floor + 16; seq++) {
+    try {
+      const msg = await jsm.streams.getMessage(feed.match.stream, { seq });
+      if (msg) return msg.time.getTime();
+    } catch {
+      // deleted or not there: try the next one
+    }
+  }
+  return undefined;
+}
+
+export type ExpiryCursor = { stop: () => Promise<void>; done: Promise<void> };
+
+/**
+ * The expiry cursor of one feed: a second durable consumer on the same messages that
+ * takes each record only when its window (store time + lag) has passed both on the
+ * clock and on the other feed's match cursor — so a reconciler that was down, or a
+ * backlog on the other feed, never turns a late partner into a false Missing. It
+ * re-applies the arrival (a no-op if the match cursor got there first) and the expiry
+ * in one compare-and-set. Messages not yet due are held (at most one batch), kept
+ * alive with `working()`, and taken in store order.
+ */
+export function startExpiryCursor(deps: StreamDeps & { jsm: JetStreamManager }, feed: Feed, other: Feed): ExpiryCursor {
+  const { recon, js, jsm, clock, logger } = deps;
+  const controller = new AbortController();
+  let held: JsMsg[] = [];
+  let lastTouch = 0;
+
+  const fill = async (): Promise<void> => {
+    const consumer = await js.consumers.get(feed.expiry.stream, feed.expiry.durable);
+    const batch = await consumer.fetch({ max_messages: recon.stream.batchSize, expires: 1_000 });
+    for await (const msg of batch) held.push(msg);
+  };
+
+  const tick = async (): Promise<void> => {
+    if (held.length === 0) await fill();
+    if (held.length === 0) return;
+    const now = clock.now();
+    const otherUpTo = await processedUpTo(jsm, other, now);
+    const horizon = Math.min(now, otherUpTo ?? -Infinity) - recon.lag;
+    const due = held.filter((m) => storedAtMs(m) <= horizon);
+    if (due.length > 0) {
+      const items = await decodeFeed(js, recon, feed.side, due);
+      await applyAndEmit(deps, items, (item, current) => {
+        const arrived = arrive(recon, current, feed.side, item.ref, item.record, item.arrivedAt);
+        const expired = expire(recon, arrived.entry, feed.side, item.ref);
+        return { entry: expired.entry, changed: arrived.changed || expired.changed };
+      });
+      for (const item of items) item.msg.ack();
+      held = held.filter((m) => !due.includes(m));
+      return;
+    }
+    if (Date.now() - lastTouch > 5_000) {
+      for (const m of held) m.working();
+      lastTouch = Date.now();
+    }
+    const wait = Math.min(...held.map((m) => storedAtMs(m))) + recon.lag - now;
+    await sleep(Math.max(10, Math.min(recon.stream.tick, wait)), controller.signal);
+  };
+
+  const done = (async () => {
+    while (!controller.signal.aborted) {
+      try {
+        await tick();
+      } catch (err) {
+        if (controller.signal.aborted) break;
+        logger.warn({ err: (err as Error).message, feed: feed.expiry.durable }, 'expiry cursor step failed; retrying');
+        for (const m of held) m.nak(1_000);
+        held = [];
+        await sleep(500, controller.signal);
+      }
+    }
+  })();
+
+  return {
+    done,
+    stop: async () => {
+      controller.abort();
+      await done;
+    },
+  };
+}

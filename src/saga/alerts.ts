@@ -1,0 +1,33 @@
+import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
+import type { SagaState } from './logic/types.ts';
+import { alertSubject } from './subjects.ts';
+
+export type SagaParkedAlert = {
+  id: string;
+  kind: 'SagaParked';
+  saga: string;
+  sagaId: string;
+  step: string;
+  reason: string;
+  /** how many times this saga has been parked; each parking is its own alert */
+  parks: number;
+  at: number;
+  resolve: string;
+};
+
+/** On ALERTS, with an id derived from the parking, so a redelivered revision alerts once. */
+export function publishParkedAlert(js: JetStreamClient, state: SagaState): Promise<PubAck> {
+  const parked = state.parked!;
+  const alert: SagaParkedAlert = {
+    id: `saga-parked:${state.sagaId}:${state.parks}`,
+    kind: 'SagaParked',
+    saga: state.name,
+    sagaId: state.sagaId,
+    step: parked.step,
+    reason: parked.reason,
+    parks: state.parks,
+    at: parked.at,
+    resolve: `tidemark saga retry ${state.sagaId}  |  tidemark saga abort ${state.sagaId}`,
+  };
+  return js.publish(alertSubject(state.name), JSON.stringify(alert), { msgID: alert.id });
+}

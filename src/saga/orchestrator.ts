@@ -1,0 +1,199 @@
+import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
+import type { Logger } from 'pino';
+import { ErrorCodes, TidemarkError } from '../core/errors.ts';
+import type { Clock } from '../core/time.ts';
+import { runBatchConsumer } from '../nats/batch-consumer.ts';
+import { routeMessage, type RoutedInput, type TickBody } from './inputs.ts';
+import { decide } from './logic/decide.ts';
+import { fold } from './logic/evolve.ts';
+import { TERMINAL, type SagaDefinition, type SagaInput, type SagaStatus } from './logic/types.ts';
+import type { SagaMetrics } from './metrics.ts';
+import { isConflict, recordOf, type SagaRecord, type SagaStore } from './store.ts';
+import { SAGA_CONSUMERS, sagaNameOf, tickSubject } from './subjects.ts';
+import { timerWheel } from './timers.ts';
+
+export type OrchestratorStats = { inputs: number; applied: number; unchanged: number; conflicts: number; invalid: number; ticks: number };
+
+export type Orchestrator = {
+  stats: OrchestratorStats;
+  /** Applies one input to one saga: read, decide, compare-and-set, re-deciding on conflict. */
+  drive: (sagaId: string, input: SagaInput) => Promise<{ applied: boolean; record: SagaRecord | null }>;
+  stop: () => Promise<void>;
+};
+
+export type OrchestratorOptions = {
+  js: JetStreamClient;
+  store: SagaStore;
+  definitions: readonly SagaDefinition[];
+  /** inputs handled at once; one saga's inputs are still handled one at a time */
+  concurrency: number;
+  /** deadlines wait this long after start (the inputs consumer's ack_wait) */
+  holdDeadlinesMs: number;
+  clock: Clock;
+  logger: Logger;
+  metrics: SagaMetrics;
+};
+
+/** Runs `fn` after every earlier call for the same key has settled. */
+function keyedQueue() {
+  const tails = new Map<string, Promise<unknown>>();
+  return <T>(key: string, fn: () => Promise<T>): Promise<T> => {
+    const run = (tails.get(key) ?? Promise.resolve()).then(fn, fn);
+    const tail = run.catch(() => undefined);
+    tails.set(key, tail);
+    void tail.then(() => tails.get(key) === tail && tails.delete(key));
+    return run;
+  };
+}
+
+function countTransition(metrics: SagaMetrics, saga: string, from: SagaStatus, to: SagaStatus): void {
+  if (from === to) return;
+  if (from === 'new') metrics.started(saga);
+  if (to === 'completed') metrics.completed(saga);
+  if (to === 'compensated') metrics.compensated(saga);
+  if (to === 'parked') metrics.parked(saga);
+}
+
+const safely = (fn: () => void): void => {
+  try {
+    fn();
+  } catch {
+    // the connection is gone: the server redelivers after ack_wait
+  }
+};
+
+/**
+ * The orchestrator role: a durable pull consumer on `saga.in.>` shared by every
+ * instance, plus a timer wheel, rebuilt from the saga log at start, for deadlines. Each saga's log is one KV key replaced
+ * by compare-and-set, so two instances never both advance the same saga: the loser
+ * re-reads and re-decides. An input is acked only after its events are stored, and
+ * a redelivered input decides nothing new, so a crash anywhere repeats no step.
+ * Commands are not sent from here: the dispatcher sends what the stored log says.
+ */
+export async function startOrchestrator(options: OrchestratorOptions): Promise<Orchestrator> {
+  const { js, store, clock, logger, metrics } = options;
+  const definitions = new Map(options.definitions.map((d) => [d.name, d]));
+  const stats: OrchestratorStats = { inputs: 0, applied: 0, unchanged: 0, conflicts: 0, invalid: 0, ticks: 0 };
+  const serial = keyedQueue();
+  const ticking = new Set<Promise<unknown>>();
+  let stopping = false;
+
+  // A deadline goes through the stream as an input rather than straight to drive():
+  // replies stored before it are then handled before it, and every instance noticing
+  // the same deadline publishes the same id, so it is handled once.
+  const wheel = timerWheel(clock, (sagaId) => {
+    const due = dues.get(sagaId);
+    if (due === undefined) return;
+    stats.ticks++;
+    const body: TickBody = { sagaId, due };
+    const tick = js.publish(tickSubject(sagaNameOf(sagaId)), JSON.stringify(body), { msgID: `tick:${sagaId}:${due}` }).catch((err: unknown) => {
+      if (stopping) return;
+      logger.warn({ err, sagaId }, 'saga deadline not published; trying again in 1s');
+      wheel.set(sagaId, clock.now() + 1_000);
+    });
+    ticking.add(tick);
+    void tick.finally(() => ticking.delete(tick));
+  });
+
+  // After a start, inputs a crashed instance held unacked come back only after ack_wait;
+  // a deadline fired before then would overtake a reply that was in time.
+  const holdUntil = clock.now() + options.holdDeadlinesMs;
+  const dues = new Map<string, number>();
+  const schedule = (sagaId: string, record: SagaRecord | null) => {
+    const due = record && !TERMINAL.has(record.status) && definitions.has(record.name) ? record.due : null;
+    if (due === null) dues.delete(sagaId);
+    else dues.set(sagaId, due);
+    wheel.set(sagaId, due === null ? null : Math.max(due, holdUntil));
+  };
+
+  function drive(sagaId: string, input: SagaInput): Promise<{ applied: boolean; record: SagaRecord | null }> {
+    const name = sagaNameOf(sagaId);
+    const def = definitions.get(name);
+    if (!def) return Promise.reject(new TidemarkError(ErrorCodes.SAGA_UNKNOWN, `no saga named "${name}" is defined here (saga ${sagaId})`));
+    return serial(sagaId, async () => {
+      for (;;) {
+        const loaded = await store.load(sagaId);
+        const events = loaded?.record.events ?? [];
+        const before = fold(events);
+        const next = decide(def, before, input);
+        if (!next.length) {
+          stats.unchanged++;
+          schedule(sagaId, loaded?.record ?? null);
+          return { applied: false, record: loaded?.record ?? null };
+        }
+        const record = recordOf([...events, ...next]);
+        try {
+          await store.save(record, loaded?.revision ?? null);
+        } catch (err) {
+          if (!isConflict(err)) throw err;
+          stats.conflicts++;
+          metrics.conflict(name);
+          continue;
+        }
+        stats.applied++;
+        countTransition(metrics, name, before.status, record.status);
+        schedule(sagaId, record);
+        return { applied: true, record };
+      }
+    });
+  }
+
+  const handleOne = async (msg: JsMsg, routed: RoutedInput): Promise<void> => {
+    try {
+      await drive(routed.sagaId, routed.input);
+      safely(() => msg.ack());
+    } catch (err) {
+      if (stopping) return;
+      logger.error({ err, sagaId: routed.sagaId, subject: msg.subject }, 'saga input failed; it will be redelivered');
+      safely(() => msg.nak(1_000));
+    }
+  };
+
+  const handler = async (msgs: JsMsg[]): Promise<void> => {
+    const bySaga = new Map<string, Array<[JsMsg, RoutedInput]>>();
+    for (const msg of msgs) {
+      stats.inputs++;
+      let routed: RoutedInput;
+      try {
+        routed = routeMessage(msg, clock.now());
+        if (!definitions.has(routed.saga)) throw new TidemarkError(ErrorCodes.SAGA_UNKNOWN, `no saga named "${routed.saga}" is defined`);
+      } catch (err) {
+        stats.invalid++;
+        // term() with no reason: 2.9 ignores reasons and would redeliver; the message stays in SAGAS for inspection
+        logger.error({ err: (err as Error).message, subject: msg.subject, seq: msg.seq }, 'saga input rejected');
+        safely(() => msg.term());
+        continue;
+      }
+      const list = bySaga.get(routed.sagaId) ?? [];
+      list.push([msg, routed]);
+      bySaga.set(routed.sagaId, list);
+    }
+    await Promise.all(
+      [...bySaga.values()].map(async (list) => {
+        for (const [msg, routed] of list) await handleOne(msg, routed);
+      }),
+    );
+  };
+
+  const unwatch = await store.watch(schedule, (err) => logger.error({ err }, 'saga watch ended; deadlines of other instances are no longer tracked here'));
+  const consumer = await runBatchConsumer({
+    js,
+    stream: SAGA_CONSUMERS.orchestrator.stream,
+    durable: SAGA_CONSUMERS.orchestrator.durable,
+    batchSize: options.concurrency,
+    handler,
+    logger,
+  });
+
+  return {
+    stats,
+    drive,
+    stop: async () => {
+      stopping = true;
+      wheel.stop();
+      unwatch();
+      await consumer.stop();
+      await Promise.all(ticking);
+    },
+  };
+}

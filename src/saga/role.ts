@@ -1,0 +1,70 @@
+import type { ClickHouseClient } from '@clickhouse/client';
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { Config } from '../core/config.ts';
+import { systemClock, type Clock } from '../core/time.ts';
+import { checkDefinitions, defineSaga } from './definition.ts';
+import { startDispatcher, type Dispatcher } from './dispatcher.ts';
+import type { SagaDefinition } from './logic/types.ts';
+import { sagaMetricsFor } from './metrics.ts';
+import { startOrchestrator, type Orchestrator } from './orchestrator.ts';
+import { startProjector, type Projector } from './projector.ts';
+import { sagaStore, type SagaStore } from './store.ts';
+import { ensureSagaTopology, openSagaBucket } from './topology.ts';
+
+export type SagaRoleOptions = {
+  config: Config;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  logger: Logger;
+  /** defined in TypeScript with defineSaga, run alongside those of `sagas.definitions` */
+  definitions?: readonly SagaDefinition[];
+  /** with a client, `sagas` and `saga_steps` are kept up to date (tables from migrate()) */
+  clickhouse?: ClickHouseClient;
+  clock?: Clock;
+  registry?: Registry;
+};
+
+export type SagaRole = {
+  definitions: readonly SagaDefinition[];
+  store: SagaStore;
+  orchestrator: Orchestrator;
+  dispatcher: Dispatcher;
+  projector?: Projector;
+  stop: () => Promise<void>;
+};
+
+/**
+ * The saga role of `tidemark saga run` and `tidemark up`: validates every definition,
+ * ensures SAGAS, the saga log and their durables, then runs the orchestrator, the
+ * dispatcher and (with ClickHouse) the projector. Any number of processes may run it.
+ */
+export async function startSagaRole(options: SagaRoleOptions): Promise<SagaRole> {
+  const { config, js, jsm, logger } = options;
+  const clock = options.clock ?? systemClock;
+  const metrics = sagaMetricsFor(options.registry);
+  const definitions = [...config.sagas.definitions.map((d, i) => defineSaga(d, `sagas.definitions[${i}]`)), ...(options.definitions ?? [])];
+  checkDefinitions(definitions, config.sagas.stream.duplicateWindow);
+  if (!definitions.length) logger.warn('no sagas are defined (sagas.definitions is empty): only list/show/retry/abort will do anything');
+
+  await ensureSagaTopology(js, jsm, config);
+  const store = sagaStore(await openSagaBucket(js));
+  const orchestrator = await startOrchestrator({ js, store, definitions, concurrency: config.sagas.concurrency, holdDeadlinesMs: config.sagas.ackWait, clock, logger, metrics });
+  const dispatcher = await startDispatcher({ js, clock, logger, metrics, batchSize: config.sagas.concurrency });
+  const projector = options.clickhouse ? await startProjector({ js, clickhouse: options.clickhouse, db: config.clickhouse.database, logger }) : undefined;
+  logger.info({ sagas: definitions.map((d) => d.name) }, 'saga orchestrator started');
+
+  return {
+    definitions,
+    store,
+    orchestrator,
+    dispatcher,
+    ...(projector ? { projector } : {}),
+    stop: async () => {
+      await orchestrator.stop();
+      await dispatcher.stop();
+      await projector?.stop();
+    },
+  };
+}

@@ -1,0 +1,149 @@
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import pino from 'pino';
+import { Registry } from 'prom-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Config } from '../src/core/config.ts';
+import { encodeEvent, eventSubject, type TidemarkEvent } from '../src/core/envelope.ts';
+import { shiftedClock } from '../src/core/time.ts';
+import type { Alert, DelayedEventAlert } from '../src/monitor/alerts.ts';
+import { openAlertGuard } from '../src/monitor/guard.ts';
+import { startMonitor, type Monitor } from '../src/monitor/monitor.ts';
+import { ensureTopology } from '../src/nats/topology.ts';
+import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
+import { testConfig } from './harness/config.ts';
+import { startTestNats, type TestNats } from './harness/nats.ts';
+import { json, readAll, streamCount, waitFor } from './harness/streams.ts';
+
+const MIN = 60_000;
+const T0 = Date.parse('2030-03-01T00:00:00Z');
+
+let server: TestNats;
+let ch: TestClickHouse;
+let nc: NatsConnection;
+let js: JetStreamClient;
+let jsm: JetStreamManager;
+let config: Config;
+const running: Monitor[] = [];
+const clock = shiftedClock();
+const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
+
+beforeAll(async () => {
+  server = await startTestNats();
+  ch = await openTestClickHouse();
+  config = testConfig({
+    clickhouse: { database: ch.db },
+    // a 1 s dedup window, so only the KV guard can be what stops a repeat later on
+    nats: { streams: { alerts: { maxAge: '1d', duplicateWindow: '1s' } } },
+    slas: [
+      { name: 'late', source: '*', maxDelay: '1m' },
+      { name: 'beat', source: 'beat-1', type: 'beat', expect: { every: '1m' } },
+    ],
+    monitor: { bucket: '1m', grace: '1s', tick: '100ms', batchSize: 500 },
+  });
+  nc = await connect({ servers: server.url });
+  jsm = await jetstreamManager(nc);
+  js = jetstream(nc);
+  await ensureTopology(jsm, config);
+  clock.jumpTo(T0);
+});
+
+afterAll(async () => {
+  for (const m of running) await m.stop();
+  await nc?.close();
+  await server?.dispose();
+  await ch?.dispose();
+  await closeTestClickHouse();
+});
+
+async function start(instance: string, registry = new Registry()): Promise<Monitor> {
+  const monitor = await startMonitor({ config, js, clickhouse: ch.client, logger, clock, registry, instance });
+  running.push(monitor);
+  return monitor;
+}
+
+async function stop(monitor: Monitor): Promise<void> {
+  running.splice(running.indexOf(monitor), 1);
+  await monitor.stop();
+}
+
+let nextSeq = 1;
+const event = (source: string, type: string, occurredAt: number, receivedAt: number): TidemarkEvent => {
+  const seq = nextSeq++;
+  return { id: `${source}-${seq}`, type, source, key: null, occurredAt, receivedAt, data: {}, seq };
+};
+
+async function publish(events: TidemarkEvent[]): Promise<void> {
+  const before = await streamCount(jsm, 'EVENTS');
+  for (const e of events) nc.publish(eventSubject(e), encodeEvent(e));
+  await nc.flush();
+  await waitFor(async () => (await streamCount(jsm, 'EVENTS')) === before + events.length, 10_000, 'events stored');
+}
+
+const allAlerts = async (): Promise<Array<Alert & { raisedAt: number }>> => (await readAll(js, jsm, 'ALERTS')).map((m) => json<Alert & { raisedAt: number }>(m));
+const summary = (alerts: Alert[]) => alerts.map((a) => `${a.kind} ${a.source} at +${(a.at - T0) / 1000}s`).sort();
+const settle = () => new Promise((r) => setTimeout(r, 800));
+const eventsSeen = async (registry: Registry) => Number(/tidemark_monitor_events_total (\d+)/.exec(await registry.metrics())?.[1] ?? 0);
+
+describe('monitor instances', () => {
+  it('two instances on one durable consumer raise each alert once, with exact coalesced counts', async () => {
+    const registries = [new Registry(), new Registry()];
+    await start('a', registries[0]);
+    await start('b', registries[1]);
+    clock.jumpTo(T0 + 3 * MIN + 2_000);
+    const flood = Array.from({ length: 20_000 }, (_, i) => event('multi', 'sale', T0 + i * 9 - (2 * MIN + (i % 100) * 100), T0 + i * 9));
+    await publish(flood);
+    const delayed = await waitFor(async () => {
+      const found = (await allAlerts()).filter((a): a is DelayedEventAlert & { raisedAt: number } => a.kind === 'DelayedEvent' && a.source === 'multi');
+      return found.length >= 3 && found;
+    }, 20_000, 'three DelayedEvent alerts');
+    await settle();
+    const after = await allAlerts();
+    expect(summary(after)).toEqual(['DelayedEvent multi at +120s', 'DelayedEvent multi at +180s', 'DelayedEvent multi at +60s', 'MissingData beat-1 at +120s']);
+    expect(delayed.map((a) => a.count).sort()).toEqual([6_666, 6_667, 6_667]);
+    const split = await Promise.all(registries.map(eventsSeen));
+    expect(split[0]! + split[1]!).toBe(20_000);
+    expect(Math.min(...split)).toBeGreaterThan(0);
+    logger.info({ split }, 'events per instance');
+  });
+
+  it('a restarted monitor raises nothing again, and the KV guard holds after the JetStream dedup window has passed', async () => {
+    for (const m of [...running]) await stop(m);
+    const before = await allAlerts();
+    const c = await start('c');
+    await c.tick();
+    await settle();
+    expect(await allAlerts()).toHaveLength(before.length);
+    await new Promise((r) => setTimeout(r, 1_100)); // past ALERTS' 1 s duplicate window
+    const publish = await openAlertGuard(js, config.monitor.alertMemory);
+    expect(await publish(before[0]!, clock.now())).toBe('duplicate');
+    expect(await streamCount(jsm, 'ALERTS')).toBe(before.length);
+  });
+
+  it('a monitor that was down catches up and raises what it missed, each at its own time', async () => {
+    await stop(running[0]!);
+    const before = (await allAlerts()).length;
+    const beats = [10, 11, 12, 16, 17].map((m) => T0 + m * MIN + 5_000);
+    await publish([
+      ...beats.map((at) => event('beat-1', 'beat', at, at)),
+      ...Array.from({ length: 50 }, (_, i) => event('down', 'sale', T0 + 12 * MIN + i * 1_000 - 5 * MIN, T0 + 12 * MIN + i * 1_000)),
+    ]);
+    clock.jumpTo(T0 + 20 * MIN + 2_000);
+    await start('d');
+    const caughtUp = await waitFor(async () => {
+      const found = (await allAlerts()).slice(before);
+      return found.length >= 5 && found;
+    }, 20_000, 'the missed alerts');
+    await settle();
+    expect((await allAlerts()).slice(before)).toHaveLength(5);
+    expect(summary(caughtUp)).toEqual([
+      'DelayedEvent down at +780s',
+      'MissingData beat-1 at +1140s', // the silence after the last beat: [18m, 19m) stayed empty
+      'MissingData beat-1 at +840s', // [13m, 14m) empty
+      'Resolved beat-1 at +605s', // the outage open since the first run ends with the beat at 10m05s
+      'Resolved beat-1 at +965s', // [16m, 17m) brought data again
+    ]);
+    for (const alert of caughtUp) expect(alert.raisedAt).toBeGreaterThanOrEqual(T0 + 20 * MIN);
+    expect(caughtUp.find((a) => a.kind === 'Resolved' && a.at === beats[0])).toMatchObject({ lateByMs: beats[0]! - (T0 + 2 * MIN) });
+  });
+});
