@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +8,7 @@ import type { TidemarkEvent } from '../src/core/envelope.ts';
 import { ensureTopology } from '../src/nats/topology.ts';
 import { testConfig } from './harness/config.ts';
 import { startTestNats, type TestNats } from './harness/nats.ts';
+import { exited, spawnTidemark, terminate } from './harness/processes.ts';
 import { json, readAll, streamCount, waitFor } from './harness/streams.ts';
 
 const VALID = 30_000;
@@ -22,14 +22,7 @@ let configFile: string;
 
 const settings = { nats: { ackWait: '1s' }, ingest: { batchSize: 500 } };
 
-function startGatewayProcess(): ChildProcess {
-  return spawn(process.execPath, ['bin/tidemark.mjs', 'gateway', '--config', configFile], {
-    env: { ...process.env, NATS_URL: server.url, TIDEMARK_HTTP_PORT: '0', TIDEMARK_DATA_DIR: dir, LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-}
-
-const exited = (child: ChildProcess) => new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve())));
+const startGatewayProcess = () => spawnTidemark(['gateway', '--config', configFile], { NATS_URL: server.url, TIDEMARK_HTTP_PORT: '0', TIDEMARK_DATA_DIR: dir });
 
 beforeAll(async () => {
   server = await startTestNats();
@@ -72,10 +65,8 @@ describe('gateway killed with SIGKILL mid-batch', () => {
         return info.num_pending === 0 && info.num_ack_pending === 0;
       }, 60_000, 'the restarted gateway to drain INGEST');
     } finally {
-      second.kill('SIGTERM');
-      await exited(second);
+      expect(await terminate(second)).toBe(0);
     }
-    expect(second.exitCode).toBe(0);
 
     const events = (await readAll(js, jsm, 'EVENTS')).map((m) => json<TidemarkEvent>(m).id);
     expect(events).toHaveLength(VALID);

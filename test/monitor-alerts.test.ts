@@ -90,6 +90,12 @@ async function waitForAlerts<A extends Alert>(kind: A['kind'], source: string, c
   }, 20_000, `${count} ${kind} alert(s) for ${source}`);
 }
 
+/** Every event on EVENTS has been merged by the monitor. */
+const drained = () => waitFor(async () => {
+  const info = await jsm.consumers.info('EVENTS', 'monitor');
+  return info.num_pending === 0 && info.num_ack_pending === 0;
+}, 20_000, 'the monitor to read all events');
+
 /** Lets the tick loop run a few more times, so an alert that should not come has had its chance. */
 const settle = () => new Promise((r) => setTimeout(r, 600));
 
@@ -107,8 +113,10 @@ describe('delay-SLA monitor', () => {
       const receivedAt = T0 + i * 6; // 10 minutes: two 5-minute buckets
       return event('flood', 'sale', receivedAt - (2 * HOUR + (i % 1_000) * 1_000), receivedAt);
     });
-    clock.jumpTo(T0 + 10 * MIN + 2_000);
     await publish(flood);
+    await drained();
+    // only now may the clock pass the second bucket's end: a tick in between must not see it complete half-merged
+    clock.jumpTo(T0 + 10 * MIN + 2_000);
     const raised = await waitForAlerts<DelayedEventAlert>('DelayedEvent', 'flood', 2);
     await settle();
     expect(await alerts('DelayedEvent', 'flood')).toHaveLength(2);

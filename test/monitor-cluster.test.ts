@@ -80,6 +80,11 @@ async function publish(events: TidemarkEvent[]): Promise<void> {
   await waitFor(async () => (await streamCount(jsm, 'EVENTS')) === before + events.length, 10_000, 'events stored');
 }
 
+const drained = () => waitFor(async () => {
+  const info = await jsm.consumers.info('EVENTS', 'monitor');
+  return info.num_pending === 0 && info.num_ack_pending === 0;
+}, 20_000, 'the monitors to read all events');
+
 const allAlerts = async (): Promise<Array<Alert & { raisedAt: number }>> => (await readAll(js, jsm, 'ALERTS')).map((m) => json<Alert & { raisedAt: number }>(m));
 const summary = (alerts: Alert[]) => alerts.map((a) => `${a.kind} ${a.source} at +${(a.at - T0) / 1000}s`).sort();
 const settle = () => new Promise((r) => setTimeout(r, 800));
@@ -90,9 +95,10 @@ describe('monitor instances', () => {
     const registries = [new Registry(), new Registry()];
     await start('a', registries[0]);
     await start('b', registries[1]);
-    clock.jumpTo(T0 + 3 * MIN + 2_000);
     const flood = Array.from({ length: 20_000 }, (_, i) => event('multi', 'sale', T0 + i * 9 - (2 * MIN + (i % 100) * 100), T0 + i * 9));
     await publish(flood);
+    await drained();
+    clock.jumpTo(T0 + 3 * MIN + 2_000);
     const delayed = await waitFor(async () => {
       const found = (await allAlerts()).filter((a): a is DelayedEventAlert & { raisedAt: number } => a.kind === 'DelayedEvent' && a.source === 'multi');
       return found.length >= 3 && found;

@@ -107,8 +107,15 @@ const requests = (path: string) => received.filter((r) => r.path === path);
 describe('alert webhooks', () => {
   it('POSTs each alert to the routes whose kind and source filters take it, signed, retrying with back-off', async () => {
     clock.jumpTo(T0 + 2 * MIN + 2_000);
-    for (let i = 0; i < 5; i++) nc.publish(eventSubject(event('x-1', 0, 0, i)), encodeEvent(event('x-1', T0 + 2 * MIN - 5 * MIN + i, T0 + 2 * MIN + i, i)));
+    for (let i = 0; i < 5; i++) {
+      const late = event('x-1', T0 + 2 * MIN - 5 * MIN + i, T0 + 2 * MIN + i, i);
+      nc.publish(eventSubject(late), encodeEvent(late));
+    }
     await nc.flush();
+    await waitFor(async () => {
+      const info = await jsm.consumers.info('EVENTS', 'monitor');
+      return info.delivered.stream_seq === 5 && info.num_ack_pending === 0;
+    }, 10_000, 'the monitor to read the late events');
     clock.jumpTo(T0 + 3 * MIN + 2_000);
     await waitFor(() => requests('/a').length >= 3 && requests('/b').length >= 1 && requests('/c').length >= 1, 15_000, 'webhook deliveries');
     await new Promise((r) => setTimeout(r, 800));

@@ -10,7 +10,7 @@ import { sagaStore, type SagaStore } from '../src/saga/store.ts';
 import { openSagaBucket } from '../src/saga/topology.ts';
 import { startTestNats, type TestNats } from './harness/nats.ts';
 import { waitFor } from './harness/streams.ts';
-import { connectTo, expectedRun, logger, orderSaga, sagaConfig, startRole, startServices, storedCommands, trigger, type Conn, type Script, type Services } from './saga-support.ts';
+import { connectTo, logger, orderSaga, sagaConfig, startRole, startServices, trigger, verifyAgainstOracle, type Conn, type Script, type Services } from './saga-support.ts';
 
 /**
  * A crash is simulated by closing an instance's connection at a chosen point and never
@@ -117,19 +117,7 @@ let run = 0;
 const crashesDuringWork = { count: 0 };
 const everyRun = new Map<string, Script>();
 
-async function verify(ids: string[], scripts: Script[]): Promise<void> {
-  const expected = scripts.map(expectedRun);
-  const records = await waitFor(async () => {
-    const loaded = await Promise.all(ids.map((id) => observer.load(`order.${id}`)));
-    return loaded.every((l, i) => l?.record.status === expected[i]!.status) && loaded.map((l) => l!.record);
-  }, 20_000, `every saga of ${ids[0]}.. to end`);
-  const stored = await storedCommands(conn.js, conn.jsm);
-  for (const [i, id] of ids.entries()) {
-    expect({ id, commands: stored.get(`order.${id}`) }).toEqual({ id, commands: expected[i]!.commands });
-    const dispatched = records[i]!.events.filter((e) => e.type === 'CommandDispatched');
-    expect(new Set(dispatched.map((e) => e.type === 'CommandDispatched' && e.commandId)).size).toBe(dispatched.length);
-  }
-}
+const verify = (ids: string[], scripts: Script[]) => verifyAgainstOracle(observer, conn, ids, scripts);
 
 describe('orchestrator crashes at random points', () => {
   it('ends every saga exactly as without crashes: each command stored once, no compensation skipped', async () => {

@@ -5,6 +5,7 @@
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pino from 'pino';
+import { expect } from 'vitest';
 import { Registry } from 'prom-client';
 import type { Config } from '../src/core/config.ts';
 import { ensureTopology } from '../src/nats/topology.ts';
@@ -190,3 +191,35 @@ export async function waitForStatus(store: SagaStore, sagaId: string, statuses: 
 /** `kind:step#attempt` of every command a service received for one saga, in order. */
 export const commandsOf = (services: Services, sagaId: string): string[] =>
   services.received.filter((r) => r.sagaId === sagaId).map((r) => `${r.kind}:${r.step}#${r.attempt}`);
+
+/**
+ * Every saga ends as the oracle says, its commands stored in SAGAS exactly as the
+ * oracle lists them (so none twice, none skipped, undos in reverse order), and no
+ * command id twice in its log.
+ */
+export async function verifyAgainstOracle(store: SagaStore, conn: Conn, ids: string[], scripts: Script[], timeoutMs = 20_000): Promise<void> {
+  const expected = scripts.map(expectedRun);
+  const records = await waitFor(async () => {
+    const loaded = await Promise.all(ids.map((id) => store.load(`order.${id}`)));
+    return loaded.every((l, i) => l?.record.status === expected[i]!.status) && loaded.map((l) => l!.record);
+  }, timeoutMs, `${ids.length} sagas to end as the oracle says`);
+  const stored = await storedCommands(conn.js, conn.jsm);
+  for (const [i, id] of ids.entries()) {
+    expect({ id, commands: stored.get(`order.${id}`) }).toEqual({ id, commands: expected[i]!.commands });
+    const ids = records[i]!.events.flatMap((e) => (e.type === 'CommandDispatched' ? [e.commandId] : []));
+    expect(new Set(ids).size).toBe(ids.length);
+  }
+}
+
+/** A reproducible mix: mostly happy, some failures at any step, some retried payments and failing undos. */
+export function mixedScripts(count: number, seed = 7): Script[] {
+  let x = seed;
+  const next = () => (x = (x * 1_103_515_245 + 12_345) % 2_147_483_648) / 2_147_483_648;
+  return Array.from({ length: count }, () => {
+    const r = next();
+    if (r < 0.6) return {};
+    if (r < 0.75) return { [`do:${STEPS[Math.floor(next() * 4)]!}`]: ['fail'] } as Script;
+    if (r < 0.9) return { 'do:payment': ['transient', next() < 0.5 ? 'ok' : 'transient', 'transient'] } as Script;
+    return { 'do:shipping': ['fail'], 'undo:payment': ['fail'] } as Script;
+  });
+}

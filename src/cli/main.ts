@@ -7,6 +7,8 @@ import { register as registerProcessor } from './commands/processor.ts';
 import { register as registerReport } from './commands/report.ts';
 import { register as registerReplay } from './commands/replay.ts';
 import { register as registerBench } from './commands/bench.ts';
+import { register as registerClickHouse } from './commands/clickhouse.ts';
+import { loadConfig, resolveConfigPath } from '../core/config.ts';
 
 export function buildProgram(): Command {
   const program = new Command('tidemark')
@@ -20,6 +22,7 @@ export function buildProgram(): Command {
   registerReport(program);
   registerReplay(program);
   registerBench(program);
+  registerClickHouse(program, async () => loadConfig(resolveConfigPath(program.opts<{ config?: string }>().config, process.env), process.env));
   return program;
 }
 

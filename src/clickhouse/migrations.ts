@@ -165,6 +165,7 @@ export const MIGRATIONS: Migration[] = [
         step LowCardinality(String),
         kind Enum8('do' = 1, 'undo' = 2),
         attempt UInt32,
+        seq UInt32,
         command_id String,
         subject LowCardinality(String),
         outcome Enum8('running' = 1, 'succeeded' = 2, 'failed' = 3, 'timed_out' = 4, 'abandoned' = 5),

@@ -89,7 +89,7 @@ export const delayedId = (sla: string, source: string, bucketStart: number, gene
 export const missingEveryId = (sla: string, source: string, windowStart: number): string => `missing:${sla}:${source}:every:${iso(windowStart)}`;
 export const missingDailyId = (sla: string, source: string, day: string): string => `missing:${sla}:${source}:daily:${day}`;
 export const deadlineId = (report: string, status: string, day: string): string => `deadline:${report}:${status}:${day}`;
-export const resolvedId = (resolves: string): string => `resolved:${resolves}`;
+const resolvedId = (resolves: string): string => `resolved:${resolves}`;
 
 export const formatMs = (ms: number): string => {
   const s = Math.round(ms / 1000);

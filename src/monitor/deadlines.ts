@@ -18,7 +18,7 @@ export type GroupProgress = { groupKey: string; status: string; reachedAt: numbe
 export const initialDeadline = (checked: string): DeadlineState => ({ checked, open: {}, outbox: [] });
 
 /** When the whole day reached the status: the last of its groups to get there. */
-export function dayReachedAt(groups: readonly GroupProgress[]): number | null {
+function dayReachedAt(groups: readonly GroupProgress[]): number | null {
   if (groups.length === 0 || groups.some((g) => g.reachedAt === null)) return null;
   return Math.max(...groups.map((g) => g.reachedAt!));
 }

@@ -50,7 +50,7 @@ const unionCapped = (a: string[], b: string[]): string[] => {
   return out;
 };
 
-export const emptyAggregate = (): LateAggregate => ({
+const emptyAggregate = (): LateAggregate => ({
   count: 0,
   worstMs: Number.NEGATIVE_INFINITY,
   hist: {},
@@ -63,7 +63,7 @@ export const emptyAggregate = (): LateAggregate => ({
 });
 
 /** Folds one late event into an aggregate in place (the hot path: no copies per event). */
-export function addLateEvent(agg: LateAggregate, event: LateEvent): void {
+function addLateEvent(agg: LateAggregate, event: LateEvent): void {
   agg.count++;
   agg.worstMs = Math.max(agg.worstMs, event.delayMs);
   addDelay(agg.hist, event.delayMs);
@@ -75,7 +75,7 @@ export function addLateEvent(agg: LateAggregate, event: LateEvent): void {
   if (event.revisedDays.length > 0) agg.changedPublished++;
 }
 
-export function mergeAggregates(a: LateAggregate, b: LateAggregate): LateAggregate {
+function mergeAggregates(a: LateAggregate, b: LateAggregate): LateAggregate {
   return {
     count: a.count + b.count,
     worstMs: Math.max(a.worstMs, b.worstMs),
@@ -116,7 +116,7 @@ export function seqRanges(seqs: Iterable<number>): Array<[number, number]> {
   return out;
 }
 
-export const inRanges = (ranges: ReadonlyArray<readonly [number, number]>, seq: number): boolean => ranges.some(([from, to]) => seq >= from && seq <= to);
+const inRanges = (ranges: ReadonlyArray<readonly [number, number]>, seq: number): boolean => ranges.some(([from, to]) => seq >= from && seq <= to);
 
 function unionRanges(a: ReadonlyArray<readonly [number, number]>, b: ReadonlyArray<readonly [number, number]>): Array<[number, number]> {
   const sorted = [...a, ...b].map(([f, t]) => [f, t] as [number, number]).sort((x, y) => x[0] - y[0]);
@@ -164,7 +164,7 @@ export type DelayedContext = {
   stragglersMs: number;
 };
 
-export function delayedAlert(ctx: DelayedContext, start: number, agg: LateAggregate, generation: number): DelayedEventAlert {
+function delayedAlert(ctx: DelayedContext, start: number, agg: LateAggregate, generation: number): DelayedEventAlert {
   const end = start + ctx.bucketMs;
   const p95 = Math.min(percentile(agg.hist, 0.95) ?? agg.worstMs, agg.worstMs);
   return {

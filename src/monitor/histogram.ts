@@ -11,10 +11,10 @@ const GROWTH = 1.02;
 const LOG_GROWTH = Math.log(GROWTH);
 
 /** Delays under a millisecond (including negative ones within the allowed future skew) share bin 0. */
-export const binOf = (ms: number): number => (ms < 1 ? 0 : 1 + Math.floor(Math.log(ms) / LOG_GROWTH));
+const binOf = (ms: number): number => (ms < 1 ? 0 : 1 + Math.floor(Math.log(ms) / LOG_GROWTH));
 
 /** The geometric middle of a bin, so the error is at most half a bin either way. */
-export const binValue = (bin: number): number => (bin === 0 ? 0 : Math.round(GROWTH ** (bin - 1) * Math.sqrt(GROWTH)));
+const binValue = (bin: number): number => (bin === 0 ? 0 : Math.round(GROWTH ** (bin - 1) * Math.sqrt(GROWTH)));
 
 export function addDelay(hist: Histogram, ms: number, count = 1): void {
   const bin = binOf(ms);
@@ -26,8 +26,6 @@ export function mergeHistograms(a: Histogram, b: Histogram): Histogram {
   for (const [bin, count] of Object.entries(b)) out[bin] = (out[bin] ?? 0) + count;
   return out;
 }
-
-export const histogramCount = (hist: Histogram): number => Object.values(hist).reduce((sum, n) => sum + n, 0);
 
 /** Nearest-rank percentile (q in 0..1); null for an empty histogram. */
 export function percentile(hist: Histogram, q: number): number | null {

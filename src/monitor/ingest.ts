@@ -5,7 +5,7 @@ import { decodeEvent, type TidemarkEvent } from '../core/envelope.ts';
 import type { BatchHandler } from '../nats/batch-consumer.ts';
 import { initialDaily, markDaily, type DailyState } from './daily.ts';
 import { applyLateBatch, bucketStart, emptyDelayed, seqRanges, type DelayedState, type SequencedLateEvent } from './delayed.ts';
-import { firstSeenEvery, markEvery, type EveryState } from './every.ts';
+import { firstSeenEvery, initialEvery, markEvery, type EveryState } from './every.ts';
 import type { MonitorMetrics } from './metrics.ts';
 import { firstRevisionTimes } from './report-status.ts';
 import { businessDay, dailyDeadline, firstDayDueAfter, previousDay, slotStart } from './schedule.ts';
@@ -25,6 +25,8 @@ export type IngestDeps = {
   metrics: MonitorMetrics;
   /** the latest ack floor the tick has read */
   ackFloor: () => number;
+  /** when the first monitor started: a named (literal) source is expected from then, not from its first event */
+  epoch: number;
 };
 
 type Marks<K> = { sla: Sla; source: string; arrivals: Map<K, number> };
@@ -123,13 +125,15 @@ export function createEventHandler(deps: IngestDeps): BatchHandler {
       // most batches only repeat arrivals the state already holds: skip the round trip
       const known = state.entries.get(key)?.value as EveryState | undefined;
       if (known && markEvery(known, arrivals) === null) continue;
-      writes.push(state.mutate<EveryState>(key, () => firstSeenEvery(minArrival(arrivals), sla.every!), (s) => markEvery(s, arrivals)));
+      const init = () => (sla.literalSource === null ? firstSeenEvery(minArrival(arrivals), sla.every!) : initialEvery(deps.epoch, sla.every!));
+      writes.push(state.mutate<EveryState>(key, init, (s) => markEvery(s, arrivals)));
     }
     for (const [key, { sla, arrivals }] of daily) {
       const known = state.entries.get(key)?.value as DailyState | undefined;
       if (known && markDaily(known, arrivals) === null) continue;
       const deadlineOf = (day: string) => dailyDeadline(day, sla.dailyBy!, sla.timeZone);
-      writes.push(state.mutate<DailyState>(key, () => initialDaily(previousDay(firstDayDueAfter(minArrival(arrivals), sla.timeZone, deadlineOf))), (s) => markDaily(s, arrivals)));
+      const since = sla.literalSource === null ? minArrival(arrivals) : deps.epoch;
+      writes.push(state.mutate<DailyState>(key, () => initialDaily(previousDay(firstDayDueAfter(since, sla.timeZone, deadlineOf))), (s) => markDaily(s, arrivals)));
     }
     await Promise.all(writes);
     for (const msg of msgs) msg.ack();

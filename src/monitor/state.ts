@@ -1,5 +1,5 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { Kvm, type KV } from '@nats-io/kv';
+import { Kvm } from '@nats-io/kv';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
 
 /**
@@ -16,9 +16,11 @@ import { ErrorCodes, TidemarkError } from '../core/errors.ts';
 export const MONITOR_BUCKET = 'tidemark_monitor';
 
 const MAX_CAS_ATTEMPTS = 50;
+/** A watch that falls this far behind fails the tick (retried) instead of hanging it. */
+const SYNC_TIMEOUT_MS = 10_000;
 const enc = new TextEncoder();
 
-export const sourceToken = (source: string): string => Buffer.from(source).toString('base64url') || '_';
+const sourceToken = (source: string): string => Buffer.from(source).toString('base64url') || '_';
 export const tokenSource = (token: string): string => Buffer.from(token, 'base64url').toString();
 
 export const stateKey = (kind: 'd' | 'e' | 'y', sla: string, source: string): string => `${kind}.${sla}.${sourceToken(source)}`;
@@ -26,10 +28,9 @@ export const deadlineKey = (sla: string, report: string, status: string): string
 
 const isWrongLastSequence = (err: unknown): boolean => /wrong last sequence|key exists/i.test(String((err as Error)?.message));
 
-export type StateEntry = { value: unknown; revision: number };
+type StateEntry = { value: unknown; revision: number };
 
 export type MonitorState = {
-  kv: KV;
   /** the latest value of every key, as this instance last saw it (kept current by a watch) */
   entries: ReadonlyMap<string, StateEntry>;
   /** resolves once `entries` holds every change committed before the call */
@@ -50,6 +51,7 @@ export async function openMonitorState(js: JetStreamClient): Promise<MonitorStat
   const entries = new Map<string, StateEntry>();
   let seenRevision = 0;
   let waiters: Array<{ revision: number; resolve: () => void }> = [];
+  let watchFailure: unknown;
 
   const watch = await kv.watch({ key: '>' });
   const watching = (async () => {
@@ -59,7 +61,9 @@ export async function openMonitorState(js: JetStreamClient): Promise<MonitorStat
       seenRevision = Math.max(seenRevision, entry.revision);
       waiters = waiters.filter((w) => (w.revision <= seenRevision ? (w.resolve(), false) : true));
     }
-  })();
+  })().catch((err: unknown) => {
+    watchFailure = err;
+  });
 
   const read = async <T>(key: string): Promise<{ value: T; revision: number } | null> => {
     const entry = await kv.get(key);
@@ -90,13 +94,19 @@ export async function openMonitorState(js: JetStreamClient): Promise<MonitorStat
   };
 
   return {
-    kv,
     entries,
     // a write of our own is ordered after every change committed before it, so seeing it means seeing them
     sync: async () => {
+      if (watchFailure) throw new TidemarkError(ErrorCodes.MONITOR_STATE_STALE, `monitor state watch failed: ${String(watchFailure)}`, { cause: watchFailure });
       const revision = await kv.put('sync', enc.encode('1'));
       if (revision <= seenRevision) return;
-      await new Promise<void>((resolve) => waiters.push({ revision, resolve }));
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((resolve) => waiters.push({ revision, resolve })),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new TidemarkError(ErrorCodes.MONITOR_STATE_STALE, `monitor state watch is behind revision ${revision} after ${SYNC_TIMEOUT_MS} ms`)), SYNC_TIMEOUT_MS);
+        }),
+      ]).finally(() => clearTimeout(timer));
     },
     mutate,
     epoch: async (now) => {

@@ -7,7 +7,7 @@ import { ClickHouseServerError, ServerErrorCodes } from '../../clickhouse/http-s
 import { serveEmbeddedClickHouse } from '../../clickhouse/http-server/server.ts';
 import { onShutdown } from '../runtime.ts';
 
-type Options = { host: string; port: number; user: HttpUser[]; readonlyUser: HttpUser[] };
+type Options = { host?: string; port?: number; user: HttpUser[]; readonlyUser: HttpUser[] };
 
 function port(value: string): number {
   const n = Number(value);
@@ -34,14 +34,14 @@ export function register(program: Command, load: () => Promise<Config>): void {
   program
     .command('clickhouse')
     .description("serve the embedded ClickHouse (chDB) over ClickHouse's HTTP interface, so other processes can use it with CLICKHOUSE_URL")
-    .option('--host <address>', 'address to listen on; anything but loopback needs a password on every user', '127.0.0.1')
-    .option('--port <port>', 'port to listen on (0 picks a free one)', port, 8123)
+    .option('--host <address>', 'address to listen on (default clickhouse.serve.host, 127.0.0.1); anything but loopback needs a password on every user')
+    .option('--port <port>', 'port to listen on, 0 picks a free one (default clickhouse.serve.port, 8123)', port)
     .option('--user <name:password>', 'a user (repeatable); default: CLICKHOUSE_USER/CLICKHOUSE_PASSWORD when a password is set, else "default" with no password', user(false), [])
     .option('--readonly-user <name:password>', 'a user that may only read: SELECT, SHOW, DESCRIBE, EXISTS, EXPLAIN, WITH (repeatable)', user(true), [])
     .action(async (opts: Options) => {
       const config = await load();
-      const users = [...opts.user, ...opts.readonlyUser];
-      const server = await serveEmbeddedClickHouse(config, { host: opts.host, port: opts.port, ...(users.length > 0 ? { users } : {}) }).catch((err: unknown) => {
+      const users = [...opts.user, ...opts.readonlyUser, ...config.clickhouse.serve.users];
+      const server = await serveEmbeddedClickHouse(config, { host: opts.host ?? config.clickhouse.serve.host, port: opts.port ?? config.clickhouse.serve.port, ...(users.length > 0 ? { users } : {}) }).catch((err: unknown) => {
         throw asCliError(err);
       });
       if (!server) {

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { clickHouseTarget, openClickHouse } from '../../clickhouse/client.ts';
+import { serveEmbeddedClickHouse } from '../../clickhouse/http-server/server.ts';
 import { createLogger } from '../../core/logger.ts';
 import { readiness, startGatewayRole, startProcessorRole } from '../roles.ts';
 import { configFor, onShutdown, openNats } from '../runtime.ts';
@@ -13,6 +14,8 @@ export function register(program: Command): void {
       const logger = createLogger('up');
       const nats = await openNats(config, logger, { embedded: true, name: 'tidemark-up' });
       const clickhouse = openClickHouse(config);
+      const { serve } = config.clickhouse;
+      const served = await serveEmbeddedClickHouse(config, { host: serve.host, port: serve.port, ...(serve.users.length > 0 ? { users: serve.users } : {}) });
       const processor = await startProcessorRole({ config, nats, clickhouse, logger });
       const gateway = await startGatewayRole({ config, nats, logger, ready: readiness(nats, clickhouse) });
       const target = clickHouseTarget(config);
@@ -22,6 +25,7 @@ export function register(program: Command): void {
           `  NATS        ${nats.url}${nats.embedded ? ` (embedded, store under ${config.dataDir}/nats)` : ''}`,
           `  HTTP        ${gateway.httpUrl}  (POST /v1/events, /metrics, /healthz, /readyz)`,
           `  ClickHouse  ${target.kind === 'embedded' ? `embedded chDB, data in ${target.path}` : target.url} (database ${config.clickhouse.database})`,
+          ...(served ? [`  SQL         ${served.url}  (ClickHouse HTTP interface; other processes: CLICKHOUSE_URL=${served.url})`] : []),
           `Publish: nats pub -s ${nats.url} ingest.store-17.sale '{"id":"s-1","occurredAt":"${new Date().toISOString()}","data":{"amount":"129.90"}}'`,
           '',
         ].join('\n'),
@@ -30,6 +34,7 @@ export function register(program: Command): void {
         await gateway.stop();
         await processor.stop();
         await nats.close();
+        await served?.close();
         await clickhouse.close();
       });
     });

@@ -14,7 +14,7 @@ const ALIASES: Record<string, string> = {
  * Formats a body can be cut into independent pieces at row boundaries, and how to find them:
  * these are streamed to the engine in bounded chunks.
  */
-const LINE_DELIMITED = new Map<string, RowBoundary>([
+const CHUNKABLE = new Map<string, RowBoundary>([
   ['JSONEachRow', betweenJsonRows],
   ['JSONCompactEachRow', betweenJsonRows],
   ['TSV', anyLineFeed],
@@ -22,7 +22,7 @@ const LINE_DELIMITED = new Map<string, RowBoundary>([
 ]);
 
 /** Formats chDB's zero-copy raw insert accepts (a whole body in one buffer). */
-const RAW_INSERTABLE = new Set([...LINE_DELIMITED.keys(), 'CSV', 'CSVWithNames', 'TSVWithNames', 'TabSeparatedWithNames']);
+const RAW_INSERTABLE = new Set([...CHUNKABLE.keys(), 'CSV', 'CSVWithNames', 'TSVWithNames', 'TabSeparatedWithNames']);
 
 /**
  * Binary formats: the engine's SQL entry point takes text, so a body in one of these cannot be
@@ -32,10 +32,10 @@ const BINARY = /^(RowBinary\w*|Native|Parquet|Arrow|ArrowStream|ORC|Avro|AvroCon
 
 export type InsertPath = 'chunked' | 'raw' | 'inline';
 
-/** How a body in `format` reaches the engine: streamed in line chunks, one raw buffer, or inline SQL text. */
+/** How a body in `format` reaches the engine: cut at row boundaries into pieces, one raw buffer, or inline SQL text. */
 export function insertPath(format: string): InsertPath {
   const name = ALIASES[format] ?? format;
-  if (LINE_DELIMITED.has(name)) return 'chunked';
+  if (CHUNKABLE.has(name)) return 'chunked';
   if (RAW_INSERTABLE.has(name)) return 'raw';
   return 'inline';
 }
@@ -43,7 +43,7 @@ export function insertPath(format: string): InsertPath {
 export const canonicalFormat = (format: string): string => ALIASES[format] ?? format;
 
 /** Where rows of a chunked format end. */
-export const rowBoundaryOf = (format: string): RowBoundary => LINE_DELIMITED.get(canonicalFormat(format)) ?? anyLineFeed;
+export const rowBoundaryOf = (format: string): RowBoundary => CHUNKABLE.get(canonicalFormat(format)) ?? anyLineFeed;
 
 export const isBinaryFormat = (format: string): boolean => BINARY.test(format);
 

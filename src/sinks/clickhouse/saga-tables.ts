@@ -26,6 +26,8 @@ export type SagaStepRow = {
   step: string;
   kind: 'do' | 'undo';
   attempt: number;
+  /** position in the saga's timeline: orders attempts dispatched within the same millisecond */
+  seq: number;
   command_id: string;
   subject: string;
   outcome: string;
@@ -56,12 +58,13 @@ export function sagaRows(events: readonly SagaEvent[]): { saga: SagaRow; steps: 
     compensation_started_at: s.compensationStartedAt,
     version: s.version,
   };
-  const steps = attemptRows(events).map((a) => ({
+  const steps = attemptRows(events).map((a, seq) => ({
     saga_id: s.sagaId,
     name: s.name,
     step: a.step,
     kind: a.kind,
     attempt: a.attempt,
+    seq,
     command_id: a.commandId,
     subject: a.subject,
     outcome: a.outcome,

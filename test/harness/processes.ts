@@ -1,0 +1,33 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import { DAILY_BUCKET } from '../../src/processors/daily/revision-store.ts';
+import { streamCount, waitFor } from './streams.ts';
+
+/** Runs `tidemark <args>` as a separate process, the way a user or an operator starts a role. */
+export function spawnTidemark(args: string[], env: Record<string, string>): ChildProcess {
+  return spawn(process.execPath, ['bin/tidemark.mjs', ...args], {
+    env: { ...process.env, LOG_LEVEL: 'error', ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+}
+
+export const exited = (child: ChildProcess): Promise<void> =>
+  new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve())));
+
+/** Sends SIGTERM and waits; the exit code tells whether the role shut down cleanly. */
+export async function terminate(child: ChildProcess): Promise<number | null> {
+  child.kill('SIGTERM');
+  await exited(child);
+  return child.exitCode;
+}
+
+/** Every event is stored and acked by the processors, and no day is left dirty: the daily view has caught up. */
+export async function waitForDailyView(js: JetStreamClient, jsm: JetStreamManager, events: number, timeoutMs = 90_000): Promise<void> {
+  await waitFor(async () => (await streamCount(jsm, 'EVENTS')) === events && (await jsm.consumers.info('EVENTS', 'processor')).ack_floor.stream_seq === events, timeoutMs, 'the processors to ack every event');
+  const kv = await new Kvm(js).open(DAILY_BUCKET);
+  await waitFor(async () => {
+    for await (const _key of await kv.keys('dirty.>')) return false;
+    return true;
+  }, 30_000, 'every dirty day to be revised');
+}

@@ -1,0 +1,73 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BASE_SETTINGS } from '../src/clickhouse/client.ts';
+import { serveEmbeddedClickHouse, type EmbeddedClickHouseServer } from '../src/clickhouse/http-server/server.ts';
+import { startNatsGateway, type NatsGateway } from '../src/ingest/nats-gateway.ts';
+import { ensureTopology } from '../src/nats/topology.ts';
+import { testConfig } from './harness/config.ts';
+import { startTestNats, type TestNats } from './harness/nats.ts';
+import { spawnTidemark, terminate, waitForDailyView } from './harness/processes.ts';
+import { expectOracleFigures, salesReport, seededSales } from './support/seeded-stream.ts';
+
+const settings = {
+  processor: { batchSize: 200 },
+  reports: [{ ...salesReport, windows: [{ size: '1h', slide: '30m' }] }],
+};
+const config = testConfig(settings);
+
+let server: TestNats;
+let nc: NatsConnection;
+let js: JetStreamClient;
+let jsm: JetStreamManager;
+let gateway: NatsGateway;
+let clickhouse: EmbeddedClickHouseServer;
+let client: ClickHouseClient;
+let dir: string;
+let configFile: string;
+
+beforeAll(async () => {
+  server = await startTestNats();
+  dir = mkdtempSync(join(tmpdir(), 'tidemark-scale-'));
+  configFile = join(dir, 'tidemark.yaml');
+  writeFileSync(configFile, JSON.stringify(settings));
+  clickhouse = (await serveEmbeddedClickHouse(testConfig({ dataDir: dir }), { port: 0 }))!;
+  client = createClient({ url: clickhouse.url, clickhouse_settings: BASE_SETTINGS });
+  nc = await connect({ servers: server.url });
+  jsm = await jetstreamManager(nc);
+  js = jetstream(nc);
+  await ensureTopology(jsm, config);
+  gateway = await startNatsGateway({ js, nc, config, logger: pino({ level: 'silent' }) });
+});
+
+afterAll(async () => {
+  await gateway?.stop();
+  await nc?.close();
+  await client?.close();
+  await clickhouse?.close();
+  await server?.dispose();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('two processor processes on one durable consumer and one ClickHouse endpoint', () => {
+  it('share the stream and publish the same figures and gap-free revisions as one would', async () => {
+    const env = { NATS_URL: server.url, CLICKHOUSE_URL: clickhouse.url };
+    const processors = [spawnTidemark(['processor', '--config', configFile], env), spawnTidemark(['processor', '--config', configFile], env)];
+    const { unique, all } = seededSales(Date.now(), 10_000, 500, 7);
+    try {
+      for (const msg of all) nc.publish(msg.subject, msg.body);
+      await nc.flush();
+      await waitForDailyView(js, jsm, unique.length);
+    } finally {
+      for (const processor of processors) expect(await terminate(processor)).toBe(0);
+    }
+    await expectOracleFigures(client, config.clickhouse.database, config.reports[0]!, unique);
+    const instances = await (await client.query({ query: `SELECT uniqExact(instance) AS n FROM ${config.clickhouse.database}.realtime_windows`, format: 'JSONEachRow' })).json<{ n: string }>();
+    expect(Number(instances[0]!.n)).toBe(2);
+  }, 180_000);
+});

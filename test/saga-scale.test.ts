@@ -1,0 +1,70 @@
+import { Registry } from 'prom-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SagaRole } from '../src/saga/role.ts';
+import { replySubject } from '../src/saga/subjects.ts';
+import { startTestNats, type TestNats } from './harness/nats.ts';
+import { waitFor } from './harness/streams.ts';
+import { connectTo, mixedScripts, sagaConfig, startRole, startServices, trigger, verifyAgainstOracle, type Conn, type Services } from './saga-support.ts';
+
+const config = sagaConfig();
+let server: TestNats;
+let conn: Conn;
+let services: Services;
+const instances: Array<{ conn: Conn; role: SagaRole; registry: Registry }> = [];
+
+beforeAll(async () => {
+  server = await startTestNats();
+  conn = await connectTo(server.url, config);
+  for (let i = 0; i < 2; i++) {
+    const own = await connectTo(server.url, config);
+    const registry = new Registry();
+    instances.push({ conn: own, registry, role: await startRole(own, config, { registry, timeout: 5_000 }) });
+  }
+  services = await startServices(conn.js, conn.jsm, 5);
+});
+
+afterAll(async () => {
+  await services?.stop();
+  for (const i of instances) {
+    await i.role.stop();
+    await i.conn.nc.close();
+  }
+  await conn?.nc.close();
+  await server?.dispose();
+});
+
+describe('two orchestrators on one durable consumer', () => {
+  it('share the work and end every saga exactly as one would', async () => {
+    const scripts = mixedScripts(300);
+    const ids = scripts.map((_, i) => `s-${i}`);
+    await Promise.all(ids.map((id, i) => trigger(conn.js, id, scripts[i]!)));
+    await verifyAgainstOracle(instances[0]!.role.store, conn, ids, scripts);
+    const applied = instances.map((i) => i.role.orchestrator.stats.applied);
+    expect(applied.every((n) => n > 100)).toBe(true);
+    expect(applied.reduce((a, b) => a + b, 0)).toBeGreaterThan(1_500);
+  });
+
+  it('never lets both drive one saga: racing copies of a reply advance it once', async () => {
+    const ids = Array.from({ length: 60 }, (_, i) => `race-${i}`);
+    const unchangedNow = () => instances.reduce((n, i) => n + i.role.orchestrator.stats.unchanged, 0);
+    const conflictsNow = () => instances.reduce((n, i) => n + i.role.orchestrator.stats.conflicts, 0);
+    const [unchangedBefore, conflictsBefore] = [unchangedNow(), conflictsNow()];
+    // the order service answers late, after the copies below are in
+    await Promise.all(ids.map((id) => trigger(conn.js, id, { 'do:order': ['late'] })));
+    await new Promise((r) => setTimeout(r, 200));
+    const copies = ids.flatMap((id) =>
+      Array.from({ length: 8 }, (_, k) => conn.js.publish(replySubject('order'), JSON.stringify({ sagaId: `order.${id}`, step: 'order', kind: 'do', attempt: 1, type: 'OrderCreated' }), { msgID: `copy-${id}-${k}` })),
+    );
+    await Promise.all(copies);
+    await verifyAgainstOracle(instances[0]!.role.store, conn, ids, ids.map(() => ({})));
+    // the real (late) replies land after the copies
+    await waitFor(() => unchangedNow() - unchangedBefore >= ids.length * 8, 5_000, 'every copy and every late reply to be handled');
+    const conflicts = conflictsNow() - conflictsBefore;
+    const unchanged = unchangedNow() - unchangedBefore;
+    // 8 copies and the late real reply per saga: one applied, the rest seen as settled (some only after losing a compare-and-set)
+    expect(unchanged).toBe(ids.length * 8);
+    expect(conflicts).toBeGreaterThan(0);
+    const counted = await Promise.all(instances.map(async (i) => (await i.registry.getSingleMetric('tidemark_saga_state_conflicts_total')!.get()).values.reduce((n, v) => n + v.value, 0)));
+    expect(counted.reduce((a, b) => a + b, 0)).toBe(conflictsNow());
+  });
+});
