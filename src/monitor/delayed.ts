@@ -1,5 +1,6 @@
 import { delayedId, formatMs, iso, type Alert, type DelayedEventAlert } from './alerts.ts';
 import { addDelay, mergeHistograms, percentile, type Histogram } from './histogram.ts';
+import { inRanges, unionRanges, type SeqRange } from './seq-ranges.ts';
 
 /**
  * Coalescing of late events: one aggregate per (SLA, source, bucket of receivedAt).
@@ -98,36 +99,11 @@ export type BucketEntry = { agg: LateAggregate | null; gen: number };
  * is redelivered after a crash or a failed write (possibly cut differently) adds only
  * what is not in there, so counts stay exact rather than at-least-once.
  */
-export type DelayedState = { buckets: Record<string, BucketEntry>; merged: Array<[number, number]>; outbox: Alert[] };
+export type DelayedState = { buckets: Record<string, BucketEntry>; merged: SeqRange[]; outbox: Alert[] };
 
 export const emptyDelayed = (): DelayedState => ({ buckets: {}, merged: [], outbox: [] });
 
 export const bucketStart = (receivedAt: number, bucketMs: number): number => Math.floor(receivedAt / bucketMs) * bucketMs;
-
-/** Sorted, disjoint, inclusive ranges covering the given sequences. */
-export function seqRanges(seqs: Iterable<number>): Array<[number, number]> {
-  const sorted = [...seqs].sort((a, b) => a - b);
-  const out: Array<[number, number]> = [];
-  for (const seq of sorted) {
-    const last = out.at(-1);
-    if (last && seq <= last[1] + 1) last[1] = Math.max(last[1], seq);
-    else out.push([seq, seq]);
-  }
-  return out;
-}
-
-const inRanges = (ranges: ReadonlyArray<readonly [number, number]>, seq: number): boolean => ranges.some(([from, to]) => seq >= from && seq <= to);
-
-function unionRanges(a: ReadonlyArray<readonly [number, number]>, b: ReadonlyArray<readonly [number, number]>): Array<[number, number]> {
-  const sorted = [...a, ...b].map(([f, t]) => [f, t] as [number, number]).sort((x, y) => x[0] - y[0]);
-  const out: Array<[number, number]> = [];
-  for (const [from, to] of sorted) {
-    const last = out.at(-1);
-    if (last && from <= last[1] + 1) last[1] = Math.max(last[1], to);
-    else out.push([from, to]);
-  }
-  return out;
-}
 
 export type SequencedLateEvent = LateEvent & { seq: number; bucket: number };
 
@@ -135,7 +111,7 @@ export type SequencedLateEvent = LateEvent & { seq: number; bucket: number };
  * Adds a batch's late events of one (SLA, source) to the shared state, skipping those
  * already merged; `batch` is every sequence of the batch, late or not.
  */
-export function applyLateBatch(state: DelayedState, events: readonly SequencedLateEvent[], batch: ReadonlyArray<readonly [number, number]>, ackFloor: number): DelayedState | null {
+export function applyLateBatch(state: DelayedState, events: readonly SequencedLateEvent[], batch: readonly SeqRange[], ackFloor: number): DelayedState | null {
   const fresh = events.filter((e) => !inRanges(state.merged, e.seq));
   if (fresh.length === 0) return null;
   const aggregates = new Map<number, LateAggregate>();

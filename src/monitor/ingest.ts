@@ -4,17 +4,17 @@ import type { ReportConfig } from '../core/config.ts';
 import { decodeEvent, type TidemarkEvent } from '../core/envelope.ts';
 import type { BatchHandler } from '../nats/batch-consumer.ts';
 import { initialDaily, markDaily, type DailyState } from './daily.ts';
-import { applyLateBatch, bucketStart, emptyDelayed, seqRanges, type DelayedState, type SequencedLateEvent } from './delayed.ts';
+import { applyLateBatch, bucketStart, emptyDelayed, type DelayedState, type SequencedLateEvent } from './delayed.ts';
 import { firstSeenEvery, initialEvery, markEvery, type EveryState } from './every.ts';
 import type { MonitorMetrics } from './metrics.ts';
 import { firstRevisionTimes } from './report-status.ts';
+import { seqRanges } from './seq-ranges.ts';
 import { businessDay, dailyDeadline, firstDayDueAfter, previousDay, slotStart } from './schedule.ts';
 import type { Sla } from './sla.ts';
 import type { SliceAccumulator } from './slices.ts';
 import { stateKey, type MonitorState } from './state.ts';
 
 export type IngestDeps = {
-  slas: Sla[];
   match: (source: string, type: string) => Sla[];
   reports: ReportConfig[];
   bucketMs: number;
@@ -61,8 +61,11 @@ export function createEventHandler(deps: IngestDeps): BatchHandler {
     return firstRevision;
   };
 
+  const reportDaysOf = (event: TidemarkEvent): string[] =>
+    reports.filter((r) => r.types.includes(event.type)).map((r) => `${r.name}/${businessDay(event.occurredAt, r.timeZone)}`);
+
   return async (msgs: JsMsg[]) => {
-    const late = new Map<string, { sla: Sla; source: string; events: Array<{ seq: number; event: TidemarkEvent; delayMs: number }> }>();
+    const late = new Map<string, SequencedLateEvent[]>();
     const every = new Map<string, Marks<number>>();
     const daily = new Map<string, Marks<string>>();
     const observed: Array<[string, number, number, boolean]> = [];
@@ -70,7 +73,7 @@ export function createEventHandler(deps: IngestDeps): BatchHandler {
       let event: TidemarkEvent;
       try {
         event = decodeEvent(msg.data);
-        if (!Number.isFinite(event.occurredAt) || !Number.isFinite(event.receivedAt) || typeof event.source !== 'string') continue;
+        if (!Number.isFinite(event.occurredAt) || !Number.isFinite(event.receivedAt) || typeof event.source !== 'string' || typeof event.type !== 'string') continue;
       } catch {
         continue; // the processor sends undecodable messages to the DLQ; here they are simply not events
       }
@@ -80,9 +83,17 @@ export function createEventHandler(deps: IngestDeps): BatchHandler {
         if (sla.maxDelay !== undefined && delayMs > sla.maxDelay) {
           isLate = true;
           const key = stateKey('d', sla.id, event.source);
-          let entry = late.get(key);
-          if (!entry) late.set(key, (entry = { sla, source: event.source, events: [] }));
-          entry.events.push({ seq: msg.seq, event, delayMs });
+          let events = late.get(key);
+          if (!events) late.set(key, (events = []));
+          events.push({
+            seq: msg.seq,
+            bucket: bucketStart(event.receivedAt, deps.bucketMs),
+            receivedAt: event.receivedAt,
+            delayMs,
+            day: businessDay(event.occurredAt, sla.timeZone),
+            reportDays: reportDaysOf(event),
+            revisedDays: [],
+          });
         }
         if (sla.every) mark(every, stateKey('e', sla.id, event.source), sla, event.source, slotStart(event.receivedAt, sla.every), event.receivedAt);
         if (sla.dailyBy) mark(daily, stateKey('y', sla.id, event.source), sla, event.source, businessDay(event.occurredAt, sla.timeZone), event.receivedAt);
@@ -90,15 +101,11 @@ export function createEventHandler(deps: IngestDeps): BatchHandler {
       observed.push([event.source, event.receivedAt, delayMs, isLate]);
     }
 
-    const reportDaysOf = (event: TidemarkEvent): string[] =>
-      reports.filter((r) => r.types.includes(event.type)).map((r) => `${r.name}/${businessDay(event.occurredAt, r.timeZone)}`);
     const pairs = new Map<string, { report: string; day: string }>();
-    for (const { events } of late.values()) {
-      for (const { event } of events) {
-        for (const rd of reportDaysOf(event)) {
-          const [report, day] = rd.split('/') as [string, string];
-          pairs.set(rd, { report, day });
-        }
+    for (const events of late.values()) {
+      for (const rd of events.flatMap((e) => e.reportDays)) {
+        const [report, day] = rd.split('/') as [string, string];
+        pairs.set(rd, { report, day });
       }
     }
     const revisions = await revisedLookup([...pairs.values()]);
@@ -106,20 +113,9 @@ export function createEventHandler(deps: IngestDeps): BatchHandler {
     const batch = seqRanges(msgs.map((m) => m.seq));
     const ackFloor = deps.ackFloor();
     const writes: Array<Promise<unknown>> = [];
-    for (const [key, { sla, events }] of late) {
-      const sequenced: SequencedLateEvent[] = events.map(({ seq, event, delayMs }) => {
-        const reportDays = reportDaysOf(event);
-        return {
-          seq,
-          bucket: bucketStart(event.receivedAt, deps.bucketMs),
-          receivedAt: event.receivedAt,
-          delayMs,
-          day: businessDay(event.occurredAt, sla.timeZone),
-          reportDays,
-          revisedDays: reportDays.filter((rd) => (revisions.get(rd) ?? Number.POSITIVE_INFINITY) < event.receivedAt),
-        };
-      });
-      writes.push(state.mutate<DelayedState>(key, emptyDelayed, (s) => applyLateBatch(s, sequenced, batch, ackFloor)));
+    for (const [key, events] of late) {
+      for (const e of events) e.revisedDays = e.reportDays.filter((rd) => (revisions.get(rd) ?? Number.POSITIVE_INFINITY) < e.receivedAt);
+      writes.push(state.mutate<DelayedState>(key, emptyDelayed, (s) => applyLateBatch(s, events, batch, ackFloor)));
     }
     for (const [key, { sla, arrivals }] of every) {
       // most batches only repeat arrivals the state already holds: skip the round trip

@@ -75,7 +75,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     stream: CONSUMERS.monitor.stream,
     durable: CONSUMERS.monitor.durable,
     batchSize: monitor.batchSize,
-    handler: createEventHandler({ slas, match: slaMatcher(slas), reports: config.reports, bucketMs: monitor.bucket, state, clickhouse, db, slices, metrics, ackFloor: () => progress.ackFloor, epoch }),
+    handler: createEventHandler({ match: slaMatcher(slas), reports: config.reports, bucketMs: monitor.bucket, state, clickhouse, db, slices, metrics, ackFloor: () => progress.ackFloor, epoch }),
     logger,
   });
   const sink = await runBatchConsumer({

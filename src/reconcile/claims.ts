@@ -23,9 +23,9 @@ export type Claims = {
 
 const isCasConflict = (err: unknown): boolean => /wrong last sequence|key exists/i.test(String((err as Error)?.message));
 
-export async function openClaims(js: JetStreamClient, options: { clock: Clock; owner: string; leaseMs?: number }): Promise<Claims> {
+export async function openClaims(js: JetStreamClient, options: { clock: Clock; owner: string; leaseMs: number }): Promise<Claims> {
   const kv: KV = await new Kvm(js).create(CLAIMS_BUCKET, { history: 1 });
-  const leaseMs = options.leaseMs ?? 30_000;
+  const { leaseMs } = options;
   const encode = (claim: Claim) => JSON.stringify(claim);
   const claimed = (): Claim => ({ state: 'claimed', owner: options.owner, leaseUntil: options.clock.now() + leaseMs, at: options.clock.now() });
 

@@ -40,7 +40,8 @@ export async function startReconcileStreaming(options: StreamingOptions): Promis
   const clock = options.clock ?? systemClock;
   const recons = config.reconciliations.filter((r) => isStreamingRecon(r) && (options.names === undefined || options.names.includes(r.name)));
   const actor = `stream@${hostname()}:${process.pid}`;
-  const claims = await openClaims(js, { clock, owner: actor });
+  // a claim outlives its holder by as long as JetStream waits for a lost ack
+  const claims = await openClaims(js, { clock, owner: actor, leaseMs: config.nats.ackWait });
   const stops: Array<() => Promise<void>> = [];
   const running: ReconcileStreaming['running'] = [];
   for (const recon of recons) {

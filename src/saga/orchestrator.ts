@@ -27,7 +27,7 @@ export type OrchestratorOptions = {
   definitions: readonly SagaDefinition[];
   /** inputs handled at once; one saga's inputs are still handled one at a time */
   concurrency: number;
-  /** deadlines wait this long after start (the inputs consumer's ack_wait) */
+  /** deadlines of sagas written before the start wait this long (the inputs consumer's ack_wait) */
   holdDeadlinesMs: number;
   clock: Clock;
   logger: Logger;
@@ -95,15 +95,21 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     void tick.finally(() => ticking.delete(tick));
   });
 
-  // After a start, inputs a crashed instance held unacked come back only after ack_wait;
-  // a deadline fired before then would overtake a reply that was in time.
-  const holdUntil = clock.now() + options.holdDeadlinesMs;
+  // Inputs a crashed instance held unacked come back only after ack_wait; a deadline
+  // fired before then would overtake a reply that was in time. Only sagas written
+  // before this start can have such inputs, so only their deadlines wait.
+  const startedAt = clock.now();
+  const holdUntil = startedAt + options.holdDeadlinesMs;
   const dues = new Map<string, number>();
   const schedule = (sagaId: string, record: SagaRecord | null) => {
     const due = record && !TERMINAL.has(record.status) && definitions.has(record.name) ? record.due : null;
-    if (due === null) dues.delete(sagaId);
-    else dues.set(sagaId, due);
-    wheel.set(sagaId, due === null ? null : Math.max(due, holdUntil));
+    if (due === null) {
+      dues.delete(sagaId);
+      return wheel.set(sagaId, null);
+    }
+    dues.set(sagaId, due);
+    const writtenBeforeStart = (record!.events.at(-1)?.at ?? 0) < startedAt;
+    wheel.set(sagaId, writtenBeforeStart ? Math.max(due, holdUntil) : due);
   };
 
   function drive(sagaId: string, input: SagaInput): Promise<{ applied: boolean; record: SagaRecord | null }> {

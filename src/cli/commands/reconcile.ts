@@ -42,7 +42,7 @@ async function runCommand(command: Command, opts: { name?: string; day?: string 
     const db = config.clickhouse.database;
     await migrate(clickhouse, db);
     const actor = `batch@${hostname()}:${process.pid}`;
-    const claims = await openClaims(nats.js, { clock: systemClock, owner: actor });
+    const claims = await openClaims(nats.js, { clock: systemClock, owner: actor, leaseMs: config.nats.ackWait });
     for (const recon of recons) {
       // default: yesterday in the reconciliation's own business calendar
       const period = day ?? businessDay(systemClock.now() - 86_400_000, recon.timeZone);

@@ -20,8 +20,8 @@ type Row = {
   revision: number;
   status: string;
   reason: string;
-  computed_at: string;
-  known_at: string;
+  computed_at_ms: string;
+  known_at_ms: string;
   events: string;
   late_events: string;
   measures: Record<string, string>;
@@ -32,8 +32,8 @@ const fromRow = (row: Row): PublishedRevision => ({
   revision: Number(row.revision),
   status: row.status,
   reason: row.reason,
-  computedAt: Number(row.computed_at),
-  knownAt: Number(row.known_at),
+  computedAt: Number(row.computed_at_ms),
+  knownAt: Number(row.known_at_ms),
   events: Number(row.events),
   lateEvents: Number(row.late_events),
   measures: Object.fromEntries(Object.entries(row.measures).map(([k, v]) => [k, formatDecimal(new Decimal(v))])),
@@ -47,7 +47,7 @@ export async function publishedRevisions(client: ClickHouseClient, db: string, r
   const asOf = options.asOf === undefined ? '' : `AND known_at <= fromUnixTimestamp64Milli({asOf:Int64}, 'UTC')`;
   const latestOnly = options.history ? '' : 'LIMIT 1 BY group_key';
   const result = await client.query({
-    query: `SELECT group_key, revision, status, reason, toUnixTimestamp64Milli(computed_at) AS computed_at, toUnixTimestamp64Milli(known_at) AS known_at, events, late_events, measures
+    query: `SELECT group_key, revision, status, reason, toUnixTimestamp64Milli(computed_at) AS computed_at_ms, toUnixTimestamp64Milli(known_at) AS known_at_ms, events, late_events, measures
       FROM ${db}.report_revisions FINAL
       WHERE report = {report:String} AND day = {day:Date} ${asOf}
       ORDER BY group_key, revision ${options.history ? 'ASC' : 'DESC'}

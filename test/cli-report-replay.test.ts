@@ -1,0 +1,110 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BASE_SETTINGS } from '../src/clickhouse/client.ts';
+import { serveEmbeddedClickHouse, type EmbeddedClickHouseServer } from '../src/clickhouse/http-server/server.ts';
+import { migrate } from '../src/clickhouse/migrations.ts';
+import { startNatsGateway, type NatsGateway } from '../src/ingest/nats-gateway.ts';
+import { ensureTopology } from '../src/nats/topology.ts';
+import { businessDay } from '../src/processors/logic/business-day.ts';
+import { startProcessor, type Processor } from '../src/processors/processor.ts';
+import { publishedRevisions } from '../src/sinks/clickhouse/report-queries.ts';
+import { testConfig } from './harness/config.ts';
+import { startTestNats, type TestNats } from './harness/nats.ts';
+import { waitFor } from './harness/streams.ts';
+
+const run = promisify(execFile);
+const report = {
+  name: 'ledger',
+  types: ['sale', 'adjustment'],
+  timeZone: 'Europe/Berlin',
+  groupBy: ['source'],
+  measures: { total: { fn: 'sum', field: 'amount' }, entries: { fn: 'count' } },
+  coalesce: '100ms',
+};
+const changedRules = { ...report, measures: { ...report.measures, largest: { fn: 'max', field: 'amount' } } };
+
+let server: TestNats;
+let clickhouse: EmbeddedClickHouseServer;
+let client: ClickHouseClient;
+let nc: NatsConnection;
+let js: JetStreamClient;
+let gateway: NatsGateway;
+let processor: Processor;
+let dir: string;
+const config = testConfig({ reports: [report] });
+const occurredAt = Date.now() - 2 * 86_400_000;
+const day = businessDay(occurredAt, 'Europe/Berlin');
+
+async function tidemark(args: string[], rules: object): Promise<string> {
+  const file = join(dir, `config-${Math.random().toString(36).slice(2)}.json`);
+  writeFileSync(file, JSON.stringify({ reports: [rules] }));
+  const { stdout } = await run(process.execPath, ['bin/tidemark.mjs', ...args, '--config', file], { env: { ...process.env, NATS_URL: server.url, CLICKHOUSE_URL: clickhouse.url, LOG_LEVEL: 'error' } });
+  return stdout;
+}
+
+beforeAll(async () => {
+  server = await startTestNats();
+  dir = mkdtempSync(join(tmpdir(), 'tidemark-cli-'));
+  clickhouse = (await serveEmbeddedClickHouse(testConfig({ dataDir: dir }), { port: 0 }))!;
+  client = createClient({ url: clickhouse.url, clickhouse_settings: BASE_SETTINGS });
+  await migrate(client, config.clickhouse.database);
+  nc = await connect({ servers: server.url });
+  js = jetstream(nc);
+  await ensureTopology(await jetstreamManager(nc), config);
+  const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
+  gateway = await startNatsGateway({ js, nc, config, logger });
+  processor = await startProcessor({ config, js, clickhouse: client, logger, revisorIntervalMs: 50 });
+  const publish = (id: string, type: string, amount: string) => nc.publish(`ingest.shop-1.${type}`, JSON.stringify({ id, occurredAt, data: { amount } }));
+  publish('a', 'sale', '120.10');
+  await waitFor(async () => (await publishedRevisions(client, config.clickhouse.database, 'ledger', day)).length === 1);
+  // a correction is an event, never an update: it makes revision 2
+  publish('c', 'adjustment', '-0.10');
+  await waitFor(async () => (await publishedRevisions(client, config.clickhouse.database, 'ledger', day))[0]?.revision === 2);
+  await processor.stop();
+  await gateway.stop();
+});
+
+afterAll(async () => {
+  await nc?.close();
+  await client?.close();
+  await clickhouse?.close();
+  await server?.dispose();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('tidemark report', () => {
+  it('prints the history and says that the latest revision agrees with the raw events', async () => {
+    const out = await tidemark(['report', '--report', 'ledger', '--day', day, '--history'], report);
+    expect(out).toMatch(/\["shop-1"\]\s+1\s+preliminary\s+new .*\s1\s+0\s+120.1\s+1\n/);
+    expect(out).toMatch(/\["shop-1"\]\s+2\s+preliminary\s+late .*\s2\s+1\s+120\s+2\n/);
+    expect(out).toContain('["shop-1"]: agrees with the raw events');
+  });
+
+  it('answers as of a time, from the revisions and from the raw events alike', async () => {
+    const [first] = await publishedRevisions(client, config.clickhouse.database, 'ledger', day, { history: true });
+    const json = JSON.parse(await tidemark(['report', '--report', 'ledger', '--day', day, '--as-of', String(first!.knownAt), '--json'], report)) as {
+      revisions: Array<{ revision: number; measures: Record<string, string> }>;
+      checks: Array<{ agrees: boolean; fromEvents: Record<string, string> }>;
+    };
+    expect(json.revisions.map((r) => [r.revision, r.measures.total])).toEqual([[1, '120.1']]);
+    expect(json.checks).toEqual([{ groupKey: '["shop-1"]', agrees: true, fromEvents: { total: '120.1', entries: '1' } }]);
+  });
+});
+
+describe('tidemark replay', () => {
+  it('writes a replay revision where a rule change moves a figure, and nothing when run again', async () => {
+    const first = await tidemark(['replay', '--report', 'ledger'], changedRules);
+    expect(first).toMatch(/replayed ledger: 1 days, 2 events .* 1 new revisions/);
+    const latest = (await publishedRevisions(client, config.clickhouse.database, 'ledger', day))[0]!;
+    expect(latest).toMatchObject({ revision: 3, reason: 'replay', status: 'preliminary', measures: { total: '120', entries: '2', largest: '120.1' } });
+    expect(await tidemark(['replay', '--report', 'ledger', '--from', day, '--to', day], changedRules)).toMatch(/0 new revisions/);
+  });
+});
