@@ -26,10 +26,10 @@ describe('money in ClickHouse', () => {
     const report = testConfig({ reports: [{ name: 'r', types: ['sale'], measures: { total: { fn: 'sum', field: 'amount' }, low: { fn: 'min', field: 'amount' }, mean: { fn: 'avg', field: 'amount' } } }] }).reports[0]!;
     const at = Date.parse('2026-11-20T12:00:00Z');
     const amounts = ['0.1', '0.2', '0.30000000000000004', '-0.00000000000000000001', '99999999999999999999.99', 0.1, 12345];
-    const events: TidemarkEvent[] = Array.from({ length: 70_000 }, (_, i) => ({ id: `e${i}`, type: 'sale', source: 's', key: null, occurredAt: at, receivedAt: at, data: { amount: amounts[i % amounts.length] }, seq: i + 1 }));
+    const events: TidemarkEvent[] = Array.from({ length: 14_000 }, (_, i) => ({ id: `e${i}`, type: 'sale', source: 's', key: null, occurredAt: at, receivedAt: at, data: { amount: amounts[i % amounts.length] }, seq: i + 1 }));
     await insertEvents(ch.client, ch.db, events);
     const [figure] = await dailyFigures(ch.client, ch.db, report, '2026-11-20');
     expect(figure!.measures).toEqual(oracleMeasures(report, events));
-    expect(figure!.measures.total).toBe('1000000000000000123456900.0000000000003999');
+    expect(figure!.measures.total).toBe('200000000000000024691380.00000000000007998');
   });
 });
