@@ -233,6 +233,8 @@ describe('daily expectations', () => {
     expect(new Date(dailyDeadline('2026-03-07', { hour: 2, minute: 30 }, 'America/New_York')).toISOString()).toBe('2026-03-08T07:30:00.000Z');
     expect(firstDayDueAfter(Date.parse('2030-01-15T02:00:00+08:00'), tz, deadlineOf)).toBe('2030-01-14');
     expect(reportDeadline('2030-01-15', tz, 2 * HOUR)).toBe(Date.parse('2030-01-16T02:00:00+08:00'));
+    // a deadline 73h after the day ends: days before the start whose deadline is still ahead are watched too
+    expect(firstDayDueAfter(Date.parse('2030-01-15T02:00:00+08:00'), tz, (day) => reportDeadline(day, tz, 73 * HOUR))).toBe('2030-01-12');
   });
 
   it('raises MissingData at the deadline, Resolved at the late arrival; nothing for data on time', () => {

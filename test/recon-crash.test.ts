@@ -81,7 +81,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   if (child && child.exitCode === null && child.signalCode === null) {
-    console.log('kill', Date.now() - occurredAt);
     child.kill('SIGKILL');
     await exited(child);
   }
@@ -115,10 +114,8 @@ describe('streaming reconciler killed with SIGKILL mid-stream', () => {
       if (txn >= KEYS - DUPLICATED) nc.publish('recon.crash.b', JSON.stringify({ txn, occurredAt, amount: '1.00', status }));
     }
     await nc.flush();
-    console.log('published', Date.now() - occurredAt);
     // kill it once it is visibly part-way through acting on findings
     await waitFor(async () => (await count('RECON', 'recon.manual.crash')) + (await count('INGEST', 'ingest.recon.adjustment')) >= 20, 30_000, 'first actions');
-    console.log('kill', Date.now() - occurredAt);
     child.kill('SIGKILL');
     await exited(child);
     const before = (await count('RECON', 'recon.manual.crash')) + (await count('INGEST', 'ingest.recon.adjustment'));
@@ -126,7 +123,6 @@ describe('streaming reconciler killed with SIGKILL mid-stream', () => {
 
     child = startChild();
     await waitFor(async () => (await count('INGEST', 'ingest.recon.adjustment')) === MISSING && (await count('RECON', 'recon.manual.crash')) === MISMATCHED + DUPLICATED && caughtUp(), 40_000, 'every action after the restart');
-    console.log('done', Date.now() - occurredAt);
     child.kill('SIGTERM');
     await exited(child);
 

@@ -26,7 +26,8 @@ describe('tidemark init topology', () => {
     const config = testConfig({ nats: { streams: { events: { maxAge: '2d', duplicateWindow: '5m' } } } });
     const first = await ensureTopology(jsm, config);
     expect(first.map((c) => `${c.name}:${c.action}`)).toEqual([
-      'INGEST:created', 'EVENTS:created', 'DLQ:created', 'ALERTS:created', 'INGEST/gateway:created', 'EVENTS/processor:created',
+      'INGEST:created', 'EVENTS:created', 'DLQ:created', 'ALERTS:created',
+      'INGEST/gateway:created', 'EVENTS/processor:created', 'EVENTS/monitor:created', 'ALERTS/alert-sink:created',
     ]);
     const events = (await jsm.streams.info('EVENTS')).config;
     expect(events.subjects).toEqual(['events.>']);
@@ -38,7 +39,7 @@ describe('tidemark init topology', () => {
 
   it('updates limits that changed in the config', async () => {
     const changes = await ensureTopology(jsm, testConfig({ nats: { ackWait: '7s', streams: { events: { maxAge: '3d', duplicateWindow: '5m' } } } }));
-    expect(changes.filter((c) => c.action === 'updated').map((c) => c.name)).toEqual(['EVENTS', 'INGEST/gateway', 'EVENTS/processor']);
+    expect(changes.filter((c) => c.action === 'updated').map((c) => c.name)).toEqual(['EVENTS', 'INGEST/gateway', 'EVENTS/processor', 'EVENTS/monitor', 'ALERTS/alert-sink']);
     expect((await jsm.streams.info('EVENTS')).config.max_age).toBe(3 * 86_400 * 1e9);
     expect((await jsm.consumers.info('INGEST', 'gateway')).config.ack_wait).toBe(7e9);
   });

@@ -8,6 +8,7 @@ import { register as registerReport } from './commands/report.ts';
 import { register as registerReplay } from './commands/replay.ts';
 import { register as registerBench } from './commands/bench.ts';
 import { register as registerClickHouse } from './commands/clickhouse.ts';
+import { register as registerMonitor } from './commands/monitor.ts';
 import { loadConfig, resolveConfigPath } from '../core/config.ts';
 
 export function buildProgram(): Command {
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   registerInit(program);
   registerGateway(program);
   registerProcessor(program);
+  registerMonitor(program);
   registerReport(program);
   registerReplay(program);
   registerBench(program);

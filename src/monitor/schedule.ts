@@ -7,6 +7,8 @@ export { businessDay, nextDay };
 export const slotStart = (t: number, every: number): number => Math.floor(t / every) * every;
 
 const DAY_MS = 86_400_000;
+/** Deadlines longer than a year after their day are not a schedule anyone means. */
+const MAX_LOOKBACK_DAYS = 400;
 
 export function previousDay(day: string): string {
   return new Date(Date.parse(`${day}T00:00:00Z`) - DAY_MS).toISOString().slice(0, 10);
@@ -27,10 +29,12 @@ export const reportDeadline = (day: string, timeZone: string, by: number): numbe
 /**
  * The first day whose deadline falls after `since`: where checks begin for a source
  * first seen (or first expected) at `since`, so nothing before it is ever alerted.
+ * Deadlines grow with the day, and a long one (a report final 3 days after the day
+ * ends) reaches back several days before since's own.
  */
 export function firstDayDueAfter(since: number, timeZone: string, deadlineOf: (day: string) => number): string {
-  // deadlines lie after their day, so start a little before since's own day and walk forward
-  let day = previousDay(previousDay(businessDay(since, timeZone)));
+  let day = businessDay(since, timeZone);
+  for (let i = 0; i < MAX_LOOKBACK_DAYS && deadlineOf(previousDay(day)) > since; i++) day = previousDay(day);
   while (deadlineOf(day) <= since) day = nextDay(day);
   return day;
 }

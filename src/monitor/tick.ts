@@ -10,7 +10,7 @@ import { advanceEvery, initialEvery, type EveryState } from './every.ts';
 import type { AlertPublisher } from './guard.ts';
 import type { MonitorMetrics } from './metrics.ts';
 import { groupProgress } from './report-status.ts';
-import { dailyDeadline, firstDayDueAfter, previousDay, reportDeadline } from './schedule.ts';
+import { businessDay, dailyDeadline, firstDayDueAfter, previousDay, reportDeadline } from './schedule.ts';
 import type { Sla } from './sla.ts';
 import { deadlineKey, stateKey, tokenSource, type MonitorState } from './state.ts';
 
@@ -124,7 +124,12 @@ async function checkDeadline(deps: TickDeps, sla: Sla, deadline: Sla['deadlines'
   const now = deps.clock.now();
   const deadlineOf = (day: string) => reportDeadline(day, report.timeZone, deadline.by);
   const key = deadlineKey(sla.id, report.name, deadline.status);
-  const init = () => initialDeadline(previousDay(firstDayDueAfter(deps.epoch, report.timeZone, deadlineOf)));
+  // from the day the first monitor started: earlier days may simply predate the pipeline
+  const init = () => {
+    const due = firstDayDueAfter(deps.epoch, report.timeZone, deadlineOf);
+    const started = businessDay(deps.epoch, report.timeZone);
+    return initialDeadline(previousDay(due > started ? due : started));
+  };
   const known = (deps.state.entries.get(key)?.value as DeadlineState | undefined) ?? init();
   const days = daysToCheck(known, { now, deadlineOf });
   if (days.length === 0 && deps.state.entries.has(key)) return;

@@ -16,6 +16,7 @@ import type { Claims } from './claims.ts';
 import { manualSubject } from './feeds.ts';
 import { correctionFor, policyFor } from './logic/correction.ts';
 import type { Discrepancy } from './logic/types.ts';
+import { reconMetrics } from './metrics.ts';
 
 export type ActionContext = {
   recon: ReconciliationConfig;
@@ -59,7 +60,9 @@ export async function actOn(ctx: ActionContext, findings: Discrepancy[], run: { 
   const rows = findings.map((d) => discrepancyRow(d, { ...run, action: policyFor(recon, d), at }));
   await insertDiscrepancies(clickhouse, db, rows);
 
-  const outcome: ActionOutcome = { stored: rows.length, fresh: findings.filter((d) => !known.has(d.id)).length, healed: 0, queued: 0 };
+  const fresh = findings.filter((d) => !known.has(d.id));
+  for (const d of fresh) reconMetrics.findings(recon.name, run.mode, d.type);
+  const outcome: ActionOutcome = { stored: rows.length, fresh: fresh.length, healed: 0, queued: 0 };
   const healedRows = [];
   const audit: ActionRow[] = [];
   const actionRow = (d: Discrepancy, action: ActionRow['action'], subject: string, msgId: string, detail: string): ActionRow => ({
@@ -75,7 +78,10 @@ export async function actOn(ctx: ActionContext, findings: Discrepancy[], run: { 
       const { ran } = await claims.once(`heal.${d.id}`, async () => {
         await js.publish(subject, JSON.stringify(event), { msgID: event.id });
       });
-      if (ran) outcome.healed++;
+      if (ran) {
+        outcome.healed++;
+        reconMetrics.actions(recon.name, 'healed');
+      }
       // written again on a retry after a crash: the audit key (finding, action) collapses repeats
       healedRows.push(withStatus(row, 'healed', clock.now(), `correction ${event.id}`));
       audit.push(actionRow(d, 'healed', subject, event.id, JSON.stringify(event.data)));
@@ -86,7 +92,10 @@ export async function actOn(ctx: ActionContext, findings: Discrepancy[], run: { 
     const { ran } = await claims.once(`manual.${d.id}`, async () => {
       await js.publish(manualSubject(recon.name), JSON.stringify({ ...d, reason }), { msgID: msgId });
     });
-    if (ran) outcome.queued++;
+    if (ran) {
+      outcome.queued++;
+      reconMetrics.actions(recon.name, 'queued');
+    }
     audit.push(actionRow(d, 'queued', manualSubject(recon.name), msgId, reason));
   }
   await insertDiscrepancies(clickhouse, db, healedRows);

@@ -6,6 +6,7 @@ import type { Clock } from '../core/time.ts';
 import { insertActions } from '../sinks/clickhouse/recon-tables.ts';
 import type { Claims } from './claims.ts';
 import type { DiscrepancyType } from './logic/types.ts';
+import { reconMetrics } from './metrics.ts';
 
 export type ReconAlert = {
   id: string;
@@ -55,6 +56,7 @@ export async function alertIfOver(
     await js.publish(alertSubject(recon.name), JSON.stringify(alert), { msgID: alert.id });
   });
   if (!ran) return undefined;
+  reconMetrics.actions(recon.name, 'alerted');
   await insertActions(clickhouse, db, [{ name: recon.name, period, discrepancy_id: alert.id, action: 'alerted', at: alert.at, actor: ctx.actor, subject: alertSubject(recon.name), msg_id: alert.id, detail: JSON.stringify(alert.byType) }]);
   return alert;
 }

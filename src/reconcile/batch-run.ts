@@ -6,6 +6,7 @@ import { actOn, type ActionContext, type ActionOutcome } from './actions.ts';
 import { alertIfOver, type ReconAlert } from './alert.ts';
 import { findBatchDiscrepancies, type BatchStats } from './batch-find.ts';
 import type { Discrepancy, DiscrepancyType } from './logic/types.ts';
+import { reconMetrics } from './metrics.ts';
 
 export type BatchRun = {
   runId: string;
@@ -43,6 +44,7 @@ export async function runBatch(ctx: ActionContext, period: string): Promise<Batc
     const outcome = await actOn(ctx, discrepancies, { mode: 'batch', runId });
     const alert = await alertIfOver(ctx, period);
     const finishedAt = clock.now();
+    reconMetrics.batchSeconds(recon.name, (finishedAt - startedAt) / 1_000);
     await insertRun(clickhouse, db, {
       ...base,
       status: 'succeeded',

@@ -8,9 +8,10 @@ export type Filter = { name?: string | undefined; period?: string | undefined; s
 
 const where = (filter: Filter, extra: string[] = []): string => {
   const parts = [...extra];
-  if (filter.name !== undefined) parts.push('name = {name:String}');
-  if (filter.period !== undefined) parts.push('period = {period:Date}');
-  if (filter.status !== undefined) parts.push('status = {status:String}');
+  // qualified: the selects alias converted columns under their own names
+  if (filter.name !== undefined) parts.push('t.name = {name:String}');
+  if (filter.period !== undefined) parts.push('t.period = {period:Date}');
+  if (filter.status !== undefined) parts.push('t.status = {status:String}');
   return parts.length ? `WHERE ${parts.join(' AND ')}` : '';
 };
 
@@ -33,12 +34,12 @@ const NUMERIC_RUN_FIELDS = ['started_at', 'finished_at', 'duration_ms', 'rows_a'
 const numbers = <T extends Record<string, unknown>>(row: T, fields: readonly string[]): T => ({ ...row, ...Object.fromEntries(fields.map((f) => [f, Number(row[f])])) });
 
 export async function listRuns(client: ClickHouseClient, db: string, filter: Filter): Promise<RunRow[]> {
-  const rows = await select<RunRow>(client, `SELECT ${RUN_COLUMNS} FROM ${db}.recon_runs FINAL ${where({ ...filter, status: undefined })} ORDER BY started_at DESC LIMIT {limit:UInt32}`, { ...filter, status: undefined });
+  const rows = await select<RunRow>(client, `SELECT ${RUN_COLUMNS} FROM ${db}.recon_runs AS t FINAL ${where({ ...filter, status: undefined })} ORDER BY started_at DESC LIMIT {limit:UInt32}`, { ...filter, status: undefined });
   return rows.map((r) => numbers(r, NUMERIC_RUN_FIELDS));
 }
 
 export async function listDiscrepancies(client: ClickHouseClient, db: string, filter: Filter): Promise<DiscrepancyRow[]> {
-  const rows = await select<DiscrepancyRow>(client, `SELECT ${DISCREPANCY_COLUMNS} FROM ${db}.recon_discrepancies FINAL ${where(filter)} ORDER BY name, period, type, key LIMIT {limit:UInt32}`, filter);
+  const rows = await select<DiscrepancyRow>(client, `SELECT ${DISCREPANCY_COLUMNS} FROM ${db}.recon_discrepancies AS t FINAL ${where(filter)} ORDER BY name, period, type, key LIMIT {limit:UInt32}`, filter);
   return rows.map((r) => numbers(r, ['count', 'detected_at', 'updated_at', 'rank']));
 }
 
@@ -46,7 +47,7 @@ export type Summary = { name: string; period: string; type: string; status: stri
 
 export async function summarize(client: ClickHouseClient, db: string, filter: Filter): Promise<Summary[]> {
   const rows = await select<Summary>(client, `SELECT name, toString(period) AS period, toString(type) AS type, toString(status) AS status, count() AS count
-    FROM ${db}.recon_discrepancies FINAL ${where(filter)} GROUP BY name, period, type, status ORDER BY name, period, type, status LIMIT {limit:UInt32}`, filter);
+    FROM ${db}.recon_discrepancies AS t FINAL ${where(filter)} GROUP BY name, period, type, status ORDER BY name, period, type, status LIMIT {limit:UInt32}`, filter);
   return rows.map((r) => ({ ...r, count: Number(r.count) }));
 }
 

@@ -5,10 +5,10 @@ import type { Clock } from '../core/time.ts';
 import { runBatchConsumer } from '../nats/batch-consumer.ts';
 import { routeMessage, type RoutedInput, type TickBody } from './inputs.ts';
 import { decide } from './logic/decide.ts';
-import { fold } from './logic/evolve.ts';
-import { TERMINAL, type SagaDefinition, type SagaInput, type SagaStatus } from './logic/types.ts';
+import { evolve, fold } from './logic/evolve.ts';
+import { TERMINAL, type SagaDefinition, type SagaInput, type SagaState, type SagaStatus } from './logic/types.ts';
 import type { SagaMetrics } from './metrics.ts';
-import { isConflict, recordOf, type SagaRecord, type SagaStore } from './store.ts';
+import { isConflict, recordOf, type Loaded, type SagaRecord, type SagaStore } from './store.ts';
 import { SAGA_CONSUMERS, sagaNameOf, tickSubject } from './subjects.ts';
 import { timerWheel } from './timers.ts';
 
@@ -33,6 +33,8 @@ export type OrchestratorOptions = {
   logger: Logger;
   metrics: SagaMetrics;
 };
+
+type Known = Loaded & { state: SagaState };
 
 /** Runs `fn` after every earlier call for the same key has settled. */
 function keyedQueue() {
@@ -112,37 +114,60 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     wheel.set(sagaId, writtenBeforeStart ? Math.max(due, holdUntil) : due);
   };
 
+  // The latest known revision of every active saga, from our own writes and the watch,
+  // so an input usually costs one compare-and-set and no read. A stale entry only
+  // loses the compare-and-set, after which the saga is read afresh.
+  const known = new Map<string, Known>();
+  const remember = (sagaId: string, entry: Known | null) => {
+    if (entry && !TERMINAL.has(entry.record.status)) known.set(sagaId, entry);
+    else known.delete(sagaId);
+    schedule(sagaId, entry?.record ?? null);
+  };
+  const read = async (sagaId: string): Promise<Known | null> => {
+    const loaded = await store.load(sagaId);
+    return loaded && { ...loaded, state: fold(loaded.record.events) };
+  };
+
   function drive(sagaId: string, input: SagaInput): Promise<{ applied: boolean; record: SagaRecord | null }> {
     const name = sagaNameOf(sagaId);
     const def = definitions.get(name);
     if (!def) return Promise.reject(new TidemarkError(ErrorCodes.SAGA_UNKNOWN, `no saga named "${name}" is defined here (saga ${sagaId})`));
     return serial(sagaId, async () => {
+      let current = known.get(sagaId) ?? (await read(sagaId));
       for (;;) {
-        const loaded = await store.load(sagaId);
-        const events = loaded?.record.events ?? [];
-        const before = fold(events);
+        const before = current?.state ?? fold([]);
         const next = decide(def, before, input);
         if (!next.length) {
           stats.unchanged++;
-          schedule(sagaId, loaded?.record ?? null);
-          return { applied: false, record: loaded?.record ?? null };
+          return { applied: false, record: current?.record ?? null };
         }
-        const record = recordOf([...events, ...next]);
+        const state = next.reduce(evolve, before);
+        const record = recordOf([...(current?.record.events ?? []), ...next], state);
+        let revision: number;
         try {
-          await store.save(record, loaded?.revision ?? null);
+          revision = await store.save(record, current?.revision ?? null);
         } catch (err) {
           if (!isConflict(err)) throw err;
           stats.conflicts++;
           metrics.conflict(name);
+          current = await read(sagaId);
           continue;
         }
         stats.applied++;
         countTransition(metrics, name, before.status, record.status);
-        schedule(sagaId, record);
+        remember(sagaId, { record, revision, state });
         return { applied: true, record };
       }
     });
   }
+
+  const onWatch = (sagaId: string, revision: number, readRecord: () => SagaRecord | null) => {
+    // our own writes come back through the watch too: nothing new in them
+    if ((known.get(sagaId)?.revision ?? 0) >= revision) return;
+    const record = readRecord();
+    if (!record || !definitions.has(record.name)) return remember(sagaId, null);
+    remember(sagaId, { record, revision, state: fold(record.events) });
+  };
 
   const handleOne = async (msg: JsMsg, routed: RoutedInput): Promise<void> => {
     try {
@@ -181,7 +206,7 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     );
   };
 
-  const unwatch = await store.watch(schedule, (err) => logger.error({ err }, 'saga watch ended; deadlines of other instances are no longer tracked here'));
+  const unwatch = await store.watch(onWatch, (err) => logger.error({ err }, 'saga watch ended; deadlines of other instances are no longer tracked here'));
   const consumer = await runBatchConsumer({
     js,
     stream: SAGA_CONSUMERS.orchestrator.stream,

@@ -1,7 +1,7 @@
 import type { KV } from '@nats-io/kv';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
 import { dueAt, fold } from './logic/evolve.ts';
-import type { SagaEvent, SagaStatus } from './logic/types.ts';
+import type { SagaEvent, SagaState, SagaStatus } from './logic/types.ts';
 
 /**
  * One saga's log as stored: its events, plus the status and next due time derived
@@ -10,10 +10,15 @@ import type { SagaEvent, SagaStatus } from './logic/types.ts';
 export type SagaRecord = { v: 1; sagaId: string; name: string; status: SagaStatus; due: number | null; events: SagaEvent[] };
 export type Loaded = { record: SagaRecord; revision: number };
 
-export const recordOf = (events: SagaEvent[]): SagaRecord => {
-  const state = fold(events);
-  return { v: 1, sagaId: state.sagaId, name: state.name, status: state.status, due: dueAt(state), events };
-};
+/** `state` is `fold(events)` when the caller already has it. */
+export const recordOf = (events: SagaEvent[], state: SagaState = fold(events)): SagaRecord => ({
+  v: 1,
+  sagaId: state.sagaId,
+  name: state.name,
+  status: state.status,
+  due: dueAt(state),
+  events,
+});
 
 const decoder = new TextDecoder();
 export const decodeRecord = (data: Uint8Array): SagaRecord => JSON.parse(decoder.decode(data)) as SagaRecord;
@@ -25,8 +30,11 @@ export type SagaStore = {
   /** Compare-and-set: `expected` null creates; throws SAGA_STATE_CONFLICT when someone else wrote first. */
   save: (record: SagaRecord, expected: number | null) => Promise<number>;
   list: (filter?: string) => Promise<Loaded[]>;
-  /** Every saga's latest record, then each change as it happens; the returned function stops it. */
-  watch: (onChange: (sagaId: string, record: SagaRecord | null) => void, onError: (err: unknown) => void) => Promise<() => void>;
+  /**
+   * Every saga's latest revision, then each change as it happens; `read` decodes the
+   * record (null once deleted) only for a caller that needs it. The returned function stops it.
+   */
+  watch: (onChange: (sagaId: string, revision: number, read: () => SagaRecord | null) => void, onError: (err: unknown) => void) => Promise<() => void>;
 };
 
 export function sagaStore(kv: KV): SagaStore {
@@ -55,7 +63,7 @@ export function sagaStore(kv: KV): SagaStore {
     watch: async (onChange, onError) => {
       const watcher = await kv.watch({ key: '>' });
       void (async () => {
-        for await (const entry of watcher) onChange(entry.key, entry.operation === 'PUT' ? decodeRecord(entry.value) : null);
+        for await (const entry of watcher) onChange(entry.key, entry.revision, () => (entry.operation === 'PUT' ? decodeRecord(entry.value) : null));
       })().catch(onError);
       return () => watcher.stop();
     },

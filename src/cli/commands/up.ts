@@ -3,6 +3,7 @@ import { clickHouseTarget, openClickHouse } from '../../clickhouse/client.ts';
 import { serveEmbeddedClickHouse } from '../../clickhouse/http-server/server.ts';
 import { createLogger } from '../../core/logger.ts';
 import { readiness, startGatewayRole, startProcessorRole } from '../roles.ts';
+import { startMonitorRole } from './monitor.ts';
 import { configFor, onShutdown, openNats } from '../runtime.ts';
 
 export function register(program: Command): void {
@@ -17,6 +18,7 @@ export function register(program: Command): void {
       const { serve } = config.clickhouse;
       const served = await serveEmbeddedClickHouse(config, { host: serve.host, port: serve.port, ...(serve.users.length > 0 ? { users: serve.users } : {}) });
       const processor = await startProcessorRole({ config, nats, clickhouse, logger });
+      const monitor = await startMonitorRole({ config, nats, clickhouse, logger });
       const gateway = await startGatewayRole({ config, nats, logger, ready: readiness(nats, clickhouse) });
       const target = clickHouseTarget(config);
       process.stdout.write(
@@ -33,6 +35,7 @@ export function register(program: Command): void {
       onShutdown(logger, async () => {
         await gateway.stop();
         await processor.stop();
+        await monitor.stop();
         await nats.close();
         await served?.close();
         await clickhouse.close();
