@@ -82,6 +82,8 @@ export async function startNatsGateway(options: { js: JetStreamClient; nc: NatsC
     batchSize: options.config.ingest.batchSize,
     handler: gatewayBatchHandler(publisher, envelopeLimits(options.config), stats, options.logger),
     logger: options.logger,
+    // while one batch waits for its PubAcks, the next is validated and published
+    concurrency: 3,
   });
   return {
     ...running,

@@ -13,6 +13,8 @@ export type BatchConsumerOptions = {
   logger: Logger;
   /** delay before a message whose batch failed is offered again */
   retryDelayMs?: number;
+  /** batches handled at once: more than one keeps the process busy while a batch waits on acks or I/O */
+  concurrency?: number;
 };
 
 export type RunningConsumer = { stop: () => Promise<void>; done: Promise<void> };
@@ -29,14 +31,17 @@ export async function runBatchConsumer(options: BatchConsumerOptions): Promise<R
   const retryDelayMs = options.retryDelayMs ?? 1_000;
   const consumer: Consumer = await js.consumers.get(stream, durable);
   const queue: JsMsg[] = [];
-  let wake: (() => void) | undefined;
+  const idle: Array<() => void> = [];
+  const wake = () => {
+    for (const resume of idle.splice(0)) resume();
+  };
   let stopping = false;
 
   const messages: ConsumerMessages = await consumer.consume({
     max_messages: Math.max(batchSize * 2, 256),
     callback: (msg) => {
       queue.push(msg);
-      wake?.();
+      wake();
     },
   });
 
@@ -44,8 +49,7 @@ export async function runBatchConsumer(options: BatchConsumerOptions): Promise<R
     for (;;) {
       if (queue.length === 0) {
         if (stopping) return;
-        await new Promise<void>((resolve) => (wake = resolve));
-        wake = undefined;
+        await new Promise<void>((resolve) => idle.push(resolve));
         continue;
       }
       const batch = queue.splice(0, batchSize);
@@ -57,14 +61,14 @@ export async function runBatchConsumer(options: BatchConsumerOptions): Promise<R
       }
     }
   };
-  const done = loop();
+  const done = Promise.all(Array.from({ length: options.concurrency ?? 1 }, () => loop())).then(() => undefined);
 
   return {
     done,
     stop: async () => {
       stopping = true;
       await messages.close();
-      wake?.();
+      wake();
       await done;
     },
   };

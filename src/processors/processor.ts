@@ -101,6 +101,8 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
     batchSize: config.processor.batchSize,
     handler,
     logger,
+    // the next batch is decoded and sent while ClickHouse stores the previous one
+    concurrency: 2,
   });
   const revisor = startRevisor({ reports: config.reports, store, clickhouse, db, js, clock, logger }, { intervalMs: options.revisorIntervalMs ?? 200 });
 
