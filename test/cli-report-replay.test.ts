@@ -4,20 +4,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
-import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { JetStreamClient } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BASE_SETTINGS } from '../src/clickhouse/client.ts';
 import { serveEmbeddedClickHouse, type EmbeddedClickHouseServer } from '../src/clickhouse/http-server/server.ts';
 import { migrate } from '../src/clickhouse/migrations.ts';
-import { startNatsGateway, type NatsGateway } from '../src/ingest/nats-gateway.ts';
-import { ensureTopology } from '../src/nats/topology.ts';
 import { businessDay } from '../src/processors/logic/business-day.ts';
 import { startProcessor, type Processor } from '../src/processors/processor.ts';
 import { publishedRevisions } from '../src/sinks/clickhouse/report-queries.ts';
 import { testConfig } from './harness/config.ts';
-import { startTestNats, type TestNats } from './harness/nats.ts';
+import { startTestIngest, type TestIngest } from './harness/ingest.ts';
+import type { TestNats } from './harness/nats.ts';
 import { waitFor } from './harness/streams.ts';
 
 const run = promisify(execFile);
@@ -31,12 +30,12 @@ const report = {
 };
 const changedRules = { ...report, measures: { ...report.measures, largest: { fn: 'max', field: 'amount' } } };
 
+let ingest: TestIngest;
 let server: TestNats;
 let clickhouse: EmbeddedClickHouseServer;
 let client: ClickHouseClient;
 let nc: NatsConnection;
 let js: JetStreamClient;
-let gateway: NatsGateway;
 let processor: Processor;
 let dir: string;
 const config = testConfig({ reports: [report] });
@@ -51,16 +50,13 @@ async function tidemark(args: string[], rules: object): Promise<string> {
 }
 
 beforeAll(async () => {
-  server = await startTestNats();
+  ingest = await startTestIngest(config);
+  ({ server, nc, js } = ingest);
   dir = mkdtempSync(join(tmpdir(), 'tidemark-cli-'));
   clickhouse = (await serveEmbeddedClickHouse(testConfig({ dataDir: dir }), { port: 0 }))!;
   client = createClient({ url: clickhouse.url, clickhouse_settings: BASE_SETTINGS });
   await migrate(client, config.clickhouse.database);
-  nc = await connect({ servers: server.url });
-  js = jetstream(nc);
-  await ensureTopology(await jetstreamManager(nc), config);
   const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
-  gateway = await startNatsGateway({ js, nc, config, logger });
   processor = await startProcessor({ config, js, clickhouse: client, logger, revisorIntervalMs: 50 });
   const publish = (id: string, type: string, amount: string) => nc.publish(`ingest.shop-1.${type}`, JSON.stringify({ id, occurredAt, data: { amount } }));
   publish('a', 'sale', '120.10');
@@ -69,14 +65,13 @@ beforeAll(async () => {
   publish('c', 'adjustment', '-0.10');
   await waitFor(async () => (await publishedRevisions(client, config.clickhouse.database, 'ledger', day))[0]?.revision === 2);
   await processor.stop();
-  await gateway.stop();
 });
 
 afterAll(async () => {
   await nc?.close();
   await client?.close();
   await clickhouse?.close();
-  await server?.dispose();
+  await ingest?.dispose();
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -1,16 +1,14 @@
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
-import pino from 'pino';
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import { headers, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TidemarkEvent } from '../src/core/envelope.ts';
 import type { DlqRecord } from '../src/ingest/dlq.ts';
-import { startNatsGateway, type NatsGateway } from '../src/ingest/nats-gateway.ts';
-import { ensureTopology } from '../src/nats/topology.ts';
+import type { NatsGateway } from '../src/ingest/nats-gateway.ts';
 import { testConfig } from './harness/config.ts';
-import { startTestNats, type TestNats } from './harness/nats.ts';
-import { json, readAll, streamCount, waitFor } from './harness/streams.ts';
+import { startTestIngest, type TestIngest } from './harness/ingest.ts';
+import { json, readAll, waitFor } from './harness/streams.ts';
 
-let server: TestNats;
+let ingest: TestIngest;
 let nc: NatsConnection;
 let js: JetStreamClient;
 let jsm: JetStreamManager;
@@ -19,18 +17,12 @@ const config = testConfig({ ingest: { maxEventBytes: 2048 } });
 const enc = (value: unknown) => new TextEncoder().encode(typeof value === 'string' ? value : JSON.stringify(value));
 
 beforeAll(async () => {
-  server = await startTestNats();
-  nc = await connect({ servers: server.url });
-  jsm = await jetstreamManager(nc);
-  js = jetstream(nc);
-  await ensureTopology(jsm, config);
-  gateway = await startNatsGateway({ js, nc, config, logger: pino({ level: 'silent' }) });
+  ingest = await startTestIngest(config);
+  ({ nc, js, jsm, gateway } = ingest);
 });
 
 afterAll(async () => {
-  await gateway?.stop();
-  await nc?.close();
-  await server?.dispose();
+  await ingest?.dispose();
 });
 
 /** Every raw message published so far has been forwarded and acked by the gateway. */

@@ -1,18 +1,16 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
-import pino from 'pino';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openClickHouse } from '../src/clickhouse/client.ts';
-import { startNatsGateway, type NatsGateway } from '../src/ingest/nats-gateway.ts';
 import { freePort } from '../src/nats/embedded-server.ts';
-import { ensureTopology } from '../src/nats/topology.ts';
 import { DAILY_BUCKET, type StoredRevision } from '../src/processors/daily/revision-store.ts';
 import { testConfig } from './harness/config.ts';
-import { startTestNats, type TestNats } from './harness/nats.ts';
+import { startTestIngest, type TestIngest } from './harness/ingest.ts';
+import type { TestNats } from './harness/nats.ts';
 import { exited, spawnTidemark, terminate, waitForDailyView } from './harness/processes.ts';
 import { waitFor } from './harness/streams.ts';
 import { expectOracleFigures, salesReport, seededSales } from './support/seeded-stream.ts';
@@ -25,32 +23,26 @@ const settings = {
 const config = testConfig(settings);
 const report = config.reports[0]!;
 
+let ingest: TestIngest;
 let server: TestNats;
 let nc: NatsConnection;
 let js: JetStreamClient;
 let jsm: JetStreamManager;
-let gateway: NatsGateway;
 let dir: string;
 let configFile: string;
 let chPort: number;
 
 beforeAll(async () => {
-  server = await startTestNats();
+  ingest = await startTestIngest(config);
+  ({ server, nc, js, jsm } = ingest);
   dir = mkdtempSync(join(tmpdir(), 'tidemark-oracle-'));
   configFile = join(dir, 'tidemark.yaml');
   writeFileSync(configFile, JSON.stringify(settings));
   chPort = await freePort();
-  nc = await connect({ servers: server.url });
-  jsm = await jetstreamManager(nc);
-  js = jetstream(nc);
-  await ensureTopology(jsm, config);
-  gateway = await startNatsGateway({ js, nc, config, logger: pino({ level: 'silent' }) });
 });
 
 afterAll(async () => {
-  await gateway?.stop();
-  await nc?.close();
-  await server?.dispose();
+  await ingest?.dispose();
   rmSync(dir, { recursive: true, force: true });
 });
 

@@ -1,11 +1,9 @@
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Decimal } from '../src/core/decimal.ts';
 import { shiftedClock } from '../src/core/time.ts';
-import { startNatsGateway, type NatsGateway } from '../src/ingest/nats-gateway.ts';
-import { ensureTopology } from '../src/nats/topology.ts';
 import type { AmendedAlert } from '../src/processors/daily/amended-alert.ts';
 import { businessDay, closeAtMs } from '../src/processors/logic/business-day.ts';
 import { formatDecimal } from '../src/processors/logic/measures.ts';
@@ -13,7 +11,7 @@ import { startProcessor, type Processor } from '../src/processors/processor.ts';
 import { dailyFigures } from '../src/sinks/clickhouse/daily-figures.ts';
 import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
 import { testConfig } from './harness/config.ts';
-import { startTestNats, type TestNats } from './harness/nats.ts';
+import { startTestIngest, type TestIngest } from './harness/ingest.ts';
 import { json, readAll, waitFor } from './harness/streams.ts';
 
 const report = {
@@ -26,12 +24,11 @@ const report = {
   coalesce: '300ms',
 };
 
-let server: TestNats;
+let ingest: TestIngest;
 let ch: TestClickHouse;
 let nc: NatsConnection;
 let js: JetStreamClient;
 let jsm: JetStreamManager;
-let gateway: NatsGateway;
 let processor: Processor;
 const clock = shiftedClock();
 const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
@@ -39,22 +36,16 @@ const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
 type RevisionRow = { group_key: string; revision: number; status: string; reason: string; events: string; late_events: string; known_at: string; measures: Record<string, string> };
 
 beforeAll(async () => {
-  server = await startTestNats();
   ch = await openTestClickHouse();
   const config = testConfig({ reports: [report], clickhouse: { database: ch.db } });
-  nc = await connect({ servers: server.url });
-  jsm = await jetstreamManager(nc);
-  js = jetstream(nc);
-  await ensureTopology(jsm, config);
-  gateway = await startNatsGateway({ js, nc, config, logger });
+  ingest = await startTestIngest(config);
+  ({ nc, js, jsm } = ingest);
   processor = await startProcessor({ config, js, clickhouse: ch.client, logger, clock, revisorIntervalMs: 50 });
 });
 
 afterAll(async () => {
   await processor?.stop();
-  await gateway?.stop();
-  await nc?.close();
-  await server?.dispose();
+  await ingest?.dispose();
   await ch?.dispose();
   await closeTestClickHouse();
 });

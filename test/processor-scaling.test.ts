@@ -2,16 +2,14 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
-import pino from 'pino';
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BASE_SETTINGS } from '../src/clickhouse/client.ts';
 import { serveEmbeddedClickHouse, type EmbeddedClickHouseServer } from '../src/clickhouse/http-server/server.ts';
-import { startNatsGateway, type NatsGateway } from '../src/ingest/nats-gateway.ts';
-import { ensureTopology } from '../src/nats/topology.ts';
 import { testConfig } from './harness/config.ts';
-import { startTestNats, type TestNats } from './harness/nats.ts';
+import { startTestIngest, type TestIngest } from './harness/ingest.ts';
+import type { TestNats } from './harness/nats.ts';
 import { spawnTidemark, terminate, waitForDailyView } from './harness/processes.ts';
 import { expectOracleFigures, salesReport, seededSales } from './support/seeded-stream.ts';
 
@@ -21,36 +19,30 @@ const settings = {
 };
 const config = testConfig(settings);
 
+let ingest: TestIngest;
 let server: TestNats;
 let nc: NatsConnection;
 let js: JetStreamClient;
 let jsm: JetStreamManager;
-let gateway: NatsGateway;
 let clickhouse: EmbeddedClickHouseServer;
 let client: ClickHouseClient;
 let dir: string;
 let configFile: string;
 
 beforeAll(async () => {
-  server = await startTestNats();
+  ingest = await startTestIngest(config);
+  ({ server, nc, js, jsm } = ingest);
   dir = mkdtempSync(join(tmpdir(), 'tidemark-scale-'));
   configFile = join(dir, 'tidemark.yaml');
   writeFileSync(configFile, JSON.stringify(settings));
   clickhouse = (await serveEmbeddedClickHouse(testConfig({ dataDir: dir }), { port: 0 }))!;
   client = createClient({ url: clickhouse.url, clickhouse_settings: BASE_SETTINGS });
-  nc = await connect({ servers: server.url });
-  jsm = await jetstreamManager(nc);
-  js = jetstream(nc);
-  await ensureTopology(jsm, config);
-  gateway = await startNatsGateway({ js, nc, config, logger: pino({ level: 'silent' }) });
 });
 
 afterAll(async () => {
-  await gateway?.stop();
-  await nc?.close();
   await client?.close();
   await clickhouse?.close();
-  await server?.dispose();
+  await ingest?.dispose();
   rmSync(dir, { recursive: true, force: true });
 });
 

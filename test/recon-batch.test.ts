@@ -65,16 +65,18 @@ describe('batch reconciliation over ClickHouse', () => {
     const db = ch.db;
     await createTables(db);
     await command(`INSERT INTO ${db}.bank SELECT concat('m', toString(number % 37)), number, fromUnixTimestamp64Milli(toInt64({start:Int64} + 60000 + number * 2500), 'UTC'),
-      toDecimal64((cityHash64(number) % 1000000) / 100, 2), toDecimal64(1 + (cityHash64(number, 1) % 10000) / 10000, 4), ['paid', 'void'][1 + number % 2] FROM numbers({rows:UInt64})`, { start: START, rows: ROWS });
+      toDecimal64((cityHash64(number) % 1000000) / 100, 2), if(number IN (302, 303), toDecimal64('2', 4), toDecimal64(1 + (cityHash64(number, 1) % 10000) / 10000, 4)),
+      ['paid', 'void'][1 + number % 2] FROM numbers({rows:UInt64})`, { start: START, rows: ROWS });
     // B: trails A by 0.5 s; seeded differences by txn
     await command(`INSERT INTO ${db}.ledger SELECT merchant, toString(txn), occurred_at + toIntervalMillisecond(500),
-      multiIf(txn IN (101, 102, 103), amount + 0.011,          -- beyond the absolute tolerance
-              txn IN (201, 202), amount + 0.01,                 -- exactly at it: agrees
-              txn IN (203, 204), amount - 0.01,
+      -- exact decimal literals: a float literal would round the edge away
+      multiIf(txn IN (101, 102, 103), amount + toDecimal64('0.011', 3),   -- beyond the absolute tolerance
+              txn IN (201, 202), amount + toDecimal64('0.01', 2),          -- exactly at it: agrees
+              txn IN (203, 204), amount - toDecimal64('0.01', 2),
               toDecimal128(amount, 6)),
-      multiIf(txn = 301, NULL,                                  -- NULL never agrees with a value
-              txn = 302, fee * 1.01,                            -- +1%: at the percentage edge, agrees
-              txn = 303, fee * 1.0101,                          -- beyond it
+      multiIf(txn = 301, NULL,                                             -- NULL never agrees with a value
+              txn = 302, toDecimal64('2.02', 4),                           -- 2 + 1%: at the percentage edge, agrees
+              txn = 303, toDecimal64('2.0201', 4),                         -- beyond it
               fee),
       if(txn IN (401, 402), 'refunded', status)
       FROM ${db}.bank WHERE txn NOT IN (11, 12, 13, 14)`);
@@ -83,6 +85,10 @@ describe('batch reconciliation over ClickHouse', () => {
     await command(`INSERT INTO ${db}.bank SELECT * FROM ${db}.bank WHERE txn IN (501, 701)`);
     await command(`INSERT INTO ${db}.ledger SELECT * FROM ${db}.ledger WHERE txn IN ('601', '701')`);
     await command(`INSERT INTO ${db}.ledger SELECT * FROM ${db}.ledger WHERE txn = '601' LIMIT 1`);
+
+    // the edge rows really sit on the edge
+    const edges = await (await client.query({ query: `SELECT toString(b.amt - a.amount) AS d FROM ${db}.bank AS a INNER JOIN ${db}.ledger AS b ON toString(a.txn) = b.txn WHERE a.txn IN (201, 203) ORDER BY a.txn`, format: 'JSONEachRow' })).json<{ d: string }>();
+    expect(edges.map((e) => e.d)).toEqual(['0.01', '-0.01']);
 
     const definition = recon(db);
     const { discrepancies, stats } = await findBatchDiscrepancies(client, db, definition, DAY);
@@ -108,6 +114,31 @@ describe('batch reconciliation over ClickHouse', () => {
     const reference = referenceDiff(definition, DAY, await allRecords(db, 'bank'), await allRecords(db, 'ledger'));
     expect(summary(discrepancies)).toEqual(summary(reference));
     expect(new Set(discrepancies.map((d) => d.id))).toEqual(new Set(reference.map((d) => d.id)));
+  });
+
+  it('reads a system through a query as well as a table', async () => {
+    // the seeded tables of the first test; the query hides B's refunded rows
+    const definition = recon(ch.db, { b: { query: `SELECT merchant, txn, booked_at, amt, fee, status FROM ${ch.db}.ledger WHERE status != 'refunded'`, fields: { amount: 'amt' }, time: 'booked_at' } });
+    const found = summary((await findBatchDiscrepancies(client, ch.db, definition, DAY)).discrepancies);
+    expect(found.filter((f) => / m(31\/401|32\/402)/.test(f))).toEqual(['MissingInB m31/401', 'MissingInB m32/402']);
+    expect(found).toHaveLength(17);
+  });
+
+  it('compares text amounts to decimals exactly, whatever the text', async () => {
+    const db = `${ch.db}_text`;
+    await command(`CREATE DATABASE ${db}`);
+    await command(`CREATE TABLE ${db}.a (txn UInt32, occurred_at DateTime64(3, 'UTC'), amount Decimal(18, 2)) ENGINE = MergeTree ORDER BY txn`);
+    await command(`CREATE TABLE ${db}.b (txn UInt32, occurred_at DateTime64(3, 'UTC'), amount Nullable(String)) ENGINE = MergeTree ORDER BY txn`);
+    const texts = ['16', '16.00', '16.01', '16.02', ' 16', '0x10', '1.6e1', 'abc', null, '', '1e400', '-16'];
+    const t = START + 3_600_000;
+    await client.insert({ table: `${db}.a`, values: texts.map((_, txn) => ({ txn, occurred_at: t, amount: '16' })), format: 'JSONEachRow' });
+    await client.insert({ table: `${db}.b`, values: texts.map((amount, txn) => ({ txn, occurred_at: t, amount })), format: 'JSONEachRow' });
+    const definition = parseConfig({ reconciliations: [{ name: 'text', a: { table: 'a' }, b: { table: 'b' }, key: ['txn'], fields: { amount: { compare: 'absolute', tolerance: '0.01' } }, timeZone: 'Asia/Taipei' }] }).reconciliations[0]!;
+    const found = (await findBatchDiscrepancies(client, db, definition, DAY)).discrepancies;
+    expect(found.map((d) => `${d.type} ${JSON.stringify(d.b?.fields.amount)}`).sort()).toEqual(
+      ['16.02', '0x10', 'abc', null, '', '1e400', '-16'].map((v) => `Mismatch ${JSON.stringify(v)}`).sort(),
+    );
+    await command(`DROP DATABASE ${db}`);
   });
 
   it('matches across midnight within the lag and gives each key to one day', async () => {

@@ -118,9 +118,16 @@ describe('streaming reconciliation', () => {
       return msgs.length === 5 && msgs.map((m) => json<{ id: string; key: string; data: Record<string, string> }>(m));
     }, 10_000, 'corrections validated by the gateway');
     expect(corrections.map((e) => `${JSON.parse(e.key)[1]} ${e.data.amount} ${e.data.kind}`).sort()).toEqual(['17 17 MissingInB', '18 18 MissingInB', '19 19 MissingInB', '20 20 MissingInB', '4 -0.02 Mismatch']);
-    const manual = (await subjects('RECON', 'recon.manual.settle')).map((m) => json<{ type: string; key: string[] }>(m));
+    // findings are stored before they are acted on: wait for the actions themselves
+    const manual = await waitFor(async () => {
+      const msgs = await subjects('RECON', 'recon.manual.settle');
+      return msgs.length === 3 && msgs.map((m) => json<{ type: string; key: string[] }>(m));
+    }, 10_000, 'the manual queue');
     expect(manual.map((d) => `${d.type} ${d.key[1]}`).sort()).toEqual(['Duplicate 6', 'Mismatch 5', 'MissingInA 50']);
-    const alerts = (await subjects('ALERTS', 'alerts.recon.settle')).map((m) => json<ReconAlert>(m));
+    const alerts = await waitFor(async () => {
+      const msgs = await subjects('ALERTS', 'alerts.recon.settle');
+      return msgs.length > 0 && msgs.map((m) => json<ReconAlert>(m));
+    }, 10_000, 'the alert');
     expect(alerts).toHaveLength(1);
     expect(alerts[0]).toMatchObject({ kind: 'ReconDiscrepancies', reconciliation: 'settle', period: '2026-03-01', threshold: 3 });
     expect((await subjects('DLQ', 'dlq.recon.settle.bank')).length).toBe(1);
@@ -140,12 +147,15 @@ describe('streaming reconciliation', () => {
       'DuplicateB 4 x2 open', 'Mismatch 22 healed', 'MissingInB 29 healed', 'MissingInB 30 healed',
     ]);
     await waitFor(async () => (await subjects('EVENTS', 'events.recon.adjustment')).length === 8, 10_000, 'the new corrections');
+    await waitFor(async () => (await subjects('RECON', 'recon.manual.settle')).length === 4, 10_000, 'the new manual entry');
     const ids = (await subjects('INGEST', 'ingest.recon.adjustment')).map((m) => json<{ id: string }>(m).id);
     expect(new Set(ids).size).toBe(ids.length);
     const manual = (await subjects('RECON', 'recon.manual.settle')).map((m) => json<{ type: string; key: string[] }>(m));
     expect(manual.map((d) => `${d.type} ${d.key[1]}`).sort()).toEqual(['Duplicate 4', 'Duplicate 6', 'Mismatch 5', 'MissingInA 50']);
     expect((await subjects('ALERTS', 'alerts.recon.settle')).length).toBe(1);
-    const audit = await (await ch.client.query({ query: `SELECT action, count() AS n FROM ${ch.db}.recon_actions FINAL GROUP BY action ORDER BY action`, format: 'JSONEachRow' })).json<{ action: string; n: string }>();
-    expect(audit.map((r) => `${r.action} ${r.n}`)).toEqual(['healed 8', 'queued 4', 'alerted 1']);
+    const audit = async () => (await (await ch.client.query({ query: `SELECT action, count() AS n FROM ${ch.db}.recon_actions FINAL GROUP BY action ORDER BY action`, format: 'JSONEachRow' })).json<{ action: string; n: string }>()).map((r) => `${r.action} ${r.n}`);
+    // audit rows follow the actions they record
+    await waitFor(async () => (await audit()).join() === 'healed 8,queued 4,alerted 1', 10_000, 'the audit trail');
+    expect(await audit()).toEqual(['healed 8', 'queued 4', 'alerted 1']);
   });
 });

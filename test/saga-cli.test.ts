@@ -136,9 +136,8 @@ describe('ClickHouse saga tables', () => {
     await ensureSagaTopology(conn.js, conn.jsm, config);
     const again = await startProjector({ js: conn.js, clickhouse: ch.client, db: ch.db, logger });
     try {
-      await waitFor(() => again.stats.revisions >= 4, 10_000, 'the log to be projected again');
-      const raw = await (await ch.client.query({ query: `SELECT count() AS n FROM ${ch.db}.sagas`, format: 'JSONEachRow' })).json<{ n: string }>();
-      expect(Number(raw[0]!.n)).toBeGreaterThan(4);
+      // every saga's newest revision written again (background merges may already have folded the copies)
+      await waitFor(() => again.stats.revisions >= 4 && again.stats.inserts >= 1, 10_000, 'the log to be projected again');
       expect({ sagas: await sagas(), steps: await steps() }).toEqual(before);
     } finally {
       await again.stop();

@@ -81,7 +81,11 @@ async function startInstance(point: CrashPoint | null): Promise<Instance> {
   });
   const metrics = sagaMetricsFor(new Registry());
   const orchestrator = await startOrchestrator({ js, store, definitions: [orderSaga(STEP_TIMEOUT)], concurrency: 16, holdDeadlinesMs: ACK_WAIT, clock: systemClock, logger, metrics });
-  const dispatcher = await startDispatcher({ js, clock: systemClock, logger, metrics, batchSize: 16 });
+  // the orchestrator may reach its crash point before the dispatcher is up: a crash during start
+  const dispatcher = await startDispatcher({ js, clock: systemClock, logger, metrics, batchSize: 16 }).catch((err: unknown) => {
+    if (dead) return null;
+    throw err;
+  });
   return {
     orchestrator,
     crashed,
@@ -89,7 +93,7 @@ async function startInstance(point: CrashPoint | null): Promise<Instance> {
       if (!dead) await own.nc.close();
       dead = true;
       // only silences the dead instance's timers: its connection is already gone
-      await Promise.allSettled([orchestrator.stop(), dispatcher.stop()]);
+      await Promise.allSettled([orchestrator.stop(), dispatcher?.stop()]);
     },
   };
 }

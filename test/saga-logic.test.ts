@@ -1,6 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { isTidemarkError } from '../src/core/errors.ts';
+import { parse as parseYaml } from 'yaml';
+import { parseConfig } from '../src/core/config.ts';
 import { checkDefinitions, defineSaga } from '../src/saga/definition.ts';
 import { attemptRows, backoffDelay, compilePayload, decide, evolve, fold, summarize, type SagaDefinition, type SagaEvent, type SagaInput, type SagaState } from '../src/saga/logic/index.ts';
 
@@ -206,6 +208,33 @@ describe('saga definitions', () => {
     );
     expect(problem({ ...base, steps: [{ name: 'a', command: 'saga.cmd.a', success: ['A'], payload: { x: '$inptu.id' } }] })).toMatch(/payload\.x: "\$inptu\.id" starts with an unknown root/);
     expect(problem({ ...base, steps: [{ name: 'a', command: 'saga.cmd.a', success: ['A'] }, { name: 'a', command: 'saga.cmd.b', success: ['B'] }] })).toBe('steps[1].name: "a" is used by an earlier step');
+  });
+
+  it('reads the config file form (as in examples/order-saga/README.md) and names a bad key with its full path', () => {
+    const yaml = `
+sagas:
+  stream: { maxAge: 7d, duplicateWindow: 10m }
+  definitions:
+    - name: order
+      steps:
+        - name: payment
+          command: saga.cmd.payment.charge
+          payload: { orderId: $input.orderId, amount: $input.amount }
+          success: [PaymentCharged]
+          failure: [PaymentDeclined, PaymentUnavailable]
+          timeout: 5s
+          retry: { attempts: 3, backoff: { initial: 200ms, factor: 2, max: 5s }, retryable: [PaymentUnavailable] }
+          compensation:
+            command: saga.cmd.payment.refund
+            payload: { chargeId: $steps.payment.chargeId }
+            success: [PaymentRefunded]
+            timeout: 5s
+`;
+    const config = parseConfig(parseYaml(yaml), {}, 'tidemark.yaml');
+    const order = defineSaga(config.sagas.definitions[0]!, 'sagas.definitions[0]');
+    expect(order.steps[0]).toMatchObject({ timeout: 5_000, retry: { attempts: 3, backoff: { initial: 200, factor: 2, max: 5_000 } } });
+    expect(order.steps[0]!.payload({ sagaId: 'order.1', input: { orderId: 'o-1', amount: '12.50' }, steps: {}, failure: null })).toEqual({ orderId: 'o-1', amount: '12.50' });
+    expect(() => parseConfig(parseYaml(yaml.replace('timeout: 5s', 'timout: 5s')), {}, 'tidemark.yaml')).toThrow(/sagas\.definitions\[0\]\.steps\[0\]\.timout: unknown key/);
   });
 
   it('refuses a set with a duplicate name or a timeout longer than the dedup window', () => {

@@ -2,9 +2,12 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SagaRole } from '../src/saga/role.ts';
 import { replySubject } from '../src/saga/subjects.ts';
+import { systemClock } from '../src/core/time.ts';
+import { sagaMetricsFor } from '../src/saga/metrics.ts';
+import { startOrchestrator } from '../src/saga/orchestrator.ts';
 import { startTestNats, type TestNats } from './harness/nats.ts';
 import { waitFor } from './harness/streams.ts';
-import { connectTo, mixedScripts, sagaConfig, startRole, startServices, trigger, verifyAgainstOracle, type Conn, type Services } from './saga-support.ts';
+import { connectTo, logger, mixedScripts, orderSaga, sagaConfig, startRole, startServices, trigger, verifyAgainstOracle, type Conn, type Services } from './saga-support.ts';
 
 const config = sagaConfig();
 let server: TestNats;
@@ -66,5 +69,24 @@ describe('two orchestrators on one durable consumer', () => {
     expect(conflicts).toBeGreaterThan(0);
     const counted = await Promise.all(instances.map(async (i) => (await i.registry.getSingleMetric('tidemark_saga_state_conflicts_total')!.get()).values.reduce((n, v) => n + v.value, 0)));
     expect(counted.reduce((a, b) => a + b, 0)).toBe(conflictsNow());
+  });
+
+  it('drops an input as a no-op only after checking the latest revision, not a lagging cache', async () => {
+    const [a] = instances;
+    const store = a!.role.store;
+    // an instance whose watch never delivers: it knows only what it wrote or read itself
+    const blind = await startOrchestrator({ js: conn.js, store: { ...store, watch: async () => () => undefined }, definitions: [orderSaga(5_000)], concurrency: 4, holdDeadlinesMs: 0, clock: systemClock, logger, metrics: sagaMetricsFor(new Registry()) });
+    try {
+      const now = Date.now();
+      expect((await blind.drive('order.lagging', { type: 'Start', now, sagaId: 'order.lagging', triggerId: 'lagging', input: {} })).applied).toBe(true);
+      // the other instance takes the order step's reply and sends the inventory command
+      expect((await a!.role.orchestrator.drive('order.lagging', { type: 'Reply', now, step: 'order', kind: 'do', attempt: 1, eventType: 'OrderCreated', data: {}, storedAt: now })).applied).toBe(true);
+      // to the blind instance's cache, inventory is not under way yet; the reply must still count
+      const result = await blind.drive('order.lagging', { type: 'Reply', now, step: 'inventory', kind: 'do', attempt: 1, eventType: 'InventoryReserved', data: {}, storedAt: now });
+      expect(result.applied).toBe(true);
+      expect(result.record?.events.slice(-2).map((e) => e.type === 'CommandDispatched' ? `dispatch ${e.step}` : e.type)).toEqual(['StepSucceeded', 'dispatch payment']);
+    } finally {
+      await blind.stop();
+    }
   });
 });

@@ -199,10 +199,18 @@ export const commandsOf = (services: Services, sagaId: string): string[] =>
  */
 export async function verifyAgainstOracle(store: SagaStore, conn: Conn, ids: string[], scripts: Script[], timeoutMs = 20_000): Promise<void> {
   const expected = scripts.map(expectedRun);
+  let behind: string[] = [];
   const records = await waitFor(async () => {
     const loaded = await Promise.all(ids.map((id) => store.load(`order.${id}`)));
-    return loaded.every((l, i) => l?.record.status === expected[i]!.status) && loaded.map((l) => l!.record);
-  }, timeoutMs, `${ids.length} sagas to end as the oracle says`);
+    behind = ids.flatMap((id, i) => {
+      const record = loaded[i]?.record;
+      if (record?.status === expected[i]!.status) return [];
+      return [`${id}: ${record?.status ?? 'missing'} (want ${expected[i]!.status}) after ${record?.events.slice(-3).map((e) => e.type).join(', ') ?? '-'}`];
+    });
+    return behind.length === 0 && loaded.map((l) => l!.record);
+  }, timeoutMs, `${ids.length} sagas to end as the oracle says`).catch((err: unknown) => {
+    throw new Error(`${(err as Error).message}; ${behind.length} behind, e.g. ${behind.slice(0, 5).join(' | ')}`);
+  });
   const stored = await storedCommands(conn.js, conn.jsm);
   for (const [i, id] of ids.entries()) {
     expect({ id, commands: stored.get(`order.${id}`) }).toEqual({ id, commands: expected[i]!.commands });
