@@ -1,6 +1,8 @@
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
@@ -17,7 +19,25 @@ import { ensureTopology } from '../../nats/topology.ts';
 import { startProcessor } from '../../processors/processor.ts';
 import { configFor } from '../runtime.ts';
 
-type BenchOptions = { events: string; rate: string; seconds: string; memoryEvents: string };
+type BenchOptions = { events: string; rate: string; seconds: string; memoryEvents: string; gatewayProcess: boolean };
+
+/**
+ * The gateway as its own process, as deployed: on two cores it then works in parallel
+ * with the processor instead of taking turns with it on one event loop.
+ */
+async function spawnGateway(natsUrl: string, configFile: string | undefined): Promise<{ stop: () => Promise<void> }> {
+  const child = spawn(process.execPath, [fileURLToPath(new URL('../../../bin/tidemark.mjs', import.meta.url)), 'gateway', ...(configFile ? ['--config', configFile] : [])], {
+    env: { ...process.env, NATS_URL: natsUrl, TIDEMARK_HTTP_PORT: '0', LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return {
+    stop: async () => {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
 
 const line = (label: string, value: string) => process.stdout.write(`${label.padEnd(44)} ${value}\n`);
 
@@ -29,6 +49,7 @@ export function register(program: Command): void {
     .option('--rate <n>', 'events/s of the steady load for the latency probes', '50000')
     .option('--seconds <n>', 'duration of the steady load', '20')
     .option('--memory-events <n>', 'drain this many events in all and sample memory every million (0: skip)', '5000000')
+    .option('--no-gateway-process', 'run the gateway in the bench process instead of its own')
     .action(async (opts: BenchOptions, command: Command) => {
       const base = await configFor(command);
       const events = Number(opts.events);
@@ -50,7 +71,7 @@ export function register(program: Command): void {
         const bare = await bareJetStream(nc, js, events);
         line('bare JetStream publish+consume+ack', `${bare.eventsPerSecond} msg/s (publish ${Math.round(bare.publishMs)} ms, consume ${Math.round(bare.consumeMs)} ms)`);
 
-        const gateway = await startNatsGateway({ js, nc, config, logger });
+        const gateway = opts.gatewayProcess ? await spawnGateway(server.url, command.optsWithGlobals<{ config?: string }>().config) : await startNatsGateway({ js, nc, config, logger });
         const processor = await startProcessor({ config, js, clickhouse, logger });
         try {
           const first = await drain({ nc, jsm, clickhouse, db, from: 0, count: events, sampleEvery: events });

@@ -101,6 +101,8 @@ interface Spec {
   readonly emitted: Map<string, { emissions: number; versions: number }>;
 }
 
+const NONE: WindowRef[] = [];
+
 const floorTo = (t: number, step: number): number => t - (((t % step) + step) % step);
 
 /**
@@ -131,16 +133,21 @@ export class WindowStore {
     return open;
   }
 
-  /** Adds the event to each of its windows still open; the closed ones are returned as rejected and left untouched. */
-  add(event: TidemarkEvent): { accepted: WindowRef[]; rejected: WindowRef[] } {
+  /**
+   * Adds the event to each of its windows still open and says how many took it; the
+   * closed ones are listed as rejected and left untouched. Only rejections are built
+   * as objects: they are rare, and this runs once per event.
+   */
+  add(event: TidemarkEvent): { accepted: number; rejected: WindowRef[] } {
     const group = this.#groupKey(event);
-    const accepted: WindowRef[] = [];
-    const rejected: WindowRef[] = [];
+    let accepted = 0;
+    let rejected: WindowRef[] | undefined;
     for (const spec of this.#specs) {
       const { size, slide } = spec;
       const paneStart = floorTo(event.occurredAt, slide);
       for (let start = paneStart; start > event.occurredAt - size; start -= slide) {
-        (start + size <= this.#watermark ? rejected : accepted).push({ size, slide, start, end: start + size, group });
+        if (start + size > this.#watermark) accepted++;
+        else (rejected ??= []).push({ size, slide, start, end: start + size, group });
       }
       // the latest window holding the pane is the last to close: if it is closed, all are
       if (paneStart + size <= this.#watermark) continue;
@@ -157,7 +164,7 @@ export class WindowStore {
       addEvent(pane.state, this.report, event);
       pane.version += 1;
     }
-    return { accepted, rejected };
+    return { accepted, rejected: rejected ?? NONE };
   }
 
   /** Starts of the windows that hold an event of this group and are still open. */
