@@ -43,6 +43,15 @@ beforeAll(async () => {
       correction: { source: 'recon', type: 'adjustment', fields: ['amount'] },
       alert: { threshold: 3 },
       stream: { batchSize: 50, tick: '50ms' },
+    }, {
+      // B is the pipeline itself: validated sale events on EVENTS, a stream reconciliation does not own
+      name: 'pos',
+      a: { subject: 'recon.pos.bank' },
+      b: { subject: 'events.pos.sale', fields: { txn: 'id', amount: 'data.amount' } },
+      key: ['txn'],
+      fields: { amount: { compare: 'absolute', tolerance: '0' } },
+      lag: '1h',
+      stream: { tick: '50ms' },
     }],
   });
   nc = await connect({ servers: server.url });
@@ -61,7 +70,7 @@ afterAll(async () => {
   await closeTestClickHouse();
 });
 
-const start = async () => (role = await startReconcileStreaming({ config, js, jsm, clickhouse: ch.client, logger, clock }));
+const start = async () => (role = await startReconcileStreaming({ config, js, jsm, clickhouse: ch.client, logger, clock, names: ['settle'] }));
 const at = Date.parse('2026-03-01T10:00:00Z');
 const bank = (txn: number, amount: string, status = 'paid') => nc.publish('recon.settle.bank', JSON.stringify({ merchant: 'm1', txn, at, status, data: { amount } }));
 const ledger = (txn: number, amount: string, status = 'paid') => nc.publish('recon.settle.ledger', JSON.stringify({ merchant: 'm1', txn: String(txn), occurredAt: at + 500, amount, status }));
@@ -77,9 +86,9 @@ async function caughtUp(): Promise<boolean> {
 }
 
 type Row = { id: string; type: string; side: string; key: string; status: string; action: string; count: number };
-async function findings(): Promise<string[]> {
-  const result = await ch.client.query({ query: `SELECT id, type, side, key, status, action, count FROM ${ch.db}.recon_discrepancies FINAL ORDER BY key, type`, format: 'JSONEachRow' });
-  return (await result.json<Row>()).map((r) => `${r.type}${r.side} ${JSON.parse(r.key)[1]}${Number(r.count) > 1 ? ` x${r.count}` : ''} ${r.status}`).sort();
+async function findings(name = 'settle'): Promise<string[]> {
+  const result = await ch.client.query({ query: `SELECT id, type, side, key, status, action, count FROM ${ch.db}.recon_discrepancies FINAL WHERE name = {name:String} ORDER BY key, type`, query_params: { name }, format: 'JSONEachRow' });
+  return (await result.json<Row>()).map((r) => `${r.type}${r.side} ${(JSON.parse(r.key) as string[]).at(-1)}${Number(r.count) > 1 ? ` x${r.count}` : ''} ${r.status}`).sort();
 }
 const subjects = async (stream: string, subject: string) => (await readAll(js, jsm, stream)).filter((m) => m.subject === subject);
 
@@ -157,5 +166,22 @@ describe('streaming reconciliation', () => {
     // audit rows follow the actions they record
     await waitFor(async () => (await audit()).join() === 'healed 8,queued 4,alerted 1', 10_000, 'the audit trail');
     expect(await audit()).toEqual(['healed 8', 'queued 4', 'alerted 1']);
+  });
+
+  it('reads a feed from a subject another stream captures (EVENTS), through its own durable consumers', async () => {
+    const pos = await startReconcileStreaming({ config, js, jsm, clickhouse: ch.client, logger, clock, names: ['pos'] });
+    try {
+      const occurredAt = Date.now() - 60_000;
+      for (const [id, amount] of [['s-1', '10'], ['s-2', '20'], ['s-3', '30'], ['s-4', '41']]) nc.publish('ingest.pos.sale', JSON.stringify({ id, occurredAt, data: { amount } }));
+      // the clock runs hours ahead here, so B must be on EVENTS before A arrives, or A's window would already be over
+      await waitFor(async () => (await subjects('EVENTS', 'events.pos.sale')).length === 4, 10_000, 'sales on EVENTS');
+      for (const [txn, amount] of [['s-1', '10.00'], ['s-2', '20'], ['s-3', '30'], ['s-4', '40'], ['s-5', '50']]) nc.publish('recon.pos.bank', JSON.stringify({ txn, amount, occurredAt }));
+      await waitFor(async () => (await findings('pos')).length === 2, 10_000, 'pos findings');
+      expect(await findings('pos')).toEqual(['Mismatch s-4 open', 'MissingInB s-5 open']);
+      const info = await jsm.consumers.info('EVENTS', durableName('pos', 'B', 'match'));
+      expect(info.config.filter_subject).toBe('events.pos.sale');
+    } finally {
+      await pos.stop();
+    }
   });
 });

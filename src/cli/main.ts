@@ -9,6 +9,7 @@ import { register as registerReplay } from './commands/replay.ts';
 import { register as registerBench } from './commands/bench.ts';
 import { register as registerClickHouse } from './commands/clickhouse.ts';
 import { register as registerMonitor } from './commands/monitor.ts';
+import { register as registerReconcile } from './commands/reconcile.ts';
 import { loadConfig, resolveConfigPath } from '../core/config.ts';
 
 export function buildProgram(): Command {
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   registerGateway(program);
   registerProcessor(program);
   registerMonitor(program);
+  registerReconcile(program);
   registerReport(program);
   registerReplay(program);
   registerBench(program);

@@ -9,6 +9,7 @@ import {
   insertDiscrepancies,
   withStatus,
   type ActionRow,
+  type DiscrepancyRow,
   type DiscrepancyStatus,
   type ReconMode,
 } from '../sinks/clickhouse/recon-tables.ts';
@@ -31,16 +32,32 @@ export type ActionContext = {
 
 export type ActionOutcome = { stored: number; fresh: number; healed: number; queued: number };
 
+/** Ids per status lookup: keeps the query text (its IN list) small for runs with very many findings. */
+const LOOKUP_CHUNK = 10_000;
+/** Heals and queue entries in flight at once: each is a few KV round trips and a publish. */
+const CONCURRENCY = 32;
+
 /** Current status of known findings (FINAL: the highest-ranked row of each id). */
-export async function knownStatuses(clickhouse: ClickHouseClient, db: string, name: string, ids: string[]): Promise<Map<string, DiscrepancyStatus>> {
-  if (ids.length === 0) return new Map();
-  const result = await clickhouse.query({
-    query: `SELECT id, status FROM ${db}.recon_discrepancies FINAL WHERE name = {name:String} AND id IN {ids:Array(String)}`,
-    query_params: { name, ids },
-    format: 'JSONEachRow',
-    clickhouse_settings: BASE_SETTINGS,
-  });
-  return new Map((await result.json<{ id: string; status: DiscrepancyStatus }>()).map((r) => [r.id, r.status]));
+async function knownStatuses(clickhouse: ClickHouseClient, db: string, name: string, ids: string[]): Promise<Map<string, DiscrepancyStatus>> {
+  const known = new Map<string, DiscrepancyStatus>();
+  for (let i = 0; i < ids.length; i += LOOKUP_CHUNK) {
+    const result = await clickhouse.query({
+      query: `SELECT id, status FROM ${db}.recon_discrepancies FINAL WHERE name = {name:String} AND id IN {ids:Array(String)}`,
+      query_params: { name, ids: ids.slice(i, i + LOOKUP_CHUNK) },
+      format: 'JSONEachRow',
+      clickhouse_settings: BASE_SETTINGS,
+    });
+    for (const r of await result.json<{ id: string; status: DiscrepancyStatus }>()) known.set(r.id, r.status);
+  }
+  return known;
+}
+
+async function inParallel<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await work(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
 /**
@@ -63,15 +80,14 @@ export async function actOn(ctx: ActionContext, findings: Discrepancy[], run: { 
   const fresh = findings.filter((d) => !known.has(d.id));
   for (const d of fresh) reconMetrics.findings(recon.name, run.mode, d.type);
   const outcome: ActionOutcome = { stored: rows.length, fresh: fresh.length, healed: 0, queued: 0 };
-  const healedRows = [];
+  const healedRows: DiscrepancyRow[] = [];
   const audit: ActionRow[] = [];
   const actionRow = (d: Discrepancy, action: ActionRow['action'], subject: string, msgId: string, detail: string): ActionRow => ({
     name: recon.name, period: d.period, discrepancy_id: d.id, action, at: clock.now(), actor, subject, msg_id: msgId, detail,
   });
 
-  for (const [i, d] of findings.entries()) {
-    if ((known.get(d.id) ?? 'open') !== 'open') continue;
-    const row = rows[i]!;
+  const pending = findings.map((d, i) => ({ d, row: rows[i]! })).filter(({ d }) => (known.get(d.id) ?? 'open') === 'open');
+  await inParallel(pending, CONCURRENCY, async ({ d, row }) => {
     const correction = policyFor(recon, d) === 'publish' ? correctionFor(recon, d) : undefined;
     if (correction !== undefined && 'event' in correction) {
       const { subject, event } = correction;
@@ -85,7 +101,7 @@ export async function actOn(ctx: ActionContext, findings: Discrepancy[], run: { 
       // written again on a retry after a crash: the audit key (finding, action) collapses repeats
       healedRows.push(withStatus(row, 'healed', clock.now(), `correction ${event.id}`));
       audit.push(actionRow(d, 'healed', subject, event.id, JSON.stringify(event.data)));
-      continue;
+      return;
     }
     const reason = correction === undefined ? 'policy manual' : correction.reason;
     const msgId = `manual-${d.id}`;
@@ -97,7 +113,7 @@ export async function actOn(ctx: ActionContext, findings: Discrepancy[], run: { 
       reconMetrics.actions(recon.name, 'queued');
     }
     audit.push(actionRow(d, 'queued', manualSubject(recon.name), msgId, reason));
-  }
+  });
   await insertDiscrepancies(clickhouse, db, healedRows);
   await insertActions(clickhouse, db, audit);
   return outcome;

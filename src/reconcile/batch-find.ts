@@ -1,5 +1,5 @@
 import type { ClickHouseClient } from '@clickhouse/client';
-import type { ReconciliationConfig } from '../core/config.ts';
+import type { ReconciliationConfig, ReconSideConfig } from '../core/config.ts';
 import { differingSegments, firstLevel, nextStep, type Level, type SegmentStat } from './logic/bisection.ts';
 import { diffKey } from './logic/discrepancy.ts';
 import { fieldHash, type FieldHash } from './logic/hash-plan.ts';
@@ -46,14 +46,14 @@ const toRecord = (r: Row, keys: number, fields: readonly string[]): ReconRecord 
 export async function findBatchDiscrepancies(client: ClickHouseClient, db: string, recon: ReconciliationConfig, period: string): Promise<BatchFindings> {
   const started = performance.now();
   const compared = Object.keys(recon.fields);
-  const described = { a: { side: recon.a, db, keys: recon.key, fields: compared, nativeKeys: false }, b: { side: recon.b, db, keys: recon.key, fields: compared, nativeKeys: false } };
-  const typesA = await describeSource(client, described.a);
-  const typesB = await describeSource(client, described.b);
+  const base = (side: ReconSideConfig) => ({ side, db, keys: recon.key, fields: compared });
+  const typesA = await describeSource(client, base(recon.a));
+  const typesB = await describeSource(client, base(recon.b));
   const nativeKeys = recon.key.every((k) => {
     const [x, y] = [typesA.get(k)!, typesB.get(k)!];
     return x.base === y.base && !x.nullable && !y.nullable;
   });
-  const sources: { a: SqlSource; b: SqlSource } = { a: { ...described.a, nativeKeys }, b: { ...described.b, nativeKeys } };
+  const sources: { a: SqlSource; b: SqlSource } = { a: { ...base(recon.a), nativeKeys }, b: { ...base(recon.b), nativeKeys } };
   const plans: FieldHash[] = compared.map((field) => fieldHash(field, recon.fields[field]!, typesA.get(field)!, typesB.get(field)!));
   const window = batchWindow(period, recon.timeZone, recon.lag);
   const params = { ...hashParams(plans), from: window.from, to: window.to };

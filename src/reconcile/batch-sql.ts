@@ -18,9 +18,11 @@ export type SqlSource = {
 };
 
 const quote = (name: string): string => `\`${name}\``;
+/** The shape src/core/decimal.ts accepts, untrimmed (text with spaces hashes as text and is compared exactly). */
+const DECIMAL_TEXT = '^[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?$';
 
-const from = ({ side, db }: SqlSource): string => (side.table !== undefined ? (side.table.includes('.') ? side.table : `${db}.${side.table}`) : `(${side.query})`);
-const column = ({ side }: SqlSource, logical: string): string => quote(side.fields[logical] ?? logical);
+const from = ({ side, db }: Pick<SqlSource, 'side' | 'db'>): string => (side.table !== undefined ? (side.table.includes('.') ? side.table : `${db}.${side.table}`) : `(${side.query})`);
+const column = ({ side }: Pick<SqlSource, 'side'>, logical: string): string => quote(side.fields[logical] ?? logical);
 const timeColumn = ({ side }: SqlSource): string => quote(side.time ?? 'occurred_at');
 
 const WINDOW = `fromUnixTimestamp64Milli({from:Int64}, 'UTC') <= __t AND __t < fromUnixTimestamp64Milli({to:Int64}, 'UTC')`;
@@ -31,18 +33,22 @@ const keyHash = (source: SqlSource): string =>
   `cityHash64(${source.keys.map((k) => (source.nativeKeys ? column(source, k) : `ifNull(toString(${column(source, k)}), '')`)).join(', ')})`;
 
 /** ClickHouse types of the logical fields (keys and compared), as the source yields them. */
-export async function describeSource(client: ClickHouseClient, source: SqlSource): Promise<Map<string, ColumnType>> {
+export async function describeSource(client: ClickHouseClient, source: Omit<SqlSource, 'nativeKeys'>): Promise<Map<string, ColumnType>> {
   const select = [...source.keys, ...source.fields].map((f) => `${column(source, f)} AS ${quote(f)}`).join(', ');
   const result = await client.query({ query: `DESCRIBE (SELECT ${select} FROM ${from(source)} LIMIT 0)`, format: 'JSONEachRow' });
   const rows = await result.json<{ name: string; type: string }>();
   return new Map(rows.map((r) => [r.name, columnType(r.type)]));
 }
 
-/** The hash arguments of one field; both systems yield the same argument shape for any value. */
+/**
+ * The hash arguments of one field; both systems yield the same argument shape for any
+ * value, and never a NULL (cityHash64 of a NULL is NULL, and sum() would skip the row).
+ */
 function fieldHashArgs(source: SqlSource, plan: FieldHash, type: ColumnType, i: number): string {
   const c = `assumeNotNull(${column(source, plan.field)})`;
   const isNull = `isNull(${column(source, plan.field)})`;
-  const float = isNumericType(type.base) ? `toFloat64(${c})` : `ifNull(toFloat64OrNull(toString(${c})), nan)`;
+  // text is bucketed only when it is the decimal text valuesAgree reads ("0x10" parses here, not there)
+  const float = isNumericType(type.base) ? `toFloat64(${c})` : `if(match(toString(${c}), '${DECIMAL_TEXT}'), ifNull(toFloat64OrNull(toString(${c})), nan), nan)`;
   switch (plan.kind) {
     case 'native':
       return `${isNull}, ${c}`;

@@ -67,7 +67,7 @@ export async function applyAndEmit(deps: StreamDeps, items: FeedMessage[], step:
   await emitOutboxes(deps, touched.filter((e): e is PendingEntry => e !== null && e.outbox.length > 0));
 }
 
-export async function emitOutboxes(deps: StreamDeps, entries: PendingEntry[]): Promise<void> {
+async function emitOutboxes(deps: StreamDeps, entries: PendingEntry[]): Promise<void> {
   if (entries.length === 0) return;
   const findings = new Map(entries.flatMap((e) => e.outbox).map((d) => [outboxToken(d), d]));
   await actOn(deps, [...findings.values()], { mode: 'stream', runId: `stream-${deps.recon.name}` });

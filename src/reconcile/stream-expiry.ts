@@ -1,4 +1,4 @@
-import type { JetStreamManager, JsMsg } from '@nats-io/jetstream';
+import type { Consumer, JetStreamManager, JsMsg } from '@nats-io/jetstream';
 import { sleep } from '../core/time.ts';
 import { storedAtMs } from '../nats/batch-consumer.ts';
 import type { Feed } from './feeds.ts';
@@ -11,7 +11,7 @@ import { applyAndEmit, decodeFeed, type StreamDeps } from './stream-apply.ts';
  * unacked): the clock's now. Otherwise: the store time of the first message after its
  * ack floor, since the stream is in store order. Undefined when that cannot be read.
  */
-export async function processedUpTo(jsm: JetStreamManager, feed: Feed, now: number): Promise<number | undefined> {
+async function processedUpTo(jsm: JetStreamManager, feed: Feed, now: number): Promise<number | undefined> {
   const info = await jsm.consumers.info(feed.match.stream, feed.match.durable);
   if (info.num_pending === 0 && info.num_ack_pending === 0) return now;
   const floor = info.ack_floor.stream_seq;
@@ -38,14 +38,15 @@ export type ExpiryCursor = { stop: () => Promise<void>; done: Promise<void> };
  * in one compare-and-set. Messages not yet due are held (at most one batch), kept
  * alive with `working()`, and taken in store order.
  */
-export function startExpiryCursor(deps: StreamDeps & { jsm: JetStreamManager }, feed: Feed, other: Feed): ExpiryCursor {
+export function startExpiryCursor(deps: StreamDeps & { jsm: JetStreamManager }, feed: Feed, other: Feed, ackWaitMs: number): ExpiryCursor {
   const { recon, js, jsm, clock, logger } = deps;
   const controller = new AbortController();
   let held: JsMsg[] = [];
   let lastTouch = 0;
 
+  let consumer: Consumer | undefined;
   const fill = async (): Promise<void> => {
-    const consumer = await js.consumers.get(feed.expiry.stream, feed.expiry.durable);
+    consumer ??= await js.consumers.get(feed.expiry.stream, feed.expiry.durable);
     const batch = await consumer.fetch({ max_messages: recon.stream.batchSize, expires: 1_000 });
     for await (const msg of batch) held.push(msg);
   };
@@ -68,7 +69,8 @@ export function startExpiryCursor(deps: StreamDeps & { jsm: JetStreamManager }, 
       held = held.filter((m) => !due.includes(m));
       return;
     }
-    if (Date.now() - lastTouch > 5_000) {
+    // well within ack_wait, or JetStream would hand the held messages out again
+    if (Date.now() - lastTouch > ackWaitMs / 3) {
       for (const m of held) m.working();
       lastTouch = Date.now();
     }

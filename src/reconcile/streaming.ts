@@ -4,6 +4,7 @@ import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import type { Config, ReconciliationConfig } from '../core/config.ts';
 import { systemClock, type Clock } from '../core/time.ts';
+import { migrate } from '../clickhouse/migrations.ts';
 import { openClaims } from './claims.ts';
 import { ensureFeeds } from './feeds.ts';
 import { openStateStore, type StateStore } from './state-store.ts';
@@ -39,6 +40,7 @@ export async function startReconcileStreaming(options: StreamingOptions): Promis
   const { config, js, jsm, clickhouse, logger } = options;
   const clock = options.clock ?? systemClock;
   const recons = config.reconciliations.filter((r) => isStreamingRecon(r) && (options.names === undefined || options.names.includes(r.name)));
+  if (recons.length > 0) await migrate(clickhouse, config.clickhouse.database);
   const actor = `stream@${hostname()}:${process.pid}`;
   // a claim outlives its holder by as long as JetStream waits for a lost ack
   const claims = await openClaims(js, { clock, owner: actor, leaseMs: config.nats.ackWait });
@@ -50,7 +52,7 @@ export async function startReconcileStreaming(options: StreamingOptions): Promis
     const deps = { recon, clickhouse, db: config.clickhouse.database, js, jsm, claims, clock, actor, store, logger: logger.child({ reconciliation: recon.name }) };
     for (const [feed, other] of [[feedA!, feedB!], [feedB!, feedA!]] as const) {
       const match = await startMatchCursor(deps, feed);
-      const expiry = startExpiryCursor(deps, feed, other);
+      const expiry = startExpiryCursor(deps, feed, other, config.nats.ackWait);
       stops.push(match.stop, expiry.stop);
     }
     running.push({ recon, store });

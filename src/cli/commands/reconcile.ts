@@ -1,6 +1,5 @@
 import { hostname, userInfo } from 'node:os';
 import type { Command } from 'commander';
-import { openClickHouse } from '../../clickhouse/client.ts';
 import { migrate } from '../../clickhouse/migrations.ts';
 import type { Config, ReconciliationConfig } from '../../core/config.ts';
 import { ErrorCodes, TidemarkError } from '../../core/errors.ts';
@@ -8,10 +7,13 @@ import { createLogger } from '../../core/logger.ts';
 import { systemClock } from '../../core/time.ts';
 import { businessDay } from '../../processors/logic/business-day.ts';
 import { openClaims } from '../../reconcile/claims.ts';
+import { ensureReconStream } from '../../reconcile/feeds.ts';
 import { isBatchRecon, runBatch } from '../../reconcile/batch-run.ts';
 import { acknowledge, listDiscrepancies, listRuns, summarize } from '../../reconcile/history.ts';
-import { startReconcileStreaming } from '../../reconcile/streaming.ts';
+import { openStateStore } from '../../reconcile/state-store.ts';
+import { isStreamingRecon, startReconcileStreaming } from '../../reconcile/streaming.ts';
 import type { DiscrepancyStatus } from '../../sinks/clickhouse/recon-tables.ts';
+import { openClickHouseForTool } from '../clickhouse-access.ts';
 import { configFor, onShutdown, openNats } from '../runtime.ts';
 
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
@@ -37,10 +39,12 @@ async function runCommand(command: Command, opts: { name?: string; day?: string 
   const recons = pick(config, opts.name, isBatchRecon, 'batch');
   const day = checkDay(opts.day);
   const nats = await openNats(config, logger, { embedded: false, name: 'tidemark-reconcile' });
-  const clickhouse = openClickHouse(config);
+  const shared = await openClickHouseForTool(config);
+  const clickhouse = shared.client;
   try {
     const db = config.clickhouse.database;
     await migrate(clickhouse, db);
+    await ensureReconStream(nats.jsm); // the manual queue lives there
     const actor = `batch@${hostname()}:${process.pid}`;
     const claims = await openClaims(nats.js, { clock: systemClock, owner: actor, leaseMs: config.nats.ackWait });
     for (const recon of recons) {
@@ -56,7 +60,7 @@ async function runCommand(command: Command, opts: { name?: string; day?: string 
       );
     }
   } finally {
-    await clickhouse.close();
+    await shared.close();
     await nats.close();
   }
 }
@@ -65,22 +69,43 @@ async function streamCommand(command: Command, opts: { name?: string[] }): Promi
   const config = await configFor(command);
   const logger = createLogger('reconcile');
   const names = opts.name;
-  for (const name of names ?? []) pick(config, name, (r) => !isBatchRecon(r), 'streaming');
+  for (const name of names ?? []) pick(config, name, isStreamingRecon, 'streaming');
   const nats = await openNats(config, logger, { embedded: false, name: 'tidemark-reconcile' });
-  const clickhouse = openClickHouse(config);
-  await migrate(clickhouse, config.clickhouse.database);
+  const shared = await openClickHouseForTool(config);
+  const clickhouse = shared.client;
   const role = await startReconcileStreaming({ config, js: nats.js, jsm: nats.jsm, clickhouse, logger, ...(names ? { names } : {}) });
   if (role.running.length === 0) logger.warn('no reconciliation with subject feeds on both sides: nothing to stream');
   onShutdown(logger, async () => {
     await role.stop();
     await nats.close();
-    await clickhouse.close();
+    await shared.close();
   });
 }
 
-async function reportCommand(command: Command, opts: { name?: string; day?: string; status?: DiscrepancyStatus; limit: string; json?: boolean }): Promise<void> {
+const STATUSES: readonly string[] = ['open', 'healed', 'acknowledged'];
+
+/** Streaming keys still inside their window (state `expected`), read from the KV match state. */
+async function printPending(config: Config, name: string | undefined): Promise<void> {
+  const logger = createLogger('reconcile');
+  const nats = await openNats(config, logger, { embedded: false, name: 'tidemark-reconcile' });
+  try {
+    for (const recon of pick(config, name, isStreamingRecon, 'streaming')) {
+      const expected = (await (await openStateStore(nats.js, recon)).entries()).filter((e) => e.state === 'expected');
+      print(`${recon.name}: ${expected.length} expected`);
+      for (const e of expected) print(`  key=${JSON.stringify(e.key)} has ${e.a.first ? 'A' : 'B'}, waits until ${new Date(e.deadline ?? 0).toISOString()}`);
+    }
+  } finally {
+    await nats.close();
+  }
+}
+
+async function reportCommand(command: Command, opts: { name?: string; day?: string; status?: DiscrepancyStatus; limit: string; json?: boolean; pending?: boolean }): Promise<void> {
   const config = await configFor(command);
-  const clickhouse = openClickHouse(config);
+  if (opts.status !== undefined && !STATUSES.includes(opts.status)) throw new TidemarkError(ErrorCodes.CONFIG_INVALID, `--status "${opts.status}" is not one of ${STATUSES.join(', ')}`);
+  if (!/^[1-9]\d*$/.test(opts.limit)) throw new TidemarkError(ErrorCodes.CONFIG_INVALID, `--limit "${opts.limit}" is not a positive integer`);
+  if (opts.pending) return printPending(config, opts.name);
+  const shared = await openClickHouseForTool(config);
+  const clickhouse = shared.client;
   try {
     const db = config.clickhouse.database;
     await migrate(clickhouse, db);
@@ -101,20 +126,21 @@ async function reportCommand(command: Command, opts: { name?: string; day?: stri
       print(`  ${d.id}  ${d.name} ${d.period} ${d.type}${d.side ? `(${d.side})` : ''} key=${d.key} ${d.status}${d.diffs !== '[]' ? ` diffs=${d.diffs}` : ''}${d.note ? ` note=${d.note}` : ''}`);
     }
   } finally {
-    await clickhouse.close();
+    await shared.close();
   }
 }
 
 async function ackCommand(command: Command, ids: string[], opts: { note: string; by?: string }): Promise<void> {
   const config = await configFor(command);
-  const clickhouse = openClickHouse(config);
+  const shared = await openClickHouseForTool(config);
+  const clickhouse = shared.client;
   try {
     const db = config.clickhouse.database;
     await migrate(clickhouse, db);
     const acked = await acknowledge(clickhouse, db, ids, { actor: opts.by ?? userInfo().username, note: opts.note, clock: systemClock });
     print(`acknowledged ${acked.length} of ${ids.length} (the others already were)`);
   } finally {
-    await clickhouse.close();
+    await shared.close();
   }
 }
 
@@ -139,7 +165,8 @@ export function register(program: Command): void {
     .option('-s, --status <status>', 'open, healed or acknowledged')
     .option('--limit <n>', 'rows per list', '100')
     .option('--json', 'machine-readable output')
-    .action((opts: { name?: string; day?: string; status?: DiscrepancyStatus; limit: string; json?: boolean }, command: Command) => reportCommand(command, opts));
+    .option('--pending', 'instead: streaming keys still expected within their lag window (reads NATS KV)')
+    .action((opts: { name?: string; day?: string; status?: DiscrepancyStatus; limit: string; json?: boolean; pending?: boolean }, command: Command) => reportCommand(command, opts));
   reconcile
     .command('ack')
     .description('acknowledge discrepancies (e.g. from the manual queue) by id')

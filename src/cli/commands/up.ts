@@ -4,6 +4,7 @@ import { serveEmbeddedClickHouse } from '../../clickhouse/http-server/server.ts'
 import { createLogger } from '../../core/logger.ts';
 import { readiness, startGatewayRole, startProcessorRole } from '../roles.ts';
 import { startMonitorRole } from './monitor.ts';
+import { startReconcileStreaming } from '../../reconcile/streaming.ts';
 import { configFor, onShutdown, openNats } from '../runtime.ts';
 
 export function register(program: Command): void {
@@ -19,6 +20,7 @@ export function register(program: Command): void {
       const served = await serveEmbeddedClickHouse(config, { host: serve.host, port: serve.port, ...(serve.users.length > 0 ? { users: serve.users } : {}) });
       const processor = await startProcessorRole({ config, nats, clickhouse, logger });
       const monitor = await startMonitorRole({ config, nats, clickhouse, logger });
+      const reconcile = await startReconcileStreaming({ config, js: nats.js, jsm: nats.jsm, clickhouse, logger: createLogger('reconcile') });
       const gateway = await startGatewayRole({ config, nats, logger, ready: readiness(nats, clickhouse) });
       const target = clickHouseTarget(config);
       process.stdout.write(
@@ -36,6 +38,7 @@ export function register(program: Command): void {
         await gateway.stop();
         await processor.stop();
         await monitor.stop();
+        await reconcile.stop();
         await nats.close();
         await served?.close();
         await clickhouse.close();

@@ -21,7 +21,7 @@ export type Step =
   | { kind: 'fetch'; bits: number; pages: number[][]; rows: number };
 
 /** Segment ids stay below 2^48 so they travel as exact JSON numbers. */
-export const MAX_BITS = 48;
+const MAX_BITS = 48;
 
 const bitsFor = (count: number): number => Math.max(0, Math.ceil(Math.log2(count)));
 

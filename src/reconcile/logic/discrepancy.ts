@@ -28,7 +28,7 @@ export const discrepancy = (name: string, period: string, f: Finding): Discrepan
 const recordOrder = (x: ReconRecord, y: ReconRecord): number => x.time - y.time || (JSON.stringify(x.fields) < JSON.stringify(y.fields) ? -1 : JSON.stringify(x.fields) > JSON.stringify(y.fields) ? 1 : 0);
 
 /** Records in a canonical order (time, then content), so "the first" copy never depends on how rows were read. */
-export const canonicalOrder = (records: readonly ReconRecord[]): ReconRecord[] => [...records].sort(recordOrder);
+const canonicalOrder = (records: readonly ReconRecord[]): ReconRecord[] => [...records].sort(recordOrder);
 
 /**
  * Every finding for one key in batch mode:

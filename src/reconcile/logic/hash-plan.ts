@@ -31,8 +31,8 @@ export type FieldHash =
 export type ColumnType = { base: string; nullable: boolean };
 
 /** Values bucketed by `absolute` stay below 2^48 widths, where a double still resolves 1/32 of a width. */
-export const BUCKET_LIMIT = 2 ** 48;
-export const MIN_RELATIVE = 1e-9;
+const BUCKET_LIMIT = 2 ** 48;
+const MIN_RELATIVE = 1e-9;
 
 /** `Nullable(LowCardinality(String))` → String, nullable. */
 export function columnType(type: string): ColumnType {
@@ -51,7 +51,7 @@ const DECIMAL = /^Decimal(?:32|64|128|256)?\((?:\d+,\s*)?(\d+)\)$/;
 const INTEGER = /^U?Int(8|16|32|64|128|256)$/;
 
 /** Scale of an exact numeric type: a Decimal's, 0 for integers; undefined otherwise. */
-export function exactScale(base: string): number | undefined {
+function exactScale(base: string): number | undefined {
   const decimal = DECIMAL.exec(base);
   if (decimal) return Number(decimal[1]);
   return INTEGER.test(base) ? 0 : undefined;

@@ -8,8 +8,6 @@ import type { DiscrepancyType, Side } from './types.ts';
  */
 export const keyText = (key: readonly string[]): string => JSON.stringify(key);
 
-export const parseKeyText = (text: string): string[] => JSON.parse(text) as string[];
-
 const digest = (parts: readonly string[]): string => createHash('sha256').update(parts.join('\u001f')).digest('hex').slice(0, 32);
 
 /**

@@ -2,7 +2,6 @@ import type { ReconFieldConfig, ReconciliationConfig } from '../../core/config.t
 
 export type Side = 'A' | 'B';
 export type DiscrepancyType = 'MissingInA' | 'MissingInB' | 'Mismatch' | 'Duplicate';
-export const DISCREPANCY_TYPES: readonly DiscrepancyType[] = ['MissingInA', 'MissingInB', 'Mismatch', 'Duplicate'];
 
 /** A field value as text, exactly as the system holds it (decimals stay text); null when absent. */
 export type FieldValue = string | null;
