@@ -217,7 +217,7 @@ const Reconciliation = z.strictObject({
   batch: z.strictObject({
     segments: z.number().int().min(1).max(65_536).default(4_096).describe('hash segments of the first checksum pass'),
     fanout: z.number().int().min(2).max(256).default(16).describe('children per differing segment when descending'),
-    fetchRows: z.number().int().positive().default(100_000).describe('fetch the rows once the differing segments hold at most this many'),
+    fetchRows: z.number().int().positive().default(20_000).describe('fetch the rows once the differing segments hold at most this many; above, one more level is cheaper than moving the rows'),
     pageRows: z.number().int().positive().default(50_000).describe('rows per fetched page'),
   }).prefault({}),
   stream: z.strictObject({
