@@ -4,6 +4,7 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../src/core/time.ts';
 import { startDispatcher } from '../src/saga/dispatcher.ts';
+import { sagaEffects } from '../src/saga/effects.ts';
 import { sagaMetricsFor } from '../src/saga/metrics.ts';
 import { startOrchestrator, type Orchestrator } from '../src/saga/orchestrator.ts';
 import { sagaStore, type SagaStore } from '../src/saga/store.ts';
@@ -41,7 +42,7 @@ afterAll(async () => {
   await server?.dispose();
 });
 
-/** `time`: after n ms; otherwise at the n-th state write (before or after it lands) or right after the n-th command is stored. */
+/** `time`: after n ms; otherwise at the n-th state write (before or after it lands) or right after the n-th command is stored (by the orchestrator or the dispatcher). */
 type CrashPoint = { at: 'time' | 'beforeSave' | 'afterSave' | 'afterPublish'; n: number };
 
 type Instance = { orchestrator: Orchestrator; crashed: Promise<void>; kill: () => Promise<void> };
@@ -80,9 +81,10 @@ async function startInstance(point: CrashPoint | null): Promise<Instance> {
         : Reflect.get(target, prop),
   });
   const metrics = sagaMetricsFor(new Registry());
-  const orchestrator = await startOrchestrator({ js, store, definitions: [orderSaga(STEP_TIMEOUT)], concurrency: 16, holdDeadlinesMs: ACK_WAIT, clock: systemClock, logger, metrics });
+  const effects = sagaEffects({ js, clock: systemClock, metrics });
+  const orchestrator = await startOrchestrator({ js, store, definitions: [orderSaga(STEP_TIMEOUT)], concurrency: 16, holdDeadlinesMs: ACK_WAIT, clock: systemClock, logger, metrics, effects });
   // the orchestrator may reach its crash point before the dispatcher is up: a crash during start
-  const dispatcher = await startDispatcher({ js, clock: systemClock, logger, metrics, batchSize: 16 }).catch((err: unknown) => {
+  const dispatcher = await startDispatcher({ js, effects, logger, concurrency: 16 }).catch((err: unknown) => {
     if (dead) return null;
     throw err;
   });

@@ -4,7 +4,8 @@ import { isTidemarkError } from '../src/core/errors.ts';
 import { parse as parseYaml } from 'yaml';
 import { parseConfig } from '../src/core/config.ts';
 import { checkDefinitions, defineSaga } from '../src/saga/definition.ts';
-import { attemptRows, backoffDelay, compilePayload, decide, evolve, fold, summarize, type SagaDefinition, type SagaEvent, type SagaInput, type SagaState } from '../src/saga/logic/index.ts';
+import { sagaIdOf } from '../src/saga/subjects.ts';
+import { attemptRows, backoffDelay, commandIdOf, compilePayload, decide, evolve, fold, summarize, type SagaDefinition, type SagaEvent, type SagaInput, type SagaState } from '../src/saga/logic/index.ts';
 
 const T0 = 1_000_000;
 
@@ -167,6 +168,13 @@ describe('saga decide/evolve', () => {
     for (const input of [start(), replyOf('a', 'A')]) for (const e of decide(broken, state, input)) { all.push(e); state = evolve(state, e); }
     expect(brief(all)).toEqual(['SagaStarted', 'dispatch do:a#1', 'ok do:a#1', 'failed do:x#1 payload', 'compensate from x', 'SagaCompensated']);
     expect(summarize(all)).toMatchObject({ status: 'compensated', failedStep: 'x', failure: 'payload' });
+  });
+
+  it('names a saga after its trigger, keeping ids with any characters usable as KV keys', () => {
+    expect(sagaIdOf('order', 'o-17_b')).toBe('order.o-17_b');
+    expect(sagaIdOf('order', 'store 17/o.1')).toBe(`order.=${Buffer.from('store 17/o.1').toString('base64url')}`);
+    expect(sagaIdOf('order', '=abc')).not.toBe('order.=abc');
+    expect(commandIdOf('order.o-1', 'payment', 'undo', 2)).toBe('order.o-1:payment:undo:2');
   });
 
   it('computes capped exponential backoff', () => {

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SagaRole } from '../src/saga/role.ts';
 import { replySubject } from '../src/saga/subjects.ts';
 import { systemClock } from '../src/core/time.ts';
+import { sagaEffects } from '../src/saga/effects.ts';
 import { sagaMetricsFor } from '../src/saga/metrics.ts';
 import { startOrchestrator } from '../src/saga/orchestrator.ts';
 import { startTestNats, type TestNats } from './harness/nats.ts';
@@ -75,7 +76,9 @@ describe('two orchestrators on one durable consumer', () => {
     const [a] = instances;
     const store = a!.role.store;
     // an instance whose watch never delivers: it knows only what it wrote or read itself
-    const blind = await startOrchestrator({ js: conn.js, store: { ...store, watch: async () => () => undefined }, definitions: [orderSaga(5_000)], concurrency: 4, holdDeadlinesMs: 0, clock: systemClock, logger, metrics: sagaMetricsFor(new Registry()) });
+    const metrics = sagaMetricsFor(new Registry());
+    const effects = sagaEffects({ js: conn.js, clock: systemClock, metrics });
+    const blind = await startOrchestrator({ js: conn.js, store: { ...store, watch: async () => () => undefined }, definitions: [orderSaga(5_000)], concurrency: 4, holdDeadlinesMs: 0, clock: systemClock, logger, metrics, effects });
     try {
       const now = Date.now();
       expect((await blind.drive('order.lagging', { type: 'Start', now, sagaId: 'order.lagging', triggerId: 'lagging', input: {} })).applied).toBe(true);

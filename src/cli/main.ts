@@ -10,6 +10,7 @@ import { register as registerBench } from './commands/bench.ts';
 import { register as registerClickHouse } from './commands/clickhouse.ts';
 import { register as registerMonitor } from './commands/monitor.ts';
 import { register as registerReconcile } from './commands/reconcile.ts';
+import { register as registerSaga } from './commands/saga.ts';
 import { loadConfig, resolveConfigPath } from '../core/config.ts';
 
 export function buildProgram(): Command {
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   registerGateway(program);
   registerProcessor(program);
   registerMonitor(program);
+  registerSaga(program);
   registerReconcile(program);
   registerReport(program);
   registerReplay(program);

@@ -2,11 +2,12 @@ import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
 import type { Clock } from '../core/time.ts';
-import { runBatchConsumer } from '../nats/batch-consumer.ts';
 import { routeMessage, type RoutedInput, type TickBody } from './inputs.ts';
+import { startPump } from './pump.ts';
 import { decide } from './logic/decide.ts';
 import { evolve, fold } from './logic/evolve.ts';
 import { TERMINAL, type SagaDefinition, type SagaInput, type SagaState, type SagaStatus } from './logic/types.ts';
+import type { Effects } from './effects.ts';
 import type { SagaMetrics } from './metrics.ts';
 import { isConflict, recordOf, type Loaded, type SagaRecord, type SagaStore } from './store.ts';
 import { SAGA_CONSUMERS, sagaNameOf, tickSubject } from './subjects.ts';
@@ -25,13 +26,14 @@ export type OrchestratorOptions = {
   js: JetStreamClient;
   store: SagaStore;
   definitions: readonly SagaDefinition[];
-  /** inputs handled at once; one saga's inputs are still handled one at a time */
+  /** inputs handled (and prefetched) at once; one saga's inputs are still handled one at a time */
   concurrency: number;
   /** deadlines of sagas written before the start wait this long (the inputs consumer's ack_wait) */
   holdDeadlinesMs: number;
   clock: Clock;
   logger: Logger;
   metrics: SagaMetrics;
+  effects: Effects;
 };
 
 type Known = Loaded & { state: SagaState };
@@ -66,18 +68,23 @@ const safely = (fn: () => void): void => {
 
 /**
  * The orchestrator role: a durable pull consumer on `saga.in.>` shared by every
- * instance, plus a timer wheel, rebuilt from the saga log at start, for deadlines. Each saga's log is one KV key replaced
- * by compare-and-set, so two instances never both advance the same saga: the loser
- * re-reads and re-decides. An input is acked only after its events are stored, and
- * a redelivered input decides nothing new, so a crash anywhere repeats no step.
- * Commands are not sent from here: the dispatcher sends what the stored log says.
+ * instance, plus a timer wheel for deadlines, rebuilt from the saga log at start.
+ * Each saga's log is one KV key replaced by compare-and-set, so two instances never
+ * both advance the same saga: the loser re-reads and re-decides. An input is acked
+ * only after its events are stored, and a redelivered input decides nothing new, so
+ * a crash anywhere repeats no step. A revision's command is sent once its write has
+ * landed, never before; the dispatcher sends it again from the log if need be.
  */
 export async function startOrchestrator(options: OrchestratorOptions): Promise<Orchestrator> {
-  const { js, store, clock, logger, metrics } = options;
+  const { js, store, clock, logger, metrics, effects } = options;
   const definitions = new Map(options.definitions.map((d) => [d.name, d]));
   const stats: OrchestratorStats = { inputs: 0, applied: 0, unchanged: 0, conflicts: 0, invalid: 0, ticks: 0 };
   const serial = keyedQueue();
-  const ticking = new Set<Promise<unknown>>();
+  const background = new Set<Promise<unknown>>();
+  const inBackground = (work: Promise<unknown>) => {
+    background.add(work);
+    void work.finally(() => background.delete(work));
+  };
   let stopping = false;
 
   // A deadline goes through the stream as an input rather than straight to drive():
@@ -88,13 +95,13 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     if (due === undefined) return;
     stats.ticks++;
     const body: TickBody = { sagaId, due };
-    const tick = js.publish(tickSubject(sagaNameOf(sagaId)), JSON.stringify(body), { msgID: `tick:${sagaId}:${due}` }).catch((err: unknown) => {
-      if (stopping) return;
-      logger.warn({ err, sagaId }, 'saga deadline not published; trying again in 1s');
-      wheel.set(sagaId, clock.now() + 1_000);
-    });
-    ticking.add(tick);
-    void tick.finally(() => ticking.delete(tick));
+    inBackground(
+      js.publish(tickSubject(sagaNameOf(sagaId)), JSON.stringify(body), { msgID: `tick:${sagaId}:${due}` }).catch((err: unknown) => {
+        if (stopping) return;
+        logger.warn({ err, sagaId }, 'saga deadline not published; trying again in 1s');
+        wheel.set(sagaId, clock.now() + 1_000);
+      }),
+    );
   });
 
   // Inputs a crashed instance held unacked come back only after ack_wait; a deadline
@@ -104,28 +111,30 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
   const holdUntil = startedAt + options.holdDeadlinesMs;
   const dues = new Map<string, number>();
   const schedule = (sagaId: string, record: SagaRecord | null) => {
-    const due = record && !TERMINAL.has(record.status) && definitions.has(record.name) ? record.due : null;
-    if (due === null) {
+    if (!record || record.due === null || TERMINAL.has(record.status)) {
       dues.delete(sagaId);
       return wheel.set(sagaId, null);
     }
-    dues.set(sagaId, due);
-    const writtenBeforeStart = (record!.events.at(-1)?.at ?? 0) < startedAt;
-    wheel.set(sagaId, writtenBeforeStart ? Math.max(due, holdUntil) : due);
+    dues.set(sagaId, record.due);
+    const writtenBeforeStart = (record.events.at(-1)?.at ?? 0) < startedAt;
+    wheel.set(sagaId, writtenBeforeStart ? Math.max(record.due, holdUntil) : record.due);
   };
 
-  // The latest known revision of every active saga, from our own writes and the watch,
-  // so an input usually costs one compare-and-set and no read. A stale entry only
-  // loses the compare-and-set, after which the saga is read afresh.
+  // The latest known revision of every active saga, from our own writes, our reads and
+  // the watch, so an input usually costs one compare-and-set and no read. A stale entry
+  // loses the compare-and-set, or is re-read before an input is dropped as a no-op.
   const known = new Map<string, Known>();
   const remember = (sagaId: string, entry: Known | null) => {
+    if (entry && (known.get(sagaId)?.revision ?? 0) > entry.revision) return;
     if (entry && !TERMINAL.has(entry.record.status)) known.set(sagaId, entry);
     else known.delete(sagaId);
     schedule(sagaId, entry?.record ?? null);
   };
   const read = async (sagaId: string): Promise<Known | null> => {
     const loaded = await store.load(sagaId);
-    return loaded && { ...loaded, state: fold(loaded.record.events) };
+    const entry = loaded && { ...loaded, state: fold(loaded.record.events) };
+    if (entry) remember(sagaId, entry);
+    return entry;
   };
 
   function drive(sagaId: string, input: SagaInput): Promise<{ applied: boolean; record: SagaRecord | null }> {
@@ -133,11 +142,23 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     const def = definitions.get(name);
     if (!def) return Promise.reject(new TidemarkError(ErrorCodes.SAGA_UNKNOWN, `no saga named "${name}" is defined here (saga ${sagaId})`));
     return serial(sagaId, async () => {
-      let current = known.get(sagaId) ?? (await read(sagaId));
+      const cached = known.get(sagaId);
+      let current = cached ?? (await read(sagaId));
+      let fresh = !cached;
       for (;;) {
         const before = current?.state ?? fold([]);
         const next = decide(def, before, input);
         if (!next.length) {
+          // Dropping an input is only safe against the latest revision: a cached one may
+          // miss another instance's write (a reply to a command it sent, a backoff it set)
+          if (!fresh) {
+            const latest = await read(sagaId);
+            fresh = true;
+            if (latest?.revision !== current?.revision) {
+              current = latest;
+              continue;
+            }
+          }
           stats.unchanged++;
           return { applied: false, record: current?.record ?? null };
         }
@@ -151,11 +172,20 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
           stats.conflicts++;
           metrics.conflict(name);
           current = await read(sagaId);
+          fresh = true;
           continue;
         }
         stats.applied++;
         countTransition(metrics, name, before.status, record.status);
         remember(sagaId, { record, revision, state });
+        // sent now rather than when the dispatcher reaches this revision; if this fails
+        // or the process dies first, the dispatcher sends it from the log
+        inBackground(
+          effects.send(record, state).then(
+            () => effects.sent(revision),
+            (err: unknown) => logger.warn({ err, sagaId }, 'saga effects not sent yet; the dispatcher will'),
+          ),
+        );
         return { applied: true, record };
       }
     });
@@ -165,8 +195,8 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     // our own writes come back through the watch too: nothing new in them
     if ((known.get(sagaId)?.revision ?? 0) >= revision) return;
     const record = readRecord();
-    if (!record || !definitions.has(record.name)) return remember(sagaId, null);
-    remember(sagaId, { record, revision, state: fold(record.events) });
+    if (!record) return remember(sagaId, null);
+    if (definitions.has(record.name)) remember(sagaId, { record, revision, state: fold(record.events) });
   };
 
   const handleOne = async (msg: JsMsg, routed: RoutedInput): Promise<void> => {
@@ -180,41 +210,25 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     }
   };
 
-  const handler = async (msgs: JsMsg[]): Promise<void> => {
-    const bySaga = new Map<string, Array<[JsMsg, RoutedInput]>>();
-    for (const msg of msgs) {
-      stats.inputs++;
-      let routed: RoutedInput;
-      try {
-        routed = routeMessage(msg, clock.now());
-        if (!definitions.has(routed.saga)) throw new TidemarkError(ErrorCodes.SAGA_UNKNOWN, `no saga named "${routed.saga}" is defined`);
-      } catch (err) {
-        stats.invalid++;
-        // term() with no reason: 2.9 ignores reasons and would redeliver; the message stays in SAGAS for inspection
-        logger.error({ err: (err as Error).message, subject: msg.subject, seq: msg.seq }, 'saga input rejected');
-        safely(() => msg.term());
-        continue;
-      }
-      const list = bySaga.get(routed.sagaId) ?? [];
-      list.push([msg, routed]);
-      bySaga.set(routed.sagaId, list);
+  const handle = async (msg: JsMsg): Promise<void> => {
+    stats.inputs++;
+    let routed: RoutedInput;
+    try {
+      routed = routeMessage(msg, clock.now());
+      if (!definitions.has(routed.saga)) throw new TidemarkError(ErrorCodes.SAGA_UNKNOWN, `no saga named "${routed.saga}" is defined`);
+    } catch (err) {
+      stats.invalid++;
+      // term() with no reason: 2.9 ignores reasons and would redeliver; the message stays in SAGAS for inspection
+      logger.error({ err: (err as Error).message, subject: msg.subject, seq: msg.seq }, 'saga input rejected');
+      safely(() => msg.term());
+      return;
     }
-    await Promise.all(
-      [...bySaga.values()].map(async (list) => {
-        for (const [msg, routed] of list) await handleOne(msg, routed);
-      }),
-    );
+    // drive() queues behind earlier inputs of the same saga before its first await, so they keep stream order
+    await handleOne(msg, routed);
   };
 
   const unwatch = await store.watch(onWatch, (err) => logger.error({ err }, 'saga watch ended; deadlines of other instances are no longer tracked here'));
-  const consumer = await runBatchConsumer({
-    js,
-    stream: SAGA_CONSUMERS.orchestrator.stream,
-    durable: SAGA_CONSUMERS.orchestrator.durable,
-    batchSize: options.concurrency,
-    handler,
-    logger,
-  });
+  const consumer = await startPump({ js, stream: SAGA_CONSUMERS.orchestrator.stream, durable: SAGA_CONSUMERS.orchestrator.durable, concurrency: options.concurrency, handle, logger });
 
   return {
     stats,
@@ -224,7 +238,7 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
       wheel.stop();
       unwatch();
       await consumer.stop();
-      await Promise.all(ticking);
+      await Promise.all(background);
     },
   };
 }

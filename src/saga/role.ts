@@ -2,10 +2,12 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { migrate } from '../clickhouse/migrations.ts';
 import type { Config } from '../core/config.ts';
 import { systemClock, type Clock } from '../core/time.ts';
 import { checkDefinitions, defineSaga } from './definition.ts';
 import { startDispatcher, type Dispatcher } from './dispatcher.ts';
+import { sagaEffects, type Effects } from './effects.ts';
 import type { SagaDefinition } from './logic/types.ts';
 import { sagaMetricsFor } from './metrics.ts';
 import { startOrchestrator, type Orchestrator } from './orchestrator.ts';
@@ -20,7 +22,7 @@ export type SagaRoleOptions = {
   logger: Logger;
   /** defined in TypeScript with defineSaga, run alongside those of `sagas.definitions` */
   definitions?: readonly SagaDefinition[];
-  /** with a client, `sagas` and `saga_steps` are kept up to date (tables from migrate()) */
+  /** with a client, `sagas` and `saga_steps` are kept up to date (migrating first: idempotent) */
   clickhouse?: ClickHouseClient;
   clock?: Clock;
   registry?: Registry;
@@ -31,6 +33,7 @@ export type SagaRole = {
   store: SagaStore;
   orchestrator: Orchestrator;
   dispatcher: Dispatcher;
+  effects: Effects;
   projector?: Projector;
   stop: () => Promise<void>;
 };
@@ -46,13 +49,16 @@ export async function startSagaRole(options: SagaRoleOptions): Promise<SagaRole>
   const metrics = sagaMetricsFor(options.registry);
   const definitions = [...config.sagas.definitions.map((d, i) => defineSaga(d, `sagas.definitions[${i}]`)), ...(options.definitions ?? [])];
   checkDefinitions(definitions, config.sagas.stream.duplicateWindow);
-  if (!definitions.length) logger.warn('no sagas are defined (sagas.definitions is empty): only list/show/retry/abort will do anything');
+  if (!definitions.length) logger.info('no sagas are defined (sagas.definitions): triggers will be rejected');
 
+  const { clickhouse } = options;
   await ensureSagaTopology(js, jsm, config);
+  if (clickhouse) await migrate(clickhouse, config.clickhouse.database);
   const store = sagaStore(await openSagaBucket(js));
-  const orchestrator = await startOrchestrator({ js, store, definitions, concurrency: config.sagas.concurrency, holdDeadlinesMs: config.sagas.ackWait, clock, logger, metrics });
-  const dispatcher = await startDispatcher({ js, clock, logger, metrics, batchSize: config.sagas.concurrency });
-  const projector = options.clickhouse ? await startProjector({ js, clickhouse: options.clickhouse, db: config.clickhouse.database, logger }) : undefined;
+  const effects = sagaEffects({ js, clock, metrics });
+  const orchestrator = await startOrchestrator({ js, store, definitions, concurrency: config.sagas.concurrency, holdDeadlinesMs: config.sagas.ackWait, clock, logger, metrics, effects });
+  const dispatcher = await startDispatcher({ js, effects, logger, concurrency: config.sagas.concurrency });
+  const projector = clickhouse ? await startProjector({ js, clickhouse, db: config.clickhouse.database, logger }) : undefined;
   logger.info({ sagas: definitions.map((d) => d.name) }, 'saga orchestrator started');
 
   return {
@@ -60,6 +66,7 @@ export async function startSagaRole(options: SagaRoleOptions): Promise<SagaRole>
     store,
     orchestrator,
     dispatcher,
+    effects,
     ...(projector ? { projector } : {}),
     stop: async () => {
       await orchestrator.stop();

@@ -30,14 +30,13 @@ export type ServiceOptions = {
  */
 export async function serveSagaCommands(options: ServiceOptions): Promise<{ stop: () => Promise<void> }> {
   const { js, jsm, logger } = options;
-  await jsm.consumers.add(SAGA_STREAM, {
-    durable_name: options.name,
-    filter_subject: options.filter,
-    ack_policy: AckPolicy.Explicit,
-    deliver_policy: DeliverPolicy.All,
-    ack_wait: nanos(options.ackWaitMs ?? 30_000),
-    max_deliver: -1,
-  });
+  const ackWait = nanos(options.ackWaitMs ?? 30_000);
+  const existing = await jsm.consumers.info(SAGA_STREAM, options.name).catch(() => null);
+  if (!existing) {
+    await jsm.consumers.add(SAGA_STREAM, { durable_name: options.name, filter_subject: options.filter, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, ack_wait: ackWait, max_deliver: -1 });
+  } else if (existing.config.ack_wait !== ackWait) {
+    await jsm.consumers.update(SAGA_STREAM, options.name, { ack_wait: ackWait });
+  }
   return runBatchConsumer({
     js,
     stream: SAGA_STREAM,

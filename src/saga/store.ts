@@ -57,8 +57,12 @@ export function sagaStore(kv: KV): SagaStore {
     list: async (filter = '>') => {
       const keys: string[] = [];
       for await (const key of await kv.keys(filter)) keys.push(key);
-      const loaded = await Promise.all(keys.map(load));
-      return loaded.filter((l): l is Loaded => l !== null);
+      const out: Loaded[] = [];
+      // a few hundred reads in flight at a time, not one per key at once
+      for (let i = 0; i < keys.length; i += 256) {
+        for (const loaded of await Promise.all(keys.slice(i, i + 256).map(load))) if (loaded) out.push(loaded);
+      }
+      return out;
     },
     watch: async (onChange, onError) => {
       const watcher = await kv.watch({ key: '>' });

@@ -3,7 +3,6 @@ import { pathToFileURL } from 'node:url';
 import { jetstream } from '@nats-io/jetstream';
 import type { Command } from 'commander';
 import { openClickHouse } from '../../clickhouse/client.ts';
-import { migrate } from '../../clickhouse/migrations.ts';
 import type { Config } from '../../core/config.ts';
 import { parseDuration } from '../../core/duration.ts';
 import { ErrorCodes, TidemarkError } from '../../core/errors.ts';
@@ -68,7 +67,6 @@ export function register(program: Command): void {
       const definitions = opts.definitions ? await loadDefinitions(opts.definitions) : [];
       const nats = await openNats(config, logger, { embedded: false, name: 'tidemark-saga' });
       const clickhouse = opts.clickhouse ? openClickHouse(config) : undefined;
-      if (clickhouse) await migrate(clickhouse, config.clickhouse.database);
       const role = await startSagaRole({ config, js: nats.js, jsm: nats.jsm, logger, definitions, ...(clickhouse ? { clickhouse } : {}) });
       onShutdown(logger, async () => {
         await role.stop();

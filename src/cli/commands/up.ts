@@ -5,6 +5,7 @@ import { createLogger } from '../../core/logger.ts';
 import { readiness, startGatewayRole, startProcessorRole } from '../roles.ts';
 import { startMonitorRole } from './monitor.ts';
 import { startReconcileStreaming } from '../../reconcile/streaming.ts';
+import { startSagaRole } from '../../saga/role.ts';
 import { configFor, onShutdown, openNats } from '../runtime.ts';
 
 export function register(program: Command): void {
@@ -21,6 +22,7 @@ export function register(program: Command): void {
       const processor = await startProcessorRole({ config, nats, clickhouse, logger });
       const monitor = await startMonitorRole({ config, nats, clickhouse, logger });
       const reconcile = await startReconcileStreaming({ config, js: nats.js, jsm: nats.jsm, clickhouse, logger: createLogger('reconcile') });
+      const sagas = await startSagaRole({ config, js: nats.js, jsm: nats.jsm, clickhouse, logger: createLogger('saga') });
       const gateway = await startGatewayRole({ config, nats, logger, ready: readiness(nats, clickhouse) });
       const target = clickHouseTarget(config);
       process.stdout.write(
@@ -39,6 +41,7 @@ export function register(program: Command): void {
         await processor.stop();
         await monitor.stop();
         await reconcile.stop();
+        await sagas.stop();
         await nats.close();
         await served?.close();
         await clickhouse.close();

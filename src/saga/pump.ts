@@ -1,0 +1,32 @@
+import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
+import type { Logger } from 'pino';
+
+export type Pump = { stop: () => Promise<void> };
+
+/**
+ * Feeds a durable's messages to `handle`, at most `concurrency` at a time and with
+ * no more than that prefetched, so instances sharing the durable split the work by
+ * what each can handle rather than by who pulled first. The async iterator (not a
+ * consume() callback) is what applies the back-pressure: it stops pulling while
+ * its buffer is full. `handle` owns acknowledgement and must not throw.
+ */
+export async function startPump(options: { js: JetStreamClient; stream: string; durable: string; concurrency: number; handle: (msg: JsMsg) => Promise<void>; logger: Logger }): Promise<Pump> {
+  const { concurrency, handle } = options;
+  const consumer = await options.js.consumers.get(options.stream, options.durable);
+  const messages = await consumer.consume({ max_messages: concurrency });
+  const running = new Set<Promise<void>>();
+  const loop = (async () => {
+    for await (const msg of messages) {
+      const work: Promise<void> = handle(msg).finally(() => running.delete(work));
+      running.add(work);
+      if (running.size >= concurrency) await Promise.race(running);
+    }
+    await Promise.all(running);
+  })().catch((err: unknown) => options.logger.error({ err, durable: options.durable }, 'consumer stopped'));
+  return {
+    stop: async () => {
+      await messages.close();
+      await loop;
+    },
+  };
+}
