@@ -22,108 +22,133 @@ export type RevisorDeps = {
 
 export type DayOutcome = { written: number; alerts: number };
 
+/** A group's new record, saved in KV as not yet written to ClickHouse. */
+type Claimed = { groupKey: string; record: RevisionRecord; version: number; alertAgainst: RevisionRecord | null };
+
+/** Runs `work` over `items` with at most `limit` at once. */
+async function eachLimit<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await work(items[next++]!);
+  });
+  await Promise.all(lanes);
+}
+
 /**
- * Brings one group to its next revision, if any. The KV compare-and-set decides
- * which process publishes revision n+1; the loser re-reads and finds nothing left to
- * do. A record is saved as unwritten, inserted into ClickHouse, then marked written,
- * so a crash in between is repaired by whoever handles the day next.
+ * Claims a group's next revision, if any. The KV compare-and-set decides which process
+ * publishes revision n+1; the loser re-reads and finds nothing left to do. A record
+ * still marked unwritten (its writer crashed before ClickHouse had it) is handed back
+ * for repair before anything new is decided.
  */
-async function reviseGroup(deps: RevisorDeps, report: ReportConfig, ref: DayRef, figure: GroupFigure, options: { replay: boolean }): Promise<DayOutcome> {
-  const outcome: DayOutcome = { written: 0, alerts: 0 };
+async function claimGroup(deps: RevisorDeps, report: ReportConfig, ref: DayRef, figure: GroupFigure, options: { replay: boolean }, repairs: Claimed[]): Promise<Claimed | null> {
   const closeAt = closeAtMs(ref.day, report);
   for (;;) {
     const latest = await deps.store.latest(ref, figure.groupKey);
-    let version = latest?.version ?? null;
-    if (latest && !latest.value.written) {
-      await insertRevisions(deps.clickhouse, deps.db, [revisionRow(ref.report, ref.day, figure.groupKey, latest.value.record)]);
-      try {
-        version = await deps.store.save(ref, figure.groupKey, { ...latest.value, written: true }, latest.version);
-      } catch (err) {
-        if (err instanceof RevisionConflict) continue;
-        throw err;
-      }
+    if (latest && !latest.value.written && !repairs.some((r) => r.groupKey === figure.groupKey)) {
+      repairs.push({ groupKey: figure.groupKey, record: latest.value.record, version: latest.version, alertAgainst: null });
     }
-    const previous: RevisionRecord | null = latest?.value.record ?? null;
+    const previous = latest?.value.record ?? null;
     const decision = nextRevision(previous, figure, deps.clock.now(), closeAt, { replay: options.replay });
-    if (!decision) return outcome;
-    let savedVersion: number;
+    if (!decision) return null;
     try {
-      savedVersion = await deps.store.save(ref, figure.groupKey, { record: decision.record, written: false }, version);
+      const version = await deps.store.save(ref, figure.groupKey, { record: decision.record, written: false }, latest?.version ?? null);
+      return { groupKey: figure.groupKey, record: decision.record, version, alertAgainst: decision.alert ? previous : null };
     } catch (err) {
-      if (err instanceof RevisionConflict) continue;
-      throw err;
-    }
-    await insertRevisions(deps.clickhouse, deps.db, [revisionRow(ref.report, ref.day, figure.groupKey, decision.record)]);
-    if (decision.alert && previous) {
-      await publishAmendedAlert(deps.js, { report: ref.report, day: ref.day, groupKey: figure.groupKey, previous, record: decision.record });
-      outcome.alerts++;
-    }
-    outcome.written++;
-    try {
-      await deps.store.save(ref, figure.groupKey, { record: decision.record, written: true }, savedVersion);
-    } catch (err) {
-      // someone else already repaired it: the row is in ClickHouse either way
       if (!(err instanceof RevisionConflict)) throw err;
     }
-    return outcome;
   }
 }
 
-/** Recomputes every group of a report's day from the event store and publishes what changed. */
+const GROUP_CONCURRENCY = 16;
+const DAY_CONCURRENCY = 4;
+
+/**
+ * Recomputes every group of a report's day from the event store and publishes what
+ * changed: claims in KV (concurrently per group), then one ClickHouse insert for the
+ * whole day, then the records are marked written and amendments alerted. A crash
+ * between the steps leaves unwritten records that whoever handles the day next
+ * inserts again (the table's replacing key makes that harmless).
+ */
 export async function reviseDay(deps: RevisorDeps, ref: DayRef, options: { replay: boolean } = { replay: false }): Promise<DayOutcome> {
   const report = deps.reports.find((r) => r.name === ref.report);
-  const total: DayOutcome = { written: 0, alerts: 0 };
-  if (!report) return total;
+  if (!report) return { written: 0, alerts: 0 };
   const figures = await dailyFigures(deps.clickhouse, deps.db, report, ref.day);
-  for (const figure of figures) {
-    const outcome = await reviseGroup(deps, report, ref, figure, options);
-    total.written += outcome.written;
-    total.alerts += outcome.alerts;
-  }
+  const repairs: Claimed[] = [];
+  const claimed: Claimed[] = [];
+  await eachLimit(figures, GROUP_CONCURRENCY, async (figure) => {
+    const claim = await claimGroup(deps, report, ref, figure, options, repairs);
+    if (claim) claimed.push(claim);
+  });
+  const toWrite = [...repairs.filter((r) => !claimed.some((c) => c.groupKey === r.groupKey)), ...claimed];
+  await insertRevisions(deps.clickhouse, deps.db, [...repairs, ...claimed].map((c) => revisionRow(ref.report, ref.day, c.groupKey, c.record)));
+  let alerts = 0;
+  await eachLimit(toWrite, GROUP_CONCURRENCY, async (c) => {
+    if (c.alertAgainst) {
+      await publishAmendedAlert(deps.js, { report: ref.report, day: ref.day, groupKey: c.groupKey, previous: c.alertAgainst, record: c.record });
+      alerts++;
+    }
+    try {
+      await deps.store.save(ref, c.groupKey, { record: c.record, written: true }, c.version);
+    } catch (err) {
+      // someone else moved the group on meanwhile: the row is in ClickHouse either way
+      if (!(err instanceof RevisionConflict)) throw err;
+    }
+  });
   const closeAt = closeAtMs(ref.day, report);
   if (deps.clock.now() < closeAt) await deps.store.setOpen(ref, closeAt);
   else await deps.store.clearOpen(ref);
-  return total;
+  return { written: claimed.length, alerts };
 }
 
-export type Revisor = { stop: () => Promise<void>; tick: () => Promise<DayOutcome> };
+export type Revisor = { stop: () => Promise<void>; stats: DayOutcome };
 
 /**
  * The clock-driven half of the daily view: folds dirty days into revisions once they
  * have been dirty for the report's coalescing interval (so a burst of late events
  * becomes one revision), and finalises open days whose close time has passed, even
- * when no event flows.
+ * when no event flows. Each day is revised on its own, a few at once, so a small late
+ * day never waits behind the recomputation of today's big one.
  */
 export function startRevisor(deps: RevisorDeps, options: { intervalMs?: number } = {}): Revisor {
   const intervalMs = options.intervalMs ?? 200;
   const firstSeen = new Map<string, number>();
+  const inFlight = new Map<string, Promise<void>>();
+  const stats: DayOutcome = { written: 0, alerts: 0 };
   const controller = new AbortController();
 
   const coalesceOf = (name: string) => deps.reports.find((r) => r.name === name)?.coalesce ?? 0;
 
-  const tick = async (): Promise<DayOutcome> => {
-    const total: DayOutcome = { written: 0, alerts: 0 };
-    const add = (o: DayOutcome) => {
-      total.written += o.written;
-      total.alerts += o.alerts;
-    };
+  const launch = (ref: DayRef, after?: () => Promise<void>) => {
+    const id = `${ref.report}.${ref.day}`;
+    if (inFlight.has(id) || inFlight.size >= DAY_CONCURRENCY) return;
+    const run = (async () => {
+      const outcome = await reviseDay(deps, ref);
+      stats.written += outcome.written;
+      stats.alerts += outcome.alerts;
+      await after?.();
+    })()
+      .catch((err: unknown) => deps.logger.error({ err, ...ref }, 'revising a day failed; retrying'))
+      .finally(() => inFlight.delete(id));
+    inFlight.set(id, run);
+  };
+
+  const tick = async (): Promise<void> => {
     const now = deps.clock.now();
     const dirty = await deps.store.dirtyDays();
-    const live = new Set<string>();
+    const live = new Set(dirty.map(({ value }) => `${value.report}.${value.day}`));
+    for (const id of firstSeen.keys()) if (!live.has(id)) firstSeen.delete(id);
     for (const { value: ref, version } of dirty) {
       const id = `${ref.report}.${ref.day}`;
-      live.add(id);
-      const seen = firstSeen.get(id) ?? now;
-      firstSeen.set(id, seen);
-      if (now - seen < coalesceOf(ref.report)) continue;
-      add(await reviseDay(deps, ref));
-      if (await deps.store.clearDirty(ref, version)) firstSeen.delete(id);
+      if (!firstSeen.has(id)) firstSeen.set(id, now);
+      if (now - firstSeen.get(id)! < coalesceOf(ref.report)) continue;
+      launch(ref, async () => {
+        // cleared only if no event marked the day again while it was being revised
+        if (await deps.store.clearDirty(ref, version)) firstSeen.delete(id);
+      });
     }
-    for (const id of firstSeen.keys()) if (!live.has(id)) firstSeen.delete(id);
     for (const open of await deps.store.openDays()) {
-      if (open.closeAt <= deps.clock.now() && !live.has(`${open.report}.${open.day}`)) add(await reviseDay(deps, open));
+      if (open.closeAt <= deps.clock.now() && !live.has(`${open.report}.${open.day}`)) launch(open);
     }
-    return total;
   };
 
   const loop = (async () => {
@@ -138,10 +163,11 @@ export function startRevisor(deps: RevisorDeps, options: { intervalMs?: number }
   })();
 
   return {
-    tick,
+    stats,
     stop: async () => {
       controller.abort();
       await loop;
+      await Promise.all(inFlight.values());
     },
   };
 }
