@@ -115,6 +115,7 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
       stopping = true;
       await consumer.stop();
       await Promise.all([revisor.stop(), realtime.stop()]);
+      await store.close();
     },
   };
 }

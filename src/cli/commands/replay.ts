@@ -42,6 +42,7 @@ export function register(program: Command): void {
         }
         bar.stop();
         const seconds = (performance.now() - started) / 1000;
+        await store.close();
         process.stdout.write(`replayed ${report.name}: ${days.length} days, ${total} events in ${seconds.toFixed(1)} s (${Math.round(total / Math.max(seconds, 1e-3))} events/s), ${revisions} new revisions\n`);
       } finally {
         await clickhouse.close();

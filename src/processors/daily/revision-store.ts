@@ -1,5 +1,5 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { Kvm, type KV } from '@nats-io/kv';
+import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
 import type { RevisionRecord } from '../logic/revisions.ts';
 
 /**
@@ -35,6 +35,7 @@ export type RevisionStore = {
   latest: (ref: DayRef, groupKey: string) => Promise<Versioned<StoredRevision> | null>;
   /** Compare-and-set on the group's latest revision; throws RevisionConflict when someone else wrote first. */
   save: (ref: DayRef, groupKey: string, value: StoredRevision, expectedVersion: number | null) => Promise<number>;
+  close: () => Promise<void>;
 };
 
 const parseDayKey = (key: string): DayRef => {
@@ -42,10 +43,21 @@ const parseDayKey = (key: string): DayRef => {
   return { report: report!, day: day! };
 };
 
-async function collect(iter: AsyncIterable<string>): Promise<string[]> {
-  const out: string[] = [];
-  for await (const key of iter) out.push(key);
-  return out;
+/**
+ * A live view of the keys under a prefix. Listing keys scans the bucket and never
+ * finishes while a key keeps changing (and today's dirty mark changes with every
+ * batch), so the store follows a watch instead.
+ */
+async function watchPrefix(kv: KV, prefix: string): Promise<{ entries: Map<string, KvEntry>; stop: () => void }> {
+  const entries = new Map<string, KvEntry>();
+  const watch = await kv.watch({ key: `${prefix}.>` });
+  void (async () => {
+    for await (const entry of watch) {
+      if (entry.operation === 'PUT') entries.set(entry.key, entry);
+      else entries.delete(entry.key);
+    }
+  })();
+  return { entries, stop: () => watch.stop() };
 }
 
 const isWrongLastSequence = (err: unknown): boolean => /wrong last sequence|key exists/i.test(String((err as Error)?.message));
@@ -55,19 +67,14 @@ export async function openRevisionStore(js: JetStreamClient): Promise<RevisionSt
   const dayKey = (prefix: string, ref: DayRef) => `${prefix}.${ref.report}.${ref.day}`;
   const revKey = (ref: DayRef, groupKey: string) => `rev.${ref.report}.${ref.day}.${encodeGroup(groupKey)}`;
 
+  const dirty = await watchPrefix(kv, 'dirty');
+  const open = await watchPrefix(kv, 'open');
+
   return {
     markDirty: async (ref) => {
       await kv.put(dayKey('dirty', ref), enc.encode(String(Date.now())));
     },
-    dirtyDays: async () => {
-      const keys = await collect(await kv.keys('dirty.>'));
-      const out: Array<Versioned<DayRef>> = [];
-      for (const key of keys) {
-        const entry = await kv.get(key);
-        if (entry && entry.operation === 'PUT') out.push({ value: parseDayKey(key), version: entry.revision });
-      }
-      return out;
-    },
+    dirtyDays: async () => [...dirty.entries.values()].map((entry) => ({ value: parseDayKey(entry.key), version: entry.revision })),
     clearDirty: async (ref, version) => {
       try {
         await kv.delete(dayKey('dirty', ref), { previousSeq: version });
@@ -77,15 +84,7 @@ export async function openRevisionStore(js: JetStreamClient): Promise<RevisionSt
         throw err;
       }
     },
-    openDays: async () => {
-      const keys = await collect(await kv.keys('open.>'));
-      const out: Array<DayRef & { closeAt: number }> = [];
-      for (const key of keys) {
-        const entry = await kv.get(key);
-        if (entry && entry.operation === 'PUT') out.push({ ...parseDayKey(key), closeAt: Number(entry.string()) });
-      }
-      return out;
-    },
+    openDays: async () => [...open.entries.values()].map((entry) => ({ ...parseDayKey(entry.key), closeAt: Number(entry.string()) })),
     setOpen: async (ref, closeAt) => {
       await kv.put(dayKey('open', ref), enc.encode(String(closeAt)));
     },
@@ -106,6 +105,10 @@ export async function openRevisionStore(js: JetStreamClient): Promise<RevisionSt
         if (isWrongLastSequence(err)) throw new RevisionConflict(`${key} changed since version ${expectedVersion}`);
         throw err;
       }
+    },
+    close: async () => {
+      dirty.stop();
+      open.stop();
     },
   };
 }
