@@ -43,11 +43,15 @@ const Window = z.strictObject({
   slide: Duration,
 }).refine((w) => w.size > 0 && w.slide > 0 && w.size % w.slide === 0, { message: 'size must be a positive multiple of slide' });
 
+const GroupField = z.string().superRefine((field, ctx) => {
+  if (!/^(source|type|key|data\..+)$/.test(field)) ctx.addIssue({ code: 'custom', message: `"${field}" is not source, type, key or data.<field>` });
+});
+
 const Report = z.strictObject({
   name: z.string().regex(/^[a-z][a-z0-9_]*$/, 'lower-case letters, digits and _ only'),
   types: z.array(z.string().min(1)).min(1),
   timeZone: TimeZone.default('UTC'),
-  groupBy: z.array(z.string().regex(/^(source|type|key|data\..+)$/, 'must be source, type, key or data.<field>')).default([]).describe('envelope fields (source, type, key) or data.<field>'),
+  groupBy: z.array(GroupField).default([]).describe('envelope fields (source, type, key) or data.<field>'),
   measures: z.record(z.string().regex(/^[a-z][a-z0-9_]*$/), Measure),
   close: z.strictObject({ after: Duration.default(3 * 86_400_000) }).prefault({}),
   coalesce: Duration.default(1_000).describe('late events within this interval become one revision'),
