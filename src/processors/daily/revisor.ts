@@ -61,6 +61,7 @@ async function claimGroup(deps: RevisorDeps, report: ReportConfig, ref: DayRef, 
 
 const GROUP_CONCURRENCY = 16;
 const DAY_CONCURRENCY = 4;
+const ADAPTIVE_FACTOR = 4;
 
 /**
  * Recomputes every group of a report's day from the event store and publishes what
@@ -112,6 +113,7 @@ export type Revisor = { stop: () => Promise<void>; stats: DayOutcome };
 export function startRevisor(deps: RevisorDeps, options: { intervalMs?: number } = {}): Revisor {
   const intervalMs = options.intervalMs ?? 200;
   const firstSeen = new Map<string, number>();
+  const lastDuration = new Map<string, number>();
   const inFlight = new Map<string, Promise<void>>();
   const stats: DayOutcome = { written: 0, alerts: 0 };
   const controller = new AbortController();
@@ -122,7 +124,9 @@ export function startRevisor(deps: RevisorDeps, options: { intervalMs?: number }
     const id = `${ref.report}.${ref.day}`;
     if (inFlight.has(id) || inFlight.size >= DAY_CONCURRENCY) return;
     const run = (async () => {
+      const started = performance.now();
       const outcome = await reviseDay(deps, ref);
+      lastDuration.set(id, performance.now() - started);
       stats.written += outcome.written;
       stats.alerts += outcome.alerts;
       await after?.();
@@ -136,11 +140,17 @@ export function startRevisor(deps: RevisorDeps, options: { intervalMs?: number }
     const now = deps.clock.now();
     const dirty = await deps.store.dirtyDays();
     const live = new Set(dirty.map(({ value }) => `${value.report}.${value.day}`));
-    for (const id of firstSeen.keys()) if (!live.has(id)) firstSeen.delete(id);
+    for (const id of firstSeen.keys()) {
+      if (live.has(id)) continue;
+      firstSeen.delete(id);
+      lastDuration.delete(id);
+    }
     for (const { value: ref, version } of dirty) {
       const id = `${ref.report}.${ref.day}`;
       if (!firstSeen.has(id)) firstSeen.set(id, now);
-      if (now - firstSeen.get(id)! < coalesceOf(ref.report)) continue;
+      // a day that takes long to recompute (a big today under load) is revised less
+      // often, so recomputing never takes more than about a fifth of the time
+      if (now - firstSeen.get(id)! < Math.max(coalesceOf(ref.report), ADAPTIVE_FACTOR * (lastDuration.get(id) ?? 0))) continue;
       launch(ref, async () => {
         // cleared only if no event marked the day again while it was being revised
         if (await deps.store.clearDirty(ref, version)) firstSeen.delete(id);
