@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -12,14 +13,25 @@ async function eventRows(client: ClickHouseClient, db: string): Promise<number> 
   return Number(rows[0]?.n ?? 0);
 }
 
-export type MemorySample = { events: number; rssMiB: number; heapMiB: number };
+export type MemorySample = { events: number; rssMiB: number; heapMiB: number; gatewayRssMiB?: number };
+
+/** Resident memory of another process (the gateway), from /proc; undefined where there is none. */
+export function processRssMiB(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    return kb === undefined ? undefined : Math.round(Number(kb) / 1024);
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * Publishes `count` raw events to `ingest.>` as fast as core publish goes and waits
  * until every one is acked by the processor, i.e. stored in ClickHouse. Memory is
  * sampled each time another `sampleEvery` events are through.
  */
-export async function drain(options: { nc: NatsConnection; jsm: JetStreamManager; clickhouse: ClickHouseClient; db: string; from: number; count: number; sampleEvery: number; onProgress?: (done: number) => void }): Promise<{ ms: number; memory: MemorySample[] }> {
+export async function drain(options: { nc: NatsConnection; jsm: JetStreamManager; clickhouse: ClickHouseClient; db: string; from: number; count: number; sampleEvery: number; gatewayPid?: number }): Promise<{ ms: number; memory: MemorySample[] }> {
   const { nc, jsm, from, count } = options;
   const startFloor = await ackFloor(jsm);
   const now = Date.now();
@@ -37,10 +49,10 @@ export async function drain(options: { nc: NatsConnection; jsm: JetStreamManager
   })();
   for (;;) {
     const done = (await ackFloor(jsm)) - startFloor;
-    options.onProgress?.(done);
     if (done >= nextSample) {
       const usage = process.memoryUsage();
-      memory.push({ events: from + done, rssMiB: mib(usage.rss), heapMiB: mib(usage.heapUsed) });
+      const gatewayRssMiB = processRssMiB(options.gatewayPid);
+      memory.push({ events: done, rssMiB: mib(usage.rss), heapMiB: mib(usage.heapUsed), ...(gatewayRssMiB === undefined ? {} : { gatewayRssMiB }) });
       nextSample += options.sampleEvery;
     }
     if (done >= count) break;

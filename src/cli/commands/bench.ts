@@ -25,13 +25,14 @@ type BenchOptions = { events: string; rate: string; seconds: string; memoryEvent
  * The gateway as its own process, as deployed: on two cores it then works in parallel
  * with the processor instead of taking turns with it on one event loop.
  */
-async function spawnGateway(natsUrl: string, configFile: string | undefined): Promise<{ stop: () => Promise<void> }> {
+async function spawnGateway(natsUrl: string, configFile: string | undefined): Promise<{ pid?: number; stop: () => Promise<void> }> {
   const child = spawn(process.execPath, [fileURLToPath(new URL('../../../bin/tidemark.mjs', import.meta.url)), 'gateway', ...(configFile ? ['--config', configFile] : [])], {
     env: { ...process.env, NATS_URL: natsUrl, TIDEMARK_HTTP_PORT: '0', LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   return {
+    ...(child.pid === undefined ? {} : { pid: child.pid }),
     stop: async () => {
       child.kill('SIGTERM');
       await exited;
@@ -71,7 +72,7 @@ export function register(program: Command): void {
         const bare = await bareJetStream(nc, js, events);
         line('bare JetStream publish+consume+ack', `${bare.eventsPerSecond} msg/s (publish ${Math.round(bare.publishMs)} ms, consume ${Math.round(bare.consumeMs)} ms)`);
 
-        const gateway = opts.gatewayProcess ? await spawnGateway(server.url, command.optsWithGlobals<{ config?: string }>().config) : await startNatsGateway({ js, nc, config, logger });
+        const gateway: { pid?: number; stop: () => Promise<void> } = opts.gatewayProcess ? await spawnGateway(server.url, command.optsWithGlobals<{ config?: string }>().config) : await startNatsGateway({ js, nc, config, logger });
         const processor = await startProcessor({ config, js, clickhouse, logger });
         try {
           const first = await drain({ nc, jsm, clickhouse, db, from: 0, count: events, sampleEvery: events });
@@ -87,10 +88,13 @@ export function register(program: Command): void {
           let memory: MemorySample[] = [];
           if (memoryEvents > 0) {
             const from = events + load.sent + 1;
-            const run = await drain({ nc, jsm, clickhouse, db, from, count: memoryEvents, sampleEvery: 1_000_000 });
+            const run = await drain({ nc, jsm, clickhouse, db, from, count: memoryEvents, sampleEvery: 1_000_000, ...(gateway.pid === undefined ? {} : { gatewayPid: gateway.pid }) });
             memory = run.memory;
             line(`pipeline, ${memoryEvents} more events`, `${rate(memoryEvents, run.ms)} events/s`);
-            for (const sample of memory) line(`  memory after ${sample.events - from} events`, `rss ${sample.rssMiB} MiB, heap ${sample.heapMiB} MiB`);
+            for (const sample of memory) {
+              const gatewayRss = sample.gatewayRssMiB === undefined ? '' : `; gateway process rss ${sample.gatewayRssMiB} MiB`;
+              line(`  memory after ${sample.events} events`, `processor process rss ${sample.rssMiB} MiB, heap ${sample.heapMiB} MiB${gatewayRss}`);
+            }
           }
           process.stdout.write(`\n${JSON.stringify({ bare, pipelineEventsPerSecond: eps, ratio: eps / bare.eventsPerSecond, freshness: load.freshness, late: load.late, memory })}\n`);
         } finally {
