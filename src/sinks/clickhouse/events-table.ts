@@ -60,8 +60,18 @@ export function eventRow(event: TidemarkEvent): EventRow {
   };
 }
 
-/** A synchronous insert: when it resolves, the rows are stored (the caller acks after this). */
+const COLUMNS = ['id', 'occurred_at', 'received_at', 'delay_ms', 'source', 'type', 'key', 'data', 'nums', 'seq'] as const satisfies ReadonlyArray<keyof EventRow>;
+
+/**
+ * A synchronous insert: when it resolves, the rows are stored (the caller acks after
+ * this). Rows go as JSON arrays in column order: ClickHouse parses them about a fifth
+ * faster than objects, and this insert is most of a processor's ClickHouse work.
+ */
 export async function insertEvents(client: ClickHouseClient, db: string, events: TidemarkEvent[]): Promise<void> {
   if (events.length === 0) return;
-  await client.insert({ table: `${db}.events`, values: events.map(eventRow), format: 'JSONEachRow' });
+  const values = events.map((event) => {
+    const row = eventRow(event);
+    return COLUMNS.map((column) => row[column]);
+  });
+  await client.insert({ table: `${db}.events`, values, format: 'JSONCompactEachRow', columns: [...COLUMNS] });
 }
