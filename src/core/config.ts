@@ -295,7 +295,7 @@ export const ConfigSchema = z.strictObject({
   }).prefault({}),
   processor: z.strictObject({
     batchSize: z.number().int().positive().default(5_000).describe('events per ClickHouse insert at most'),
-    refresh: Duration.default(500).describe('how often the realtime view is written'),
+    refresh: Duration.default(250).describe('how often the realtime view is written'),
     idleTimeout: Duration.default(5_000).describe('after this long without event-time progress, the watermark follows the clock'),
   }).prefault({}),
   reports: z.array(Report).default([]),
