@@ -80,6 +80,28 @@ const report = makeReport({
 });
 
 describe('WindowStore', () => {
+  it('with allowed lateness: early, one on-time emission when event time passes the end, late ones, then the final', () => {
+    const lenient = makeReport({ measures: { amount: { fn: 'sum', field: 'amount' } }, windows: [{ size: MIN, slide: MIN }], allowedLateness: '30s' });
+    const store = new WindowStore(lenient);
+    const watermark = new Watermark(lenient.allowedLateness, Infinity);
+    const add = (t: number, amount: string) => {
+      watermark.observe(t, 0);
+      return store.add(makeEvent({ occurredAt: t, data: { amount } }));
+    };
+    const step = () => [...store.snapshotOpen(), ...store.advance(watermark.current)].map((r) => `${r.start}:${r.emission}:${r.timing}:${r.final}:${r.measures.amount}`);
+    add(1_000, '1');
+    expect(step()).toEqual(['0:1:early:false:1']);
+    add(MIN + 5_000, '10'); // event time passes the first window's end: its on-time emission, still open
+    expect(step()).toEqual(['60000:1:early:false:10', '0:2:on_time:false:1']);
+    add(2_000, '2'); // late, but within the lateness
+    expect(step()).toEqual(['0:3:late:false:3']);
+    add(MIN + 31_000, '100'); // the watermark passes the first window's end: its final emission
+    expect(step()).toEqual(['60000:2:early:false:110', '0:4:late:true:3']);
+    expect(add(3_000, '4').rejected).toHaveLength(1);
+    add(2 * MIN + 40_000, '0');
+    expect(step()).toEqual(['120000:1:early:false:0', '60000:3:on_time:true:110']);
+  });
+
   it('emits early results of changed windows, then one on-time result at close, and forgets the window', () => {
     const tumbling = makeReport({ measures: { amount: { fn: 'sum', field: 'amount' } }, windows: [{ size: MIN, slide: MIN }] });
     const store = new WindowStore(tumbling);
@@ -94,7 +116,7 @@ describe('WindowStore', () => {
 
     expect(store.advance(MIN - 1)).toEqual([]);
     const closed = store.advance(MIN);
-    expect(closed.map(({ state, ...result }) => ({ ...result, parts: state.events }))).toEqual([{ report: 'r', size: MIN, slide: MIN, start: 0, end: MIN, group: '', emission: 3, timing: 'on_time', events: 2, measures: { amount: '2.5' }, parts: 2 }]);
+    expect(closed.map(({ state, ...result }) => ({ ...result, parts: state.events }))).toEqual([{ report: 'r', size: MIN, slide: MIN, start: 0, end: MIN, group: '', emission: 3, timing: 'on_time', final: true, events: 2, measures: { amount: '2.5' }, parts: 2 }]);
     expect(store.openWindows).toBe(1);
 
     expect(add(3_000, '100')).toEqual({ accepted: 0, rejected: [{ size: MIN, slide: MIN, start: 0, end: MIN, group: '' }] });

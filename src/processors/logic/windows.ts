@@ -13,12 +13,14 @@
  * straggler (an event older than the max) does not count as progress, so it does not
  * hold the watermark back. W never decreases.
  *
- * A window closes when W >= end. It takes events until then; an event for a closed
- * window is refused and reported, never added (no back-fill). `snapshotOpen` gives the
- * open windows that changed since their last emission, numbered 1, 2, ... with timing
- * 'early'; `advance` gives each window's last emission, timing 'on_time', and forgets
- * the window, so memory holds only open windows. Timing follows Beam's pane timing;
- * there is no 'late' pane because late events are refused.
+ * Timing follows Beam's panes. Before event time (W + allowedLateness) reaches a
+ * window's end, its emissions are 'early'; when it does, the window gets one 'on_time'
+ * emission; events still within the allowed lateness then give 'late' emissions. A
+ * window closes when W >= end: its final emission says so, and it is forgotten, so
+ * memory holds only open windows. An event for a closed window is refused and
+ * reported, never added (no back-fill). `snapshotOpen` gives the open windows that
+ * changed since their last emission, numbered 1, 2, ...; `advance` gives the on-time
+ * and final ones. With no allowed lateness the on-time emission is the final one.
  */
 import type { ReportConfig } from '../../core/config.ts';
 import type { TidemarkEvent } from '../../core/envelope.ts';
@@ -64,7 +66,7 @@ export class Watermark {
   }
 }
 
-export type WindowTiming = 'early' | 'on_time';
+export type WindowTiming = 'early' | 'on_time' | 'late';
 
 export interface WindowRef {
   readonly size: number;
@@ -76,9 +78,11 @@ export interface WindowRef {
 
 export interface WindowResult extends WindowRef {
   readonly report: string;
-  /** 1, 2, ... per window: the early emissions, then the on-time one. */
+  /** 1, 2, ... per window: the early emissions, the on-time one, then late ones. */
   readonly emission: number;
   readonly timing: WindowTiming;
+  /** The window's last emission: it is closed and forgotten. */
+  readonly final: boolean;
   readonly events: number;
   readonly measures: Record<string, string>;
   /** The accumulators behind `measures`, so instances that each saw part of the stream can be merged exactly. */
@@ -97,8 +101,8 @@ interface Spec {
   readonly slide: number;
   /** group → pane start → pane */
   readonly panes: Map<string, Map<number, Pane>>;
-  /** window key → emissions so far and the pane versions they covered */
-  readonly emitted: Map<string, { emissions: number; versions: number }>;
+  /** window key → emissions so far, the pane versions they covered, and whether the on-time one is out */
+  readonly emitted: Map<string, { emissions: number; versions: number; onTime: boolean }>;
 }
 
 const NONE: WindowRef[] = [];
@@ -178,7 +182,12 @@ export class WindowStore {
     return [...starts].sort((a, b) => a - b);
   }
 
-  #emitIfNew(spec: Spec, group: string, start: number, timing: WindowTiming): WindowResult | undefined {
+  /**
+   * The window's figure, if there is something to say: early and late emissions only
+   * when a pane changed since the last one; the on-time one and the final one always,
+   * since readers need to see the window reach each of those points.
+   */
+  #emit(spec: Spec, group: string, start: number, moment: 'open' | 'on_time' | 'final'): WindowResult | undefined {
     const panes = spec.panes.get(group);
     let state = emptyState(this.report);
     let versions = 0;
@@ -190,41 +199,52 @@ export class WindowStore {
     }
     const key = `${group}\u0000${start}`;
     const previous = spec.emitted.get(key);
-    if (timing === 'early' && previous?.versions === versions) return undefined;
+    const onTimeDone = previous?.onTime === true;
+    const changed = previous?.versions !== versions;
     if (state.events === 0) return undefined;
+    if (moment === 'open' && !changed) return undefined;
+    if (moment === 'on_time' && onTimeDone) return undefined;
+    const timing: WindowTiming = moment === 'open' ? (onTimeDone ? 'late' : 'early') : onTimeDone ? 'late' : 'on_time';
     const emissions = (previous?.emissions ?? 0) + 1;
-    spec.emitted.set(key, { emissions, versions });
+    spec.emitted.set(key, { emissions, versions, onTime: onTimeDone || timing === 'on_time' });
     const { size, slide } = spec;
-    return { report: this.report.name, size, slide, start, end: start + size, group, emission: emissions, timing, events: state.events, measures: finalize(state, this.report), state };
+    return { report: this.report.name, size, slide, start, end: start + size, group, emission: emissions, timing, final: moment === 'final', events: state.events, measures: finalize(state, this.report), state };
   }
 
-  /** Closes every window the watermark has passed (end <= watermark): their final, on-time results; they are then forgotten. */
+  /**
+   * Moves the closing watermark (max event time − allowedLateness). A window whose end
+   * event time has passed (watermark + allowedLateness) gets its on-time emission; one
+   * the watermark itself has passed gets its final emission and is forgotten. With no
+   * allowed lateness both happen at once: one on-time, final emission.
+   */
   advance(watermark: number): WindowResult[] {
     if (watermark <= this.#watermark) return [];
-    const closed: WindowResult[] = [];
+    const eventTime = watermark + this.report.allowedLateness;
+    const results: WindowResult[] = [];
     for (const spec of this.#specs) {
       for (const [group, panes] of spec.panes) {
         for (const start of this.#windowStarts(spec, group)) {
-          if (start + spec.size > watermark) continue;
-          const result = this.#emitIfNew(spec, group, start, 'on_time');
-          if (result) closed.push(result);
-          spec.emitted.delete(`${group}\u0000${start}`);
+          const end = start + spec.size;
+          if (end > eventTime) continue;
+          const result = this.#emit(spec, group, start, end <= watermark ? 'final' : 'on_time');
+          if (result) results.push(result);
+          if (end <= watermark) spec.emitted.delete(`${group}\u0000${start}`);
         }
         for (const paneStart of panes.keys()) if (paneStart + spec.size <= watermark) panes.delete(paneStart);
         if (panes.size === 0) spec.panes.delete(group);
       }
     }
     this.#watermark = watermark;
-    return closed;
+    return results;
   }
 
-  /** Early results of the open windows that took events since their last emission. */
+  /** Results of the open windows that took events since their last emission: early, or late after the on-time one. */
   snapshotOpen(): WindowResult[] {
     const results: WindowResult[] = [];
     for (const spec of this.#specs) {
       for (const [group] of spec.panes) {
         for (const start of this.#windowStarts(spec, group)) {
-          const result = this.#emitIfNew(spec, group, start, 'early');
+          const result = this.#emit(spec, group, start, 'open');
           if (result) results.push(result);
         }
       }

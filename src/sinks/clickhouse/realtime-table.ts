@@ -13,6 +13,7 @@ export type RealtimeRow = {
   instance: string;
   emission: number;
   timing: string;
+  final: number;
   events: number;
   measures: Record<string, string>;
   parts: Record<string, string>;
@@ -40,6 +41,7 @@ export function realtimeRow(result: WindowResult, instance: string, emittedAt: n
     instance,
     emission: result.emission,
     timing: result.timing,
+    final: result.final ? 1 : 0,
     events: result.events,
     measures: result.measures,
     parts,
@@ -82,7 +84,7 @@ export async function replaceRealtimeView(client: ClickHouseClient, db: string, 
     const entries = Object.entries(report.measures).map(([name, m]) => `'${name}', CAST(${mergeExpression(name, m.fn)} AS Nullable(${MONEY_TYPE}))`);
     return `SELECT report, size_ms, window_start, window_end, group_key, sum(events) AS events,
         mapFilter((k, v) -> v IS NOT NULL, map(${entries.join(', ')})) AS measures,
-        count() AS instances, max(emitted_at) AS emitted_at, max(timing) = 'on_time' AND min(timing) = 'on_time' AS closed
+        count() AS instances, max(emitted_at) AS emitted_at, min(final) = 1 AS closed
       FROM ${db}.realtime_windows FINAL
       WHERE report = '${report.name}'
       GROUP BY report, size_ms, window_start, window_end, group_key`;
