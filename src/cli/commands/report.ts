@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { migrate } from '../../clickhouse/migrations.ts';
 import type { Config, ReportConfig } from '../../core/config.ts';
 import { ErrorCodes, TidemarkError } from '../../core/errors.ts';
 import { sameMeasures } from '../../processors/logic/revisions.ts';
@@ -38,6 +39,8 @@ export function register(program: Command): void {
       const { client, close } = await openClickHouseForTool(config);
       try {
         const db = config.clickhouse.database;
+        // on a fresh data directory the tables do not exist yet: create them and report nothing
+        await migrate(client, db);
         const revisions = await publishedRevisions(client, db, report.name, opts.day, { ...(asOf === undefined ? {} : { asOf }), history: opts.history ?? false });
         const recomputed = new Map((await dailyFigures(client, db, report, opts.day, asOf)).map((f) => [f.groupKey, f]));
         const latest = new Map<string, (typeof revisions)[number]>();
