@@ -1,7 +1,7 @@
 /**
  * Saga throughput and compensation latency, measured, never asserted.
  *
- *   npx tsx scripts/bench-saga.ts --sagas 3000 --instances 2
+ *   npx tsx scripts/bench-saga.ts --sagas 10000 --instances 2 [--cpus-per-instance 0.4]
  *
  * Starts nats-server with a throw-away store (or uses NATS_URL), runs `tidemark saga
  * run` in `--instances` child processes on the example order saga, answers its
@@ -15,7 +15,7 @@
  *   triggers so it shows the path itself.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
@@ -36,8 +36,9 @@ const opts = new Command('bench-saga')
   .addOption(new Option('--failure-rate <p>', 'chance each step fails (the saga compensates)').default(0.05).argParser(Number))
   .addOption(new Option('--concurrency <n>', 'sagas.concurrency of each orchestrator').default(64).argParser(Number))
   .addOption(new Option('--rate <n>', 'triggers per second; 0 publishes them all at once').default(0).argParser(Number))
+  .addOption(new Option('--cpus-per-instance <cores>', 'CPU budget of each orchestrator (a cgroup quota, like a pod CPU limit); 0: unlimited').default(0).argParser(Number))
   .parse()
-  .opts<{ sagas: number; instances: number; failureRate: number; concurrency: number; rate: number }>();
+  .opts<{ sagas: number; instances: number; failureRate: number; concurrency: number; rate: number; cpusPerInstance: number }>();
 
 const FAILURES = new Set(['OrderRejected', 'OutOfStock', 'PaymentDeclined', 'ShippingRejected']);
 const CHILD = `
@@ -64,11 +65,34 @@ await ensureSagaTopology(js, jsm, config);
 const logger = pino({ level: 'warn' });
 const services = await startOrderServices({ js, jsm, logger, behaviour: { failureRate: opts.failureRate, transientRate: 0, silentRate: 0, undoFailureRate: 0, latencyMs: 0 } });
 
-function startInstance(): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', CHILD, '--', 'saga', 'run', '--no-clickhouse', '--definitions', 'examples/order-saga/definition.ts', '--config', join(dir, 'tidemark.yaml')], {
+/**
+ * Puts a process under a CPU quota of its own (cgroup v2 `cpu.max`, else v1 CFS quota).
+ * On a box this small one orchestrator, nats-server and the services already fill
+ * both cores, so scaling shows only when each instance has a fixed budget, as it
+ * would on its own machine or pod. Returns the cgroup to remove afterwards.
+ */
+function limitCpu(pid: number, cores: number, index: number): string {
+  const quota = Math.round(cores * 100_000);
+  const v2 = existsSync('/sys/fs/cgroup/cgroup.controllers');
+  const group = v2 ? `/sys/fs/cgroup/tidemark-bench-${process.pid}-${index}` : `/sys/fs/cgroup/cpu/tidemark-bench-${process.pid}-${index}`;
+  try {
+    mkdirSync(group);
+    if (v2) writeFileSync(join(group, 'cpu.max'), `${quota} 100000`);
+    else writeFileSync(join(group, 'cpu.cfs_quota_us'), String(quota));
+    writeFileSync(join(group, 'cgroup.procs'), String(pid));
+  } catch (err) {
+    throw new Error(`--cpus-per-instance needs a writable cgroup (${group}): ${(err as Error).message}`);
+  }
+  return group;
+}
+const cgroups: string[] = [];
+
+function startInstance(index: number): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [...(process.env.PROF_DIR ? ['--cpu-prof', '--cpu-prof-dir', process.env.PROF_DIR] : []), '--import', 'tsx', '--input-type=module', '-e', CHILD, '--', 'saga', 'run', '--no-clickhouse', '--definitions', 'examples/order-saga/definition.ts', '--config', join(dir, 'tidemark.yaml')], {
     env: { ...process.env, NATS_URL: url, TIDEMARK_DATA_DIR: dir, LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
+  if (opts.cpusPerInstance > 0) cgroups.push(limitCpu(child.pid!, opts.cpusPerInstance, index));
   return new Promise((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`orchestrator exited with ${code}`)));
     child.stdout!.on('data', (chunk: Buffer) => {
@@ -76,7 +100,7 @@ function startInstance(): Promise<ChildProcess> {
     });
   });
 }
-const children = await Promise.all(Array.from({ length: opts.instances }, startInstance));
+const children = await Promise.all(Array.from({ length: opts.instances }, (_, i) => startInstance(i)));
 
 // the status sits near the start of every record: a cheap look instead of parsing whole logs
 const ENDED = /"status":"(completed|compensated|parked|aborted)"/;
@@ -93,7 +117,17 @@ void (async () => {
   }
 })();
 
-process.stdout.write(`running ${opts.sagas} sagas on ${opts.instances} orchestrator process(es), failure rate ${opts.failureRate} per step, ${opts.rate ? `${opts.rate} triggers/s` : 'all triggers at once'}\n`);
+process.stdout.write(`running ${opts.sagas} sagas on ${opts.instances} orchestrator process(es)${opts.cpusPerInstance ? ` of ${opts.cpusPerInstance} CPU each` : ''}, failure rate ${opts.failureRate} per step, ${opts.rate ? `${opts.rate} triggers/s` : 'all triggers at once'}\n`);
+/** User + system CPU seconds of a process so far (Linux /proc; undefined elsewhere). */
+function cpuSeconds(pid: number | undefined): number | undefined {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return undefined;
+  }
+}
+const cpuAtStart = children.map((c) => cpuSeconds(c.pid) ?? 0);
 const startedAt = performance.now();
 const inFlight = new Set<Promise<unknown>>();
 for (let i = 0; i < opts.sagas; i++) {
@@ -136,16 +170,12 @@ async function compensationLatencies(): Promise<number[]> {
   });
 }
 
-/** User + system CPU seconds of a process so far (Linux /proc; undefined elsewhere). */
-function cpuSeconds(pid: number | undefined): number | undefined {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return undefined;
-  }
-}
-const cpu = children.map((c) => cpuSeconds(c.pid));
+const cpu = children.map((c, i) => {
+  const now = cpuSeconds(c.pid);
+  return now === undefined ? undefined : now - cpuAtStart[i]!;
+});
+const ownCpu = process.cpuUsage();
+const serverCpu = cpuSeconds(server?.pid);
 
 const latencies = (await compensationLatencies()).sort((a, b) => a - b);
 const pct = (p: number) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))]!.toFixed(1) : '-');
@@ -154,14 +184,16 @@ process.stdout.write(
     `${opts.sagas} sagas in ${seconds.toFixed(2)}s: ${(opts.sagas / seconds).toFixed(0)} sagas/s (${opts.instances} orchestrator process(es))`,
     `compensation start after the failure event, ${latencies.length} sagas: p50 ${pct(50)} ms, p99 ${pct(99)} ms, max ${latencies.at(-1)?.toFixed(1) ?? '-'} ms (target p99 < 100 ms)`,
     ...(cpu.every((c) => c !== undefined)
-      ? [`orchestrator CPU (start-up included): ${cpu.map((c) => `${c!.toFixed(2)}s`).join(' + ')} = ${((cpu.reduce((a, b) => a! + b!, 0)! * 1000) / opts.sagas).toFixed(2)} ms per saga; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`]
+      ? [`orchestrator CPU during the run: ${cpu.map((c) => `${c!.toFixed(2)}s`).join(' + ')} = ${((cpu.reduce((a, b) => a! + b!, 0)! * 1000) / opts.sagas).toFixed(2)} ms per saga; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}`]
       : []),
+    `CPU of the rest: this process (simulated services, triggers) ${((ownCpu.user + ownCpu.system) / 1e6).toFixed(2)}s${serverCpu === undefined ? '' : `, nats-server ${serverCpu.toFixed(2)}s`}`,
     '',
   ].join('\n'),
 );
 
 for (const child of children) child.kill('SIGTERM');
 await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))));
+for (const group of cgroups) rmdirSync(group);
 await services.stop();
 await nc.close();
 await server?.stop();

@@ -32,7 +32,7 @@ beforeAll(async () => {
   configFile = join(dir, 'tidemark.yaml');
   writeFileSync(configFile, JSON.stringify({ nats: { url: server.url } }));
   conn = await connectTo(server.url, config);
-  role = await startSagaRole({ config, js: conn.js, jsm: conn.jsm, logger, definitions: [orderSaga()], clickhouse: ch.client });
+  role = await startSagaRole({ config, nc: conn.nc, js: conn.js, jsm: conn.jsm, logger, definitions: [orderSaga()], clickhouse: ch.client });
   services = await startServices(conn.js, conn.jsm);
   await trigger(conn.js, 'cli-ok');
   await trigger(conn.js, 'cli-comp', { 'do:payment': ['fail'] });

@@ -1,14 +1,14 @@
-import type { JetStreamClient } from '@nats-io/jetstream';
 import fc from 'fast-check';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../src/core/time.ts';
-import { startDispatcher } from '../src/saga/dispatcher.ts';
 import { sagaEffects } from '../src/saga/effects.ts';
 import { sagaMetricsFor } from '../src/saga/metrics.ts';
 import { startOrchestrator, type Orchestrator } from '../src/saga/orchestrator.ts';
-import { sagaStore, type SagaStore } from '../src/saga/store.ts';
-import { openSagaBucket } from '../src/saga/topology.ts';
+import { createBatchPublisher } from '../src/nats/batch-publisher.ts';
+import { sagaPublish, type SagaPublish } from '../src/saga/commands.ts';
+import type { SagaStore } from '../src/saga/store.ts';
+import { openSagaStore } from '../src/saga/topology.ts';
 import { startTestNats, type TestNats } from './harness/nats.ts';
 import { waitFor } from './harness/streams.ts';
 import { connectTo, logger, orderSaga, sagaConfig, startRole, startServices, trigger, verifyAgainstOracle, type Conn, type Script, type Services } from './saga-support.ts';
@@ -33,7 +33,7 @@ beforeAll(async () => {
   conn = await connectTo(server.url, config);
   await (await startRole(conn, config, { timeout: STEP_TIMEOUT })).stop();
   services = await startServices(conn.js, conn.jsm, 20);
-  observer = sagaStore(await openSagaBucket(conn.js));
+  observer = await openSagaStore(conn.js, createBatchPublisher(conn.nc));
 });
 
 afterAll(async () => {
@@ -42,7 +42,7 @@ afterAll(async () => {
   await server?.dispose();
 });
 
-/** `time`: after n ms; otherwise at the n-th state write (before or after it lands) or right after the n-th command is stored (by the orchestrator or the dispatcher). */
+/** `time`: after n ms; otherwise at the n-th state write (before or after it lands) or right after the n-th command is stored. */
 type CrashPoint = { at: 'time' | 'beforeSave' | 'afterSave' | 'afterPublish'; n: number };
 
 type Instance = { orchestrator: Orchestrator; crashed: Promise<void>; kill: () => Promise<void> };
@@ -60,7 +60,8 @@ async function startInstance(point: CrashPoint | null): Promise<Instance> {
     throw new Error('crashed');
   };
   const hit = (at: CrashPoint['at']) => point?.at === at && ++count === point.n;
-  const inner = sagaStore(await openSagaBucket(own.js));
+  const publisher = createBatchPublisher(own.nc);
+  const inner = await openSagaStore(own.js, publisher);
   const store: SagaStore = {
     ...inner,
     save: async (record, expected) => {
@@ -70,24 +71,15 @@ async function startInstance(point: CrashPoint | null): Promise<Instance> {
       return revision;
     },
   };
-  const js = new Proxy(own.js, {
-    get: (target, prop) =>
-      prop === 'publish'
-        ? async (...args: Parameters<JetStreamClient['publish']>) => {
-            const ack = await target.publish(...args);
-            if (args[0].startsWith('saga.cmd.') && hit('afterPublish')) die();
-            return ack;
-          }
-        : Reflect.get(target, prop),
-  });
+  const stored = sagaPublish(publisher);
+  const publish: SagaPublish = async (subject, data, msgId) => {
+    const ack = await stored(subject, data, msgId);
+    if (subject.startsWith('saga.cmd.') && hit('afterPublish')) die();
+    return ack;
+  };
   const metrics = sagaMetricsFor(new Registry());
-  const effects = sagaEffects({ js, clock: systemClock, metrics });
-  const orchestrator = await startOrchestrator({ js, store, definitions: [orderSaga(STEP_TIMEOUT)], concurrency: 16, holdDeadlinesMs: ACK_WAIT, clock: systemClock, logger, metrics, effects });
-  // the orchestrator may reach its crash point before the dispatcher is up: a crash during start
-  const dispatcher = await startDispatcher({ js, effects, logger, concurrency: 16 }).catch((err: unknown) => {
-    if (dead) return null;
-    throw err;
-  });
+  const effects = sagaEffects({ publish, clock: systemClock, metrics });
+  const orchestrator = await startOrchestrator({ js: own.js, publish, store, definitions: [orderSaga(STEP_TIMEOUT)], concurrency: 16, holdDeadlinesMs: ACK_WAIT, clock: systemClock, logger, metrics, effects });
   return {
     orchestrator,
     crashed,
@@ -95,7 +87,7 @@ async function startInstance(point: CrashPoint | null): Promise<Instance> {
       if (!dead) await own.nc.close();
       dead = true;
       // only silences the dead instance's timers: its connection is already gone
-      await Promise.allSettled([orchestrator.stop(), dispatcher?.stop()]);
+      await orchestrator.stop().catch(() => undefined);
     },
   };
 }
@@ -162,8 +154,8 @@ describe('orchestrator crashes at random points', () => {
     const last = await startInstance(null);
     try {
       await waitFor(async () => {
-        const info = await conn.jsm.consumers.info('SAGAS', 'saga-orchestrator');
-        return info.num_pending === 0 && info.num_ack_pending === 0 && info.num_redelivered === 0;
+        const infos = await Promise.all(['saga-triggers', 'saga-inputs'].map((durable) => conn.jsm.consumers.info('SAGAS', durable)));
+        return infos.every((info) => info.num_pending === 0 && info.num_ack_pending === 0 && info.num_redelivered === 0);
       }, 10_000, 'every redelivered input to be handled');
       await verify([...everyRun.keys()], [...everyRun.values()]);
     } finally {

@@ -3,8 +3,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sagaStore, type SagaStore } from '../src/saga/store.ts';
-import { ensureSagaTopology, openSagaBucket } from '../src/saga/topology.ts';
+import { createBatchPublisher } from '../src/nats/batch-publisher.ts';
+import type { SagaStore } from '../src/saga/store.ts';
+import { ensureSagaTopology, openSagaStore } from '../src/saga/topology.ts';
 import { startTestNats, type TestNats } from './harness/nats.ts';
 import { waitFor } from './harness/streams.ts';
 import { connectTo, mixedScripts, orderSpec, sagaConfig, startServices, trigger, verifyAgainstOracle, type Conn, type Services } from './saga-support.ts';
@@ -49,7 +50,7 @@ beforeAll(async () => {
   writeFileSync(configFile, JSON.stringify(settings));
   conn = await connectTo(server.url, config);
   await ensureSagaTopology(conn.js, conn.jsm, config);
-  store = sagaStore(await openSagaBucket(conn.js));
+  store = await openSagaStore(conn.js, createBatchPublisher(conn.nc));
   services = await startServices(conn.js, conn.jsm, 30);
 });
 

@@ -109,8 +109,8 @@ describe('saga orchestrator against nats-server', () => {
       await conn.js.publish(replySubject('order'), JSON.stringify({ sagaId: 'order.dup', step: 'shipping', kind: 'do', attempt, type: 'Shipped' }), { msgID: `dup-ship-${attempt}-${Math.random()}` });
     }
     await waitFor(async () => {
-      const info = await conn.jsm.consumers.info('SAGAS', 'saga-orchestrator');
-      return info.num_pending === 0 && info.num_ack_pending === 0;
+      const infos = await Promise.all(['saga-triggers', 'saga-inputs'].map((durable) => conn.jsm.consumers.info('SAGAS', durable)));
+      return infos.every((info) => info.num_pending === 0 && info.num_ack_pending === 0);
     }, 5_000, 'the orchestrator to drain its inputs');
     expect((await role.store.load('order.dup'))!.record.events).toHaveLength(events.length);
     expect(commandsOf(services, 'order.dup')).toEqual(ALL_DO);

@@ -3,6 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SagaRole } from '../src/saga/role.ts';
 import { replySubject } from '../src/saga/subjects.ts';
 import { systemClock } from '../src/core/time.ts';
+import { createBatchPublisher } from '../src/nats/batch-publisher.ts';
+import { sagaPublish } from '../src/saga/commands.ts';
 import { sagaEffects } from '../src/saga/effects.ts';
 import { sagaMetricsFor } from '../src/saga/metrics.ts';
 import { startOrchestrator } from '../src/saga/orchestrator.ts';
@@ -77,11 +79,14 @@ describe('two orchestrators on one durable consumer', () => {
     const store = a!.role.store;
     // an instance whose watch never delivers: it knows only what it wrote or read itself
     const metrics = sagaMetricsFor(new Registry());
-    const effects = sagaEffects({ js: conn.js, clock: systemClock, metrics });
-    const blind = await startOrchestrator({ js: conn.js, store: { ...store, watch: async () => () => undefined }, definitions: [orderSaga(5_000)], concurrency: 4, holdDeadlinesMs: 0, clock: systemClock, logger, metrics, effects });
+    const publish = sagaPublish(createBatchPublisher(conn.nc));
+    const effects = sagaEffects({ publish, clock: systemClock, metrics });
+    const blind = await startOrchestrator({ js: conn.js, publish, store: { ...store, watch: async () => () => undefined }, definitions: [orderSaga(5_000)], concurrency: 4, holdDeadlinesMs: 0, clock: systemClock, logger, metrics, effects });
     try {
       const now = Date.now();
-      expect((await blind.drive('order.lagging', { type: 'Start', now, sagaId: 'order.lagging', triggerId: 'lagging', input: {} })).applied).toBe(true);
+      // the services stay silent: the replies below are the only ones, not racing real ones
+      const input = { orderId: 'lagging', script: { 'do:order': ['silent'], 'do:inventory': ['silent'] } };
+      expect((await blind.drive('order.lagging', { type: 'Start', now, sagaId: 'order.lagging', triggerId: 'lagging', input })).applied).toBe(true);
       // the other instance takes the order step's reply and sends the inventory command
       expect((await a!.role.orchestrator.drive('order.lagging', { type: 'Reply', now, step: 'order', kind: 'do', attempt: 1, eventType: 'OrderCreated', data: {}, storedAt: now })).applied).toBe(true);
       // to the blind instance's cache, inventory is not under way yet; the reply must still count

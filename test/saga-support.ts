@@ -129,7 +129,7 @@ export async function connectTo(url: string, config: Config): Promise<Conn> {
 }
 
 export async function startRole(conn: Conn, config: Config, options: { registry?: Registry; timeout?: number } = {}): Promise<SagaRole> {
-  return startSagaRole({ config, js: conn.js, jsm: conn.jsm, logger, definitions: [orderSaga(options.timeout)], registry: options.registry ?? new Registry() });
+  return startSagaRole({ config, nc: conn.nc, js: conn.js, jsm: conn.jsm, logger, definitions: [orderSaga(options.timeout)], registry: options.registry ?? new Registry() });
 }
 
 /**

@@ -52,7 +52,7 @@ const js = jetstream(nc);
 const jsm = await jetstreamManager(nc);
 await ensureTopology(jsm, config);
 
-const role = await startSagaRole({ config, js, jsm, logger, definitions: [orderSaga] });
+const role = await startSagaRole({ config, nc, js, jsm, logger, definitions: [orderSaga] });
 const services = await startOrderServices({
   js,
   jsm,

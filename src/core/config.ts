@@ -310,6 +310,7 @@ export const ConfigSchema = z.strictObject({
     stream: StreamLimits.prefault({ maxAge: '7d', duplicateWindow: '10m' }).describe('SAGAS; the dedup window must cover every step timeout'),
     ackWait: Duration.default(30_000),
     concurrency: z.number().int().positive().default(64).describe('saga inputs handled at once per orchestrator'),
+    maxActive: z.number().int().positive().default(2_000).describe('sagas under way that one orchestrator started before it takes another trigger'),
     definitions: z.array(SagaDefinition).default([]),
   }).prefault({}),
 }).superRefine((config, ctx) => {

@@ -1,13 +1,26 @@
 import { createInbox, headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 
-export type PublishItem = { subject: string; data: Uint8Array | string; msgId: string; headers?: Record<string, string> };
+export type PublishItem = { subject: string; data: Uint8Array | string; msgId?: string; headers?: Record<string, string> };
 export type PublishOutcome = { ok: true; seq: number; duplicate: boolean } | { ok: false; error: string };
 
 export type BatchPublisher = {
   /** Publishes every item to JetStream and resolves with one outcome per item, in order, once all are acked or the timeout passes. */
   publish: (items: PublishItem[], timeoutMs?: number) => Promise<PublishOutcome[]>;
+  /** One message, like `js.publish`: resolves once stored, rejects with JetStream's reason otherwise. */
+  publishOne: (item: PublishItem, timeoutMs?: number) => Promise<{ seq: number; duplicate: boolean }>;
   close: () => void;
 };
+
+/** A message JetStream did not store; `reason` is the server's (e.g. `wrong last sequence: 7`). */
+export class PublishError extends Error {
+  constructor(
+    readonly subject: string,
+    readonly reason: string,
+  ) {
+    super(`${subject}: ${reason}`);
+    this.name = 'PublishError';
+  }
+}
 
 type Pending = { outcomes: Array<PublishOutcome | undefined>; remaining: number; done: () => void };
 
@@ -19,7 +32,7 @@ const decoder = new TextDecoder();
  * thousands of messages a second that alone was a fifth of the gateway's CPU. Here
  * every message carries a reply subject under one inbox subscription, the PubAcks
  * are matched by token, and a batch has a single timer. Semantics are those of
- * `js.publish` with a msgID: an item is stored once it has an ok outcome.
+ * `js.publish`: an item is stored once it has an ok outcome.
  */
 export function createBatchPublisher(nc: NatsConnection): BatchPublisher {
   const prefix = createInbox();
@@ -49,6 +62,10 @@ export function createBatchPublisher(nc: NatsConnection): BatchPublisher {
     }
   };
   const sub: Subscription = nc.subscribe(`${prefix}.*`, { callback: onReply });
+  // a closed connection never brings the PubAcks: fail what waits instead of timing out
+  void nc.closed().then(() => {
+    for (const id of [...slots.keys()]) settle(id, { ok: false, error: 'connection closed' });
+  });
 
   const publish = (items: PublishItem[], timeoutMs = 10_000): Promise<PublishOutcome[]> => {
     if (items.length === 0) return Promise.resolve([]);
@@ -72,7 +89,7 @@ export function createBatchPublisher(nc: NatsConnection): BatchPublisher {
         ids.push(id);
         slots.set(id, { batch, index });
         const h = natsHeaders();
-        h.set('Nats-Msg-Id', item.msgId);
+        if (item.msgId !== undefined) h.set('Nats-Msg-Id', item.msgId);
         for (const [k, v] of Object.entries(item.headers ?? {})) h.set(k, v);
         try {
           nc.publish(item.subject, item.data, { reply: `${prefix}.${id}`, headers: h });
@@ -83,5 +100,11 @@ export function createBatchPublisher(nc: NatsConnection): BatchPublisher {
     });
   };
 
-  return { publish, close: () => sub.unsubscribe() };
+  const publishOne = async (item: PublishItem, timeoutMs?: number) => {
+    const [outcome] = await publish([item], timeoutMs);
+    if (!outcome?.ok) throw new PublishError(item.subject, outcome?.error ?? 'not published');
+    return { seq: outcome.seq, duplicate: outcome.duplicate };
+  };
+
+  return { publish, publishOne, close: () => sub.unsubscribe() };
 }

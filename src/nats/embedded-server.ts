@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import { connect } from '@nats-io/transport-node';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
 
-export type EmbeddedNats = { url: string; port: number; stop: () => Promise<void> };
+export type EmbeddedNats = { url: string; port: number; pid?: number; stop: () => Promise<void> };
 
 export const NATS_INSTALL_HINT =
   'nats-server was not found on PATH. Install it (Debian/Ubuntu: `sudo apt-get install nats-server`, ' +
@@ -69,6 +69,7 @@ export async function startNatsServer(options: { storeDir: string; host?: string
   return {
     url,
     port,
+    ...(child.pid === undefined ? {} : { pid: child.pid }),
     stop: async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');

@@ -33,7 +33,7 @@ const API_STREAM_NOT_FOUND = 10059;
 const API_CONSUMER_NOT_FOUND = 10014;
 
 type StreamKey = keyof typeof STREAMS;
-export type TopologyChange = { kind: 'stream' | 'consumer'; name: string; action: 'created' | 'updated' | 'unchanged' };
+export type TopologyChange = { kind: 'stream' | 'consumer'; name: string; action: 'created' | 'updated' | 'unchanged' | 'deleted' };
 
 function desiredStream(key: StreamKey, limits: StreamLimitsConfig): Partial<StreamConfig> & { name: string } {
   const { name, subjects } = STREAMS[key];

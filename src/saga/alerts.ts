@@ -1,4 +1,4 @@
-import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
+import type { SagaPublish } from './commands.ts';
 import type { SagaState } from './logic/types.ts';
 import { alertSubject } from './subjects.ts';
 
@@ -16,7 +16,7 @@ export type SagaParkedAlert = {
 };
 
 /** On ALERTS, with an id derived from the parking, so a redelivered revision alerts once. */
-export function publishParkedAlert(js: JetStreamClient, state: SagaState): Promise<PubAck> {
+export function publishParkedAlert(publish: SagaPublish, state: SagaState): Promise<{ duplicate: boolean }> {
   const parked = state.parked!;
   const alert: SagaParkedAlert = {
     id: `saga-parked:${state.sagaId}:${state.parks}`,
@@ -29,5 +29,5 @@ export function publishParkedAlert(js: JetStreamClient, state: SagaState): Promi
     at: parked.at,
     resolve: `tidemark saga retry ${state.sagaId}  |  tidemark saga abort ${state.sagaId}`,
   };
-  return js.publish(alertSubject(state.name), JSON.stringify(alert), { msgID: alert.id });
+  return publish(alertSubject(state.name), JSON.stringify(alert), alert.id);
 }

@@ -1,5 +1,5 @@
-import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
 import { z } from 'zod';
+import type { BatchPublisher } from '../nats/batch-publisher.ts';
 import { idempotencyKeyOf } from './logic/decide.ts';
 import type { InFlight, SagaState } from './logic/types.ts';
 import { replySubject } from './subjects.ts';
@@ -36,5 +36,13 @@ export function commandBody(state: SagaState, command: InFlight): SagaCommand {
   };
 }
 
-export const publishCommand = (js: JetStreamClient, state: SagaState, command: InFlight): Promise<PubAck> =>
-  js.publish(command.subject, JSON.stringify(commandBody(state, command)), { msgID: command.commandId });
+/** A JetStream publish with a message id, resolving once stored (`duplicate`: it was already). */
+export type SagaPublish = (subject: string, data: string, msgId: string) => Promise<{ duplicate: boolean }>;
+
+export const sagaPublish =
+  (publisher: BatchPublisher): SagaPublish =>
+  (subject, data, msgId) =>
+    publisher.publishOne({ subject, data, msgId });
+
+export const publishCommand = (publish: SagaPublish, state: SagaState, command: InFlight): Promise<{ duplicate: boolean }> =>
+  publish(command.subject, JSON.stringify(commandBody(state, command)), command.commandId);

@@ -9,7 +9,8 @@ import { evolve, fold } from './logic/evolve.ts';
 import { TERMINAL, type SagaDefinition, type SagaInput, type SagaState, type SagaStatus } from './logic/types.ts';
 import type { Effects } from './effects.ts';
 import type { SagaMetrics } from './metrics.ts';
-import { isConflict, recordOf, type Loaded, type SagaRecord, type SagaStore } from './store.ts';
+import type { SagaPublish } from './commands.ts';
+import { isConflict, recordOf, type Loaded, type RecordSummary, type SagaRecord, type SagaStore } from './store.ts';
 import { SAGA_CONSUMERS, sagaNameOf, tickSubject } from './subjects.ts';
 import { timerWheel } from './timers.ts';
 
@@ -17,17 +18,26 @@ export type OrchestratorStats = { inputs: number; applied: number; unchanged: nu
 
 export type Orchestrator = {
   stats: OrchestratorStats;
-  /** Applies one input to one saga: read, decide, compare-and-set, re-deciding on conflict. */
-  drive: (sagaId: string, input: SagaInput) => Promise<{ applied: boolean; record: SagaRecord | null }>;
+  /**
+   * Applies one input to one saga: read, decide, compare-and-set (re-deciding on
+   * conflict), then sends what the new revision owes. With `resend`, an input that
+   * changes nothing sends the latest revision's effects again: it is a redelivery, and
+   * the instance that stored its revision may have died before sending.
+   */
+  drive: (sagaId: string, input: SagaInput, options?: { resend?: boolean }) => Promise<{ applied: boolean; record: SagaRecord | null }>;
   stop: () => Promise<void>;
 };
 
 export type OrchestratorOptions = {
   js: JetStreamClient;
+  /** for deadline ticks; the effects publish commands and alerts */
+  publish: SagaPublish;
   store: SagaStore;
   definitions: readonly SagaDefinition[];
   /** inputs handled (and prefetched) at once; one saga's inputs are still handled one at a time */
   concurrency: number;
+  /** sagas under way started here, beyond which triggers wait: new sagas must not starve running ones */
+  maxActive?: number;
   /** deadlines of sagas written before the start wait this long (the inputs consumer's ack_wait) */
   holdDeadlinesMs: number;
   clock: Clock;
@@ -73,10 +83,10 @@ const safely = (fn: () => void): void => {
  * both advance the same saga: the loser re-reads and re-decides. An input is acked
  * only after its events are stored, and a redelivered input decides nothing new, so
  * a crash anywhere repeats no step. A revision's command is sent once its write has
- * landed, never before; the dispatcher sends it again from the log if need be.
+ * landed, never before, and the input is acked only after it was sent.
  */
 export async function startOrchestrator(options: OrchestratorOptions): Promise<Orchestrator> {
-  const { js, store, clock, logger, metrics, effects } = options;
+  const { js, publish, store, clock, logger, metrics, effects } = options;
   const definitions = new Map(options.definitions.map((d) => [d.name, d]));
   const stats: OrchestratorStats = { inputs: 0, applied: 0, unchanged: 0, conflicts: 0, invalid: 0, ticks: 0 };
   const serial = keyedQueue();
@@ -96,7 +106,7 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     stats.ticks++;
     const body: TickBody = { sagaId, due };
     inBackground(
-      js.publish(tickSubject(sagaNameOf(sagaId)), JSON.stringify(body), { msgID: `tick:${sagaId}:${due}` }).catch((err: unknown) => {
+      publish(tickSubject(sagaNameOf(sagaId)), JSON.stringify(body), `tick:${sagaId}:${due}`).catch((err: unknown) => {
         if (stopping) return;
         logger.warn({ err, sagaId }, 'saga deadline not published; trying again in 1s');
         wheel.set(sagaId, clock.now() + 1_000);
@@ -110,41 +120,77 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
   const startedAt = clock.now();
   const holdUntil = startedAt + options.holdDeadlinesMs;
   const dues = new Map<string, number>();
-  const schedule = (sagaId: string, record: SagaRecord | null) => {
-    if (!record || record.due === null || TERMINAL.has(record.status)) {
+  const schedule = (sagaId: string, summary: RecordSummary | null) => {
+    if (!summary || summary.due === null || TERMINAL.has(summary.status)) {
       dues.delete(sagaId);
       return wheel.set(sagaId, null);
     }
-    dues.set(sagaId, record.due);
-    const writtenBeforeStart = (record.events.at(-1)?.at ?? 0) < startedAt;
-    wheel.set(sagaId, writtenBeforeStart ? Math.max(record.due, holdUntil) : record.due);
+    dues.set(sagaId, summary.due);
+    wheel.set(sagaId, summary.writtenAt < startedAt ? Math.max(summary.due, holdUntil) : summary.due);
   };
+  // Admission: each saga started here holds a place until it ends or parks.
+  const UNDER_WAY: ReadonlySet<SagaStatus> = new Set(['new', 'running', 'compensating']);
+  const maxActive = options.maxActive ?? Number.POSITIVE_INFINITY;
+  const startedHere = new Set<string>();
+  // triggers admitted and still being handled: they count before their saga is stored
+  let starting = 0;
+  const waiting: Array<() => void> = [];
+  const release = (sagaId: string) => {
+    if (startedHere.delete(sagaId)) waiting.shift()?.();
+  };
+  const admit = async (msg: JsMsg) => {
+    while (startedHere.size + starting >= maxActive && !stopping) {
+      await new Promise<void>((resolve) => {
+        waiting.push(resolve);
+        // a trigger held this long would be redelivered: tell the server it is in hand
+        setTimeout(resolve, 5_000).unref();
+      });
+      safely(() => msg.working());
+    }
+    starting++;
+  };
+  const admitted = () => {
+    starting--;
+    waiting.shift()?.();
+  };
+
+  const summaryOf = (record: SagaRecord): RecordSummary => ({ status: record.status, due: record.due, writtenAt: record.events.at(-1)?.at ?? 0 });
 
   // The latest known revision of every active saga, from our own writes, our reads and
   // the watch, so an input usually costs one compare-and-set and no read. A stale entry
   // loses the compare-and-set, or is re-read before an input is dropped as a no-op.
-  const known = new Map<string, Known>();
-  const remember = (sagaId: string, entry: Known | null) => {
-    if (entry && (known.get(sagaId)?.revision ?? 0) > entry.revision) return;
-    if (entry && !TERMINAL.has(entry.record.status)) known.set(sagaId, entry);
-    else known.delete(sagaId);
-    schedule(sagaId, entry?.record ?? null);
+  // Another instance's write is decoded only when an input for that saga comes here.
+  const cache = new Map<string, { revision: number; known?: Known; read?: () => SagaRecord | null }>();
+  const remember = (sagaId: string, revision: number, summary: RecordSummary | null, entry: { known?: Known; read?: () => SagaRecord | null }) => {
+    if ((cache.get(sagaId)?.revision ?? 0) > revision) return;
+    if (!summary || !UNDER_WAY.has(summary.status)) release(sagaId);
+    if (summary && !TERMINAL.has(summary.status)) cache.set(sagaId, { revision, ...entry });
+    else cache.delete(sagaId);
+    schedule(sagaId, summary);
+  };
+  const cached = (sagaId: string): Known | undefined => {
+    const entry = cache.get(sagaId);
+    if (!entry || entry.known) return entry?.known;
+    const record = entry.read?.();
+    if (!record) return undefined;
+    entry.known = { record, revision: entry.revision, state: fold(record.events) };
+    return entry.known;
   };
   const read = async (sagaId: string): Promise<Known | null> => {
     const loaded = await store.load(sagaId);
-    const entry = loaded && { ...loaded, state: fold(loaded.record.events) };
-    if (entry) remember(sagaId, entry);
-    return entry;
+    const known = loaded && { ...loaded, state: fold(loaded.record.events) };
+    if (known) remember(sagaId, known.revision, summaryOf(known.record), { known });
+    return known;
   };
 
-  function drive(sagaId: string, input: SagaInput): Promise<{ applied: boolean; record: SagaRecord | null }> {
+  function drive(sagaId: string, input: SagaInput, driveOptions: { resend?: boolean } = {}): Promise<{ applied: boolean; record: SagaRecord | null }> {
     const name = sagaNameOf(sagaId);
     const def = definitions.get(name);
     if (!def) return Promise.reject(new TidemarkError(ErrorCodes.SAGA_UNKNOWN, `no saga named "${name}" is defined here (saga ${sagaId})`));
     return serial(sagaId, async () => {
-      const cached = known.get(sagaId);
-      let current = cached ?? (await read(sagaId));
-      let fresh = !cached;
+      const hit = cached(sagaId);
+      let current = hit ?? (await read(sagaId));
+      let fresh = !hit;
       for (;;) {
         const before = current?.state ?? fold([]);
         const next = decide(def, before, input);
@@ -160,6 +206,7 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
             }
           }
           stats.unchanged++;
+          if (driveOptions.resend && current) await effects.send(current.record, current.state);
           return { applied: false, record: current?.record ?? null };
         }
         const state = next.reduce(evolve, before);
@@ -176,32 +223,25 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
           continue;
         }
         stats.applied++;
+        if (before.status === 'new' && UNDER_WAY.has(record.status)) startedHere.add(sagaId);
         countTransition(metrics, name, before.status, record.status);
-        remember(sagaId, { record, revision, state });
-        // sent now rather than when the dispatcher reaches this revision; if this fails
-        // or the process dies first, the dispatcher sends it from the log
-        inBackground(
-          effects.send(record, state).then(
-            () => effects.sent(revision),
-            (err: unknown) => logger.warn({ err, sagaId }, 'saga effects not sent yet; the dispatcher will'),
-          ),
-        );
+        remember(sagaId, revision, summaryOf(record), { known: { record, revision, state } });
+        // a failure here leaves the input unacked: its redelivery sends them again
+        await effects.send(record, state);
         return { applied: true, record };
       }
     });
   }
 
-  const onWatch = (sagaId: string, revision: number, readRecord: () => SagaRecord | null) => {
+  const onWatch = (sagaId: string, revision: number, summary: RecordSummary | null, readRecord: () => SagaRecord | null) => {
     // our own writes come back through the watch too: nothing new in them
-    if ((known.get(sagaId)?.revision ?? 0) >= revision) return;
-    const record = readRecord();
-    if (!record) return remember(sagaId, null);
-    if (definitions.has(record.name)) remember(sagaId, { record, revision, state: fold(record.events) });
+    if ((cache.get(sagaId)?.revision ?? 0) >= revision) return;
+    if (summary === null || definitions.has(sagaNameOf(sagaId))) remember(sagaId, revision, summary, { read: readRecord });
   };
 
   const handleOne = async (msg: JsMsg, routed: RoutedInput): Promise<void> => {
     try {
-      await drive(routed.sagaId, routed.input);
+      await drive(routed.sagaId, routed.input, { resend: msg.redelivered });
       safely(() => msg.ack());
     } catch (err) {
       if (stopping) return;
@@ -224,11 +264,18 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
       return;
     }
     // drive() queues behind earlier inputs of the same saga before its first await, so they keep stream order
-    await handleOne(msg, routed);
+    if (routed.input.type !== 'Start') return handleOne(msg, routed);
+    await admit(msg);
+    try {
+      await handleOne(msg, routed);
+    } finally {
+      admitted();
+    }
   };
 
   const unwatch = await store.watch(onWatch, (err) => logger.error({ err }, 'saga watch ended; deadlines of other instances are no longer tracked here'));
-  const consumer = await startPump({ js, stream: SAGA_CONSUMERS.orchestrator.stream, durable: SAGA_CONSUMERS.orchestrator.durable, concurrency: options.concurrency, handle, logger });
+  const pump = (spec: { stream: string; durable: string }) => startPump({ js, stream: spec.stream, durable: spec.durable, concurrency: options.concurrency, handle, logger });
+  const consumers = [await pump(SAGA_CONSUMERS.inputs), await pump(SAGA_CONSUMERS.triggers)];
 
   return {
     stats,
@@ -237,7 +284,8 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
       stopping = true;
       wheel.stop();
       unwatch();
-      await consumer.stop();
+      for (const resolve of waiting.splice(0)) resolve();
+      await Promise.all(consumers.map((c) => c.stop()));
       await Promise.all(background);
     },
   };

@@ -1,22 +1,25 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { migrate } from '../clickhouse/migrations.ts';
 import type { Config } from '../core/config.ts';
 import { systemClock, type Clock } from '../core/time.ts';
 import { checkDefinitions, defineSaga } from './definition.ts';
-import { startDispatcher, type Dispatcher } from './dispatcher.ts';
 import { sagaEffects, type Effects } from './effects.ts';
 import type { SagaDefinition } from './logic/types.ts';
 import { sagaMetricsFor } from './metrics.ts';
 import { startOrchestrator, type Orchestrator } from './orchestrator.ts';
 import { startProjector, type Projector } from './projector.ts';
-import { sagaStore, type SagaStore } from './store.ts';
-import { ensureSagaTopology, openSagaBucket } from './topology.ts';
+import { createBatchPublisher } from '../nats/batch-publisher.ts';
+import { sagaPublish } from './commands.ts';
+import type { SagaStore } from './store.ts';
+import { ensureSagaTopology, openSagaStore } from './topology.ts';
 
 export type SagaRoleOptions = {
   config: Config;
+  nc: NatsConnection;
   js: JetStreamClient;
   jsm: JetStreamManager;
   logger: Logger;
@@ -32,7 +35,6 @@ export type SagaRole = {
   definitions: readonly SagaDefinition[];
   store: SagaStore;
   orchestrator: Orchestrator;
-  dispatcher: Dispatcher;
   effects: Effects;
   projector?: Projector;
   stop: () => Promise<void>;
@@ -41,7 +43,7 @@ export type SagaRole = {
 /**
  * The saga role of `tidemark saga run` and `tidemark up`: validates every definition,
  * ensures SAGAS, the saga log and their durables, then runs the orchestrator, the
- * dispatcher and (with ClickHouse) the projector. Any number of processes may run it.
+ * and (with ClickHouse) the projector. Any number of processes may run it.
  */
 export async function startSagaRole(options: SagaRoleOptions): Promise<SagaRole> {
   const { config, js, jsm, logger } = options;
@@ -54,10 +56,11 @@ export async function startSagaRole(options: SagaRoleOptions): Promise<SagaRole>
   const { clickhouse } = options;
   await ensureSagaTopology(js, jsm, config);
   if (clickhouse) await migrate(clickhouse, config.clickhouse.database);
-  const store = sagaStore(await openSagaBucket(js));
-  const effects = sagaEffects({ js, clock, metrics });
-  const orchestrator = await startOrchestrator({ js, store, definitions, concurrency: config.sagas.concurrency, holdDeadlinesMs: config.sagas.ackWait, clock, logger, metrics, effects });
-  const dispatcher = await startDispatcher({ js, effects, logger, concurrency: config.sagas.concurrency });
+  const publisher = createBatchPublisher(options.nc);
+  const publish = sagaPublish(publisher);
+  const store = await openSagaStore(js, publisher);
+  const effects = sagaEffects({ publish, clock, metrics });
+  const orchestrator = await startOrchestrator({ js, publish, store, definitions, concurrency: config.sagas.concurrency, maxActive: config.sagas.maxActive, holdDeadlinesMs: config.sagas.ackWait, clock, logger, metrics, effects });
   const projector = clickhouse ? await startProjector({ js, clickhouse, db: config.clickhouse.database, logger }) : undefined;
   logger.info({ sagas: definitions.map((d) => d.name) }, 'saga orchestrator started');
 
@@ -65,13 +68,12 @@ export async function startSagaRole(options: SagaRoleOptions): Promise<SagaRole>
     definitions,
     store,
     orchestrator,
-    dispatcher,
     effects,
     ...(projector ? { projector } : {}),
     stop: async () => {
       await orchestrator.stop();
-      await dispatcher.stop();
       await projector?.stop();
+      publisher.close();
     },
   };
 }

@@ -1,4 +1,5 @@
 import type { KV } from '@nats-io/kv';
+import type { BatchPublisher } from '../nats/batch-publisher.ts';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
 import { dueAt, fold } from './logic/evolve.ts';
 import type { SagaEvent, SagaState, SagaStatus } from './logic/types.ts';
@@ -23,6 +24,23 @@ export const recordOf = (events: SagaEvent[], state: SagaState = fold(events)): 
 const decoder = new TextDecoder();
 export const decodeRecord = (data: Uint8Array): SagaRecord => JSON.parse(decoder.decode(data)) as SagaRecord;
 
+/** What deadlines need of a revision: its status, its next due time and when it was written. */
+export type RecordSummary = { status: SagaStatus; due: number | null; writtenAt: number };
+
+// recordOf puts status and due ahead of the events, so they sit near the start of the JSON
+const SUMMARY = /"status":"([a-z]+)","due":(null|\d+)/;
+
+/**
+ * The summary without parsing the whole log: every instance sees every write of every
+ * other instance, and most of those it never needs in full.
+ */
+export function summarize(data: Uint8Array, writtenAt: number): RecordSummary {
+  const match = SUMMARY.exec(decoder.decode(data.subarray(0, 640)));
+  if (match) return { status: match[1] as SagaStatus, due: match[2] === 'null' ? null : Number(match[2]), writtenAt };
+  const record = decodeRecord(data);
+  return { status: record.status, due: record.due, writtenAt };
+}
+
 const isWrongLastSequence = (err: unknown): boolean => /wrong last sequence|key exists/i.test(String((err as Error)?.message));
 
 export type SagaStore = {
@@ -31,13 +49,21 @@ export type SagaStore = {
   save: (record: SagaRecord, expected: number | null) => Promise<number>;
   list: (filter?: string) => Promise<Loaded[]>;
   /**
-   * Every saga's latest revision, then each change as it happens; `read` decodes the
-   * record (null once deleted) only for a caller that needs it. The returned function stops it.
+   * Every saga's latest revision, then each change as it happens, with its summary
+   * (null once deleted); `read` decodes the whole record only for a caller that needs
+   * it. The returned function stops it.
    */
-  watch: (onChange: (sagaId: string, revision: number, read: () => SagaRecord | null) => void, onError: (err: unknown) => void) => Promise<() => void>;
+  watch: (onChange: (sagaId: string, revision: number, summary: RecordSummary | null, read: () => SagaRecord | null) => void, onError: (err: unknown) => void) => Promise<() => void>;
 };
 
-export function sagaStore(kv: KV): SagaStore {
+/**
+ * The saga log in a KV bucket. Writes go through `publisher` as plain JetStream
+ * publishes on the bucket's subject with the expected last sequence (what `kv.update`
+ * sends), sparing the two Error objects and the timer `kv.update` builds per request.
+ */
+export function sagaStore(kv: KV, publisher: BatchPublisher, bucket: string): SagaStore {
+  const cas = async (key: string, payload: string, expected: number): Promise<number> =>
+    (await publisher.publishOne({ subject: `$KV.${bucket}.${key}`, data: payload, headers: { 'Nats-Expected-Last-Subject-Sequence': String(expected) } })).seq;
   const load = async (sagaId: string): Promise<Loaded | null> => {
     const entry = await kv.get(sagaId);
     if (!entry || entry.operation !== 'PUT') return null;
@@ -48,7 +74,10 @@ export function sagaStore(kv: KV): SagaStore {
     save: async (record, expected) => {
       const payload = JSON.stringify(record);
       try {
-        return expected === null ? await kv.create(record.sagaId, payload) : await kv.update(record.sagaId, payload, expected);
+        if (expected !== null) return await cas(record.sagaId, payload, expected);
+        // a saga id is written once and never deleted, so it normally has no entry at all;
+        // kv.create also takes over a key whose last entry is a delete marker
+        return await cas(record.sagaId, payload, 0).catch((err: unknown) => (isWrongLastSequence(err) ? kv.create(record.sagaId, payload) : Promise.reject(err)));
       } catch (err) {
         if (isWrongLastSequence(err)) throw new TidemarkError(ErrorCodes.SAGA_STATE_CONFLICT, `saga ${record.sagaId} changed since revision ${expected}`, { cause: err });
         throw err;
@@ -67,7 +96,10 @@ export function sagaStore(kv: KV): SagaStore {
     watch: async (onChange, onError) => {
       const watcher = await kv.watch({ key: '>' });
       void (async () => {
-        for await (const entry of watcher) onChange(entry.key, entry.revision, () => (entry.operation === 'PUT' ? decodeRecord(entry.value) : null));
+        for await (const entry of watcher) {
+          const put = entry.operation === 'PUT';
+          onChange(entry.key, entry.revision, put ? summarize(entry.value, entry.created.getTime()) : null, () => (put ? decodeRecord(entry.value) : null));
+        }
       })().catch(onError);
       return () => watcher.stop();
     },

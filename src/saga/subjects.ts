@@ -1,40 +1,46 @@
 /**
  * Saga traffic lives in one stream, `SAGAS` on `saga.>`:
  * - `saga.cmd.<service>.<command>`: commands and compensations, consumed by services;
- * - `saga.in.trigger.<saga>`, `saga.in.reply.<saga>`, `saga.in.control.<saga>` and
- *   `saga.in.tick.<saga>` (a deadline passed): what the orchestrators consume, under one
- *   prefix because a 2.9 consumer has one filter.
- * Each saga's log is a key of the `tidemark_sagas` KV bucket.
+ * - `saga.in.trigger.<saga>`: what starts a saga, on a durable of its own;
+ * - `saga.in.active.<saga>.reply|tick|control`: replies, passed deadlines and operator
+ *   decisions for sagas under way, on another durable, under one prefix because a 2.9
+ *   consumer has one filter and a deadline must stay behind replies stored before it.
+ * Two durables keep a burst of new sagas from queueing in front of the replies of
+ * running ones (whose steps would then time out). Each saga's log is a key of the
+ * `tidemark_sagas` KV bucket.
  */
 export const SAGA_STREAM = 'SAGAS';
 export const SAGA_SUBJECTS = ['saga.>'];
 export const COMMAND_PREFIX = 'saga.cmd.';
-export const INPUT_FILTER = 'saga.in.>';
+export const TRIGGER_FILTER = 'saga.in.trigger.>';
+export const ACTIVE_FILTER = 'saga.in.active.>';
 
 export const SAGA_BUCKET = 'tidemark_sagas';
-/** The stream behind the KV bucket: the saga log, which the dispatcher and the ClickHouse projector consume. */
+/** The stream behind the KV bucket: the saga log, which the ClickHouse projector consumes. */
 export const SAGA_LOG_STREAM = `KV_${SAGA_BUCKET}`;
 
 export const SAGA_CONSUMERS = {
-  orchestrator: { stream: SAGA_STREAM, durable: 'saga-orchestrator', filter: INPUT_FILTER },
-  dispatcher: { stream: SAGA_LOG_STREAM, durable: 'saga-dispatcher', filter: `$KV.${SAGA_BUCKET}.>` },
+  triggers: { stream: SAGA_STREAM, durable: 'saga-triggers', filter: TRIGGER_FILTER },
+  inputs: { stream: SAGA_STREAM, durable: 'saga-inputs', filter: ACTIVE_FILTER },
   projector: { stream: SAGA_LOG_STREAM, durable: 'saga-projector', filter: `$KV.${SAGA_BUCKET}.>` },
 } as const;
 
 export const triggerSubject = (saga: string): string => `saga.in.trigger.${saga}`;
-export const replySubject = (saga: string): string => `saga.in.reply.${saga}`;
-export const controlSubject = (saga: string): string => `saga.in.control.${saga}`;
-export const tickSubject = (saga: string): string => `saga.in.tick.${saga}`;
+export const replySubject = (saga: string): string => `saga.in.active.${saga}.reply`;
+export const controlSubject = (saga: string): string => `saga.in.active.${saga}.control`;
+export const tickSubject = (saga: string): string => `saga.in.active.${saga}.tick`;
 export const alertSubject = (saga: string): string => `alerts.saga.${saga}`;
 
-/** `saga.in.<kind>.<saga>` → its parts, or null for anything else. */
-const INPUT_KINDS = ['trigger', 'reply', 'control', 'tick'] as const;
-export type InputKind = (typeof INPUT_KINDS)[number];
+const ACTIVE_KINDS = ['reply', 'control', 'tick'] as const;
+export type InputKind = 'trigger' | (typeof ACTIVE_KINDS)[number];
 
+/** `saga.in.trigger.<saga>` or `saga.in.active.<saga>.<kind>` → its parts, or null for anything else. */
 export function parseInputSubject(subject: string): { kind: InputKind; saga: string } | null {
-  const [a, b, kind, saga, ...rest] = subject.split('.');
+  const [a, b, family, saga, kind, ...rest] = subject.split('.');
   if (a !== 'saga' || b !== 'in' || !saga || rest.length) return null;
-  return INPUT_KINDS.includes(kind as InputKind) ? { kind: kind as InputKind, saga } : null;
+  if (family === 'trigger') return kind === undefined ? { kind: 'trigger', saga } : null;
+  if (family !== 'active') return null;
+  return ACTIVE_KINDS.includes(kind as (typeof ACTIVE_KINDS)[number]) ? { kind: kind as InputKind, saga } : null;
 }
 
 const SAFE_ID = /^[A-Za-z0-9_-]{1,200}$/;

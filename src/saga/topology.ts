@@ -3,8 +3,10 @@ import { Kvm, type KV } from '@nats-io/kv';
 import { nanos } from '@nats-io/transport-node';
 import type { Config } from '../core/config.ts';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
+import type { BatchPublisher } from '../nats/batch-publisher.ts';
 import type { TopologyChange } from '../nats/topology.ts';
-import { SAGA_BUCKET, SAGA_CONSUMERS, SAGA_STREAM, SAGA_SUBJECTS } from './subjects.ts';
+import { sagaStore, type SagaStore } from './store.ts';
+import { SAGA_BUCKET, SAGA_CONSUMERS, SAGA_LOG_STREAM, SAGA_STREAM, SAGA_SUBJECTS } from './subjects.ts';
 
 const API_STREAM_NOT_FOUND = 10059;
 const API_CONSUMER_NOT_FOUND = 10014;
@@ -72,13 +74,29 @@ async function ensureConsumer(jsm: JetStreamManager, spec: { stream: string; dur
 /** The saga log: one key per saga, its whole history in the value, replaced only by compare-and-set. */
 export const openSagaBucket = (js: JetStreamClient): Promise<KV> => new Kvm(js).create(SAGA_BUCKET, { history: 1 });
 
+/** The saga log, written through `publisher`. */
+export const openSagaStore = async (js: JetStreamClient, publisher: BatchPublisher): Promise<SagaStore> => sagaStore(await openSagaBucket(js), publisher, SAGA_BUCKET);
+
+/** Durables of earlier versions (one input consumer for everything; a dispatcher), which would only hold messages now. */
+const RETIRED = [
+  { stream: SAGA_STREAM, durable: 'saga-orchestrator' },
+  { stream: SAGA_LOG_STREAM, durable: 'saga-dispatcher' },
+];
+
 /**
- * Creates or updates SAGAS, the saga log bucket and the three durables; idempotent,
- * so every orchestrator calls it at start.
+ * Creates or updates SAGAS, the saga log bucket and the durables; idempotent, so
+ * every orchestrator calls it at start.
  */
 export async function ensureSagaTopology(js: JetStreamClient, jsm: JetStreamManager, config: Config): Promise<TopologyChange[]> {
   const changes = [await ensureSagaStream(jsm, config)];
   await openSagaBucket(js);
   for (const spec of Object.values(SAGA_CONSUMERS)) changes.push(await ensureConsumer(jsm, spec, config));
+  for (const { stream, durable } of RETIRED) {
+    const deleted = await jsm.consumers.delete(stream, durable).catch((err: unknown) => {
+      if (isApiError(err, API_CONSUMER_NOT_FOUND)) return false;
+      throw err;
+    });
+    if (deleted) changes.push({ kind: 'consumer', name: `${stream}/${durable}`, action: 'deleted' });
+  }
   return changes;
 }

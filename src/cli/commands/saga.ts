@@ -12,8 +12,9 @@ import { requestControl } from '../../saga/control.ts';
 import { defineSaga } from '../../saga/definition.ts';
 import type { SagaDefinition } from '../../saga/logic/types.ts';
 import { startSagaRole } from '../../saga/role.ts';
-import { sagaStore, type SagaStore } from '../../saga/store.ts';
-import { openSagaBucket } from '../../saga/topology.ts';
+import type { SagaStore } from '../../saga/store.ts';
+import { openSagaStore } from '../../saga/topology.ts';
+import { createBatchPublisher } from '../../nats/batch-publisher.ts';
 import { formatList, formatShow } from '../../saga/views.ts';
 import { configFor, defaultNatsUrl, onShutdown, openNats } from '../runtime.ts';
 
@@ -31,7 +32,7 @@ async function withStore<T>(config: Config, fn: (ctx: { store: SagaStore; js: Re
   const nc = await connectNats(config, config.nats.url ?? defaultNatsUrl(config), 'tidemark-saga-cli');
   try {
     const js = jetstream(nc);
-    return await fn({ js, store: sagaStore(await openSagaBucket(js)) });
+    return await fn({ js, store: await openSagaStore(js, createBatchPublisher(nc)) });
   } finally {
     await nc.close();
   }
@@ -58,7 +59,7 @@ export function register(program: Command): void {
 
   saga
     .command('run', { isDefault: true })
-    .description('run the orchestrator role: trigger/reply consumer, command dispatcher, deadlines, ClickHouse saga tables')
+    .description('run the orchestrator role: trigger/reply consumer, commands, deadlines, ClickHouse saga tables')
     .option('--definitions <module>', 'a module exporting saga definitions (defineSaga) to run besides sagas.definitions')
     .option('--no-clickhouse', 'do not write the sagas and saga_steps tables')
     .action(async (opts: { definitions?: string; clickhouse: boolean }, command: Command) => {
@@ -67,7 +68,7 @@ export function register(program: Command): void {
       const definitions = opts.definitions ? await loadDefinitions(opts.definitions) : [];
       const nats = await openNats(config, logger, { embedded: false, name: 'tidemark-saga' });
       const clickhouse = opts.clickhouse ? openClickHouse(config) : undefined;
-      const role = await startSagaRole({ config, js: nats.js, jsm: nats.jsm, logger, definitions, ...(clickhouse ? { clickhouse } : {}) });
+      const role = await startSagaRole({ config, nc: nats.nc, js: nats.js, jsm: nats.jsm, logger, definitions, ...(clickhouse ? { clickhouse } : {}) });
       onShutdown(logger, async () => {
         await role.stop();
         await nats.close();

@@ -47,7 +47,7 @@ export function register(program: Command): void {
             running.push(await startReconcileStreaming({ config, js: nats.js, jsm: nats.jsm, clickhouse, logger: roleLogger }));
             break;
           case 'saga':
-            running.push(await startSagaRole({ config, js: nats.js, jsm: nats.jsm, clickhouse, logger: roleLogger }));
+            running.push(await startSagaRole({ config, nc: nats.nc, js: nats.js, jsm: nats.jsm, clickhouse, logger: roleLogger }));
             break;
           case 'gateway': {
             const gateway = await startGatewayRole({ config, nats, logger: roleLogger, ready: readiness(nats, clickhouse) });
