@@ -26,7 +26,7 @@ import { pino } from 'pino';
 import { parseConfig } from '../src/core/config.ts';
 import { startNatsServer, type EmbeddedNats } from '../src/nats/embedded-server.ts';
 import { ensureTopology } from '../src/nats/topology.ts';
-import { SAGA_BUCKET, SAGA_STREAM, triggerSubject } from '../src/saga/subjects.ts';
+import { parseInputSubject, SAGA_BUCKET, SAGA_STREAM, triggerSubject } from '../src/saga/subjects.ts';
 import { ensureSagaTopology } from '../src/saga/topology.ts';
 import { startOrderServices } from '../examples/order-saga/services.ts';
 
@@ -158,7 +158,7 @@ async function compensationLatencies(): Promise<number[]> {
     for await (const msg of batch as AsyncIterable<JsMsg>) {
       got++;
       const body = msg.json<{ sagaId: string; kind: string; type?: string }>();
-      if (msg.subject.startsWith('saga.in.reply.') && body.kind === 'do' && FAILURES.has(body.type ?? '')) failedAt.set(body.sagaId, msg.timestampNanos);
+      if (parseInputSubject(msg.subject)?.kind === 'reply' && body.kind === 'do' && FAILURES.has(body.type ?? '')) failedAt.set(body.sagaId, msg.timestampNanos);
       else if (msg.subject.startsWith('saga.cmd.') && body.kind === 'undo' && !firstUndoAt.has(body.sagaId)) firstUndoAt.set(body.sagaId, msg.timestampNanos);
     }
     seen += got;
