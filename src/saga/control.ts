@@ -8,7 +8,7 @@ import { controlSubject, sagaNameOf } from './subjects.ts';
 export type ControlOutcome = { record: SagaRecord; settled: boolean };
 
 /**
- * An operator's decision on a parked saga. It travels as an input on `saga.in.control`
+ * An operator's decision on a parked saga. It travels as an input on `saga.in.active.<saga>.control`
  * rather than being written here, so it is sequenced with everything else that saga
  * receives and only an orchestrator (which knows the definition) acts on it. The id
  * names the parking it answers, so repeating the command does not act twice.
