@@ -16,7 +16,9 @@ import { createLogger } from '../../core/logger.ts';
 import { startNatsGateway } from '../../ingest/nats-gateway.ts';
 import { startNatsServer } from '../../nats/embedded-server.ts';
 import { ensureTopology } from '../../nats/topology.ts';
+import { replayReport } from '../../processors/daily/replay.ts';
 import { startProcessor } from '../../processors/processor.ts';
+import { systemClock } from '../../core/time.ts';
 import { configFor } from '../runtime.ts';
 
 type BenchOptions = { events: string; rate: string; seconds: string; memoryEvents: string; gatewayProcess: boolean };
@@ -45,7 +47,7 @@ const line = (label: string, value: string) => process.stdout.write(`${label.pad
 export function register(program: Command): void {
   program
     .command('bench')
-    .description('measure end-to-end events/s against bare JetStream in the same run, realtime freshness, late-revision latency and memory')
+    .description('measure end-to-end events/s against bare JetStream in the same run, realtime freshness, late-revision latency, memory and replay events/s')
     .option('--events <n>', 'events for the throughput runs', '1000000')
     .option('--rate <n>', 'events/s of the steady load for the latency probes', '50000')
     .option('--seconds <n>', 'duration of the steady load', '20')
@@ -96,7 +98,10 @@ export function register(program: Command): void {
               line(`  memory after ${sample.events} events`, `processor process rss ${sample.rssMiB} MiB, heap ${sample.heapMiB} MiB${gatewayRss}`);
             }
           }
-          process.stdout.write(`\n${JSON.stringify({ bare, pipelineEventsPerSecond: eps, ratio: eps / bare.eventsPerSecond, freshness: load.freshness, late: load.late, memory })}\n`);
+          const report = config.reports[0];
+          const replay = report ? await replayReport({ store: processor.store, clickhouse, db, js, clock: systemClock, logger }, report, {}) : undefined;
+          if (replay) line(`replay of ${report!.name}: ${replay.events} events, ${replay.days} day(s)`, `${rate(replay.events, replay.seconds * 1000)} events/s (${replay.seconds.toFixed(1)} s)`);
+          process.stdout.write(`\n${JSON.stringify({ bare, pipelineEventsPerSecond: eps, ratio: eps / bare.eventsPerSecond, freshness: load.freshness, late: load.late, memory, replay })}\n`);
         } finally {
           await processor.stop();
           await gateway.stop();

@@ -4,8 +4,7 @@ import { migrate } from '../../clickhouse/migrations.ts';
 import { createLogger } from '../../core/logger.ts';
 import { systemClock } from '../../core/time.ts';
 import { openRevisionStore } from '../../processors/daily/revision-store.ts';
-import { reviseDay } from '../../processors/daily/revisor.ts';
-import { daysWithEvents } from '../../sinks/clickhouse/report-queries.ts';
+import { replayReport } from '../../processors/daily/replay.ts';
 import { openClickHouseForTool } from '../clickhouse-access.ts';
 import { configFor, openNats } from '../runtime.ts';
 import { findReport } from './report.ts';
@@ -27,23 +26,15 @@ export function register(program: Command): void {
         const db = config.clickhouse.database;
         await migrate(clickhouse.client, db);
         const store = await openRevisionStore(nats.js);
-        const days = await daysWithEvents(clickhouse.client, db, report, opts.from, opts.to);
-        const total = days.reduce((n, d) => n + d.events, 0);
         const bar = new cliProgress.SingleBar({ format: 'replay {bar} {percentage}% | {value}/{total} events | {day} | {eps} events/s', stream: process.stderr }, cliProgress.Presets.shades_classic);
-        bar.start(total, 0, { day: '', eps: 0 });
         const started = performance.now();
-        let done = 0;
-        let revisions = 0;
-        for (const { day, events } of days) {
-          const outcome = await reviseDay({ reports: [report], store, clickhouse: clickhouse.client, db, js: nats.js, clock: systemClock, logger }, { report: report.name, day }, { replay: true });
-          revisions += outcome.written;
-          done += events;
-          bar.update(done, { day, eps: Math.round(done / ((performance.now() - started) / 1000)) });
-        }
+        const result = await replayReport({ store, clickhouse: clickhouse.client, db, js: nats.js, clock: systemClock, logger }, report, { ...(opts.from ? { from: opts.from } : {}), ...(opts.to ? { to: opts.to } : {}) }, {
+          onStart: (total) => bar.start(total, 0, { day: '', eps: 0 }),
+          onDay: ({ day, done }) => bar.update(done, { day, eps: Math.round(done / ((performance.now() - started) / 1000)) }),
+        });
         bar.stop();
-        const seconds = (performance.now() - started) / 1000;
         await store.close();
-        process.stdout.write(`replayed ${report.name}: ${days.length} days, ${total} events in ${seconds.toFixed(1)} s (${Math.round(total / Math.max(seconds, 1e-3))} events/s), ${revisions} new revisions\n`);
+        process.stdout.write(`replayed ${report.name}: ${result.days} days, ${result.events} events in ${result.seconds.toFixed(1)} s (${Math.round(result.events / Math.max(result.seconds, 1e-3))} events/s), ${result.revisions} new revisions\n`);
       } finally {
         await clickhouse.close();
         await nats.close();
