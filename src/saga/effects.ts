@@ -22,7 +22,8 @@ function startsCompensation(record: SagaRecord): boolean {
 /**
  * The effects of a saga revision. The orchestrator sends them once the revision is
  * stored and before it acks the input that caused it; when a crash comes in between,
- * the input comes back and the effects of the saga's latest revision are sent again.
+ * the input comes back, changes nothing, and the effects of the saga's latest
+ * revision are sent again.
  * Every message has a deterministic id, so JetStream keeps one copy. A command past
  * its deadline is not sent: the timer has given up on it, and a late copy could land
  * outside the dedup window.

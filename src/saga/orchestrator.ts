@@ -20,11 +20,12 @@ export type Orchestrator = {
   stats: OrchestratorStats;
   /**
    * Applies one input to one saga: read, decide, compare-and-set (re-deciding on
-   * conflict), then sends what the new revision owes. With `resend`, an input that
-   * changes nothing sends the latest revision's effects again: it is a redelivery, and
-   * the instance that stored its revision may have died before sending.
+   * conflict), then sends what the new revision owes. An input that changes nothing
+   * sends the latest revision's effects again: the instance that stored that revision
+   * may have died before sending, and another copy of this input (a redelivery) may
+   * be the one that was acked.
    */
-  drive: (sagaId: string, input: SagaInput, options?: { resend?: boolean }) => Promise<{ applied: boolean; record: SagaRecord | null }>;
+  drive: (sagaId: string, input: SagaInput) => Promise<{ applied: boolean; record: SagaRecord | null }>;
   stop: () => Promise<void>;
 };
 
@@ -183,7 +184,7 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     return known;
   };
 
-  function drive(sagaId: string, input: SagaInput, driveOptions: { resend?: boolean } = {}): Promise<{ applied: boolean; record: SagaRecord | null }> {
+  function drive(sagaId: string, input: SagaInput): Promise<{ applied: boolean; record: SagaRecord | null }> {
     const name = sagaNameOf(sagaId);
     const def = definitions.get(name);
     if (!def) return Promise.reject(new TidemarkError(ErrorCodes.SAGA_UNKNOWN, `no saga named "${name}" is defined here (saga ${sagaId})`));
@@ -206,7 +207,8 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
             }
           }
           stats.unchanged++;
-          if (driveOptions.resend && current) await effects.send(current.record, current.state);
+          // JetStream drops the copy when the first send landed
+          if (current) await effects.send(current.record, current.state);
           return { applied: false, record: current?.record ?? null };
         }
         const state = next.reduce(evolve, before);
@@ -241,7 +243,7 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
 
   const handleOne = async (msg: JsMsg, routed: RoutedInput): Promise<void> => {
     try {
-      await drive(routed.sagaId, routed.input, { resend: msg.redelivered });
+      await drive(routed.sagaId, routed.input);
       safely(() => msg.ack());
     } catch (err) {
       if (stopping) return;
