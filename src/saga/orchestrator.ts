@@ -142,9 +142,17 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
   const admit = async (msg: JsMsg) => {
     while (startedHere.size + starting >= maxActive && !stopping) {
       await new Promise<void>((resolve) => {
-        waiting.push(resolve);
+        const wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
         // a trigger held this long would be redelivered: tell the server it is in hand
-        setTimeout(resolve, 5_000).unref();
+        const timer = setTimeout(() => {
+          const at = waiting.indexOf(wake);
+          if (at >= 0) waiting.splice(at, 1);
+          resolve();
+        }, 5_000);
+        waiting.push(wake);
       });
       safely(() => msg.working());
     }
