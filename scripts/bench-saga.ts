@@ -3,6 +3,8 @@
  *
  *   npx tsx scripts/bench-saga.ts --sagas 10000 --instances 2 [--cpus-per-instance 0.4]
  *
+ * With PROF_DIR=<dir> in the environment each orchestrator writes a V8 CPU profile there.
+ *
  * Starts nats-server with a throw-away store (or uses NATS_URL), runs `tidemark saga
  * run` in `--instances` child processes on the example order saga, answers its
  * commands from simulated services in this process (no latency), publishes the
