@@ -15,7 +15,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AckPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { AckPolicy, jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { Command, Option } from 'commander';
 import { pino } from 'pino';
@@ -26,9 +26,10 @@ import { startNatsServer } from '../src/nats/embedded-server.ts';
 
 const opts = new Command('bench-two-hops')
   .addOption(new Option('--events <n>', 'messages').default(500_000).argParser(Number))
+  .addOption(new Option('--per-message <n>', 'raw messages the relay packs into one HOP2 message (1: one each)').default(1).argParser(Number))
   .addOption(new Option('--relay <url>', 'run as the relay against this server (used by the bench itself)'))
   .parse()
-  .opts<{ events: number; relay?: string }>();
+  .opts<{ events: number; perMessage: number; relay?: string }>();
 const logger = pino({ level: 'warn' });
 const encoder = new TextEncoder();
 
@@ -45,8 +46,10 @@ if (opts.relay) {
     concurrency: 3,
     logger,
     handler: async (msgs) => {
-      const outcomes = await publisher.publish(msgs.map((msg) => ({ subject: `hop2.${msg.subject.slice(5)}`, data: msg.data, msgId: `h-${msg.seq}` })));
-      msgs.forEach((msg, i) => (outcomes[i]!.ok ? msg.ack() : msg.nak()));
+      const packs: JsMsg[][] = [];
+      for (let i = 0; i < msgs.length; i += opts.perMessage) packs.push(msgs.slice(i, i + opts.perMessage));
+      const outcomes = await publisher.publish(packs.map((pack) => ({ subject: `hop2.${pack[0]!.subject.slice(5)}`, data: pack.length === 1 ? pack[0]!.data : Buffer.concat(pack.map((m) => m.data)), msgId: `h-${pack[0]!.seq}`, headers: { 'Tidemark-Events': String(pack.length) } })));
+      packs.forEach((pack, i) => pack.forEach((msg) => (outcomes[i]!.ok ? msg.ack() : msg.nak())));
       n += msgs.length;
     },
   });
@@ -63,7 +66,7 @@ if (opts.relay) {
   for (const [name, subject] of [['HOP1', 'hop1.>'], ['HOP2', 'hop2.>']] as const) await jsm.streams.add({ name, subjects: [subject], duplicate_window: 120_000_000_000 });
   await jsm.consumers.add('HOP1', { durable_name: 'relay', ack_policy: AckPolicy.Explicit, max_ack_pending: 20_000 });
   await jsm.consumers.add('HOP2', { durable_name: 'sink', ack_policy: AckPolicy.Explicit, max_ack_pending: 20_000 });
-  const relay = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--relay', server.url], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const relay = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--relay', server.url, '--per-message', String(opts.perMessage)], { stdio: ['ignore', 'inherit', 'inherit'] });
 
   let acked = 0;
   let finished!: () => void;
@@ -77,7 +80,7 @@ if (opts.relay) {
     logger,
     handler: async (msgs) => {
       for (const msg of msgs) msg.ack();
-      acked += msgs.length;
+      acked += msgs.reduce((n, msg) => n + Number(msg.headers?.get('Tidemark-Events') ?? 1), 0);
       if (acked >= opts.events) finished();
     },
   });

@@ -1,12 +1,12 @@
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { headers, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { TidemarkEvent } from '../src/core/envelope.ts';
+import { EVENT_COUNT_HEADER } from '../src/core/envelope.ts';
 import type { DlqRecord } from '../src/ingest/dlq.ts';
 import type { NatsGateway } from '../src/ingest/nats-gateway.ts';
 import { testConfig } from './harness/config.ts';
 import { startTestIngest, type TestIngest } from './harness/ingest.ts';
-import { json, readAll, waitFor } from './harness/streams.ts';
+import { json, readAll, unpack, waitFor } from './harness/streams.ts';
 
 let ingest: TestIngest;
 let nc: NatsConnection;
@@ -33,7 +33,7 @@ async function drained(): Promise<void> {
   }, 15_000, 'the gateway to ack every raw message');
 }
 
-const eventsFor = async (source: string) => (await readAll(js, jsm, 'EVENTS')).filter((m) => m.subject.startsWith(`events.${source}.`));
+const eventsFor = async (source: string) => unpack((await readAll(js, jsm, 'EVENTS')).filter((m) => m.subject.startsWith(`events.${source}.`)));
 
 describe('NATS ingest gateway', () => {
   it('stamps core publishes (no headers, as `nats pub` sends them) with the JetStream store time', async () => {
@@ -41,19 +41,24 @@ describe('NATS ingest gateway', () => {
     nc.publish('ingest.store-17.sale', enc({ id: 's-1', occurredAt, data: { amount: '129.90' } }));
     nc.publish('ingest.store-17.sale', enc({ occurredAt: Date.now() - 1000, data: { amount: 5 } }));
     await nc.flush();
-    const msgs = await waitFor(async () => {
+    const events = await waitFor(async () => {
       const m = await eventsFor('store-17');
       return m.length === 2 && m;
     });
     const raw = await readAll(js, jsm, 'INGEST');
-    const first = json<TidemarkEvent>(msgs[0]!);
-    expect(msgs[0]!.subject).toBe('events.store-17.sale');
-    expect(msgs[0]!.headers?.get('Nats-Msg-Id')).toBe('s-1');
+    const first = events[0]!.event;
+    expect(events[0]!.msg.subject).toBe('events.store-17.sale');
     expect(first).toMatchObject({ id: 's-1', source: 'store-17', type: 'sale', occurredAt: Date.parse(occurredAt), data: { amount: '129.90' } });
     const rawFirst = raw.find((m) => m.seq === first.seq)!;
     expect(first.receivedAt).toBe(Number(rawFirst.timestampNanos / 1_000_000n));
-    const second = json<TidemarkEvent>(msgs[1]!);
+    const second = events[1]!.event;
     expect(second.id).toBe(`INGEST-${second.seq}`);
+    // events that arrive together travel in one message that says how many it holds; a lone one is the event itself, under its id
+    for (const msg of new Set(events.map((e) => e.msg))) {
+      const inside = events.filter((e) => e.msg === msg).map((e) => e.event);
+      if (inside.length === 1) expect(msg.headers?.get('Nats-Msg-Id')).toBe(inside[0]!.id);
+      else expect(msg.headers?.get(EVENT_COUNT_HEADER)).toBe(String(inside.length));
+    }
   });
 
   it('turns duplicates of one id into one event, by body id and by Nats-Msg-Id', async () => {
@@ -64,9 +69,17 @@ describe('NATS ingest gateway', () => {
     nc.publish('ingest.dup.sale', enc({ id: 'dup-2', occurredAt: Date.now() - 10 }));
     await nc.flush();
     await drained();
-    const ids = (await eventsFor('dup')).map((m) => json<TidemarkEvent>(m).id).sort();
-    expect(ids).toEqual(['dup-1', 'dup-2', 'hdr-7']);
-    expect(json<TidemarkEvent>((await eventsFor('dup'))[0]!).data).toEqual({ n: 0 });
+    const events = (await eventsFor('dup')).map((e) => e.event);
+    expect(events.map((e) => e.id).sort()).toEqual(['dup-1', 'dup-2', 'hdr-7']);
+    expect(events.find((e) => e.id === 'dup-1')!.data).toEqual({ n: 0 });
+    const before = gateway.stats.duplicates;
+    // a copy that comes after its original was stored (another batch) is dropped too
+    nc.publish('ingest.dup.sale', enc({ id: 'dup-1', occurredAt: Date.now() - 10, data: { n: 9 } }));
+    await nc.flush();
+    await drained();
+    expect((await eventsFor('dup')).map((e) => e.event.id).sort()).toEqual(['dup-1', 'dup-2', 'hdr-7']);
+    // two copies of dup-1 so far (INGEST itself dropped the second hdr-7, by its Nats-Msg-Id), now a third
+    expect([before, gateway.stats.duplicates]).toEqual([2, 3]);
   });
 
   it('sends every kind of bad input to the DLQ with the raw bytes, subject, headers and reason', async () => {

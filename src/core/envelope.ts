@@ -216,6 +216,43 @@ const encoder = new TextEncoder();
 
 export const encodeEvent = (event: TidemarkEvent): Uint8Array => encoder.encode(JSON.stringify(event));
 
-export function decodeEvent(bytes: Uint8Array): TidemarkEvent {
-  return JSON.parse(decoder.decode(bytes)) as TidemarkEvent;
+/**
+ * A message on EVENTS carries one event, or several of the same subject as NDJSON (one
+ * per line; the gateway packs what arrives together, so the stream, its consumers and
+ * their acks handle one message per pack, not per event). This header holds the count
+ * when it is more than one.
+ */
+export const EVENT_COUNT_HEADER = 'Tidemark-Events';
+
+const NEWLINE = 0x0a;
+
+/** Events in one EVENTS message, from its headers (a message without the header is one event). */
+export const eventCount = (headers: { get: (name: string) => string } | undefined): number => Number(headers?.get(EVENT_COUNT_HEADER)) || 1;
+
+/** Encoded events (from `encodeEvent`) as the body of one EVENTS message. */
+export function packEvents(encoded: Uint8Array[]): Uint8Array {
+  if (encoded.length === 1) return encoded[0]!;
+  const out = new Uint8Array(encoded.reduce((n, e) => n + e.byteLength, encoded.length - 1));
+  let at = 0;
+  for (const [i, e] of encoded.entries()) {
+    if (i > 0) out[at++] = NEWLINE;
+    out.set(e, at);
+    at += e.byteLength;
+  }
+  return out;
+}
+
+/** The events of one EVENTS message, in order; throws when the body is not one event or NDJSON of events. */
+export function decodeEvents(bytes: Uint8Array): TidemarkEvent[] {
+  const text = decoder.decode(bytes);
+  // JSON.stringify never leaves a raw newline inside a value, so lines are events and one parse does them all
+  if (!text.includes('\n')) return [JSON.parse(text) as TidemarkEvent];
+  try {
+    return JSON.parse(`[${text.trimEnd().replaceAll('\n', ',')}]`) as TidemarkEvent[];
+  } catch (err) {
+    // one event written over several lines (by hand, say) is still one event
+    const single: unknown = JSON.parse(text);
+    if (single === null || typeof single !== 'object' || Array.isArray(single)) throw err;
+    return [single as TidemarkEvent];
+  }
 }

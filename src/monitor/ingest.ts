@@ -1,7 +1,7 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { JsMsg } from '@nats-io/jetstream';
 import type { ReportConfig } from '../core/config.ts';
-import { decodeEvent, type TidemarkEvent } from '../core/envelope.ts';
+import { decodeEvents, type TidemarkEvent } from '../core/envelope.ts';
 import type { BatchHandler } from '../nats/batch-consumer.ts';
 import { initialDaily, markDaily, type DailyState } from './daily.ts';
 import { applyLateBatch, bucketStart, emptyDelayed, type DelayedState, type SequencedLateEvent } from './delayed.ts';
@@ -42,6 +42,18 @@ const minArrival = (arrivals: Map<unknown, number>): number => Math.min(...arriv
 
 const MAX_CACHED_REVISIONS = 50_000;
 
+const isEvent = (event: TidemarkEvent): boolean =>
+  Number.isFinite(event.occurredAt) && Number.isFinite(event.receivedAt) && typeof event.source === 'string' && typeof event.type === 'string';
+
+/** The processor sends undecodable messages to the DLQ; here they are simply not events. */
+function eventsOf(msg: JsMsg): TidemarkEvent[] {
+  try {
+    return decodeEvents(msg.data).filter(isEvent);
+  } catch {
+    return [];
+  }
+}
+
 /**
  * The EVENTS half of the monitor: checks each event against its SLAs and merges what
  * it found into the shared state (late aggregates, arrival marks), then acks. Alerts
@@ -70,35 +82,30 @@ export function createEventHandler(deps: IngestDeps): BatchHandler {
     const daily = new Map<string, Marks<string>>();
     const observed: Array<[string, number, number, boolean]> = [];
     for (const msg of msgs) {
-      let event: TidemarkEvent;
-      try {
-        event = decodeEvent(msg.data);
-        if (!Number.isFinite(event.occurredAt) || !Number.isFinite(event.receivedAt) || typeof event.source !== 'string' || typeof event.type !== 'string') continue;
-      } catch {
-        continue; // the processor sends undecodable messages to the DLQ; here they are simply not events
-      }
-      const delayMs = event.receivedAt - event.occurredAt;
-      let isLate = false;
-      for (const sla of deps.match(event.source, event.type)) {
-        if (sla.maxDelay !== undefined && delayMs > sla.maxDelay) {
-          isLate = true;
-          const key = stateKey('d', sla.id, event.source);
-          let events = late.get(key);
-          if (!events) late.set(key, (events = []));
-          events.push({
-            seq: msg.seq,
-            bucket: bucketStart(event.receivedAt, deps.bucketMs),
-            receivedAt: event.receivedAt,
-            delayMs,
-            day: businessDay(event.occurredAt, sla.timeZone),
-            reportDays: reportDaysOf(event),
-            revisedDays: [],
-          });
+      for (const event of eventsOf(msg)) {
+        const delayMs = event.receivedAt - event.occurredAt;
+        let isLate = false;
+        for (const sla of deps.match(event.source, event.type)) {
+          if (sla.maxDelay !== undefined && delayMs > sla.maxDelay) {
+            isLate = true;
+            const key = stateKey('d', sla.id, event.source);
+            let events = late.get(key);
+            if (!events) late.set(key, (events = []));
+            events.push({
+              seq: msg.seq,
+              bucket: bucketStart(event.receivedAt, deps.bucketMs),
+              receivedAt: event.receivedAt,
+              delayMs,
+              day: businessDay(event.occurredAt, sla.timeZone),
+              reportDays: reportDaysOf(event),
+              revisedDays: [],
+            });
+          }
+          if (sla.every) mark(every, stateKey('e', sla.id, event.source), sla, event.source, slotStart(event.receivedAt, sla.every), event.receivedAt);
+          if (sla.dailyBy) mark(daily, stateKey('y', sla.id, event.source), sla, event.source, businessDay(event.occurredAt, sla.timeZone), event.receivedAt);
         }
-        if (sla.every) mark(every, stateKey('e', sla.id, event.source), sla, event.source, slotStart(event.receivedAt, sla.every), event.receivedAt);
-        if (sla.dailyBy) mark(daily, stateKey('y', sla.id, event.source), sla, event.source, businessDay(event.occurredAt, sla.timeZone), event.receivedAt);
+        observed.push([event.source, event.receivedAt, delayMs, isLate]);
       }
-      observed.push([event.source, event.receivedAt, delayMs, isLate]);
     }
 
     const pairs = new Map<string, { report: string; day: string }>();

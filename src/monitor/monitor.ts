@@ -7,7 +7,7 @@ import type { Registry } from 'prom-client';
 import type { Config } from '../core/config.ts';
 import { metricsRegistry } from '../core/metrics.ts';
 import { sleep, systemClock, type Clock } from '../core/time.ts';
-import { runBatchConsumer } from '../nats/batch-consumer.ts';
+import { eventBatching, runBatchConsumer } from '../nats/batch-consumer.ts';
 import { CONSUMERS } from '../nats/topology.ts';
 import type { DelayStatsRow } from '../sinks/clickhouse/delay-stats-table.ts';
 import { webhookRoutes } from '../sinks/webhooks.ts';
@@ -74,7 +74,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     js,
     stream: CONSUMERS.monitor.stream,
     durable: CONSUMERS.monitor.durable,
-    batchSize: monitor.batchSize,
+    ...eventBatching(monitor.batchSize, config.ingest.eventsPerMessage),
     handler: createEventHandler({ match: slaMatcher(slas), reports: config.reports, bucketMs: monitor.bucket, state, clickhouse, db, slices, metrics, ackFloor: () => progress.ackFloor, epoch }),
     logger,
   });

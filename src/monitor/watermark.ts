@@ -1,5 +1,5 @@
 import type { JetStreamManager } from '@nats-io/jetstream';
-import { decodeEvent } from '../core/envelope.ts';
+import { decodeEvents } from '../core/envelope.ts';
 import type { Clock } from '../core/time.ts';
 import { CONSUMERS } from '../nats/topology.ts';
 
@@ -25,7 +25,7 @@ export async function readProgress(jsm: JetStreamManager, clock: Clock, graceMs:
   const next = await jsm.streams.getMessage(stream, { seq: ackFloor + 1 }).catch(() => null);
   if (!next) return { watermark: Number.NEGATIVE_INFINITY, ackFloor };
   try {
-    return { watermark: decodeEvent(next.data).receivedAt - graceMs, ackFloor };
+    return { watermark: Math.min(...decodeEvents(next.data).map((e) => e.receivedAt)) - graceMs, ackFloor };
   } catch {
     return { watermark: Number.NEGATIVE_INFINITY, ackFloor };
   }

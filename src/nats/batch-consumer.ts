@@ -1,5 +1,6 @@
 import type { Consumer, ConsumerMessages, JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
+import { eventCount } from '../core/envelope.ts';
 
 /** The handler owns acknowledgement: it acks each message only once what it caused is durable. */
 export type BatchHandler = (msgs: JsMsg[]) => Promise<void>;
@@ -15,6 +16,10 @@ export type BatchConsumerOptions = {
   retryDelayMs?: number;
   /** batches handled at once: more than one keeps the process busy while a batch waits on acks or I/O */
   concurrency?: number;
+  /** what a message counts for against `batchSize` (default 1: a batch is a number of messages) */
+  weight?: (msg: JsMsg) => number;
+  /** messages pulled ahead of the handler (default twice the batch size) */
+  bufferMessages?: number;
 };
 
 export type RunningConsumer = { stop: () => Promise<void>; done: Promise<void> };
@@ -38,7 +43,7 @@ export async function runBatchConsumer(options: BatchConsumerOptions): Promise<R
   let stopping = false;
 
   const messages: ConsumerMessages = await consumer.consume({
-    max_messages: Math.max(batchSize * 2, 256),
+    max_messages: options.bufferMessages ?? Math.max(batchSize * 2, 256),
     callback: (msg) => {
       queue.push(msg);
       wake();
@@ -52,7 +57,7 @@ export async function runBatchConsumer(options: BatchConsumerOptions): Promise<R
         await new Promise<void>((resolve) => idle.push(resolve));
         continue;
       }
-      const batch = queue.splice(0, batchSize);
+      const batch = queue.splice(0, batchLength(queue, batchSize, options.weight));
       try {
         await handler(batch);
       } catch (err) {
@@ -72,6 +77,23 @@ export async function runBatchConsumer(options: BatchConsumerOptions): Promise<R
       await done;
     },
   };
+}
+
+/**
+ * Sizing for consumers of EVENTS, whose messages carry up to `eventsPerMessage` events:
+ * a batch counts events, and the read-ahead holds about two batches of full packs.
+ */
+export function eventBatching(batchSize: number, eventsPerMessage: number): Pick<BatchConsumerOptions, 'batchSize' | 'weight' | 'bufferMessages'> {
+  return { batchSize, weight: (msg) => eventCount(msg.headers), bufferMessages: Math.max(64, Math.ceil((2 * batchSize) / eventsPerMessage)) };
+}
+
+/** How many messages from the front of the queue make one batch: at least one, at most `limit` by weight. */
+function batchLength(queue: JsMsg[], limit: number, weight: ((msg: JsMsg) => number) | undefined): number {
+  if (!weight) return Math.min(queue.length, limit);
+  let total = 0;
+  let n = 0;
+  while (n < queue.length && (n === 0 || total + weight(queue[n]!) <= limit)) total += weight(queue[n++]!);
+  return n;
 }
 
 /** Headers of a message as a plain record (for the DLQ and for logs). */

@@ -1,20 +1,26 @@
 import type { JsMsg } from '@nats-io/jetstream';
 import type { ReportConfig } from '../core/config.ts';
-import { decodeEvent, type TidemarkEvent } from '../core/envelope.ts';
+import { decodeEvents, type TidemarkEvent } from '../core/envelope.ts';
 import { businessDay } from './logic/business-day.ts';
 import type { DayRef } from './daily/revision-store.ts';
 
 export type DecodedBatch = { events: TidemarkEvent[]; undecodable: JsMsg[] };
 
-/** EVENTS carries only what a gateway validated; a message that still fails to decode is kept aside, not retried forever. */
+const isEvent = (event: TidemarkEvent): boolean => typeof event?.id === 'string' && Number.isFinite(event.occurredAt);
+
+/**
+ * The events of a batch of EVENTS messages (each one event or a pack of them). EVENTS
+ * carries only what a gateway validated; a message that still fails to decode is kept
+ * aside whole, not retried forever.
+ */
 export function decodeBatch(msgs: JsMsg[]): DecodedBatch {
   const events: TidemarkEvent[] = [];
   const undecodable: JsMsg[] = [];
   for (const msg of msgs) {
     try {
-      const event = decodeEvent(msg.data);
-      if (typeof event.id !== 'string' || !Number.isFinite(event.occurredAt)) throw new Error('not an event');
-      events.push(event);
+      const decoded = decodeEvents(msg.data);
+      if (!decoded.every(isEvent)) throw new Error('not an event');
+      for (const event of decoded) events.push(event);
     } catch {
       undecodable.push(msg);
     }

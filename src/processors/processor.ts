@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../core/config.ts';
 import { systemClock, sleep, type Clock } from '../core/time.ts';
 import { dlqRecord, publishToDlq } from '../ingest/dlq.ts';
-import { headerRecord, runBatchConsumer, storedAtMs } from '../nats/batch-consumer.ts';
+import { eventBatching, headerRecord, runBatchConsumer, storedAtMs } from '../nats/batch-consumer.ts';
 import { CONSUMERS } from '../nats/topology.ts';
 import { insertEvents } from '../sinks/clickhouse/events-table.ts';
 import { openRevisionStore, type RevisionStore } from './daily/revision-store.ts';
@@ -77,6 +77,7 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
     instance: `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
     refreshMs: config.processor.refresh,
     idleMs: config.processor.idleTimeout,
+    recentIds: config.processor.realtimeRecentIds,
   });
   let stopping = false;
 
@@ -98,7 +99,7 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
     js,
     stream: CONSUMERS.processor.stream,
     durable: CONSUMERS.processor.durable,
-    batchSize: config.processor.batchSize,
+    ...eventBatching(config.processor.batchSize, config.ingest.eventsPerMessage),
     handler,
     logger,
     // the next batch is decoded and sent while ClickHouse stores the previous one

@@ -3,6 +3,8 @@ import type { Logger } from 'pino';
 import type { ReconciliationConfig } from '../core/config.ts';
 import { dlqRecord, publishToDlq } from '../ingest/dlq.ts';
 import { headerRecord, storedAtMs } from '../nats/batch-consumer.ts';
+import { STREAMS } from '../nats/topology.ts';
+import { decodeEvents, encodeEvent } from '../core/envelope.ts';
 import { actOn, type ActionContext } from './actions.ts';
 import { alertIfOver } from './alert.ts';
 import { feedRecord } from './logic/feed-record.ts';
@@ -17,30 +19,45 @@ export type FeedMessage = { msg: JsMsg; ref: string; arrivedAt: number; record: 
 
 const decoder = new TextDecoder();
 
+/** A feed message's bodies with their refs: one per message, or one per event of an EVENTS pack (ref by event id, so a copy of an event is the same record). */
+function bodiesOf(msg: JsMsg): Array<{ ref: string; body: unknown; raw: Uint8Array } | { reason: string; raw: Uint8Array }> {
+  const stream = msg.info.stream;
+  if (stream === STREAMS.events.name) {
+    try {
+      return decodeEvents(msg.data).map((event) => ({ ref: `${stream}:id:${event.id}`, body: event, raw: encodeEvent(event) }));
+    } catch (err) {
+      return [{ reason: `not events: ${(err as Error).message}`, raw: msg.data }];
+    }
+  }
+  try {
+    return [{ ref: `${stream}:${msg.seq}`, body: JSON.parse(decoder.decode(msg.data)), raw: msg.data }];
+  } catch (err) {
+    return [{ reason: `not JSON: ${(err as Error).message}`, raw: msg.data }];
+  }
+}
+
 /**
- * Feed messages as records; a message that is not one (bad JSON, no key) goes to the
- * DLQ with its reason — acked, never retried, never lost.
+ * Feed messages as records; a message (or an event of a pack) that is not one (bad
+ * JSON, no key) goes to the DLQ with its reason — never retried, never lost. A message
+ * with no record left is acked here; the others once their records are applied.
  */
 export async function decodeFeed(js: JetStreamClient, recon: ReconciliationConfig, side: Side, msgs: JsMsg[]): Promise<FeedMessage[]> {
   const out: FeedMessage[] = [];
   for (const msg of msgs) {
     const arrivedAt = storedAtMs(msg);
-    let body: unknown;
-    let reason: string | undefined;
-    try {
-      body = JSON.parse(decoder.decode(msg.data));
-    } catch (err) {
-      reason = `not JSON: ${(err as Error).message}`;
+    const origin = { stream: msg.info.stream, seq: msg.seq };
+    let kept = 0;
+    for (const [index, body] of bodiesOf(msg).entries()) {
+      const record = 'reason' in body ? body : feedRecord(recon, side === 'A' ? recon.a : recon.b, body.body, arrivedAt);
+      if ('reason' in record) {
+        const rejection = { code: 'INVALID_FIELD' as const, reason: `reconciliation ${recon.name} side ${side}: ${record.reason}` };
+        await publishToDlq(js, dlqRecord(rejection, body.raw, msg.subject, headerRecord(msg), origin, arrivedAt), `RECON-${recon.name}-${msg.info.stream}-${msg.seq}-${index}`);
+        continue;
+      }
+      out.push({ msg, ref: (body as { ref: string }).ref, arrivedAt, record });
+      kept++;
     }
-    const record = reason === undefined ? feedRecord(recon, side === 'A' ? recon.a : recon.b, body, arrivedAt) : { reason: reason! };
-    if ('reason' in record) {
-      const rejection = { code: 'INVALID_FIELD' as const, reason: `reconciliation ${recon.name} side ${side}: ${record.reason}` };
-      const origin = { stream: msg.info.stream, seq: msg.seq };
-      await publishToDlq(js, dlqRecord(rejection, msg.data, msg.subject, headerRecord(msg), origin, arrivedAt), `RECON-${recon.name}-${msg.info.stream}-${msg.seq}`);
-      msg.ack();
-      continue;
-    }
-    out.push({ msg, ref: `${msg.info.stream}:${msg.seq}`, arrivedAt, record });
+    if (kept === 0) msg.ack();
   }
   return out;
 }

@@ -1,4 +1,5 @@
 import type { JetStreamClient, JetStreamManager, JsMsg } from '@nats-io/jetstream';
+import { decodeEvents, type TidemarkEvent } from '../../src/core/envelope.ts';
 
 /** Polls until `check` returns a value other than undefined/false, or fails after `timeoutMs`. */
 export async function waitFor<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000, what = 'condition'): Promise<T> {
@@ -37,3 +38,9 @@ export async function readAll(js: JetStreamClient, jsm: JetStreamManager, stream
 }
 
 export const json = <T = Record<string, unknown>>(msg: JsMsg): T => JSON.parse(new TextDecoder().decode(msg.data)) as T;
+
+/** The events of EVENTS messages (each one event or a pack), in order, each with the message that carried it. */
+export const unpack = (msgs: JsMsg[]): Array<{ msg: JsMsg; event: TidemarkEvent }> => msgs.flatMap((msg) => decodeEvents(msg.data).map((event) => ({ msg, event })));
+
+/** Every event on EVENTS now. */
+export const eventsOnStream = async (js: JetStreamClient, jsm: JetStreamManager): Promise<TidemarkEvent[]> => unpack(await readAll(js, jsm, 'EVENTS')).map((e) => e.event);

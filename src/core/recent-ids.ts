@@ -1,0 +1,31 @@
+/**
+ * The ids of the most recent events, in two generations of at most `capacity` each, so
+ * a copy of an event that comes soon after it is recognised while memory stays
+ * bounded however long the stream is.
+ */
+export class RecentIds {
+  private current = new Set<string>();
+  private previous = new Set<string>();
+
+  constructor(private readonly capacity: number) {}
+
+  has(id: string): boolean {
+    return this.current.has(id) || this.previous.has(id);
+  }
+
+  add(id: string): void {
+    if (this.has(id)) return;
+    if (this.current.size >= this.capacity) {
+      this.previous = this.current;
+      this.current = new Set();
+    }
+    this.current.add(id);
+  }
+
+  /** True the first time an id is offered (as far as memory reaches), false for a copy. */
+  admit(id: string): boolean {
+    if (this.has(id)) return false;
+    this.add(id);
+    return true;
+  }
+}
