@@ -18,7 +18,7 @@ import { acknowledge, listDiscrepancies, listRuns, summarize } from '../src/reco
 import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
 import { testConfig } from './harness/config.ts';
 import { startTestNats, type TestNats } from './harness/nats.ts';
-import { json, readAll, waitFor } from './harness/streams.ts';
+import { json, readAll, unpack, waitFor } from './harness/streams.ts';
 
 let server: TestNats;
 let ch: TestClickHouse;
@@ -97,8 +97,8 @@ describe('batch runs with history, healing, manual queue and alert', () => {
 
     // corrections: B gets A - B per store; the gateway validates them, the processor revises the report
     const events = await waitFor(async () => {
-      const msgs = await onSubject('EVENTS', 'events.store-');
-      return msgs.length === 5 && msgs.map((m) => json<{ source: string; data: { amount: string } }>(m));
+      const corrections = unpack(await onSubject('EVENTS', 'events.store-')).map((e) => e.event);
+      return corrections.length === 5 && corrections;
     }, 10_000, 'five validated corrections');
     expect(events.map((e) => `${e.source} ${e.data.amount}`).sort()).toEqual(['store-0 40', 'store-1 2.5', 'store-1 41', 'store-2 -0.75', 'store-2 42']);
     const revisions = await waitFor(async () => {

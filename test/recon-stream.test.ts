@@ -12,7 +12,7 @@ import { startReconcileStreaming, type ReconcileStreaming } from '../src/reconci
 import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
 import { testConfig } from './harness/config.ts';
 import { startTestNats, type TestNats } from './harness/nats.ts';
-import { json, readAll, waitFor } from './harness/streams.ts';
+import { json, readAll, unpack, waitFor } from './harness/streams.ts';
 
 let server: TestNats;
 let ch: TestClickHouse;
@@ -91,6 +91,8 @@ async function findings(name = 'settle'): Promise<string[]> {
   return (await result.json<Row>()).map((r) => `${r.type}${r.side} ${(JSON.parse(r.key) as string[]).at(-1)}${Number(r.count) > 1 ? ` x${r.count}` : ''} ${r.status}`).sort();
 }
 const subjects = async (stream: string, subject: string) => (await readAll(js, jsm, stream)).filter((m) => m.subject === subject);
+/** Events on one EVENTS subject (messages there may be packs of several). */
+const eventsOn = async (subject: string) => unpack(await subjects('EVENTS', subject)).map((e) => e.event);
 
 describe('streaming reconciliation', () => {
   it('matches as records arrive, holds one-sided keys as expected, then finds every kind once the window passes', async () => {
@@ -123,10 +125,10 @@ describe('streaming reconciliation', () => {
     ]);
 
     const corrections = await waitFor(async () => {
-      const msgs = await subjects('EVENTS', 'events.recon.adjustment');
-      return msgs.length === 5 && msgs.map((m) => json<{ id: string; key: string; data: Record<string, string> }>(m));
+      const events = await eventsOn('events.recon.adjustment');
+      return events.length === 5 && events;
     }, 10_000, 'corrections validated by the gateway');
-    expect(corrections.map((e) => `${JSON.parse(e.key)[1]} ${e.data.amount} ${e.data.kind}`).sort()).toEqual(['17 17 MissingInB', '18 18 MissingInB', '19 19 MissingInB', '20 20 MissingInB', '4 -0.02 Mismatch']);
+    expect(corrections.map((e) => `${JSON.parse(e.key!)[1]} ${e.data.amount} ${e.data.kind}`).sort()).toEqual(['17 17 MissingInB', '18 18 MissingInB', '19 19 MissingInB', '20 20 MissingInB', '4 -0.02 Mismatch']);
     // findings are stored before they are acted on: wait for the actions themselves
     const manual = await waitFor(async () => {
       const msgs = await subjects('RECON', 'recon.manual.settle');
@@ -155,7 +157,7 @@ describe('streaming reconciliation', () => {
     expect((await findings()).filter((f) => !/^(DuplicateA 6|Mismatch [45] |MissingIn[AB] (50|1[7-9]|20) )/.test(f))).toEqual([
       'DuplicateB 4 x2 open', 'Mismatch 22 healed', 'MissingInB 29 healed', 'MissingInB 30 healed',
     ]);
-    await waitFor(async () => (await subjects('EVENTS', 'events.recon.adjustment')).length === 8, 10_000, 'the new corrections');
+    await waitFor(async () => (await eventsOn('events.recon.adjustment')).length === 8, 10_000, 'the new corrections');
     await waitFor(async () => (await subjects('RECON', 'recon.manual.settle')).length === 4, 10_000, 'the new manual entry');
     const ids = (await subjects('INGEST', 'ingest.recon.adjustment')).map((m) => json<{ id: string }>(m).id);
     expect(new Set(ids).size).toBe(ids.length);
@@ -174,7 +176,7 @@ describe('streaming reconciliation', () => {
       const occurredAt = Date.now() - 60_000;
       for (const [id, amount] of [['s-1', '10'], ['s-2', '20'], ['s-3', '30'], ['s-4', '41']]) nc.publish('ingest.pos.sale', JSON.stringify({ id, occurredAt, data: { amount } }));
       // the clock runs hours ahead here, so B must be on EVENTS before A arrives, or A's window would already be over
-      await waitFor(async () => (await subjects('EVENTS', 'events.pos.sale')).length === 4, 10_000, 'sales on EVENTS');
+      await waitFor(async () => (await eventsOn('events.pos.sale')).length === 4, 10_000, 'sales on EVENTS');
       for (const [txn, amount] of [['s-1', '10.00'], ['s-2', '20'], ['s-3', '30'], ['s-4', '40'], ['s-5', '50']]) nc.publish('recon.pos.bank', JSON.stringify({ txn, amount, occurredAt }));
       await waitFor(async () => (await findings('pos')).length === 2, 10_000, 'pos findings');
       expect(await findings('pos')).toEqual(['Mismatch s-4 open', 'MissingInB s-5 open']);

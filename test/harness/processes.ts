@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { DAILY_BUCKET } from '../../src/processors/daily/revision-store.ts';
-import { streamCount, waitFor } from './streams.ts';
+import { eventsOnStream, waitFor } from './streams.ts';
 
 /** Runs `tidemark <args>` as a separate process, the way a user or an operator starts a role. */
 export function spawnTidemark(args: string[], env: Record<string, string>): ChildProcess {
@@ -24,7 +24,11 @@ export async function terminate(child: ChildProcess): Promise<number | null> {
 
 /** Every event is stored and acked by the processors, and no day is left dirty: the daily view has caught up. */
 export async function waitForDailyView(js: JetStreamClient, jsm: JetStreamManager, events: number, timeoutMs = 90_000): Promise<void> {
-  await waitFor(async () => (await streamCount(jsm, 'EVENTS')) === events && (await jsm.consumers.info('EVENTS', 'processor')).ack_floor.stream_seq === events, timeoutMs, 'the processors to ack every event');
+  await waitFor(async () => new Set((await eventsOnStream(js, jsm)).map((e) => e.id)).size === events, timeoutMs, 'every event on EVENTS');
+  await waitFor(async () => {
+    const info = await jsm.consumers.info('EVENTS', 'processor');
+    return info.num_pending === 0 && info.num_ack_pending === 0;
+  }, timeoutMs, 'the processors to ack every event');
   const kv = await new Kvm(js).open(DAILY_BUCKET);
   await waitFor(async () => {
     for await (const _key of await kv.keys('dirty.>')) return false;
