@@ -1,12 +1,8 @@
 import { readFileSync } from 'node:fs';
 import type { ClickHouseClient } from '@clickhouse/client';
-import type { JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { CONSUMERS } from '../nats/topology.ts';
 import { mib, percentile } from './stats.ts';
 import { rawEvent } from './workload.ts';
-
-const ackFloor = async (jsm: JetStreamManager): Promise<number> => (await jsm.consumers.info(CONSUMERS.processor.stream, CONSUMERS.processor.durable)).ack_floor.stream_seq;
 
 async function eventRows(client: ClickHouseClient, db: string): Promise<number> {
   const rows = await (await client.query({ query: `SELECT count() AS n FROM ${db}.events`, format: 'JSONEachRow' })).json<{ n: string }>();
@@ -31,9 +27,19 @@ export function processRssMiB(pid: number | undefined): number | undefined {
  * until every one is acked by the processor, i.e. stored in ClickHouse. Memory is
  * sampled each time another `sampleEvery` events are through.
  */
-export async function drain(options: { nc: NatsConnection; jsm: JetStreamManager; clickhouse: ClickHouseClient; db: string; from: number; count: number; sampleEvery: number; gatewayPid?: number }): Promise<{ ms: number; memory: MemorySample[] }> {
-  const { nc, jsm, from, count } = options;
-  const startFloor = await ackFloor(jsm);
+export async function drain(options: {
+  nc: NatsConnection;
+  /** events the processor has stored and acked so far */
+  stored: () => number;
+  clickhouse: ClickHouseClient;
+  db: string;
+  from: number;
+  count: number;
+  sampleEvery: number;
+  gatewayPid?: number;
+}): Promise<{ ms: number; memory: MemorySample[] }> {
+  const { nc, stored, from, count } = options;
+  const storedBefore = stored();
   const now = Date.now();
   const started = performance.now();
   const memory: MemorySample[] = [];
@@ -48,7 +54,7 @@ export async function drain(options: { nc: NatsConnection; jsm: JetStreamManager
     await nc.flush();
   })();
   for (;;) {
-    const done = (await ackFloor(jsm)) - startFloor;
+    const done = stored() - storedBefore;
     if (done >= nextSample) {
       const usage = process.memoryUsage();
       const gatewayRssMiB = processRssMiB(options.gatewayPid);

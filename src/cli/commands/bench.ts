@@ -25,10 +25,11 @@ type BenchOptions = { events: string; rate: string; seconds: string; memoryEvent
 
 /**
  * The gateway as its own process, as deployed: on two cores it then works in parallel
- * with the processor instead of taking turns with it on one event loop.
+ * with the processor instead of taking turns with it on one event loop. With PROF_DIR
+ * in the environment it writes a V8 CPU profile there.
  */
 async function spawnGateway(natsUrl: string, configFile: string | undefined): Promise<{ pid?: number; stop: () => Promise<void> }> {
-  const child = spawn(process.execPath, [fileURLToPath(new URL('../../../bin/tidemark.mjs', import.meta.url)), 'gateway', ...(configFile ? ['--config', configFile] : [])], {
+  const child = spawn(process.execPath, [...(process.env.PROF_DIR ? ['--cpu-prof', '--cpu-prof-dir', process.env.PROF_DIR] : []), fileURLToPath(new URL('../../../bin/tidemark.mjs', import.meta.url)), 'gateway', ...(configFile ? ['--config', configFile] : [])], {
     env: { ...process.env, NATS_URL: natsUrl, TIDEMARK_HTTP_PORT: '0', LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
@@ -77,7 +78,7 @@ export function register(program: Command): void {
         const gateway: { pid?: number; stop: () => Promise<void> } = opts.gatewayProcess ? await spawnGateway(server.url, command.optsWithGlobals<{ config?: string }>().config) : await startNatsGateway({ js, nc, config, logger });
         const processor = await startProcessor({ config, js, clickhouse, logger });
         try {
-          const first = await drain({ nc, jsm, clickhouse, db, from: 0, count: events, sampleEvery: events });
+          const first = await drain({ nc, stored: () => processor.stats.events, clickhouse, db, from: 0, count: events, sampleEvery: events });
           const eps = rate(events, first.ms);
           line('pipeline ingest.> → ClickHouse rows', `${eps} events/s (${Math.round(first.ms)} ms)`);
           line('ratio to bare JetStream', `${(eps / bare.eventsPerSecond).toFixed(2)}×`);
@@ -90,7 +91,7 @@ export function register(program: Command): void {
           let memory: MemorySample[] = [];
           if (memoryEvents > 0) {
             const from = events + load.sent + 1;
-            const run = await drain({ nc, jsm, clickhouse, db, from, count: memoryEvents, sampleEvery: 1_000_000, ...(gateway.pid === undefined ? {} : { gatewayPid: gateway.pid }) });
+            const run = await drain({ nc, stored: () => processor.stats.events, clickhouse, db, from, count: memoryEvents, sampleEvery: 1_000_000, ...(gateway.pid === undefined ? {} : { gatewayPid: gateway.pid }) });
             memory = run.memory;
             line(`pipeline, ${memoryEvents} more events`, `${rate(memoryEvents, run.ms)} events/s`);
             for (const sample of memory) {
