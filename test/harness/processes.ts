@@ -4,12 +4,21 @@ import { Kvm } from '@nats-io/kv';
 import { DAILY_BUCKET } from '../../src/processors/daily/revision-store.ts';
 import { eventsOnStream, waitFor } from './streams.ts';
 
+const children = new Set<ChildProcess>();
+// a test that fails half-way must not leave its roles running after the test file's process ends
+process.once('exit', () => {
+  for (const child of children) child.kill('SIGKILL');
+});
+
 /** Runs `tidemark <args>` as a separate process, the way a user or an operator starts a role. */
 export function spawnTidemark(args: string[], env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, ['bin/tidemark.mjs', ...args], {
+  const child = spawn(process.execPath, ['bin/tidemark.mjs', ...args], {
     env: { ...process.env, LOG_LEVEL: 'error', ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
 }
 
 export const exited = (child: ChildProcess): Promise<void> =>

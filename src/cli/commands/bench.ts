@@ -34,6 +34,10 @@ async function spawnGateway(natsUrl: string, configFile: string | undefined): Pr
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // a bench that fails half-way must not leave its gateway running
+  const orphanGuard = () => child.kill('SIGKILL');
+  process.once('exit', orphanGuard);
+  void exited.then(() => process.off('exit', orphanGuard));
   return {
     ...(child.pid === undefined ? {} : { pid: child.pid }),
     stop: async () => {
