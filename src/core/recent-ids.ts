@@ -22,10 +22,4 @@ export class RecentIds {
     this.current.add(id);
   }
 
-  /** True the first time an id is offered (as far as memory reaches), false for a copy. */
-  admit(id: string): boolean {
-    if (this.has(id)) return false;
-    this.add(id);
-    return true;
-  }
 }

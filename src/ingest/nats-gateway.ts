@@ -5,7 +5,7 @@ import type { Config } from '../core/config.ts';
 import { parseRawEvent, type EnvelopeLimits, type ParseResult, type Rejection, type TidemarkEvent } from '../core/envelope.ts';
 import { RecentIds } from '../core/recent-ids.ts';
 import { ingestMetrics } from '../core/metrics.ts';
-import { headerRecord, runBatchConsumer, storedAtMs, type RunningConsumer } from '../nats/batch-consumer.ts';
+import { delivery, headerRecord, runBatchConsumer, storedAtMs, type RunningConsumer } from '../nats/batch-consumer.ts';
 import { createBatchPublisher, type BatchPublisher, type PublishItem, type PublishOutcome } from '../nats/batch-publisher.ts';
 import { CONSUMERS, STREAMS } from '../nats/topology.ts';
 import { dlqItem, dlqRecord } from './dlq.ts';
@@ -23,12 +23,13 @@ export function packLimits(config: Config, maxPayload: number): PackLimits {
 }
 
 function parseMsg(msg: JsMsg, limits: EnvelopeLimits): ParseResult {
+  const { seq, storedAtMs } = delivery(msg);
   return parseRawEvent(msg.data, {
     subject: msg.subject,
     msgId: msg.headers?.get('Nats-Msg-Id') || undefined,
     stream: STREAMS.ingest.name,
-    seq: msg.seq,
-    receivedAt: storedAtMs(msg),
+    seq,
+    receivedAt: storedAtMs,
   }, limits);
 }
 

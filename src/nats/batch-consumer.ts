@@ -104,5 +104,23 @@ export function headerRecord(msg: JsMsg): Record<string, string[]> {
   return out;
 }
 
-/** JetStream's store time in epoch ms, from the exact bigint nanoseconds (the number form loses digits). */
-export const storedAtMs = (msg: JsMsg): number => Number(msg.timestampNanos / 1_000_000n);
+/** JetStream's store time in epoch ms, exact (the client's number form of the nanoseconds loses digits). */
+export const storedAtMs = (msg: JsMsg): number => delivery(msg).storedAtMs;
+
+/**
+ * Stream sequence and store time of a message, read from its reply subject in one pass
+ * (`$JS.ACK[.<domain>.<account>].<stream>.<consumer>.<delivered>.<seq>.<dseq>.<nanos>.<pending>[.<token>]`).
+ * The client's own accessors split that subject once for each and build a BigInt:
+ * a tenth of a gateway's time at tens of thousands of messages a second.
+ */
+export function delivery(msg: JsMsg): { seq: number; storedAtMs: number } {
+  // not in the JsMsg type, but every JsMsg of the client has it; without it, the client's accessors answer
+  const tokens = ((msg as { reply?: string }).reply ?? '').split('.');
+  const base = tokens.length === 9 ? 4 : 6;
+  const seq = tokens[base + 1];
+  const nanos = tokens[base + 3];
+  if (tokens[0] !== '$JS' || tokens[1] !== 'ACK' || tokens.length < 9 || !seq || !nanos || nanos.length <= 6) {
+    return { seq: msg.seq, storedAtMs: Number(msg.timestampNanos / 1_000_000n) };
+  }
+  return { seq: Number(seq), storedAtMs: Number(nanos.slice(0, -6)) };
+}

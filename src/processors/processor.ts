@@ -77,7 +77,6 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
     instance: `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
     refreshMs: config.processor.refresh,
     idleMs: config.processor.idleTimeout,
-    recentIds: config.processor.realtimeRecentIds,
   });
   let stopping = false;
 

@@ -4,7 +4,6 @@ import type { ReportConfig } from '../../core/config.ts';
 import type { TidemarkEvent } from '../../core/envelope.ts';
 import { sleep, type Clock } from '../../core/time.ts';
 import { insertRealtime, realtimeRow, type RealtimeRow } from '../../sinks/clickhouse/realtime-table.ts';
-import { RecentIds } from '../../core/recent-ids.ts';
 import { Watermark, WindowStore } from '../logic/windows.ts';
 
 export type RealtimeStats = { lateRejected: number; emitted: number; openWindows: number };
@@ -26,8 +25,6 @@ export type RealtimeOptions = {
   instance: string;
   refreshMs: number;
   idleMs: number;
-  /** copies of an event among about this many recent ones count once */
-  recentIds: number;
 };
 
 /**
@@ -42,19 +39,13 @@ export function startRealtime(options: RealtimeOptions): Realtime {
     .filter((report) => report.windows.length > 0)
     .map((report) => ({ report, store: new WindowStore(report), watermark: new Watermark(report.allowedLateness, options.idleMs) }));
   const stats: RealtimeStats = { lateRejected: 0, emitted: 0, openWindows: 0 };
-  // EVENTS may hold two copies of an event (published twice, or repacked by a gateway
-  // that crashed before its ack); the daily view counts ids once through ClickHouse,
-  // this view through the ids it has recently seen
-  const recent = new RecentIds(options.recentIds);
   // Latest unwritten emission per window: while ClickHouse is away only the newest
   // figure of each window is kept, so memory stays bounded by the windows themselves.
   let pending = new Map<string, RealtimeRow>();
   const controller = new AbortController();
 
-  const add = (batch: TidemarkEvent[]) => {
-    if (lanes.length === 0) return;
+  const add = (events: TidemarkEvent[]) => {
     const now = clock.now();
-    const events = batch.filter((event) => recent.admit(event.id));
     for (const { report, store, watermark } of lanes) {
       for (const event of events) {
         if (!report.types.includes(event.type)) continue;
