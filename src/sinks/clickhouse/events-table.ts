@@ -1,4 +1,5 @@
 import type { ClickHouseClient } from '@clickhouse/client';
+import { insertEncodedRows } from '../../clickhouse/client.ts';
 import { toDecimal } from '../../core/decimal.ts';
 import type { TidemarkEvent } from '../../core/envelope.ts';
 import { canonicalJson } from '../../processors/logic/canonical.ts';
@@ -62,6 +63,8 @@ export function eventRow(event: TidemarkEvent): EventRow {
 
 const COLUMNS = ['id', 'occurred_at', 'received_at', 'delay_ms', 'source', 'type', 'key', 'data', 'nums', 'seq'] as const satisfies ReadonlyArray<keyof EventRow>;
 
+const encoder = new TextEncoder();
+
 /**
  * A synchronous insert: when it resolves, the rows are stored (the caller acks after
  * this). Rows go as JSON arrays in column order: ClickHouse parses them about a fifth
@@ -69,9 +72,9 @@ const COLUMNS = ['id', 'occurred_at', 'received_at', 'delay_ms', 'source', 'type
  */
 export async function insertEvents(client: ClickHouseClient, db: string, events: TidemarkEvent[]): Promise<void> {
   if (events.length === 0) return;
-  const values = events.map((event) => {
+  const lines = events.map((event) => {
     const row = eventRow(event);
-    return COLUMNS.map((column) => row[column]);
+    return JSON.stringify(COLUMNS.map((column) => row[column]));
   });
-  await client.insert({ table: `${db}.events`, values, format: 'JSONCompactEachRow', columns: [...COLUMNS] });
+  await insertEncodedRows(client, `${db}.events`, [...COLUMNS], encoder.encode(lines.join('\n')));
 }
