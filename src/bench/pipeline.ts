@@ -1,4 +1,6 @@
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { mib, percentile } from './stats.ts';
@@ -22,13 +24,30 @@ export function processRssMiB(pid: number | undefined): number | undefined {
   }
 }
 
+/** Runs the load generator in its own process and resolves when it has published everything. */
+function publishInProcess(natsUrl: string, from: number, count: number, now: number): Promise<void> {
+  const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx/esm'), fileURLToPath(new URL('./publish-process.ts', import.meta.url)), natsUrl, String(from), String(count), String(now)], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const guard = () => child.kill('SIGKILL');
+  process.once('exit', guard);
+  return new Promise((resolve, reject) =>
+    child.once('exit', (code) => {
+      process.off('exit', guard);
+      if (code === 0) resolve();
+      else reject(new Error(`the load generator exited with ${code}`));
+    }),
+  );
+}
+
 /**
- * Publishes `count` raw events to `ingest.>` as fast as core publish goes and waits
- * until every one is acked by the processor, i.e. stored in ClickHouse. Memory is
- * sampled each time another `sampleEvery` events are through.
+ * Publishes `count` raw events to `ingest.>` as fast as core publish goes, from a
+ * process of its own, and waits until every one is acked by the processor, i.e.
+ * stored in ClickHouse. Memory is sampled each time another `sampleEvery` events are
+ * through.
  */
 export async function drain(options: {
-  nc: NatsConnection;
+  natsUrl: string;
   /** events the processor has stored and acked so far */
   stored: () => number;
   clickhouse: ClickHouseClient;
@@ -38,21 +57,13 @@ export async function drain(options: {
   sampleEvery: number;
   gatewayPid?: number;
 }): Promise<{ ms: number; memory: MemorySample[] }> {
-  const { nc, stored, from, count } = options;
+  const { stored, from, count } = options;
   const storedBefore = stored();
   const now = Date.now();
   const started = performance.now();
   const memory: MemorySample[] = [];
   let nextSample = options.sampleEvery;
-  const publishing = (async () => {
-    for (let i = from; i < from + count; i++) {
-      const { subject, body } = rawEvent(i, now);
-      nc.publish(subject, body);
-      // let the gateway and processor run while the backlog is being published
-      if (i % 5_000 === 0) await nc.flush();
-    }
-    await nc.flush();
-  })();
+  const publishing = publishInProcess(options.natsUrl, from, count, now);
   for (;;) {
     const done = stored() - storedBefore;
     if (done >= nextSample) {

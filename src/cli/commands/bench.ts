@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
@@ -21,7 +21,7 @@ import { startProcessor } from '../../processors/processor.ts';
 import { systemClock } from '../../core/time.ts';
 import { configFor } from '../runtime.ts';
 
-type BenchOptions = { events: string; rate: string; seconds: string; memoryEvents: string; gatewayProcess: boolean };
+type BenchOptions = { events: string; rate: string; seconds: string; memoryEvents: string; gatewayProcess: boolean; gateways: string };
 
 /**
  * The gateway as its own process, as deployed: on two cores it then works in parallel
@@ -58,6 +58,7 @@ export function register(program: Command): void {
     .option('--seconds <n>', 'duration of the steady load', '20')
     .option('--memory-events <n>', 'drain this many events in all and sample memory every million (0: skip)', '5000000')
     .option('--no-gateway-process', 'run the gateway in the bench process instead of its own')
+    .option('--gateways <n>', 'gateway processes sharing the INGEST consumer (default: one per core, as deployed)', String(availableParallelism()))
     .action(async (opts: BenchOptions, command: Command) => {
       const base = await configFor(command);
       const events = Number(opts.events);
@@ -74,15 +75,21 @@ export function register(program: Command): void {
         await ensureTopology(jsm, config);
         const db = config.clickhouse.database;
         await migrate(clickhouse, db);
-        process.stdout.write(`Tidemark bench: ${events} events, nats-server ${server.url}, chDB in ${dir}\n\n`);
+        const shape = opts.gatewayProcess ? `${opts.gateways} gateway process(es)` : 'the gateway in this process';
+        process.stdout.write(`Tidemark bench: ${events} events, nats-server ${server.url}, chDB in ${dir}\n`);
+        process.stdout.write(`shape: load generator in its own process → ${shape} → one processor in this process\n\n`);
 
         const bare = await bareJetStream(nc, js, events);
         line('bare JetStream publish+consume+ack', `${bare.eventsPerSecond} msg/s (publish ${Math.round(bare.publishMs)} ms, consume ${Math.round(bare.consumeMs)} ms)`);
 
-        const gateway: { pid?: number; stop: () => Promise<void> } = opts.gatewayProcess ? await spawnGateway(server.url, command.optsWithGlobals<{ config?: string }>().config) : await startNatsGateway({ js, nc, config, logger });
+        const configFile = command.optsWithGlobals<{ config?: string }>().config;
+        const gateways: Array<{ pid?: number; stop: () => Promise<void> }> = opts.gatewayProcess
+          ? await Promise.all(Array.from({ length: Math.max(1, Number(opts.gateways)) }, () => spawnGateway(server.url, configFile)))
+          : [await startNatsGateway({ js, nc, config, logger })];
+        const gateway = gateways[0]!;
         const processor = await startProcessor({ config, js, clickhouse, logger });
         try {
-          const first = await drain({ nc, stored: () => processor.stats.events, clickhouse, db, from: 0, count: events, sampleEvery: events });
+          const first = await drain({ natsUrl: server.url, stored: () => processor.stats.events, clickhouse, db, from: 0, count: events, sampleEvery: events });
           const eps = rate(events, first.ms);
           line('pipeline ingest.> → ClickHouse rows', `${eps} events/s (${Math.round(first.ms)} ms)`);
           line('ratio to bare JetStream', `${(eps / bare.eventsPerSecond).toFixed(2)}×`);
@@ -95,7 +102,7 @@ export function register(program: Command): void {
           let memory: MemorySample[] = [];
           if (memoryEvents > 0) {
             const from = events + load.sent + 1;
-            const run = await drain({ nc, stored: () => processor.stats.events, clickhouse, db, from, count: memoryEvents, sampleEvery: 1_000_000, ...(gateway.pid === undefined ? {} : { gatewayPid: gateway.pid }) });
+            const run = await drain({ natsUrl: server.url, stored: () => processor.stats.events, clickhouse, db, from, count: memoryEvents, sampleEvery: 1_000_000, ...(gateway.pid === undefined ? {} : { gatewayPid: gateway.pid }) });
             memory = run.memory;
             line(`pipeline, ${memoryEvents} more events`, `${rate(memoryEvents, run.ms)} events/s`);
             for (const sample of memory) {
@@ -109,7 +116,7 @@ export function register(program: Command): void {
           process.stdout.write(`\n${JSON.stringify({ bare, pipelineEventsPerSecond: eps, ratio: eps / bare.eventsPerSecond, freshness: load.freshness, late: load.late, memory, replay })}\n`);
         } finally {
           await processor.stop();
-          await gateway.stop();
+          await Promise.all(gateways.map((g) => g.stop()));
         }
       } finally {
         await nc.close();
