@@ -291,9 +291,9 @@ export const ConfigSchema = z.strictObject({
     maxEventBytes: z.number().int().positive().default(64 * 1024),
     maxFutureSkew: Duration.default(300_000).describe('occurredAt may be at most this far after receivedAt'),
     retention: Duration.default(400 * 86_400_000).describe('occurredAt older than this is rejected'),
-    batchSize: z.number().int().positive().default(1_000),
+    batchSize: z.number().int().positive().default(2_000).describe('raw messages a gateway validates and forwards at once, at most'),
     recentIds: z.number().int().positive().default(20_000).describe('a gateway drops a copy of an event it stored within about this many events; copies that get past (another gateway, a gateway restart) count once in the daily view'),
-    eventsPerMessage: z.number().int().min(1).max(10_000).default(100).describe('the gateway packs up to this many events of one subject that arrive together into one EVENTS message (NDJSON); 1: one event per message'),
+    eventsPerMessage: z.number().int().min(1).max(10_000).default(200).describe('the gateway packs up to this many events of one subject that arrive together into one EVENTS message (NDJSON); 1: one event per message'),
   }).prefault({}),
   processor: z.strictObject({
     batchSize: z.number().int().positive().default(20_000).describe('events per ClickHouse insert at most'),

@@ -55,13 +55,23 @@ const MAX_NESTING = 32;
 
 const reject = (code: RejectionCode, reason: string): ParseResult => ({ ok: false, rejection: { code, reason } });
 
+const SUBJECT_CACHE_SIZE = 10_000;
+const subjectCache = new Map<string, Map<string, { source?: string; type?: string }>>();
+
 /** `ingest.store-17.sale` → source `store-17`, type `sale`; longer subjects keep the rest as a dotted type. */
 export function subjectParts(subject: string, prefix: string): { source?: string; type?: string } {
+  // a gateway sees the same few subjects over and over: split each once
+  let cache = subjectCache.get(prefix);
+  if (!cache) subjectCache.set(prefix, (cache = new Map()));
+  const known = cache.get(subject);
+  if (known) return known;
   const tokens = subject.split('.');
-  if (tokens[0] !== prefix) return {};
   const source = tokens[1];
   const type = tokens.length > 2 ? tokens.slice(2).join('.') : undefined;
-  return { source: source || undefined, type: type || undefined };
+  const parts = tokens[0] !== prefix ? {} : { source: source || undefined, type: type || undefined };
+  if (cache.size >= SUBJECT_CACHE_SIZE) cache.clear();
+  cache.set(subject, parts);
+  return parts;
 }
 
 export function parseOccurredAt(value: unknown): number | Rejection {
@@ -224,23 +234,11 @@ export const encodeEvent = (event: TidemarkEvent): Uint8Array => encoder.encode(
  */
 export const EVENT_COUNT_HEADER = 'Tidemark-Events';
 
-const NEWLINE = 0x0a;
-
 /** Events in one EVENTS message, from its headers (a message without the header is one event). */
 export const eventCount = (headers: { get: (name: string) => string } | undefined): number => Number(headers?.get(EVENT_COUNT_HEADER)) || 1;
 
-/** Encoded events (from `encodeEvent`) as the body of one EVENTS message. */
-export function packEvents(encoded: Uint8Array[]): Uint8Array {
-  if (encoded.length === 1) return encoded[0]!;
-  const out = new Uint8Array(encoded.reduce((n, e) => n + e.byteLength, encoded.length - 1));
-  let at = 0;
-  for (const [i, e] of encoded.entries()) {
-    if (i > 0) out[at++] = NEWLINE;
-    out.set(e, at);
-    at += e.byteLength;
-  }
-  return out;
-}
+/** Events, each as `JSON.stringify` wrote it, as the body of one EVENTS message: one encoding for the whole pack. */
+export const packEvents = (texts: string[]): Uint8Array => encoder.encode(texts.join('\n'));
 
 /** The events of one EVENTS message, in order; throws when the body is not one event or NDJSON of events. */
 export function decodeEvents(bytes: Uint8Array): TidemarkEvent[] {

@@ -1,4 +1,4 @@
-import { EVENT_COUNT_HEADER, encodeEvent, eventSubject, packEvents, type TidemarkEvent } from '../core/envelope.ts';
+import { EVENT_COUNT_HEADER, eventSubject, packEvents, type TidemarkEvent } from '../core/envelope.ts';
 import type { PublishItem } from '../nats/batch-publisher.ts';
 
 export type PackLimits = { eventsPerMessage: number; maxBytes: number };
@@ -6,7 +6,8 @@ export type PackLimits = { eventsPerMessage: number; maxBytes: number };
 /** One EVENTS message in the making: events of one subject, and which inputs they came from. */
 export type EventPack = { item: PublishItem; members: number[] };
 
-type Open = { subject: string; encoded: Uint8Array[]; events: TidemarkEvent[]; members: number[]; bytes: number };
+/** `chars` bounds the pack's size: UTF-8 takes at most three bytes for a UTF-16 unit. */
+type Open = { subject: string; texts: string[]; events: TidemarkEvent[]; members: number[]; chars: number };
 
 /** FNV-1a over the INGEST sequences of a pack: the same members always give the same id. */
 function sequenceHash(events: TidemarkEvent[]): string {
@@ -28,7 +29,7 @@ function close(pack: Open): EventPack {
     members: pack.members,
     item: {
       subject: pack.subject,
-      data: packEvents(pack.encoded),
+      data: packEvents(pack.texts),
       // a lone event keeps its own id as the message id, so a copy published again soon collapses into it;
       // a pack's id names its members, so a gateway that redelivers the same batch re-sends an identical pack
       msgId: lone ? first.id : `pack-${first.seq}-${pack.events.length}-${sequenceHash(pack.events)}`,
@@ -48,17 +49,17 @@ export function packBatch(events: Array<TidemarkEvent | undefined>, limits: Pack
   events.forEach((event, index) => {
     if (!event) return;
     const subject = eventSubject(event);
-    const encoded = encodeEvent(event);
+    const text = JSON.stringify(event);
     let pack = open.get(subject);
-    if (pack && (pack.events.length >= limits.eventsPerMessage || pack.bytes + 1 + encoded.byteLength > limits.maxBytes)) {
+    if (pack && (pack.events.length >= limits.eventsPerMessage || 3 * (pack.chars + 1 + text.length) > limits.maxBytes)) {
       packs.push(close(pack));
       pack = undefined;
     }
-    if (!pack) open.set(subject, (pack = { subject, encoded: [], events: [], members: [], bytes: -1 }));
-    pack.encoded.push(encoded);
+    if (!pack) open.set(subject, (pack = { subject, texts: [], events: [], members: [], chars: -1 }));
+    pack.texts.push(text);
     pack.events.push(event);
     pack.members.push(index);
-    pack.bytes += 1 + encoded.byteLength;
+    pack.chars += 1 + text.length;
   });
   for (const pack of open.values()) packs.push(close(pack));
   return packs;
