@@ -15,6 +15,8 @@ import { expectOracleFigures, salesReport, seededSales } from './support/seeded-
 
 const settings = {
   processor: { batchSize: 200 },
+  // small packs, so the stream has enough messages for both processes to get a share
+  ingest: { eventsPerMessage: 10 },
   reports: [{ ...salesReport, windows: [{ size: '1h', slide: '30m' }] }],
 };
 const config = testConfig(settings);
