@@ -4,7 +4,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { bareJetStream } from '../../bench/baseline.ts';
 import { drain, pacedLoad, type MemorySample } from '../../bench/pipeline.ts';
@@ -15,7 +15,7 @@ import { parseConfig } from '../../core/config.ts';
 import { createLogger } from '../../core/logger.ts';
 import { startNatsGateway } from '../../ingest/nats-gateway.ts';
 import { startNatsServer } from '../../nats/embedded-server.ts';
-import { ensureTopology } from '../../nats/topology.ts';
+import { CONSUMERS, ensureTopology } from '../../nats/topology.ts';
 import { replayReport } from '../../processors/daily/replay.ts';
 import { startProcessor } from '../../processors/processor.ts';
 import { systemClock } from '../../core/time.ts';
@@ -45,6 +45,16 @@ async function spawnGateway(natsUrl: string, configFile: string | undefined): Pr
       await exited;
     },
   };
+}
+
+/** Until the gateway and processor consumers have nothing pending or unacked, twice in a row. */
+async function untilIdle(jsm: JetStreamManager): Promise<void> {
+  let quiet = 0;
+  while (quiet < 2) {
+    const infos = await Promise.all([CONSUMERS.gateway, CONSUMERS.processor].map((c) => jsm.consumers.info(c.stream, c.durable)));
+    quiet = infos.every((i) => i.num_pending === 0 && i.num_ack_pending === 0) ? quiet + 1 : 0;
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
 
 const line = (label: string, value: string) => process.stdout.write(`${label.padEnd(44)} ${value}\n`);
@@ -101,6 +111,8 @@ export function register(program: Command): void {
           const memoryEvents = Number(opts.memoryEvents);
           let memory: MemorySample[] = [];
           if (memoryEvents > 0) {
+            // the steady load may have left a backlog: counting it as this run's would end the run early
+            await untilIdle(jsm);
             const from = events + load.sent + 1;
             const run = await drain({ natsUrl: server.url, stored: () => processor.stats.events, clickhouse, db, from, count: memoryEvents, sampleEvery: 1_000_000, ...(gateway.pid === undefined ? {} : { gatewayPid: gateway.pid }) });
             memory = run.memory;

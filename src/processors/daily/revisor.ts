@@ -61,7 +61,14 @@ async function claimGroup(deps: RevisorDeps, report: ReportConfig, ref: DayRef, 
 
 const GROUP_CONCURRENCY = 16;
 const DAY_CONCURRENCY = 4;
-const ADAPTIVE_FACTOR = 4;
+/**
+ * A big day is recomputed at most once per its events / this many: scanning a day
+ * costs ClickHouse about 0.1–0.4 µs an event, and chDB runs one query at a time, so
+ * today's million events must not hold the queue that a late day's small
+ * recomputation, the inserts and the realtime view wait in. (Timing the recomputation
+ * instead would count that queue too, and slow the small days down.)
+ */
+const SCAN_EVENTS_PER_SECOND = 250_000;
 
 /**
  * Recomputes every group of a report's day from the event store and publishes what
@@ -70,9 +77,9 @@ const ADAPTIVE_FACTOR = 4;
  * between the steps leaves unwritten records that whoever handles the day next
  * inserts again (the table's replacing key makes that harmless).
  */
-export async function reviseDay(deps: RevisorDeps, ref: DayRef, options: { replay: boolean } = { replay: false }): Promise<DayOutcome> {
+export async function reviseDay(deps: RevisorDeps, ref: DayRef, options: { replay: boolean } = { replay: false }): Promise<DayOutcome & { events: number }> {
   const report = deps.reports.find((r) => r.name === ref.report);
-  if (!report) return { written: 0, alerts: 0 };
+  if (!report) return { written: 0, alerts: 0, events: 0 };
   const figures = await dailyFigures(deps.clickhouse, deps.db, report, ref.day);
   const repairs: Claimed[] = [];
   const claimed: Claimed[] = [];
@@ -98,7 +105,7 @@ export async function reviseDay(deps: RevisorDeps, ref: DayRef, options: { repla
   const closeAt = closeAtMs(ref.day, report);
   if (deps.clock.now() < closeAt) await deps.store.setOpen(ref, closeAt);
   else await deps.store.clearOpen(ref);
-  return { written: claimed.length, alerts };
+  return { written: claimed.length, alerts, events: figures.reduce((n, f) => n + f.events, 0) };
 }
 
 export type Revisor = { stop: () => Promise<void>; stats: DayOutcome };
@@ -113,7 +120,7 @@ export type Revisor = { stop: () => Promise<void>; stats: DayOutcome };
 export function startRevisor(deps: RevisorDeps, options: { intervalMs?: number } = {}): Revisor {
   const intervalMs = options.intervalMs ?? 200;
   const firstSeen = new Map<string, number>();
-  const lastDuration = new Map<string, number>();
+  const lastSize = new Map<string, number>();
   const inFlight = new Map<string, Promise<void>>();
   const stats: DayOutcome = { written: 0, alerts: 0 };
   const controller = new AbortController();
@@ -124,9 +131,8 @@ export function startRevisor(deps: RevisorDeps, options: { intervalMs?: number }
     const id = `${ref.report}.${ref.day}`;
     if (inFlight.has(id) || inFlight.size >= DAY_CONCURRENCY) return;
     const run = (async () => {
-      const started = performance.now();
       const outcome = await reviseDay(deps, ref);
-      lastDuration.set(id, performance.now() - started);
+      lastSize.set(id, outcome.events);
       stats.written += outcome.written;
       stats.alerts += outcome.alerts;
       await after?.();
@@ -143,14 +149,13 @@ export function startRevisor(deps: RevisorDeps, options: { intervalMs?: number }
     for (const id of firstSeen.keys()) {
       if (live.has(id)) continue;
       firstSeen.delete(id);
-      lastDuration.delete(id);
+      lastSize.delete(id);
     }
     for (const { value: ref, version } of dirty) {
       const id = `${ref.report}.${ref.day}`;
       if (!firstSeen.has(id)) firstSeen.set(id, now);
-      // a day that takes long to recompute (a big today under load) is revised less
-      // often, so recomputing never takes more than about a fifth of the time
-      if (now - firstSeen.get(id)! < Math.max(coalesceOf(ref.report), ADAPTIVE_FACTOR * (lastDuration.get(id) ?? 0))) continue;
+      const scanMs = ((lastSize.get(id) ?? 0) / SCAN_EVENTS_PER_SECOND) * 1_000;
+      if (now - firstSeen.get(id)! < Math.max(coalesceOf(ref.report), scanMs)) continue;
       launch(ref, async () => {
         // cleared only if no event marked the day again while it was being revised
         if (await deps.store.clearDirty(ref, version)) firstSeen.delete(id);
