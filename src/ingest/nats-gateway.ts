@@ -130,10 +130,11 @@ export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeL
       for (const settle of settles) settle?.(false);
       throw err;
     }
+    // settled before any ack, so a batch waiting on these packs never waits on an ack that threw
+    outcomes.forEach((outcome, o) => settles[o]?.(outcome.ok));
     let failures = 0;
     outcomes.forEach((outcome, o) => {
       const { members, copies, events } = outputs[o]!;
-      settles[o]?.(outcome.ok);
       if (!outcome.ok) {
         failures++;
         for (const i of [...members, ...copies]) msgs[i]!.nak(1_000);
