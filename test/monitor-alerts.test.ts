@@ -1,10 +1,11 @@
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../src/core/config.ts';
-import { encodeEvent, eventSubject, type TidemarkEvent } from '../src/core/envelope.ts';
+import type { TidemarkEvent } from '../src/core/envelope.ts';
+import { packBatch } from '../src/ingest/event-packs.ts';
 import { shiftedClock } from '../src/core/time.ts';
 import type { Alert, DeadlineMissedAlert, DelayedEventAlert, MissingDataAlert, ResolvedAlert } from '../src/monitor/alerts.ts';
 import { startMonitor, type Monitor } from '../src/monitor/monitor.ts';
@@ -71,12 +72,17 @@ function event(source: string, type: string, occurredAt: number, receivedAt: num
   return { id: `${source}-${seq}`, type, source, key: null, occurredAt, receivedAt, data: {}, seq };
 }
 
-/** Straight onto EVENTS with core publishes (what the gateway's output looks like), fast enough for a flood. */
+/** Straight onto EVENTS with core publishes, packed as a gateway packs them (what its output looks like), fast enough for a flood. */
 async function publish(events: TidemarkEvent[]): Promise<void> {
   const before = await streamCount(jsm, 'EVENTS');
-  for (const e of events) nc.publish(eventSubject(e), encodeEvent(e));
+  const packs = packBatch(events, { eventsPerMessage: 50, maxBytes: 512 * 1024 });
+  for (const { item } of packs) {
+    const h = headers();
+    for (const [k, v] of Object.entries(item.headers ?? {})) h.set(k, v);
+    nc.publish(item.subject, item.data, { headers: h });
+  }
   await nc.flush();
-  await waitFor(async () => (await streamCount(jsm, 'EVENTS')) === before + events.length, 10_000, 'events stored');
+  await waitFor(async () => (await streamCount(jsm, 'EVENTS')) === before + packs.length, 10_000, 'events stored');
 }
 
 async function alerts<A extends Alert>(kind: A['kind'], source: string): Promise<A[]> {
