@@ -296,7 +296,7 @@ export const ConfigSchema = z.strictObject({
     eventsPerMessage: z.number().int().min(1).max(10_000).default(200).describe('the gateway packs up to this many events of one subject that arrive together into one EVENTS message (NDJSON); 1: one event per message'),
   }).prefault({}),
   processor: z.strictObject({
-    batchSize: z.number().int().positive().default(10_000).describe('events per ClickHouse insert at most'),
+    batchSize: z.number().int().positive().default(20_000).describe('events per ClickHouse insert at most'),
     refresh: Duration.default(250).describe('how often the realtime view is written'),
     idleTimeout: Duration.default(5_000).describe('after this long without event-time progress, the watermark follows the clock'),
   }).prefault({}),
