@@ -136,4 +136,25 @@ describe('daily view with revisions', () => {
       expect(figure.events).toBe(Number(row.events));
     }
   });
+
+  it('revises a day that keeps changing once per coalescing interval, not back to back', async () => {
+    for (let i = 0; i < 50; i++) {
+      sale(`c${i}`, 'store-3', '1');
+      await new Promise((r) => setTimeout(r, 40));
+    }
+    const rows = await waitFor(async () => {
+      const all = (await revisions()).filter((r) => r.group_key === JSON.stringify(['store-3']));
+      return all.at(-1)?.measures.orders === '50' && all;
+    }, 20_000, 'store-3 revised with all 50 sales');
+    const result = await ch.client.query({
+      query: `SELECT toUnixTimestamp64Milli(computed_at) AS at FROM ${ch.db}.report_revisions FINAL WHERE day = {day:Date} AND group_key = {g:String} ORDER BY revision`,
+      query_params: { day, g: JSON.stringify(['store-3']) },
+      format: 'JSONEachRow',
+    });
+    const times = (await result.json<{ at: string }>()).map((r) => Number(r.at));
+    const gaps = times.slice(1).map((t, i) => t - times[i]!);
+    // 2 s of marks with a 300 ms interval: a handful of revisions, each a good part of the interval after the last
+    expect(rows.length).toBeLessThanOrEqual(10);
+    expect(Math.min(...gaps)).toBeGreaterThanOrEqual(150);
+  });
 });

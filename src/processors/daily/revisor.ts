@@ -119,7 +119,9 @@ export type Revisor = { stop: () => Promise<void>; stats: DayOutcome };
  */
 export function startRevisor(deps: RevisorDeps, options: { intervalMs?: number } = {}): Revisor {
   const intervalMs = options.intervalMs ?? 200;
-  const firstSeen = new Map<string, number>();
+  // since when each dirty day's unrevised marks have waited: the first mark, or the start
+  // of the last revision (marks after it were maybe not in its scan)
+  const waitingSince = new Map<string, number>();
   const lastSize = new Map<string, number>();
   const inFlight = new Map<string, Promise<void>>();
   const stats: DayOutcome = { written: 0, alerts: 0 };
@@ -127,9 +129,9 @@ export function startRevisor(deps: RevisorDeps, options: { intervalMs?: number }
 
   const coalesceOf = (name: string) => deps.reports.find((r) => r.name === name)?.coalesce ?? 0;
 
-  const launch = (ref: DayRef, after?: () => Promise<void>) => {
+  const launch = (ref: DayRef, after?: () => Promise<void>): boolean => {
     const id = `${ref.report}.${ref.day}`;
-    if (inFlight.has(id) || inFlight.size >= DAY_CONCURRENCY) return;
+    if (inFlight.has(id) || inFlight.size >= DAY_CONCURRENCY) return false;
     const run = (async () => {
       const outcome = await reviseDay(deps, ref);
       lastSize.set(id, outcome.events);
@@ -140,26 +142,29 @@ export function startRevisor(deps: RevisorDeps, options: { intervalMs?: number }
       .catch((err: unknown) => deps.logger.error({ err, ...ref }, 'revising a day failed; retrying'))
       .finally(() => inFlight.delete(id));
     inFlight.set(id, run);
+    return true;
   };
 
   const tick = async (): Promise<void> => {
     const now = deps.clock.now();
     const dirty = await deps.store.dirtyDays();
     const live = new Set(dirty.map(({ value }) => `${value.report}.${value.day}`));
-    for (const id of firstSeen.keys()) {
+    for (const id of waitingSince.keys()) {
       if (live.has(id)) continue;
-      firstSeen.delete(id);
+      waitingSince.delete(id);
       lastSize.delete(id);
     }
     for (const { value: ref, version } of dirty) {
       const id = `${ref.report}.${ref.day}`;
-      if (!firstSeen.has(id)) firstSeen.set(id, now);
+      if (!waitingSince.has(id)) waitingSince.set(id, now);
       const scanMs = ((lastSize.get(id) ?? 0) / SCAN_EVENTS_PER_SECOND) * 1_000;
-      if (now - firstSeen.get(id)! < Math.max(coalesceOf(ref.report), scanMs)) continue;
-      launch(ref, async () => {
+      if (now - waitingSince.get(id)! < Math.max(coalesceOf(ref.report), scanMs)) continue;
+      const launched = launch(ref, async () => {
         // cleared only if no event marked the day again while it was being revised
-        if (await deps.store.clearDirty(ref, version)) firstSeen.delete(id);
+        if (await deps.store.clearDirty(ref, version)) waitingSince.delete(id);
       });
+      // a day marked all the time (today, under load) is revised once per interval, not back to back
+      if (launched) waitingSince.set(id, now);
     }
     for (const open of await deps.store.openDays()) {
       if (open.closeAt <= deps.clock.now() && !live.has(`${open.report}.${open.day}`)) launch(open);
