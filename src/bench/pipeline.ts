@@ -4,7 +4,6 @@ import { fileURLToPath } from 'node:url';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { mib, percentile } from './stats.ts';
-import { rawEvent } from './workload.ts';
 
 async function eventRows(client: ClickHouseClient, db: string): Promise<number> {
   const rows = await (await client.query({ query: `SELECT count() AS n FROM ${db}.events`, format: 'JSONEachRow' })).json<{ n: string }>();
@@ -24,9 +23,10 @@ export function processRssMiB(pid: number | undefined): number | undefined {
   }
 }
 
-/** Runs the load generator in its own process and resolves when it has published everything. */
-function publishInProcess(natsUrl: string, from: number, count: number, now: number): Promise<void> {
-  const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx/esm'), fileURLToPath(new URL('./publish-process.ts', import.meta.url)), natsUrl, String(from), String(count), String(now)], {
+/** Runs the load generator in its own process and resolves when it has published everything (at `rate` events/s when given). */
+function publishInProcess(natsUrl: string, from: number, count: number, now: number, rate?: number): Promise<void> {
+  const args = [natsUrl, String(from), String(count), String(now), ...(rate === undefined ? [] : [String(rate)])];
+  const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx/esm'), fileURLToPath(new URL('./publish-process.ts', import.meta.url)), ...args], {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const guard = () => child.kill('SIGKILL');
@@ -87,17 +87,15 @@ export type LatencyResult = { samples: number; p50: number; p99: number; max: nu
 const summarize = (values: number[]): LatencyResult => ({ samples: values.length, p50: percentile(values, 50), p99: percentile(values, 99), max: Math.max(...values) });
 
 /**
- * A steady load of `rate` events/s for `seconds`, with probes: a realtime probe is a
- * sale of a store of its own (so its window row is unambiguous) timed from publish
- * to visible in realtime_windows; a late probe is a sale for yesterday timed from
- * publish to its new revision in report_revisions.
+ * A steady load of `rate` events/s for `seconds` from a load generator process, with
+ * probes published from here: a realtime probe is a sale of a store of its own (so its
+ * window row is unambiguous) timed from publish to visible in realtime_windows; a late
+ * probe is a sale for yesterday timed from publish to its new revision in
+ * report_revisions.
  */
-export async function pacedLoad(options: { nc: NatsConnection; clickhouse: ClickHouseClient; db: string; from: number; rate: number; seconds: number; report: string }): Promise<{ sent: number; freshness: LatencyResult; late: LatencyResult }> {
+export async function pacedLoad(options: { nc: NatsConnection; natsUrl: string; clickhouse: ClickHouseClient; db: string; from: number; rate: number; seconds: number; report: string }): Promise<{ sent: number; ratePublished: number; freshness: LatencyResult; late: LatencyResult }> {
   const { nc, clickhouse, db } = options;
-  const tickMs = 10;
-  const perTick = Math.max(1, Math.round((options.rate * tickMs) / 1000));
-  const end = performance.now() + options.seconds * 1000;
-  let i = options.from;
+  const count = Math.round(options.rate * options.seconds);
   let probe = 0;
   const realtimeProbes: Array<Promise<number>> = [];
   const lateProbes: Array<Promise<number>> = [];
@@ -140,30 +138,28 @@ export async function pacedLoad(options: { nc: NatsConnection; clickhouse: Click
   const realtimeWatch = watch('realtime_windows', '1', {});
   const lateWatch = watch('report_revisions', 'report = {r:String}', { r: options.report });
 
-  let nextProbeAt = performance.now() + 250;
-  while (performance.now() < end) {
-    const tickStart = performance.now();
+  let loading = true;
+  const loadStarted = performance.now();
+  const load = publishInProcess(options.natsUrl, options.from, count, Date.now(), options.rate).finally(() => {
+    loading = false;
+  });
+  await new Promise((r) => setTimeout(r, 250));
+  while (loading) {
+    probe++;
     const now = Date.now();
-    for (let k = 0; k < perTick; k++, i++) {
-      const { subject, body } = rawEvent(i, now);
-      nc.publish(subject, body);
-    }
-    if (tickStart >= nextProbeAt) {
-      nextProbeAt += 500;
-      probe++;
-      const source = `probe-${probe}`;
-      const sentAt = performance.now();
-      nc.publish(`ingest.${source}.sale`, JSON.stringify({ id: `probe-${probe}`, occurredAt: now, data: { amount: '1.00' } }));
-      realtimeProbes.push(realtimeWatch.visible(JSON.stringify([source]), sentAt));
-      const lateSource = `late-${probe}`;
-      nc.publish(`ingest.${lateSource}.sale`, JSON.stringify({ id: `late-${probe}`, occurredAt: now - 86_400_000, data: { amount: '2.00' } }));
-      lateProbes.push(lateWatch.visible(JSON.stringify([lateSource]), sentAt));
-    }
+    const source = `probe-${probe}`;
+    const sentAt = performance.now();
+    nc.publish(`ingest.${source}.sale`, JSON.stringify({ id: `probe-${probe}`, occurredAt: now, data: { amount: '1.00' } }));
+    realtimeProbes.push(realtimeWatch.visible(JSON.stringify([source]), sentAt));
+    const lateSource = `late-${probe}`;
+    nc.publish(`ingest.${lateSource}.sale`, JSON.stringify({ id: `late-${probe}`, occurredAt: now - 86_400_000, data: { amount: '2.00' } }));
+    lateProbes.push(lateWatch.visible(JSON.stringify([lateSource]), sentAt));
     await nc.flush();
-    const spent = performance.now() - tickStart;
-    if (spent < tickMs) await new Promise((r) => setTimeout(r, tickMs - spent));
+    await Promise.race([load, new Promise((r) => setTimeout(r, 500))]);
   }
+  await load;
+  const loadMs = performance.now() - loadStarted;
   const [freshness, late] = await Promise.all([Promise.all(realtimeProbes), Promise.all(lateProbes)]);
   await Promise.all([realtimeWatch.close(), lateWatch.close()]);
-  return { sent: i - options.from, freshness: summarize(freshness), late: summarize(late) };
+  return { sent: count, ratePublished: Math.round((count / loadMs) * 1000), freshness: summarize(freshness), late: summarize(late) };
 }
