@@ -28,7 +28,7 @@ export function clickHouseTarget(config: Config): ClickHouseTarget {
 
 type RawInsert = (params: { table: string; values: Uint8Array; format: 'JSONCompactEachRow'; columns: string[]; settings: Record<string, string | number> }) => Promise<unknown>;
 
-/** chDB's byte-passthrough insert, for the clients built over chDB. */
+/** chDB's byte-passthrough insert on each chDB client's bulk connection. */
 const rawInserters = new WeakMap<ClickHouseClient, RawInsert>();
 
 /**
@@ -57,11 +57,24 @@ export function openClickHouse(config: Config): ClickHouseClient {
   const target = clickHouseTarget(config);
   if (target.kind === 'embedded') {
     mkdirSync(target.path, { recursive: true });
-    // chDB implements the same Connection contract against its own copy of client-common's types
     const chdb = createChdbConnection({ path: target.path });
-    const connection = chdb as unknown as NonNullable<Parameters<typeof createClient>[0]>['connection'];
-    const client = createClient({ connection, clickhouse_settings: BASE_SETTINGS });
-    rawInserters.set(client, (params) => chdb.chdb.rawInsert(params));
+    // Bulk inserts get a connection of their own on the same data: chDB runs one query
+    // at a time per connection, and a 20k-row insert must not hold up the realtime
+    // view's writes, a late day's revision or a reader.
+    const bulk = createChdbConnection({ path: target.path });
+    const connection = {
+      query: chdb.query.bind(chdb),
+      exec: chdb.exec.bind(chdb),
+      command: chdb.command.bind(chdb),
+      insert: chdb.insert.bind(chdb),
+      ping: chdb.ping.bind(chdb),
+      close: async () => {
+        await Promise.all([chdb.close(), bulk.close()]);
+      },
+    };
+    // chDB implements the same Connection contract against its own copy of client-common's types
+    const client = createClient({ connection: connection as unknown as NonNullable<Parameters<typeof createClient>[0]>['connection'], clickhouse_settings: BASE_SETTINGS });
+    rawInserters.set(client, (params) => bulk.chdb.rawInsert(params));
     return client;
   }
   return createClient({
