@@ -8,22 +8,28 @@ export type DecodedBatch = { events: TidemarkEvent[]; undecodable: JsMsg[] };
 
 const isEvent = (event: TidemarkEvent): boolean => typeof event?.id === 'string' && Number.isFinite(event.occurredAt);
 
+/** The events of one EVENTS message (one event or a pack of them), or null when it is not that. */
+export function decodeMessage(msg: JsMsg): TidemarkEvent[] | null {
+  try {
+    const decoded = decodeEvents(msg.data);
+    return decoded.every(isEvent) ? decoded : null;
+  } catch {
+    return null;
+  }
+}
+
 /**
- * The events of a batch of EVENTS messages (each one event or a pack of them). EVENTS
- * carries only what a gateway validated; a message that still fails to decode is kept
- * aside whole, not retried forever.
+ * The events of a batch of EVENTS messages, each decoded once: `decoded` holds what was
+ * decoded on arrival. EVENTS carries only what a gateway validated; a message that still
+ * fails to decode is kept aside whole, not retried forever.
  */
-export function decodeBatch(msgs: JsMsg[]): DecodedBatch {
+export function decodeBatch(msgs: JsMsg[], decoded?: WeakMap<JsMsg, TidemarkEvent[] | null>): DecodedBatch {
   const events: TidemarkEvent[] = [];
   const undecodable: JsMsg[] = [];
   for (const msg of msgs) {
-    try {
-      const decoded = decodeEvents(msg.data);
-      if (!decoded.every(isEvent)) throw new Error('not an event');
-      for (const event of decoded) events.push(event);
-    } catch {
-      undecodable.push(msg);
-    }
+    const own = decoded?.has(msg) ? decoded.get(msg)! : decodeMessage(msg);
+    if (own === null) undecodable.push(msg);
+    else for (const event of own) events.push(event);
   }
   return { events, undecodable };
 }

@@ -2,6 +2,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import type { Config } from '../core/config.ts';
+import type { TidemarkEvent } from '../core/envelope.ts';
 import { systemClock, sleep, type Clock } from '../core/time.ts';
 import { dlqRecord, publishToDlq } from '../ingest/dlq.ts';
 import { eventBatching, headerRecord, runBatchConsumer, storedAtMs } from '../nats/batch-consumer.ts';
@@ -9,7 +10,7 @@ import { CONSUMERS } from '../nats/topology.ts';
 import { insertEvents } from '../sinks/clickhouse/events-table.ts';
 import { openRevisionStore, type RevisionStore } from './daily/revision-store.ts';
 import { startRevisor, type Revisor } from './daily/revisor.ts';
-import { decodeBatch, touchedDays } from './event-batch.ts';
+import { decodeBatch, decodeMessage, touchedDays } from './event-batch.ts';
 import { startRealtime, type Realtime } from './realtime/realtime.ts';
 import { replaceRealtimeView } from '../sinks/clickhouse/realtime-table.ts';
 import { hostname } from 'node:os';
@@ -80,8 +81,19 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
   });
   let stopping = false;
 
+  // The realtime view shows what has arrived: a message's events go into it as soon as
+  // it is here, not when its batch's turn to be stored comes. A processor killed before
+  // storing a batch shows its events again after redelivery; the daily view, built from
+  // `events`, counts them once.
+  const decoded = new WeakMap<JsMsg, TidemarkEvent[] | null>();
+  const onArrival = (msg: JsMsg) => {
+    const events = decodeMessage(msg);
+    decoded.set(msg, events);
+    if (events) realtime.add(events);
+  };
+
   const handler = async (msgs: JsMsg[]): Promise<void> => {
-    const { events, undecodable } = decodeBatch(msgs);
+    const { events, undecodable } = decodeBatch(msgs, decoded);
     await untilStored(() => insertEvents(clickhouse, db, events), msgs, () => stopping, logger, stats);
     await Promise.all(touchedDays(config.reports, events).map((ref) => store.markDirty(ref)));
     for (const msg of undecodable) {
@@ -89,7 +101,6 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
       await publishToDlq(js, record, `EVENTS-${msg.seq}`);
     }
     for (const msg of msgs) msg.ack();
-    realtime.add(events);
     stats.events += events.length;
     stats.batches++;
   };
@@ -100,8 +111,10 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
     durable: CONSUMERS.processor.durable,
     ...eventBatching(config.processor.batchSize, config.ingest.eventsPerMessage),
     handler,
+    onArrival,
+    lingerMs: config.processor.linger,
     logger,
-    // the next batch is decoded and sent while ClickHouse stores the previous one
+    // the next batch is encoded and sent while ClickHouse stores the previous one
     concurrency: 2,
   });
   const revisor = startRevisor({ reports: config.reports, store, clickhouse, db, js, clock, logger }, { intervalMs: options.revisorIntervalMs ?? 200 });

@@ -1,0 +1,67 @@
+import { AckPolicy, jetstream, jetstreamManager, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runBatchConsumer } from '../src/nats/batch-consumer.ts';
+import { startTestNats, type TestNats } from './harness/nats.ts';
+import { waitFor } from './harness/streams.ts';
+
+let nats: TestNats;
+let nc: NatsConnection;
+let js: JetStreamClient;
+const logger = pino({ level: 'silent' });
+
+beforeAll(async () => {
+  nats = await startTestNats();
+  nc = await connect({ servers: nats.url });
+  js = jetstream(nc);
+  const jsm = await jetstreamManager(nc);
+  await jsm.streams.add({ name: 'TRICKLE', subjects: ['trickle.>'] });
+  for (const durable of ['eager', 'lingering']) await jsm.consumers.add('TRICKLE', { durable_name: durable, ack_policy: AckPolicy.Explicit, filter_subject: 'trickle.>' });
+});
+
+afterAll(async () => {
+  await nc?.close();
+  await nats?.dispose();
+});
+
+/** Batches a consumer hands over while 20 messages trickle in, 30 ms apart, and what arrived before each batch was taken. */
+async function batchesOf(durable: string, lingerMs: number): Promise<{ sizes: number[]; arrivals: number }> {
+  const sizes: number[] = [];
+  let arrivals = 0;
+  const consumer = await runBatchConsumer({
+    js,
+    stream: 'TRICKLE',
+    durable,
+    batchSize: 100,
+    lingerMs,
+    logger,
+    onArrival: () => arrivals++,
+    handler: async (msgs: JsMsg[]) => {
+      sizes.push(msgs.length);
+      for (const msg of msgs) msg.ack();
+    },
+  });
+  try {
+    await waitFor(() => sizes.reduce((a, b) => a + b, 0) === 20, 10_000, 'all 20 messages handled');
+    return { sizes, arrivals };
+  } finally {
+    await consumer.stop();
+  }
+}
+
+describe('batch consumer', () => {
+  it('hands over what has arrived at once without a linger, and waits for a batch to fill with one', async () => {
+    const eager = batchesOf('eager', 0);
+    const lingering = batchesOf('lingering', 2_000);
+    for (let i = 0; i < 20; i++) {
+      await js.publish(`trickle.${i}`, `m${i}`);
+      await new Promise((r) => setTimeout(r, 30));
+    }
+    const [a, b] = await Promise.all([eager, lingering]);
+    expect(a.arrivals).toBe(20);
+    expect(a.sizes.length).toBeGreaterThan(5);
+    // 20 messages over ~0.6 s, well inside the 2 s linger: one batch once the first has waited it out
+    expect(b).toEqual({ sizes: [20], arrivals: 20 });
+  });
+});
