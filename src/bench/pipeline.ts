@@ -101,18 +101,20 @@ export async function pacedLoad(options: { nc: NatsConnection; natsUrl: string; 
   const lateProbes: Array<Promise<number>> = [];
 
   // One query per view and poll for every probe still pending, so the probes' own
-  // queries stay a light load (chDB runs one query at a time: a query per probe every
-  // few milliseconds would queue the inserts being measured behind them).
-  const watch = (table: string, where: string, params: Record<string, unknown>) => {
+  // queries stay a light load. The queries carry no parameters: chDB runs calls with
+  // parameters one at a time across the whole process, so a probe's query would
+  // otherwise wait for the revisor's recomputations and time them instead of the view.
+  const watch = (table: string, where: string, report?: string) => {
     const pending = new Map<string, { sentAt: number; found: (ms: number) => void }>();
     let running = true;
     const loop = (async () => {
       while (running || pending.size > 0) {
         if (pending.size > 0) {
-          const query = `SELECT DISTINCT group_key FROM ${db}.${table} WHERE ${where} AND group_key IN {gs:Array(String)}`;
-          const rows = await (await clickhouse.query({ query, query_params: { ...params, gs: [...pending.keys()] }, format: 'JSONEachRow' })).json<{ group_key: string }>();
+          const query = `SELECT DISTINCT ${report === undefined ? "''" : 'report'} AS report, group_key FROM ${db}.${table} WHERE ${where}`;
+          const rows = await (await clickhouse.query({ query, format: 'JSONEachRow' })).json<{ report: string; group_key: string }>();
           const now = performance.now();
-          for (const { group_key } of rows) {
+          for (const { report: found, group_key } of rows) {
+            if (report !== undefined && found !== report) continue;
             const probe = pending.get(group_key);
             if (!probe) continue;
             pending.delete(group_key);
@@ -135,8 +137,9 @@ export async function pacedLoad(options: { nc: NatsConnection; natsUrl: string; 
       },
     };
   };
-  const realtimeWatch = watch('realtime_windows', '1', {});
-  const lateWatch = watch('report_revisions', 'report = {r:String}', { r: options.report });
+  // constant prefixes of the probes' own stores: nothing from outside reaches the SQL
+  const realtimeWatch = watch('realtime_windows', `startsWith(group_key, '["probe-')`);
+  const lateWatch = watch('report_revisions', `startsWith(group_key, '["late-')`, options.report);
 
   let loading = true;
   const loadStarted = performance.now();
