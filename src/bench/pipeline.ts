@@ -100,46 +100,39 @@ export async function pacedLoad(options: { nc: NatsConnection; natsUrl: string; 
   const realtimeProbes: Array<Promise<number>> = [];
   const lateProbes: Array<Promise<number>> = [];
 
-  // One query per view and poll for every probe still pending, so the probes' own
-  // queries stay a light load. The queries carry no parameters: chDB runs calls with
-  // parameters one at a time across the whole process, so a probe's query would
-  // otherwise wait for the revisor's recomputations and time them instead of the view.
-  const watch = (table: string, where: string, report?: string) => {
-    const pending = new Map<string, { sentAt: number; found: (ms: number) => void }>();
-    let running = true;
-    const loop = (async () => {
-      while (running || pending.size > 0) {
-        if (pending.size > 0) {
-          const query = `SELECT DISTINCT ${report === undefined ? "''" : 'report'} AS report, group_key FROM ${db}.${table} WHERE ${where}`;
-          const rows = await (await clickhouse.query({ query, format: 'JSONEachRow' })).json<{ report: string; group_key: string }>();
-          const now = performance.now();
-          for (const { report: found, group_key } of rows) {
-            if (report !== undefined && found !== report) continue;
-            const probe = pending.get(group_key);
-            if (!probe) continue;
-            pending.delete(group_key);
-            probe.found(now - probe.sentAt);
-          }
-          for (const [key, probe] of pending) {
+  // One query for both views and every probe still pending, every 40 ms: a query costs
+  // chDB about 2 ms of CPU, so the probes must stay a light load on the box they measure.
+  // It carries no parameters: chDB runs calls with parameters one at a time across the
+  // whole process, so the probes would otherwise wait for the revisor's recomputations
+  // and time them instead of the views. The prefixes are the probes' own, constant.
+  const pending = { realtime: new Map<string, { sentAt: number; found: (ms: number) => void }>(), late: new Map<string, { sentAt: number; found: (ms: number) => void }>() };
+  let watching = true;
+  const watcher = (async () => {
+    const query = `SELECT 'realtime' AS view, '' AS report, group_key FROM ${db}.realtime_windows WHERE startsWith(group_key, '["probe-')
+      UNION DISTINCT SELECT 'late' AS view, report, group_key FROM ${db}.report_revisions WHERE startsWith(group_key, '["late-')`;
+    while (watching || pending.realtime.size + pending.late.size > 0) {
+      if (pending.realtime.size + pending.late.size > 0) {
+        const rows = await (await clickhouse.query({ query, format: 'JSONEachRow' })).json<{ view: 'realtime' | 'late'; report: string; group_key: string }>();
+        const now = performance.now();
+        for (const { view, report, group_key } of rows) {
+          if (view === 'late' && report !== options.report) continue;
+          const probe = pending[view].get(group_key);
+          if (!probe) continue;
+          pending[view].delete(group_key);
+          probe.found(now - probe.sentAt);
+        }
+        for (const waiting of [pending.realtime, pending.late]) {
+          for (const [key, probe] of waiting) {
             if (now - probe.sentAt < 60_000) continue;
-            pending.delete(key);
+            waiting.delete(key);
             probe.found(Number.POSITIVE_INFINITY);
           }
         }
-        await new Promise((r) => setTimeout(r, 25));
       }
-    })();
-    return {
-      visible: (groupKey: string, sentAt: number) => new Promise<number>((found) => pending.set(groupKey, { sentAt, found })),
-      close: async () => {
-        running = false;
-        await loop;
-      },
-    };
-  };
-  // constant prefixes of the probes' own stores: nothing from outside reaches the SQL
-  const realtimeWatch = watch('realtime_windows', `startsWith(group_key, '["probe-')`);
-  const lateWatch = watch('report_revisions', `startsWith(group_key, '["late-')`, options.report);
+      await new Promise((r) => setTimeout(r, 40));
+    }
+  })();
+  const visible = (view: 'realtime' | 'late', groupKey: string, sentAt: number) => new Promise<number>((found) => pending[view].set(groupKey, { sentAt, found }));
 
   let loading = true;
   const loadStarted = performance.now();
@@ -153,16 +146,17 @@ export async function pacedLoad(options: { nc: NatsConnection; natsUrl: string; 
     const source = `probe-${probe}`;
     const sentAt = performance.now();
     nc.publish(`ingest.${source}.sale`, JSON.stringify({ id: `probe-${probe}`, occurredAt: now, data: { amount: '1.00' } }));
-    realtimeProbes.push(realtimeWatch.visible(JSON.stringify([source]), sentAt));
+    realtimeProbes.push(visible('realtime', JSON.stringify([source]), sentAt));
     const lateSource = `late-${probe}`;
     nc.publish(`ingest.${lateSource}.sale`, JSON.stringify({ id: `late-${probe}`, occurredAt: now - 86_400_000, data: { amount: '2.00' } }));
-    lateProbes.push(lateWatch.visible(JSON.stringify([lateSource]), sentAt));
+    lateProbes.push(visible('late', JSON.stringify([lateSource]), sentAt));
     await nc.flush();
     await Promise.race([load, new Promise((r) => setTimeout(r, 500))]);
   }
   await load;
   const loadMs = performance.now() - loadStarted;
   const [freshness, late] = await Promise.all([Promise.all(realtimeProbes), Promise.all(lateProbes)]);
-  await Promise.all([realtimeWatch.close(), lateWatch.close()]);
+  watching = false;
+  await watcher;
   return { sent: count, ratePublished: Math.round((count / loadMs) * 1000), freshness: summarize(freshness), late: summarize(late) };
 }
