@@ -191,6 +191,7 @@ export async function startNatsGateway(options: { js: JetStreamClient; nc: NatsC
     logger: options.logger,
     // while one batch waits for its PubAcks, the next is validated and published
     concurrency: 3,
+    lingerMs: options.config.ingest.linger,
   });
   return {
     ...running,
