@@ -156,6 +156,7 @@ export async function pacedLoad(options: { nc: NatsConnection; natsUrl: string; 
   await load;
   const loadMs = performance.now() - loadStarted;
   const [freshness, late] = await Promise.all([Promise.all(realtimeProbes), Promise.all(lateProbes)]);
+  if (process.env.PROBE_SAMPLES) process.stderr.write(`SAMPLES realtime ${freshness.map(Math.round).join(' ')}\nSAMPLES late ${late.map(Math.round).join(' ')}\n`);
   watching = false;
   await watcher;
   return { sent: count, ratePublished: Math.round((count / loadMs) * 1000), freshness: summarize(freshness), late: summarize(late) };

@@ -6,11 +6,17 @@
  */
 export function canonicalJson(value: unknown): string {
   if (value === null || value === undefined || typeof value !== 'object') return JSON.stringify(value ?? null) ?? 'null';
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (Array.isArray(value)) return value.every(isScalar) ? JSON.stringify(value) : `[${value.map(canonicalJson).join(',')}]`;
   const object = value as Record<string, unknown>;
-  const members = Object.keys(object).sort().map((key) => `${JSON.stringify(key)}:${canonicalJson(object[key])}`);
+  const keys = Object.keys(object);
+  // the common event's data (a few scalar fields, keys already in order) is its own canonical text
+  if (keys.every((key, i) => isScalar(object[key]) && (i === 0 || keys[i - 1]! < key))) return JSON.stringify(object);
+  const members = keys.sort().map((key) => `${JSON.stringify(key)}:${canonicalJson(object[key])}`);
   return `{${members.join(',')}}`;
 }
+
+/** A value JSON.stringify writes as canonicalJson does. */
+const isScalar = (value: unknown): boolean => value === null || typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean';
 
 /** A data field read as an own property only, so "constructor" or "toString" never reaches Object.prototype. */
 export const dataField = (data: Readonly<Record<string, unknown>>, field: string): unknown =>
