@@ -117,7 +117,7 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
     // the next batch is encoded and sent while ClickHouse stores the previous one
     concurrency: 2,
   });
-  const revisor = startRevisor({ reports: config.reports, store, clickhouse, db, js, clock, logger }, { intervalMs: options.revisorIntervalMs ?? 200 });
+  const revisor = startRevisor({ reports: config.reports, store, clickhouse, db, js, clock, logger }, { intervalMs: options.revisorIntervalMs ?? 50 });
 
   return {
     stats,

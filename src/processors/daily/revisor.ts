@@ -118,7 +118,7 @@ export type Revisor = { stop: () => Promise<void>; stats: DayOutcome };
  * day never waits behind the recomputation of today's big one.
  */
 export function startRevisor(deps: RevisorDeps, options: { intervalMs?: number } = {}): Revisor {
-  const intervalMs = options.intervalMs ?? 200;
+  const intervalMs = options.intervalMs ?? 50;
   // since when each dirty day's unrevised marks have waited: the first mark, or the start
   // of the last revision (marks after it were maybe not in its scan)
   const waitingSince = new Map<string, number>();
