@@ -62,13 +62,15 @@ async function claimGroup(deps: RevisorDeps, report: ReportConfig, ref: DayRef, 
 const GROUP_CONCURRENCY = 16;
 const DAY_CONCURRENCY = 4;
 /**
- * A big day is recomputed at most once per its events / this many: scanning a day
- * costs ClickHouse about 0.1–0.4 µs an event, and chDB runs one query at a time, so
- * today's million events must not hold the queue that a late day's small
- * recomputation, the inserts and the realtime view wait in. (Timing the recomputation
- * instead would count that queue too, and slow the small days down.)
+ * A big day is recomputed at most once per its events / this many seconds: scanning a
+ * day costs ClickHouse about 0.14 µs of CPU an event on a quiet box (1.5M events: 110 ms
+ * on two threads) and several times that on a busy one, and chDB runs calls with query
+ * parameters one at a time, so a late day's small recomputation waits for today's big
+ * one. At 100k, a day of 1.5M events is recomputed every 15 s, for a few percent of a
+ * core. (Timing the recomputation instead would count the waits too, and slow the small
+ * days down.)
  */
-const SCAN_EVENTS_PER_SECOND = 250_000;
+const SCAN_EVENTS_PER_SECOND = 100_000;
 
 /**
  * Recomputes every group of a report's day from the event store and publishes what
