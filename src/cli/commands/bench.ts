@@ -101,7 +101,7 @@ export function register(program: Command): void {
         try {
           const first = await drain({ natsUrl: server.url, stored: () => processor.stats.events, clickhouse, db, from: 0, count: events, sampleEvery: events });
           const eps = rate(events, first.ms);
-          line('pipeline ingest.> → ClickHouse rows', `${eps} events/s (${Math.round(first.ms)} ms)`);
+          line('pipeline ingest.> → ClickHouse rows', `${eps} events/s (${Math.round(first.ms)} ms; ${first.copies} events handled twice)`);
           line('ratio to bare JetStream', `${(eps / bare.eventsPerSecond).toFixed(2)}×`);
 
           const load = await pacedLoad({ nc, natsUrl: server.url, clickhouse, db, from: events, rate: Number(opts.rate), seconds: Number(opts.seconds), report: config.reports[0]?.name ?? 'revenue' });
@@ -113,10 +113,10 @@ export function register(program: Command): void {
           if (memoryEvents > 0) {
             // the steady load may have left a backlog: counting it as this run's would end the run early
             await untilIdle(jsm);
-            const from = events + load.sent + 1;
+            const from = events + load.sent;
             const run = await drain({ natsUrl: server.url, stored: () => processor.stats.events, clickhouse, db, from, count: memoryEvents, sampleEvery: 1_000_000, ...(gateway.pid === undefined ? {} : { gatewayPid: gateway.pid }) });
             memory = run.memory;
-            line(`pipeline, ${memoryEvents} more events`, `${rate(memoryEvents, run.ms)} events/s`);
+            line(`pipeline, ${memoryEvents} more events`, `${rate(memoryEvents, run.ms)} events/s (${run.copies} events handled twice)`);
             for (const sample of memory) {
               const gatewayRss = sample.gatewayRssMiB === undefined ? '' : `; gateway process rss ${sample.gatewayRssMiB} MiB`;
               line(`  memory after ${sample.events} events`, `processor process rss ${sample.rssMiB} MiB, heap ${sample.heapMiB} MiB${gatewayRss}`);
