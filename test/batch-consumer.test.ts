@@ -17,7 +17,8 @@ beforeAll(async () => {
   js = jetstream(nc);
   const jsm = await jetstreamManager(nc);
   await jsm.streams.add({ name: 'TRICKLE', subjects: ['trickle.>'] });
-  for (const durable of ['eager', 'lingering']) await jsm.consumers.add('TRICKLE', { durable_name: durable, ack_policy: AckPolicy.Explicit, filter_subject: 'trickle.>' });
+  for (const durable of ['eager', 'lingering']) await jsm.consumers.add('TRICKLE', { durable_name: durable, ack_policy: AckPolicy.Explicit, filter_subject: 'trickle.*' });
+  await jsm.consumers.add('TRICKLE', { durable_name: 'slow', ack_policy: AckPolicy.Explicit, filter_subject: 'trickle.slow.*', max_ack_pending: 50 });
 });
 
 afterAll(async () => {
@@ -63,5 +64,38 @@ describe('batch consumer', () => {
     expect(a.sizes.length).toBeGreaterThan(5);
     // 20 messages over ~0.6 s, well inside the 2 s linger: one batch once the first has waited it out
     expect(b).toEqual({ sizes: [20], arrivals: 20 });
+  });
+
+  it("holds no more than the consumer's max_ack_pending, however slow its handler", async () => {
+    const publishes = Array.from({ length: 400 }, (_, i) => js.publish(`trickle.slow.${i}`, `s${i}`));
+    await Promise.all(publishes);
+    let arrived = 0;
+    let handled = 0;
+    let mostWaiting = 0;
+    const consumer = await runBatchConsumer({
+      js,
+      stream: 'TRICKLE',
+      durable: 'slow',
+      batchSize: 10,
+      bufferMessages: 200,
+      logger,
+      onArrival: () => {
+        arrived++;
+        mostWaiting = Math.max(mostWaiting, arrived - handled);
+      },
+      handler: async (msgs: JsMsg[]) => {
+        await new Promise((r) => setTimeout(r, 20));
+        for (const msg of msgs) msg.ack();
+        handled += msgs.length;
+      },
+    });
+    try {
+      await waitFor(() => handled >= 400, 20_000, 'every message handled');
+    } finally {
+      await consumer.stop();
+    }
+    // consume() refills its 200-message read-ahead as messages arrive; max_ack_pending (50) is the bound
+    expect(mostWaiting).toBeGreaterThan(10);
+    expect(mostWaiting).toBeLessThanOrEqual(50);
   });
 });

@@ -37,6 +37,16 @@ describe('tidemark init topology', () => {
     expect(again.every((c) => c.action === 'unchanged')).toBe(true);
   });
 
+  it('holds consumers of EVENTS to about 200,000 unacked events, however the events are packed', async () => {
+    const pending = async () => Promise.all([['INGEST', 'gateway'], ['EVENTS', 'processor'], ['EVENTS', 'monitor']].map(async ([s, d]) => (await jsm.consumers.info(s!, d!)).config.max_ack_pending));
+    expect(await pending()).toEqual([20_000, 1_000, 1_000]);
+    await ensureTopology(jsm, testConfig({ ingest: { eventsPerMessage: 50 }, nats: { streams: { events: { maxAge: '2d', duplicateWindow: '5m' } } } }));
+    expect(await pending()).toEqual([20_000, 4_000, 4_000]);
+    await ensureTopology(jsm, testConfig({ ingest: { eventsPerMessage: 1 }, nats: { streams: { events: { maxAge: '2d', duplicateWindow: '5m' } } } }));
+    expect(await pending()).toEqual([20_000, 20_000, 20_000]);
+    await ensureTopology(jsm, testConfig({ nats: { streams: { events: { maxAge: '2d', duplicateWindow: '5m' } } } }));
+  });
+
   it('updates limits that changed in the config', async () => {
     const changes = await ensureTopology(jsm, testConfig({ nats: { ackWait: '7s', streams: { events: { maxAge: '3d', duplicateWindow: '5m' } } } }));
     expect(changes.filter((c) => c.action === 'updated').map((c) => c.name)).toEqual(['EVENTS', 'INGEST/gateway', 'EVENTS/processor', 'EVENTS/monitor', 'ALERTS/alert-sink']);

@@ -35,16 +35,14 @@ export type RunningConsumer = { stop: () => Promise<void>; done: Promise<void> }
 /**
  * Pulls from a durable consumer and hands the handler whatever has arrived, up to
  * `batchSize` at a time: low latency when traffic is light, big batches under load.
- * It pulls only what it has room for: at most `bufferMessages` waiting, and nothing
- * more while two batches' weight waits. (`consume()` refills its pulls as messages are
- * delivered, not as they are handled, so a slow handler let up to max_ack_pending
- * messages pile up in memory, long enough for ack_wait to expire and JetStream to send
- * them all again.)
+ * `consume()` callbacks must stay synchronous, so the callback only queues and a
+ * separate loop does the async work. consume() pulls more as messages arrive, not as
+ * they are handled, so what waits here is bounded by the consumer's max_ack_pending
+ * (see topology.ts), not by `bufferMessages`.
  */
 export async function runBatchConsumer(options: BatchConsumerOptions): Promise<RunningConsumer> {
   const { js, stream, durable, batchSize, handler, logger } = options;
   const retryDelayMs = options.retryDelayMs ?? 1_000;
-  const bufferMessages = options.bufferMessages ?? Math.max(batchSize * 2, 256);
   const consumer: Consumer = await js.consumers.get(stream, durable);
   const queue: JsMsg[] = [];
   const arrivedAt: number[] = [];
@@ -55,38 +53,18 @@ export async function runBatchConsumer(options: BatchConsumerOptions): Promise<R
   const wake = () => {
     for (const resume of idle.splice(0)) resume();
   };
-  const roomWaiters: Array<() => void> = [];
-  const roomMade = () => {
-    for (const resume of roomWaiters.splice(0)) resume();
-  };
   let stopping = false;
-  let fetching: ConsumerMessages | undefined;
 
-  const pull = async (): Promise<void> => {
-    while (!stopping) {
-      const room = queued >= 2 * batchSize ? 0 : bufferMessages - queue.length;
-      if (room <= 0) {
-        await new Promise<void>((resolve) => roomWaiters.push(resolve));
-        continue;
-      }
-      try {
-        fetching = await consumer.fetch({ max_messages: room, expires: 5_000 });
-        for await (const msg of fetching) {
-          options.onArrival?.(msg);
-          queue.push(msg);
-          arrivedAt.push(performance.now());
-          queued += weigh(msg);
-          wake();
-        }
-      } catch (err) {
-        // missed heartbeats, a server restart, a consumer recreated: pull again
-        if (stopping) return;
-        logger.debug({ err, stream, durable }, 'pull interrupted; pulling again');
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-    }
-  };
-  const pulling = pull();
+  const messages: ConsumerMessages = await consumer.consume({
+    max_messages: options.bufferMessages ?? Math.max(batchSize * 2, 256),
+    callback: (msg) => {
+      options.onArrival?.(msg);
+      queue.push(msg);
+      arrivedAt.push(performance.now());
+      queued += weigh(msg);
+      wake();
+    },
+  });
 
   const loop = async (): Promise<void> => {
     for (;;) {
@@ -104,7 +82,6 @@ export async function runBatchConsumer(options: BatchConsumerOptions): Promise<R
       const batch = queue.splice(0, n);
       arrivedAt.splice(0, n);
       for (const msg of batch) queued -= weigh(msg);
-      roomMade();
       try {
         await handler(batch);
       } catch (err) {
@@ -119,9 +96,7 @@ export async function runBatchConsumer(options: BatchConsumerOptions): Promise<R
     done,
     stop: async () => {
       stopping = true;
-      roomMade();
-      await fetching?.close();
-      await pulling;
+      await messages.close();
       wake();
       await done;
     },

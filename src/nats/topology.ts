@@ -51,13 +51,28 @@ function desiredStream(key: StreamKey, limits: StreamLimitsConfig): Partial<Stre
   };
 }
 
-function desiredConsumer(durable: string, config: Config): Partial<ConsumerConfig> & { durable_name: string } {
+/** Events a consumer of EVENTS may hold unacked, all its instances together: seconds of work at full speed. */
+const EVENTS_IN_FLIGHT = 200_000;
+
+/**
+ * The unacked messages a consumer may hold. A client's consume() pulls more as messages
+ * arrive, not as they are handled, so this is what bounds a role's memory and how long
+ * a message waits before its ack, which must stay well inside ack_wait: on EVENTS a
+ * message may be a pack of up to `ingest.eventsPerMessage` events, and 20,000 packs had
+ * a processor hold 4M events, wait past ack_wait and get them all again.
+ */
+export function maxAckPending(stream: string, config: Config): number {
+  if (stream !== STREAMS.events.name) return config.nats.maxAckPending;
+  return Math.min(config.nats.maxAckPending, Math.max(1_000, Math.ceil(EVENTS_IN_FLIGHT / config.ingest.eventsPerMessage)));
+}
+
+function desiredConsumer(stream: string, durable: string, config: Config): Partial<ConsumerConfig> & { durable_name: string } {
   return {
     durable_name: durable,
     ack_policy: AckPolicy.Explicit,
     deliver_policy: DeliverPolicy.All,
     ack_wait: nanos(config.nats.ackWait),
-    max_ack_pending: config.nats.maxAckPending,
+    max_ack_pending: maxAckPending(stream, config),
     max_deliver: -1,
   };
 }
@@ -101,7 +116,7 @@ async function ensureStream(jsm: JetStreamManager, key: StreamKey, limits: Strea
 const MUTABLE_CONSUMER_FIELDS = ['ack_wait', 'max_ack_pending', 'max_deliver'] as const;
 
 async function ensureConsumer(jsm: JetStreamManager, stream: string, durable: string, config: Config): Promise<TopologyChange> {
-  const want = desiredConsumer(durable, config);
+  const want = desiredConsumer(stream, durable, config);
   let current: ConsumerConfig | undefined;
   try {
     current = (await jsm.consumers.info(stream, durable)).config;
