@@ -105,9 +105,8 @@ export async function runBatchConsumer(options: BatchConsumerOptions): Promise<R
 
 /**
  * Sizing for consumers of EVENTS, whose messages carry up to `eventsPerMessage` events:
- * a batch counts events, and the read-ahead holds about two batches of full packs, or
- * at least 500 messages: under a steady load packs are smaller than full, and a read-ahead
- * counted in full packs would cut every batch short.
+ * a batch counts events, and each pull asks for about two batches of full packs, or
+ * at least 500 messages, as packs under a steady load are smaller than full.
  */
 export function eventBatching(batchSize: number, eventsPerMessage: number): Pick<BatchConsumerOptions, 'batchSize' | 'weight' | 'bufferMessages'> {
   return { batchSize, weight: (msg) => eventCount(msg.headers), bufferMessages: Math.max(500, Math.ceil((2 * batchSize) / eventsPerMessage)) };
