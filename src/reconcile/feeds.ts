@@ -3,6 +3,7 @@ import { nanos } from '@nats-io/transport-node';
 import type { Config, ReconciliationConfig } from '../core/config.ts';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
 import type { Side } from './logic/types.ts';
+import { maxAckPending } from '../nats/topology.ts';
 
 /**
  * Reconciliation's own stream: feeds published for reconciliation (`recon.<…>`) and the
@@ -86,7 +87,7 @@ export async function ensureFeeds(jsm: JetStreamManager, config: Config, recon: 
     }
     const match = { stream, durable: durableName(recon.name, side, 'match'), subject };
     const expiry = { stream, durable: durableName(recon.name, side, 'expiry'), subject };
-    await ensureConsumer(jsm, match, config, Math.max(config.nats.maxAckPending, recon.stream.batchSize * 4));
+    await ensureConsumer(jsm, match, config, Math.max(maxAckPending(stream, config), recon.stream.batchSize * 4));
     // the expiry cursor holds at most one batch while it waits for that batch's windows
     await ensureConsumer(jsm, expiry, config, recon.stream.batchSize * 2);
     feeds.push({ side, subject, stream, match, expiry });
