@@ -105,8 +105,8 @@ export function register(program: Command): void {
           line('ratio to bare JetStream', `${(eps / bare.eventsPerSecond).toFixed(2)}×`);
 
           const load = await pacedLoad({ nc, natsUrl: server.url, clickhouse, db, from: events, rate: Number(opts.rate), seconds: Number(opts.seconds), report: config.reports[0]?.name ?? 'revenue' });
-          line(`realtime freshness at ${opts.rate} events/s`, `p50 ${Math.round(load.freshness.p50)} ms, p99 ${Math.round(load.freshness.p99)} ms (${load.freshness.samples} probes; ${load.ratePublished} events/s published)`);
-          line('late event → new revision', `p50 ${Math.round(load.late.p50)} ms, p99 ${Math.round(load.late.p99)} ms (coalesce ${config.reports[0]?.coalesce ?? 0} ms)`);
+          line(`realtime freshness at ${opts.rate} events/s`, `p50 ${Math.round(load.freshness.p50)} ms, p99 ${Math.round(load.freshness.p99)} ms, max ${Math.round(load.freshness.max)} ms (${load.freshness.samples} probes; ${load.ratePublished} events/s published)`);
+          line('late event → new revision', `p50 ${Math.round(load.late.p50)} ms, p99 ${Math.round(load.late.p99)} ms, max ${Math.round(load.late.max)} ms (coalesce ${config.reports[0]?.coalesce ?? 0} ms)`);
 
           const memoryEvents = Number(opts.memoryEvents);
           let memory: MemorySample[] = [];
