@@ -1,4 +1,5 @@
 import type { JsMsg } from '@nats-io/jetstream';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { delivery } from '../src/nats/batch-consumer.ts';
 
@@ -14,5 +15,21 @@ describe('delivery metadata from the reply subject', () => {
 
   it('falls back to the client when the subject is not a JetStream ack subject', () => {
     expect(delivery(msg('_INBOX.abc', 7, 1_000_000_000n))).toEqual({ seq: 7, storedAtMs: 1_000 });
+  });
+
+  it('agrees with splitting the subject on every well-formed one (fast-check)', () => {
+    const token = fc.stringMatching(/^[A-Za-z0-9_-]{1,12}$/);
+    const number = fc.bigInt({ min: 1n, max: 2n ** 53n - 1n });
+    fc.assert(
+      fc.property(fc.boolean(), token, token, token, token, number, number, fc.bigInt({ min: 10n ** 9n, max: 10n ** 19n }), fc.option(token), (long, domain, account, stream, consumer, seq, dseq, nanos, tail) => {
+        const head = long ? `$JS.ACK.${domain}.${account}.${stream}.${consumer}` : `$JS.ACK.${stream}.${consumer}`;
+        const reply = `${head}.1.${seq}.${dseq}.${nanos}.0${long && tail !== null ? `.${tail}` : ''}`;
+        // the reference: split into tokens and read them by position
+        const tokens = reply.split('.');
+        const base = tokens.length === 9 ? 4 : 6;
+        expect(delivery(msg(reply, -1, -1n))).toEqual({ seq: Number(tokens[base + 1]), storedAtMs: Number(tokens[base + 3]!.slice(0, -6)) });
+      }),
+      { numRuns: 1_000 },
+    );
   });
 });

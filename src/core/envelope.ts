@@ -53,6 +53,19 @@ const SUBJECT_TOKEN = /^[^.*>\s]+$/;
 const MAX_ID_LENGTH = 256;
 const MAX_NESTING = 32;
 
+/** Sources and types seen valid: a gateway checks the same few names over and over. */
+const validNames = { token: new Set<string>(), dotted: new Set<string>() };
+
+/** One subject token, or with `dotted` several joined by "."; answers are cached (bounded). */
+function isSubjectTokens(name: string, dotted: boolean): boolean {
+  const valid = dotted ? validNames.dotted : validNames.token;
+  if (valid.has(name)) return true;
+  if (!(dotted ? name.split('.') : [name]).every((t) => SUBJECT_TOKEN.test(t))) return false;
+  if (valid.size >= SUBJECT_CACHE_SIZE) valid.clear();
+  valid.add(name);
+  return true;
+}
+
 const reject = (code: RejectionCode, reason: string): ParseResult => ({ ok: false, rejection: { code, reason } });
 
 const SUBJECT_CACHE_SIZE = 10_000;
@@ -106,22 +119,26 @@ function truncate(text: string, max = 64): string {
   return text.length > max ? `${text.slice(0, max)}…` : text;
 }
 
-/** Finds the first JSON number that a double cannot carry exactly, so money never silently rounds. */
-function findInexactNumber(value: unknown, path: string, depth = 0): string | undefined {
-  if (depth > MAX_NESTING) return `${path} is nested deeper than ${MAX_NESTING} levels`;
+/**
+ * Finds the first JSON number that a double cannot carry exactly, so money never
+ * silently rounds. Runs on every event: the path is spelled out only for the answer.
+ */
+function findInexactNumber(value: unknown, depth = 0): { path: string[]; message: string } | undefined {
+  if (depth > MAX_NESTING) return { path: [], message: `is nested deeper than ${MAX_NESTING} levels` };
   if (typeof value === 'number') {
-    return isExactJsonNumber(value) ? undefined : `${path} = ${value} has more than 15 significant digits; send it as a string ("…") to keep it exact`;
+    return isExactJsonNumber(value) ? undefined : { path: [], message: `= ${value} has more than 15 significant digits; send it as a string ("…") to keep it exact` };
   }
+  if (typeof value !== 'object' || value === null) return undefined;
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
-      const found = findInexactNumber(value[i], `${path}[${i}]`, depth + 1);
-      if (found) return found;
+      const found = findInexactNumber(value[i], depth + 1);
+      if (found) return (found.path.unshift(`[${i}]`), found);
     }
-  } else if (typeof value === 'object' && value !== null) {
-    for (const [k, v] of Object.entries(value)) {
-      const found = findInexactNumber(v, `${path}.${k}`, depth + 1);
-      if (found) return found;
-    }
+    return undefined;
+  }
+  for (const k in value) {
+    const found = findInexactNumber((value as Record<string, unknown>)[k], depth + 1);
+    if (found) return (found.path.unshift(`.${k}`), found);
   }
   return undefined;
 }
@@ -161,10 +178,10 @@ export function validateEventBody(body: unknown, meta: RawMeta, limits: Envelope
   if (finalId.length > MAX_ID_LENGTH) return reject('INVALID_FIELD', `id is longer than ${MAX_ID_LENGTH} characters`);
   const finalSource = source ?? fromSubject.source;
   if (finalSource === undefined) return reject('INVALID_SUBJECT', `no source: the subject "${meta.subject}" has no source token and the event has no "source" field`);
-  if (!SUBJECT_TOKEN.test(finalSource)) return reject('INVALID_FIELD', `source "${truncate(finalSource)}" must be one subject token (no ".", "*", ">" or whitespace)`);
+  if (!isSubjectTokens(finalSource, false)) return reject('INVALID_FIELD', `source "${truncate(finalSource)}" must be one subject token (no ".", "*", ">" or whitespace)`);
   const finalType = type ?? fromSubject.type;
   if (finalType === undefined) return reject('INVALID_SUBJECT', `no type: the subject "${meta.subject}" has no type token and the event has no "type" field`);
-  if (!finalType.split('.').every((t) => SUBJECT_TOKEN.test(t))) {
+  if (!isSubjectTokens(finalType, true)) {
     return reject('INVALID_FIELD', `type "${truncate(finalType)}" must be subject tokens separated by "." (no "*", ">" or whitespace)`);
   }
 
@@ -179,8 +196,8 @@ export function validateEventBody(body: unknown, meta: RawMeta, limits: Envelope
 
   const data = fields.data ?? {};
   if (typeof data !== 'object' || data === null || Array.isArray(data)) return reject('INVALID_FIELD', `data must be a JSON object, got ${describe(data)}`);
-  const inexact = findInexactNumber(data, 'data');
-  if (inexact) return reject('INEXACT_NUMBER', inexact);
+  const inexact = findInexactNumber(data);
+  if (inexact) return reject('INEXACT_NUMBER', `data${inexact.path.join('')} ${inexact.message}`);
 
   return {
     ok: true,

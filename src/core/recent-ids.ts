@@ -13,13 +13,12 @@ export class RecentIds {
     return this.current.has(id) || this.previous.has(id);
   }
 
+  /** An id already in the older generation may be added again: it then lives one generation longer, which is harmless. */
   add(id: string): void {
-    if (this.has(id)) return;
     if (this.current.size >= this.capacity) {
       this.previous = this.current;
       this.current = new Set();
     }
     this.current.add(id);
   }
-
 }
