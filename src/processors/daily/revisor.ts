@@ -8,6 +8,7 @@ import { insertRevisions, revisionRow } from '../../sinks/clickhouse/revisions-t
 import { closeAtMs } from '../logic/business-day.ts';
 import { nextRevision, type RevisionRecord } from '../logic/revisions.ts';
 import { publishAmendedAlert } from './amended-alert.ts';
+import { daysDue, type DayWait } from '../logic/revision-schedule.ts';
 import { RevisionConflict, type DayRef, type RevisionStore } from './revision-store.ts';
 
 export type RevisorDeps = {
@@ -59,18 +60,8 @@ async function claimGroup(deps: RevisorDeps, report: ReportConfig, ref: DayRef, 
   }
 }
 
-const GROUP_CONCURRENCY = 16;
+const GROUP_CONCURRENCY = 64;
 const DAY_CONCURRENCY = 4;
-/**
- * A big day is recomputed at most once per its events / this many seconds: scanning a
- * day costs ClickHouse about 0.14 µs of CPU an event on a quiet box (1.5M events: 110 ms
- * on two threads) and several times that on a busy one, and chDB runs calls with query
- * parameters one at a time, so a late day's small recomputation waits for today's big
- * one. At 100k, a day of 1.5M events is recomputed every 15 s, for a few percent of a
- * core. (Timing the recomputation instead would count the waits too, and slow the small
- * days down.)
- */
-const SCAN_EVENTS_PER_SECOND = 100_000;
 
 /**
  * Recomputes every group of a report's day from the event store and publishes what
@@ -79,10 +70,12 @@ const SCAN_EVENTS_PER_SECOND = 100_000;
  * between the steps leaves unwritten records that whoever handles the day next
  * inserts again (the table's replacing key makes that harmless).
  */
-export async function reviseDay(deps: RevisorDeps, ref: DayRef, options: { replay: boolean } = { replay: false }): Promise<DayOutcome & { events: number }> {
+export async function reviseDay(deps: RevisorDeps, ref: DayRef, options: { replay: boolean } = { replay: false }): Promise<DayOutcome & { events: number; scanMs: number }> {
   const report = deps.reports.find((r) => r.name === ref.report);
-  if (!report) return { written: 0, alerts: 0, events: 0 };
+  if (!report) return { written: 0, alerts: 0, events: 0, scanMs: 0 };
+  const scanStarted = performance.now();
   const figures = await dailyFigures(deps.clickhouse, deps.db, report, ref.day);
+  const scanMs = performance.now() - scanStarted;
   const repairs: Claimed[] = [];
   const claimed: Claimed[] = [];
   await eachLimit(figures, GROUP_CONCURRENCY, async (figure) => {
@@ -107,8 +100,10 @@ export async function reviseDay(deps: RevisorDeps, ref: DayRef, options: { repla
   const closeAt = closeAtMs(ref.day, report);
   if (deps.clock.now() < closeAt) await deps.store.setOpen(ref, closeAt);
   else await deps.store.clearOpen(ref);
-  return { written: claimed.length, alerts, events: figures.reduce((n, f) => n + f.events, 0) };
+  return { written: claimed.length, alerts, events: figures.reduce((n, f) => n + f.events, 0), scanMs };
 }
+
+const dayId = (ref: DayRef): string => `${ref.report}.${ref.day}`;
 
 export type Revisor = { stop: () => Promise<void>; stats: DayOutcome };
 
@@ -117,14 +112,16 @@ export type Revisor = { stop: () => Promise<void>; stats: DayOutcome };
  * have been dirty for the report's coalescing interval (so a burst of late events
  * becomes one revision), and finalises open days whose close time has passed, even
  * when no event flows. Each day is revised on its own, a few at once, so a small late
- * day never waits behind the recomputation of today's big one.
+ * day never waits behind the recomputation of today's big one (when: see
+ * logic/revision-schedule.ts).
  */
 export function startRevisor(deps: RevisorDeps, options: { intervalMs?: number } = {}): Revisor {
   const intervalMs = options.intervalMs ?? 50;
   // since when each dirty day's unrevised marks have waited: the first mark, or the start
   // of the last revision (marks after it were maybe not in its scan)
   const waitingSince = new Map<string, number>();
-  const lastSize = new Map<string, number>();
+  // each day's size and how long its last scan took
+  const lastScan = new Map<string, { events: number; ms: number }>();
   const inFlight = new Map<string, Promise<void>>();
   const stats: DayOutcome = { written: 0, alerts: 0 };
   const controller = new AbortController();
@@ -132,11 +129,11 @@ export function startRevisor(deps: RevisorDeps, options: { intervalMs?: number }
   const coalesceOf = (name: string) => deps.reports.find((r) => r.name === name)?.coalesce ?? 0;
 
   const launch = (ref: DayRef, after?: () => Promise<void>): boolean => {
-    const id = `${ref.report}.${ref.day}`;
+    const id = dayId(ref);
     if (inFlight.has(id) || inFlight.size >= DAY_CONCURRENCY) return false;
     const run = (async () => {
       const outcome = await reviseDay(deps, ref);
-      lastSize.set(id, outcome.events);
+      lastScan.set(id, { events: outcome.events, ms: outcome.scanMs });
       stats.written += outcome.written;
       stats.alerts += outcome.alerts;
       await after?.();
@@ -150,17 +147,21 @@ export function startRevisor(deps: RevisorDeps, options: { intervalMs?: number }
   const tick = async (): Promise<void> => {
     const now = deps.clock.now();
     const dirty = await deps.store.dirtyDays();
-    const live = new Set(dirty.map(({ value }) => `${value.report}.${value.day}`));
+    const live = new Set(dirty.map(({ value }) => dayId(value)));
     for (const id of waitingSince.keys()) {
       if (live.has(id)) continue;
       waitingSince.delete(id);
-      lastSize.delete(id);
+      lastScan.delete(id);
     }
+    for (const { value: ref } of dirty) if (!waitingSince.has(dayId(ref))) waitingSince.set(dayId(ref), now);
+    const waits: DayWait[] = dirty.map(({ value: ref }) => {
+      const id = dayId(ref);
+      return { id, waitingSince: waitingSince.get(id)!, coalesceMs: coalesceOf(ref.report), lastScan: lastScan.get(id), inFlight: inFlight.has(id) };
+    });
+    const due = new Set(daysDue(waits, now).map((day) => day.id));
     for (const { value: ref, version } of dirty) {
-      const id = `${ref.report}.${ref.day}`;
-      if (!waitingSince.has(id)) waitingSince.set(id, now);
-      const scanMs = ((lastSize.get(id) ?? 0) / SCAN_EVENTS_PER_SECOND) * 1_000;
-      if (now - waitingSince.get(id)! < Math.max(coalesceOf(ref.report), scanMs)) continue;
+      const id = dayId(ref);
+      if (!due.has(id)) continue;
       const launched = launch(ref, async () => {
         // cleared only if no event marked the day again while it was being revised
         if (await deps.store.clearDirty(ref, version)) waitingSince.delete(id);
@@ -169,7 +170,7 @@ export function startRevisor(deps: RevisorDeps, options: { intervalMs?: number }
       if (launched) waitingSince.set(id, now);
     }
     for (const open of await deps.store.openDays()) {
-      if (open.closeAt <= deps.clock.now() && !live.has(`${open.report}.${open.day}`)) launch(open);
+      if (open.closeAt <= deps.clock.now() && !live.has(dayId(open))) launch(open);
     }
   };
 
