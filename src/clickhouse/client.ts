@@ -36,14 +36,14 @@ const rawInserters = new WeakMap<ClickHouseClient, RawInsert>();
  * the bytes go to chDB's raw insert (its connection adapter would first copy them into
  * one SQL string: a fifth of the insert's CPU); to a server they are the request body.
  */
-export async function insertEncodedRows(client: ClickHouseClient, table: string, columns: string[], body: Uint8Array): Promise<void> {
+export async function insertEncodedRows(client: ClickHouseClient, table: string, columns: string[], body: Uint8Array, settings: ClickHouseSettings = {}): Promise<void> {
   const raw = rawInserters.get(client);
   if (raw) {
     // settings go into the INSERT itself, so nothing lingers on the session (see TRAPS: chDB keeps SET values)
-    await raw({ table, values: body, format: 'JSONCompactEachRow', columns, settings: { ...BASE_SETTINGS } as Record<string, string | number> });
+    await raw({ table, values: body, format: 'JSONCompactEachRow', columns, settings: { ...BASE_SETTINGS, ...settings } as Record<string, string | number> });
     return;
   }
-  const result = await client.exec({ query: `INSERT INTO ${table} (${columns.join(', ')}) FORMAT JSONCompactEachRow`, values: Readable.from([body]), clickhouse_settings: BASE_SETTINGS });
+  const result = await client.exec({ query: `INSERT INTO ${table} (${columns.join(', ')}) FORMAT JSONCompactEachRow`, values: Readable.from([body]), clickhouse_settings: { ...BASE_SETTINGS, ...settings } });
   result.stream.resume();
   await finished(result.stream);
 }

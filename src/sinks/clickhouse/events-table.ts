@@ -66,6 +66,16 @@ const COLUMNS = ['id', 'occurred_at', 'received_at', 'delay_ms', 'source', 'type
 const encoder = new TextEncoder();
 
 /**
+ * Measured on 12,500-row inserts through chDB: 3.4–4.6 → 2.7–2.9 µs of CPU a row.
+ * - optimize_on_insert: 0 — no replacing merge of each block as it is written; every
+ *   read of `events` is FINAL (or argMax), which folds copies within a part as well
+ *   as across parts, so what a reader sees is the same.
+ * - input_format_parallel_parsing: 0 — a batch is a few MB: parsing it on helper threads
+ *   costs more in hand-offs than it saves.
+ */
+const INSERT_SETTINGS = { optimize_on_insert: 0, input_format_parallel_parsing: 0 } as const;
+
+/**
  * A synchronous insert: when it resolves, the rows are stored (the caller acks after
  * this). Rows go as JSON arrays in column order: ClickHouse parses them about a fifth
  * faster than objects, and this insert is most of a processor's ClickHouse work.
@@ -76,5 +86,5 @@ export async function insertEvents(client: ClickHouseClient, db: string, events:
     const row = eventRow(event);
     return JSON.stringify(COLUMNS.map((column) => row[column]));
   });
-  await insertEncodedRows(client, `${db}.events`, [...COLUMNS], encoder.encode(lines.join('\n')));
+  await insertEncodedRows(client, `${db}.events`, [...COLUMNS], encoder.encode(lines.join('\n')), INSERT_SETTINGS);
 }
