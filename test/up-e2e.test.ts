@@ -34,10 +34,13 @@ describe('tidemark up on embedded defaults', () => {
       }, 30_000, 'the start-up banner');
       expect(stdout).toContain(`NATS        nats://127.0.0.1:${natsPort} (embedded`);
 
+      // an event of today, so the day is open whatever day the suite runs on (a fixed date
+      // becomes a day past its close, whose first revision is `amended`)
+      const occurredAt = new Date(Date.now() - 60_000).toISOString();
       const posted = await fetch(`${urls.http}/v1/events`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ id: 'up-1', source: 'store-17', type: 'sale', occurredAt: '2026-11-20T13:05:00+08:00', data: { amount: '129.90' } }),
+        body: JSON.stringify({ id: 'up-1', source: 'store-17', type: 'sale', occurredAt, data: { amount: '129.90' } }),
       });
       expect(posted.status).toBe(202);
 
