@@ -1,10 +1,11 @@
-import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { AckPolicy, jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isTidemarkError } from '../src/core/errors.ts';
 import { ensureTopology } from '../src/nats/topology.ts';
 import { testConfig } from './harness/config.ts';
 import { startTestNats, type TestNats } from './harness/nats.ts';
+import { waitFor } from './harness/streams.ts';
 
 let server: TestNats;
 let nc: NatsConnection;
@@ -52,6 +53,31 @@ describe('tidemark init topology', () => {
     expect(changes.filter((c) => c.action === 'updated').map((c) => c.name)).toEqual(['EVENTS', 'INGEST/gateway', 'EVENTS/processor', 'EVENTS/monitor', 'ALERTS/alert-sink']);
     expect((await jsm.streams.info('EVENTS')).config.max_age).toBe(3 * 86_400 * 1e9);
     expect((await jsm.consumers.info('INGEST', 'gateway')).config.ack_wait).toBe(7e9);
+  });
+
+  it('turns an explicit-ack gateway durable of an earlier version into an AckAll one that goes on from its ack floor', async () => {
+    const config = testConfig();
+    await ensureTopology(jsm, config);
+    await jsm.consumers.delete('INGEST', 'gateway');
+    await jsm.consumers.add('INGEST', { durable_name: 'gateway', ack_policy: AckPolicy.Explicit });
+    for (let i = 0; i < 10; i++) nc.publish(`ingest.s.t`, `{"i":${i}}`);
+    await nc.flush();
+    const consumer = await jetstream(nc).consumers.get('INGEST', 'gateway');
+    const firstSeq = (await jsm.streams.info('INGEST')).state.first_seq;
+    // the old gateway acked four messages and held a fifth when it stopped
+    const batch = await consumer.fetch({ max_messages: 5 });
+    let n = 0;
+    for await (const msg of batch) if (++n <= 4) msg.ack();
+    await nc.flush();
+    await waitFor(async () => (await jsm.consumers.info('INGEST', 'gateway')).ack_floor.stream_seq === firstSeq + 3, 5_000, 'the acks');
+
+    const changes = await ensureTopology(jsm, config);
+    expect(changes.find((c) => c.name === 'INGEST/gateway')?.action).toBe('updated');
+    const info = await jsm.consumers.info('INGEST', 'gateway');
+    expect(info.config.ack_policy).toBe(AckPolicy.All);
+    expect(info.config.opt_start_seq).toBe(firstSeq + 4);
+    expect(info.num_pending).toBe(6);
+    expect((await ensureTopology(jsm, config)).find((c) => c.name === 'INGEST/gateway')?.action).toBe('unchanged');
   });
 
   it('refuses a conflicting existing stream with a clear error', async () => {

@@ -1,13 +1,18 @@
-import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
+import { jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { Config } from '../core/config.ts';
 import { parseRawEvent, type EnvelopeLimits, type ParseResult, type Rejection, type TidemarkEvent } from '../core/envelope.ts';
 import { RecentIds } from '../core/recent-ids.ts';
 import { ingestMetrics } from '../core/metrics.ts';
-import { delivery, headerRecord, runBatchConsumer, storedAtMs, type RunningConsumer } from '../nats/batch-consumer.ts';
+import { AckFloor } from '../nats/ack-floor.ts';
+import { delivery, deliveryCount, headerRecord, runBatchConsumer, storedAtMs, type RunningConsumer } from '../nats/batch-consumer.ts';
+import { openLease } from '../nats/lease.ts';
+import { sleep } from '../core/time.ts';
 import { createBatchPublisher, type BatchPublisher, type PublishItem, type PublishOutcome } from '../nats/batch-publisher.ts';
-import { CONSUMERS, STREAMS } from '../nats/topology.ts';
+import { CONSUMERS, rewindGatewayConsumer, STREAMS } from '../nats/topology.ts';
 import { dlqItem, dlqRecord } from './dlq.ts';
 import { packBatch, type PackLimits } from './event-packs.ts';
 
@@ -118,7 +123,8 @@ export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeL
     stats.duplicates += n;
     ingestMetrics.events('nats', 'duplicate', n);
   };
-  return async (msgs: JsMsg[]): Promise<void> => {
+  /** `done` is told of every raw message whose output is stored; the others are nak'd. */
+  return async (msgs: JsMsg[], done: (msg: JsMsg) => void): Promise<void> => {
     const started = performance.now();
     const results = msgs.map((msg) => parseMsg(msg, limits));
     const { outputs, storedCopies, awaitedCopies } = plan(msgs, results, packing, seen);
@@ -140,7 +146,7 @@ export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeL
         for (const i of [...members, ...copies]) msgs[i]!.nak(1_000);
         return;
       }
-      for (const i of [...members, ...copies]) msgs[i]!.ack();
+      for (const i of [...members, ...copies]) done(msgs[i]!);
       if (events === 0) {
         const { rejection } = results[members[0]!] as Extract<ParseResult, { ok: false }>;
         stats.rejected++;
@@ -156,11 +162,11 @@ export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeL
         ingestMetrics.delay(event.receivedAt - event.occurredAt);
       }
     });
-    for (const i of storedCopies) msgs[i]!.ack();
+    for (const i of storedCopies) done(msgs[i]!);
     if (storedCopies.length) duplicates(storedCopies.length);
     for (const { index, stored } of awaitedCopies) {
       if (await stored) {
-        msgs[index]!.ack();
+        done(msgs[index]!);
         duplicates(1);
       } else msgs[index]!.nak(1_000);
     }
@@ -169,35 +175,102 @@ export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeL
   };
 }
 
-export type NatsGateway = RunningConsumer & { stats: GatewayStats };
+export type NatsGateway = RunningConsumer & { stats: GatewayStats; active: () => boolean };
 
-/** The ingest gateway over NATS: a durable pull consumer on INGEST shared by every gateway instance. */
-export async function startNatsGateway(options: { js: JetStreamClient; nc: NatsConnection; config: Config; logger: Logger }): Promise<NatsGateway> {
-  const stats: GatewayStats = { accepted: 0, rejected: 0, duplicates: 0 };
-  const publisher = createBatchPublisher(options.nc);
+/**
+ * Reads INGEST while this instance holds the gateway lease, from the consumer's ack
+ * floor: acks are cumulative, one a batch, moved only over sequences handled here.
+ * A redelivered message (a nak, a message lost in transit, a batch slower than
+ * ack_wait) ends the read, and the next starts the durable over at its floor, so acks
+ * always go out in delivery order. Returns when the lease is lost, `until` is
+ * aborted or a redelivery came, after the batches under way.
+ */
+async function readWhileHolding(options: { js: JetStreamClient; jsm: JetStreamManager; config: Config; logger: Logger; until: AbortSignal; handle: ReturnType<typeof gatewayBatchHandler> }): Promise<void> {
+  const { jsm, config, logger } = options;
+  const floor = new AckFloor<JsMsg>(await rewindGatewayConsumer(jsm, config));
+  logger.info({ floor: floor.floor }, 'reading INGEST');
+  const redelivered = new AbortController();
+  const until = AbortSignal.any([options.until, redelivered.signal]);
   const running = await runBatchConsumer({
     js: options.js,
     stream: CONSUMERS.gateway.stream,
     durable: CONSUMERS.gateway.durable,
-    batchSize: options.config.ingest.batchSize,
-    handler: gatewayBatchHandler(
-      publisher,
-      envelopeLimits(options.config),
-      packLimits(options.config, options.nc.info?.max_payload ?? 1024 * 1024),
-      seenIds(options.config.ingest.recentIds),
-      stats,
-      options.logger,
-    ),
-    logger: options.logger,
+    batchSize: config.ingest.batchSize,
+    handler: async (msgs) => {
+      // whatever is left unhandled here comes again from the floor
+      if (until.aborted) return;
+      if (msgs.some((msg) => deliveryCount(msg) > 1)) return redelivered.abort();
+      await options.handle(msgs, (msg) => floor.add(delivery(msg).seq, msg));
+      floor.advance()?.ack();
+    },
+    logger,
     // while one batch waits for its PubAcks, the next is validated and published
     concurrency: 3,
-    lingerMs: options.config.ingest.linger,
+    lingerMs: config.ingest.linger,
   });
-  return {
-    ...running,
+  // a sequence that stays missing past redelivery was removed from the stream (by age or by hand)
+  const sweep = setInterval(() => void skipRemoved(jsm, floor).catch((err: unknown) => logger.warn({ err }, 'checking INGEST for removed messages failed')), 2 * config.nats.ackWait);
+  await new Promise<void>((resolve) => {
+    if (until.aborted) return resolve();
+    until.addEventListener('abort', () => resolve(), { once: true });
+  });
+  clearInterval(sweep);
+  await running.stop();
+  if (redelivered.signal.aborted) logger.info({ floor: floor.floor }, 'a message came again: reading INGEST anew from the floor');
+}
+
+async function skipRemoved(jsm: JetStreamManager, floor: AckFloor<JsMsg>): Promise<void> {
+  if (floor.waiting === 0) return;
+  const missing = floor.missing;
+  const info = await jsm.streams.info(CONSUMERS.gateway.stream, { deleted_details: true });
+  const deleted = new Set(info.state.deleted ?? []);
+  if (floor.missing !== missing) return;
+  floor.skip((seq) => seq < info.state.first_seq || deleted.has(seq));
+  floor.advance()?.ack();
+}
+
+/**
+ * The ingest gateway over NATS: reads INGEST through its durable while it holds the
+ * gateway lease; further instances are standbys that take over when the active one
+ * stops or dies (after `ingest.lease`). One reader acks a batch at once; readers
+ * sharing the durable would each have to ack every raw message.
+ */
+export async function startNatsGateway(options: { js: JetStreamClient; nc: NatsConnection; config: Config; logger: Logger }): Promise<NatsGateway> {
+  const { js, nc, config, logger } = options;
+  const stats: GatewayStats = { accepted: 0, rejected: 0, duplicates: 0 };
+  const publisher = createBatchPublisher(nc);
+  const jsm = await jetstreamManager(nc);
+  const handle = gatewayBatchHandler(
+    publisher,
+    envelopeLimits(config),
+    packLimits(config, nc.info?.max_payload ?? 1024 * 1024),
+    seenIds(config.ingest.recentIds),
     stats,
+    logger,
+  );
+  const lease = await openLease(js, { key: 'gateway', holder: `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`, ttlMs: config.ingest.lease });
+  const stopping = new AbortController();
+  const done = (async () => {
+    while (!stopping.signal.aborted) {
+      await Promise.race([lease.acquired(), new Promise((resolve) => stopping.signal.addEventListener('abort', resolve, { once: true }))]);
+      if (stopping.signal.aborted) break;
+      try {
+        await readWhileHolding({ js, jsm, config, logger, handle, until: AbortSignal.any([lease.signal(), stopping.signal]) });
+      } catch (err) {
+        logger.error({ err }, 'reading INGEST failed; retrying');
+        await sleep(1_000, stopping.signal);
+      }
+      if (!lease.held() && !stopping.signal.aborted) logger.warn('gateway lease lost: standing by');
+    }
+  })();
+  return {
+    stats,
+    done,
+    active: () => lease.held(),
     stop: async () => {
-      await running.stop();
+      stopping.abort();
+      await done;
+      await lease.release();
       publisher.close();
     },
   };

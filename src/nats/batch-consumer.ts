@@ -158,5 +158,16 @@ export function delivery(msg: JsMsg): { seq: number; storedAtMs: number } {
   return { seq: Number(seq), storedAtMs: Number(reply.slice(nanosStart, nanosEnd - 6)) };
 }
 
+/** How many times the server has delivered this message (1: first delivery), from its reply subject like `delivery`. */
+export function deliveryCount(msg: JsMsg): number {
+  const reply = (msg as { reply?: string }).reply ?? '';
+  let count = 0;
+  for (let at = reply.indexOf('.'); at !== -1 && count < replyDots.length; at = reply.indexOf('.', at + 1)) replyDots[count++] = at;
+  const tokens = count + 1;
+  if (!reply.startsWith('$JS.ACK.') || (tokens !== 9 && tokens < 11) || tokens > 12) return msg.info.deliveryCount;
+  const base = tokens === 9 ? 4 : 6;
+  return Number(reply.slice(replyDots[base - 1]! + 1, replyDots[base]));
+}
+
 /** Dot positions of the reply subject being read: at most 11 dots in a well-formed one, 12 to tell a longer one. */
 const replyDots = new Array<number>(12).fill(0);

@@ -68,7 +68,7 @@ export function register(program: Command): void {
     .option('--seconds <n>', 'duration of the steady load', '20')
     .option('--memory-events <n>', 'drain this many events in all and sample memory every million (0: skip)', '5000000')
     .option('--no-gateway-process', 'run the gateway in the bench process instead of its own')
-    .option('--gateways <n>', 'gateway processes sharing the INGEST consumer (default: one per two cores: the rest of the pipeline shares the box)', String(Math.max(1, Math.floor(availableParallelism() / 2))))
+    .option('--gateways <n>', 'gateway processes: one reads INGEST, the others stand by to take over (default: one per two cores)', String(Math.max(1, Math.floor(availableParallelism() / 2))))
     .action(async (opts: BenchOptions, command: Command) => {
       const base = await configFor(command);
       const events = Number(opts.events);

@@ -1,0 +1,92 @@
+import type { JetStreamClient } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import { sleep } from '../core/time.ts';
+
+export const LEASE_BUCKET = 'tidemark_leases';
+
+export type Lease = {
+  /** resolves once this instance holds the lease (at once if it already does) */
+  acquired: () => Promise<void>;
+  /** aborted when the lease is lost (another instance took it over); a new one each time it is acquired */
+  signal: () => AbortSignal;
+  held: () => boolean;
+  /** stops renewing and gives the lease up, so a standby takes over at once */
+  release: () => Promise<void>;
+};
+
+const isWrongLastSequence = (err: unknown): boolean => /wrong last sequence|key exists/i.test(String((err as Error)?.message));
+
+/**
+ * One holder at a time for `key`, through compare-and-set on a KV entry. The holder
+ * rewrites the entry every `ttlMs / 4`; a standby takes over once the entry has not
+ * changed for `ttlMs` by its own clock (so clocks of different hosts never meet: NATS
+ * 2.9 has no per-key TTL). A holder whose rewrite finds the entry changed has lost it.
+ * The lease decides who does the work, not whether the work is safe: what a holder
+ * acks must be safe whoever else runs (see ack-floor.ts).
+ */
+export async function openLease(js: JetStreamClient, options: { key: string; holder: string; ttlMs: number }): Promise<Lease> {
+  const kv: KV = await new Kvm(js).create(LEASE_BUCKET, { history: 1 });
+  const { key, holder, ttlMs } = options;
+  const value = () => new TextEncoder().encode(JSON.stringify({ holder, at: new Date().toISOString() }));
+  const beat = Math.max(50, Math.floor(ttlMs / 4));
+  const stopped = new AbortController();
+  let revision = 0;
+  let controller = new AbortController();
+  let holding = false;
+  let gained: () => void = () => {};
+  let gaining = new Promise<void>((resolve) => (gained = resolve));
+
+  const take = (rev: number) => {
+    revision = rev;
+    holding = true;
+    controller = new AbortController();
+    gained();
+  };
+  const lose = () => {
+    holding = false;
+    controller.abort();
+    gaining = new Promise<void>((resolve) => (gained = resolve));
+  };
+
+  const loop = (async () => {
+    // the last revision seen and when (this process's monotonic clock)
+    let seen = { revision: -1, at: performance.now() };
+    while (!stopped.signal.aborted) {
+      try {
+        if (holding) {
+          try {
+            revision = await kv.update(key, value(), revision);
+          } catch (err) {
+            if (!isWrongLastSequence(err)) throw err;
+            lose();
+          }
+        } else {
+          const entry = await kv.get(key);
+          if (!entry || entry.operation !== 'PUT') {
+            take(entry ? await kv.update(key, value(), entry.revision) : await kv.create(key, value()));
+          } else if (entry.revision !== seen.revision) {
+            seen = { revision: entry.revision, at: performance.now() };
+          } else if (performance.now() - seen.at >= ttlMs) {
+            take(await kv.update(key, value(), entry.revision));
+          }
+        }
+      } catch {
+        // another standby was quicker, or NATS is away for a moment: look again next beat
+      }
+      await sleep(beat, stopped.signal);
+    }
+  })();
+
+  return {
+    acquired: () => (holding ? Promise.resolve() : gaining),
+    signal: () => controller.signal,
+    held: () => holding,
+    release: async () => {
+      stopped.abort();
+      await loop;
+      if (!holding) return;
+      lose();
+      await kv.delete(key, { previousSeq: revision }).catch(() => undefined);
+    },
+  };
+}
