@@ -123,10 +123,14 @@ export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeL
     stats.duplicates += n;
     ingestMetrics.events('nats', 'duplicate', n);
   };
-  /** `done` is told of every raw message whose output is stored; the others are nak'd. */
-  return async (msgs: JsMsg[], done: (msg: JsMsg) => void): Promise<void> => {
+  /** `done` is told of every raw message whose output is stored, with its INGEST sequence; the others are nak'd. */
+  return async (msgs: JsMsg[], done: (msg: JsMsg, seq: number) => void): Promise<void> => {
     const started = performance.now();
     const results = msgs.map((msg) => parseMsg(msg, limits));
+    const doneAt = (i: number) => {
+      const result = results[i]!;
+      done(msgs[i]!, result.ok ? result.event.seq : delivery(msgs[i]!).seq);
+    };
     const { outputs, storedCopies, awaitedCopies } = plan(msgs, results, packing, seen);
     const settles = outputs.map((o) => (o.events ? announce(seen, o.members.map((i) => eventOf(results[i]).id)) : undefined));
     let outcomes: PublishOutcome[];
@@ -146,7 +150,7 @@ export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeL
         for (const i of [...members, ...copies]) msgs[i]!.nak(1_000);
         return;
       }
-      for (const i of [...members, ...copies]) done(msgs[i]!);
+      for (const i of [...members, ...copies]) doneAt(i);
       if (events === 0) {
         const { rejection } = results[members[0]!] as Extract<ParseResult, { ok: false }>;
         stats.rejected++;
@@ -162,11 +166,11 @@ export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeL
         ingestMetrics.delay(event.receivedAt - event.occurredAt);
       }
     });
-    for (const i of storedCopies) done(msgs[i]!);
+    for (const i of storedCopies) doneAt(i);
     if (storedCopies.length) duplicates(storedCopies.length);
     for (const { index, stored } of awaitedCopies) {
       if (await stored) {
-        done(msgs[index]!);
+        doneAt(index);
         duplicates(1);
       } else msgs[index]!.nak(1_000);
     }
@@ -200,7 +204,7 @@ async function readWhileHolding(options: { js: JetStreamClient; jsm: JetStreamMa
       // whatever is left unhandled here comes again from the floor
       if (until.aborted) return;
       if (msgs.some((msg) => deliveryCount(msg) > 1)) return redelivered.abort();
-      await options.handle(msgs, (msg) => floor.add(delivery(msg).seq, msg));
+      await options.handle(msgs, (msg, seq) => floor.add(seq, msg));
       floor.advance()?.ack();
     },
     logger,
