@@ -300,7 +300,7 @@ export const ConfigSchema = z.strictObject({
   processor: z.strictObject({
     batchSize: z.number().int().positive().default(20_000).describe('events per ClickHouse insert at most'),
     linger: Duration.default(250).describe('how long an event may wait for its insert to fill up (the realtime view does not wait)'),
-    refresh: Duration.default(250).describe('how often the realtime view is written'),
+    refresh: Duration.default(125).describe('how often the realtime view is written'),
     idleTimeout: Duration.default(5_000).describe('after this long without event-time progress, the watermark follows the clock'),
   }).prefault({}),
   reports: z.array(Report).default([]),
