@@ -1,47 +1,24 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureTopology } from '../src/nats/topology.ts';
-import { testConfig } from './harness/config.ts';
-import { startTestNats, type TestNats } from './harness/nats.ts';
-import { exited, spawnTidemark, terminate } from './harness/processes.ts';
+import { startGatewayFixture, type GatewayFixture } from './harness/gateway-processes.ts';
+import { exited, terminate } from './harness/processes.ts';
 import { eventsOnStream, streamCount, waitFor } from './harness/streams.ts';
 
 const VALID = 30_000;
 const INVALID = 300;
-let server: TestNats;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
-let dir: string;
-let configFile: string;
-
 const settings = { nats: { ackWait: '1s' }, ingest: { batchSize: 500 } };
-
-const startGatewayProcess = () => spawnTidemark(['gateway', '--config', configFile], { NATS_URL: server.url, TIDEMARK_HTTP_PORT: '0', TIDEMARK_DATA_DIR: dir });
+let fixture: GatewayFixture;
 
 beforeAll(async () => {
-  server = await startTestNats();
-  dir = mkdtempSync(join(tmpdir(), 'tidemark-crash-'));
-  configFile = join(dir, 'tidemark.yaml');
-  writeFileSync(configFile, JSON.stringify(settings));
-  nc = await connect({ servers: server.url });
-  jsm = await jetstreamManager(nc);
-  js = jetstream(nc);
-  await ensureTopology(jsm, testConfig(settings));
+  fixture = await startGatewayFixture(settings);
 });
 
 afterAll(async () => {
-  await nc?.close();
-  await server?.dispose();
-  rmSync(dir, { recursive: true, force: true });
+  await fixture?.dispose();
 });
 
 describe('gateway killed with SIGKILL mid-batch', () => {
   it('loses nothing after a restart, and copies on EVENTS are at most the batches in flight at the kill', async () => {
+    const { nc, js, jsm, forwarded } = fixture;
     const now = Date.now();
     for (let i = 0; i < VALID; i++) {
       nc.publish(`ingest.store-${i % 7}.sale`, JSON.stringify({ id: `e-${i}`, occurredAt: now - i, data: { amount: `${i}.10` } }));
@@ -50,14 +27,13 @@ describe('gateway killed with SIGKILL mid-batch', () => {
     await nc.flush();
     await waitFor(async () => (await streamCount(jsm, 'INGEST')) === VALID + INVALID, 20_000, 'INGEST to hold every raw message');
 
-    const first = startGatewayProcess();
-    const forwarded = async () => (await jsm.consumers.info('INGEST', 'gateway')).ack_floor.stream_seq;
+    const first = fixture.startGateway();
     await waitFor(async () => (await forwarded()) > 2_000, 30_000, 'the gateway to start forwarding');
     first.kill('SIGKILL');
     await exited(first);
     expect(await forwarded()).toBeLessThan(VALID);
 
-    const second = startGatewayProcess();
+    const second = fixture.startGateway();
     try {
       await waitFor(async () => {
         const info = await jsm.consumers.info('INGEST', 'gateway');

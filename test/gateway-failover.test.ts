@@ -1,56 +1,33 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LEASE_BUCKET } from '../src/nats/lease.ts';
-import { ensureTopology } from '../src/nats/topology.ts';
-import { testConfig } from './harness/config.ts';
-import { startTestNats, type TestNats } from './harness/nats.ts';
-import { exited, spawnTidemark, terminate } from './harness/processes.ts';
+import { startGatewayFixture, type GatewayFixture } from './harness/gateway-processes.ts';
+import { exited, terminate } from './harness/processes.ts';
 import { eventsOnStream, streamCount, waitFor } from './harness/streams.ts';
 
 const EVENTS = 20_000;
-let server: TestNats;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
-let dir: string;
-let configFile: string;
-
 const settings = { nats: { ackWait: '1s' }, ingest: { batchSize: 500, lease: '1s' } };
-
-const startGatewayProcess = () => spawnTidemark(['gateway', '--config', configFile], { NATS_URL: server.url, TIDEMARK_HTTP_PORT: '0', TIDEMARK_DATA_DIR: dir });
+let fixture: GatewayFixture;
 
 /** The pid in the lease holder's name (`<host>-<pid>-<random>`). */
 async function holderPid(): Promise<number | undefined> {
-  const entry = await (await new Kvm(js).open(LEASE_BUCKET)).get('gateway');
+  const entry = await (await new Kvm(fixture.js).open(LEASE_BUCKET)).get('gateway');
   if (!entry || entry.operation !== 'PUT') return undefined;
   return Number(/-(\d+)-[0-9a-f]+$/.exec(entry.json<{ holder: string }>().holder)?.[1]);
 }
 
 beforeAll(async () => {
-  server = await startTestNats();
-  dir = mkdtempSync(join(tmpdir(), 'tidemark-failover-'));
-  configFile = join(dir, 'tidemark.yaml');
-  writeFileSync(configFile, JSON.stringify(settings));
-  nc = await connect({ servers: server.url });
-  jsm = await jetstreamManager(nc);
-  js = jetstream(nc);
-  await ensureTopology(jsm, testConfig(settings));
+  fixture = await startGatewayFixture(settings);
 });
 
 afterAll(async () => {
-  await nc?.close();
-  await server?.dispose();
-  rmSync(dir, { recursive: true, force: true });
+  await fixture?.dispose();
 });
 
 describe('two gateways on INGEST', () => {
   it('one reads while the other stands by; the standby takes over from a SIGKILLed one and nothing is lost', async () => {
-    const gateways = [startGatewayProcess(), startGatewayProcess()];
+    const { nc, js, jsm, forwarded } = fixture;
+    const gateways = [fixture.startGateway(), fixture.startGateway()];
     try {
       const active = await waitFor(holderPid, 20_000, 'a gateway to hold the lease');
       const first = gateways.find((g) => g.pid === active)!;
@@ -60,7 +37,6 @@ describe('two gateways on INGEST', () => {
       const now = Date.now();
       for (let i = 0; i < EVENTS; i++) nc.publish(`ingest.store-${i % 5}.sale`, JSON.stringify({ id: `f-${i}`, occurredAt: now - i, data: { amount: '1.10' } }));
       await nc.flush();
-      const forwarded = async () => (await jsm.consumers.info('INGEST', 'gateway')).ack_floor.stream_seq;
       await waitFor(async () => (await forwarded()) > 2_000, 30_000, 'the active gateway to forward');
       // while both run, the lease has not moved: the standby took nothing
       expect(await holderPid()).toBe(active);
