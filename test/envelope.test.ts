@@ -16,12 +16,21 @@ describe('envelope', () => {
     });
   });
 
-  it('falls back to Nats-Msg-Id, then to the stream sequence for the id', () => {
+  it('falls back to Nats-Msg-Id, then to the stream sequence for the id, both in the reserved namespace', () => {
     const body = bytes({ occurredAt: NOW - 1000 });
     const withHeader = parseRawEvent(body, meta({ msgId: 'hdr-9' }), limits);
     const bare = parseRawEvent(body, meta(), limits);
-    expect(withHeader.ok && withHeader.event.id).toBe('hdr-9');
-    expect(bare.ok && bare.event.id).toBe('INGEST-42');
+    expect(withHeader.ok && withHeader.event.id).toBe('~m:hdr-9');
+    expect(bare.ok && bare.event.id).toBe('~INGEST-42');
+  });
+
+  it('refuses a client id in the reserved namespace with RESERVED_ID, so no client can pre-empt a generated id', () => {
+    for (const id of ['~INGEST-43', '~m:hdr-9', '~']) {
+      const result = parseRawEvent(bytes({ id, occurredAt: NOW - 1000 }), meta(), limits);
+      expect(result.ok ? 'accepted' : result.rejection.code).toBe('RESERVED_ID');
+    }
+    const plain = parseRawEvent(bytes({ id: 'INGEST-43', occurredAt: NOW - 1000 }), meta(), limits);
+    expect(plain.ok && plain.event.id).toBe('INGEST-43');
   });
 
   it('lets the body name source, type and key, and keeps deeper subjects as a dotted type', () => {

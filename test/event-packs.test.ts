@@ -43,7 +43,7 @@ describe('packing events into EVENTS messages', () => {
     );
   });
 
-  it('gives a redelivered batch the same message ids, a lone event its own id, and different packs different ids', () => {
+  it('gives a redelivered batch the same message ids, a lone event its (source, id), and different packs different ids', () => {
     const events = [event(1, 's1', 'sale'), event(2, 's1', 'sale'), event(3, 's2', 'sale'), undefined, event(5, 's1', 'sale')];
     const first = packBatch(events, { eventsPerMessage: 2, maxBytes: 100_000 });
     const again = packBatch(events.map((e) => (e ? { ...e } : e)), { eventsPerMessage: 2, maxBytes: 100_000 });
@@ -53,7 +53,7 @@ describe('packing events into EVENTS messages', () => {
       ['events.s1.sale', [4]],
       ['events.s2.sale', [2]],
     ]);
-    expect(first[1]!.item.msgId).toBe('e-5');
+    expect(first[1]!.item.msgId).toBe('s1.e-5');
     expect(first[0]!.item.headers).toEqual({ [EVENT_COUNT_HEADER]: '2' });
     const regrouped = packBatch([events[0], events[4]], { eventsPerMessage: 2, maxBytes: 100_000 });
     expect(regrouped[0]!.item.msgId).not.toBe(first[0]!.item.msgId);

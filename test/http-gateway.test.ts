@@ -4,6 +4,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../src/core/config.ts';
+import { ingestMsgId } from '../src/core/identity.ts';
 import { createLogger } from '../src/core/logger.ts';
 import { createRegistry } from '../src/core/metrics.ts';
 import type { DlqRecord } from '../src/ingest/dlq.ts';
@@ -91,7 +92,7 @@ afterAll(async () => {
 });
 
 describe('POST /v1/events', () => {
-  it('stores one object in INGEST on ingest.<source>.<type> with its id as Nats-Msg-Id, and answers 202 after the ack', async () => {
+  it('stores one object in INGEST on ingest.<source>.<type> with a Nats-Msg-Id of its identity and bytes, and answers 202 after the ack', async () => {
     const event = sale('store-1', { id: 's-1' });
     const { status, json } = await post(JSON.stringify(event));
     expect(status).toBe(202);
@@ -99,15 +100,15 @@ describe('POST /v1/events', () => {
     expect(json.accepted).toEqual([{ index: 0, id: 's-1', seq: expect.any(Number) }]);
     const stored = await jsm.streams.getMessage('INGEST', { seq: json.accepted[0]!.seq });
     expect(stored?.subject).toBe('ingest.store-1.sale');
-    expect(stored?.header.get('Nats-Msg-Id')).toBe('s-1');
+    expect(stored?.header.get('Nats-Msg-Id')).toBe(ingestMsgId('store-1', 's-1', Buffer.from(JSON.stringify(event))));
     expect(stored?.json()).toEqual(event);
   });
 
-  it('reports the id the NATS gateway will derive (INGEST-<seq>) for an event without one', async () => {
+  it('reports the id the NATS gateway will derive (~INGEST-<seq>) for an event without one', async () => {
     const { status, json } = await post(JSON.stringify(sale('store-2')));
     expect(status).toBe(202);
     const [accepted] = json.accepted;
-    expect(accepted?.id).toBe(`INGEST-${accepted?.seq}`);
+    expect(accepted?.id).toBe(`~INGEST-${accepted?.seq}`);
     const stored = await jsm.streams.getMessage('INGEST', { seq: accepted!.seq });
     expect(stored?.subject).toBe('ingest.store-2.sale');
     expect(stored?.header?.get('Nats-Msg-Id') ?? '').toBe('');
@@ -229,6 +230,25 @@ describe('POST /v1/events', () => {
     expect(second.json.accepted[0]).toEqual({ index: 0, id: 'dup-1', seq: first.json.accepted[0]!.seq, duplicate: true });
     expect(await messages('INGEST', 'ingest.store-11.')).toHaveLength(1);
   });
+
+  it('stores the same id from two sources twice, and a different copy of an identity for the NATS gateway to judge', async () => {
+    const a = sale('till-a', { id: '0' });
+    const b = sale('till-b', { id: '0' });
+    const changed = { ...a, data: { amount: '99.00' } };
+    const { json } = await post(JSON.stringify([a, b, a, changed]));
+    expect(json.accepted.map((x) => [x.index, x.duplicate ?? false])).toEqual([[0, false], [1, false], [2, true], [3, false]]);
+    expect(await messages('INGEST', 'ingest.till-a.')).toHaveLength(2);
+    expect(await messages('INGEST', 'ingest.till-b.')).toHaveLength(1);
+  });
+
+  it('refuses an id in the reserved namespace with RESERVED_ID and keeps it in the DLQ', async () => {
+    const { status, json } = await post(JSON.stringify(sale('store-12', { id: '~INGEST-1' })));
+    expect(status).toBe(400);
+    expect(json.rejected).toEqual([{ index: 0, code: 'RESERVED_ID', reason: expect.stringContaining('~') }]);
+    expect(await messages('INGEST', 'ingest.store-12.')).toHaveLength(0);
+    const [dlq] = await messages('DLQ', 'dlq.ingest.store-12.');
+    expect(dlq?.json<DlqRecord>().code).toBe('RESERVED_ID');
+  });
 });
 
 describe('bearer token', () => {
@@ -282,7 +302,8 @@ describe('probes and metrics', () => {
     expect(res.status).toBe(200);
     const text = await res.text();
     expect(text).toMatch(/tidemark_ingest_events_total\{gateway="http",outcome="accepted"\} [1-9]/);
-    expect(text).toMatch(/tidemark_ingest_events_total\{gateway="http",outcome="duplicate"\} 1/);
+    // the re-posted dup-1 and the re-sent copy of till-a 0
+    expect(text).toMatch(/tidemark_ingest_events_total\{gateway="http",outcome="duplicate"\} 2/);
     expect(text).toMatch(/tidemark_ingest_events_total\{gateway="http",outcome="rejected"\} [1-9]/);
     expect(text).toMatch(/tidemark_ingest_rejections_total\{code="TOO_LARGE"\} [1-9]/);
     expect(text).toMatch(/tidemark_ingest_batch_seconds_count\{gateway="http"\} [1-9]/);

@@ -2,6 +2,8 @@ import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { headers, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EVENT_COUNT_HEADER } from '../src/core/envelope.ts';
+import { natsMsgId } from '../src/core/identity.ts';
+import { metricsRegistry } from '../src/core/metrics.ts';
 import type { DlqRecord } from '../src/ingest/dlq.ts';
 import type { NatsGateway } from '../src/ingest/nats-gateway.ts';
 import { testConfig } from './harness/config.ts';
@@ -52,34 +54,70 @@ describe('NATS ingest gateway', () => {
     const rawFirst = raw.find((m) => m.seq === first.seq)!;
     expect(first.receivedAt).toBe(Number(rawFirst.timestampNanos / 1_000_000n));
     const second = events[1]!.event;
-    expect(second.id).toBe(`INGEST-${second.seq}`);
-    // events that arrive together travel in one message that says how many it holds; a lone one is the event itself, under its id
+    expect(second.id).toBe(`~INGEST-${second.seq}`);
+    // events that arrive together travel in one message that says how many it holds; a lone one is the event itself, under its (source, id)
     for (const msg of new Set(events.map((e) => e.msg))) {
       const inside = events.filter((e) => e.msg === msg).map((e) => e.event);
-      if (inside.length === 1) expect(msg.headers?.get('Nats-Msg-Id')).toBe(inside[0]!.id);
+      if (inside.length === 1) expect(msg.headers?.get('Nats-Msg-Id')).toBe(natsMsgId(inside[0]!.source, inside[0]!.id));
       else expect(msg.headers?.get(EVENT_COUNT_HEADER)).toBe(String(inside.length));
     }
   });
 
-  it('turns duplicates of one id into one event, by body id and by Nats-Msg-Id', async () => {
-    for (let i = 0; i < 3; i++) nc.publish('ingest.dup.sale', enc({ id: 'dup-1', occurredAt: Date.now() - 10, data: { n: i } }));
+  it('turns copies of one (source, id) into one event, by body id and by Nats-Msg-Id', async () => {
+    const occurredAt = Date.now() - 10;
+    for (let i = 0; i < 3; i++) nc.publish('ingest.dup.sale', enc({ id: 'dup-1', occurredAt, data: { n: 0 } }));
     const h = headers();
     h.set('Nats-Msg-Id', 'hdr-7');
-    for (let i = 0; i < 2; i++) nc.publish('ingest.dup.sale', enc({ occurredAt: Date.now() - 10 }), { headers: h });
-    nc.publish('ingest.dup.sale', enc({ id: 'dup-2', occurredAt: Date.now() - 10 }));
+    for (let i = 0; i < 2; i++) nc.publish('ingest.dup.sale', enc({ occurredAt }), { headers: h });
+    nc.publish('ingest.dup.sale', enc({ id: 'dup-2', occurredAt }));
     await nc.flush();
     await drained();
     const events = (await eventsFor('dup')).map((e) => e.event);
-    expect(events.map((e) => e.id).sort()).toEqual(['dup-1', 'dup-2', 'hdr-7']);
-    expect(events.find((e) => e.id === 'dup-1')!.data).toEqual({ n: 0 });
+    expect(events.map((e) => e.id).sort()).toEqual(['dup-1', 'dup-2', '~m:hdr-7']);
     const before = gateway.stats.duplicates;
-    // a copy that comes after its original was stored (another batch) is dropped too
-    nc.publish('ingest.dup.sale', enc({ id: 'dup-1', occurredAt: Date.now() - 10, data: { n: 9 } }));
+    // a copy that comes after its original was stored (another batch) is dropped too, whatever its key order
+    nc.publish('ingest.dup.sale', enc(`{"data":{"n":0},"occurredAt":${occurredAt},"id":"dup-1"}`));
     await nc.flush();
     await drained();
-    expect((await eventsFor('dup')).map((e) => e.event.id).sort()).toEqual(['dup-1', 'dup-2', 'hdr-7']);
+    expect((await eventsFor('dup')).map((e) => e.event.id).sort()).toEqual(['dup-1', 'dup-2', '~m:hdr-7']);
     // two copies of dup-1 so far (INGEST itself dropped the second hdr-7, by its Nats-Msg-Id), now a third
     expect([before, gateway.stats.duplicates]).toEqual([2, 3]);
+  });
+
+  it('counts the same id from two sources twice: identity is (source, id)', async () => {
+    const occurredAt = Date.now() - 10;
+    for (let i = 0; i < 5; i++) {
+      nc.publish('ingest.till-a.sale', enc({ id: String(i), occurredAt, data: { amount: '1.00' } }));
+      nc.publish('ingest.till-b.sale', enc({ id: String(i), occurredAt, data: { amount: '1.00' } }));
+    }
+    await nc.flush();
+    await drained();
+    const ids = async (source: string) => (await eventsFor(source)).map((e) => e.event.id).sort();
+    expect(await ids('till-a')).toEqual(['0', '1', '2', '3', '4']);
+    expect(await ids('till-b')).toEqual(['0', '1', '2', '3', '4']);
+  });
+
+  it('keeps the first copy of an identity and files a different later one in the DLQ as DUPLICATE_ID_CONFLICT', async () => {
+    const occurredAt = Date.now() - 10;
+    const first = enc({ id: 'c-1', occurredAt, data: { amount: '5.00' } });
+    const sameBatch = enc({ id: 'c-1', occurredAt, data: { amount: '6.00' } });
+    nc.publish('ingest.conflict.sale', first);
+    nc.publish('ingest.conflict.sale', sameBatch);
+    await nc.flush();
+    await drained();
+    // later, once the first is stored: another copy with different content, and an exact one
+    const later = enc({ id: 'c-1', occurredAt: occurredAt - 1, data: { amount: '5.00' } });
+    nc.publish('ingest.conflict.sale', later);
+    nc.publish('ingest.conflict.sale', first);
+    await nc.flush();
+    await drained();
+    const events = (await eventsFor('conflict')).map((e) => e.event);
+    expect(events.map((e) => [e.id, e.data])).toEqual([['c-1', { amount: '5.00' }]]);
+    const dlq = (await readAll(js, jsm, 'DLQ')).map((m) => json<DlqRecord>(m)).filter((r) => r.subject === 'ingest.conflict.sale');
+    expect(dlq.map((r) => r.code)).toEqual(['DUPLICATE_ID_CONFLICT', 'DUPLICATE_ID_CONFLICT']);
+    expect(dlq.map((r) => Buffer.from(r.raw, 'base64'))).toEqual([Buffer.from(sameBatch), Buffer.from(later)]);
+    expect(dlq[0]!.reason).toContain('"conflict"');
+    expect(await metricsRegistry.getSingleMetricAsString('tidemark_ingest_rejections_total')).toMatch(/code="DUPLICATE_ID_CONFLICT"\} 2/);
   });
 
   it('sends every kind of bad input to the DLQ with the raw bytes, subject, headers and reason', async () => {

@@ -24,4 +24,12 @@ describe('RecentIds', () => {
     for (const id of ['a', 'b', 'c', 'd', 'e']) recent.add(id);
     expect(['a', 'b', 'c', 'd', 'e'].map((id) => recent.has(id))).toEqual([false, false, true, true, true]);
   });
+
+  it('keeps the fingerprint an id was added with while the id is known', () => {
+    const recent = new RecentIds(2);
+    recent.add('a', 'fa');
+    recent.add('b', 'fb');
+    recent.add('c', 'fc');
+    expect(['a', 'b', 'c', 'd'].map((id) => recent.get(id))).toEqual(['fa', 'fb', 'fc', undefined]);
+  });
 });

@@ -1,4 +1,5 @@
 import { isExactJsonNumber } from './decimal.ts';
+import { idFromMsgId, idFromSequence, isReservedId, RESERVED_ID_PREFIX } from './identity.ts';
 
 /** The validated, stamped event as it travels on `events.>` and lands in ClickHouse. */
 export type TidemarkEvent = {
@@ -28,7 +29,9 @@ export type RejectionCode =
   | 'FUTURE_OCCURRED_AT'
   | 'EXPIRED_OCCURRED_AT'
   | 'INEXACT_NUMBER'
-  | 'INVALID_SUBJECT';
+  | 'INVALID_SUBJECT'
+  | 'RESERVED_ID'
+  | 'DUPLICATE_ID_CONFLICT';
 
 export type ParseResult = { ok: true; event: TidemarkEvent } | { ok: false; rejection: Rejection };
 
@@ -174,7 +177,8 @@ export function validateEventBody(body: unknown, meta: RawMeta, limits: Envelope
   const key = optionalString(fields, 'key');
   if (isRejection(key)) return { ok: false, rejection: key };
 
-  const finalId = id ?? meta.msgId ?? `${meta.stream}-${meta.seq}`;
+  if (id !== undefined && isReservedId(id)) return reject('RESERVED_ID', `id "${truncate(id)}" starts with "${RESERVED_ID_PREFIX}", which only ids Tidemark generates may`);
+  const finalId = id ?? (meta.msgId === undefined ? idFromSequence(meta.stream, meta.seq) : idFromMsgId(meta.msgId));
   if (finalId.length > MAX_ID_LENGTH) return reject('INVALID_FIELD', `id is longer than ${MAX_ID_LENGTH} characters`);
   const finalSource = source ?? fromSubject.source;
   if (finalSource === undefined) return reject('INVALID_SUBJECT', `no source: the subject "${meta.subject}" has no source token and the event has no "source" field`);

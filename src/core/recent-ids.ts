@@ -1,11 +1,12 @@
 /**
- * The ids of the most recent events, in two generations of at most `capacity` each, so
- * a copy of an event that comes soon after it is recognised while memory stays
- * bounded however long the stream is.
+ * The identities of the most recent events with a fingerprint of each one's content,
+ * in two generations of at most `capacity` each, so a copy of an event that comes soon
+ * after it is recognised (and told apart from a different event under the same
+ * identity) while memory stays bounded however long the stream is.
  */
 export class RecentIds {
-  private current = new Set<string>();
-  private previous = new Set<string>();
+  private current = new Map<string, string>();
+  private previous = new Map<string, string>();
 
   constructor(private readonly capacity: number) {}
 
@@ -13,12 +14,17 @@ export class RecentIds {
     return this.current.has(id) || this.previous.has(id);
   }
 
+  /** The fingerprint stored with `id`, if it is still known. */
+  get(id: string): string | undefined {
+    return this.current.get(id) ?? this.previous.get(id);
+  }
+
   /** An id already in the older generation may be added again: it then lives one generation longer, which is harmless. */
-  add(id: string): void {
+  add(id: string, fingerprint = ''): void {
     if (this.current.size >= this.capacity) {
       this.previous = this.current;
-      this.current = new Set();
+      this.current = new Map();
     }
-    this.current.add(id);
+    this.current.set(id, fingerprint);
   }
 }

@@ -1,4 +1,5 @@
 import { EVENT_COUNT_HEADER, eventSubject, packEvents, type TidemarkEvent } from '../core/envelope.ts';
+import { natsMsgId } from '../core/identity.ts';
 import type { PublishItem } from '../nats/batch-publisher.ts';
 
 export type PackLimits = { eventsPerMessage: number; maxBytes: number };
@@ -30,9 +31,10 @@ function close(pack: Open): EventPack {
     item: {
       subject: pack.subject,
       data: packEvents(pack.texts),
-      // a lone event keeps its own id as the message id, so a copy published again soon collapses into it;
+      // a lone event's message id derives from its (source, id), so a copy published again soon collapses into it;
       // a pack's id names its members, so a gateway that redelivers the same batch re-sends an identical pack
-      msgId: lone ? first.id : `pack-${first.seq}-${pack.events.length}-${sequenceHash(pack.events)}`,
+      // (an event's message id always holds a "." or starts with "sha256-": never a pack's)
+      msgId: lone ? natsMsgId(first.source, first.id) : `pack-${first.seq}-${pack.events.length}-${sequenceHash(pack.events)}`,
       ...(lone ? {} : { headers: { [EVENT_COUNT_HEADER]: String(pack.events.length) } }),
     },
   };

@@ -5,6 +5,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { Config } from '../core/config.ts';
 import { parseRawEvent, type EnvelopeLimits, type ParseResult, type Rejection, type TidemarkEvent } from '../core/envelope.ts';
+import { contentFingerprint, eventIdentity } from '../core/identity.ts';
 import { RecentIds } from '../core/recent-ids.ts';
 import { ingestMetrics } from '../core/metrics.ts';
 import { AckFloor } from '../nats/ack-floor.ts';
@@ -47,37 +48,59 @@ function rejectionItem(msg: JsMsg, rejection: Rejection): PublishItem {
  * Where each output of a batch goes: a pack of valid events (members), with the inputs
  * that were copies of its events (acked with it), or one rejected input's DLQ record.
  */
-type Output = { item: PublishItem; members: number[]; copies: number[]; events: number };
+type Output = { item: PublishItem; members: number[]; copies: number[]; events: number; rejection?: Rejection };
 
 /** Copies of events another batch holds: acked once that batch's pack is stored. */
 type AwaitedCopy = { index: number; stored: Promise<boolean> };
 
-type Plan = { outputs: Output[]; storedCopies: number[]; awaitedCopies: AwaitedCopy[] };
+/** `fingerprints[i]`: the content fingerprint of input i's event, for the inputs sent on. */
+type Plan = { outputs: Output[]; storedCopies: number[]; awaitedCopies: AwaitedCopy[]; fingerprints: string[] };
 
 /**
- * The event ids this gateway stored recently, and those on their way: a copy of one is
- * not sent again, so EVENTS holds each event once however the copies were batched.
+ * The event identities (source, id) this gateway stored recently, and those on their
+ * way, each with a fingerprint of its content: a copy of one is not sent again, so
+ * EVENTS holds each event once however the copies were batched, and a different event
+ * under a known identity is told apart from a copy.
  */
-export type SeenIds = { recent: RecentIds; inflight: Map<string, Promise<boolean>> };
+export type SeenIds = { recent: RecentIds; inflight: Map<string, { stored: Promise<boolean>; fingerprint: string }> };
 
 export const seenIds = (capacity: number): SeenIds => ({ recent: new RecentIds(capacity), inflight: new Map() });
 
+function conflict(event: TidemarkEvent): Rejection {
+  return {
+    code: 'DUPLICATE_ID_CONFLICT',
+    reason: `another event with source "${event.source}" and id "${event.id}" and different content was stored first; this copy is kept here, not counted`,
+  };
+}
+
+/**
+ * Sorts a batch's inputs: the first copy of each identity is sent (in stream order, so
+ * the first stored copy wins); an exact copy of it, or of one stored or on its way, is
+ * a silent duplicate; a copy with different content goes to the DLQ as a conflict.
+ */
 function plan(msgs: JsMsg[], results: ParseResult[], limits: PackLimits, seen: SeenIds): Plan {
-  const firstOf = new Map<string, number>();
+  const firstOf = new Map<string, { index: number; fingerprint: string }>();
   const copiesOf = new Map<number, number[]>();
   const storedCopies: number[] = [];
   const awaitedCopies: AwaitedCopy[] = [];
+  const conflicts: Array<{ index: number; rejection: Rejection }> = [];
+  const fingerprints: string[] = [];
   const fresh = results.map((result, index) => {
     if (!result.ok) return undefined;
-    const { id } = result.event;
-    const first = firstOf.get(id);
-    const inflight = seen.inflight.get(id);
-    if (first !== undefined) copiesOf.set(first, [...(copiesOf.get(first) ?? []), index]);
-    else if (seen.recent.has(id)) storedCopies.push(index);
-    else if (inflight) awaitedCopies.push({ index, stored: inflight });
+    const { event } = result;
+    const identity = eventIdentity(event.source, event.id);
+    const fingerprint = contentFingerprint(event);
+    const first = firstOf.get(identity);
+    const inflight = seen.inflight.get(identity);
+    const known = first?.fingerprint ?? seen.recent.get(identity) ?? inflight?.fingerprint;
+    if (known !== undefined && known !== fingerprint) conflicts.push({ index, rejection: conflict(event) });
+    else if (first !== undefined) copiesOf.set(first.index, [...(copiesOf.get(first.index) ?? []), index]);
+    else if (seen.recent.has(identity)) storedCopies.push(index);
+    else if (inflight) awaitedCopies.push({ index, stored: inflight.stored });
     else {
-      firstOf.set(id, index);
-      return result.event;
+      firstOf.set(identity, { index, fingerprint });
+      fingerprints[index] = fingerprint;
+      return event;
     }
     return undefined;
   });
@@ -86,25 +109,27 @@ function plan(msgs: JsMsg[], results: ParseResult[], limits: PackLimits, seen: S
     copies: pack.members.flatMap((i) => copiesOf.get(i) ?? []),
     events: pack.members.length,
   }));
+  const rejected = (index: number, rejection: Rejection): Output => ({ item: rejectionItem(msgs[index]!, rejection), members: [index], copies: [], events: 0, rejection });
   results.forEach((result, i) => {
-    if (!result.ok) outputs.push({ item: rejectionItem(msgs[i]!, result.rejection), members: [i], copies: [], events: 0 });
+    if (!result.ok) outputs.push(rejected(i, result.rejection));
   });
-  return { outputs, storedCopies, awaitedCopies };
+  for (const { index, rejection } of conflicts) outputs.push(rejected(index, rejection));
+  return { outputs, storedCopies, awaitedCopies, fingerprints };
 }
 
 const eventOf = (result: ParseResult | undefined): TidemarkEvent => (result as Extract<ParseResult, { ok: true }>).event;
 
 /** Marks a pack's events as on their way; the returned function settles them with the pack's outcome. */
-function announce(seen: SeenIds, ids: string[]): (stored: boolean) => void {
+function announce(seen: SeenIds, entries: Array<{ identity: string; fingerprint: string }>): (stored: boolean) => void {
   let settle!: (stored: boolean) => void;
-  const promise = new Promise<boolean>((resolve) => (settle = resolve));
-  for (const id of ids) seen.inflight.set(id, promise);
-  return (stored) => {
-    for (const id of ids) {
-      if (seen.inflight.get(id) === promise) seen.inflight.delete(id);
-      if (stored) seen.recent.add(id);
+  const stored = new Promise<boolean>((resolve) => (settle = resolve));
+  for (const { identity, fingerprint } of entries) seen.inflight.set(identity, { stored, fingerprint });
+  return (ok) => {
+    for (const { identity, fingerprint } of entries) {
+      if (seen.inflight.get(identity)?.stored === stored) seen.inflight.delete(identity);
+      if (ok) seen.recent.add(identity, fingerprint);
     }
-    settle(stored);
+    settle(ok);
   };
 }
 
@@ -112,11 +137,12 @@ function announce(seen: SeenIds, ids: string[]): (stored: boolean) => void {
  * Validates one batch of raw messages and forwards the valid events to EVENTS, packed
  * by subject, and each rejected one to the DLQ. A raw message is acked only after
  * JetStream acked the output holding it (or holding the event it copies), so a crash
- * at any point means redelivery; message ids (the event id for a lone event, the
- * member sequences for a pack) make a redelivered batch's outputs collapse into those
- * already stored. Copies of an event this gateway stored recently are dropped here;
- * consumers of EVENTS count an event id once whatever copies still reach them (from
- * another gateway, or much later).
+ * at any point means redelivery; message ids (the event's (source, id) for a lone
+ * event, the member sequences for a pack) make a redelivered batch's outputs collapse
+ * into those already stored. Copies of an event this gateway stored recently are
+ * dropped here, and a different event under a recent identity goes to the DLQ
+ * (DUPLICATE_ID_CONFLICT); consumers of EVENTS count an identity once whatever copies
+ * still reach them (from another gateway, or much later).
  */
 export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeLimits, packing: PackLimits, seen: SeenIds, stats: GatewayStats, logger: Logger) {
   const duplicates = (n: number) => {
@@ -131,8 +157,12 @@ export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeL
       const result = results[i]!;
       done(msgs[i]!, result.ok ? result.event.seq : delivery(msgs[i]!).seq);
     };
-    const { outputs, storedCopies, awaitedCopies } = plan(msgs, results, packing, seen);
-    const settles = outputs.map((o) => (o.events ? announce(seen, o.members.map((i) => eventOf(results[i]).id)) : undefined));
+    const { outputs, storedCopies, awaitedCopies, fingerprints } = plan(msgs, results, packing, seen);
+    const entry = (i: number) => {
+      const event = eventOf(results[i]);
+      return { identity: eventIdentity(event.source, event.id), fingerprint: fingerprints[i]! };
+    };
+    const settles = outputs.map((o) => (o.events ? announce(seen, o.members.map(entry)) : undefined));
     let outcomes: PublishOutcome[];
     try {
       outcomes = await publisher.publish(outputs.map((o) => o.item));
@@ -151,8 +181,8 @@ export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeL
         return;
       }
       for (const i of [...members, ...copies]) doneAt(i);
-      if (events === 0) {
-        const { rejection } = results[members[0]!] as Extract<ParseResult, { ok: false }>;
+      const { rejection } = outputs[o]!;
+      if (rejection) {
         stats.rejected++;
         ingestMetrics.rejected('nats', rejection.code);
         return;

@@ -2,6 +2,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { BASE_SETTINGS } from '../clickhouse/client.ts';
 import type { ReconciliationConfig } from '../core/config.ts';
+import { natsMsgId } from '../core/identity.ts';
 import type { Clock } from '../core/time.ts';
 import {
   discrepancyRow,
@@ -92,7 +93,8 @@ export async function actOn(ctx: ActionContext, findings: Discrepancy[], run: { 
     if (correction !== undefined && 'event' in correction) {
       const { subject, event } = correction;
       const { ran } = await claims.once(`heal.${d.id}`, async () => {
-        await js.publish(subject, JSON.stringify(event), { msgID: event.id });
+        // INGEST's dedup key is the event's identity (source, id), as the gateways' own
+        await js.publish(subject, JSON.stringify(event), { msgID: natsMsgId(event.source, event.id) });
       });
       if (ran) {
         outcome.healed++;

@@ -5,6 +5,7 @@ import { dlqRecord, publishToDlq } from '../ingest/dlq.ts';
 import { headerRecord, storedAtMs } from '../nats/batch-consumer.ts';
 import { STREAMS } from '../nats/topology.ts';
 import { decodeEvents, encodeEvent } from '../core/envelope.ts';
+import { eventIdentity } from '../core/identity.ts';
 import { actOn, type ActionContext } from './actions.ts';
 import { alertIfOver } from './alert.ts';
 import { feedRecord } from './logic/feed-record.ts';
@@ -19,12 +20,12 @@ export type FeedMessage = { msg: JsMsg; ref: string; arrivedAt: number; record: 
 
 const decoder = new TextDecoder();
 
-/** A feed message's bodies with their refs: one per message, or one per event of an EVENTS pack (ref by event id, so a copy of an event is the same record). */
+/** A feed message's bodies with their refs: one per message, or one per event of an EVENTS pack (ref by event identity (source, id), so a copy of an event is the same record). */
 function bodiesOf(msg: JsMsg): Array<{ ref: string; body: unknown; raw: Uint8Array } | { reason: string; raw: Uint8Array }> {
   const stream = msg.info.stream;
   if (stream === STREAMS.events.name) {
     try {
-      return decodeEvents(msg.data).map((event) => ({ ref: `${stream}:id:${event.id}`, body: event, raw: encodeEvent(event) }));
+      return decodeEvents(msg.data).map((event) => ({ ref: `${stream}:id:${eventIdentity(event.source, event.id)}`, body: event, raw: encodeEvent(event) }));
     } catch (err) {
       return [{ reason: `not events: ${(err as Error).message}`, raw: msg.data }];
     }

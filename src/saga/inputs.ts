@@ -1,12 +1,17 @@
 import type { JsMsg } from '@nats-io/jetstream';
 import { z } from 'zod';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
+import { eventIdentity, idFromMsgId, idFromSequence, isReservedId, RESERVED_ID_PREFIX } from '../core/identity.ts';
 import { storedAtMs } from '../nats/batch-consumer.ts';
 import type { SagaInput } from './logic/types.ts';
 import { parseInputSubject, sagaIdOf, sagaNameOf } from './subjects.ts';
 
-/** A trigger: `data` becomes the saga's input; `id` names the saga (else Nats-Msg-Id, else the stream sequence). */
-export const TriggerBody = z.object({ id: z.string().min(1).optional(), data: z.unknown().optional() });
+/**
+ * A trigger: `data` becomes the saga's input; (`source`, `id`) names the saga, as an
+ * event's identity does (without `source`, `id` alone; without `id`, Nats-Msg-Id, else
+ * the stream sequence, both in the namespace of generated ids no client may use).
+ */
+export const TriggerBody = z.object({ id: z.string().min(1).optional(), source: z.string().regex(/^[^.*>\s]+$/, 'one subject token').optional(), data: z.unknown().optional() });
 
 /** What a service sends back for one command (the outbox helper builds it from the command). */
 export const ReplyBody = z.object({
@@ -42,6 +47,13 @@ function body<T>(msg: JsMsg, schema: z.ZodType<T>): T {
   return parsed.data;
 }
 
+function triggerIdOf(msg: JsMsg, trigger: z.infer<typeof TriggerBody>): string {
+  if (trigger.id !== undefined && isReservedId(trigger.id)) throw invalid(msg, `id "${trigger.id}" starts with "${RESERVED_ID_PREFIX}", which only generated ids may`);
+  const header = msg.headers?.get('Nats-Msg-Id');
+  const id = trigger.id ?? (header ? idFromMsgId(header) : idFromSequence(msg.info.stream, msg.seq));
+  return trigger.source === undefined ? id : eventIdentity(trigger.source, id);
+}
+
 /** Turns a message on `saga.in.>` into the saga it concerns and the input for `decide`; throws SAGA_MESSAGE_INVALID for anything unusable. */
 export function routeMessage(msg: JsMsg, now: number): RoutedInput {
   const route = parseInputSubject(msg.subject);
@@ -54,7 +66,7 @@ export function routeMessage(msg: JsMsg, now: number): RoutedInput {
   switch (route.kind) {
     case 'trigger': {
       const trigger = body(msg, TriggerBody);
-      const triggerId = trigger.id ?? msg.headers?.get('Nats-Msg-Id') ?? `seq-${msg.seq}`;
+      const triggerId = triggerIdOf(msg, trigger);
       const sagaId = sagaIdOf(saga, triggerId);
       return { saga, sagaId, input: { type: 'Start', now, sagaId, triggerId, input: trigger.data ?? {} } };
     }

@@ -1,4 +1,5 @@
 import { validateEventBody, type EnvelopeLimits, type Rejection } from '../../core/envelope.ts';
+import { ingestMsgId } from '../../core/identity.ts';
 import { STREAMS } from '../../nats/topology.ts';
 import type { BodyItem } from './body.ts';
 
@@ -6,7 +7,7 @@ import type { BodyItem } from './body.ts';
 export type ItemDefaults = { source?: string | undefined; type?: string | undefined };
 
 export type PreparedItem =
-  | { ok: true; index: number; subject: string; payload: Buffer; msgID: string | undefined }
+  | { ok: true; index: number; subject: string; payload: Buffer; id: string | undefined; msgID: string | undefined }
   | { ok: false; index: number; subject: string; raw: Buffer; rejection: Rejection };
 
 const TOKEN = /^[^.*>\s]+$/;
@@ -59,9 +60,10 @@ export function prepareItem(item: BodyItem, defaults: ItemDefaults, limits: Enve
   const result = validateEventBody(fields, { subject, msgId: undefined, stream: STREAMS.ingest.name, seq: 0, receivedAt }, limits);
   if (!result.ok) return rejected(result.rejection);
   const { event } = result;
-  // without an id of its own the event gets INGEST-<seq> downstream, which only the PubAck can tell
-  const msgID = isObject(value) && value.id != null ? event.id : undefined;
-  return { ok: true, index, subject: `ingest.${event.source}.${event.type}`, payload, msgID };
+  // without an id of its own the event gets ~INGEST-<seq> downstream, which only the PubAck can tell
+  const id = isObject(value) && value.id != null ? event.id : undefined;
+  const msgID = id === undefined ? undefined : ingestMsgId(event.source, id, payload);
+  return { ok: true, index, subject: `ingest.${event.source}.${event.type}`, payload, id, msgID };
 }
 
 /** A body with no event candidates in it (not JSON, not NDJSON) is filed in the DLQ whole, as item 0. */

@@ -1,5 +1,6 @@
 import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
 import type { Rejection } from '../../core/envelope.ts';
+import { idFromSequence } from '../../core/identity.ts';
 import { dlqRecord, publishToDlq } from '../dlq.ts';
 import type { PreparedItem } from './items.ts';
 
@@ -42,13 +43,13 @@ export async function publishValid(js: JetStreamClient, items: readonly Valid[])
   const accepted: AcceptedItem[] = [];
   const failed: FailedItem[] = [];
   settled.forEach((outcome, i) => {
-    const { index, msgID } = items[i]!;
+    const { index, id } = items[i]!;
     if (outcome.status === 'rejected') {
       failed.push({ index, reason: `not stored in INGEST: ${errorText(outcome.reason)}` });
       return;
     }
     const ack = outcome.value;
-    accepted.push({ index, id: msgID ?? `${ack.stream}-${ack.seq}`, seq: ack.seq, ...(ack.duplicate ? { duplicate: true as const } : {}) });
+    accepted.push({ index, id: id ?? idFromSequence(ack.stream, ack.seq), seq: ack.seq, ...(ack.duplicate ? { duplicate: true as const } : {}) });
   });
   return { accepted, failed };
 }
