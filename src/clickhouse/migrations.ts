@@ -6,7 +6,13 @@ import type { ClickHouseClient } from '@clickhouse/client';
  * migrating at once, or a crash between a statement and its bookkeeping row, are
  * harmless: the next run repeats what was not recorded.
  */
-export type Migration = { version: number; name: string; statements: (db: string) => string[] };
+export type Migration = {
+  version: number;
+  name: string;
+  statements: (db: string) => string[];
+  /** a step that needs to look at the database first; idempotent and safe to resume after a crash, as statements are */
+  run?: (client: ClickHouseClient, db: string) => Promise<void>;
+};
 
 /** Exact to 20 decimal places with 56 integer digits: every amount a JSON string can reasonably carry. */
 export const MONEY_TYPE = 'Decimal(76, 20)';
@@ -259,12 +265,87 @@ export const MIGRATIONS: Migration[] = [
       `ALTER TABLE ${db}.events MODIFY SETTING merge_selector_base = 20`,
     ],
   },
+  {
+    version: 8,
+    name: 'events keyed by (source, id)',
+    statements: () => [],
+    run: rekeyEvents,
+  },
 ];
+
+/**
+ * `events` as of migration 8: an event's identity is (source, id), so the replacing key
+ * holds both; sorted by (type, occurred_at) first, so a report's day stays a range scan.
+ */
+const eventsTable = (db: string, name: string): string => `CREATE TABLE ${db}.${name} (
+    id String,
+    occurred_at DateTime64(3, 'UTC'),
+    received_at DateTime64(3, 'UTC'),
+    delay_ms Int64,
+    source LowCardinality(String),
+    type LowCardinality(String),
+    key Nullable(String),
+    data String,
+    nums Map(LowCardinality(String), ${MONEY_TYPE}),
+    seq UInt64,
+    keep UInt64 MATERIALIZED 18446744073709551615 - seq
+  ) ENGINE = ReplacingMergeTree(keep)
+  PARTITION BY toYYYYMM(occurred_at)
+  ORDER BY (type, occurred_at, source, id)
+  SETTINGS merge_selector_base = 20`;
+
+/** Where the rows of `events` wait while it is rebuilt: before the exchange the new table, after it the old one. */
+const REKEY_TABLE = 'events_rekey';
+
+/**
+ * Rows of the old table as the new one stores them. An id the gateway generated from
+ * the stream sequence (`INGEST-<seq>`, with the row's own seq) moves to the reserved
+ * namespace (`~INGEST-<seq>`), where such ids live now; every other id is kept.
+ */
+const copyRows = (db: string, into: string, from: string, where: string): string => `INSERT INTO ${db}.${into} (id, occurred_at, received_at, delay_ms, source, type, key, data, nums, seq)
+  SELECT if(id = concat('INGEST-', toString(seq)), concat('~', id), id), occurred_at, received_at, delay_ms, source, type, key, data, nums, seq
+  FROM ${db}.${from} WHERE ${where}`;
+
+async function one<T>(client: ClickHouseClient, query: string, params: Record<string, unknown>): Promise<T | undefined> {
+  return (await (await client.query({ query, query_params: params, format: 'JSONEachRow' })).json<T>())[0];
+}
+
+/**
+ * ClickHouse cannot change a sorting key's columns in place, so `events` is rebuilt:
+ * a new table is filled with INSERT … SELECT from the active parts of the old one,
+ * the two are swapped with EXCHANGE TABLES (atomic), then rows that reached the old
+ * table during the copy (parts not copied) follow, and the old table is dropped.
+ * Copies the replacing key keeps apart are harmless: FINAL folds them.
+ * Resumable at every step: a crash before the exchange leaves a partial new table that
+ * the next run drops and fills again; after it, the next run sees the new key and
+ * copies the whole old table once more (copies again, folded by FINAL) before dropping it.
+ */
+async function rekeyEvents(client: ClickHouseClient, db: string): Promise<void> {
+  const table = await one<{ sorting_key: string }>(client, 'SELECT sorting_key FROM system.tables WHERE database = {db:String} AND name = {name:String}', { db, name: 'events' });
+  let copied: string[] | undefined;
+  if (table && !/\bsource\b/.test(table.sorting_key)) {
+    await client.command({ query: `DROP TABLE IF EXISTS ${db}.${REKEY_TABLE} SYNC` });
+    await client.command({ query: eventsTable(db, REKEY_TABLE) });
+    const parts = await (await client.query({
+      query: 'SELECT name FROM system.parts WHERE database = {db:String} AND table = {name:String} AND active',
+      query_params: { db, name: 'events' },
+      format: 'JSONEachRow',
+    })).json<{ name: string }>();
+    copied = parts.map((p) => p.name);
+    await client.command({ query: copyRows(db, REKEY_TABLE, 'events', '_part IN {parts:Array(String)}'), query_params: { parts: copied }, clickhouse_settings: { max_partitions_per_insert_block: '0' } });
+    await client.command({ query: `EXCHANGE TABLES ${db}.events AND ${db}.${REKEY_TABLE}` });
+  }
+  const old = await one<{ name: string }>(client, 'SELECT name FROM system.tables WHERE database = {db:String} AND name = {name:String}', { db, name: REKEY_TABLE });
+  if (!old) return;
+  const where = copied ? '_part NOT IN {parts:Array(String)}' : '1';
+  await client.command({ query: copyRows(db, 'events', REKEY_TABLE, where), query_params: { parts: copied ?? [] }, clickhouse_settings: { max_partitions_per_insert_block: '0' } });
+  await client.command({ query: `DROP TABLE ${db}.${REKEY_TABLE} SYNC` });
+}
 
 export type MigrationResult = { applied: string[]; current: number };
 
-/** Brings the database to the latest schema; safe to call from every process at start. */
-export async function migrate(client: ClickHouseClient, db: string): Promise<MigrationResult> {
+/** Brings the database to the latest schema (or to `until`, for tests of a migration); safe to call from every process at start. */
+export async function migrate(client: ClickHouseClient, db: string, until = Number.POSITIVE_INFINITY): Promise<MigrationResult> {
   await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${db}` });
   await client.command({
     query: `CREATE TABLE IF NOT EXISTS ${db}.schema_migrations (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3))
@@ -274,8 +355,9 @@ export async function migrate(client: ClickHouseClient, db: string): Promise<Mig
   const done = new Set(rows.map((r) => Number(r.version)));
   const applied: string[] = [];
   for (const migration of MIGRATIONS) {
-    if (done.has(migration.version)) continue;
+    if (done.has(migration.version) || migration.version > until) continue;
     for (const statement of migration.statements(db)) await client.command({ query: statement });
+    await migration.run?.(client, db);
     await client.insert({ table: `${db}.schema_migrations`, values: [{ version: migration.version, name: migration.name }], format: 'JSONEachRow' });
     applied.push(`${migration.version} ${migration.name}`);
   }

@@ -14,15 +14,15 @@ let counter = 0;
 /**
  * Embedded ClickHouse for a test file. chDB binds one data directory per process and
  * vitest runs each file in its own fork, so the file shares one engine and each
- * caller gets its own freshly migrated database.
+ * caller gets its own freshly migrated database (up to schema version `until`, to test a migration).
  */
-export async function openTestClickHouse(): Promise<TestClickHouse> {
+export async function openTestClickHouse(until?: number): Promise<TestClickHouse> {
   if (!engine) {
     const dataDir = mkdtempSync(join(tmpdir(), 'tidemark-ch-'));
     engine = { client: openClickHouse(testConfig({ dataDir })), dataDir };
   }
   const db = `t${process.pid}_${++counter}`;
-  await migrate(engine.client, db);
+  await migrate(engine.client, db, until);
   const { client, dataDir } = engine;
   return {
     client,

@@ -1,0 +1,143 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import type { ClickHouseClient } from '@clickhouse/client';
+import { migrate } from '../src/clickhouse/migrations.ts';
+import type { TidemarkEvent } from '../src/core/envelope.ts';
+import { businessDay } from '../src/processors/logic/business-day.ts';
+import { dailyFigures } from '../src/sinks/clickhouse/daily-figures.ts';
+import { insertEvents } from '../src/sinks/clickhouse/events-table.ts';
+import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
+import { makeReport } from './support/oracle.ts';
+
+/** The last schema before events were keyed by (source, id). */
+const BEFORE = 7;
+const report = makeReport({
+  name: 'mix',
+  types: ['sale', 'refund'],
+  timeZone: 'Europe/Paris',
+  groupBy: ['source'],
+  measures: { n: { fn: 'count' }, amount: { fn: 'sum', field: 'amount' }, top: { fn: 'max', field: 'amount' }, mean: { fn: 'avg', field: 'amount' }, customers: { fn: 'uniq', field: 'customer' } },
+});
+const START = Date.parse('2026-09-28T10:00:00Z');
+
+/**
+ * What a database of the previous version holds: events of three sources over two
+ * months (several partitions), written in several inserts (several parts) by the
+ * current writer, with re-sent copies (same key, later seq), ids the gateway made
+ * (`INGEST-<seq>`) and one id that two sources used at different times.
+ */
+function oldEvents(): TidemarkEvent[][] {
+  const batches: TidemarkEvent[][] = [];
+  let seq = 0;
+  for (let b = 0; b < 4; b++) {
+    const batch: TidemarkEvent[] = [];
+    for (let i = 0; i < 60; i++) {
+      seq++;
+      const source = ['till-a', 'till-b', 'web'][i % 3]!;
+      const occurredAt = START + (b * 60 + i) * 3 * 3_600_000;
+      const id = i % 7 === 0 ? `INGEST-${seq}` : `${source}-${b}-${i}`;
+      batch.push({ id, type: i % 5 === 0 ? 'refund' : 'sale', source, key: null, occurredAt, receivedAt: occurredAt + 1_000, data: { amount: `${i}.${b}5`, customer: `c${i % 11}` }, seq });
+    }
+    // a re-sent copy of an event of the previous batch: the same row but for its later seq
+    if (b > 0) batch.push({ ...batches[b - 1]![3]!, seq: ++seq });
+    batches.push(batch);
+  }
+  // the old key (type, occurred_at, id) kept one id of two sources apart when their times differed
+  batches[3]!.push({ ...batches[0]![1]!, id: batches[0]![2]!.id, occurredAt: batches[0]![1]!.occurredAt + 1, seq: ++seq });
+  return batches;
+}
+
+const days = (batches: TidemarkEvent[][]): string[] => [...new Set(batches.flat().map((e) => businessDay(e.occurredAt, report.timeZone)))].sort();
+
+async function figures(ch: TestClickHouse, on: string[]): Promise<unknown[]> {
+  return Promise.all(on.map(async (day) => [day, (await dailyFigures(ch.client, ch.db, report, day)).sort((a, b) => a.groupKey.localeCompare(b.groupKey))]));
+}
+
+const rows = async <T>(client: ClickHouseClient, query: string, params: Record<string, unknown> = {}): Promise<T[]> =>
+  (await client.query({ query, query_params: params, format: 'JSONEachRow' })).json<T>();
+
+async function sortingKey(ch: TestClickHouse): Promise<string | undefined> {
+  const [row] = await rows<{ sorting_key: string }>(ch.client, 'SELECT sorting_key FROM system.tables WHERE database = {db:String} AND name = {name:String}', { db: ch.db, name: 'events' });
+  return row?.sorting_key;
+}
+
+const tables = async (ch: TestClickHouse): Promise<string[]> =>
+  (await rows<{ name: string }>(ch.client, 'SELECT name FROM system.tables WHERE database = {db:String} ORDER BY name', { db: ch.db })).map((r) => r.name);
+
+/** A database as the previous version leaves it, with its figures. */
+async function oldDatabase(): Promise<{ ch: TestClickHouse; batches: TidemarkEvent[][]; before: unknown[] }> {
+  const ch = await openTestClickHouse(BEFORE);
+  expect(await sortingKey(ch)).toBe('type, occurred_at, id');
+  const batches = oldEvents();
+  for (const batch of batches) await insertEvents(ch.client, ch.db, batch);
+  const before = await figures(ch, days(batches));
+  expect((before as Array<[string, unknown[]]>).every(([, groups]) => groups.length > 0)).toBe(true);
+  return { ch, batches, before };
+}
+
+const opened: TestClickHouse[] = [];
+
+afterAll(async () => {
+  for (const ch of opened) await ch.dispose();
+  await closeTestClickHouse();
+});
+
+describe('migration 8: events keyed by (source, id)', () => {
+  it('rebuilds events of the previous version in place: every figure unchanged, nothing lost, generated ids in the reserved namespace', async () => {
+    const { ch, batches, before } = await oldDatabase();
+    opened.push(ch);
+    const storedBefore = await rows<{ n: string }>(ch.client, `SELECT count() AS n FROM ${ch.db}.events FINAL`);
+    const result = await migrate(ch.client, ch.db);
+    expect(result.applied).toEqual(['8 events keyed by (source, id)']);
+    expect(await sortingKey(ch)).toBe('type, occurred_at, source, id');
+    expect(await figures(ch, days(batches))).toEqual(before);
+    expect(await rows<{ n: string }>(ch.client, `SELECT count() AS n FROM ${ch.db}.events FINAL`)).toEqual(storedBefore);
+    expect(await tables(ch)).not.toContain('events_rekey');
+
+    // an event is found by its identity; an id the gateway made from the sequence moved to ~INGEST-<seq>
+    const generated = batches[0]![0]!;
+    const find = (source: string, id: string) => rows<{ seq: string }>(ch.client, `SELECT seq FROM ${ch.db}.events FINAL WHERE source = {source:String} AND id = {id:String}`, { source, id });
+    expect(await find(generated.source, `~${generated.id}`)).toEqual([{ seq: String(generated.seq) }]);
+    expect(await find(generated.source, generated.id)).toEqual([]);
+    expect(await find('till-b', 'till-b-0-1')).toEqual([{ seq: '2' }]);
+
+    // the merge setting of migration 7 survives the rebuild
+    const [create] = await rows<{ statement: string }>(ch.client, `SHOW CREATE TABLE ${ch.db}.events`);
+    expect(create!.statement).toContain('merge_selector_base = 20');
+
+    // run again: nothing to do, nothing changed; and two sources' id "0" at one instant are two events now
+    expect((await migrate(ch.client, ch.db)).applied).toEqual([]);
+    const at = START + 3_600_000;
+    const twin = (source: string, seq: number): TidemarkEvent => ({ id: '0', type: 'sale', source, key: null, occurredAt: at, receivedAt: at, data: { amount: '1' }, seq });
+    await insertEvents(ch.client, ch.db, [twin('till-a', 9_001), twin('till-b', 9_002), twin('till-a', 9_003)]);
+    const twins = await rows<{ source: string; seq: string }>(ch.client, `SELECT source, seq FROM ${ch.db}.events FINAL WHERE id = '0' ORDER BY source`);
+    expect(twins).toEqual([{ source: 'till-a', seq: '9001' }, { source: 'till-b', seq: '9002' }]);
+  });
+
+  it('finishes after a crash before the exchange: a half-filled new table is dropped and filled again', async () => {
+    const { ch, batches, before } = await oldDatabase();
+    opened.push(ch);
+    await ch.client.command({ query: `CREATE TABLE ${ch.db}.events_rekey AS ${ch.db}.events` });
+    await insertEvents(ch.client, ch.db, batches[0]!.slice(0, 5).map((e) => ({ ...e, data: { amount: '999' } })));
+    await ch.client.command({ query: `INSERT INTO ${ch.db}.events_rekey SELECT * FROM ${ch.db}.events WHERE data LIKE '%999%'` });
+    await ch.client.command({ query: `ALTER TABLE ${ch.db}.events DELETE WHERE data LIKE '%999%' SETTINGS mutations_sync = 2` });
+    await migrate(ch.client, ch.db);
+    expect(await sortingKey(ch)).toBe('type, occurred_at, source, id');
+    expect(await figures(ch, days(batches))).toEqual(before);
+    expect(await tables(ch)).not.toContain('events_rekey');
+  });
+
+  it('finishes after a crash past the exchange: the old table is copied over once more and dropped', async () => {
+    const { ch, batches, before } = await oldDatabase();
+    opened.push(ch);
+    // the state right after EXCHANGE TABLES, before any row was copied: the new key under `events`, the old table aside
+    const fresh = await openTestClickHouse();
+    opened.push(fresh);
+    await ch.client.command({ query: `RENAME TABLE ${ch.db}.events TO ${ch.db}.events_rekey` });
+    await ch.client.command({ query: `CREATE TABLE ${ch.db}.events AS ${fresh.db}.events` });
+    await ch.client.command({ query: `INSERT INTO ${ch.db}.events (id, occurred_at, received_at, delay_ms, source, type, key, data, nums, seq) SELECT if(id = concat('INGEST-', toString(seq)), concat('~', id), id), occurred_at, received_at, delay_ms, source, type, key, data, nums, seq FROM ${ch.db}.events_rekey WHERE seq % 2 = 0` });
+    await migrate(ch.client, ch.db);
+    expect(await sortingKey(ch)).toBe('type, occurred_at, source, id');
+    expect(await figures(ch, days(batches))).toEqual(before);
+    expect(await tables(ch)).not.toContain('events_rekey');
+  });
+});
