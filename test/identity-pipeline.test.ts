@@ -56,7 +56,7 @@ const sends = fc.array(
 );
 
 /** The event a send carries: content 0 and 1 differ in data, 2 in occurredAt (another hour of the same day). */
-function body(send: Send, source: string): { id: string; occurredAt: number; data: Record<string, string> } {
+function body(send: Send): { id: string; occurredAt: number; data: Record<string, string> } {
   return {
     id: String(send.id),
     occurredAt: YESTERDAY_NOON + (send.content === 2 ? 3_600_000 : 0),
@@ -66,7 +66,7 @@ function body(send: Send, source: string): { id: string; occurredAt: number; dat
 
 /** The bytes that land in INGEST: a NATS publish as sent, an HTTP item as the HTTP gateway re-serialises it. */
 const rawOf = (send: Send, source: string): string =>
-  send.via === 'nats' ? JSON.stringify(body(send, source)) : JSON.stringify({ source, type: 'sale', ...body(send, source) });
+  send.via === 'nats' ? JSON.stringify(body(send)) : JSON.stringify({ source, type: 'sale', ...body(send) });
 
 /**
  * The plain reference: the first copy of each (source, id) in send order is the event;
@@ -92,7 +92,7 @@ function oracle(run: Send[], sourceName: (i: number) => string): { events: Tidem
   }
   const events = [...first.values()].map((send): TidemarkEvent => {
     const source = sourceName(send.source);
-    return { ...body(send, source), type: 'sale', source, key: null, receivedAt: 0, seq: 0 };
+    return { ...body(send), type: 'sale', source, key: null, receivedAt: 0, seq: 0 };
   });
   return { events, conflicts: conflicts.sort() };
 }

@@ -27,9 +27,9 @@ describe('RecentIds', () => {
 
   it('keeps the fingerprint an id was added with while the id is known', () => {
     const recent = new RecentIds(2);
-    recent.add('a', 'fa');
-    recent.add('b', 'fb');
-    recent.add('c', 'fc');
-    expect(['a', 'b', 'c', 'd'].map((id) => recent.get(id))).toEqual(['fa', 'fb', 'fc', undefined]);
+    recent.add('a', 1);
+    recent.add('b', 2);
+    recent.add('c', 3);
+    expect(['a', 'b', 'c', 'd'].map((id) => recent.get(id))).toEqual([1, 2, 3, undefined]);
   });
 });

@@ -5,8 +5,8 @@
  * identity) while memory stays bounded however long the stream is.
  */
 export class RecentIds {
-  private current = new Map<string, string>();
-  private previous = new Map<string, string>();
+  private current = new Map<string, number>();
+  private previous = new Map<string, number>();
 
   constructor(private readonly capacity: number) {}
 
@@ -15,12 +15,12 @@ export class RecentIds {
   }
 
   /** The fingerprint stored with `id`, if it is still known. */
-  get(id: string): string | undefined {
+  get(id: string): number | undefined {
     return this.current.get(id) ?? this.previous.get(id);
   }
 
   /** An id already in the older generation may be added again: it then lives one generation longer, which is harmless. */
-  add(id: string, fingerprint = ''): void {
+  add(id: string, fingerprint = 0): void {
     if (this.current.size >= this.capacity) {
       this.previous = this.current;
       this.current = new Map();

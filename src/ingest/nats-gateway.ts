@@ -53,8 +53,8 @@ type Output = { item: PublishItem; members: number[]; copies: number[]; events: 
 /** Copies of events another batch holds: acked once that batch's pack is stored. */
 type AwaitedCopy = { index: number; stored: Promise<boolean> };
 
-/** `fingerprints[i]`: the content fingerprint of input i's event, for the inputs sent on. */
-type Plan = { outputs: Output[]; storedCopies: number[]; awaitedCopies: AwaitedCopy[]; fingerprints: string[] };
+/** `identities[i]`, `fingerprints[i]`: the identity and content fingerprint of input i's event, for the inputs sent on. */
+type Plan = { outputs: Output[]; storedCopies: number[]; awaitedCopies: AwaitedCopy[]; identities: string[]; fingerprints: number[] };
 
 /**
  * The event identities (source, id) this gateway stored recently, and those on their
@@ -62,7 +62,7 @@ type Plan = { outputs: Output[]; storedCopies: number[]; awaitedCopies: AwaitedC
  * EVENTS holds each event once however the copies were batched, and a different event
  * under a known identity is told apart from a copy.
  */
-export type SeenIds = { recent: RecentIds; inflight: Map<string, { stored: Promise<boolean>; fingerprint: string }> };
+export type SeenIds = { recent: RecentIds; inflight: Map<string, { stored: Promise<boolean>; fingerprint: number }> };
 
 export const seenIds = (capacity: number): SeenIds => ({ recent: new RecentIds(capacity), inflight: new Map() });
 
@@ -79,26 +79,29 @@ function conflict(event: TidemarkEvent): Rejection {
  * a silent duplicate; a copy with different content goes to the DLQ as a conflict.
  */
 function plan(msgs: JsMsg[], results: ParseResult[], limits: PackLimits, seen: SeenIds): Plan {
-  const firstOf = new Map<string, { index: number; fingerprint: string }>();
+  const firstOf = new Map<string, { index: number; fingerprint: number }>();
   const copiesOf = new Map<number, number[]>();
   const storedCopies: number[] = [];
   const awaitedCopies: AwaitedCopy[] = [];
   const conflicts: Array<{ index: number; rejection: Rejection }> = [];
-  const fingerprints: string[] = [];
+  const identities: string[] = [];
+  const fingerprints: number[] = [];
   const fresh = results.map((result, index) => {
     if (!result.ok) return undefined;
     const { event } = result;
     const identity = eventIdentity(event.source, event.id);
     const fingerprint = contentFingerprint(event);
     const first = firstOf.get(identity);
-    const inflight = seen.inflight.get(identity);
-    const known = first?.fingerprint ?? seen.recent.get(identity) ?? inflight?.fingerprint;
+    const stored = first === undefined ? seen.recent.get(identity) : undefined;
+    const inflight = first === undefined && stored === undefined ? seen.inflight.get(identity) : undefined;
+    const known = first?.fingerprint ?? stored ?? inflight?.fingerprint;
     if (known !== undefined && known !== fingerprint) conflicts.push({ index, rejection: conflict(event) });
     else if (first !== undefined) copiesOf.set(first.index, [...(copiesOf.get(first.index) ?? []), index]);
-    else if (seen.recent.has(identity)) storedCopies.push(index);
+    else if (stored !== undefined) storedCopies.push(index);
     else if (inflight) awaitedCopies.push({ index, stored: inflight.stored });
     else {
       firstOf.set(identity, { index, fingerprint });
+      identities[index] = identity;
       fingerprints[index] = fingerprint;
       return event;
     }
@@ -114,13 +117,13 @@ function plan(msgs: JsMsg[], results: ParseResult[], limits: PackLimits, seen: S
     if (!result.ok) outputs.push(rejected(i, result.rejection));
   });
   for (const { index, rejection } of conflicts) outputs.push(rejected(index, rejection));
-  return { outputs, storedCopies, awaitedCopies, fingerprints };
+  return { outputs, storedCopies, awaitedCopies, identities, fingerprints };
 }
 
 const eventOf = (result: ParseResult | undefined): TidemarkEvent => (result as Extract<ParseResult, { ok: true }>).event;
 
 /** Marks a pack's events as on their way; the returned function settles them with the pack's outcome. */
-function announce(seen: SeenIds, entries: Array<{ identity: string; fingerprint: string }>): (stored: boolean) => void {
+function announce(seen: SeenIds, entries: Array<{ identity: string; fingerprint: number }>): (stored: boolean) => void {
   let settle!: (stored: boolean) => void;
   const stored = new Promise<boolean>((resolve) => (settle = resolve));
   for (const { identity, fingerprint } of entries) seen.inflight.set(identity, { stored, fingerprint });
@@ -157,11 +160,8 @@ export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeL
       const result = results[i]!;
       done(msgs[i]!, result.ok ? result.event.seq : delivery(msgs[i]!).seq);
     };
-    const { outputs, storedCopies, awaitedCopies, fingerprints } = plan(msgs, results, packing, seen);
-    const entry = (i: number) => {
-      const event = eventOf(results[i]);
-      return { identity: eventIdentity(event.source, event.id), fingerprint: fingerprints[i]! };
-    };
+    const { outputs, storedCopies, awaitedCopies, identities, fingerprints } = plan(msgs, results, packing, seen);
+    const entry = (i: number) => ({ identity: identities[i]!, fingerprint: fingerprints[i]! });
     const settles = outputs.map((o) => (o.events ? announce(seen, o.members.map(entry)) : undefined));
     let outcomes: PublishOutcome[];
     try {
