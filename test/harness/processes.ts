@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
+import { eventIdentity } from '../../src/core/identity.ts';
 import { DAILY_BUCKET } from '../../src/processors/daily/revision-store.ts';
 import { eventsOnStream, waitFor } from './streams.ts';
 
@@ -33,7 +34,7 @@ export async function terminate(child: ChildProcess): Promise<number | null> {
 
 /** Every event is stored and acked by the processors, and no day is left dirty: the daily view has caught up. */
 export async function waitForDailyView(js: JetStreamClient, jsm: JetStreamManager, events: number, timeoutMs = 90_000): Promise<void> {
-  await waitFor(async () => new Set((await eventsOnStream(js, jsm)).map((e) => e.id)).size === events, timeoutMs, 'every event on EVENTS');
+  await waitFor(async () => new Set((await eventsOnStream(js, jsm)).map((e) => eventIdentity(e.source, e.id))).size === events, timeoutMs, 'every event on EVENTS');
   await waitFor(async () => {
     const info = await jsm.consumers.info('EVENTS', 'processor');
     return info.num_pending === 0 && info.num_ack_pending === 0;
