@@ -72,15 +72,43 @@ describe('migration 8: events keyed by (source, id)', () => {
     expect(twins).toEqual([{ source: 'till-a', seq: '9001' }, { source: 'till-b', seq: '9002' }]);
   });
 
-  it('finishes after a crash before the exchange: a half-filled new table is dropped and filled again', async () => {
+  it('finishes after a crash before the exchange: a silent half-filled rebuild table is dropped and the rebuild starts over', async () => {
     const { ch, batches, before } = await oldDatabase();
     opened.push(ch);
-    await ch.client.command({ query: `CREATE TABLE ${ch.db}.events_rekey AS ${ch.db}.events` });
-    await insertEvents(ch.client, ch.db, batches[0]!.slice(0, 5).map((e) => ({ ...e, data: { amount: '999' } })));
-    await ch.client.command({ query: `INSERT INTO ${ch.db}.events_rekey SELECT * FROM ${ch.db}.events WHERE data LIKE '%999%'` });
-    await ch.client.command({ query: `ALTER TABLE ${ch.db}.events DELETE WHERE data LIKE '%999%' SETTINGS mutations_sync = 2` });
-    await migrate(ch.client, ch.db);
+    const fresh = await openTestClickHouse();
+    opened.push(fresh);
+    await ch.client.command({ query: `CREATE TABLE ${ch.db}.events_rekey AS ${fresh.db}.events` });
+    await ch.client.command({ query: `INSERT INTO ${ch.db}.events_rekey (id, occurred_at, received_at, delay_ms, source, type, key, data, nums, seq) SELECT id, occurred_at, received_at, delay_ms, source, type, key, '{"amount":"999"}', map('amount', 999), seq FROM ${ch.db}.events LIMIT 5` });
+    await migrate(ch.client, ch.db, { staleAfterMs: 0 });
     expect(await sortingKey(ch)).toBe('type, occurred_at, source, id');
+    expect(await figures(ch, days(batches))).toEqual(before);
+    expect(await tables(ch)).not.toContain('events_rekey');
+  });
+
+  it('waits while another run rebuilds, and returns once it has', async () => {
+    const { ch, batches, before } = await oldDatabase();
+    opened.push(ch);
+    const fresh = await openTestClickHouse();
+    opened.push(fresh);
+    // the other run has claimed the rebuild and not written yet: well within the 2 minutes a stalled run is given
+    await ch.client.command({ query: `CREATE TABLE ${ch.db}.events_rekey AS ${fresh.db}.events` });
+    let otherDone = false;
+    const waiting = migrate(ch.client, ch.db).then((result) => ({ result, otherDone }));
+    await ch.client.command({ query: `INSERT INTO ${ch.db}.events_rekey (id, occurred_at, received_at, delay_ms, source, type, key, data, nums, seq) SELECT if(id = concat('INGEST-', toString(seq)), concat('~', id), id), occurred_at, received_at, delay_ms, source, type, key, data, nums, seq FROM ${ch.db}.events` });
+    await ch.client.command({ query: `EXCHANGE TABLES ${ch.db}.events AND ${ch.db}.events_rekey` });
+    await ch.client.command({ query: `DROP TABLE ${ch.db}.events_rekey SYNC` });
+    otherDone = true;
+    const { result, otherDone: doneFirst } = await waiting;
+    expect(doneFirst).toBe(true);
+    expect(result.applied).toEqual(['8 events keyed by (source, id)']);
+    expect(await figures(ch, days(batches))).toEqual(before);
+  });
+
+  it('lets two callers in one process migrate at once', async () => {
+    const { ch, batches, before } = await oldDatabase();
+    opened.push(ch);
+    const results = await Promise.all([migrate(ch.client, ch.db), migrate(ch.client, ch.db)]);
+    expect(results.map((r) => r.applied)).toEqual([['8 events keyed by (source, id)'], []]);
     expect(await figures(ch, days(batches))).toEqual(before);
     expect(await tables(ch)).not.toContain('events_rekey');
   });

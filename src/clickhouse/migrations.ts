@@ -1,4 +1,5 @@
 import type { ClickHouseClient } from '@clickhouse/client';
+import { sleep } from '../core/time.ts';
 
 /**
  * The ClickHouse query surface of SPEC §4, as ordered, append-only migrations.
@@ -11,7 +12,7 @@ export type Migration = {
   name: string;
   statements: (db: string) => string[];
   /** a step that needs to look at the database first; idempotent and safe to resume after a crash, as statements are */
-  run?: (client: ClickHouseClient, db: string) => Promise<void>;
+  run?: (client: ClickHouseClient, db: string, options: MigrateOptions) => Promise<void>;
 };
 
 /** Exact to 20 decimal places with 56 integer digits: every amount a JSON string can reasonably carry. */
@@ -310,42 +311,125 @@ async function one<T>(client: ClickHouseClient, query: string, params: Record<st
   return (await (await client.query({ query, query_params: params, format: 'JSONEachRow' })).json<T>())[0];
 }
 
+export type MigrateOptions = {
+  /** apply migrations up to this version only (tests of a migration) */
+  until?: number;
+  /** a rebuild table nobody has written to for this long is taken for the leftover of a crashed run */
+  staleAfterMs?: number;
+};
+
+/** A rebuild writes a part at least every ~1M rows (seconds); one silent for this long has stopped. */
+const STALE_AFTER_MS = 120_000;
+const WAIT_MS = 500;
+
+type RekeyState = { uuid: string; sorting_key: string; idle_ms: string };
+
+/** The rebuild table, if any: its key says before (new key) or after (old key) the exchange; idle_ms, since its last write. */
+const rekeyState = (client: ClickHouseClient, db: string): Promise<RekeyState | undefined> =>
+  one<RekeyState>(client, `SELECT toString(uuid) AS uuid, sorting_key,
+      toString(dateDiff('millisecond', greatest(metadata_modification_time,
+        (SELECT max(modification_time) FROM system.parts WHERE database = {db:String} AND table = {name:String})), now64(3))) AS idle_ms
+    FROM system.tables WHERE database = {db:String} AND name = {name:String}`, { db, name: REKEY_TABLE });
+
+const isRekeyed = (sortingKey: string): boolean => /\bsource\b/.test(sortingKey);
+
+const ALL_PARTITIONS = { max_partitions_per_insert_block: '0' } as const;
+
+/** chDB's errors are not the client's ClickHouseError class (TRAPS): match on type or code. */
+const isError = (err: unknown, type: string, code: string): boolean => {
+  const e = err as { type?: string; code?: string };
+  return e?.type === type || e?.code === code;
+};
+
+/** Copies what the old table (after the exchange) holds beyond `copied` parts, then drops it; a concurrent run may have done both already. */
+async function catchUp(client: ClickHouseClient, db: string, copied: string[] | undefined): Promise<void> {
+  const where = copied ? '_part NOT IN {parts:Array(String)}' : '1';
+  try {
+    await client.command({ query: copyRows(db, 'events', REKEY_TABLE, where), query_params: { parts: copied ?? [] }, clickhouse_settings: ALL_PARTITIONS });
+  } catch (err) {
+    // another run copied the whole old table over and dropped it
+    if (!isError(err, 'UNKNOWN_TABLE', '60')) throw err;
+  }
+  await client.command({ query: `DROP TABLE IF EXISTS ${db}.${REKEY_TABLE} SYNC` });
+}
+
 /**
  * ClickHouse cannot change a sorting key's columns in place, so `events` is rebuilt:
- * a new table is filled with INSERT … SELECT from the active parts of the old one,
- * the two are swapped with EXCHANGE TABLES (atomic), then rows that reached the old
- * table during the copy (parts not copied) follow, and the old table is dropped.
- * Copies the replacing key keeps apart are harmless: FINAL folds them.
- * Resumable at every step: a crash before the exchange leaves a partial new table that
- * the next run drops and fills again; after it, the next run sees the new key and
- * copies the whole old table once more (copies again, folded by FINAL) before dropping it.
+ * `events_rekey` is created with the new key and filled with INSERT … SELECT from the
+ * active parts of `events`, the two are swapped with EXCHANGE TABLES (atomic), then
+ * rows that reached the old table during the copy (parts not copied) follow, and the
+ * old table is dropped. Copies the replacing key keeps apart are harmless: FINAL folds them.
+ *
+ * Crash-safe and safe to run from several processes at once: creating `events_rekey`
+ * (no IF NOT EXISTS) is the claim, so one run copies while the others wait. A run that
+ * finds it after the exchange (old key) copies the whole old table over once more and
+ * drops it (copies folded). One that finds it before the exchange waits while it is
+ * being written, and drops it once silent for `staleAfterMs` (a crashed run's partial
+ * copy), then starts over. Runs within one process are serialised (see `migrate`).
  */
-async function rekeyEvents(client: ClickHouseClient, db: string): Promise<void> {
-  const table = await one<{ sorting_key: string }>(client, 'SELECT sorting_key FROM system.tables WHERE database = {db:String} AND name = {name:String}', { db, name: 'events' });
-  let copied: string[] | undefined;
-  if (table && !/\bsource\b/.test(table.sorting_key)) {
-    await client.command({ query: `DROP TABLE IF EXISTS ${db}.${REKEY_TABLE} SYNC` });
-    await client.command({ query: eventsTable(db, REKEY_TABLE) });
+async function rekeyEvents(client: ClickHouseClient, db: string, options: MigrateOptions): Promise<void> {
+  const staleAfterMs = options.staleAfterMs ?? STALE_AFTER_MS;
+  for (;;) {
+    const events = await one<{ sorting_key: string }>(client, 'SELECT sorting_key FROM system.tables WHERE database = {db:String} AND name = {name:String}', { db, name: 'events' });
+    if (!events) return;
+    const rekey = await rekeyState(client, db);
+    if (rekey && !isRekeyed(rekey.sorting_key)) {
+      await catchUp(client, db, undefined);
+      continue;
+    }
+    if (isRekeyed(events.sorting_key)) {
+      if (!rekey) return;
+      // a new-key rebuild table next to a rebuilt events: the loser of two runs that both swapped; its rows are copies
+      await catchUp(client, db, undefined);
+      continue;
+    }
+    if (rekey) {
+      if (Number(rekey.idle_ms) >= staleAfterMs) await client.command({ query: `DROP TABLE IF EXISTS ${db}.${REKEY_TABLE} SYNC` });
+      else await sleep(WAIT_MS);
+      continue;
+    }
+    try {
+      await client.command({ query: eventsTable(db, REKEY_TABLE) });
+    } catch (err) {
+      // another run claimed the rebuild first
+      if (isError(err, 'TABLE_ALREADY_EXISTS', '57')) continue;
+      throw err;
+    }
+    const mine = await rekeyState(client, db);
     const parts = await (await client.query({
       query: 'SELECT name FROM system.parts WHERE database = {db:String} AND table = {name:String} AND active',
       query_params: { db, name: 'events' },
       format: 'JSONEachRow',
     })).json<{ name: string }>();
-    copied = parts.map((p) => p.name);
-    await client.command({ query: copyRows(db, REKEY_TABLE, 'events', '_part IN {parts:Array(String)}'), query_params: { parts: copied }, clickhouse_settings: { max_partitions_per_insert_block: '0' } });
+    const copied = parts.map((p) => p.name);
+    await client.command({ query: copyRows(db, REKEY_TABLE, 'events', '_part IN {parts:Array(String)}'), query_params: { parts: copied }, clickhouse_settings: ALL_PARTITIONS });
+    // swapped only if the rebuild table is still ours: a run that took it for a crashed one's may have replaced it
+    if ((await rekeyState(client, db))?.uuid !== mine?.uuid) continue;
     await client.command({ query: `EXCHANGE TABLES ${db}.events AND ${db}.${REKEY_TABLE}` });
+    await catchUp(client, db, copied);
+    return;
   }
-  const old = await one<{ name: string }>(client, 'SELECT name FROM system.tables WHERE database = {db:String} AND name = {name:String}', { db, name: REKEY_TABLE });
-  if (!old) return;
-  const where = copied ? '_part NOT IN {parts:Array(String)}' : '1';
-  await client.command({ query: copyRows(db, 'events', REKEY_TABLE, where), query_params: { parts: copied ?? [] }, clickhouse_settings: { max_partitions_per_insert_block: '0' } });
-  await client.command({ query: `DROP TABLE ${db}.${REKEY_TABLE} SYNC` });
 }
 
 export type MigrationResult = { applied: string[]; current: number };
 
-/** Brings the database to the latest schema (or to `until`, for tests of a migration); safe to call from every process at start. */
-export async function migrate(client: ClickHouseClient, db: string, until = Number.POSITIVE_INFINITY): Promise<MigrationResult> {
+/** Migrations under way in this process, by database: a second caller waits for the first. */
+const running = new Map<string, Promise<unknown>>();
+
+/** Brings the database to the latest schema; safe to call from every process at start, and from several places of one. */
+export async function migrate(client: ClickHouseClient, db: string, options: MigrateOptions = {}): Promise<MigrationResult> {
+  const previous = running.get(db) ?? Promise.resolve();
+  const mine = previous.catch(() => undefined).then(() => migrateNow(client, db, options));
+  running.set(db, mine);
+  try {
+    return await mine;
+  } finally {
+    if (running.get(db) === mine) running.delete(db);
+  }
+}
+
+async function migrateNow(client: ClickHouseClient, db: string, options: MigrateOptions): Promise<MigrationResult> {
+  const until = options.until ?? Number.POSITIVE_INFINITY;
   await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${db}` });
   await client.command({
     query: `CREATE TABLE IF NOT EXISTS ${db}.schema_migrations (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3))
@@ -357,7 +441,7 @@ export async function migrate(client: ClickHouseClient, db: string, until = Numb
   for (const migration of MIGRATIONS) {
     if (done.has(migration.version) || migration.version > until) continue;
     for (const statement of migration.statements(db)) await client.command({ query: statement });
-    await migration.run?.(client, db);
+    await migration.run?.(client, db, options);
     await client.insert({ table: `${db}.schema_migrations`, values: [{ version: migration.version, name: migration.name }], format: 'JSONEachRow' });
     applied.push(`${migration.version} ${migration.name}`);
   }

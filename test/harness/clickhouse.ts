@@ -22,7 +22,7 @@ export async function openTestClickHouse(until?: number): Promise<TestClickHouse
     engine = { client: openClickHouse(testConfig({ dataDir })), dataDir };
   }
   const db = `t${process.pid}_${++counter}`;
-  await migrate(engine.client, db, until);
+  await migrate(engine.client, db, { until });
   const { client, dataDir } = engine;
   return {
     client,

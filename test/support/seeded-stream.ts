@@ -68,7 +68,7 @@ function asEvents(messages: RawMessage[]): TidemarkEvent[] {
  */
 export async function expectOracleFigures(client: ClickHouseClient, db: string, report: ReportConfig, unique: RawMessage[]): Promise<void> {
   const oracle = oracleDaily(report, asEvents(unique));
-  const counted = await (await client.query({ query: `SELECT count() AS n, uniqExact(id) AS ids FROM ${db}.events FINAL`, format: 'JSONEachRow' })).json<{ n: string; ids: string }>();
+  const counted = await (await client.query({ query: `SELECT count() AS n, uniqExact(source, id) AS ids FROM ${db}.events FINAL`, format: 'JSONEachRow' })).json<{ n: string; ids: string }>();
   expect(counted[0]).toEqual({ n: String(unique.length), ids: String(unique.length) });
   const days = [...new Set([...oracle.values()].map((f) => f.day))];
   const closedDays = new Set(days.filter((d) => Date.parse(`${d}T00:00:00+08:00`) + 4 * DAY <= Date.now()));

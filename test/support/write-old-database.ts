@@ -14,7 +14,7 @@ const config = testConfig({ dataDir: process.argv[2] });
 const db = config.clickhouse.database;
 const client = openClickHouse(config);
 try {
-  await migrate(client, db, BEFORE);
+  await migrate(client, db, { until: BEFORE });
   const batches = oldEvents();
   for (const batch of batches) await insertEvents(client, db, batch);
   const figures = await Promise.all(days(batches).map(async (day) => [day, await dailyFigures(client, db, report, day)]));
