@@ -5,9 +5,9 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { mib, percentile } from './stats.ts';
 
-/** Distinct events stored (a copy not yet merged away is still a row of its own). */
+/** Distinct events, by identity (source, id), stored (a copy not yet merged away is still a row of its own). */
 async function storedEvents(client: ClickHouseClient, db: string): Promise<number> {
-  const rows = await (await client.query({ query: `SELECT uniqExact(id) AS n FROM ${db}.events`, format: 'JSONEachRow' })).json<{ n: string }>();
+  const rows = await (await client.query({ query: `SELECT uniqExact(source, id) AS n FROM ${db}.events`, format: 'JSONEachRow' })).json<{ n: string }>();
   return Number(rows[0]?.n ?? 0);
 }
 
