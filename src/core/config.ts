@@ -292,7 +292,7 @@ export const ConfigSchema = z.strictObject({
     maxFutureSkew: Duration.default(300_000).describe('occurredAt may be at most this far after receivedAt'),
     retention: Duration.default(400 * 86_400_000).describe('occurredAt older than this is rejected'),
     batchSize: z.number().int().positive().default(2_000).describe('raw messages a gateway validates and forwards at once, at most'),
-    recentIds: z.number().int().positive().default(20_000).describe('a gateway drops a copy of an event it stored within about this many events; copies that get past (another gateway, a gateway restart) count once in the daily view'),
+    recentIds: z.number().int().positive().default(20_000).describe('a gateway drops a copy of an event it stored within about this many events, and files a different event under one of their (source, id) identities in the DLQ (DUPLICATE_ID_CONFLICT); copies that get past (another gateway, a gateway restart) count once in the daily view'),
     linger: Duration.default(50).describe('how long a raw message may wait for its batch to fill: bigger packs on EVENTS, fewer messages to store, deliver and ack'),
     lease: Duration.default(5_000).describe('one gateway at a time reads INGEST; a standby takes over when the active one has not renewed its lease for this long'),
     eventsPerMessage: z.number().int().min(1).max(10_000).default(200).describe('the gateway packs up to this many events of one subject that arrive together into one EVENTS message (NDJSON); 1: one event per message'),
