@@ -70,7 +70,7 @@ describe('migration 8: events keyed by (source, id)', () => {
     await insertEvents(ch.client, ch.db, [twin('till-a', 9_001), twin('till-b', 9_002), twin('till-a', 9_003)]);
     const twins = await rows<{ source: string; seq: string }>(ch.client, `SELECT source, seq FROM ${ch.db}.events FINAL WHERE id = '0' ORDER BY source`);
     expect(twins).toEqual([{ source: 'till-a', seq: '9001' }, { source: 'till-b', seq: '9002' }]);
-  });
+  }, 90_000);
 
   it('finishes after a crash before the exchange: a silent half-filled rebuild table is dropped and the rebuild starts over', async () => {
     const { ch, batches, before } = await oldDatabase();
@@ -83,7 +83,7 @@ describe('migration 8: events keyed by (source, id)', () => {
     expect(await sortingKey(ch)).toBe('type, occurred_at, source, id');
     expect(await figures(ch, days(batches))).toEqual(before);
     expect(await tables(ch)).not.toContain('events_rekey');
-  });
+  }, 90_000);
 
   it('waits while another run rebuilds, and returns once it has', async () => {
     const { ch, batches, before } = await oldDatabase();
@@ -92,17 +92,19 @@ describe('migration 8: events keyed by (source, id)', () => {
     opened.push(fresh);
     // the other run has claimed the rebuild and not written yet: well within the 2 minutes a stalled run is given
     await ch.client.command({ query: `CREATE TABLE ${ch.db}.events_rekey AS ${fresh.db}.events` });
-    let otherDone = false;
-    const waiting = migrate(ch.client, ch.db).then((result) => ({ result, otherDone }));
+    let swapping = false;
+    const waiting = migrate(ch.client, ch.db).then((result) => ({ result, swapping }));
+    // the waiting run must leave the claimed table alone: were it dropped, this insert would fail
     await ch.client.command({ query: `INSERT INTO ${ch.db}.events_rekey (id, occurred_at, received_at, delay_ms, source, type, key, data, nums, seq) SELECT if(id = concat('INGEST-', toString(seq)), concat('~', id), id), occurred_at, received_at, delay_ms, source, type, key, data, nums, seq FROM ${ch.db}.events` });
+    swapping = true;
     await ch.client.command({ query: `EXCHANGE TABLES ${ch.db}.events AND ${ch.db}.events_rekey` });
-    await ch.client.command({ query: `DROP TABLE ${ch.db}.events_rekey SYNC` });
-    otherDone = true;
-    const { result, otherDone: doneFirst } = await waiting;
-    expect(doneFirst).toBe(true);
+    // once swapped, whoever sees the old table first copies it over and drops it: the waiting run may well be first
+    await ch.client.command({ query: `DROP TABLE IF EXISTS ${ch.db}.events_rekey SYNC` });
+    const { result, swapping: swappedFirst } = await waiting;
+    expect(swappedFirst).toBe(true);
     expect(result.applied).toEqual(['8 events keyed by (source, id)']);
     expect(await figures(ch, days(batches))).toEqual(before);
-  });
+  }, 90_000);
 
   it('lets two callers in one process migrate at once', async () => {
     const { ch, batches, before } = await oldDatabase();
@@ -111,7 +113,7 @@ describe('migration 8: events keyed by (source, id)', () => {
     expect(results.map((r) => r.applied)).toEqual([['8 events keyed by (source, id)'], []]);
     expect(await figures(ch, days(batches))).toEqual(before);
     expect(await tables(ch)).not.toContain('events_rekey');
-  });
+  }, 90_000);
 
   it('finishes after a crash past the exchange: the old table is copied over once more and dropped', async () => {
     const { ch, batches, before } = await oldDatabase();
@@ -126,5 +128,5 @@ describe('migration 8: events keyed by (source, id)', () => {
     expect(await sortingKey(ch)).toBe('type, occurred_at, source, id');
     expect(await figures(ch, days(batches))).toEqual(before);
     expect(await tables(ch)).not.toContain('events_rekey');
-  });
+  }, 90_000);
 });

@@ -27,7 +27,7 @@ export function oldEvents(): TidemarkEvent[][] {
     for (let i = 0; i < 60; i++) {
       seq++;
       const source = ['till-a', 'till-b', 'web'][i % 3]!;
-      const occurredAt = START + (b * 60 + i) * 3 * 3_600_000;
+      const occurredAt = START + (b * 60 + i) * 3_600_000;
       const id = i % 7 === 0 ? `INGEST-${seq}` : `${source}-${b}-${i}`;
       batch.push({ id, type: i % 5 === 0 ? 'refund' : 'sale', source, key: null, occurredAt, receivedAt: occurredAt + 1_000, data: { amount: `${i}.${b}5`, customer: `c${i % 11}` }, seq });
     }
