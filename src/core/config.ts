@@ -3,6 +3,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { parseDuration } from './duration.ts';
 import { isDecimalText, isExactJsonNumber } from './decimal.ts';
+import { normalizeOrigin } from './http-guard.ts';
 import { ErrorCodes, TidemarkError } from './errors.ts';
 
 /** A duration written as "5m", "1h", "3d" (or a number of milliseconds); parsed to milliseconds. */
@@ -286,6 +287,15 @@ export const ConfigSchema = z.strictObject({
     port: z.number().int().min(0).max(65535).default(8080),
     token: z.string().optional().describe('when set, POST /v1/events needs Authorization: Bearer <token>'),
     maxBodyBytes: z.number().int().positive().default(8 * 1024 * 1024),
+  }).prefault({}),
+  browser: z.strictObject({
+    origins: z.array(z.string().transform((value, ctx) => {
+      const origin = normalizeOrigin(value);
+      if (origin === undefined || origin !== value.replace(/\/$/, '').toLowerCase()) ctx.addIssue({ code: 'custom', message: `"${value}" is not an origin (scheme://host[:port], e.g. http://localhost:3000)` });
+      return origin ?? value;
+    })).default([]).describe('web origins allowed to call the HTTP listeners (ClickHouse endpoint, gateway, probes); any other Origin gets 403'),
+    hosts: z.array(z.string().min(1)).default([]).describe('Host header names accepted besides loopback ones (a listener bound to loopback refuses any other: DNS rebinding)'),
+    cors: z.boolean().default(false).describe('send CORS headers (and answer preflights) for the allowed origins'),
   }).prefault({}),
   ingest: z.strictObject({
     maxEventBytes: z.number().int().positive().default(64 * 1024),

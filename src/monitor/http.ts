@@ -1,6 +1,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import { guardRequest, NO_BROWSERS, type BrowserPolicy } from '../core/http-guard.ts';
 
 export type MonitorHttp = { url: string; close: () => Promise<void> };
 
@@ -8,8 +9,9 @@ export type MonitorHttp = { url: string; close: () => Promise<void> };
  * `/metrics`, `/healthz` and `/readyz` for a standalone `tidemark monitor` (under
  * `tidemark up` the gateway's server already serves the same process registry).
  */
-export async function serveMonitorHttp(options: { host: string; port: number; registry: Registry; ready: () => Promise<{ ready: boolean; reason?: string }> }): Promise<MonitorHttp> {
+export async function serveMonitorHttp(options: { host: string; port: number; registry: Registry; ready: () => Promise<{ ready: boolean; reason?: string }>; browser?: BrowserPolicy }): Promise<MonitorHttp> {
   const server = createServer((req, res) => {
+    if (guardRequest(req, res, options.host, options.browser ?? NO_BROWSERS)) return;
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
     const reply = (status: number, body: string, type = 'application/json') => {
       res.writeHead(status, { 'content-type': type });

@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { clickHouseTarget } from '../client.ts';
 import type { Config } from '../../core/config.ts';
+import { guardRequest, NO_BROWSERS, type BrowserPolicy } from '../../core/http-guard.ts';
 import { assertSafeBind, extractCredentials, UserDirectory, type HttpUser } from './auth.ts';
 import { ChdbEngine } from './engine.ts';
 import { CH, ClickHouseHttpError, ClickHouseServerError, ServerErrorCodes, toClickHouseError } from './errors.ts';
@@ -24,6 +25,8 @@ export type ClickHouseHttpServerOptions = {
   insertChunkBytes?: number;
   /** How long close() lets running requests finish before cutting connections. Default 5 s. */
   closeGraceMs?: number;
+  /** Origin and Host checks (see core/http-guard.ts). Default: no browser origin allowed. */
+  browser?: BrowserPolicy;
 };
 
 export type ClickHouseHttpServer = { url: string; port: number; close: () => Promise<void> };
@@ -104,7 +107,9 @@ export async function startClickHouseHttpServer(options: ClickHouseHttpServerOpt
       insertChunkBytes: options.insertChunkBytes ?? 16 * 1024 * 1024,
     },
   };
+  const browser = options.browser ?? NO_BROWSERS;
   const server = createServer((req, res) => {
+    if (guardRequest(req, res, host, browser)) return;
     void Promise.resolve(route(req, res, handler)).catch(() => res.destroy());
   });
   // A streamed insert may take longer than Node's default 5-minute request timeout.
@@ -144,7 +149,7 @@ export async function serveEmbeddedClickHouse(
   const configured: HttpUser[] = config.clickhouse.password ? [{ name: config.clickhouse.user ?? 'default', password: config.clickhouse.password }] : [];
   const engine = await ChdbEngine.open({ path: target.path });
   try {
-    const server = await startClickHouseHttpServer({ ...options, users: options.users ?? configured, engine });
+    const server = await startClickHouseHttpServer({ browser: config.browser, ...options, users: options.users ?? configured, engine });
     return {
       ...server,
       path: target.path,

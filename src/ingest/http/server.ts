@@ -4,6 +4,7 @@ import type { JetStreamClient } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Registry } from 'prom-client';
 import type { Config } from '../../core/config.ts';
+import { guardRequest } from '../../core/http-guard.ts';
 import type { Logger } from '../../core/logger.ts';
 import { ingestMetricsFor, metricsRegistry } from '../../core/metrics.ts';
 import { bearerAuthorized } from './auth.ts';
@@ -92,6 +93,7 @@ export async function startHttpGateway(options: HttpGatewayOptions): Promise<Htt
   };
 
   const server = createServer((req, res) => {
+    if (guardRequest(req, res, config.http.host, config.browser)) return;
     route(req, res).catch((err: unknown) => {
       // a client that hangs up mid-body is its own business, not a server error
       logger[req.destroyed ? 'debug' : 'error']({ err, method: req.method, url: req.url }, 'http request failed');
