@@ -1,5 +1,6 @@
 import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
 import { BASE_SETTINGS, openClickHouse } from '../clickhouse/client.ts';
+import { endpointLogin } from '../clickhouse/endpoint-users.ts';
 import type { Config } from '../core/config.ts';
 
 export type ToolClickHouse = { client: ClickHouseClient; close: () => Promise<void>; via: string };
@@ -15,8 +16,7 @@ export const embeddedEndpointUrl = (config: Config): string => `http://${config.
 export async function openClickHouseForTool(config: Config): Promise<ToolClickHouse> {
   if (!config.clickhouse.url) {
     const url = embeddedEndpointUrl(config);
-    const user = config.clickhouse.serve.users[0];
-    const viaEndpoint = createClient({ url, username: user?.name ?? 'default', password: user?.password ?? '', clickhouse_settings: BASE_SETTINGS, request_timeout: 60_000, log: { level: ClickHouseLogLevel.OFF } });
+    const viaEndpoint = createClient({ url, ...endpointLogin(config), clickhouse_settings: BASE_SETTINGS, request_timeout: 60_000, log: { level: ClickHouseLogLevel.OFF } });
     const ping = await viaEndpoint.ping();
     if (ping.success) return { client: viaEndpoint, close: () => viaEndpoint.close(), via: url };
     await viaEndpoint.close();

@@ -5,6 +5,7 @@ import { parseDuration } from './duration.ts';
 import { isDecimalText, isExactJsonNumber } from './decimal.ts';
 import { normalizeOrigin } from './http-guard.ts';
 import { ErrorCodes, TidemarkError } from './errors.ts';
+import { readSecretFile } from './secrets.ts';
 
 /** A duration written as "5m", "1h", "3d" (or a number of milliseconds); parsed to milliseconds. */
 const Duration = z.union([z.number().int().nonnegative(), z.string()]).transform((value, ctx) => {
@@ -278,8 +279,11 @@ export const ConfigSchema = z.strictObject({
       users: z.array(z.strictObject({
         name: z.string().min(1),
         password: z.string().optional(),
+        passwordEnv: z.string().min(1).optional().describe('name of an environment variable holding the password'),
+        passwordFile: z.string().min(1).optional().describe('a file holding the password (a Docker or Kubernetes secret)'),
         readonly: z.boolean().default(false),
-      })).default([]).describe('none: user default with no password, loopback only'),
+      }).refine((u) => [u.password, u.passwordEnv, u.passwordFile].filter((p) => p !== undefined).length <= 1, 'set one of password, passwordEnv, passwordFile'))
+        .default([]).describe('none: CLICKHOUSE_USER with CLICKHOUSE_PASSWORD when set, else user default with no password (loopback only)'),
     }).prefault({}),
   }).prefault({}),
   http: z.strictObject({
@@ -382,10 +386,14 @@ const ENV_OVERRIDES: ReadonlyArray<[string, string[], 'string' | 'number']> = [
   ['TIDEMARK_CLICKHOUSE_HTTP_HOST', ['clickhouse', 'serve', 'host'], 'string'],
 ];
 
+/** Secrets that may also come from a file named by `<NAME>_FILE`, so they need not sit in the environment. */
+const SECRET_FILES = new Set(['NATS_PASSWORD', 'NATS_TOKEN', 'CLICKHOUSE_PASSWORD', 'TIDEMARK_HTTP_TOKEN']);
+
 function applyEnv(raw: Record<string, unknown>, env: Env): Record<string, unknown> {
   const out = structuredClone(raw);
   for (const [name, path, kind] of ENV_OVERRIDES) {
-    const value = env[name];
+    const file = SECRET_FILES.has(name) ? env[`${name}_FILE`] : undefined;
+    const value = env[name] || (file ? readSecretFile(file, `${name}_FILE`) : undefined);
     if (value === undefined || value === '') continue;
     let node = out;
     for (const key of path.slice(0, -1)) {

@@ -30,7 +30,7 @@ export function register(program: Command): void {
       const nats = await openNats(config, logger, { embedded: true, name: 'tidemark-up' });
       const clickhouse = openClickHouse(config);
       const { serve } = config.clickhouse;
-      const served = await serveEmbeddedClickHouse(config, { host: serve.host, port: serve.port, ...(serve.users.length > 0 ? { users: serve.users } : {}) });
+      const served = await serveEmbeddedClickHouse(config, { host: serve.host, port: serve.port });
       // the gateway starts last, so input is taken only once everything downstream runs
       const running: RunningRole[] = [];
       let httpUrl: string | undefined;

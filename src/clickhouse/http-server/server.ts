@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { clickHouseTarget } from '../client.ts';
 import type { Config } from '../../core/config.ts';
 import { guardRequest, NO_BROWSERS, type BrowserPolicy } from '../../core/http-guard.ts';
+import { endpointUsers } from '../endpoint-users.ts';
 import { assertSafeBind, extractCredentials, UserDirectory, type HttpUser } from './auth.ts';
 import { ChdbEngine } from './engine.ts';
 import { CH, ClickHouseHttpError, ClickHouseServerError, ServerErrorCodes, toClickHouseError } from './errors.ts';
@@ -136,8 +137,7 @@ export type EmbeddedClickHouseServer = ClickHouseHttpServer & { path: string };
 /**
  * For `tidemark up` and `tidemark clickhouse`: when ClickHouse is embedded (no CLICKHOUSE_URL),
  * opens chDB on the data directory and serves it; undefined when a server URL is configured.
- * Without explicit users, the configured CLICKHOUSE_USER/CLICKHOUSE_PASSWORD (if a password is
- * set) is the one user, so processes pointed at the URL log in with the same settings.
+ * Unless told otherwise, it serves the users of `endpointUsers`, the ones every command logs in as.
  */
 export async function serveEmbeddedClickHouse(
   config: Config,
@@ -146,10 +146,10 @@ export async function serveEmbeddedClickHouse(
   const target = clickHouseTarget(config);
   if (target.kind !== 'embedded') return undefined;
   mkdirSync(target.path, { recursive: true });
-  const configured: HttpUser[] = config.clickhouse.password ? [{ name: config.clickhouse.user ?? 'default', password: config.clickhouse.password }] : [];
+  const users = options.users ?? endpointUsers(config);
   const engine = await ChdbEngine.open({ path: target.path });
   try {
-    const server = await startClickHouseHttpServer({ browser: config.browser, ...options, users: options.users ?? configured, engine });
+    const server = await startClickHouseHttpServer({ browser: config.browser, ...options, users, engine });
     return {
       ...server,
       path: target.path,
