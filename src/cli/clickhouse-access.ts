@@ -1,8 +1,10 @@
 import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
 import { BASE_SETTINGS, openClickHouse } from '../clickhouse/client.ts';
 import { endpointLogin } from '../clickhouse/endpoint-users.ts';
+import { redactUserInfo } from '../core/secrets.ts';
 import type { Config } from '../core/config.ts';
 
+/** `via` says where ClickHouse was reached, fit to print (no credentials). */
 export type ToolClickHouse = { client: ClickHouseClient; close: () => Promise<void>; via: string };
 
 /** Where `tidemark up` serves its embedded engine. */
@@ -22,5 +24,5 @@ export async function openClickHouseForTool(config: Config): Promise<ToolClickHo
     await viaEndpoint.close();
   }
   const client = openClickHouse(config);
-  return { client, close: () => client.close(), via: config.clickhouse.url ?? 'embedded' };
+  return { client, close: () => client.close(), via: config.clickhouse.url ? redactUserInfo(config.clickhouse.url) : 'embedded' };
 }

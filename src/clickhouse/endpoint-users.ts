@@ -1,6 +1,6 @@
 import type { Config } from '../core/config.ts';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
-import { readSecretFile } from '../core/secrets.ts';
+import { readSecretFile, registerSecret } from '../core/secrets.ts';
 import type { HttpUser } from './http-server/auth.ts';
 
 /**
@@ -30,7 +30,11 @@ function servedPassword(user: ServedUser, index: number, env: Record<string, str
     if (!value) throw new TidemarkError(ErrorCodes.CONFIG_INVALID, `${at}.passwordEnv: environment variable ${user.passwordEnv} is not set`);
     return value;
   }
-  if (user.passwordFile !== undefined) return readSecretFile(user.passwordFile, `${at}.passwordFile`);
+  if (user.passwordFile !== undefined) {
+    const password = readSecretFile(user.passwordFile, `${at}.passwordFile`);
+    registerSecret(password);
+    return password;
+  }
   return user.password ?? '';
 }
 

@@ -5,7 +5,7 @@ import { parseDuration } from './duration.ts';
 import { isDecimalText, isExactJsonNumber } from './decimal.ts';
 import { normalizeOrigin } from './http-guard.ts';
 import { ErrorCodes, TidemarkError } from './errors.ts';
-import { readSecretFile } from './secrets.ts';
+import { readSecretFile, redactUserInfo, redactWebhookUrl, registerSecret } from './secrets.ts';
 
 /** A duration written as "5m", "1h", "3d" (or a number of milliseconds); parsed to milliseconds. */
 const Duration = z.union([z.number().int().nonnegative(), z.string()]).transform((value, ctx) => {
@@ -419,6 +419,17 @@ function describeIssues(error: z.ZodError, origin: string): string {
   return `invalid configuration in ${origin}:\n${lines.join('\n')}`;
 }
 
+/** Every secret the config holds or points at, so that logs and errors never show it (see core/secrets.ts). */
+function registerConfigSecrets(config: Config, env: Env): void {
+  for (const value of [config.nats.password, config.nats.token, config.clickhouse.password, config.http.token]) registerSecret(value);
+  for (const url of [config.nats.url, config.clickhouse.url]) if (url) registerSecret(redactUserInfo(url) === url ? undefined : url, redactUserInfo(url));
+  for (const user of config.clickhouse.serve.users) registerSecret(user.passwordEnv ? env[user.passwordEnv] : user.password);
+  for (const hook of config.monitor.webhooks) {
+    registerSecret(hook.url, redactWebhookUrl(hook.url));
+    registerSecret(hook.secretEnv ? env[hook.secretEnv] : hook.secret);
+  }
+}
+
 /** Validates an already-parsed config object (plus environment overrides) against the schema. */
 export function parseConfig(raw: unknown, env: Env = {}, origin = 'config'): Config {
   const base = raw === null || raw === undefined ? {} : raw;
@@ -427,6 +438,7 @@ export function parseConfig(raw: unknown, env: Env = {}, origin = 'config'): Con
   }
   const result = ConfigSchema.safeParse(applyEnv(base as Record<string, unknown>, env));
   if (!result.success) throw new TidemarkError(ErrorCodes.CONFIG_INVALID, describeIssues(result.error, origin));
+  registerConfigSecrets(result.data, env);
   return result.data;
 }
 

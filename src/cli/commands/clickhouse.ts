@@ -2,6 +2,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { Config } from '../../core/config.ts';
 import { ErrorCodes, TidemarkError } from '../../core/errors.ts';
 import { createLogger } from '../../core/logger.ts';
+import { redactUserInfo } from '../../core/secrets.ts';
 import { ClickHouseServerError, ServerErrorCodes } from '../../clickhouse/http-server/errors.ts';
 import { serveEmbeddedClickHouse } from '../../clickhouse/http-server/server.ts';
 import { onShutdown } from '../runtime.ts';
@@ -45,7 +46,7 @@ export function register(program: Command, load: () => Promise<Config>): void {
         throw asCliError(err);
       });
       if (!server) {
-        throw new TidemarkError(ErrorCodes.CONFIG_INVALID, `CLICKHOUSE_URL is set (${config.clickhouse.url}): ClickHouse is already a server, there is no embedded engine to serve`);
+        throw new TidemarkError(ErrorCodes.CONFIG_INVALID, `CLICKHOUSE_URL is set (${redactUserInfo(config.clickhouse.url ?? '')}): ClickHouse is already a server, there is no embedded engine to serve`);
       }
       process.stdout.write(`ClickHouse (embedded chDB, data in ${server.path}) is serving on ${server.url}\n  export CLICKHOUSE_URL=${server.url}\n`);
       onShutdown(createLogger('clickhouse'), () => server.close());

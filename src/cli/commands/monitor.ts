@@ -36,6 +36,7 @@ export function register(program: Command): void {
         registry: metricsRegistry,
         ready: readiness(nats, clickhouse.client),
         browser: config.browser,
+        logger,
       });
       logger.info({ clickhouse: clickhouse.via, http: http.url, instance: monitor.instance }, 'monitor running');
       onShutdown(logger, async () => {

@@ -1,8 +1,10 @@
+import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { clickHouseTarget } from '../client.ts';
 import type { Config } from '../../core/config.ts';
 import { guardRequest, NO_BROWSERS, type BrowserPolicy } from '../../core/http-guard.ts';
+import { createLogger, type Logger } from '../../core/logger.ts';
 import { endpointUsers } from '../endpoint-users.ts';
 import { assertSafeBind, extractCredentials, UserDirectory, type HttpUser } from './auth.ts';
 import { ChdbEngine } from './engine.ts';
@@ -28,6 +30,8 @@ export type ClickHouseHttpServerOptions = {
   closeGraceMs?: number;
   /** Origin and Host checks (see core/http-guard.ts). Default: no browser origin allowed. */
   browser?: BrowserPolicy;
+  /** Where the detail of an internal error goes; the client gets a generic message with the query id. */
+  logger?: Logger;
 };
 
 export type ClickHouseHttpServer = { url: string; port: number; close: () => Promise<void> };
@@ -46,7 +50,19 @@ class RunningQueries {
   }
 }
 
-type Handler = { users: UserDirectory; running: RunningQueries; ctx: ExecuteContext };
+type Handler = { users: UserDirectory; running: RunningQueries; ctx: ExecuteContext; logger?: Logger | undefined };
+
+/**
+ * ClickHouse's errors go to the client as a server sends them (clients parse them); anything else
+ * (a failure of ours, not the engine's) is logged in full and answered with a generic message.
+ */
+function clientFacing(err: unknown, queryId: string, logger: Logger | undefined): ClickHouseHttpError {
+  const ch = toClickHouseError(err);
+  const internal = !(err instanceof ClickHouseHttpError) && (ch.code === CH.UNKNOWN_EXCEPTION || ch.code === CH.STD_EXCEPTION);
+  if (!internal) return ch;
+  logger?.error({ err, queryId }, 'ClickHouse HTTP request failed');
+  return new ClickHouseHttpError(ch.code, `Internal error of the endpoint (query id ${queryId}); the detail is in the server log`);
+}
 
 async function handleQuery(req: IncomingMessage, res: ServerResponse, url: URL, h: Handler): Promise<void> {
   let parsed: ParsedRequest | undefined;
@@ -62,7 +78,8 @@ async function handleQuery(req: IncomingMessage, res: ServerResponse, url: URL, 
       release();
     }
   } catch (err) {
-    sendError(res, toClickHouseError(err), h.ctx.engine.version, parsed?.queryId);
+    const queryId = parsed?.queryId ?? randomUUID();
+    sendError(res, clientFacing(err, queryId, h.logger), h.ctx.engine.version, queryId);
   }
 }
 
@@ -102,6 +119,7 @@ export async function startClickHouseHttpServer(options: ClickHouseHttpServerOpt
   const handler: Handler = {
     users,
     running: new RunningQueries(),
+    logger: options.logger,
     ctx: {
       engine: options.engine,
       maxBufferedBytes: options.maxBufferedBytes ?? 256 * 1024 * 1024,
@@ -149,7 +167,7 @@ export async function serveEmbeddedClickHouse(
   const users = options.users ?? endpointUsers(config);
   const engine = await ChdbEngine.open({ path: target.path });
   try {
-    const server = await startClickHouseHttpServer({ browser: config.browser, ...options, users, engine });
+    const server = await startClickHouseHttpServer({ browser: config.browser, logger: createLogger('clickhouse-http'), ...options, users, engine });
     return {
       ...server,
       path: target.path,

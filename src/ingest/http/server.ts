@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { JetStreamClient } from '@nats-io/jetstream';
@@ -96,8 +97,10 @@ export async function startHttpGateway(options: HttpGatewayOptions): Promise<Htt
     if (guardRequest(req, res, config.http.host, config.browser)) return;
     route(req, res).catch((err: unknown) => {
       // a client that hangs up mid-body is its own business, not a server error
-      logger[req.destroyed ? 'debug' : 'error']({ err, method: req.method, url: req.url }, 'http request failed');
-      if (!res.headersSent) sendJson(res, 500, { error: (err as Error).message });
+      const requestId = randomUUID();
+      logger[req.destroyed ? 'debug' : 'error']({ err, requestId, method: req.method, url: req.url }, 'http request failed');
+      // the detail stays in the log: an error message can carry paths, URLs or credentials
+      if (!res.headersSent) sendJson(res, 500, { error: 'internal error', requestId });
       else res.destroy();
     });
   });
