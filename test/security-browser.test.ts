@@ -160,6 +160,20 @@ describe('every HTTP listener applies it', () => {
     expect((await send(`${gateway.url}/v1/events`, { method: 'POST', headers: { origin: 'http://attacker.example', 'content-type': 'text/plain' }, body: event })).status).toBe(403);
   });
 
+  it('the HTTP gateway refuses to listen beyond loopback without a token', async () => {
+    const logger = createLogger('security-browser');
+    logger.level = 'silent';
+    const exposed = testConfig({ http: { host: '0.0.0.0', port: 0 } });
+    await expect(startHttpGateway({ config: exposed, js: jetstream(nc), nc, logger, registry: createRegistry() })).rejects.toMatchObject({
+      code: 'CONFIG_INVALID',
+      message: expect.stringMatching(/refusing to serve the HTTP gateway on 0\.0\.0\.0 without a token.*TIDEMARK_HTTP_TOKEN/),
+    });
+    const withToken = await startHttpGateway({ config: testConfig({ http: { host: '0.0.0.0', port: 0, token: 'gw-token' } }), js: jetstream(nc), nc, logger, registry: createRegistry() });
+    closers.push(() => withToken.close());
+    const refused = await send(`http://127.0.0.1:${withToken.port}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(refused.status).toBe(401);
+  });
+
   it('the monitor probes', async () => {
     const monitor = await serveMonitorHttp({ host: '127.0.0.1', port: 0, registry: createRegistry(), ready: async () => ({ ready: true }), browser: BROWSER });
     closers.push(() => monitor.close());

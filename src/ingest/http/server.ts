@@ -5,7 +5,8 @@ import type { JetStreamClient } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Registry } from 'prom-client';
 import type { Config } from '../../core/config.ts';
-import { guardRequest } from '../../core/http-guard.ts';
+import { ErrorCodes, TidemarkError } from '../../core/errors.ts';
+import { guardRequest, isLoopback } from '../../core/http-guard.ts';
 import type { Logger } from '../../core/logger.ts';
 import { ingestMetricsFor, metricsRegistry } from '../../core/metrics.ts';
 import { bearerAuthorized } from './auth.ts';
@@ -64,6 +65,9 @@ export async function startHttpGateway(options: HttpGatewayOptions): Promise<Htt
   const registry = options.registry ?? metricsRegistry;
   const deps: IngestDeps = { config, js, nc, logger, metrics: ingestMetricsFor(registry) };
   const token = config.http.token;
+  if (!isLoopback(config.http.host) && !token) {
+    throw new TidemarkError(ErrorCodes.CONFIG_INVALID, `refusing to serve the HTTP gateway on ${config.http.host} without a token: anything that reaches it could publish events. Set TIDEMARK_HTTP_TOKEN (or TIDEMARK_HTTP_TOKEN_FILE, http.token), or bind 127.0.0.1`);
+  }
 
   const route = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
