@@ -321,10 +321,11 @@ describe('alert delivery pieces', () => {
   it('signs webhook bodies with HMAC-SHA256 and verifies them in constant time', () => {
     const header = signBody('s3cret', '1700000000000', '{"a":1}');
     expect(header).toMatch(/^sha256=[0-9a-f]{64}$/);
-    expect(verifySignature('s3cret', '1700000000000', '{"a":1}', header)).toBe(true);
-    expect(verifySignature('s3cret', '1700000000001', '{"a":1}', header)).toBe(false);
-    expect(verifySignature('other', '1700000000000', '{"a":1}', header)).toBe(false);
-    expect(verifySignature('s3cret', '1700000000000', '{"a":1}', undefined)).toBe(false);
+    const now = 1700000000000;
+    expect(verifySignature('s3cret', '1700000000000', '{"a":1}', header, { now })).toBe(true);
+    expect(verifySignature('s3cret', '1700000000001', '{"a":1}', header, { now })).toBe(false);
+    expect(verifySignature('other', '1700000000000', '{"a":1}', header, { now })).toBe(false);
+    expect(verifySignature('s3cret', '1700000000000', '{"a":1}', undefined, { now })).toBe(false);
   });
 
   it('routes webhooks by kind and source glob, with secrets from the environment', () => {

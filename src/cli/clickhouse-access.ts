@@ -1,7 +1,10 @@
 import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
 import { BASE_SETTINGS, openClickHouse } from '../clickhouse/client.ts';
+import { endpointLogin } from '../clickhouse/endpoint-users.ts';
+import { redactUserInfo } from '../core/secrets.ts';
 import type { Config } from '../core/config.ts';
 
+/** `via` says where ClickHouse was reached, fit to print (no credentials). */
 export type ToolClickHouse = { client: ClickHouseClient; close: () => Promise<void>; via: string };
 
 /** Where `tidemark up` serves its embedded engine. */
@@ -15,12 +18,11 @@ export const embeddedEndpointUrl = (config: Config): string => `http://${config.
 export async function openClickHouseForTool(config: Config): Promise<ToolClickHouse> {
   if (!config.clickhouse.url) {
     const url = embeddedEndpointUrl(config);
-    const user = config.clickhouse.serve.users[0];
-    const viaEndpoint = createClient({ url, username: user?.name ?? 'default', password: user?.password ?? '', clickhouse_settings: BASE_SETTINGS, request_timeout: 60_000, log: { level: ClickHouseLogLevel.OFF } });
+    const viaEndpoint = createClient({ url, ...endpointLogin(config), clickhouse_settings: BASE_SETTINGS, request_timeout: 60_000, log: { level: ClickHouseLogLevel.OFF } });
     const ping = await viaEndpoint.ping();
     if (ping.success) return { client: viaEndpoint, close: () => viaEndpoint.close(), via: url };
     await viaEndpoint.close();
   }
   const client = openClickHouse(config);
-  return { client, close: () => client.close(), via: config.clickhouse.url ?? 'embedded' };
+  return { client, close: () => client.close(), via: config.clickhouse.url ? redactUserInfo(config.clickhouse.url) : 'embedded' };
 }

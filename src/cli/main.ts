@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { isTidemarkError } from '../core/errors.ts';
+import { redact } from '../core/secrets.ts';
 import { register as registerInit } from './commands/init.ts';
 import { register as registerGateway } from './commands/gateway.ts';
 import { register as registerUp } from './commands/up.ts';
@@ -38,9 +39,11 @@ export async function main(argv: string[]): Promise<void> {
   } catch (err) {
     if (err instanceof CommanderError) process.exit(err.exitCode);
     if (isTidemarkError(err)) {
-      process.stderr.write(`tidemark: ${err.message}\n`);
+      process.stderr.write(`tidemark: ${redact(err.message)}\n`);
       process.exit(2);
     }
-    throw err;
+    // Anything else still must not print a secret that ended up in its message or stack.
+    process.stderr.write(`tidemark: ${redact(err instanceof Error ? (err.stack ?? err.message) : String(err))}\n`);
+    process.exit(1);
   }
 }

@@ -3,7 +3,9 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { parseDuration } from './duration.ts';
 import { isDecimalText, isExactJsonNumber } from './decimal.ts';
+import { normalizeOrigin } from './http-guard.ts';
 import { ErrorCodes, TidemarkError } from './errors.ts';
+import { readSecretFile, redactUserInfo, redactWebhookUrl, registerSecret } from './secrets.ts';
 
 /** A duration written as "5m", "1h", "3d" (or a number of milliseconds); parsed to milliseconds. */
 const Duration = z.union([z.number().int().nonnegative(), z.string()]).transform((value, ctx) => {
@@ -277,8 +279,11 @@ export const ConfigSchema = z.strictObject({
       users: z.array(z.strictObject({
         name: z.string().min(1),
         password: z.string().optional(),
+        passwordEnv: z.string().min(1).optional().describe('name of an environment variable holding the password'),
+        passwordFile: z.string().min(1).optional().describe('a file holding the password (a Docker or Kubernetes secret)'),
         readonly: z.boolean().default(false),
-      })).default([]).describe('none: user default with no password, loopback only'),
+      }).refine((u) => [u.password, u.passwordEnv, u.passwordFile].filter((p) => p !== undefined).length <= 1, 'set one of password, passwordEnv, passwordFile'))
+        .default([]).describe('none: CLICKHOUSE_USER with CLICKHOUSE_PASSWORD when set, else user default with no password (loopback only)'),
     }).prefault({}),
   }).prefault({}),
   http: z.strictObject({
@@ -286,6 +291,15 @@ export const ConfigSchema = z.strictObject({
     port: z.number().int().min(0).max(65535).default(8080),
     token: z.string().optional().describe('when set, POST /v1/events needs Authorization: Bearer <token>'),
     maxBodyBytes: z.number().int().positive().default(8 * 1024 * 1024),
+  }).prefault({}),
+  browser: z.strictObject({
+    origins: z.array(z.string().transform((value, ctx) => {
+      const origin = normalizeOrigin(value);
+      if (origin === undefined || origin !== value.replace(/\/$/, '').toLowerCase()) ctx.addIssue({ code: 'custom', message: `"${value}" is not an origin (scheme://host[:port], e.g. http://localhost:3000)` });
+      return origin ?? value;
+    })).default([]).describe('web origins allowed to call the HTTP listeners (ClickHouse endpoint, gateway, probes); any other Origin gets 403'),
+    hosts: z.array(z.string().min(1)).default([]).describe('Host header names accepted besides loopback ones (a listener bound to loopback refuses any other: DNS rebinding)'),
+    cors: z.boolean().default(false).describe('send CORS headers (and answer preflights) for the allowed origins'),
   }).prefault({}),
   ingest: z.strictObject({
     maxEventBytes: z.number().int().positive().default(64 * 1024),
@@ -372,10 +386,14 @@ const ENV_OVERRIDES: ReadonlyArray<[string, string[], 'string' | 'number']> = [
   ['TIDEMARK_CLICKHOUSE_HTTP_HOST', ['clickhouse', 'serve', 'host'], 'string'],
 ];
 
+/** Secrets that may also come from a file named by `<NAME>_FILE`, so they need not sit in the environment. */
+const SECRET_FILES = new Set(['NATS_PASSWORD', 'NATS_TOKEN', 'CLICKHOUSE_PASSWORD', 'TIDEMARK_HTTP_TOKEN']);
+
 function applyEnv(raw: Record<string, unknown>, env: Env): Record<string, unknown> {
   const out = structuredClone(raw);
   for (const [name, path, kind] of ENV_OVERRIDES) {
-    const value = env[name];
+    const file = SECRET_FILES.has(name) ? env[`${name}_FILE`] : undefined;
+    const value = env[name] || (file ? readSecretFile(file, `${name}_FILE`) : undefined);
     if (value === undefined || value === '') continue;
     let node = out;
     for (const key of path.slice(0, -1)) {
@@ -401,6 +419,17 @@ function describeIssues(error: z.ZodError, origin: string): string {
   return `invalid configuration in ${origin}:\n${lines.join('\n')}`;
 }
 
+/** Every secret the config holds or points at, so that logs and errors never show it (see core/secrets.ts). */
+function registerConfigSecrets(config: Config, env: Env): void {
+  for (const value of [config.nats.password, config.nats.token, config.clickhouse.password, config.http.token]) registerSecret(value);
+  for (const url of [config.nats.url, config.clickhouse.url]) if (url) registerSecret(redactUserInfo(url) === url ? undefined : url, redactUserInfo(url));
+  for (const user of config.clickhouse.serve.users) registerSecret(user.passwordEnv ? env[user.passwordEnv] : user.password);
+  for (const hook of config.monitor.webhooks) {
+    registerSecret(hook.url, redactWebhookUrl(hook.url));
+    registerSecret(hook.secretEnv ? env[hook.secretEnv] : hook.secret);
+  }
+}
+
 /** Validates an already-parsed config object (plus environment overrides) against the schema. */
 export function parseConfig(raw: unknown, env: Env = {}, origin = 'config'): Config {
   const base = raw === null || raw === undefined ? {} : raw;
@@ -409,6 +438,7 @@ export function parseConfig(raw: unknown, env: Env = {}, origin = 'config'): Con
   }
   const result = ConfigSchema.safeParse(applyEnv(base as Record<string, unknown>, env));
   if (!result.success) throw new TidemarkError(ErrorCodes.CONFIG_INVALID, describeIssues(result.error, origin));
+  registerConfigSecrets(result.data, env);
   return result.data;
 }
 

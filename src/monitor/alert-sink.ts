@@ -3,6 +3,7 @@ import type { JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import { storedAtMs, type BatchHandler } from '../nats/batch-consumer.ts';
 import { alertRow, insertAlerts } from '../sinks/clickhouse/alerts-table.ts';
+import { redactWebhookUrl } from '../core/secrets.ts';
 import { deliverWebhook, type WebhookRoute } from '../sinks/webhooks.ts';
 import type { MonitorMetrics } from './metrics.ts';
 
@@ -37,14 +38,14 @@ export function createAlertSink(deps: AlertSinkDeps): BatchHandler {
             signal: deps.signal,
             onRetry: (attempt, reason) => {
               deps.metrics.webhook('retried');
-              deps.logger.warn({ url: route.url, alert: row.id, attempt, reason }, 'webhook failed; retrying');
+              deps.logger.warn({ url: redactWebhookUrl(route.url), alert: row.id, attempt, reason }, 'webhook failed; retrying');
               msg.working();
             },
           }).then(
             () => deps.metrics.webhook('delivered'),
             (err: unknown) => {
               deps.metrics.webhook('failed');
-              deps.logger.error({ err, url: route.url, alert: row.id }, 'webhook delivery gave up');
+              deps.logger.error({ err, url: redactWebhookUrl(route.url), alert: row.id }, 'webhook delivery gave up');
             },
           ),
         );

@@ -1,13 +1,13 @@
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import type { Config } from '../../core/config.ts';
 import { ErrorCodes, TidemarkError } from '../../core/errors.ts';
 import { createLogger } from '../../core/logger.ts';
-import type { HttpUser } from '../../clickhouse/http-server/auth.ts';
+import { redactUserInfo } from '../../core/secrets.ts';
 import { ClickHouseServerError, ServerErrorCodes } from '../../clickhouse/http-server/errors.ts';
 import { serveEmbeddedClickHouse } from '../../clickhouse/http-server/server.ts';
 import { onShutdown } from '../runtime.ts';
 
-type Options = { host?: string; port?: number; user: HttpUser[]; readonlyUser: HttpUser[] };
+type Options = { host?: string; port?: number };
 
 function port(value: string): number {
   const n = Number(value);
@@ -22,12 +22,13 @@ function asCliError(err: unknown): unknown {
   return new TidemarkError(misconfigured ? ErrorCodes.CONFIG_INVALID : ErrorCodes.CLICKHOUSE_UNAVAILABLE, err.message, { cause: err });
 }
 
-/** `name:password` (or just `name`, for no password), collected across repeated flags. */
-const user = (readonly: boolean) => (value: string, previous: HttpUser[]): HttpUser[] => {
-  const colon = value.indexOf(':');
-  const name = colon < 0 ? value : value.slice(0, colon);
-  if (!name) throw new InvalidArgumentError('expected name:password');
-  return [...previous, { name, readonly, ...(colon < 0 ? {} : { password: value.slice(colon + 1) }) }];
+/** Passwords on the command line show in `ps` and shell history: point at the places that keep them. */
+const noPasswordsInArgv = (flag: string) => (): never => {
+  // Not InvalidArgumentError: commander would print the argument, password and all.
+  throw new TidemarkError(
+    ErrorCodes.CONFIG_INVALID,
+    `${flag} is gone: a password on the command line shows in ps and shell history. Serve users from the config (clickhouse.serve.users with passwordEnv or passwordFile), or set CLICKHOUSE_USER and CLICKHOUSE_PASSWORD (or CLICKHOUSE_PASSWORD_FILE)`,
+  );
 };
 
 export function register(program: Command, load: () => Promise<Config>): void {
@@ -36,16 +37,16 @@ export function register(program: Command, load: () => Promise<Config>): void {
     .description("serve the embedded ClickHouse (chDB) over ClickHouse's HTTP interface, so other processes can use it with CLICKHOUSE_URL")
     .option('--host <address>', 'address to listen on (default clickhouse.serve.host, 127.0.0.1); anything but loopback needs a password on every user')
     .option('--port <port>', 'port to listen on, 0 picks a free one (default clickhouse.serve.port, 8123)', port)
-    .option('--user <name:password>', 'a user (repeatable); default: CLICKHOUSE_USER/CLICKHOUSE_PASSWORD when a password is set, else "default" with no password', user(false), [])
-    .option('--readonly-user <name:password>', 'a user that may only read: SELECT, SHOW, DESCRIBE, EXISTS, EXPLAIN, WITH (repeatable)', user(true), [])
+    .addOption(new Option('--user <name:password>').hideHelp().argParser(noPasswordsInArgv('--user')))
+    .addOption(new Option('--readonly-user <name:password>').hideHelp().argParser(noPasswordsInArgv('--readonly-user')))
     .action(async (opts: Options) => {
       const config = await load();
-      const users = [...opts.user, ...opts.readonlyUser, ...config.clickhouse.serve.users];
-      const server = await serveEmbeddedClickHouse(config, { host: opts.host ?? config.clickhouse.serve.host, port: opts.port ?? config.clickhouse.serve.port, ...(users.length > 0 ? { users } : {}) }).catch((err: unknown) => {
+      // The users come from endpointUsers (config or CLICKHOUSE_USER/CLICKHOUSE_PASSWORD), the same ones every command logs in as.
+      const server = await serveEmbeddedClickHouse(config, { host: opts.host ?? config.clickhouse.serve.host, port: opts.port ?? config.clickhouse.serve.port }).catch((err: unknown) => {
         throw asCliError(err);
       });
       if (!server) {
-        throw new TidemarkError(ErrorCodes.CONFIG_INVALID, `CLICKHOUSE_URL is set (${config.clickhouse.url}): ClickHouse is already a server, there is no embedded engine to serve`);
+        throw new TidemarkError(ErrorCodes.CONFIG_INVALID, `CLICKHOUSE_URL is set (${redactUserInfo(config.clickhouse.url ?? '')}): ClickHouse is already a server, there is no embedded engine to serve`);
       }
       process.stdout.write(`ClickHouse (embedded chDB, data in ${server.path}) is serving on ${server.url}\n  export CLICKHOUSE_URL=${server.url}\n`);
       onShutdown(createLogger('clickhouse'), () => server.close());

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { connect } from '@nats-io/transport-node';
 import { migrate } from '../../clickhouse/migrations.ts';
 import { createLogger } from '../../core/logger.ts';
+import { redactUserInfo } from '../../core/secrets.ts';
 import { ensureSagaTopology } from '../../saga/topology.ts';
 import { openClickHouseForTool } from '../clickhouse-access.ts';
 import { configFor, defaultNatsUrl, openNats } from '../runtime.ts';
@@ -31,7 +32,7 @@ export function register(program: Command): void {
         for (const change of changes) process.stdout.write(`${change.kind.padEnd(9)} ${change.name.padEnd(28)} ${change.action}\n`);
         const migrated = await migrate(clickhouse.client, config.clickhouse.database);
         process.stdout.write(`tables    ${config.clickhouse.database} (${clickhouse.via})   schema version ${migrated.current}${migrated.applied.length ? `, applied ${migrated.applied.join(', ')}` : ', unchanged'}\n`);
-        process.stdout.write(`topology ready on ${nats.url}\n`);
+        process.stdout.write(`topology ready on ${redactUserInfo(nats.url)}\n`);
       } finally {
         await clickhouse.close();
         await nats.close();

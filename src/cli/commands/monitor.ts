@@ -35,6 +35,8 @@ export function register(program: Command): void {
         port: opts.httpPort === undefined ? config.http.port : Number(opts.httpPort),
         registry: metricsRegistry,
         ready: readiness(nats, clickhouse.client),
+        browser: config.browser,
+        logger,
       });
       logger.info({ clickhouse: clickhouse.via, http: http.url, instance: monitor.instance }, 'monitor running');
       onShutdown(logger, async () => {

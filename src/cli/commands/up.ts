@@ -2,6 +2,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { clickHouseTarget, openClickHouse } from '../../clickhouse/client.ts';
 import { serveEmbeddedClickHouse } from '../../clickhouse/http-server/server.ts';
 import { createLogger } from '../../core/logger.ts';
+import { redact } from '../../core/secrets.ts';
 import { startReconcileStreaming } from '../../reconcile/streaming.ts';
 import { startSagaRole } from '../../saga/role.ts';
 import { readiness, startGatewayRole, startProcessorRole, type RunningRole } from '../roles.ts';
@@ -30,7 +31,7 @@ export function register(program: Command): void {
       const nats = await openNats(config, logger, { embedded: true, name: 'tidemark-up' });
       const clickhouse = openClickHouse(config);
       const { serve } = config.clickhouse;
-      const served = await serveEmbeddedClickHouse(config, { host: serve.host, port: serve.port, ...(serve.users.length > 0 ? { users: serve.users } : {}) });
+      const served = await serveEmbeddedClickHouse(config, { host: serve.host, port: serve.port });
       // the gateway starts last, so input is taken only once everything downstream runs
       const running: RunningRole[] = [];
       let httpUrl: string | undefined;
@@ -58,7 +59,8 @@ export function register(program: Command): void {
         }
       }
       const target = clickHouseTarget(config);
-      process.stdout.write(
+      // NATS_URL and CLICKHOUSE_URL may carry user:password@: the banner shows neither.
+      process.stdout.write(redact(
         [
           `Tidemark is up: ${[...wanted].join(', ') || 'no roles'}`,
           `  NATS        ${nats.url}${nats.embedded ? ` (embedded, store under ${config.dataDir}/nats)` : ''}`,
@@ -68,7 +70,7 @@ export function register(program: Command): void {
           `Publish: nats pub -s ${nats.url} ingest.store-17.sale '{"id":"s-1","occurredAt":"${new Date().toISOString()}","data":{"amount":"129.90"}}'`,
           '',
         ].join('\n'),
-      );
+      ));
       onShutdown(logger, async () => {
         for (const role of running.reverse()) await role.stop();
         await nats.close();

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { isIP } from 'node:net';
 import type { IncomingHttpHeaders } from 'node:http';
+import { isLoopback } from '../../core/http-guard.ts';
 import { CH, ClickHouseHttpError, ClickHouseServerError, ServerErrorCodes } from './errors.ts';
 
 /** A user of the endpoint. A `readonly` user may only read (SELECT, SHOW, DESCRIBE, EXISTS, EXPLAIN, WITH). */
@@ -85,15 +85,6 @@ export function extractCredentials(headers: IncomingHttpHeaders, params: Readonl
 }
 
 const headerValue = (value: string | string[] | undefined): string | undefined => (Array.isArray(value) ? value[0] : value) || undefined;
-
-/** Loopback names and addresses: 127.0.0.0/8, ::1, localhost. */
-function isLoopback(host: string): boolean {
-  const bare = host.replace(/^\[|\]$/g, '');
-  if (bare === 'localhost') return true;
-  if (isIP(bare) === 4) return bare.startsWith('127.');
-  if (isIP(bare) === 6) return bare === '::1' || /^::ffff:127\./i.test(bare);
-  return false;
-}
 
 /** Anything reachable from another machine must require a password from every user. */
 export function assertSafeBind(host: string, users: UserDirectory): void {

@@ -20,54 +20,78 @@ export type ExecuteContext = {
   insertChunkBytes: number;
 };
 
-/** What a read-only user (and a GET request) may run. */
-const READ_KEYWORDS = new Set(['SELECT', 'WITH', 'SHOW', 'DESCRIBE', 'DESC', 'EXISTS', 'EXPLAIN']);
 /**
- * Statements a GET (or HEAD) refuses up front with ClickHouse's hint to use POST; anything else
- * runs under readonly=2, so the engine still refuses what this list misses.
+ * What a read-only caller (a read-only user, or any GET or HEAD) may send: an allow-list, so a
+ * statement kind nobody thought of is refused rather than let through. The engine's own
+ * read-only mode (see `readonlyLevel`) is the guarantee; this list adds what chDB's read-only
+ * mode lets pass (`INSERT INTO FUNCTION file(…)`, `KILL QUERY`, measured on chDB 26.7) and
+ * ClickHouse's hint for GET.
  */
-const WRITE_KEYWORDS = new Set([
-  'INSERT', 'CREATE', 'DROP', 'ALTER', 'TRUNCATE', 'RENAME', 'OPTIMIZE', 'DELETE', 'UPDATE', 'ATTACH', 'DETACH',
-  'EXCHANGE', 'UNDROP', 'SYSTEM', 'KILL', 'GRANT', 'REVOKE', 'BACKUP', 'RESTORE', 'MOVE',
-]);
+const READ_KEYWORDS = new Set(['SELECT', 'WITH', 'SHOW', 'DESCRIBE', 'DESC', 'EXISTS', 'EXPLAIN']);
 /** Queries whose result is streamed; chDB streams nothing else (SHOW, DESCRIBE… are buffered). */
 const STREAMED_KEYWORDS = new Set(['SELECT', 'WITH']);
 /** chDB's raw insert takes plain dotted names only. */
 const PLAIN_NAME = /^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$/;
 
-function checkPolicy(statement: Statement, caller: Caller, method: string): void {
+const GET_HINT = 'For queries over HTTP, method GET implies readonly. You should use method POST for modifying queries';
+
+/**
+ * The engine's read-only level for this request: 1 for a read-only user (no setting may change,
+ * as a `readonly = 1` profile in ClickHouse), 2 for any other GET or HEAD (settings may change
+ * except `readonly` itself, as ClickHouse's HTTP handler does for GET), none for a POST.
+ */
+function readonlyLevel(caller: Caller, method: string): 1 | 2 | undefined {
+  if (caller.readonly) return 1;
+  return method === 'POST' ? undefined : 2;
+}
+
+/**
+ * A request is read-only when the engine will be locked, or when a POST asks for it itself with a
+ * `readonly` URL setting: the statement check then applies too, since chDB's read-only mode lets
+ * some writes pass.
+ */
+function readsOnly(caller: Caller, parsed: ParsedRequest): boolean {
+  const asked = parsed.params.settings.get('readonly');
+  return readonlyLevel(caller, parsed.method) !== undefined || (asked !== undefined && !/^\s*(0|false)?\s*$/i.test(asked));
+}
+
+function checkPolicy(statement: Statement, caller: Caller, parsed: ParsedRequest): void {
   if (statement.touchesFiles) {
     throw new ClickHouseHttpError(CH.ACCESS_DENIED, 'INTO OUTFILE and FROM INFILE are client-side features: this endpoint does not read or write files for a query');
   }
-  const reads = READ_KEYWORDS.has(statement.keyword);
-  if (caller.readonly && !reads) throw new ClickHouseHttpError(CH.READONLY, `${caller.name}: Cannot execute query in readonly mode`);
-  // As in ClickHouse, anything but POST is read-only.
-  if (method !== 'POST' && WRITE_KEYWORDS.has(statement.keyword)) {
-    throw new ClickHouseHttpError(
-      CH.READONLY,
-      `${caller.name}: Cannot execute query in readonly mode. For queries over HTTP, method GET implies readonly. You should use method POST for modifying queries`,
-    );
-  }
+  if (READ_KEYWORDS.has(statement.keyword) || !readsOnly(caller, parsed)) return;
+  const hint = caller.readonly || parsed.method === 'POST' ? '' : `. ${GET_HINT}`;
+  throw new ClickHouseHttpError(CH.READONLY, `${caller.name}: Cannot execute query in readonly mode${hint}`);
+}
+
+/** On GET, the engine's READONLY refusal carries ClickHouse's hint to use POST, as a server's does. */
+function withGetHint(err: unknown, method: string): unknown {
+  if (method === 'POST') return err;
+  const ch = toClickHouseError(err);
+  if (ch.code !== CH.READONLY || ch.message.includes(GET_HINT)) return ch;
+  return new ClickHouseHttpError(ch.code, `${ch.message}. ${GET_HINT}`, { type: ch.type, cause: err });
 }
 
 const quoteIdentifier = (name: string): string => `\`${name.replace(/\\/g, '\\\\').replace(/`/g, '\\`')}\``;
 
 /**
- * The statements that put a fresh connection in the state the request describes: read-only for
- * GET (before the URL settings, as ClickHouse applies it), server defaults, URL settings, an
- * INSERT's own SETTINGS when its data bypasses the SQL, the database, and read-only for a
- * read-only user (last, so nothing after it can lift it).
+ * Puts a fresh connection in the state the request describes, in an order that keeps read-only
+ * unbreakable: our own defaults first (trusted), then `SET readonly = N` in an engine call of its
+ * own, and only then anything the request carries (URL settings, an INSERT's SETTINGS when its
+ * data bypasses the SQL, the database). Once the engine is read-only it refuses, with its own
+ * READONLY (164), every later attempt to lower `readonly` (and, at level 1, to change any
+ * setting); a `readonly = 0` placed in the same SET list as the lock would have won (see TRAPS).
+ * Returns the statements still to run, which callers may send ahead of the query in one call.
  */
-function preamble(parsed: ParsedRequest, caller: Caller, insertSettings: string | undefined): string | undefined {
-  const settings: Array<[string, string]> = [];
-  if (parsed.method !== 'POST' && !caller.readonly) settings.push(['readonly', '2']);
-  for (const [name, value] of SERVER_DEFAULTS) if (!parsed.params.settings.has(name)) settings.push([name, value]);
-  settings.push(...parsed.params.settings);
-  const statements = [setStatement(settings)];
-  if (insertSettings) statements.push(`SET ${insertSettings}`);
-  if (parsed.database) statements.push(`USE ${quoteIdentifier(parsed.database)}`);
-  if (caller.readonly) statements.push('SET readonly = 1');
-  const sql = statements.filter((s): s is string => s !== undefined).join('; ');
+export async function prepareSession(session: EngineSession, parsed: ParsedRequest, caller: Caller, insertSettings: string | undefined): Promise<string | undefined> {
+  const defaults = setStatement(SERVER_DEFAULTS);
+  const fromRequest = [setStatement(parsed.params.settings)];
+  if (insertSettings) fromRequest.push(`SET ${insertSettings}`);
+  if (parsed.database) fromRequest.push(`USE ${quoteIdentifier(parsed.database)}`);
+  const level = readonlyLevel(caller, parsed.method);
+  // A POST by a full user has nothing to lock: its defaults ride along with the rest, saving a call.
+  if (level !== undefined) await session.query(`${defaults}; SET readonly = ${level}`, { format: 'TabSeparated' });
+  const sql = [level === undefined ? defaults : undefined, ...fromRequest].filter((s): s is string => s !== undefined).join('; ');
   return sql || undefined;
 }
 
@@ -183,14 +207,14 @@ async function runStreamed(run: Run): Promise<void> {
 /** Runs one statement on its own connection and answers the request; errors before the first byte are thrown. */
 export async function execute(res: ServerResponse, parsed: ParsedRequest, caller: Caller, incoming: IncomingStatement, ctx: ExecuteContext): Promise<void> {
   const { statement, data } = incoming;
-  checkPolicy(statement, caller, parsed.method);
+  checkPolicy(statement, caller, parsed);
   const how = plan(incoming, parsed);
   const session = ctx.engine.session();
   try {
     const started = process.hrtime.bigint();
     const rawInsert = how === 'chunked' || how === 'raw';
-    const setup = preamble(parsed, caller, rawInsert ? statement.insert?.settings : undefined);
-    // A stream and a raw insert take exactly one statement, so their preamble is a call of its own.
+    const setup = await prepareSession(session, parsed, caller, rawInsert ? statement.insert?.settings : undefined);
+    // A stream and a raw insert take exactly one statement, so their setup is a call of its own.
     const separate = how === 'stream' || rawInsert;
     if (setup && separate) await session.query(setup, { format: 'TabSeparated' });
     const meta: ResponseMeta = {
@@ -205,6 +229,8 @@ export async function execute(res: ServerResponse, parsed: ParsedRequest, caller
     else if (how === 'buffer') await runBuffered(run);
     else if (how === 'inline') await runInlineInsert(run, data!);
     else await runRawInsert(run, how, statement.insert!, data!);
+  } catch (err) {
+    throw withGetHint(err, parsed.method);
   } finally {
     session.close();
   }

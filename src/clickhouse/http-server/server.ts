@@ -1,7 +1,11 @@
+import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { clickHouseTarget } from '../client.ts';
 import type { Config } from '../../core/config.ts';
+import { guardRequest, NO_BROWSERS, type BrowserPolicy } from '../../core/http-guard.ts';
+import { createLogger, type Logger } from '../../core/logger.ts';
+import { endpointUsers } from '../endpoint-users.ts';
 import { assertSafeBind, extractCredentials, UserDirectory, type HttpUser } from './auth.ts';
 import { ChdbEngine } from './engine.ts';
 import { CH, ClickHouseHttpError, ClickHouseServerError, ServerErrorCodes, toClickHouseError } from './errors.ts';
@@ -24,6 +28,10 @@ export type ClickHouseHttpServerOptions = {
   insertChunkBytes?: number;
   /** How long close() lets running requests finish before cutting connections. Default 5 s. */
   closeGraceMs?: number;
+  /** Origin and Host checks (see core/http-guard.ts). Default: no browser origin allowed. */
+  browser?: BrowserPolicy;
+  /** Where the detail of an internal error goes; the client gets a generic message with the query id. */
+  logger?: Logger;
 };
 
 export type ClickHouseHttpServer = { url: string; port: number; close: () => Promise<void> };
@@ -42,7 +50,19 @@ class RunningQueries {
   }
 }
 
-type Handler = { users: UserDirectory; running: RunningQueries; ctx: ExecuteContext };
+type Handler = { users: UserDirectory; running: RunningQueries; ctx: ExecuteContext; logger?: Logger | undefined };
+
+/**
+ * ClickHouse's errors go to the client as a server sends them (clients parse them); anything else
+ * (a failure of ours, not the engine's) is logged in full and answered with a generic message.
+ */
+function clientFacing(err: unknown, queryId: string, logger: Logger | undefined): ClickHouseHttpError {
+  const ch = toClickHouseError(err);
+  const internal = !(err instanceof ClickHouseHttpError) && (ch.code === CH.UNKNOWN_EXCEPTION || ch.code === CH.STD_EXCEPTION);
+  if (!internal) return ch;
+  logger?.error({ err, queryId }, 'ClickHouse HTTP request failed');
+  return new ClickHouseHttpError(ch.code, `Internal error of the endpoint (query id ${queryId}); the detail is in the server log`);
+}
 
 async function handleQuery(req: IncomingMessage, res: ServerResponse, url: URL, h: Handler): Promise<void> {
   let parsed: ParsedRequest | undefined;
@@ -58,7 +78,8 @@ async function handleQuery(req: IncomingMessage, res: ServerResponse, url: URL, 
       release();
     }
   } catch (err) {
-    sendError(res, toClickHouseError(err), h.ctx.engine.version, parsed?.queryId);
+    const queryId = parsed?.queryId ?? randomUUID();
+    sendError(res, clientFacing(err, queryId, h.logger), h.ctx.engine.version, queryId);
   }
 }
 
@@ -98,13 +119,16 @@ export async function startClickHouseHttpServer(options: ClickHouseHttpServerOpt
   const handler: Handler = {
     users,
     running: new RunningQueries(),
+    logger: options.logger,
     ctx: {
       engine: options.engine,
       maxBufferedBytes: options.maxBufferedBytes ?? 256 * 1024 * 1024,
       insertChunkBytes: options.insertChunkBytes ?? 16 * 1024 * 1024,
     },
   };
+  const browser = options.browser ?? NO_BROWSERS;
   const server = createServer((req, res) => {
+    if (guardRequest(req, res, host, browser)) return;
     void Promise.resolve(route(req, res, handler)).catch(() => res.destroy());
   });
   // A streamed insert may take longer than Node's default 5-minute request timeout.
@@ -131,8 +155,7 @@ export type EmbeddedClickHouseServer = ClickHouseHttpServer & { path: string };
 /**
  * For `tidemark up` and `tidemark clickhouse`: when ClickHouse is embedded (no CLICKHOUSE_URL),
  * opens chDB on the data directory and serves it; undefined when a server URL is configured.
- * Without explicit users, the configured CLICKHOUSE_USER/CLICKHOUSE_PASSWORD (if a password is
- * set) is the one user, so processes pointed at the URL log in with the same settings.
+ * Unless told otherwise, it serves the users of `endpointUsers`, the ones every command logs in as.
  */
 export async function serveEmbeddedClickHouse(
   config: Config,
@@ -141,10 +164,10 @@ export async function serveEmbeddedClickHouse(
   const target = clickHouseTarget(config);
   if (target.kind !== 'embedded') return undefined;
   mkdirSync(target.path, { recursive: true });
-  const configured: HttpUser[] = config.clickhouse.password ? [{ name: config.clickhouse.user ?? 'default', password: config.clickhouse.password }] : [];
+  const users = options.users ?? endpointUsers(config);
   const engine = await ChdbEngine.open({ path: target.path });
   try {
-    const server = await startClickHouseHttpServer({ ...options, users: options.users ?? configured, engine });
+    const server = await startClickHouseHttpServer({ browser: config.browser, logger: createLogger('clickhouse-http'), ...options, users, engine });
     return {
       ...server,
       path: target.path,

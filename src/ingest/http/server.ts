@@ -1,9 +1,12 @@
+import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Registry } from 'prom-client';
 import type { Config } from '../../core/config.ts';
+import { ErrorCodes, TidemarkError } from '../../core/errors.ts';
+import { guardRequest, isLoopback } from '../../core/http-guard.ts';
 import type { Logger } from '../../core/logger.ts';
 import { ingestMetricsFor, metricsRegistry } from '../../core/metrics.ts';
 import { bearerAuthorized } from './auth.ts';
@@ -62,6 +65,9 @@ export async function startHttpGateway(options: HttpGatewayOptions): Promise<Htt
   const registry = options.registry ?? metricsRegistry;
   const deps: IngestDeps = { config, js, nc, logger, metrics: ingestMetricsFor(registry) };
   const token = config.http.token;
+  if (!isLoopback(config.http.host) && !token) {
+    throw new TidemarkError(ErrorCodes.CONFIG_INVALID, `refusing to serve the HTTP gateway on ${config.http.host} without a token: anything that reaches it could publish events. Set TIDEMARK_HTTP_TOKEN (or TIDEMARK_HTTP_TOKEN_FILE, http.token), or bind 127.0.0.1`);
+  }
 
   const route = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
@@ -92,10 +98,13 @@ export async function startHttpGateway(options: HttpGatewayOptions): Promise<Htt
   };
 
   const server = createServer((req, res) => {
+    if (guardRequest(req, res, config.http.host, config.browser)) return;
     route(req, res).catch((err: unknown) => {
       // a client that hangs up mid-body is its own business, not a server error
-      logger[req.destroyed ? 'debug' : 'error']({ err, method: req.method, url: req.url }, 'http request failed');
-      if (!res.headersSent) sendJson(res, 500, { error: (err as Error).message });
+      const requestId = randomUUID();
+      logger[req.destroyed ? 'debug' : 'error']({ err, requestId, method: req.method, url: req.url }, 'http request failed');
+      // the detail stays in the log: an error message can carry paths, URLs or credentials
+      if (!res.headersSent) sendJson(res, 500, { error: 'internal error', requestId });
       else res.destroy();
     });
   });
