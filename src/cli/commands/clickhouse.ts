@@ -5,6 +5,7 @@ import { createLogger } from '../../core/logger.ts';
 import type { HttpUser } from '../../clickhouse/http-server/auth.ts';
 import { ClickHouseServerError, ServerErrorCodes } from '../../clickhouse/http-server/errors.ts';
 import { serveEmbeddedClickHouse } from '../../clickhouse/http-server/server.ts';
+import { acquireDataDir } from '../data-dir-lock.ts';
 import { onShutdown } from '../runtime.ts';
 
 type Options = { host?: string; port?: number; user: HttpUser[]; readonlyUser: HttpUser[] };
@@ -41,12 +42,15 @@ export function register(program: Command, load: () => Promise<Config>): void {
     .action(async (opts: Options) => {
       const config = await load();
       const users = [...opts.user, ...opts.readonlyUser, ...config.clickhouse.serve.users];
+      // chDB allows one process per data directory: claim it first, so a second owner gets one clear line
+      const lock = config.clickhouse.url ? undefined : acquireDataDir(config.dataDir, 'clickhouse');
       const server = await serveEmbeddedClickHouse(config, { host: opts.host ?? config.clickhouse.serve.host, port: opts.port ?? config.clickhouse.serve.port, ...(users.length > 0 ? { users } : {}) }).catch((err: unknown) => {
         throw asCliError(err);
       });
       if (!server) {
         throw new TidemarkError(ErrorCodes.CONFIG_INVALID, `CLICKHOUSE_URL is set (${config.clickhouse.url}): ClickHouse is already a server, there is no embedded engine to serve`);
       }
+      lock?.update({ sql: server.url });
       process.stdout.write(`ClickHouse (embedded chDB, data in ${server.path}) is serving on ${server.url}\n  export CLICKHOUSE_URL=${server.url}\n`);
       onShutdown(createLogger('clickhouse'), () => server.close());
     });
