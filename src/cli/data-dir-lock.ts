@@ -1,5 +1,5 @@
-import { mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
 import { commandLine } from './ports.ts';
 
@@ -61,6 +61,25 @@ function write(path: string, owner: DataDirOwner, flag: 'wx' | 'w'): void {
   renameSync(temp, path);
 }
 
+/** mkdir -p, one level at a time: Node's recursive mkdir spins forever on some refusals (measured: a path under /proc). */
+function makeDirs(dir: string): void {
+  if (existsSync(dir)) return;
+  makeDirs(dirname(dir));
+  mkdirSync(dir);
+}
+
+/** Creates the directory if need be and writes a file in it: the test that matters (permissions, a read-only mount, a file in the way). */
+export function assertWritable(dir: string): void {
+  try {
+    makeDirs(dir);
+    const probe = join(dir, `.write-test-${process.pid}`);
+    writeFileSync(probe, '');
+    unlinkSync(probe);
+  } catch (err) {
+    throw new TidemarkError(ErrorCodes.DATA_DIR_UNWRITABLE, `data directory ${dir} is not writable (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): fix its permissions or set TIDEMARK_DATA_DIR to a writable directory`, { cause: err });
+  }
+}
+
 /**
  * Claims the data directory for this process, or throws DATA_DIR_LOCKED naming the process
  * that holds it. chDB and the embedded nats-server store each allow one owner; claiming first
@@ -68,14 +87,7 @@ function write(path: string, owner: DataDirOwner, flag: 'wx' | 'w'): void {
  */
 export function acquireDataDir(dataDir: string, command: string): DataDirLock {
   const dir = resolve(dataDir);
-  try {
-    mkdirSync(dir, { recursive: true });
-    const probe = join(dir, `.write-test-${process.pid}`);
-    writeFileSync(probe, '');
-    unlinkSync(probe);
-  } catch (err) {
-    throw new TidemarkError(ErrorCodes.DATA_DIR_UNWRITABLE, `data directory ${dir} is not writable (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): fix its permissions or set TIDEMARK_DATA_DIR to a writable directory`, { cause: err });
-  }
+  assertWritable(dir);
   const path = lockPath(dir);
   let owner: DataDirOwner = { pid: process.pid, command, startedAt: new Date().toISOString() };
   for (let attempt = 0; ; attempt++) {

@@ -1,12 +1,11 @@
-import { accessSync, constants, existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { ClickHouseLogLevel, createClient, type ClickHouseClient } from '@clickhouse/client';
 import { jetstream, jetstreamManager, StorageType } from '@nats-io/jetstream';
 import { connect, nuid, type NatsConnection } from '@nats-io/transport-node';
 import { BASE_SETTINGS, openClickHouse } from '../../clickhouse/client.ts';
 import type { Config } from '../../core/config.ts';
 import { MIN_NATS_SERVER, NATS_INSTALL_HINT, natsServerVersion, versionAtLeast } from '../../nats/embedded-server.ts';
-import { describeOwner, readDataDirOwner, type DataDirOwner } from '../data-dir-lock.ts';
+import { assertWritable, describeOwner, readDataDirOwner, type DataDirOwner } from '../data-dir-lock.ts';
 import { describeHolder, portHolder } from '../ports.ts';
 import { natsTarget } from '../runtime.ts';
 
@@ -25,12 +24,11 @@ export function checkNatsServerBinary(binary = 'nats-server'): CheckResult {
 
 export function checkDataDir(config: Config, owner: DataDirOwner | undefined): CheckResult {
   const dir = resolve(config.dataDir);
-  let existing = dir;
-  while (!existsSync(existing) && dirname(existing) !== existing) existing = dirname(existing);
   try {
-    accessSync(existing, constants.W_OK);
-  } catch {
-    return { status: 'fail', text: `data directory ${dir} is not writable (${existing} refuses writes)`, fix: 'fix its permissions, or set TIDEMARK_DATA_DIR to a writable directory' };
+    assertWritable(dir);
+  } catch (err) {
+    const cause = (err as Error).cause as NodeJS.ErrnoException | undefined;
+    return { status: 'fail', text: `data directory ${dir} is not writable (${cause?.code ?? cause?.message ?? 'refused'})`, fix: 'fix its permissions, or set TIDEMARK_DATA_DIR to a writable directory' };
   }
   if (owner) return { status: 'warn', text: `data directory ${dir} is in use by ${describeOwner(owner)}`, fix: 'other commands here use its servers; a second `tidemark up` here would stop (use another TIDEMARK_DATA_DIR)' };
   return { status: 'pass', text: `data directory ${dir} is writable and not in use` };
@@ -136,6 +134,7 @@ export async function checkClickHouse(config: Config, owner: DataDirOwner | unde
   const path = join(resolve(config.dataDir), 'clickhouse');
   let client: ClickHouseClient | undefined;
   try {
+    assertWritable(resolve(config.dataDir));
     client = openClickHouse(config);
     return { status: 'pass', text: `embedded ClickHouse (chDB) opens in ${path}: version ${await versionOf(client)}` };
   } catch (err) {
