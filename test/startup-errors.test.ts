@@ -52,13 +52,12 @@ async function refusal(args: string[], env: Record<string, string>): Promise<str
 describe('start-up failures print one line that says what to do', () => {
   it('a role with nothing running says where it tries within a few seconds, and keeps saying it', async () => {
     const port = await freePort();
-    const started = Date.now();
     const role = spawnTidemarkCaptured(['processor'], { ...base, TIDEMARK_DATA_DIR: dataDir('nothing'), TIDEMARK_NATS_PORT: String(port) });
     try {
       const line = `tidemark: cannot reach NATS at nats://127.0.0.1:${port} (connection refused); is \`tidemark up\` running? else set NATS_URL to your NATS server — retrying`;
-      await waitFor(() => role.stderr().includes(line), 15_000, 'the first notice');
-      // node and tsx take ~1-4 s to start here; the notice follows the first failed attempt at once
-      expect(Date.now() - started).toBeLessThan(15_000);
+      // ~2 s after the spawn on a quiet machine (node and tsx starting, then one refused attempt);
+      // the deadline is for a loaded one
+      await waitFor(() => role.stderr().includes(line), 25_000, 'the first notice');
       await waitFor(() => role.stderr().split(line).length - 1 >= 2, 15_000, 'a second notice');
       expect(role.child.exitCode).toBeNull();
       expect(role.stderr()).not.toMatch(/^\s+at /m);
@@ -66,30 +65,30 @@ describe('start-up failures print one line that says what to do', () => {
       role.child.kill('SIGTERM');
       await exited(role.child);
     }
-  }, 40_000);
+  }, 60_000);
 
   it('up refuses a NATS_URL server without JetStream', async () => {
     const line = await refusal(['up'], { NATS_URL: `nats://127.0.0.1:${plain.port}`, TIDEMARK_DATA_DIR: dataDir('js-url') });
     expect(line).toBe(`tidemark: JetStream is not enabled on the NATS server at nats://127.0.0.1:${plain.port} (NATS_URL): enable it (nats-server -js, or a jetstream {} block in its configuration), or unset NATS_URL so that \`tidemark up\` runs its own`);
-  }, 30_000);
+  }, 60_000);
 
   it('a role finding a server without JetStream on the default port says it is not tidemark up\'s', async () => {
     const line = await refusal(['gateway'], { TIDEMARK_NATS_PORT: String(plain.port), TIDEMARK_DATA_DIR: dataDir('js-default') });
     expect(line).toContain(`the NATS server at nats://127.0.0.1:${plain.port} has JetStream disabled, so it is not one that \`tidemark up\` started`);
     expect(line).toContain('set NATS_URL');
-  }, 30_000);
+  }, 60_000);
 
   it('up with the HTTP gateway port taken names the port and who holds it', async () => {
     const line = await refusal(['up'], { TIDEMARK_HTTP_PORT: String(heldPort), TIDEMARK_DATA_DIR: dataDir('http-port') });
     expect(line).toContain(`tidemark: port ${heldPort} on 127.0.0.1 (the HTTP gateway) is in use by another program (pid ${process.pid}: ${process.execPath} `);
     expect(line).toMatch(/\): stop it, or set TIDEMARK_HTTP_PORT to another port \(0 = any free port\)$/);
-  }, 30_000);
+  }, 60_000);
 
   it('up with the embedded ClickHouse port taken says which setting moves it', async () => {
     const line = await refusal(['up'], { TIDEMARK_CLICKHOUSE_HTTP_PORT: String(heldPort), TIDEMARK_DATA_DIR: dataDir('ch-port') });
     expect(line).toContain(`port ${heldPort} on 127.0.0.1 (the embedded ClickHouse HTTP endpoint) is in use by another program (pid ${process.pid}`);
     expect(line).toContain('set TIDEMARK_CLICKHOUSE_HTTP_PORT');
-  }, 30_000);
+  }, 60_000);
 
   it('up with nats-server missing, or too old, says how to get one; --verbose adds the stack', async () => {
     const missing = await refusal(['up'], { PATH: join(dir, 'empty-path'), TIDEMARK_DATA_DIR: dataDir('missing') });
@@ -103,7 +102,7 @@ describe('start-up failures print one line that says what to do', () => {
     expect(verbose.stderr().split('\n')[0]).toBe(old);
     expect(verbose.stderr()).toMatch(/^\s+at assertNatsServerUsable /m);
     expect(verbose.stderr()).toContain("code: 'NATS_SERVER_TOO_OLD'");
-  }, 40_000);
+  }, 60_000);
 
   it('a role with CLICKHOUSE_URL pointing nowhere says so', async () => {
     const js = await (await import('./harness/nats.ts')).startTestNats();
@@ -114,7 +113,7 @@ describe('start-up failures print one line that says what to do', () => {
     } finally {
       await js.dispose();
     }
-  }, 30_000);
+  }, 60_000);
 
   it('doctor on a broken set-up marks each problem with ✗ and its fix, and exits 1', async () => {
     const nowhere = `http://127.0.0.1:${await freePort()}`;
@@ -139,5 +138,5 @@ describe('start-up failures print one line that says what to do', () => {
       '5 check(s) failed',
     ]);
     expect(doctor.child.exitCode).toBe(1);
-  }, 30_000);
+  }, 60_000);
 });

@@ -37,8 +37,8 @@ beforeAll(async () => {
     const sql = /SQL\s+(http:\/\/\S+)/.exec(out)?.[1];
     if (up.child.exitCode !== null) throw new Error(`up exited: ${up.stderr()}`);
     return nats && http && sql ? { nats, http, sql } : undefined;
-  }, 45_000, 'the start-up banner');
-}, 60_000);
+  }, 90_000, 'the start-up banner');
+}, 120_000);
 
 afterAll(async () => {
   up?.child.kill('SIGINT');
@@ -79,7 +79,7 @@ describe('tidemark up when a plain nats-server (no JetStream) holds its port', (
       return parsed.length === 2 ? parsed : undefined;
     }, 20_000, 'both events in ClickHouse');
     expect(ids).toEqual(['via-http', 'via-nats']);
-  }, 30_000);
+  }, 60_000);
 
   it('a second up in the same data directory prints one line naming the first one\'s pid and exits 2', async () => {
     const second = spawnTidemarkCaptured(['up'], env);
@@ -91,7 +91,7 @@ describe('tidemark up when a plain nats-server (no JetStream) holds its port', (
     expect(lines[0]).toContain('TIDEMARK_DATA_DIR');
     expect(second.stderr()).not.toMatch(/^\s+at /m);
     expect(second.stdout()).toBe('');
-  }, 30_000);
+  }, 60_000);
 
   it('a role started in the same directory finds up\'s server, not the one on the port', async () => {
     const processor = spawnTidemarkCaptured(['processor'], { ...env, LOG_LEVEL: 'info' });
@@ -99,7 +99,7 @@ describe('tidemark up when a plain nats-server (no JetStream) holds its port', (
       const line = await waitFor(() => {
         if (processor.child.exitCode !== null) throw new Error(`processor exited: ${processor.stderr()}`);
         return processor.stdout().split('\n').find((l) => l.includes('processor running'));
-      }, 25_000, 'the processor to run');
+      }, 45_000, 'the processor to run');
       expect(JSON.parse(line)).toMatchObject({ clickhouse: urls.sql });
       expect(processor.stderr()).toBe('');
     } finally {
@@ -107,7 +107,7 @@ describe('tidemark up when a plain nats-server (no JetStream) holds its port', (
       await exited(processor.child);
     }
     expect(processor.child.exitCode).toBe(0);
-  }, 30_000);
+  }, 60_000);
 
   it('doctor passes on this set-up, and names who holds the port', async () => {
     const doctor = spawnTidemarkCaptured(['doctor'], env);
@@ -122,5 +122,5 @@ describe('tidemark up when a plain nats-server (no JetStream) holds its port', (
     expect(out).not.toContain('✗');
     expect(out).toContain('all checks passed');
     expect(doctor.child.exitCode).toBe(0);
-  }, 30_000);
+  }, 60_000);
 });

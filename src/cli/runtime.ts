@@ -76,6 +76,9 @@ export async function openNats(config: Config, logger: Logger, options: { embedd
     throw err;
   }
   try {
+    if (embedded?.serverId && nc.info?.server_id !== embedded.serverId) {
+      throw new TidemarkError(ErrorCodes.NATS_SERVER_FAILED, `${target.url} answered as server ${nc.info?.server_id ?? '?'}, not as the nats-server we started (${embedded.serverId}): another server took the port; try again`);
+    }
     if (nc.info?.jetstream !== true) throw jetStreamDisabled(target);
     let jsm: JetStreamManager;
     try {
