@@ -13,7 +13,7 @@ export async function startOwnNats(config: Config, notice: (line: string) => voi
   assertNatsServerUsable();
   const { host, port } = config.nats.embedded;
   const storeDir = resolve(join(config.dataDir, 'nats'));
-  const moved = (why: string) => notice(`port ${port} is held by ${why}, not by this \`tidemark up\`: starting the embedded nats-server on a free port instead`);
+  const moved = (why: string) => notice(`port ${port} is held by ${why}, which this Tidemark did not start: starting the embedded nats-server on a free port instead`);
   if (port === 0) return startNatsServer({ storeDir, host, port: 0 });
   const holder = await portHolder(host, port);
   if (holder) {
