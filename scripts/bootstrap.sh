@@ -12,5 +12,11 @@ if ! command -v nats-server >/dev/null 2>&1; then
 fi
 nats-server --version
 
+# The package also enables a system service on 127.0.0.1:4222 without JetStream. It may keep
+# running: `tidemark up` never uses a server it did not start, and moves to a free port.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nats-server 2>/dev/null; then
+  echo "note: the system nats-server service holds port 4222 (without JetStream); \`tidemark up\` will start its own on a free port and print it"
+fi
+
 npm ci --no-audit --no-fund
-echo "ready: npm start   (or: npx tidemark up)"
+echo "ready: npm start   (or: npx tidemark up; npx tidemark doctor checks the set-up)"

@@ -3,26 +3,50 @@ import { BASE_SETTINGS, openClickHouse } from '../clickhouse/client.ts';
 import { endpointLogin } from '../clickhouse/endpoint-users.ts';
 import { redactUserInfo } from '../core/secrets.ts';
 import type { Config } from '../core/config.ts';
+import { ErrorCodes, TidemarkError } from '../core/errors.ts';
+import { describeOwner, readDataDirOwner } from './data-dir-lock.ts';
 
 /** `via` says where ClickHouse was reached, fit to print (no credentials). */
 export type ToolClickHouse = { client: ClickHouseClient; close: () => Promise<void>; via: string };
 
-/** Where `tidemark up` serves its embedded engine. */
+/** Where `tidemark up` serves its embedded engine by default. */
 export const embeddedEndpointUrl = (config: Config): string => `http://${config.clickhouse.serve.host === '0.0.0.0' ? '127.0.0.1' : config.clickhouse.serve.host}:${config.clickhouse.serve.port}`;
 
+/** A ClickHouse server (or our endpoint) that must answer before anything is started on it. */
+export async function reachableClickHouse(url: string, credentials: { user?: string | undefined; password?: string | undefined }, unreachable: (reason: string) => string): Promise<ClickHouseClient> {
+  const client = createClient({ url, username: credentials.user ?? 'default', password: credentials.password ?? '', clickhouse_settings: BASE_SETTINGS, request_timeout: 60_000, log: { level: ClickHouseLogLevel.OFF } });
+  const ping = await client.ping();
+  if (ping.success) return client;
+  await client.close();
+  const reason = ping.error.message || (ping.error as NodeJS.ErrnoException).code || ping.error.name;
+  throw new TidemarkError(ErrorCodes.CLICKHOUSE_UNAVAILABLE, unreachable(redactUserInfo(reason)), { cause: ping.error });
+}
+
+export const clickHouseUnreachable = (url: string) => (reason: string): string =>
+  `cannot reach ClickHouse at ${redactUserInfo(url)} (${reason}): is it running? check CLICKHOUSE_URL, or unset it to use the embedded engine`;
+
 /**
- * ClickHouse for a role or command that does not own the engine. chDB locks its data
- * directory to one process, so while `tidemark up` runs, the embedded engine is
- * reached through the HTTP endpoint it serves; otherwise the command opens it itself.
+ * ClickHouse for a role or command that does not own the engine: CLICKHOUSE_URL; else the
+ * endpoint of the `tidemark up` that owns the data directory (chDB locks its directory to one
+ * process); else the embedded engine, opened here.
  */
 export async function openClickHouseForTool(config: Config): Promise<ToolClickHouse> {
-  if (!config.clickhouse.url) {
-    const url = embeddedEndpointUrl(config);
-    const viaEndpoint = createClient({ url, ...endpointLogin(config), clickhouse_settings: BASE_SETTINGS, request_timeout: 60_000, log: { level: ClickHouseLogLevel.OFF } });
-    const ping = await viaEndpoint.ping();
-    if (ping.success) return { client: viaEndpoint, close: () => viaEndpoint.close(), via: url };
-    await viaEndpoint.close();
+  const { url, user, password } = config.clickhouse;
+  if (url) {
+    const client = await reachableClickHouse(url, { user, password }, clickHouseUnreachable(url));
+    return { client, close: () => client.close(), via: redactUserInfo(url) };
+  }
+  const owner = readDataDirOwner(config.dataDir);
+  if (owner?.sql) {
+    const sql = owner.sql;
+    const { username, password: loginPassword } = endpointLogin(config);
+    const client = await reachableClickHouse(sql, { user: username, password: loginPassword }, (reason) =>
+      `the embedded ClickHouse of ${describeOwner(owner)} at ${sql} does not answer (${reason}): is it still starting or stuck? or set CLICKHOUSE_URL`);
+    return { client, close: () => client.close(), via: sql };
+  }
+  if (owner) {
+    throw new TidemarkError(ErrorCodes.DATA_DIR_LOCKED, `the embedded ClickHouse in ${config.dataDir} belongs to ${describeOwner(owner)}, which does not serve it over HTTP (yet): wait for it to finish starting, or set CLICKHOUSE_URL`);
   }
   const client = openClickHouse(config);
-  return { client, close: () => client.close(), via: config.clickhouse.url ? redactUserInfo(config.clickhouse.url) : 'embedded' };
+  return { client, close: () => client.close(), via: 'embedded' };
 }

@@ -1,6 +1,4 @@
 import { Command, CommanderError } from 'commander';
-import { isTidemarkError } from '../core/errors.ts';
-import { redact } from '../core/secrets.ts';
 import { register as registerInit } from './commands/init.ts';
 import { register as registerGateway } from './commands/gateway.ts';
 import { register as registerUp } from './commands/up.ts';
@@ -12,12 +10,15 @@ import { register as registerClickHouse } from './commands/clickhouse.ts';
 import { register as registerMonitor } from './commands/monitor.ts';
 import { register as registerReconcile } from './commands/reconcile.ts';
 import { register as registerSaga } from './commands/saga.ts';
+import { register as registerDoctor } from './commands/doctor.ts';
+import { reportFailure, wantsDetail } from './failure.ts';
 import { loadConfig, resolveConfigPath } from '../core/config.ts';
 
 export function buildProgram(): Command {
   const program = new Command('tidemark')
     .description('Stream processing on NATS JetStream and ClickHouse: figures published now, corrected later, with revision numbers.')
     .option('-c, --config <file>', 'configuration file (else TIDEMARK_CONFIG, else config/tidemark.yaml)')
+    .option('--verbose', 'on failure, print the stack trace and causes after the one-line message (also LOG_LEVEL=debug)')
     .showHelpAfterError();
   registerUp(program);
   registerInit(program);
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
   registerReport(program);
   registerReplay(program);
   registerBench(program);
+  registerDoctor(program);
   registerClickHouse(program, async () => loadConfig(resolveConfigPath(program.opts<{ config?: string }>().config, process.env), process.env));
   return program;
 }
@@ -38,12 +40,6 @@ export async function main(argv: string[]): Promise<void> {
     await buildProgram().parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) process.exit(err.exitCode);
-    if (isTidemarkError(err)) {
-      process.stderr.write(`tidemark: ${redact(err.message)}\n`);
-      process.exit(2);
-    }
-    // Anything else still must not print a secret that ended up in its message or stack.
-    process.stderr.write(`tidemark: ${redact(err instanceof Error ? (err.stack ?? err.message) : String(err))}\n`);
-    process.exit(1);
+    reportFailure(err, wantsDetail(argv, process.env));
   }
 }

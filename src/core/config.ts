@@ -384,6 +384,8 @@ const ENV_OVERRIDES: ReadonlyArray<[string, string[], 'string' | 'number']> = [
   ['TIDEMARK_HTTP_TOKEN', ['http', 'token'], 'string'],
   ['TIDEMARK_CLICKHOUSE_HTTP_PORT', ['clickhouse', 'serve', 'port'], 'number'],
   ['TIDEMARK_CLICKHOUSE_HTTP_HOST', ['clickhouse', 'serve', 'host'], 'string'],
+  ['TIDEMARK_NATS_PORT', ['nats', 'embedded', 'port'], 'number'],
+  ['TIDEMARK_NATS_HOST', ['nats', 'embedded', 'host'], 'string'],
 ];
 
 /** Secrets that may also come from a file named by `<NAME>_FILE`, so they need not sit in the environment. */

@@ -1,16 +1,19 @@
 import { readFileSync } from 'node:fs';
 import { connect, credsAuthenticator, type NatsConnection, type ConnectionOptions } from '@nats-io/transport-node';
 import type { Config } from '../core/config.ts';
+import { ErrorCodes, TidemarkError } from '../core/errors.ts';
 
 /** Connects with the credentials and TLS settings of SPEC §9; reconnects forever so a NATS restart is survived. */
-export async function connectNats(config: Config, url: string, name = 'tidemark'): Promise<NatsConnection> {
+export async function connectNats(config: Config, url: string, name = 'tidemark', waitOnFirstConnect = true): Promise<NatsConnection> {
   const { nats } = config;
   const options: ConnectionOptions = {
     servers: url,
     name,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
-    waitOnFirstConnect: true,
+    waitOnFirstConnect,
+    // a first attempt that fails must fail soon enough to say so (connection refused is instant)
+    ...(waitOnFirstConnect ? {} : { timeout: 5_000 }),
     // an async stack trace is an Error allocated per request: a fifth of a busy role's CPU
     noAsyncTraces: true,
   };
@@ -28,4 +31,40 @@ export async function connectNats(config: Config, url: string, name = 'tidemark'
     };
   }
   return connect(options);
+}
+
+const NOTICE_EVERY_MS = 5_000;
+const RETRY_EVERY_MS = 1_000;
+
+/** Reasons no retry will fix: the server answered and said no. */
+function fatal(err: Error, url: string): TidemarkError | undefined {
+  if (err.name === 'AuthorizationError' || err.name === 'UserAuthenticationExpiredError') {
+    return new TidemarkError(ErrorCodes.NATS_AUTH_FAILED, `the NATS server at ${url} refused our credentials (${err.message}): check NATS_USER/NATS_PASSWORD, NATS_TOKEN or NATS_CREDS`, { cause: err });
+  }
+  if (err.name === 'InvalidArgumentError') {
+    return new TidemarkError(ErrorCodes.CONFIG_INVALID, `NATS_URL "${url}" is not usable: ${err.message}`, { cause: err });
+  }
+  return undefined;
+}
+
+/**
+ * Like connectNats, but while the server cannot be reached it calls `onWait` with the reason
+ * at once and then every few seconds, instead of waiting in silence; once connected, the
+ * connection reconnects forever as usual.
+ */
+export async function connectWhenReachable(config: Config, url: string, name: string, onWait: (reason: string) => void): Promise<NatsConnection> {
+  let lastNotice = 0;
+  for (;;) {
+    try {
+      return await connectNats(config, url, name, false);
+    } catch (err) {
+      const stop = fatal(err as Error, url);
+      if (stop) throw stop;
+      if (Date.now() - lastNotice >= NOTICE_EVERY_MS) {
+        lastNotice = Date.now();
+        onWait((err as Error).message || (err as Error).name);
+      }
+      await new Promise((r) => setTimeout(r, RETRY_EVERY_MS));
+    }
+  }
 }

@@ -1,7 +1,8 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startNatsServer, type EmbeddedNats } from '../../src/nats/embedded-server.ts';
+import { freePort, startNatsServer, type EmbeddedNats } from '../../src/nats/embedded-server.ts';
 
 export type TestNats = EmbeddedNats & { storeDir: string; restart: () => Promise<void>; dispose: () => Promise<void> };
 
@@ -27,4 +28,38 @@ export async function startTestNats(): Promise<TestNats> {
     },
   };
   return handle;
+}
+
+export type PlainNats = { port: number; pid: number; dispose: () => Promise<void> };
+
+/**
+ * nats-server exactly as Debian's packaged service runs it: a configuration file holding only
+ * host and port, so no JetStream.
+ */
+export async function startPlainNats(): Promise<PlainNats> {
+  const dir = mkdtempSync(join(tmpdir(), 'tidemark-plain-nats-'));
+  const port = await freePort();
+  const conf = join(dir, 'nats-server.conf');
+  writeFileSync(conf, `host: 127.0.0.1\nport: ${port}\n`);
+  const child = spawn('nats-server', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  await new Promise<void>((resolve, reject) => {
+    child.stderr!.on('data', (chunk: Buffer) => {
+      log += chunk.toString();
+      if (log.includes('Server is ready')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`plain nats-server exited with ${code}: ${log}`)));
+  });
+  child.stderr!.resume();
+  return {
+    port,
+    pid: child.pid!,
+    dispose: async () => {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        await new Promise((r) => child.once('exit', r));
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }

@@ -45,3 +45,24 @@ export async function waitForDailyView(js: JetStreamClient, jsm: JetStreamManage
     return true;
   }, 30_000, 'every dirty day to be revised');
 }
+
+export type CapturedTidemark = { child: ChildProcess; stdout: () => string; stderr: () => string };
+
+/**
+ * `tidemark <args>` with its output kept for assertions, on an environment that holds only what
+ * the test gives (no NATS_URL or CLICKHOUSE_URL leaking in from the shell that runs the suite).
+ */
+export function spawnTidemarkCaptured(args: string[], env: Record<string, string>): CapturedTidemark {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(NATS_|CLICKHOUSE_|TIDEMARK_)/.test(name)));
+  const child = spawn(process.execPath, ['bin/tidemark.mjs', ...args], {
+    env: { ...base, LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (err += chunk.toString()));
+  return { child, stdout: () => out, stderr: () => err };
+}

@@ -5,6 +5,7 @@ import { createLogger } from '../../core/logger.ts';
 import { redactUserInfo } from '../../core/secrets.ts';
 import { ClickHouseServerError, ServerErrorCodes } from '../../clickhouse/http-server/errors.ts';
 import { serveEmbeddedClickHouse } from '../../clickhouse/http-server/server.ts';
+import { acquireDataDir } from '../data-dir-lock.ts';
 import { onShutdown } from '../runtime.ts';
 
 type Options = { host?: string; port?: number };
@@ -42,12 +43,15 @@ export function register(program: Command, load: () => Promise<Config>): void {
     .action(async (opts: Options) => {
       const config = await load();
       // The users come from endpointUsers (config or CLICKHOUSE_USER/CLICKHOUSE_PASSWORD), the same ones every command logs in as.
+      // chDB allows one process per data directory: claim it first, so a second owner gets one clear line
+      const lock = config.clickhouse.url ? undefined : acquireDataDir(config.dataDir, 'clickhouse');
       const server = await serveEmbeddedClickHouse(config, { host: opts.host ?? config.clickhouse.serve.host, port: opts.port ?? config.clickhouse.serve.port }).catch((err: unknown) => {
         throw asCliError(err);
       });
       if (!server) {
         throw new TidemarkError(ErrorCodes.CONFIG_INVALID, `CLICKHOUSE_URL is set (${redactUserInfo(config.clickhouse.url ?? '')}): ClickHouse is already a server, there is no embedded engine to serve`);
       }
+      lock?.update({ sql: server.url });
       process.stdout.write(`ClickHouse (embedded chDB, data in ${server.path}) is serving on ${server.url}\n  export CLICKHOUSE_URL=${server.url}\n`);
       onShutdown(createLogger('clickhouse'), () => server.close());
     });

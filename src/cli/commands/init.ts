@@ -1,20 +1,24 @@
 import type { Command } from 'commander';
-import { connect } from '@nats-io/transport-node';
 import { migrate } from '../../clickhouse/migrations.ts';
 import { createLogger } from '../../core/logger.ts';
 import { redactUserInfo } from '../../core/secrets.ts';
 import { ensureSagaTopology } from '../../saga/topology.ts';
 import { openClickHouseForTool } from '../clickhouse-access.ts';
-import { configFor, defaultNatsUrl, openNats } from '../runtime.ts';
+import { acquireDataDir } from '../data-dir-lock.ts';
+import { natsGreeting } from '../ports.ts';
+import { configFor, natsTarget, openNats } from '../runtime.ts';
 
-const reachable = async (url: string): Promise<boolean> => {
-  try {
-    await (await connect({ servers: url, timeout: 1_000, reconnect: false })).close();
-    return true;
-  } catch {
-    return false;
-  }
-};
+/**
+ * With no NATS_URL: the server of the `tidemark up` owning the data directory, else a
+ * JetStream server already on the embedded port, else an embedded server started just for
+ * this (never a server without JetStream that happens to hold the port).
+ */
+async function needsOwnServer(config: Parameters<typeof natsTarget>[0]): Promise<boolean> {
+  const target = natsTarget(config);
+  if (target.from !== 'default') return false;
+  const greeting = await natsGreeting(config.nats.embedded.host, config.nats.embedded.port);
+  return greeting?.jetstream !== true;
+}
 
 export function register(program: Command): void {
   program
@@ -23,8 +27,8 @@ export function register(program: Command): void {
     .action(async (_opts, command: Command) => {
       const config = await configFor(command);
       const logger = createLogger('init');
-      // with no NATS_URL and nothing on the embedded port yet, start the embedded server just for this
-      const embedded = !config.nats.url && !(await reachable(defaultNatsUrl(config)));
+      const embedded = await needsOwnServer(config);
+      if (embedded) acquireDataDir(config.dataDir, 'init');
       const nats = await openNats(config, logger, { embedded, name: 'tidemark-init' });
       const clickhouse = await openClickHouseForTool(config);
       try {

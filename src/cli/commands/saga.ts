@@ -16,7 +16,7 @@ import type { SagaStore } from '../../saga/store.ts';
 import { openSagaStore } from '../../saga/topology.ts';
 import { createBatchPublisher } from '../../nats/batch-publisher.ts';
 import { formatList, formatShow } from '../../saga/views.ts';
-import { configFor, defaultNatsUrl, onShutdown, openNats } from '../runtime.ts';
+import { configFor, natsTarget, onShutdown, openNats } from '../runtime.ts';
 
 /** A module exporting `definitions` (or a default) made with defineSaga, or plain specs. */
 async function loadDefinitions(file: string): Promise<SagaDefinition[]> {
@@ -29,7 +29,7 @@ async function loadDefinitions(file: string): Promise<SagaDefinition[]> {
 
 /** For the operator commands: NATS and the saga log only, no embedded server and no log lines, so stdout is the answer. */
 async function withStore<T>(config: Config, fn: (ctx: { store: SagaStore; js: ReturnType<typeof jetstream> }) => Promise<T>): Promise<T> {
-  const nc = await connectNats(config, config.nats.url ?? defaultNatsUrl(config), 'tidemark-saga-cli');
+  const nc = await connectNats(config, natsTarget(config).url, 'tidemark-saga-cli');
   try {
     const js = jetstream(nc);
     return await fn({ js, store: await openSagaStore(js, createBatchPublisher(nc)) });

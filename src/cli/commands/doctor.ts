@@ -1,0 +1,22 @@
+import type { Command } from 'commander';
+import { runChecks, type CheckResult } from '../doctor/checks.ts';
+import { configFor } from '../runtime.ts';
+
+const MARK: Record<CheckResult['status'], string> = { pass: '✓', warn: '!', fail: '✗' };
+
+export const formatCheck = (check: CheckResult): string => `${MARK[check.status]} ${check.text}${check.fix ? ` — ${check.fix}` : ''}`;
+
+export function register(program: Command): void {
+  program
+    .command('doctor')
+    .description('check what `tidemark up` and the roles need: nats-server, JetStream, ports, data directory, ClickHouse, clock; exits 1 when a check fails')
+    .action(async (_opts, command: Command) => {
+      const config = await configFor(command);
+      const results = await runChecks(config);
+      for (const check of results) process.stdout.write(`${formatCheck(check)}\n`);
+      const failed = results.filter((r) => r.status === 'fail').length;
+      process.stdout.write(failed ? `${failed} check(s) failed\n` : 'all checks passed\n');
+      // chDB and NATS handles may keep the event loop alive; the answer is complete
+      process.exit(failed ? 1 : 0);
+    });
+}
