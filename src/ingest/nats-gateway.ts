@@ -13,7 +13,7 @@ import { openLease } from '../nats/lease.ts';
 import { sleep } from '../core/time.ts';
 import { createBatchPublisher, type BatchPublisher, type PublishItem, type PublishOutcome } from '../nats/batch-publisher.ts';
 import { CONSUMERS, rewindGatewayConsumer, STREAMS } from '../nats/topology.ts';
-import { dlqItem, dlqRecord } from './dlq.ts';
+import { DEFAULT_MAX_PAYLOAD, dlqItem, dlqRecord } from './dlq.ts';
 import { packBatch, type PackLimits } from './event-packs.ts';
 
 export type GatewayStats = { accepted: number; rejected: number; duplicates: number };
@@ -38,8 +38,14 @@ function parseMsg(msg: JsMsg, limits: EnvelopeLimits): ParseResult {
   }, limits);
 }
 
-function rejectionItem(msg: JsMsg, rejection: Rejection): PublishItem {
-  const record = dlqRecord(rejection, msg.data, msg.subject, headerRecord(msg), { stream: STREAMS.ingest.name, seq: msg.seq }, storedAtMs(msg));
+function rejectionItem(msg: JsMsg, rejection: Rejection, maxPayload: number): PublishItem {
+  const record = dlqRecord(rejection, msg.data, msg.subject, headerRecord(msg), { stream: STREAMS.ingest.name, seq: msg.seq }, storedAtMs(msg), maxPayload);
+  return dlqItem(record, `${STREAMS.ingest.name}-${msg.seq}`);
+}
+
+/** The last resort for a DLQ record the client would not send: no headers, a short head of the bytes, a plain subject. */
+function bareRejectionItem(msg: JsMsg, rejection: Rejection): PublishItem {
+  const record = dlqRecord(rejection, msg.data.subarray(0, 4096), '_.unpublishable', {}, { stream: STREAMS.ingest.name, seq: msg.seq }, storedAtMs(msg));
   return dlqItem(record, `${STREAMS.ingest.name}-${msg.seq}`);
 }
 
@@ -47,7 +53,7 @@ function rejectionItem(msg: JsMsg, rejection: Rejection): PublishItem {
  * Where each output of a batch goes: a pack of valid events (members), with the inputs
  * that were copies of its events (acked with it), or one rejected input's DLQ record.
  */
-type Output = { item: PublishItem; members: number[]; copies: number[]; events: number };
+type Output = { item: PublishItem; members: number[]; copies: number[]; events: number; rejection?: Rejection };
 
 /** Copies of events another batch holds: acked once that batch's pack is stored. */
 type AwaitedCopy = { index: number; stored: Promise<boolean> };
@@ -62,7 +68,7 @@ export type SeenIds = { recent: RecentIds; inflight: Map<string, Promise<boolean
 
 export const seenIds = (capacity: number): SeenIds => ({ recent: new RecentIds(capacity), inflight: new Map() });
 
-function plan(msgs: JsMsg[], results: ParseResult[], limits: PackLimits, seen: SeenIds): Plan {
+function plan(msgs: JsMsg[], results: ParseResult[], limits: PackLimits, seen: SeenIds, maxPayload: number): Plan {
   const firstOf = new Map<string, number>();
   const copiesOf = new Map<number, number[]>();
   const storedCopies: number[] = [];
@@ -87,12 +93,29 @@ function plan(msgs: JsMsg[], results: ParseResult[], limits: PackLimits, seen: S
     events: pack.members.length,
   }));
   results.forEach((result, i) => {
-    if (!result.ok) outputs.push({ item: rejectionItem(msgs[i]!, result.rejection), members: [i], copies: [], events: 0 });
+    if (!result.ok) outputs.push({ item: rejectionItem(msgs[i]!, result.rejection, maxPayload), members: [i], copies: [], events: 0, rejection: result.rejection });
   });
   return { outputs, storedCopies, awaitedCopies };
 }
 
 const eventOf = (result: ParseResult | undefined): TidemarkEvent => (result as Extract<ParseResult, { ok: true }>).event;
+
+/**
+ * What replaces an output the NATS client refused to send (validation should leave
+ * none, so this is a net, not a path): each input of a refused pack becomes a DLQ
+ * record of its own, and a refused DLQ record a bare one. Retrying the same message
+ * would fail the same way, and stall INGEST behind it.
+ */
+function fallbacks(msgs: JsMsg[], output: Output, error: string, maxPayload: number): Output[] {
+  const rejection: Rejection = { code: 'UNPUBLISHABLE', reason: `NATS would not take the message built from this input: ${error}` };
+  if (output.events === 0) {
+    const i = output.members[0]!;
+    const original = output.rejection ?? rejection;
+    const bare = { code: original.code, reason: `${original.reason} (the full DLQ record could not be sent: ${error})` };
+    return [{ item: bareRejectionItem(msgs[i]!, bare), members: [i], copies: [], events: 0, rejection: bare }];
+  }
+  return [...output.members, ...output.copies].map((i) => ({ item: rejectionItem(msgs[i]!, rejection, maxPayload), members: [i], copies: [], events: 0, rejection }));
+}
 
 /** Marks a pack's events as on their way; the returned function settles them with the pack's outcome. */
 function announce(seen: SeenIds, ids: string[]): (stored: boolean) => void {
@@ -118,7 +141,7 @@ function announce(seen: SeenIds, ids: string[]): (stored: boolean) => void {
  * consumers of EVENTS count an event id once whatever copies still reach them (from
  * another gateway, or much later).
  */
-export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeLimits, packing: PackLimits, seen: SeenIds, stats: GatewayStats, logger: Logger) {
+export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeLimits, packing: PackLimits, seen: SeenIds, stats: GatewayStats, logger: Logger, maxPayload = DEFAULT_MAX_PAYLOAD) {
   const duplicates = (n: number) => {
     stats.duplicates += n;
     ingestMetrics.events('nats', 'duplicate', n);
@@ -131,7 +154,7 @@ export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeL
       const result = results[i]!;
       done(msgs[i]!, result.ok ? result.event.seq : delivery(msgs[i]!).seq);
     };
-    const { outputs, storedCopies, awaitedCopies } = plan(msgs, results, packing, seen);
+    const { outputs, storedCopies, awaitedCopies } = plan(msgs, results, packing, seen, maxPayload);
     const settles = outputs.map((o) => (o.events ? announce(seen, o.members.map((i) => eventOf(results[i]).id)) : undefined));
     let outcomes: PublishOutcome[];
     try {
@@ -142,9 +165,21 @@ export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeL
     }
     // settled before any ack, so a batch waiting on these packs never waits on an ack that threw
     outcomes.forEach((outcome, o) => settles[o]?.(outcome.ok));
+    const refused = outputs.flatMap((output, o) => {
+      const outcome = outcomes[o]!;
+      return !outcome.ok && outcome.permanent ? fallbacks(msgs, output, outcome.error, maxPayload) : [];
+    });
+    if (refused.length) {
+      logger.error({ refused: refused.length, example: outcomes.find((o) => !o.ok && o.permanent) }, 'NATS refused messages built from valid inputs; their inputs go to the DLQ');
+      const more = await publisher.publish(refused.map((o) => o.item));
+      outputs.push(...refused);
+      outcomes.push(...more);
+    }
     let failures = 0;
     outcomes.forEach((outcome, o) => {
       const { members, copies, events } = outputs[o]!;
+      // replaced by its fallbacks, which follow in this list
+      if (!outcome.ok && outcome.permanent && o < outputs.length - refused.length) return;
       if (!outcome.ok) {
         failures++;
         for (const i of [...members, ...copies]) msgs[i]!.nak(1_000);
@@ -152,7 +187,7 @@ export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeL
       }
       for (const i of [...members, ...copies]) doneAt(i);
       if (events === 0) {
-        const { rejection } = results[members[0]!] as Extract<ParseResult, { ok: false }>;
+        const rejection = outputs[o]!.rejection!;
         stats.rejected++;
         ingestMetrics.rejected('nats', rejection.code);
         return;
@@ -251,6 +286,7 @@ export async function startNatsGateway(options: { js: JetStreamClient; nc: NatsC
     seenIds(config.ingest.recentIds),
     stats,
     logger,
+    nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD,
   );
   const lease = await openLease(js, { key: 'gateway', holder: `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`, ttlMs: config.ingest.lease });
   const stopping = new AbortController();

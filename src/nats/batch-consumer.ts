@@ -121,9 +121,9 @@ function batchLength(queue: JsMsg[], limit: number, weight: ((msg: JsMsg) => num
   return n;
 }
 
-/** Headers of a message as a plain record (for the DLQ and for logs). */
+/** Headers of a message as a record (for the DLQ and for logs), with no prototype a header name could reach. */
 export function headerRecord(msg: JsMsg): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
+  const out: Record<string, string[]> = Object.create(null) as Record<string, string[]>;
   if (!msg.headers) return out;
   for (const key of msg.headers.keys()) out[key] = msg.headers.values(key);
   return out;

@@ -6,6 +6,7 @@ import type { Config } from '../../core/config.ts';
 import type { EnvelopeLimits } from '../../core/envelope.ts';
 import type { Logger } from '../../core/logger.ts';
 import type { IngestMetrics } from '../../core/metrics.ts';
+import { keptHeaders } from '../dlq.ts';
 import { readBody, splitBody } from './body.ts';
 import { prepareItem, rejectWholeBody, type PreparedItem } from './items.ts';
 import { publishInvalid, publishValid } from './publish.ts';
@@ -15,16 +16,11 @@ export type IngestDeps = { config: Config; js: JetStreamClient; nc: NatsConnecti
 
 /** The NATS default; used only if the connection has not told us the server's own. */
 const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
-const SECRET_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie']);
-
-/** Request headers as the DLQ keeps them (SPEC §3), minus credentials. */
+/** Request headers as the DLQ keeps them (SPEC §3): the allow-list only, so never a credential. */
 function headerRecord(req: IncomingMessage): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
-  for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
-    const name = req.rawHeaders[i]!.toLowerCase();
-    if (!SECRET_HEADERS.has(name)) (out[name] ??= []).push(req.rawHeaders[i + 1]!);
-  }
-  return out;
+  const pairs: Array<[string, string[]]> = [];
+  for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) pairs.push([req.rawHeaders[i]!.toLowerCase(), [req.rawHeaders[i + 1]!]]);
+  return keptHeaders(pairs);
 }
 
 const byIndex = (a: { index: number }, b: { index: number }): number => a.index - b.index;
