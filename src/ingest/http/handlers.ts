@@ -23,6 +23,9 @@ function headerRecord(req: IncomingMessage): Record<string, string[]> {
   return keptHeaders(pairs);
 }
 
+/** Seconds a caller should wait after a 503 (NATS not storing): about a reconnect. */
+const RETRY_AFTER_S = 2;
+
 const byIndex = (a: { index: number }, b: { index: number }): number => a.index - b.index;
 
 /**
@@ -30,7 +33,7 @@ const byIndex = (a: { index: number }, b: { index: number }): number => a.index 
  * gateway takes them from there) and the invalid ones in DLQ, and answers only once
  * every publish is acknowledged: 202 all accepted, 400 some rejected, 503 some not stored.
  */
-export async function handleIngest(req: IncomingMessage, res: ServerResponse, deps: IngestDeps): Promise<void> {
+export async function handleIngest(req: IncomingMessage, res: ServerResponse, deps: IngestDeps, url: URL): Promise<void> {
   const receivedAt = Date.now();
   const { http, ingest } = deps.config;
   const requestId = randomUUID();
@@ -43,10 +46,16 @@ export async function handleIngest(req: IncomingMessage, res: ServerResponse, de
   }
 
   const started = performance.now();
-  const query = new URL(req.url ?? '/', 'http://localhost').searchParams;
+  const query = url.searchParams;
   const defaults = { source: query.get('source') ?? undefined, type: query.get('type') ?? undefined };
   const limits: EnvelopeLimits = { maxEventBytes: ingest.maxEventBytes, maxFutureSkew: ingest.maxFutureSkew, retention: ingest.retention };
-  const split = splitBody(body.bytes, req.headers['content-type']);
+  const split = splitBody(body.bytes, req.headers['content-type'], http.maxItems);
+  if (!split.ok && split.rejection.code === 'TOO_MANY_ITEMS') {
+    // refused before any per-item work: nothing is stored, so the caller still owns every item
+    deps.metrics.rejected('http', 'TOO_MANY_ITEMS');
+    sendJson(res, 413, { accepted: [], rejected: [{ index: 0, ...split.rejection }] }, { 'x-request-id': requestId });
+    return;
+  }
   const prepared: PreparedItem[] = split.ok
     ? split.items.map((item) => prepareItem(item, defaults, limits, receivedAt))
     : [rejectWholeBody(body.bytes, split.rejection, defaults)];
@@ -79,6 +88,7 @@ export async function handleIngest(req: IncomingMessage, res: ServerResponse, de
     res,
     status,
     { accepted: published.accepted, rejected, ...(failed.length ? { failed } : {}) },
-    { 'x-request-id': requestId },
+    // 503 means NATS did not store something: the caller retries the whole request, and ids make the retry idempotent
+    { 'x-request-id': requestId, ...(failed.length ? { 'retry-after': String(RETRY_AFTER_S) } : {}) },
   );
 }
