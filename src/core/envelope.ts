@@ -39,7 +39,9 @@ export type RejectionCode =
   /** valid, yet NATS refused to build or store its message (a defensive net: validation should make it impossible) */
   | 'UNPUBLISHABLE'
   /** valid, yet ClickHouse refused the row; the reason holds the engine's error */
-  | 'REFUSED_BY_SINK';
+  | 'REFUSED_BY_SINK'
+  /** a message a consumer (saga, …) cannot read as what its subject promises */
+  | 'UNPROCESSABLE';
 
 export type ParseResult = { ok: true; event: TidemarkEvent } | { ok: false; rejection: Rejection };
 

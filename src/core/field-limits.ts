@@ -33,6 +33,9 @@ export const hasLoneSurrogate = (text: string): boolean => {
   return LONE_SURROGATE.test(text);
 };
 
+/** The string with each lone surrogate replaced by U+FFFD, as a UTF-8 encoder would: safe for any sink. */
+export const wellFormed = (text: string): string => (hasLoneSurrogate(text) ? text.replace(LONE_SURROGATE, '\ufffd') : text);
+
 /** UTF-8 length, computed only when the string could be over `limit` (a UTF-16 unit is at most 3 bytes). */
 export const overBytes = (text: string, limit: number): number | undefined => {
   if (text.length * 3 <= limit) return undefined;

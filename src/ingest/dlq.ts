@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
+import type { JetStreamClient, JsMsg, PubAck } from '@nats-io/jetstream';
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
 import type { Rejection } from '../core/envelope.ts';
 import { FIELD_LIMITS, overBytes } from '../core/field-limits.ts';
@@ -121,4 +121,21 @@ function dlqHeaders(record: DlqRecord): MsgHdrs {
   h.set('Tidemark-Reject-Code', record.code);
   h.set('Tidemark-Reject-Reason', reasonHeader(record.reason));
   return h;
+}
+
+/**
+ * Ends a message a consumer cannot process: a DLQ record with the reason, then term()
+ * without an argument (nats-server 2.9 ignores a reason and would redeliver, TRAPS).
+ * Should the DLQ be unreachable, the message is nak'd and comes back later.
+ */
+export async function terminateToDlq(js: JetStreamClient, msg: JsMsg, reason: string, code: Rejection['code'] = 'UNPROCESSABLE'): Promise<void> {
+  const headers: Record<string, string[]> = Object.create(null) as Record<string, string[]>;
+  for (const key of msg.headers?.keys() ?? []) headers[key] = msg.headers!.values(key);
+  try {
+    const record = dlqRecord({ code, reason }, msg.data, msg.subject, headers, { stream: msg.info.stream, seq: msg.seq }, Number(msg.timestampNanos / 1_000_000n));
+    await publishToDlq(js, record, `${msg.info.stream}-${msg.seq}`);
+    msg.term();
+  } catch {
+    msg.nak(1_000);
+  }
 }

@@ -83,7 +83,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     stream: CONSUMERS.alertSink.stream,
     durable: CONSUMERS.alertSink.durable,
     batchSize: 100,
-    handler: createAlertSink({ clickhouse, db, routes, metrics, logger, signal: controller.signal }),
+    handler: createAlertSink({ clickhouse, js, db, routes, metrics, logger, signal: controller.signal }),
     logger,
   });
 
