@@ -1,6 +1,7 @@
 import { request as httpRequest } from 'node:http';
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { Kvm } from '@nats-io/kv';
 import fc from 'fast-check';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +10,7 @@ import { createRegistry } from '../src/core/metrics.ts';
 import type { DlqRecord } from '../src/ingest/dlq.ts';
 import { startHttpGateway, type HttpGateway } from '../src/ingest/http/server.ts';
 import { startMonitor, type Monitor } from '../src/monitor/monitor.ts';
+import { MONITOR_BUCKET } from '../src/monitor/state.ts';
 import { startProcessor, type Processor } from '../src/processors/processor.ts';
 import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
 import { testConfig } from './harness/config.ts';
@@ -32,6 +34,7 @@ let http: HttpGateway;
 let config: Config;
 const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
 const enc = new TextEncoder();
+const monitorRegistry = createRegistry();
 
 beforeAll(async () => {
   ch = await openTestClickHouse();
@@ -39,15 +42,15 @@ beforeAll(async () => {
     clickhouse: { database: ch.db },
     http: { port: 0 },
     reports: [{ name: 'revenue', types: ['sale'], timeZone: 'UTC', groupBy: ['source', 'data.region'], measures: { orders: { fn: 'count' } }, coalesce: '100ms' }],
-    slas: [{ name: 'late', source: '*', type: '*', maxDelay: '1h' }],
-    monitor: { tick: '100ms', grace: '1s', stats: { every: '1s' } },
+    slas: [{ name: 'late', source: '*', type: '*', maxDelay: '1h', expect: { every: '1h' } }],
+    monitor: { tick: '100ms', grace: '1s', stats: { every: '1s' }, maxSourcesPerSla: 20 },
     processor: { linger: 20 },
     ingest: { linger: 10 },
   });
   ingest = await startTestIngest(config);
   ({ nc, js, jsm } = ingest);
   processor = await startProcessor({ config, js, clickhouse: ch.client, logger, revisorIntervalMs: 50 });
-  monitor = await startMonitor({ config, js, clickhouse: ch.client, logger, registry: createRegistry() });
+  monitor = await startMonitor({ config, js, clickhouse: ch.client, logger, registry: monitorRegistry });
   http = await startHttpGateway({ config, js, nc, logger, registry: createRegistry() });
 }, 60_000);
 
@@ -141,6 +144,24 @@ describe('a row ClickHouse refuses', () => {
       await ch.client.command({ query: `ALTER TABLE ${ch.db}.events DROP CONSTRAINT refuse_test` });
     }
   }, 90_000);
+});
+
+describe('sources chosen by senders', () => {
+  it('keep SLA state for at most monitor.maxSourcesPerSla sources; the events of the rest are stored and the cut is counted', async () => {
+    const occurredAt = Date.now() - 1_000;
+    const ids = Array.from({ length: 30 }, (_, i) => `cap-${i}`);
+    ids.forEach((id, i) => nc.publish(`ingest.cap-${i}.sale`, enc.encode(JSON.stringify({ id, occurredAt }))));
+    await nc.flush();
+    await waitFor(async () => (await storedIds(ids)).size === 30, 30_000, 'all 30 events stored');
+    await waitFor(drained, 30_000, 'every consumer drained');
+    const kv = await new Kvm(js).open(MONITOR_BUCKET);
+    const keys: string[] = [];
+    for await (const key of await kv.keys('e.late.>')) keys.push(key);
+    // one source ("rf") had state before: 19 of the 30 new ones get some, 11 are cut
+    expect(keys).toHaveLength(20);
+    const cut = (await monitorRegistry.getSingleMetric('tidemark_monitor_sources_cut_total')!.get()).values.find((v) => v.labels.state === 'e.late');
+    expect(cut?.value).toBe(11);
+  }, 60_000);
 });
 
 // ---- generators: what an odd producer might send ----

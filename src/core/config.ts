@@ -105,6 +105,8 @@ const Monitor = z.strictObject({
     windows: z.array(Duration.refine((ms) => ms > 0 && ms <= 86_400_000, 'between 1ms and 1d (delay_slices keeps 2 days)')).min(1).default([300_000, 3_600_000]),
   }).prefault({}),
   webhooks: z.array(Webhook).default([]),
+  maxSourcesPerSla: z.number().int().positive().default(10_000).describe('sources a glob SLA keeps state for; events of further sources are stored and reported but not checked against it (tidemark_monitor_sources_cut_total)'),
+  maxMetricSources: z.number().int().positive().default(500).describe('sources with their own /metrics delay series per window; the rest are summed under source="_other" (tidemark_delay_sources_cut)'),
 });
 
 const EventTypes = z.array(z.string().min(1));

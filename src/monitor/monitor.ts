@@ -59,7 +59,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
   const db = config.clickhouse.database;
   const instance = options.instance ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   const routes = webhookRoutes(monitor.webhooks, options.env ?? process.env);
-  const metrics = monitorMetricsFor(options.registry ?? metricsRegistry);
+  const metrics = monitorMetricsFor(options.registry ?? metricsRegistry, monitor.maxMetricSources);
   const jsm = await js.jetstreamManager();
   const state = await openMonitorState(js);
   const publish = await openAlertGuard(js, monitor.alertMemory);
@@ -75,7 +75,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     stream: CONSUMERS.monitor.stream,
     durable: CONSUMERS.monitor.durable,
     ...eventBatching(monitor.batchSize, config.ingest.eventsPerMessage),
-    handler: createEventHandler({ match: slaMatcher(slas), reports: config.reports, bucketMs: monitor.bucket, state, clickhouse, db, slices, metrics, ackFloor: () => progress.ackFloor, epoch }),
+    handler: createEventHandler({ match: slaMatcher(slas), reports: config.reports, bucketMs: monitor.bucket, state, clickhouse, db, slices, metrics, ackFloor: () => progress.ackFloor, epoch, maxSources: monitor.maxSourcesPerSla, logger }),
     logger,
   });
   const sink = await runBatchConsumer({
