@@ -2,6 +2,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import type { JsMsg } from '@nats-io/jetstream';
 import type { ReportConfig } from '../core/config.ts';
 import { decodeEvents, type TidemarkEvent } from '../core/envelope.ts';
+import { FIELD_LIMITS, overBytes } from '../core/field-limits.ts';
 import type { Logger } from 'pino';
 import type { BatchHandler } from '../nats/batch-consumer.ts';
 import { initialDaily, markDaily, type DailyState } from './daily.ts';
@@ -47,8 +48,9 @@ const minArrival = (arrivals: Map<unknown, number>): number => Math.min(...arriv
 
 const MAX_CACHED_REVISIONS = 50_000;
 
+// anyone may publish on events.>: a source past the gateway's limit would make a KV key nats-server refuses
 const isEvent = (event: TidemarkEvent): boolean =>
-  Number.isFinite(event.occurredAt) && Number.isFinite(event.receivedAt) && typeof event.source === 'string' && typeof event.type === 'string';
+  Number.isFinite(event.occurredAt) && Number.isFinite(event.receivedAt) && typeof event.source === 'string' && typeof event.type === 'string' && overBytes(event.source, FIELD_LIMITS.source) === undefined;
 
 /** The processor sends undecodable messages to the DLQ; here they are simply not events. */
 function eventsOf(msg: JsMsg): TidemarkEvent[] {
