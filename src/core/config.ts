@@ -267,6 +267,7 @@ export const ConfigSchema = z.strictObject({
     }).prefault({}),
     ackWait: Duration.default(30_000),
     maxAckPending: z.number().int().positive().default(20_000),
+    poisonAfter: z.number().int().min(2).default(20).describe('a message the processor or monitor fails alone this many deliveries, while others pass, goes to the DLQ'),
   }).prefault({}),
   clickhouse: z.strictObject({
     url: z.string().optional().describe('unset: embedded chDB under dataDir/clickhouse'),

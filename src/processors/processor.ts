@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../core/config.ts';
 import { encodeEvent, eventSubject, type TidemarkEvent } from '../core/envelope.ts';
 import { systemClock, sleep, type Clock } from '../core/time.ts';
-import { dlqRecord, publishToDlq } from '../ingest/dlq.ts';
+import { dlqRecord, publishToDlq, terminateToDlq } from '../ingest/dlq.ts';
 import { eventBatching, headerRecord, runBatchConsumer, storedAtMs } from '../nats/batch-consumer.ts';
 import { CONSUMERS } from '../nats/topology.ts';
 import { insertEvents } from '../sinks/clickhouse/events-table.ts';
@@ -129,6 +129,7 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
     logger,
     // the next batch is encoded and sent while ClickHouse stores the previous one
     concurrency: 2,
+    poison: { maxDeliveries: config.nats.poisonAfter, file: (msg, reason) => terminateToDlq(js, msg, reason) },
   });
   const revisor = startRevisor({ reports: config.reports, store, clickhouse, db, js, clock, logger }, { intervalMs: options.revisorIntervalMs ?? 50 });
 
