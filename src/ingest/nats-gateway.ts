@@ -292,7 +292,10 @@ export async function startNatsGateway(options: { js: JetStreamClient; nc: NatsC
   const stopping = new AbortController();
   const done = (async () => {
     while (!stopping.signal.aborted) {
-      await Promise.race([lease.acquired(), new Promise((resolve) => stopping.signal.addEventListener('abort', resolve, { once: true }))]);
+      // the listener goes once the race is over: one left per read would pile up on a long-lived signal (MaxListenersExceededWarning)
+      let onAbort: (() => void) | undefined;
+      await Promise.race([lease.acquired(), new Promise<void>((resolve) => stopping.signal.addEventListener('abort', (onAbort = () => resolve()), { once: true }))]);
+      stopping.signal.removeEventListener('abort', onAbort!);
       if (stopping.signal.aborted) break;
       try {
         await readWhileHolding({ js, jsm, config, logger, handle, until: AbortSignal.any([lease.signal(), stopping.signal]) });
