@@ -98,4 +98,53 @@ describe('batch consumer', () => {
     expect(mostWaiting).toBeGreaterThan(10);
     expect(mostWaiting).toBeLessThanOrEqual(50);
   });
+
+  it('finds a message that fails on its own and files it, while the others are handled; an outage files nothing', async () => {
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.add({ name: 'POISON', subjects: ['poison.>'] });
+    await jsm.consumers.add('POISON', { durable_name: 'p', ack_policy: AckPolicy.Explicit, ack_wait: 5_000_000_000 });
+    const handled: string[] = [];
+    const filed: Array<{ data: string; reason: string }> = [];
+    let outage = true;
+    const consumer = await runBatchConsumer({
+      js,
+      stream: 'POISON',
+      durable: 'p',
+      batchSize: 100,
+      lingerMs: 20,
+      logger,
+      retryDelayMs: 20,
+      poison: {
+        maxDeliveries: 4,
+        file: async (msg, reason) => {
+          filed.push({ data: msg.string(), reason });
+          msg.term();
+        },
+      },
+      handler: async (msgs) => {
+        if (outage) throw new Error('ClickHouse is away');
+        if (msgs.some((m) => m.string() === 'poison')) throw new Error('cannot take this one');
+        for (const msg of msgs) {
+          handled.push(msg.string());
+          msg.ack();
+        }
+      },
+    });
+    try {
+      for (let i = 0; i < 10; i++) await js.publish('poison.x', i === 4 ? 'poison' : `good-${i}`);
+      // while everything fails, messages come again and again, and none is filed
+      await waitFor(async () => (await jsm.consumers.info('POISON', 'p')).num_redelivered >= 10, 10_000, 'redeliveries during the outage');
+      expect(filed).toEqual([]);
+      outage = false;
+      await waitFor(() => filed.length === 1 && handled.length === 9, 15_000, 'the good handled and the poison filed');
+      expect(handled.sort()).toEqual([0, 1, 2, 3, 5, 6, 7, 8, 9].map((i) => `good-${i}`));
+      expect(filed[0]).toMatchObject({ data: 'poison', reason: expect.stringContaining('cannot take this one') });
+      await waitFor(async () => {
+        const info = await jsm.consumers.info('POISON', 'p');
+        return info.num_pending === 0 && info.num_ack_pending === 0;
+      }, 10_000, 'nothing pending');
+    } finally {
+      await consumer.stop();
+    }
+  });
 });

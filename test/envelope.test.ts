@@ -1,4 +1,5 @@
 import fc from 'fast-check';
+import { headers } from '@nats-io/transport-node';
 import { describe, expect, it } from 'vitest';
 import { parseRawEvent, subjectParts, validateEventBody, type RawMeta } from '../src/core/envelope.ts';
 
@@ -61,6 +62,17 @@ describe('envelope', () => {
     ['INVALID_FIELD', bytes({ occurredAt: NOW, data: [1] })],
     ['INVALID_FIELD', bytes({ occurredAt: NOW, source: 'a.b' })],
     ['INVALID_FIELD', bytes({ occurredAt: NOW, id: { x: 1 } })],
+    ['CONTROL_CHARACTER', bytes({ occurredAt: NOW, id: 'a\nb' })],
+    ['CONTROL_CHARACTER', bytes({ occurredAt: NOW, key: 'k\u0085' })],
+    ['CONTROL_CHARACTER', bytes({ occurredAt: NOW, type: 'sa\u0000le' })],
+    ['LONE_SURROGATE', bytes(`{"occurredAt": ${NOW}, "key": "\\ud800"}`)],
+    ['LONE_SURROGATE', bytes(`{"occurredAt": ${NOW}, "data": {"a": ["ok", "\\udfff"]}}`)],
+    ['LONE_SURROGATE', bytes(`{"occurredAt": ${NOW}, "data": {"\\ud800": 1}}`)],
+    ['TOO_LONG', bytes({ occurredAt: NOW, id: 'é'.repeat(129) })],
+    ['TOO_LONG', bytes({ occurredAt: NOW, key: 'k'.repeat(513) })],
+    ['TOO_LONG', bytes({ occurredAt: NOW, type: 'a.'.repeat(64) + 'b' })],
+    ['TOO_LONG', bytes({ occurredAt: NOW, data: { ['k'.repeat(257)]: 1 } })],
+    ['TOO_DEEP', bytes(`{"occurredAt": ${NOW}, "data": {"a": ${'['.repeat(40)}${']'.repeat(40)}}}`)],
   ])('rejects %s with a reason', (code, raw) => {
     const result = parseRawEvent(raw, meta(), limits);
     expect(result.ok).toBe(false);
@@ -101,5 +113,32 @@ describe('envelope', () => {
       }),
       { seed: 2, numRuns: 3000 },
     );
+  });
+
+  it('accepts only what every sink and subject can carry: well-formed, no controls, within the byte limits', () => {
+    const odd = fc.oneof(
+      fc.string({ unit: 'binary', maxLength: 40 }),
+      fc.string({ unit: fc.constantFrom('a', '.', '\n', '\r', '\u0000', '\u0085', '\ud800', '\udc00', '\u{1F600}', 'é'), maxLength: 12 }),
+      fc.string({ unit: fc.constantFrom('a', 'é', '\u{1F600}'), minLength: 60, maxLength: 400 }),
+    );
+    const body = fc.record({ id: odd, type: odd, source: odd, key: odd, occurredAt: fc.constant(NOW), data: fc.dictionary(odd, fc.oneof(odd, fc.integer())) }, { requiredKeys: ['occurredAt'] });
+    const wellFormed = (s: string) => Buffer.from(s, 'utf8').toString('utf8') === s;
+    const clean = (s: string, limit: number) => wellFormed(s) && !/[\x00-\x1f\x7f-\x9f]/.test(s) && Buffer.byteLength(s) <= limit;
+    let accepted = 0;
+    fc.assert(
+      fc.property(body, (value) => {
+        const result = validateEventBody(value, meta(), limits);
+        if (!result.ok) return;
+        accepted++;
+        const { event } = result;
+        expect(clean(event.id, 256) && clean(event.source, 128) && clean(event.type, 128) && clean(event.key ?? '', 512)).toBe(true);
+        for (const k of Object.keys(event.data)) expect(wellFormed(k) && Buffer.byteLength(k) <= 256).toBe(true);
+        // what JSON.stringify writes for a lone surrogate is exactly what ClickHouse refuses
+        expect(JSON.stringify(event)).not.toMatch(/\\ud[89a-f][0-9a-f]{2}/i);
+        expect(() => headers().set('Nats-Msg-Id', event.id)).not.toThrow();
+      }),
+      { seed: 3, numRuns: 3000 },
+    );
+    expect(accepted).toBeGreaterThan(50);
   });
 });

@@ -251,6 +251,73 @@ describe('POST /v1/events', () => {
   });
 });
 
+/** A request exactly as given (target, header names), which fetch would normalise or refuse. */
+function rawRequest(path: string, headers: Array<[string, string]>, body: Buffer | string): Promise<{ status: number; text: string; headers: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const url = new URL(gateway.url);
+    const bytes = Buffer.from(body);
+    const req = httpRequest({ host: url.hostname, port: url.port, method: 'POST', path }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c)).on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString(), headers: res.headers }));
+    });
+    req.on('error', reject);
+    // one by one: the request keeps them in a prototype-free map, so `__proto__` is sent as a name
+    for (const [name, value] of [...headers, ['content-length', String(bytes.byteLength)]]) req.setHeader(name!, value!);
+    req.end(bytes);
+  });
+}
+
+describe('odd input over HTTP: 2xx or 4xx, never 5xx', () => {
+  it('takes header names that are also object keys (constructor, __proto__), and keeps only allow-listed headers in the DLQ', async () => {
+    const event = JSON.stringify(sale('odd-h', { id: 'h-1' }));
+    const headers: Array<[string, string]> = [['content-type', 'application/json'], ['constructor', 'x'], ['__proto__', 'y'], ['hasOwnProperty', 'z'], ['traceparent', 't-1'], ['cookie', 'secret']];
+    const good = await rawRequest('/v1/events', headers, event);
+    expect(good.status, good.text).toBe(202);
+    const bad = await rawRequest('/v1/events', headers, JSON.stringify({ id: 'h-2', source: 'odd-h', type: 'sale' }));
+    expect(bad.status).toBe(400);
+    const [record] = await dlqRecords('odd-h');
+    expect(record?.headers).toEqual({ traceparent: ['t-1'], 'content-type': ['application/json'] });
+  });
+
+  it('answers 400 to a request target that is no path', async () => {
+    expect((await rawRequest('//', [['content-type', 'application/json']], '{}')).status).toBe(400);
+  });
+
+  it('answers 400 to deep nesting outside data, invalid UTF-8, a newline in an id and a lone surrogate', async () => {
+    const deep = `{"source":"odd-n","type":"sale","occurredAt":"${now()}","extra":${'['.repeat(5000)}${']'.repeat(5000)}}`;
+    const deepRes = await post(deep);
+    expect([deepRes.status, deepRes.json.rejected[0]?.code]).toEqual([400, 'TOO_DEEP']);
+    const arrayDeep = await post(`[${deep}]`);
+    expect([arrayDeep.status, arrayDeep.json.rejected[0]?.code]).toEqual([400, 'TOO_DEEP']);
+    const shallower = `{"source":"odd-n","type":"sale","occurredAt":"${now()}","extra":${'['.repeat(100)}${']'.repeat(100)}}`;
+    const ndjsonDeep = await post(`${shallower}\n${JSON.stringify(sale('odd-n', { id: 'n-ok' }))}`, { headers: { 'content-type': 'application/x-ndjson' } });
+    expect([ndjsonDeep.status, ndjsonDeep.json.rejected[0]?.code, ndjsonDeep.json.accepted.map((a) => a.id)]).toEqual([400, 'TOO_DEEP', ['n-ok']]);
+    const utf8 = await rawRequest('/v1/events?source=odd-n&type=sale', [['content-type', 'application/json']], Buffer.from([0x7b, 0xff, 0xfe, 0x7d]));
+    expect(utf8.status).toBe(400);
+    const newline = await post(JSON.stringify(sale('odd-n', { id: 'a\nb' })));
+    expect(newline.json.rejected[0]?.code).toBe('CONTROL_CHARACTER');
+    const lone = await post(`{"source":"odd-n","type":"sale","occurredAt":"${now()}","key":"\\ud800"}`);
+    expect(lone.json.rejected[0]?.code).toBe('LONE_SURROGATE');
+  });
+
+  it('refuses a body of more items than http.maxItems with 413 before looking at any, filing nothing', async () => {
+    const dlqBefore = (await jsm.streams.info('DLQ')).state.messages;
+    const ingestBefore = (await jsm.streams.info('INGEST')).state.messages;
+    const ones = '1\n'.repeat(MAX_BODY / 2 - 16);
+    const started = performance.now();
+    const res = await post(ones);
+    expect(res.status).toBe(413);
+    expect(res.json.rejected).toEqual([{ index: 0, code: 'TOO_MANY_ITEMS', reason: expect.stringContaining('over the limit of 10000') }]);
+    const array = await post(JSON.stringify(Array.from({ length: 10_001 }, () => 1)));
+    expect([array.status, array.json.rejected[0]?.code]).toEqual([413, 'TOO_MANY_ITEMS']);
+    const ndjson = await post('{}\n'.repeat(10_001), { headers: { 'content-type': 'application/x-ndjson' } });
+    expect(ndjson.status).toBe(413);
+    expect(performance.now() - started).toBeLessThan(10_000);
+    expect((await jsm.streams.info('DLQ')).state.messages).toBe(dlqBefore);
+    expect((await jsm.streams.info('INGEST')).state.messages).toBe(ingestBefore);
+  });
+});
+
 describe('bearer token', () => {
   const body = (): string => JSON.stringify(sale('store-12'));
 

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { headers, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -135,7 +136,8 @@ describe('NATS ingest gateway', () => {
       ['INVALID_FIELD', 'ingest.bad.sale', enc({ occurredAt: now, data: 'nope' })],
     ];
     const h = headers();
-    h.set('X-Trace', 'trace-1');
+    h.set('traceparent', 'trace-1');
+    h.set('X-Secret-Stuff', 'not kept');
     for (const [, subject, raw] of cases) nc.publish(subject, raw, { headers: h });
     await nc.flush();
     const dlq = await waitFor(async () => {
@@ -150,10 +152,55 @@ describe('NATS ingest gateway', () => {
       expect(record.subject).toBe(subject);
       expect(msg.subject).toBe(`dlq.${subject}`);
       expect(msg.headers?.get('Tidemark-Reject-Code')).toBe(code);
-      expect(record.headers['X-Trace']).toEqual(['trace-1']);
+      expect(record.headers.traceparent).toEqual(['trace-1']);
+      expect(record.headers['X-Secret-Stuff']).toBeUndefined();
       expect(Buffer.from(record.raw, 'base64')).toEqual(Buffer.from(raw));
     });
     expect(await eventsFor('bad')).toHaveLength(0);
     expect(gateway.stats.rejected).toBeGreaterThanOrEqual(cases.length);
+  });
+
+  it('files ids with a newline, lone surrogates, over-long tokens and huge inputs in the DLQ, and keeps flowing', async () => {
+    const now = Date.now();
+    const long = 'x'.repeat(3000);
+    const poison: Array<[string, string, Uint8Array]> = [
+      // valid JSON, but the id would become a Nats-Msg-Id header with a newline, which nats.js refuses to build
+      ['CONTROL_CHARACTER', 'ingest.odd.sale', enc('{"id":"a\\nb","occurredAt":' + now + '}')],
+      ['CONTROL_CHARACTER', 'ingest.odd.sale', enc({ id: 'nul\u0000', occurredAt: now })],
+      ['CONTROL_CHARACTER', 'ingest.odd.sale', enc({ key: 'k\r\n', occurredAt: now })],
+      ['LONE_SURROGATE', 'ingest.odd.sale', enc('{"key":"\\ud800","occurredAt":' + now + '}')],
+      ['LONE_SURROGATE', 'ingest.odd.sale', enc('{"occurredAt":' + now + ',"data":{"note":"\\udc00x"}}')],
+      ['LONE_SURROGATE', 'ingest.odd.sale', enc('{"occurredAt":' + now + ',"data":{"\\ud83d":1}}')],
+      ['TOO_LONG', 'ingest.odd.sale', enc({ id: long.slice(0, 300), occurredAt: now })],
+      ['TOO_LONG', 'ingest.odd.sale', enc({ source: long.slice(0, 200), occurredAt: now })],
+      ['TOO_LONG', `ingest.odd.${long}`, enc({ occurredAt: now })],
+      ['TOO_DEEP', 'ingest.odd.sale', enc(`{"occurredAt":${now},"data":${'{"a":'.repeat(40)}1${'}'.repeat(40)}}`)],
+    ];
+    for (const [, subject, raw] of poison) nc.publish(subject, raw);
+    // good events published after the poison still arrive
+    for (let i = 0; i < 5; i++) nc.publish('ingest.odd.sale', enc({ id: `after-${i}`, occurredAt: now, key: 'astral-\u{1F600}' }));
+    await nc.flush();
+    await drained();
+    const dlq = (await readAll(js, jsm, 'DLQ')).map((m) => json<DlqRecord>(m)).filter((r) => r.subject.startsWith('ingest.odd'));
+    expect(dlq.map((r) => r.code)).toEqual(poison.map(([code]) => code));
+    for (const record of dlq) expect(record.reason).toMatch(/\S{3,}/);
+    const events = (await eventsFor('odd')).map((e) => e.event);
+    expect(events.map((e) => e.id)).toEqual([0, 1, 2, 3, 4].map((i) => `after-${i}`));
+    expect(events[0]!.key).toBe('astral-\u{1F600}');
+  });
+
+  it('keeps a DLQ record of an input near max_payload under max_payload: a head of the bytes, the size and a SHA-256', async () => {
+    const big = new Uint8Array(900 * 1024).fill(0x41);
+    nc.publish('ingest.huge.sale', big);
+    await nc.flush();
+    const [msg] = await waitFor(async () => {
+      const found = (await readAll(js, jsm, 'DLQ')).filter((m) => m.subject === 'dlq.ingest.huge.sale');
+      return found.length === 1 && found;
+    });
+    const record = json<DlqRecord>(msg!);
+    expect(msg!.data.byteLength).toBeLessThan(nc.info!.max_payload);
+    expect(record).toMatchObject({ code: 'TOO_LARGE', rawBytes: big.byteLength, rawTruncated: true });
+    expect(record.rawSha256).toBe(createHash('sha256').update(big).digest('hex'));
+    expect(Buffer.from(record.raw, 'base64')).toEqual(Buffer.from(big.subarray(0, Buffer.from(record.raw, 'base64').byteLength)));
   });
 });

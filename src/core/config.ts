@@ -107,6 +107,8 @@ const Monitor = z.strictObject({
     windows: z.array(Duration.refine((ms) => ms > 0 && ms <= 86_400_000, 'between 1ms and 1d (delay_slices keeps 2 days)')).min(1).default([300_000, 3_600_000]),
   }).prefault({}),
   webhooks: z.array(Webhook).default([]),
+  maxSourcesPerSla: z.number().int().positive().default(10_000).describe('sources a glob SLA keeps state for; events of further sources are stored and reported but not checked against it (tidemark_monitor_sources_cut_total)'),
+  maxMetricSources: z.number().int().positive().default(500).describe('sources with their own /metrics delay series per window; the rest are summed under source="_other" (tidemark_delay_sources_cut)'),
 });
 
 const EventTypes = z.array(z.string().min(1));
@@ -267,6 +269,7 @@ export const ConfigSchema = z.strictObject({
     }).prefault({}),
     ackWait: Duration.default(30_000),
     maxAckPending: z.number().int().positive().default(20_000),
+    poisonAfter: z.number().int().min(2).default(20).describe('a message the processor or monitor fails alone this many deliveries, while others pass, goes to the DLQ'),
   }).prefault({}),
   clickhouse: z.strictObject({
     url: z.string().optional().describe('unset: embedded chDB under dataDir/clickhouse'),
@@ -291,6 +294,7 @@ export const ConfigSchema = z.strictObject({
     port: z.number().int().min(0).max(65535).default(8080),
     token: z.string().optional().describe('when set, POST /v1/events needs Authorization: Bearer <token>'),
     maxBodyBytes: z.number().int().positive().default(8 * 1024 * 1024),
+    maxItems: z.number().int().positive().default(10_000).describe('events one POST /v1/events may carry; more is answered 413 TOO_MANY_ITEMS before any is looked at'),
   }).prefault({}),
   browser: z.strictObject({
     origins: z.array(z.string().transform((value, ctx) => {

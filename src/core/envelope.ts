@@ -1,5 +1,6 @@
 import { isExactJsonNumber } from './decimal.ts';
 import { idFromMsgId, idFromSequence, isReservedId, RESERVED_ID_PREFIX } from './identity.ts';
+import { FIELD_LIMITS, hasControlCharacter, hasLoneSurrogate, overBytes, preview } from './field-limits.ts';
 
 /** The validated, stamped event as it travels on `events.>` and lands in ClickHouse. */
 export type TidemarkEvent = {
@@ -31,7 +32,19 @@ export type RejectionCode =
   | 'INEXACT_NUMBER'
   | 'INVALID_SUBJECT'
   | 'RESERVED_ID'
-  | 'DUPLICATE_ID_CONFLICT';
+  | 'DUPLICATE_ID_CONFLICT'
+  | 'CONTROL_CHARACTER'
+  | 'LONE_SURROGATE'
+  | 'TOO_LONG'
+  | 'TOO_DEEP'
+  /** an HTTP request with more items than `http.maxItems` (answered 413, nothing stored) */
+  | 'TOO_MANY_ITEMS'
+  /** valid, yet NATS refused to build or store its message (a defensive net: validation should make it impossible) */
+  | 'UNPUBLISHABLE'
+  /** valid, yet ClickHouse refused the row; the reason holds the engine's error */
+  | 'REFUSED_BY_SINK'
+  /** a message a consumer (saga, …) cannot read as what its subject promises */
+  | 'UNPROCESSABLE';
 
 export type ParseResult = { ok: true; event: TidemarkEvent } | { ok: false; rejection: Rejection };
 
@@ -53,7 +66,6 @@ export type EnvelopeLimits = {
 const ISO_WITH_OFFSET = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/i;
 /** One NATS subject token: no separators, wildcards or whitespace. */
 const SUBJECT_TOKEN = /^[^.*>\s]+$/;
-const MAX_ID_LENGTH = 256;
 const MAX_NESTING = 32;
 
 /** Sources and types seen valid: a gateway checks the same few names over and over. */
@@ -103,10 +115,10 @@ export function parseOccurredAt(value: unknown): number | Rejection {
   if (typeof value === 'string') {
     if (/^\d{1,15}$/.test(value)) return Number(value);
     if (!ISO_WITH_OFFSET.test(value)) {
-      return { code: 'INVALID_OCCURRED_AT', reason: `occurredAt "${truncate(value)}" is not ISO-8601 with a time-zone offset (e.g. 2026-11-20T13:05:00+08:00) nor epoch milliseconds` };
+      return { code: 'INVALID_OCCURRED_AT', reason: `occurredAt "${preview(value)}" is not ISO-8601 with a time-zone offset (e.g. 2026-11-20T13:05:00+08:00) nor epoch milliseconds` };
     }
     const ms = Date.parse(value);
-    if (Number.isNaN(ms)) return { code: 'INVALID_OCCURRED_AT', reason: `occurredAt "${truncate(value)}" is not a valid date` };
+    if (Number.isNaN(ms)) return { code: 'INVALID_OCCURRED_AT', reason: `occurredAt "${preview(value)}" is not a valid date` };
     return ms;
   }
   return { code: 'INVALID_OCCURRED_AT', reason: `occurredAt must be a string or a number, got ${describe(value)}` };
@@ -122,27 +134,48 @@ function truncate(text: string, max = 64): string {
   return text.length > max ? `${text.slice(0, max)}…` : text;
 }
 
+type DataProblem = { code: RejectionCode; path: string[]; message: string };
+
 /**
- * Finds the first JSON number that a double cannot carry exactly, so money never
- * silently rounds. Runs on every event: the path is spelled out only for the answer.
+ * Finds the first thing in `data` no sink can take as it is: a JSON number a double
+ * cannot carry exactly (money never silently rounds), a lone surrogate in a key or a
+ * string, an over-long key, or nesting past MAX_NESTING. Runs on every event: the path
+ * is spelled out only for the answer.
  */
-function findInexactNumber(value: unknown, depth = 0): { path: string[]; message: string } | undefined {
-  if (depth > MAX_NESTING) return { path: [], message: `is nested deeper than ${MAX_NESTING} levels` };
+function findDataProblem(value: unknown, depth = 0): DataProblem | undefined {
+  if (depth > MAX_NESTING) return { code: 'TOO_DEEP', path: [], message: `is nested deeper than ${MAX_NESTING} levels` };
   if (typeof value === 'number') {
-    return isExactJsonNumber(value) ? undefined : { path: [], message: `= ${value} has more than 15 significant digits; send it as a string ("…") to keep it exact` };
+    return isExactJsonNumber(value) ? undefined : { code: 'INEXACT_NUMBER', path: [], message: `= ${value} has more than 15 significant digits; send it as a string ("…") to keep it exact` };
+  }
+  if (typeof value === 'string') {
+    return hasLoneSurrogate(value) ? { code: 'LONE_SURROGATE', path: [], message: 'holds a lone UTF-16 surrogate (\\ud800–\\udfff without its pair), which no UTF-8 store can keep' } : undefined;
   }
   if (typeof value !== 'object' || value === null) return undefined;
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
-      const found = findInexactNumber(value[i], depth + 1);
+      const found = findDataProblem(value[i], depth + 1);
       if (found) return (found.path.unshift(`[${i}]`), found);
     }
     return undefined;
   }
   for (const k in value) {
-    const found = findInexactNumber((value as Record<string, unknown>)[k], depth + 1);
-    if (found) return (found.path.unshift(`.${k}`), found);
+    if (hasLoneSurrogate(k)) return { code: 'LONE_SURROGATE', path: [`.${preview(k)}`], message: 'is a key holding a lone UTF-16 surrogate, which no UTF-8 store can keep' };
+    const bytes = overBytes(k, FIELD_LIMITS.dataKey);
+    if (bytes !== undefined) return { code: 'TOO_LONG', path: [`.${preview(k)}`], message: `is a key of ${bytes} bytes, over the limit of ${FIELD_LIMITS.dataKey}` };
+    const found = findDataProblem((value as Record<string, unknown>)[k], depth + 1);
+    if (found) return (found.path.unshift(`.${preview(k)}`), found);
   }
+  return undefined;
+}
+
+type CheckedField = 'id' | 'source' | 'type' | 'key';
+
+/** Control characters, lone surrogates and length of a field that becomes part of subjects, headers, KV keys and columns. */
+function fieldProblem(field: CheckedField, value: string): Rejection | undefined {
+  if (hasControlCharacter(value)) return { code: 'CONTROL_CHARACTER', reason: `${field} "${preview(value)}" holds a control character (U+0000–U+001F, U+007F–U+009F)` };
+  if (hasLoneSurrogate(value)) return { code: 'LONE_SURROGATE', reason: `${field} "${preview(value)}" holds a lone UTF-16 surrogate, which no UTF-8 store can keep` };
+  const bytes = overBytes(value, FIELD_LIMITS[field]);
+  if (bytes !== undefined) return { code: 'TOO_LONG', reason: `${field} is ${bytes} bytes, over the limit of ${FIELD_LIMITS[field]}` };
   return undefined;
 }
 
@@ -166,6 +199,8 @@ export function validateEventBody(body: unknown, meta: RawMeta, limits: Envelope
     return reject('NOT_AN_OBJECT', `an event must be a JSON object, got ${describe(body)}`);
   }
   const fields = body as Record<string, unknown>;
+  const subjectBytes = overBytes(meta.subject, FIELD_LIMITS.subject);
+  if (subjectBytes !== undefined) return reject('TOO_LONG', `the subject is ${subjectBytes} bytes, over the limit of ${FIELD_LIMITS.subject}`);
   const fromSubject = subjectParts(meta.subject, prefix);
 
   const id = optionalString(fields, 'id');
@@ -177,17 +212,24 @@ export function validateEventBody(body: unknown, meta: RawMeta, limits: Envelope
   const key = optionalString(fields, 'key');
   if (isRejection(key)) return { ok: false, rejection: key };
 
-  if (id !== undefined && isReservedId(id)) return reject('RESERVED_ID', `id "${truncate(id)}" starts with "${RESERVED_ID_PREFIX}", which only ids Tidemark generates may`);
+  if (id !== undefined && isReservedId(id)) return reject('RESERVED_ID', `id "${preview(id)}" starts with "${RESERVED_ID_PREFIX}", which only ids Tidemark generates may`);
   const finalId = id ?? (meta.msgId === undefined ? idFromSequence(meta.stream, meta.seq) : idFromMsgId(meta.msgId));
-  if (finalId.length > MAX_ID_LENGTH) return reject('INVALID_FIELD', `id is longer than ${MAX_ID_LENGTH} characters`);
+  const idProblem = fieldProblem('id', finalId);
+  if (idProblem) return { ok: false, rejection: idProblem };
   const finalSource = source ?? fromSubject.source;
-  if (finalSource === undefined) return reject('INVALID_SUBJECT', `no source: the subject "${meta.subject}" has no source token and the event has no "source" field`);
-  if (!isSubjectTokens(finalSource, false)) return reject('INVALID_FIELD', `source "${truncate(finalSource)}" must be one subject token (no ".", "*", ">" or whitespace)`);
+  if (finalSource === undefined) return reject('INVALID_SUBJECT', `no source: the subject "${preview(meta.subject)}" has no source token and the event has no "source" field`);
+  const sourceProblem = fieldProblem('source', finalSource);
+  if (sourceProblem) return { ok: false, rejection: sourceProblem };
+  if (!isSubjectTokens(finalSource, false)) return reject('INVALID_FIELD', `source "${preview(finalSource)}" must be one subject token (no ".", "*", ">" or whitespace)`);
   const finalType = type ?? fromSubject.type;
-  if (finalType === undefined) return reject('INVALID_SUBJECT', `no type: the subject "${meta.subject}" has no type token and the event has no "type" field`);
+  if (finalType === undefined) return reject('INVALID_SUBJECT', `no type: the subject "${preview(meta.subject)}" has no type token and the event has no "type" field`);
+  const typeProblem = fieldProblem('type', finalType);
+  if (typeProblem) return { ok: false, rejection: typeProblem };
   if (!isSubjectTokens(finalType, true)) {
-    return reject('INVALID_FIELD', `type "${truncate(finalType)}" must be subject tokens separated by "." (no "*", ">" or whitespace)`);
+    return reject('INVALID_FIELD', `type "${preview(finalType)}" must be subject tokens separated by "." (no "*", ">" or whitespace)`);
   }
+  const keyProblem = key === undefined ? undefined : fieldProblem('key', key);
+  if (keyProblem) return { ok: false, rejection: keyProblem };
 
   const occurredAt = parseOccurredAt(fields.occurredAt);
   if (isRejection(occurredAt)) return { ok: false, rejection: occurredAt };
@@ -200,8 +242,8 @@ export function validateEventBody(body: unknown, meta: RawMeta, limits: Envelope
 
   const data = fields.data ?? {};
   if (typeof data !== 'object' || data === null || Array.isArray(data)) return reject('INVALID_FIELD', `data must be a JSON object, got ${describe(data)}`);
-  const inexact = findInexactNumber(data);
-  if (inexact) return reject('INEXACT_NUMBER', `data${inexact.path.join('')} ${inexact.message}`);
+  const problem = findDataProblem(data);
+  if (problem) return reject(problem.code, `data${problem.path.join('')} ${problem.message}`);
 
   return {
     ok: true,

@@ -14,7 +14,7 @@ import { openLease } from '../nats/lease.ts';
 import { sleep } from '../core/time.ts';
 import { createBatchPublisher, type BatchPublisher, type PublishItem, type PublishOutcome } from '../nats/batch-publisher.ts';
 import { CONSUMERS, rewindGatewayConsumer, STREAMS } from '../nats/topology.ts';
-import { dlqItem, dlqRecord } from './dlq.ts';
+import { DEFAULT_MAX_PAYLOAD, dlqItem, dlqRecord } from './dlq.ts';
 import { packBatch, type PackLimits } from './event-packs.ts';
 
 export type GatewayStats = { accepted: number; rejected: number; duplicates: number };
@@ -39,8 +39,14 @@ function parseMsg(msg: JsMsg, limits: EnvelopeLimits): ParseResult {
   }, limits);
 }
 
-function rejectionItem(msg: JsMsg, rejection: Rejection): PublishItem {
-  const record = dlqRecord(rejection, msg.data, msg.subject, headerRecord(msg), { stream: STREAMS.ingest.name, seq: msg.seq }, storedAtMs(msg));
+function rejectionItem(msg: JsMsg, rejection: Rejection, maxPayload: number): PublishItem {
+  const record = dlqRecord(rejection, msg.data, msg.subject, headerRecord(msg), { stream: STREAMS.ingest.name, seq: msg.seq }, storedAtMs(msg), maxPayload);
+  return dlqItem(record, `${STREAMS.ingest.name}-${msg.seq}`);
+}
+
+/** The last resort for a DLQ record the client would not send: no headers, a short head of the bytes, a plain subject. */
+function bareRejectionItem(msg: JsMsg, rejection: Rejection): PublishItem {
+  const record = dlqRecord(rejection, msg.data.subarray(0, 4096), '_.unpublishable', {}, { stream: STREAMS.ingest.name, seq: msg.seq }, storedAtMs(msg));
   return dlqItem(record, `${STREAMS.ingest.name}-${msg.seq}`);
 }
 
@@ -78,7 +84,7 @@ function conflict(event: TidemarkEvent): Rejection {
  * the first stored copy wins); an exact copy of it, or of one stored or on its way, is
  * a silent duplicate; a copy with different content goes to the DLQ as a conflict.
  */
-function plan(msgs: JsMsg[], results: ParseResult[], limits: PackLimits, seen: SeenIds): Plan {
+function plan(msgs: JsMsg[], results: ParseResult[], limits: PackLimits, seen: SeenIds, maxPayload: number): Plan {
   const firstOf = new Map<string, { index: number; fingerprint: number }>();
   const copiesOf = new Map<number, number[]>();
   const storedCopies: number[] = [];
@@ -112,7 +118,7 @@ function plan(msgs: JsMsg[], results: ParseResult[], limits: PackLimits, seen: S
     copies: pack.members.flatMap((i) => copiesOf.get(i) ?? []),
     events: pack.members.length,
   }));
-  const rejected = (index: number, rejection: Rejection): Output => ({ item: rejectionItem(msgs[index]!, rejection), members: [index], copies: [], events: 0, rejection });
+  const rejected = (index: number, rejection: Rejection): Output => ({ item: rejectionItem(msgs[index]!, rejection, maxPayload), members: [index], copies: [], events: 0, rejection });
   results.forEach((result, i) => {
     if (!result.ok) outputs.push(rejected(i, result.rejection));
   });
@@ -121,6 +127,23 @@ function plan(msgs: JsMsg[], results: ParseResult[], limits: PackLimits, seen: S
 }
 
 const eventOf = (result: ParseResult | undefined): TidemarkEvent => (result as Extract<ParseResult, { ok: true }>).event;
+
+/**
+ * What replaces an output the NATS client refused to send (validation should leave
+ * none, so this is a net, not a path): each input of a refused pack becomes a DLQ
+ * record of its own, and a refused DLQ record a bare one. Retrying the same message
+ * would fail the same way, and stall INGEST behind it.
+ */
+function fallbacks(msgs: JsMsg[], output: Output, error: string, maxPayload: number): Output[] {
+  const rejection: Rejection = { code: 'UNPUBLISHABLE', reason: `NATS would not take the message built from this input: ${error}` };
+  if (output.events === 0) {
+    const i = output.members[0]!;
+    const original = output.rejection ?? rejection;
+    const bare = { code: original.code, reason: `${original.reason} (the full DLQ record could not be sent: ${error})` };
+    return [{ item: bareRejectionItem(msgs[i]!, bare), members: [i], copies: [], events: 0, rejection: bare }];
+  }
+  return [...output.members, ...output.copies].map((i) => ({ item: rejectionItem(msgs[i]!, rejection, maxPayload), members: [i], copies: [], events: 0, rejection }));
+}
 
 /** Marks a pack's events as on their way; the returned function settles them with the pack's outcome. */
 function announce(seen: SeenIds, entries: Array<{ identity: string; fingerprint: number }>): (stored: boolean) => void {
@@ -147,7 +170,7 @@ function announce(seen: SeenIds, entries: Array<{ identity: string; fingerprint:
  * (DUPLICATE_ID_CONFLICT); consumers of EVENTS count an identity once whatever copies
  * still reach them (from another gateway, or much later).
  */
-export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeLimits, packing: PackLimits, seen: SeenIds, stats: GatewayStats, logger: Logger) {
+export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeLimits, packing: PackLimits, seen: SeenIds, stats: GatewayStats, logger: Logger, maxPayload = DEFAULT_MAX_PAYLOAD) {
   const duplicates = (n: number) => {
     stats.duplicates += n;
     ingestMetrics.events('nats', 'duplicate', n);
@@ -160,7 +183,7 @@ export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeL
       const result = results[i]!;
       done(msgs[i]!, result.ok ? result.event.seq : delivery(msgs[i]!).seq);
     };
-    const { outputs, storedCopies, awaitedCopies, identities, fingerprints } = plan(msgs, results, packing, seen);
+    const { outputs, storedCopies, awaitedCopies, identities, fingerprints } = plan(msgs, results, packing, seen, maxPayload);
     const entry = (i: number) => ({ identity: identities[i]!, fingerprint: fingerprints[i]! });
     const settles = outputs.map((o) => (o.events ? announce(seen, o.members.map(entry)) : undefined));
     let outcomes: PublishOutcome[];
@@ -172,9 +195,21 @@ export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeL
     }
     // settled before any ack, so a batch waiting on these packs never waits on an ack that threw
     outcomes.forEach((outcome, o) => settles[o]?.(outcome.ok));
+    const refused = outputs.flatMap((output, o) => {
+      const outcome = outcomes[o]!;
+      return !outcome.ok && outcome.permanent ? fallbacks(msgs, output, outcome.error, maxPayload) : [];
+    });
+    if (refused.length) {
+      logger.error({ refused: refused.length, example: outcomes.find((o) => !o.ok && o.permanent) }, 'NATS refused messages built from valid inputs; their inputs go to the DLQ');
+      const more = await publisher.publish(refused.map((o) => o.item));
+      outputs.push(...refused);
+      outcomes.push(...more);
+    }
     let failures = 0;
     outcomes.forEach((outcome, o) => {
       const { members, copies, events } = outputs[o]!;
+      // replaced by its fallbacks, which follow in this list
+      if (!outcome.ok && outcome.permanent && o < outputs.length - refused.length) return;
       if (!outcome.ok) {
         failures++;
         for (const i of [...members, ...copies]) msgs[i]!.nak(1_000);
@@ -281,12 +316,16 @@ export async function startNatsGateway(options: { js: JetStreamClient; nc: NatsC
     seenIds(config.ingest.recentIds),
     stats,
     logger,
+    nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD,
   );
   const lease = await openLease(js, { key: 'gateway', holder: `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`, ttlMs: config.ingest.lease });
   const stopping = new AbortController();
   const done = (async () => {
     while (!stopping.signal.aborted) {
-      await Promise.race([lease.acquired(), new Promise((resolve) => stopping.signal.addEventListener('abort', resolve, { once: true }))]);
+      // the listener goes once the race is over: one left per read would pile up on a long-lived signal (MaxListenersExceededWarning)
+      let onAbort: (() => void) | undefined;
+      await Promise.race([lease.acquired(), new Promise<void>((resolve) => stopping.signal.addEventListener('abort', (onAbort = () => resolve()), { once: true }))]);
+      stopping.signal.removeEventListener('abort', onAbort!);
       if (stopping.signal.aborted) break;
       try {
         await readWhileHolding({ js, jsm, config, logger, handle, until: AbortSignal.any([lease.signal(), stopping.signal]) });

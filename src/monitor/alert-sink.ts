@@ -1,7 +1,9 @@
 import type { ClickHouseClient } from '@clickhouse/client';
-import type { JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
-import { storedAtMs, type BatchHandler } from '../nats/batch-consumer.ts';
+import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
+import { dlqRecord, publishToDlq } from '../ingest/dlq.ts';
+import { headerRecord, storedAtMs, type BatchHandler } from '../nats/batch-consumer.ts';
+import { insertIsolating } from '../sinks/clickhouse/isolating-insert.ts';
 import { alertRow, insertAlerts } from '../sinks/clickhouse/alerts-table.ts';
 import { redactWebhookUrl } from '../core/secrets.ts';
 import { deliverWebhook, type WebhookRoute } from '../sinks/webhooks.ts';
@@ -9,6 +11,8 @@ import type { MonitorMetrics } from './metrics.ts';
 
 export type AlertSinkDeps = {
   clickhouse: ClickHouseClient;
+  /** where an alert the table refuses is filed */
+  js: JetStreamClient;
   db: string;
   routes: WebhookRoute[];
   metrics: MonitorMetrics;
@@ -27,9 +31,18 @@ export type AlertSinkDeps = {
 export function createAlertSink(deps: AlertSinkDeps): BatchHandler {
   return async (msgs: JsMsg[]) => {
     const rows = msgs.map((msg) => alertRow({ subject: msg.subject, seq: msg.seq, storedAt: storedAtMs(msg), data: msg.data }));
-    await insertAlerts(deps.clickhouse, deps.db, rows);
+    // a message whose row ClickHouse refuses is filed in the DLQ and acked, not retried forever
+    const refused = await insertIsolating(rows, (batch) => insertAlerts(deps.clickhouse, deps.db, batch));
+    const refusedRows = new Set(refused.map((r) => r.row));
+    for (const { row, error } of refused) {
+      const msg = msgs[rows.indexOf(row)]!;
+      const record = dlqRecord({ code: 'REFUSED_BY_SINK', reason: `ClickHouse refused the alert row: ${error}` }, msg.data, msg.subject, headerRecord(msg), { stream: 'ALERTS', seq: msg.seq }, row.stored_at);
+      await publishToDlq(deps.js, record, `ALERTS-${msg.seq}`);
+      deps.logger.warn({ alert: row.id, seq: msg.seq, error: error.slice(0, 300) }, 'alert refused by ClickHouse; filed in the DLQ');
+    }
     const deliveries: Array<Promise<void>> = [];
     rows.forEach((row, i) => {
+      if (refusedRows.has(row)) return;
       for (const route of deps.routes) {
         if (!route.accepts(row)) continue;
         const msg = msgs[i]!;

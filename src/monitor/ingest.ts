@@ -2,6 +2,8 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import type { JsMsg } from '@nats-io/jetstream';
 import type { ReportConfig } from '../core/config.ts';
 import { decodeEvents, type TidemarkEvent } from '../core/envelope.ts';
+import { FIELD_LIMITS, overBytes } from '../core/field-limits.ts';
+import type { Logger } from 'pino';
 import type { BatchHandler } from '../nats/batch-consumer.ts';
 import { initialDaily, markDaily, type DailyState } from './daily.ts';
 import { applyLateBatch, bucketStart, emptyDelayed, type DelayedState, type SequencedLateEvent } from './delayed.ts';
@@ -12,6 +14,7 @@ import { seqRanges } from './seq-ranges.ts';
 import { businessDay, dailyDeadline, firstDayDueAfter, previousDay, slotStart } from './schedule.ts';
 import type { Sla } from './sla.ts';
 import type { SliceAccumulator } from './slices.ts';
+import { sourceCap } from './source-cap.ts';
 import { stateKey, type MonitorState } from './state.ts';
 
 export type IngestDeps = {
@@ -27,6 +30,9 @@ export type IngestDeps = {
   ackFloor: () => number;
   /** when the first monitor started: a named (literal) source is expected from then, not from its first event */
   epoch: number;
+  /** sources one glob SLA keeps state for, at most (monitor.maxSourcesPerSla) */
+  maxSources: number;
+  logger: Logger;
 };
 
 type Marks<K> = { sla: Sla; source: string; arrivals: Map<K, number> };
@@ -42,8 +48,9 @@ const minArrival = (arrivals: Map<unknown, number>): number => Math.min(...arriv
 
 const MAX_CACHED_REVISIONS = 50_000;
 
+// anyone may publish on events.>: a source past the gateway's limit would make a KV key nats-server refuses
 const isEvent = (event: TidemarkEvent): boolean =>
-  Number.isFinite(event.occurredAt) && Number.isFinite(event.receivedAt) && typeof event.source === 'string' && typeof event.type === 'string';
+  Number.isFinite(event.occurredAt) && Number.isFinite(event.receivedAt) && typeof event.source === 'string' && typeof event.type === 'string' && overBytes(event.source, FIELD_LIMITS.source) === undefined;
 
 /** The processor sends undecodable messages to the DLQ; here they are simply not events. */
 function eventsOf(msg: JsMsg): TidemarkEvent[] {
@@ -63,6 +70,8 @@ export function createEventHandler(deps: IngestDeps): BatchHandler {
   const { state, reports } = deps;
   // a day's first revision time does not change once it exists, so hits are kept
   const firstRevision = new Map<string, number>();
+  // keys this instance gave state to: at most maxSources per SLA and kind
+  const admitted = new Set<string>();
 
   const revisedLookup = async (pairs: Array<{ report: string; day: string }>): Promise<Map<string, number>> => {
     const missing = pairs.filter((p) => !firstRevision.has(`${p.report}/${p.day}`));
@@ -77,6 +86,9 @@ export function createEventHandler(deps: IngestDeps): BatchHandler {
     reports.filter((r) => r.types.includes(event.type)).map((r) => `${r.name}/${businessDay(event.occurredAt, r.timeZone)}`);
 
   return async (msgs: JsMsg[]) => {
+    const cap = sourceCap(state.entries, admitted, deps.maxSources);
+    // a named source is configured, not chosen by senders: only glob SLAs are capped
+    const admits = (sla: Sla, key: string): boolean => sla.literalSource !== null || cap.admits(key);
     const late = new Map<string, SequencedLateEvent[]>();
     const every = new Map<string, Marks<number>>();
     const daily = new Map<string, Marks<string>>();
@@ -89,6 +101,7 @@ export function createEventHandler(deps: IngestDeps): BatchHandler {
           if (sla.maxDelay !== undefined && delayMs > sla.maxDelay) {
             isLate = true;
             const key = stateKey('d', sla.id, event.source);
+            if (!admits(sla, key)) continue;
             let events = late.get(key);
             if (!events) late.set(key, (events = []));
             events.push({
@@ -101,8 +114,10 @@ export function createEventHandler(deps: IngestDeps): BatchHandler {
               revisedDays: [],
             });
           }
-          if (sla.every) mark(every, stateKey('e', sla.id, event.source), sla, event.source, slotStart(event.receivedAt, sla.every), event.receivedAt);
-          if (sla.dailyBy) mark(daily, stateKey('y', sla.id, event.source), sla, event.source, businessDay(event.occurredAt, sla.timeZone), event.receivedAt);
+          const everyKey = sla.every ? stateKey('e', sla.id, event.source) : undefined;
+          if (everyKey && admits(sla, everyKey)) mark(every, everyKey, sla, event.source, slotStart(event.receivedAt, sla.every!), event.receivedAt);
+          const dailyKey = sla.dailyBy ? stateKey('y', sla.id, event.source) : undefined;
+          if (dailyKey && admits(sla, dailyKey)) mark(daily, dailyKey, sla, event.source, businessDay(event.occurredAt, sla.timeZone), event.receivedAt);
         }
         observed.push([event.source, event.receivedAt, delayMs, isLate]);
       }
@@ -140,6 +155,10 @@ export function createEventHandler(deps: IngestDeps): BatchHandler {
     }
     await Promise.all(writes);
     for (const msg of msgs) msg.ack();
+    for (const [prefix, count] of cap.cut) {
+      deps.metrics.sourcesCut(prefix, count);
+      deps.logger.warn({ state: prefix, events: count, limit: deps.maxSources }, 'SLA source limit reached: events of further sources are stored and reported, but not checked against this SLA');
+    }
     // only once the batch is through, so a failed batch that comes back is not counted twice
     for (const [source, receivedAt, delayMs, isLate] of observed) deps.slices.add(source, receivedAt, delayMs, isLate);
     deps.metrics.events(observed.length);

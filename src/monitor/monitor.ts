@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { ClickHouseClient } from '@clickhouse/client';
-import type { JetStreamClient } from '@nats-io/jetstream';
+import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Config } from '../core/config.ts';
 import { metricsRegistry } from '../core/metrics.ts';
+import { terminateToDlq } from '../ingest/dlq.ts';
 import { sleep, systemClock, type Clock } from '../core/time.ts';
 import { eventBatching, runBatchConsumer } from '../nats/batch-consumer.ts';
 import { CONSUMERS } from '../nats/topology.ts';
@@ -59,7 +60,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
   const db = config.clickhouse.database;
   const instance = options.instance ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
   const routes = webhookRoutes(monitor.webhooks, options.env ?? process.env);
-  const metrics = monitorMetricsFor(options.registry ?? metricsRegistry);
+  const metrics = monitorMetricsFor(options.registry ?? metricsRegistry, monitor.maxMetricSources);
   const jsm = await js.jetstreamManager();
   const state = await openMonitorState(js);
   const publish = await openAlertGuard(js, monitor.alertMemory);
@@ -70,21 +71,24 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
   const controller = new AbortController();
   let progress: Progress = { watermark: Number.NEGATIVE_INFINITY, ackFloor: 0 };
 
+  const poison = { maxDeliveries: config.nats.poisonAfter, file: (msg: JsMsg, reason: string) => terminateToDlq(js, msg, reason) };
   const events = await runBatchConsumer({
     js,
     stream: CONSUMERS.monitor.stream,
     durable: CONSUMERS.monitor.durable,
     ...eventBatching(monitor.batchSize, config.ingest.eventsPerMessage),
-    handler: createEventHandler({ match: slaMatcher(slas), reports: config.reports, bucketMs: monitor.bucket, state, clickhouse, db, slices, metrics, ackFloor: () => progress.ackFloor, epoch }),
+    handler: createEventHandler({ match: slaMatcher(slas), reports: config.reports, bucketMs: monitor.bucket, state, clickhouse, db, slices, metrics, ackFloor: () => progress.ackFloor, epoch, maxSources: monitor.maxSourcesPerSla, logger }),
     logger,
+    poison,
   });
   const sink = await runBatchConsumer({
     js,
     stream: CONSUMERS.alertSink.stream,
     durable: CONSUMERS.alertSink.durable,
     batchSize: 100,
-    handler: createAlertSink({ clickhouse, db, routes, metrics, logger, signal: controller.signal }),
+    handler: createAlertSink({ clickhouse, js, db, routes, metrics, logger, signal: controller.signal }),
     logger,
+    poison,
   });
 
   const tickDeps = { slas, reports: config.reports, monitor, state, publish, clickhouse, db, clock, metrics, logger, epoch };

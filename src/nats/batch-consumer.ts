@@ -28,6 +28,14 @@ export type BatchConsumerOptions = {
    * fewer parts to write and merge.
    */
   lingerMs?: number;
+  /**
+   * How a message that keeps failing on its own ends. After a failed batch whose
+   * messages came before, each is handled alone; one that still fails after
+   * `maxDeliveries` deliveries while other messages were handled meanwhile is poison
+   * for this consumer: `file` puts it in the DLQ (and terms it). While nothing
+   * succeeds (an outage), nothing is filed: everything waits and is retried.
+   */
+  poison?: { maxDeliveries: number; file: (msg: JsMsg, reason: string) => Promise<void> };
 };
 
 export type RunningConsumer = { stop: () => Promise<void>; done: Promise<void> };
@@ -84,10 +92,48 @@ export async function runBatchConsumer(options: BatchConsumerOptions): Promise<R
       for (const msg of batch) queued -= weigh(msg);
       try {
         await handler(batch);
+        handled++;
       } catch (err) {
+        if (options.poison && batch.length > 1 && batch.some((msg) => deliveryCount(msg) > 1)) {
+          // it failed before too: find out which message fails, instead of failing the batch for ever
+          for (const msg of batch) await handleAlone(msg);
+          continue;
+        }
+        if (options.poison && batch.length === 1) {
+          await failedAlone(batch[0]!, err);
+          continue;
+        }
         logger.error({ err, stream, durable, size: batch.length }, 'batch failed; messages will be redelivered');
         for (const msg of batch) msg.nak(retryDelayMs);
       }
+    }
+  };
+  /** batches handled without error so far: a message that fails while this grows is failing on its own */
+  let handled = 0;
+  /** `handled` when each message last failed alone (bounded: cleared when it grows large) */
+  const failedWhen = new Map<number, number>();
+  const failedAlone = async (msg: JsMsg, err: unknown): Promise<void> => {
+    const { poison } = options;
+    const before = failedWhen.get(msg.seq);
+    if (poison && before !== undefined && handled > before && deliveryCount(msg) >= poison.maxDeliveries) {
+      failedWhen.delete(msg.seq);
+      logger.error({ err, stream, durable, seq: msg.seq, deliveries: deliveryCount(msg) }, 'message keeps failing while others pass; filed in the DLQ');
+      await poison.file(msg, `${stream}/${durable} failed it ${deliveryCount(msg)} times while handling others: ${(err as Error)?.message ?? String(err)}`);
+      return;
+    }
+    if (before === undefined) {
+      if (failedWhen.size >= 10_000) failedWhen.clear();
+      failedWhen.set(msg.seq, handled);
+    }
+    logger.warn({ err, stream, durable, seq: msg.seq }, 'message failed; it will be redelivered');
+    msg.nak(retryDelayMs);
+  };
+  const handleAlone = async (msg: JsMsg): Promise<void> => {
+    try {
+      await handler([msg]);
+      handled++;
+    } catch (err) {
+      await failedAlone(msg, err);
     }
   };
   const done = Promise.all(Array.from({ length: options.concurrency ?? 1 }, () => loop())).then(() => undefined);
@@ -121,9 +167,9 @@ function batchLength(queue: JsMsg[], limit: number, weight: ((msg: JsMsg) => num
   return n;
 }
 
-/** Headers of a message as a plain record (for the DLQ and for logs). */
+/** Headers of a message as a record (for the DLQ and for logs), with no prototype a header name could reach. */
 export function headerRecord(msg: JsMsg): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
+  const out: Record<string, string[]> = Object.create(null) as Record<string, string[]>;
   if (!msg.headers) return out;
   for (const key of msg.headers.keys()) out[key] = msg.headers.values(key);
   return out;

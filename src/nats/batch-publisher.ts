@@ -1,7 +1,12 @@
 import { createInbox, headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 
 export type PublishItem = { subject: string; data: Uint8Array | string; msgId?: string; headers?: Record<string, string> };
-export type PublishOutcome = { ok: true; seq: number; duplicate: boolean } | { ok: false; error: string };
+/**
+ * `permanent`: the client refused to even send the message (a header value with CR/LF,
+ * a payload over max_payload, an over-long subject): sending it again can never work,
+ * so the caller must file it elsewhere instead of retrying.
+ */
+export type PublishOutcome = { ok: true; seq: number; duplicate: boolean } | { ok: false; error: string; permanent?: true };
 
 export type BatchPublisher = {
   /** Publishes every item to JetStream and resolves with one outcome per item, in order, once all are acked or the timeout passes. */
@@ -25,6 +30,22 @@ export class PublishError extends Error {
 type Pending = { outcomes: Array<PublishOutcome | undefined>; remaining: number; done: () => void };
 
 const decoder = new TextDecoder();
+
+/**
+ * nats-server closes the connection (every role's) on a control line over 4096 bytes;
+ * nats.js does not check: refuse here, keeping room for the reply subject and sizes.
+ */
+const MAX_SUBJECT_BYTES = 3072;
+
+/** Errors the client raises for the connection, not for the message: those pass, and the batch is retried. */
+const CONNECTION_ERRORS = new Set(['ClosedConnectionError', 'DrainingConnectionError']);
+
+function buildHeaders(item: PublishItem) {
+  const h = natsHeaders();
+  if (item.msgId !== undefined) h.set('Nats-Msg-Id', item.msgId);
+  for (const [k, v] of Object.entries(item.headers ?? {})) h.set(k, v);
+  return h;
+}
 
 /**
  * JetStream publishing for whole batches. `js.publish` is a request per message, and
@@ -88,13 +109,14 @@ export function createBatchPublisher(nc: NatsConnection): BatchPublisher {
         const id = ++token;
         ids.push(id);
         slots.set(id, { batch, index });
-        const h = natsHeaders();
-        if (item.msgId !== undefined) h.set('Nats-Msg-Id', item.msgId);
-        for (const [k, v] of Object.entries(item.headers ?? {})) h.set(k, v);
         try {
-          nc.publish(item.subject, item.data, { reply: `${prefix}.${id}`, headers: h });
+          if (item.subject.length * 3 > MAX_SUBJECT_BYTES && Buffer.byteLength(item.subject) > MAX_SUBJECT_BYTES) {
+            throw new Error(`subject of ${Buffer.byteLength(item.subject)} bytes is over ${MAX_SUBJECT_BYTES}`);
+          }
+          nc.publish(item.subject, item.data, { reply: `${prefix}.${id}`, headers: buildHeaders(item) });
         } catch (err) {
-          settle(id, { ok: false, error: (err as Error).message });
+          const error = err as Error;
+          settle(id, CONNECTION_ERRORS.has(error.name) ? { ok: false, error: error.message } : { ok: false, error: error.message, permanent: true });
         }
       });
     });

@@ -2,21 +2,23 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import type { Config } from '../core/config.ts';
-import type { TidemarkEvent } from '../core/envelope.ts';
+import { encodeEvent, eventSubject, type TidemarkEvent } from '../core/envelope.ts';
 import { systemClock, sleep, type Clock } from '../core/time.ts';
-import { dlqRecord, publishToDlq } from '../ingest/dlq.ts';
+import { dlqRecord, publishToDlq, terminateToDlq } from '../ingest/dlq.ts';
 import { eventBatching, headerRecord, runBatchConsumer, storedAtMs } from '../nats/batch-consumer.ts';
 import { CONSUMERS } from '../nats/topology.ts';
 import { insertEvents } from '../sinks/clickhouse/events-table.ts';
+import { insertIsolating } from '../sinks/clickhouse/isolating-insert.ts';
+import { isRowRefusal } from '../sinks/clickhouse/refusal.ts';
 import { openRevisionStore, type RevisionStore } from './daily/revision-store.ts';
 import { startRevisor, type Revisor } from './daily/revisor.ts';
 import { decodeBatch, decodeMessage, touchedDays } from './event-batch.ts';
 import { startRealtime, type Realtime } from './realtime/realtime.ts';
 import { replaceRealtimeView } from '../sinks/clickhouse/realtime-table.ts';
 import { hostname } from 'node:os';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 
-export type ProcessorStats = { events: number; batches: number; insertRetries: number };
+export type ProcessorStats = { events: number; batches: number; insertRetries: number; refused: number };
 
 export type Processor = {
   stats: ProcessorStats;
@@ -47,7 +49,8 @@ async function untilStored(write: () => Promise<void>, msgs: JsMsg[], stopping: 
       await write();
       return;
     } catch (err) {
-      if (stopping()) throw err;
+      // the rows themselves are refused: no retry can help, the caller isolates them
+      if (stopping() || isRowRefusal(err)) throw err;
       stats.insertRetries++;
       logger.warn({ err: (err as Error).message, retryInMs: delay }, 'ClickHouse write failed; retrying');
       for (const msg of msgs) msg.working();
@@ -66,7 +69,7 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
   const { config, js, clickhouse, logger } = options;
   const clock = options.clock ?? systemClock;
   const db = config.clickhouse.database;
-  const stats: ProcessorStats = { events: 0, batches: 0, insertRetries: 0 };
+  const stats: ProcessorStats = { events: 0, batches: 0, insertRetries: 0, refused: 0 };
   const store = await openRevisionStore(js);
   await replaceRealtimeView(clickhouse, db, config.reports);
   const realtime = startRealtime({
@@ -94,8 +97,18 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
 
   const handler = async (msgs: JsMsg[]): Promise<void> => {
     const { events, undecodable } = decodeBatch(msgs, decoded);
-    await untilStored(() => insertEvents(clickhouse, db, events), msgs, () => stopping, logger, stats);
-    await Promise.all(touchedDays(config.reports, events).map((ref) => store.markDirty(ref)));
+    const refused = await insertIsolating(events, (rows) => untilStored(() => insertEvents(clickhouse, db, rows), msgs, () => stopping, logger, stats));
+    const refusedEvents = new Set(refused.map((r) => r.row));
+    await Promise.all(touchedDays(config.reports, events.filter((e) => !refusedEvents.has(e))).map((ref) => store.markDirty(ref)));
+    // a row ClickHouse refuses goes to the DLQ with the engine's error; the rest of the batch is stored and acked
+    for (const { row, error } of refused) {
+      const record = dlqRecord({ code: 'REFUSED_BY_SINK', reason: `ClickHouse refused the row: ${error}` }, encodeEvent(row), eventSubject(row), {}, { stream: 'INGEST', seq: row.seq }, row.receivedAt);
+      await publishToDlq(js, record, `refused-${row.seq}-${createHash('sha256').update(`${row.source}\n${row.id}`).digest('hex').slice(0, 16)}`);
+    }
+    if (refused.length) {
+      stats.refused += refused.length;
+      logger.warn({ refused: refused.length, example: refused[0]!.error.slice(0, 300) }, 'ClickHouse refused rows; they are in the DLQ, the rest of the batch is stored');
+    }
     for (const msg of undecodable) {
       const record = dlqRecord({ code: 'INVALID_JSON', reason: 'a message on EVENTS is not a Tidemark event' }, msg.data, msg.subject, headerRecord(msg), { stream: 'EVENTS', seq: msg.seq }, storedAtMs(msg));
       await publishToDlq(js, record, `EVENTS-${msg.seq}`);
@@ -116,6 +129,7 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
     logger,
     // the next batch is encoded and sent while ClickHouse stores the previous one
     concurrency: 2,
+    poison: { maxDeliveries: config.nats.poisonAfter, file: (msg, reason) => terminateToDlq(js, msg, reason) },
   });
   const revisor = startRevisor({ reports: config.reports, store, clickhouse, db, js, clock, logger }, { intervalMs: options.revisorIntervalMs ?? 50 });
 

@@ -1,3 +1,4 @@
+import { terminateToDlq } from '../ingest/dlq.ts';
 import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
@@ -268,9 +269,9 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
       if (!definitions.has(routed.saga)) throw new TidemarkError(ErrorCodes.SAGA_UNKNOWN, `no saga named "${routed.saga}" is defined`);
     } catch (err) {
       stats.invalid++;
-      // term() with no reason: 2.9 ignores reasons and would redeliver; the message stays in SAGAS for inspection
+      // term() with no reason: 2.9 ignores reasons and would redeliver; the reason goes with the message to the DLQ
       logger.error({ err: (err as Error).message, subject: msg.subject, seq: msg.seq }, 'saga input rejected');
-      safely(() => msg.term());
+      await terminateToDlq(js, msg, `saga input rejected: ${(err as Error).message}`).catch(() => undefined);
       return;
     }
     // drive() queues behind earlier inputs of the same saga before its first await, so they keep stream order

@@ -2,6 +2,7 @@ import { AckPolicy, DeliverPolicy, type JetStreamClient, type JetStreamManager }
 import { nanos } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { ErrorCodes, isTidemarkError } from '../core/errors.ts';
+import { terminateToDlq } from '../ingest/dlq.ts';
 import { runBatchConsumer } from '../nats/batch-consumer.ts';
 import { parseCommand, reply, type SagaCommand } from './outbox.ts';
 import { SAGA_STREAM } from './subjects.ts';
@@ -53,8 +54,8 @@ export async function serveSagaCommands(options: ServiceOptions): Promise<{ stop
             msg.ack();
           } catch (err) {
             if (isTidemarkError(err, ErrorCodes.SAGA_MESSAGE_INVALID)) {
-              logger.error({ err: err.message, subject: msg.subject, seq: msg.seq }, 'not a saga command; dropped');
-              msg.term();
+              logger.error({ err: err.message, subject: msg.subject, seq: msg.seq }, 'not a saga command; filed in the DLQ');
+              await terminateToDlq(js, msg, `not a saga command: ${err.message}`);
               return;
             }
             logger.warn({ err, subject: msg.subject }, 'command not handled; it will be redelivered');

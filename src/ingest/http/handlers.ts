@@ -6,6 +6,7 @@ import type { Config } from '../../core/config.ts';
 import type { EnvelopeLimits } from '../../core/envelope.ts';
 import type { Logger } from '../../core/logger.ts';
 import type { IngestMetrics } from '../../core/metrics.ts';
+import { keptHeaders } from '../dlq.ts';
 import { readBody, splitBody } from './body.ts';
 import { prepareItem, rejectWholeBody, type PreparedItem } from './items.ts';
 import { publishInvalid, publishValid } from './publish.ts';
@@ -15,17 +16,15 @@ export type IngestDeps = { config: Config; js: JetStreamClient; nc: NatsConnecti
 
 /** The NATS default; used only if the connection has not told us the server's own. */
 const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
-const SECRET_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie']);
-
-/** Request headers as the DLQ keeps them (SPEC §3), minus credentials. */
+/** Request headers as the DLQ keeps them (SPEC §3): the allow-list only, so never a credential. */
 function headerRecord(req: IncomingMessage): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
-  for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
-    const name = req.rawHeaders[i]!.toLowerCase();
-    if (!SECRET_HEADERS.has(name)) (out[name] ??= []).push(req.rawHeaders[i + 1]!);
-  }
-  return out;
+  const pairs: Array<[string, string[]]> = [];
+  for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) pairs.push([req.rawHeaders[i]!.toLowerCase(), [req.rawHeaders[i + 1]!]]);
+  return keptHeaders(pairs);
 }
+
+/** Seconds a caller should wait after a 503 (NATS not storing): about a reconnect. */
+const RETRY_AFTER_S = 2;
 
 const byIndex = (a: { index: number }, b: { index: number }): number => a.index - b.index;
 
@@ -34,7 +33,7 @@ const byIndex = (a: { index: number }, b: { index: number }): number => a.index 
  * gateway takes them from there) and the invalid ones in DLQ, and answers only once
  * every publish is acknowledged: 202 all accepted, 400 some rejected, 503 some not stored.
  */
-export async function handleIngest(req: IncomingMessage, res: ServerResponse, deps: IngestDeps): Promise<void> {
+export async function handleIngest(req: IncomingMessage, res: ServerResponse, deps: IngestDeps, url: URL): Promise<void> {
   const receivedAt = Date.now();
   const { http, ingest } = deps.config;
   const requestId = randomUUID();
@@ -47,10 +46,16 @@ export async function handleIngest(req: IncomingMessage, res: ServerResponse, de
   }
 
   const started = performance.now();
-  const query = new URL(req.url ?? '/', 'http://localhost').searchParams;
+  const query = url.searchParams;
   const defaults = { source: query.get('source') ?? undefined, type: query.get('type') ?? undefined };
   const limits: EnvelopeLimits = { maxEventBytes: ingest.maxEventBytes, maxFutureSkew: ingest.maxFutureSkew, retention: ingest.retention };
-  const split = splitBody(body.bytes, req.headers['content-type']);
+  const split = splitBody(body.bytes, req.headers['content-type'], http.maxItems);
+  if (!split.ok && split.rejection.code === 'TOO_MANY_ITEMS') {
+    // refused before any per-item work: nothing is stored, so the caller still owns every item
+    deps.metrics.rejected('http', 'TOO_MANY_ITEMS');
+    sendJson(res, 413, { accepted: [], rejected: [{ index: 0, ...split.rejection }] }, { 'x-request-id': requestId });
+    return;
+  }
   const prepared: PreparedItem[] = split.ok
     ? split.items.map((item) => prepareItem(item, defaults, limits, receivedAt))
     : [rejectWholeBody(body.bytes, split.rejection, defaults)];
@@ -83,6 +88,7 @@ export async function handleIngest(req: IncomingMessage, res: ServerResponse, de
     res,
     status,
     { accepted: published.accepted, rejected, ...(failed.length ? { failed } : {}) },
-    { 'x-request-id': requestId },
+    // 503 means NATS did not store something: the caller retries the whole request, and ids make the retry idempotent
+    { 'x-request-id': requestId, ...(failed.length ? { 'retry-after': String(RETRY_AFTER_S) } : {}) },
   );
 }

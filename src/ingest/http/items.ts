@@ -1,5 +1,6 @@
 import { validateEventBody, type EnvelopeLimits, type Rejection } from '../../core/envelope.ts';
 import { ingestMsgId } from '../../core/identity.ts';
+import { FIELD_LIMITS, hasControlCharacter, hasLoneSurrogate, overBytes } from '../../core/field-limits.ts';
 import { STREAMS } from '../../nats/topology.ts';
 import type { BodyItem } from './body.ts';
 
@@ -12,6 +13,10 @@ export type PreparedItem =
 
 const TOKEN = /^[^.*>\s]+$/;
 
+/** A token fit for a subject: no separator, wildcard, whitespace or control, well-formed, short. */
+const safeToken = (token: string, limit: number): boolean =>
+  TOKEN.test(token) && !hasControlCharacter(token) && !hasLoneSurrogate(token) && overBytes(token, limit) === undefined;
+
 const asText = (value: unknown): string | undefined =>
   typeof value === 'string' ? value : typeof value === 'number' && Number.isSafeInteger(value) ? String(value) : undefined;
 
@@ -22,8 +27,8 @@ const asText = (value: unknown): string | undefined =>
 function ingestSubject(source: unknown, type: unknown): string {
   const s = asText(source);
   const t = asText(type);
-  const safeSource = s !== undefined && TOKEN.test(s) ? s : '_';
-  const safeType = t !== undefined && t.split('.').every((token) => TOKEN.test(token)) ? t : '_';
+  const safeSource = s !== undefined && safeToken(s, FIELD_LIMITS.source) ? s : '_';
+  const safeType = t !== undefined && overBytes(t, FIELD_LIMITS.type) === undefined && t.split('.').every((token) => safeToken(token, FIELD_LIMITS.type)) ? t : '_';
   return `ingest.${safeSource}.${safeType}`;
 }
 

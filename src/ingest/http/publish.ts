@@ -1,5 +1,4 @@
 import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
-import type { Rejection } from '../../core/envelope.ts';
 import { idFromSequence } from '../../core/identity.ts';
 import { dlqRecord, publishToDlq } from '../dlq.ts';
 import type { PreparedItem } from './items.ts';
@@ -54,19 +53,6 @@ export async function publishValid(js: JetStreamClient, items: readonly Valid[])
   return { accepted, failed };
 }
 
-/** Room left in one NATS message for the DLQ record's reason, headers and JSON around the base64 raw bytes. */
-const DLQ_OVERHEAD = 32 * 1024;
-
-/** A DLQ record must fit in one NATS message: keep the head of an oversized input and say so in the reason. */
-function fitRaw(rejection: Rejection, raw: Buffer, maxPayload: number): { rejection: Rejection; raw: Buffer } {
-  const room = Math.floor(((maxPayload - DLQ_OVERHEAD) * 3) / 4);
-  if (raw.byteLength <= room) return { rejection, raw };
-  return {
-    rejection: { code: rejection.code, reason: `${rejection.reason} (raw bytes cut to the first ${room} of ${raw.byteLength} to fit a NATS message)` },
-    raw: raw.subarray(0, room),
-  };
-}
-
 export type DlqContext = {
   js: JetStreamClient;
   requestId: string;
@@ -79,8 +65,7 @@ export type DlqContext = {
 /** Files every rejected item in the DLQ; a failure is reported so the caller can retry rather than lose it. */
 export async function publishInvalid(ctx: DlqContext, items: readonly Invalid[]): Promise<FailedItem[]> {
   const settled = await settleWindowed(items, IN_FLIGHT, (item) => {
-    const fitted = fitRaw(item.rejection, item.raw, ctx.maxPayload);
-    const record = dlqRecord(fitted.rejection, fitted.raw, item.subject, ctx.headers, { http: ctx.remoteAddress }, ctx.receivedAt);
+    const record = dlqRecord(item.rejection, item.raw, item.subject, ctx.headers, { http: ctx.remoteAddress }, ctx.receivedAt, ctx.maxPayload);
     return publishToDlq(ctx.js, record, `http-${ctx.requestId}-${item.index}`);
   });
   const failed: FailedItem[] = [];

@@ -11,6 +11,7 @@ import type { Logger } from '../../core/logger.ts';
 import { ingestMetricsFor, metricsRegistry } from '../../core/metrics.ts';
 import { bearerAuthorized } from './auth.ts';
 import { handleIngest, type IngestDeps } from './handlers.ts';
+import { requestUrl } from './request-url.ts';
 import { sendJson } from './respond.ts';
 
 export type Readiness = { ready: boolean; reason?: string | undefined };
@@ -70,7 +71,9 @@ export async function startHttpGateway(options: HttpGatewayOptions): Promise<Htt
   }
 
   const route = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    const url = requestUrl(req.url);
+    if (!url) return sendJson(res, 400, { error: 'the request target is not a path' });
+    const path = url.pathname;
     const method = ROUTES[path];
     if (method === undefined) return sendJson(res, 404, { error: `no route ${path}` });
     if (req.method !== method) return sendJson(res, 405, { error: `${path} accepts ${method} only` }, { allow: method });
@@ -93,7 +96,7 @@ export async function startHttpGateway(options: HttpGatewayOptions): Promise<Htt
         if (token && !bearerAuthorized(req.headers.authorization, token)) {
           return sendJson(res, 401, { error: 'missing or wrong bearer token' }, { 'www-authenticate': 'Bearer', connection: 'close' });
         }
-        return handleIngest(req, res, deps);
+        return handleIngest(req, res, deps, url);
     }
   };
 

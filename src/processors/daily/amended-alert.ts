@@ -1,3 +1,4 @@
+import { groupToken } from './revision-store.ts';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { RevisionRecord } from '../logic/revisions.ts';
 
@@ -24,7 +25,9 @@ export async function publishAmendedAlert(
   js: JetStreamClient,
   input: { report: string; day: string; groupKey: string; previous: RevisionRecord; record: RevisionRecord },
 ): Promise<AmendedAlert> {
-  const group = Buffer.from(input.groupKey).toString('base64url');
+  // the id is a Nats-Msg-Id header: a long group is named by the same hash its KV key uses
+  const token = groupToken(input.groupKey);
+  const group = token.startsWith('g') ? token.slice(1) : `#${token.slice(1)}`;
   const alert: AmendedAlert = {
     id: `amended:${input.report}:${input.day}:${group}:${input.record.revision}`,
     kind: 'ReportAmended',

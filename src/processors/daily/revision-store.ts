@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
 import type { RevisionRecord } from '../logic/revisions.ts';
@@ -7,7 +8,7 @@ import type { RevisionRecord } from '../logic/revisions.ts';
  * agree on it:
  * - `dirty.<report>.<day>`: the day has events not yet folded into a revision;
  * - `open.<report>.<day>`: the day has figures that are not final yet (value: close time);
- * - `rev.<report>.<day>.g<group>`: the latest revision of a group, changed only by
+ * - `rev.<report>.<day>.g<group>` (`h<hash>` for a long group): the latest revision of a group, changed only by
  *   compare-and-set, which is what keeps revision numbers gap-free across processes.
  */
 export const DAILY_BUCKET = 'tidemark_daily';
@@ -15,7 +16,18 @@ export const DAILY_BUCKET = 'tidemark_daily';
 export type StoredRevision = { record: RevisionRecord; written: boolean };
 export type Versioned<T> = { value: T; version: number };
 
-const encodeGroup = (groupKey: string): string => `g${Buffer.from(groupKey).toString('base64url')}`;
+/**
+ * Group keys come from event values (a source, a data field), so their length is the
+ * sender's choice, and a KV key is a subject nats-server refuses past 4096 bytes.
+ * Up to GROUP_TOKEN_CHARS of base64url a group is spelled out (`g…`, as always, so
+ * existing keys keep working); a longer one is named by its SHA-256 (`h…`, 43 chars).
+ */
+const GROUP_TOKEN_CHARS = 172;
+
+export function groupToken(groupKey: string): string {
+  const spelled = Buffer.from(groupKey).toString('base64url');
+  return spelled.length <= GROUP_TOKEN_CHARS ? `g${spelled}` : `h${createHash('sha256').update(groupKey).digest('base64url')}`;
+}
 const enc = new TextEncoder();
 
 export type DayRef = { report: string; day: string };
@@ -65,7 +77,7 @@ const isWrongLastSequence = (err: unknown): boolean => /wrong last sequence|key 
 export async function openRevisionStore(js: JetStreamClient): Promise<RevisionStore> {
   const kv: KV = await new Kvm(js).create(DAILY_BUCKET, { history: 1 });
   const dayKey = (prefix: string, ref: DayRef) => `${prefix}.${ref.report}.${ref.day}`;
-  const revKey = (ref: DayRef, groupKey: string) => `rev.${ref.report}.${ref.day}.${encodeGroup(groupKey)}`;
+  const revKey = (ref: DayRef, groupKey: string) => `rev.${ref.report}.${ref.day}.${groupToken(groupKey)}`;
 
   const dirty = await watchPrefix(kv, 'dirty');
   const open = await watchPrefix(kv, 'open');

@@ -1,4 +1,5 @@
 import type { ClickHouseClient } from '@clickhouse/client';
+import { wellFormed } from '../../core/field-limits.ts';
 
 export type AlertRow = {
   id: string;
@@ -16,8 +17,10 @@ export type AlertRow = {
 export type StoredAlertMessage = { subject: string; seq: number; storedAt: number; data: Uint8Array };
 
 const decoder = new TextDecoder();
-const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
-const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+// anyone may publish on alerts.>: what a body says is made safe for the table (a lone surrogate, a time past DateTime64)
+const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? wellFormed(v) : undefined);
+const MAX_TIME_MS = Date.parse('2262-01-01T00:00:00Z');
+const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 && v < MAX_TIME_MS ? v : undefined);
 
 /**
  * One row per message on ALERTS, whoever raised it: the monitor's alerts carry
