@@ -15,6 +15,7 @@ import { createBatchPublisher, type BatchPublisher, type PublishItem, type Publi
 import { CONSUMERS, rewindGatewayConsumer, STREAMS } from '../nats/topology.ts';
 import { dlqItem, dlqRecord } from './dlq.ts';
 import { packBatch, type PackLimits } from './event-packs.ts';
+import { bucketReplicas } from '../nats/buckets.ts';
 
 export type GatewayStats = { accepted: number; rejected: number; duplicates: number };
 
@@ -252,7 +253,7 @@ export async function startNatsGateway(options: { js: JetStreamClient; nc: NatsC
     stats,
     logger,
   );
-  const lease = await openLease(js, { key: 'gateway', holder: `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`, ttlMs: config.ingest.lease });
+  const lease = await openLease(js, { key: 'gateway', holder: `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`, ttlMs: config.ingest.lease, replicas: bucketReplicas(config, 'leases') });
   const stopping = new AbortController();
   const done = (async () => {
     while (!stopping.signal.aborted) {

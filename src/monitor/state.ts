@@ -1,5 +1,5 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { Kvm } from '@nats-io/kv';
+import { BUCKETS, openBucket } from '../nats/buckets.ts';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
 
 /**
@@ -13,7 +13,7 @@ import { ErrorCodes, TidemarkError } from '../core/errors.ts';
  * outbox: a transition that raises alerts writes them there in the same CAS, so an
  * alert is decided exactly once even when instances race, and is published after.
  */
-export const MONITOR_BUCKET = 'tidemark_monitor';
+export const MONITOR_BUCKET = BUCKETS.monitor;
 
 const MAX_CAS_ATTEMPTS = 50;
 /** A watch that falls this far behind fails the tick (retried) instead of hanging it. */
@@ -46,8 +46,8 @@ export type MonitorState = {
   stop: () => Promise<void>;
 };
 
-export async function openMonitorState(js: JetStreamClient): Promise<MonitorState> {
-  const kv = await new Kvm(js).create(MONITOR_BUCKET, { history: 1 });
+export async function openMonitorState(js: JetStreamClient, replicas = 1): Promise<MonitorState> {
+  const kv = await openBucket(js, { name: MONITOR_BUCKET, replicas });
   const entries = new Map<string, StateEntry>();
   let seenRevision = 0;
   let waiters: Array<{ revision: number; resolve: () => void }> = [];

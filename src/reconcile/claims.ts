@@ -1,5 +1,6 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { Kvm, type KV } from '@nats-io/kv';
+import type { KV } from '@nats-io/kv';
+import { BUCKETS, openBucket } from '../nats/buckets.ts';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
 import type { Clock } from '../core/time.ts';
 
@@ -11,7 +12,7 @@ import type { Clock } from '../core/time.ts';
  * idempotent (it is: every publish carries a deterministic Nats-Msg-Id), since a
  * crash after it but before `done` runs it again.
  */
-export const CLAIMS_BUCKET = 'tidemark_recon_claims';
+export const CLAIMS_BUCKET = BUCKETS.reconClaims;
 
 type Claim = { state: 'claimed' | 'done'; owner: string; leaseUntil: number; at: number };
 
@@ -23,8 +24,8 @@ export type Claims = {
 
 const isCasConflict = (err: unknown): boolean => /wrong last sequence|key exists/i.test(String((err as Error)?.message));
 
-export async function openClaims(js: JetStreamClient, options: { clock: Clock; owner: string; leaseMs: number }): Promise<Claims> {
-  const kv: KV = await new Kvm(js).create(CLAIMS_BUCKET, { history: 1 });
+export async function openClaims(js: JetStreamClient, options: { clock: Clock; owner: string; leaseMs: number; replicas?: number }): Promise<Claims> {
+  const kv: KV = await openBucket(js, { name: CLAIMS_BUCKET, replicas: options.replicas ?? 1 });
   const { leaseMs } = options;
   const encode = (claim: Claim) => JSON.stringify(claim);
   const claimed = (): Claim => ({ state: 'claimed', owner: options.owner, leaseUntil: options.clock.now() + leaseMs, at: options.clock.now() });

@@ -1,5 +1,6 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { Kvm, type KV } from '@nats-io/kv';
+import type { KV } from '@nats-io/kv';
+import { openBucket, reconStateBucket } from '../nats/buckets.ts';
 import type { ReconciliationConfig } from '../core/config.ts';
 import { stateKey } from './logic/keys.ts';
 import type { PendingEntry, Transition } from './logic/pending.ts';
@@ -9,7 +10,7 @@ import type { PendingEntry, Transition } from './logic/pending.ts';
  * only by compare-and-set. The bucket's max_age (NATS 2.9 has no per-key TTL) drops
  * keys untouched for `stream.stateRetention`, long after their window has closed.
  */
-export const stateBucket = (name: string): string => `tidemark_recon_${name}`;
+export const stateBucket = reconStateBucket;
 
 export type Versioned = { entry: PendingEntry | null; revision: number };
 
@@ -26,8 +27,8 @@ export type StateStore = {
 
 const isCasConflict = (err: unknown): boolean => /wrong last sequence|key exists/i.test(String((err as Error)?.message));
 
-export async function openStateStore(js: JetStreamClient, recon: ReconciliationConfig): Promise<StateStore> {
-  const kv: KV = await new Kvm(js).create(stateBucket(recon.name), { history: 1, ttl: recon.stream.stateRetention });
+export async function openStateStore(js: JetStreamClient, recon: ReconciliationConfig, replicas = 1): Promise<StateStore> {
+  const kv: KV = await openBucket(js, { name: stateBucket(recon.name), replicas, ttl: recon.stream.stateRetention });
   const read = async (key: string[]): Promise<Versioned> => {
     const entry = await kv.get(stateKey(key));
     if (!entry || entry.operation !== 'PUT') return { entry: null, revision: entry?.revision ?? 0 };

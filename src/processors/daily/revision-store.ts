@@ -1,5 +1,6 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
+import type { KV, KvEntry } from '@nats-io/kv';
+import { BUCKETS, openBucket } from '../../nats/buckets.ts';
 import type { RevisionRecord } from '../logic/revisions.ts';
 
 /**
@@ -10,7 +11,7 @@ import type { RevisionRecord } from '../logic/revisions.ts';
  * - `rev.<report>.<day>.g<group>`: the latest revision of a group, changed only by
  *   compare-and-set, which is what keeps revision numbers gap-free across processes.
  */
-export const DAILY_BUCKET = 'tidemark_daily';
+export const DAILY_BUCKET = BUCKETS.daily;
 
 export type StoredRevision = { record: RevisionRecord; written: boolean };
 export type Versioned<T> = { value: T; version: number };
@@ -62,8 +63,8 @@ async function watchPrefix(kv: KV, prefix: string): Promise<{ entries: Map<strin
 
 const isWrongLastSequence = (err: unknown): boolean => /wrong last sequence|key exists/i.test(String((err as Error)?.message));
 
-export async function openRevisionStore(js: JetStreamClient): Promise<RevisionStore> {
-  const kv: KV = await new Kvm(js).create(DAILY_BUCKET, { history: 1 });
+export async function openRevisionStore(js: JetStreamClient, replicas = 1): Promise<RevisionStore> {
+  const kv: KV = await openBucket(js, { name: DAILY_BUCKET, replicas });
   const dayKey = (prefix: string, ref: DayRef) => `${prefix}.${ref.report}.${ref.day}`;
   const revKey = (ref: DayRef, groupKey: string) => `rev.${ref.report}.${ref.day}.${encodeGroup(groupKey)}`;
 
