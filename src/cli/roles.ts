@@ -34,10 +34,13 @@ export async function startProcessorRole(options: { config: Config; nats: NatsRu
   return { stop: processor.stop };
 }
 
-/** Ready when NATS is connected and ClickHouse answers a ping. */
+/** Ready when a NATS server answers and ClickHouse answers a ping. */
 export function readiness(nats: NatsRuntime, clickhouse: ClickHouseClient): Readiness {
   return async () => {
     if (nats.nc.isClosed()) return { ready: false, reason: 'NATS connection closed' };
+    // rtt() fails at once while the client is between servers, where a flush would wait for the reconnect
+    const rtt = await nats.nc.rtt().then(() => undefined, (err: unknown) => err as Error);
+    if (rtt) return { ready: false, reason: `no NATS server answers: ${rtt.message}` };
     const ping = await clickhouse.ping();
     return ping.success ? { ready: true } : { ready: false, reason: `ClickHouse: ${String(ping.error)}` };
   };

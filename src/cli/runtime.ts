@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { loadConfig, resolveConfigPath, type Config } from '../core/config.ts';
 import { connectNats } from '../nats/connect.ts';
 import { startNatsServer, type EmbeddedNats } from '../nats/embedded-server.ts';
+import { retryTransient } from '../nats/retry.ts';
 import { ensureTopology, type TopologyChange } from '../nats/topology.ts';
 
 /** Every command takes `--config`; the file is resolved per SPEC §9 and validated before anything starts. */
@@ -43,7 +44,8 @@ export async function openNats(config: Config, logger: Logger, options: { embedd
   }
   const nc = await connectNats(config, url, options.name);
   const jsm = await jetstreamManager(nc);
-  const changes = await ensureTopology(jsm, config);
+  // a role started while the cluster elects a leader waits for it rather than exiting
+  const changes = await retryTransient(() => ensureTopology(jsm, config));
   for (const change of changes.filter((c) => c.action !== 'unchanged')) logger.info(change, 'topology');
   return {
     url,

@@ -16,6 +16,7 @@ import { CONSUMERS, rewindGatewayConsumer, STREAMS } from '../nats/topology.ts';
 import { dlqItem, dlqRecord } from './dlq.ts';
 import { packBatch, type PackLimits } from './event-packs.ts';
 import { bucketReplicas } from '../nats/buckets.ts';
+import { publishRetrying } from '../nats/retry.ts';
 
 export type GatewayStats = { accepted: number; rejected: number; duplicates: number };
 
@@ -136,7 +137,8 @@ export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeL
     const settles = outputs.map((o) => (o.events ? announce(seen, o.members.map((i) => eventOf(results[i]).id)) : undefined));
     let outcomes: PublishOutcome[];
     try {
-      outcomes = await publisher.publish(outputs.map((o) => o.item));
+      // every output has a message id, so what no leader acknowledged during an election is sent again
+      outcomes = await publishRetrying(publisher, outputs.map((o) => o.item));
     } catch (err) {
       for (const settle of settles) settle?.(false);
       throw err;

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { BUCKETS, openBucket } from '../nats/buckets.ts';
 import { alertSubject, type Alert } from './alerts.ts';
+import { retryTransient } from '../nats/retry.ts';
 
 /**
  * The durable once-only guard. JetStream drops a second publish of the same
@@ -25,11 +26,11 @@ export async function openAlertGuard(js: JetStreamClient, memoryMs: number, repl
   const kv = await openBucket(js, { name: ALERT_GUARD_BUCKET, replicas, ttl: memoryMs });
   return async (alert, raisedAt) => {
     const key = guardKey(alert.id);
-    const known = await kv.get(key);
+    const known = await retryTransient(() => kv.get(key));
     if (known && known.operation === 'PUT') return 'duplicate';
-    const ack = await js.publish(alertSubject(alert), JSON.stringify({ ...alert, raisedAt }), { msgID: alert.id });
+    const ack = await retryTransient(() => js.publish(alertSubject(alert), JSON.stringify({ ...alert, raisedAt }), { msgID: alert.id }));
     try {
-      await kv.create(key, enc.encode(JSON.stringify({ id: alert.id, seq: ack.seq })));
+      await retryTransient(() => kv.create(key, enc.encode(JSON.stringify({ id: alert.id, seq: ack.seq }))));
     } catch (err) {
       if (!/wrong last sequence|key exists/i.test(String((err as Error).message))) throw err;
     }

@@ -1,6 +1,7 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { BUCKETS, openBucket } from '../nats/buckets.ts';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
+import { retryTransient } from '../nats/retry.ts';
 
 /**
  * The monitor's shared state, one small JSON document per (kind, SLA, source) in one
@@ -66,7 +67,7 @@ export async function openMonitorState(js: JetStreamClient, replicas = 1): Promi
   });
 
   const read = async <T>(key: string): Promise<{ value: T; revision: number } | null> => {
-    const entry = await kv.get(key);
+    const entry = await retryTransient(() => kv.get(key));
     return entry && entry.operation === 'PUT' ? { value: entry.json<T>(), revision: entry.revision } : null;
   };
 
@@ -77,14 +78,14 @@ export async function openMonitorState(js: JetStreamClient, replicas = 1): Promi
         if (current) {
           const next = change(current.value);
           if (next === null) return null;
-          await kv.update(key, enc.encode(JSON.stringify(next)), current.revision);
+          await retryTransient(() => kv.update(key, enc.encode(JSON.stringify(next)), current.revision));
           return next;
         }
         const start = init();
         if (start === null) return null;
         // a missing key is created even when nothing changed, so every instance shares its starting point
         const next = change(start) ?? start;
-        await kv.create(key, enc.encode(JSON.stringify(next)));
+        await retryTransient(() => kv.create(key, enc.encode(JSON.stringify(next))));
         return next;
       } catch (err) {
         if (!isWrongLastSequence(err)) throw err;
@@ -98,7 +99,7 @@ export async function openMonitorState(js: JetStreamClient, replicas = 1): Promi
     // a write of our own is ordered after every change committed before it, so seeing it means seeing them
     sync: async () => {
       if (watchFailure) throw new TidemarkError(ErrorCodes.MONITOR_STATE_STALE, `monitor state watch failed: ${String(watchFailure)}`, { cause: watchFailure });
-      const revision = await kv.put('sync', enc.encode('1'));
+      const revision = await retryTransient(() => kv.put('sync', enc.encode('1')));
       if (revision <= seenRevision) return;
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([

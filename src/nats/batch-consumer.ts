@@ -1,6 +1,7 @@
 import type { Consumer, ConsumerMessages, JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import { eventCount } from '../core/envelope.ts';
+import { retryTransient } from './retry.ts';
 
 /** The handler owns acknowledgement: it acks each message only once what it caused is durable. */
 export type BatchHandler = (msgs: JsMsg[]) => Promise<void>;
@@ -43,7 +44,7 @@ export type RunningConsumer = { stop: () => Promise<void>; done: Promise<void> }
 export async function runBatchConsumer(options: BatchConsumerOptions): Promise<RunningConsumer> {
   const { js, stream, durable, batchSize, handler, logger } = options;
   const retryDelayMs = options.retryDelayMs ?? 1_000;
-  const consumer: Consumer = await js.consumers.get(stream, durable);
+  const consumer: Consumer = await retryTransient(() => js.consumers.get(stream, durable));
   const queue: JsMsg[] = [];
   const arrivedAt: number[] = [];
   const weigh = options.weight ?? (() => 1);

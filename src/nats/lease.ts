@@ -59,7 +59,10 @@ export async function openLease(js: JetStreamClient, options: { key: string; hol
             revision = await kv.update(key, value(), revision);
           } catch (err) {
             if (!isWrongLastSequence(err)) throw err;
-            lose();
+            // a renewal stored just before a leader election lost its answer is still ours
+            const entry = await kv.get(key);
+            if (entry?.operation === 'PUT' && entry.json<{ holder: string }>().holder === holder) revision = entry.revision;
+            else lose();
           }
         } else {
           const entry = await kv.get(key);

@@ -3,6 +3,7 @@ import type { KV } from '@nats-io/kv';
 import { BUCKETS, openBucket } from '../nats/buckets.ts';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
 import type { Clock } from '../core/time.ts';
+import { retryTransient } from '../nats/retry.ts';
 
 /**
  * Once-only actions (a heal, a manual-queue entry, an alert), shared by every
@@ -32,15 +33,15 @@ export async function openClaims(js: JetStreamClient, options: { clock: Clock; o
 
   const acquire = async (key: string): Promise<number | 'done'> => {
     for (;;) {
-      const entry = await kv.get(key);
+      const entry = await retryTransient(() => kv.get(key));
       try {
-        if (!entry || entry.operation !== 'PUT') return await kv.create(key, encode(claimed()));
+        if (!entry || entry.operation !== 'PUT') return await retryTransient(() => kv.create(key, encode(claimed())));
         const claim = entry.json<Claim>();
         if (claim.state === 'done') return 'done';
         if (claim.leaseUntil > options.clock.now()) {
           throw new TidemarkError(ErrorCodes.RECON_CLAIM_BUSY, `${key} is being handled by ${claim.owner} until ${new Date(claim.leaseUntil).toISOString()}`);
         }
-        return await kv.update(key, encode(claimed()), entry.revision);
+        return await retryTransient(() => kv.update(key, encode(claimed()), entry.revision));
       } catch (err) {
         if (!isCasConflict(err)) throw err;
       }
@@ -52,7 +53,7 @@ export async function openClaims(js: JetStreamClient, options: { clock: Clock; o
       const revision = await acquire(key);
       if (revision === 'done') return { ran: false };
       await work();
-      await kv.update(key, encode({ state: 'done', owner: options.owner, leaseUntil: 0, at: options.clock.now() }), revision);
+      await retryTransient(() => kv.update(key, encode({ state: 'done', owner: options.owner, leaseUntil: 0, at: options.clock.now() }), revision));
       return { ran: true };
     },
     isDone: async (key) => {

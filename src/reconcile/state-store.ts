@@ -4,6 +4,7 @@ import { openBucket, reconStateBucket } from '../nats/buckets.ts';
 import type { ReconciliationConfig } from '../core/config.ts';
 import { stateKey } from './logic/keys.ts';
 import type { PendingEntry, Transition } from './logic/pending.ts';
+import { retryTransient } from '../nats/retry.ts';
 
 /**
  * The streaming match state of one reconciliation: one KV entry per match key, changed
@@ -30,7 +31,7 @@ const isCasConflict = (err: unknown): boolean => /wrong last sequence|key exists
 export async function openStateStore(js: JetStreamClient, recon: ReconciliationConfig, replicas = 1): Promise<StateStore> {
   const kv: KV = await openBucket(js, { name: stateBucket(recon.name), replicas, ttl: recon.stream.stateRetention });
   const read = async (key: string[]): Promise<Versioned> => {
-    const entry = await kv.get(stateKey(key));
+    const entry = await retryTransient(() => kv.get(stateKey(key)));
     if (!entry || entry.operation !== 'PUT') return { entry: null, revision: entry?.revision ?? 0 };
     return { entry: entry.json<PendingEntry>(), revision: entry.revision };
   };
@@ -44,8 +45,7 @@ export async function openStateStore(js: JetStreamClient, recon: ReconciliationC
         try {
           const payload = JSON.stringify(next.entry);
           // revision 0: never written; otherwise compare-and-set against what was read (a tombstone's revision too)
-          if (revision === 0) await kv.create(stateKey(key), payload);
-          else await kv.update(stateKey(key), payload, revision);
+          await retryTransient(() => (revision === 0 ? kv.create(stateKey(key), payload) : kv.update(stateKey(key), payload, revision)));
           return next.entry;
         } catch (err) {
           if (!isCasConflict(err)) throw err;

@@ -1,5 +1,6 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { RevisionRecord } from '../logic/revisions.ts';
+import { retryTransient } from '../../nats/retry.ts';
 
 export type AmendedAlert = {
   id: string;
@@ -39,6 +40,6 @@ export async function publishAmendedAlert(
     lateEvents: input.record.lateEvents,
     at: input.record.computedAt,
   };
-  await js.publish(`alerts.amended.${input.report}`, JSON.stringify(alert), { msgID: alert.id });
+  await retryTransient(() => js.publish(`alerts.amended.${input.report}`, JSON.stringify(alert), { msgID: alert.id }));
   return alert;
 }

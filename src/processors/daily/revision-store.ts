@@ -2,6 +2,7 @@ import type { JetStreamClient } from '@nats-io/jetstream';
 import type { KV, KvEntry } from '@nats-io/kv';
 import { BUCKETS, openBucket } from '../../nats/buckets.ts';
 import type { RevisionRecord } from '../logic/revisions.ts';
+import { retryTransient } from '../../nats/retry.ts';
 
 /**
  * Shared state of the daily view in one NATS KV bucket, so any number of processors
@@ -73,12 +74,12 @@ export async function openRevisionStore(js: JetStreamClient, replicas = 1): Prom
 
   return {
     markDirty: async (ref) => {
-      await kv.put(dayKey('dirty', ref), enc.encode(String(Date.now())));
+      await retryTransient(() => kv.put(dayKey('dirty', ref), enc.encode(String(Date.now()))));
     },
     dirtyDays: async () => [...dirty.entries.values()].map((entry) => ({ value: parseDayKey(entry.key), version: entry.revision })),
     clearDirty: async (ref, version) => {
       try {
-        await kv.delete(dayKey('dirty', ref), { previousSeq: version });
+        await retryTransient(() => kv.delete(dayKey('dirty', ref), { previousSeq: version }));
         return true;
       } catch (err) {
         if (isWrongLastSequence(err)) return false;
@@ -87,13 +88,13 @@ export async function openRevisionStore(js: JetStreamClient, replicas = 1): Prom
     },
     openDays: async () => [...open.entries.values()].map((entry) => ({ ...parseDayKey(entry.key), closeAt: Number(entry.string()) })),
     setOpen: async (ref, closeAt) => {
-      await kv.put(dayKey('open', ref), enc.encode(String(closeAt)));
+      await retryTransient(() => kv.put(dayKey('open', ref), enc.encode(String(closeAt))));
     },
     clearOpen: async (ref) => {
-      await kv.delete(dayKey('open', ref));
+      await retryTransient(() => kv.delete(dayKey('open', ref)));
     },
     latest: async (ref, groupKey) => {
-      const entry = await kv.get(revKey(ref, groupKey));
+      const entry = await retryTransient(() => kv.get(revKey(ref, groupKey)));
       if (!entry || entry.operation !== 'PUT') return null;
       return { value: entry.json<StoredRevision>(), version: entry.revision };
     },
@@ -101,7 +102,8 @@ export async function openRevisionStore(js: JetStreamClient, replicas = 1): Prom
       const key = revKey(ref, groupKey);
       const payload = enc.encode(JSON.stringify(value));
       try {
-        return expectedVersion === null ? await kv.create(key, payload) : await kv.update(key, payload, expectedVersion);
+        // a retried write that had been stored before its answer was lost comes back as a conflict; the caller re-reads
+        return await retryTransient(() => (expectedVersion === null ? kv.create(key, payload) : kv.update(key, payload, expectedVersion)));
       } catch (err) {
         if (isWrongLastSequence(err)) throw new RevisionConflict(`${key} changed since version ${expectedVersion}`);
         throw err;
