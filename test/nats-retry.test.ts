@@ -36,6 +36,7 @@ describe('riding through a leader election', () => {
     expect(isTransient(new RequestError('no responders', { cause: new NoRespondersError('$JS.API.STREAM.INFO.EVENTS') }))).toBe(true);
     expect(isTransient(apiError(503, 10008, 'JetStream system temporarily unavailable'))).toBe(true);
     expect(isTransient(new Error('503 no responders'))).toBe(true);
+    expect(isTransient(new Error('jetstream is not enabled', { cause: new RequestError('no responders', { cause: new NoRespondersError('saga.in.trigger.order') }) }))).toBe(true);
     expect(isTransient(apiError(400, 10071, 'wrong last sequence: 7'))).toBe(false);
     expect(isTransient(apiError(404, 10059, 'stream not found'))).toBe(false);
     expect(isTransient(new Error('wrong last sequence: 7'))).toBe(false);
@@ -69,6 +70,23 @@ describe('riding through a leader election', () => {
       expect(outcomes.map((o) => o.ok)).toEqual([true, false, true]);
       expect((await jsm.streams.info('RETRY')).state.messages).toBe(2);
     } finally {
+      publisher.close();
+      await nc.close();
+    }
+  });
+
+  it('reports an item whose PubAck never came as failed, not as a hole the caller skips', async () => {
+    const nc = await connectNats(testConfig(), server.url);
+    const publisher = createBatchPublisher(nc);
+    // a subscriber that never answers: the request reaches someone, no PubAck comes back
+    const silent = nc.subscribe('silent.>', { callback: () => undefined });
+    try {
+      const outcomes = await publisher.publish([{ subject: 'silent.a', data: '1', msgId: 's-1' }], 300);
+      expect(outcomes).toHaveLength(1);
+      expect(Object.keys(outcomes)).toEqual(['0']);
+      expect(outcomes[0]).toEqual({ ok: false, error: 'no PubAck before the timeout' });
+    } finally {
+      silent.unsubscribe();
       publisher.close();
       await nc.close();
     }

@@ -20,6 +20,8 @@ const TRANSIENT_TEXT = /^503\b|no responders|no PubAck before the timeout|\btime
  */
 export function isTransient(err: unknown): boolean {
   if (err instanceof TimeoutError || err instanceof NoRespondersError) return true;
+  // js.publish reports a stream without a leader as "jetstream is not enabled", caused by no responders
+  if (err instanceof Error && err.cause !== undefined && isTransient(err.cause)) return true;
   if (err instanceof RequestError) return err.isNoResponders() || err.cause instanceof TimeoutError;
   if (err instanceof JetStreamApiError) return err.status === 503 || err.code === 10008;
   return err instanceof Error && TRANSIENT_TEXT.test(err.message);
@@ -63,5 +65,17 @@ export async function publishRetrying(publisher: BatchPublisher, items: PublishI
     await sleep(backoff(attempt), options.signal);
     const retried = await publisher.publish(again.map((i) => items[i]!));
     again.forEach((i, k) => (outcomes[i] = retried[k]!));
+  }
+}
+
+/** Runs `work` until it succeeds or `stopped()`, with the same backoff: for watches that must come back after any failure. */
+export async function retryForever<T>(work: () => Promise<T>, stopped: () => boolean): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await work();
+    } catch (err) {
+      if (stopped()) throw err;
+      await sleep(backoff(Math.min(attempt, 5)));
+    }
   }
 }

@@ -2,7 +2,7 @@ import type { JetStreamClient } from '@nats-io/jetstream';
 import type { KV, KvEntry } from '@nats-io/kv';
 import { BUCKETS, openBucket } from '../../nats/buckets.ts';
 import type { RevisionRecord } from '../logic/revisions.ts';
-import { retryTransient } from '../../nats/retry.ts';
+import { retryForever, retryTransient } from '../../nats/retry.ts';
 
 /**
  * Shared state of the daily view in one NATS KV bucket, so any number of processors
@@ -45,21 +45,60 @@ const parseDayKey = (key: string): DayRef => {
   return { report: report!, day: day! };
 };
 
+/** How long a write of our own may take to come back through the watch before the watch is deemed stuck. */
+const WATCH_LAG_MS = 5_000;
+
+type PrefixWatch = {
+  entries: Map<string, KvEntry>;
+  /** a write of ours stored at `revision`: unless the watch shows it soon, the watch is made anew */
+  wrote: (revision: number) => void;
+  stop: () => void;
+};
+
 /**
  * A live view of the keys under a prefix. Listing keys scans the bucket and never
  * finishes while a key keeps changing (and today's dirty mark changes with every
- * batch), so the store follows a watch instead.
+ * batch), so the store follows a watch instead. A watch is an ordered consumer that
+ * the client makes anew after a leader change; on 2.9.10 that can fail or hang while
+ * a server is down (measured: ephemeral consumers placed on the dead peer never
+ * answer), and the watch then goes quiet without an error. Our own writes are the
+ * probe: one not seen in time restarts the watch, which replays every key's latest
+ * entry (delete markers too), so the map converges.
  */
-async function watchPrefix(kv: KV, prefix: string): Promise<{ entries: Map<string, KvEntry>; stop: () => void }> {
+async function watchPrefix(kv: KV, prefix: string): Promise<PrefixWatch> {
   const entries = new Map<string, KvEntry>();
-  const watch = await kv.watch({ key: `${prefix}.>` });
+  let stopped = false;
+  let seen = 0;
+  const open = () => kv.watch({ key: `${prefix}.>` });
+  let watch = await open();
   void (async () => {
-    for await (const entry of watch) {
-      if (entry.operation === 'PUT') entries.set(entry.key, entry);
-      else entries.delete(entry.key);
+    while (!stopped) {
+      try {
+        for await (const entry of watch) {
+          seen = Math.max(seen, entry.revision);
+          if (entry.operation === 'PUT') entries.set(entry.key, entry);
+          else entries.delete(entry.key);
+        }
+      } catch {
+        // the watch failed: start another
+      }
+      if (stopped) return;
+      watch = await retryForever(open, () => stopped);
     }
   })();
-  return { entries, stop: () => watch.stop() };
+  return {
+    entries,
+    wrote: (revision) => {
+      const watching = watch;
+      setTimeout(() => {
+        if (!stopped && watching === watch && seen < revision) watch.stop();
+      }, WATCH_LAG_MS).unref();
+    },
+    stop: () => {
+      stopped = true;
+      watch.stop();
+    },
+  };
 }
 
 const isWrongLastSequence = (err: unknown): boolean => /wrong last sequence|key exists/i.test(String((err as Error)?.message));
@@ -74,7 +113,7 @@ export async function openRevisionStore(js: JetStreamClient, replicas = 1): Prom
 
   return {
     markDirty: async (ref) => {
-      await retryTransient(() => kv.put(dayKey('dirty', ref), enc.encode(String(Date.now()))));
+      dirty.wrote(await retryTransient(() => kv.put(dayKey('dirty', ref), enc.encode(String(Date.now())))));
     },
     dirtyDays: async () => [...dirty.entries.values()].map((entry) => ({ value: parseDayKey(entry.key), version: entry.revision })),
     clearDirty: async (ref, version) => {
@@ -88,7 +127,7 @@ export async function openRevisionStore(js: JetStreamClient, replicas = 1): Prom
     },
     openDays: async () => [...open.entries.values()].map((entry) => ({ ...parseDayKey(entry.key), closeAt: Number(entry.string()) })),
     setOpen: async (ref, closeAt) => {
-      await retryTransient(() => kv.put(dayKey('open', ref), enc.encode(String(closeAt))));
+      open.wrote(await retryTransient(() => kv.put(dayKey('open', ref), enc.encode(String(closeAt)))));
     },
     clearOpen: async (ref) => {
       await retryTransient(() => kv.delete(dayKey('open', ref)));
