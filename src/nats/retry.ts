@@ -48,6 +48,13 @@ export async function retryTransient<T>(work: () => Promise<T>, options: { budge
   }
 }
 
+/**
+ * How long one attempt waits for its PubAcks. A batch of thousands is acknowledged in
+ * well under a second here; PubAcks that went to a server just killed never come, and
+ * waiting the publisher's usual 10 s for them was most of the failover pause.
+ */
+const ATTEMPT_TIMEOUT_MS = 3_000;
+
 const transientOutcome = (outcome: PublishOutcome): boolean => !outcome.ok && TRANSIENT_TEXT.test(outcome.error);
 
 /**
@@ -58,12 +65,12 @@ const transientOutcome = (outcome: PublishOutcome): boolean => !outcome.ok && TR
  */
 export async function publishRetrying(publisher: BatchPublisher, items: PublishItem[], options: { budgetMs?: number; signal?: AbortSignal } = {}): Promise<PublishOutcome[]> {
   const deadline = performance.now() + (options.budgetMs ?? ELECTION_BUDGET_MS);
-  const outcomes = await publisher.publish(items);
+  const outcomes = await publisher.publish(items, ATTEMPT_TIMEOUT_MS);
   for (let attempt = 0; ; attempt++) {
     const again = outcomes.flatMap((outcome, i) => (transientOutcome(outcome) && items[i]!.msgId !== undefined ? [i] : []));
     if (again.length === 0 || performance.now() >= deadline || options.signal?.aborted) return outcomes;
     await sleep(backoff(attempt), options.signal);
-    const retried = await publisher.publish(again.map((i) => items[i]!));
+    const retried = await publisher.publish(again.map((i) => items[i]!), ATTEMPT_TIMEOUT_MS);
     again.forEach((i, k) => (outcomes[i] = retried[k]!));
   }
 }
