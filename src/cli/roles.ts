@@ -28,7 +28,7 @@ export async function startGatewayRole(options: { config: Config; nats: NatsRunt
 /** The processor role: EVENTS → ClickHouse events, realtime windows and daily revisions. */
 export async function startProcessorRole(options: { config: Config; nats: NatsRuntime; clickhouse: ClickHouseClient; logger: Logger }): Promise<RunningRole> {
   const { config, nats, clickhouse, logger } = options;
-  const migrated = await migrate(clickhouse, config.clickhouse.database);
+  const migrated = await migrate(clickhouse, config.clickhouse.database, config.clickhouse.cluster);
   if (migrated.applied.length) logger.info({ applied: migrated.applied }, 'ClickHouse schema migrated');
   const processor = await startProcessor({ config, js: nats.js, clickhouse, logger });
   return { stop: processor.stop };

@@ -1,4 +1,5 @@
 import type { ClickHouseClient } from '@clickhouse/client';
+import { onCluster } from './cluster-ddl.ts';
 
 /**
  * The ClickHouse query surface of SPEC §4, as ordered, append-only migrations.
@@ -263,19 +264,33 @@ export const MIGRATIONS: Migration[] = [
 
 export type MigrationResult = { applied: string[]; current: number };
 
-/** Brings the database to the latest schema; safe to call from every process at start. */
-export async function migrate(client: ClickHouseClient, db: string): Promise<MigrationResult> {
-  await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${db}` });
-  await client.command({
-    query: `CREATE TABLE IF NOT EXISTS ${db}.schema_migrations (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3))
+/** The statements that make the database and its bookkeeping table, before any migration. */
+const bootstrap = (db: string): string[] => [
+  `CREATE DATABASE IF NOT EXISTS ${db}`,
+  `CREATE TABLE IF NOT EXISTS ${db}.schema_migrations (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3))
       ENGINE = ReplacingMergeTree ORDER BY version`,
-  });
+];
+
+/** Every statement a fresh database gets, in order, as it runs on a single server or, with `cluster`, on that cluster. */
+export function schemaStatements(db: string, cluster?: string): string[] {
+  const all = [...bootstrap(db), ...MIGRATIONS.flatMap((m) => m.statements(db))];
+  return cluster ? all.map((statement) => onCluster(statement, cluster)) : all;
+}
+
+/**
+ * Brings the database to the latest schema; safe to call from every process at start.
+ * With `cluster` (config `clickhouse.cluster`) every statement runs ON CLUSTER with
+ * replicated engines (see cluster-ddl.ts).
+ */
+export async function migrate(client: ClickHouseClient, db: string, cluster?: string): Promise<MigrationResult> {
+  const ddl = (statement: string) => (cluster ? onCluster(statement, cluster) : statement);
+  for (const statement of bootstrap(db)) await client.command({ query: ddl(statement) });
   const rows = await (await client.query({ query: `SELECT DISTINCT version FROM ${db}.schema_migrations`, format: 'JSONEachRow' })).json<{ version: number }>();
   const done = new Set(rows.map((r) => Number(r.version)));
   const applied: string[] = [];
   for (const migration of MIGRATIONS) {
     if (done.has(migration.version)) continue;
-    for (const statement of migration.statements(db)) await client.command({ query: statement });
+    for (const statement of migration.statements(db)) await client.command({ query: ddl(statement) });
     await client.insert({ table: `${db}.schema_migrations`, values: [{ version: migration.version, name: migration.name }], format: 'JSONEachRow' });
     applied.push(`${migration.version} ${migration.name}`);
   }

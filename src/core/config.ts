@@ -285,6 +285,7 @@ export const ConfigSchema = z.strictObject({
     user: z.string().optional(),
     password: z.string().optional(),
     database: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).default('tidemark'),
+    cluster: z.string().regex(/^[A-Za-z_][A-Za-z0-9_-]*$/).optional().describe('a self-managed cluster: migrations run ON CLUSTER with Replicated* engines ({shard}/{replica} macros); unset on one server and on ClickHouse Cloud'),
     serve: z.strictObject({
       host: z.string().default('127.0.0.1').describe('where the embedded engine is served over ClickHouse HTTP'),
       port: z.number().int().min(0).max(65535).default(8123),

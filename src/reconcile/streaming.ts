@@ -41,7 +41,7 @@ export async function startReconcileStreaming(options: StreamingOptions): Promis
   const { config, js, jsm, clickhouse, logger } = options;
   const clock = options.clock ?? systemClock;
   const recons = config.reconciliations.filter((r) => isStreamingRecon(r) && (options.names === undefined || options.names.includes(r.name)));
-  if (recons.length > 0) await migrate(clickhouse, config.clickhouse.database);
+  if (recons.length > 0) await migrate(clickhouse, config.clickhouse.database, config.clickhouse.cluster);
   const actor = `stream@${hostname()}:${process.pid}`;
   // a claim outlives its holder by as long as JetStream waits for a lost ack
   const claims = await openClaims(js, { clock, owner: actor, leaseMs: config.nats.ackWait, replicas: bucketReplicas(config, 'reconClaims') });

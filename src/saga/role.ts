@@ -56,7 +56,7 @@ export async function startSagaRole(options: SagaRoleOptions): Promise<SagaRole>
 
   const { clickhouse } = options;
   await ensureSagaTopology(js, jsm, config);
-  if (clickhouse) await migrate(clickhouse, config.clickhouse.database);
+  if (clickhouse) await migrate(clickhouse, config.clickhouse.database, config.clickhouse.cluster);
   const publisher = createBatchPublisher(options.nc);
   const publish = sagaPublish(publisher);
   const store = await openSagaStore(js, publisher, bucketReplicas(config, 'sagas'));

@@ -29,7 +29,7 @@ export function register(program: Command): void {
       try {
         const changes = [...nats.changes, ...(await ensureSagaTopology(nats.js, nats.jsm, config))];
         for (const change of changes) process.stdout.write(`${change.kind.padEnd(9)} ${change.name.padEnd(28)} ${change.action}${change.detail ? ` (${change.detail})` : ''}\n`);
-        const migrated = await migrate(clickhouse.client, config.clickhouse.database);
+        const migrated = await migrate(clickhouse.client, config.clickhouse.database, config.clickhouse.cluster);
         process.stdout.write(`tables    ${config.clickhouse.database} (${clickhouse.via})   schema version ${migrated.current}${migrated.applied.length ? `, applied ${migrated.applied.join(', ')}` : ', unchanged'}\n`);
         process.stdout.write(`topology ready on ${nats.url}\n`);
       } finally {

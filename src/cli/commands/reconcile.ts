@@ -44,7 +44,7 @@ async function runCommand(command: Command, opts: { name?: string; day?: string 
   const clickhouse = shared.client;
   try {
     const db = config.clickhouse.database;
-    await migrate(clickhouse, db);
+    await migrate(clickhouse, db, config.clickhouse.cluster);
     await ensureReconStream(nats.jsm, config.nats.replicas); // the manual queue lives there
     const actor = `batch@${hostname()}:${process.pid}`;
     const claims = await openClaims(nats.js, { clock: systemClock, owner: actor, leaseMs: config.nats.ackWait, replicas: bucketReplicas(config, 'reconClaims') });
@@ -109,7 +109,7 @@ async function reportCommand(command: Command, opts: { name?: string; day?: stri
   const clickhouse = shared.client;
   try {
     const db = config.clickhouse.database;
-    await migrate(clickhouse, db);
+    await migrate(clickhouse, db, config.clickhouse.cluster);
     const filter = { name: opts.name, period: checkDay(opts.day), status: opts.status, limit: Number(opts.limit) };
     const [runs, summary, discrepancies] = await Promise.all([listRuns(clickhouse, db, filter), summarize(clickhouse, db, filter), listDiscrepancies(clickhouse, db, filter)]);
     if (opts.json) {
@@ -137,7 +137,7 @@ async function ackCommand(command: Command, ids: string[], opts: { note: string;
   const clickhouse = shared.client;
   try {
     const db = config.clickhouse.database;
-    await migrate(clickhouse, db);
+    await migrate(clickhouse, db, config.clickhouse.cluster);
     const acked = await acknowledge(clickhouse, db, ids, { actor: opts.by ?? userInfo().username, note: opts.note, clock: systemClock });
     print(`acknowledged ${acked.length} of ${ids.length} (the others already were)`);
   } finally {

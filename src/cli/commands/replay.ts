@@ -25,7 +25,7 @@ export function register(program: Command): void {
       const clickhouse = await openClickHouseForTool(config);
       try {
         const db = config.clickhouse.database;
-        await migrate(clickhouse.client, db);
+        await migrate(clickhouse.client, db, config.clickhouse.cluster);
         const store = await openRevisionStore(nats.js, bucketReplicas(config, 'daily'));
         const bar = new cliProgress.SingleBar({ format: 'replay {bar} {percentage}% | {value}/{total} events | {day} | {eps} events/s', stream: process.stderr }, cliProgress.Presets.shades_classic);
         const started = performance.now();
