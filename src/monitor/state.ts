@@ -1,7 +1,8 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
+import type { KvEntry } from '@nats-io/kv';
 import { BUCKETS, openBucket } from '../nats/buckets.ts';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
-import { retryTransient } from '../nats/retry.ts';
+import { retryForever, retryTransient } from '../nats/retry.ts';
 
 /**
  * The monitor's shared state, one small JSON document per (kind, SLA, source) in one
@@ -52,19 +53,29 @@ export async function openMonitorState(js: JetStreamClient, replicas = 1): Promi
   const entries = new Map<string, StateEntry>();
   let seenRevision = 0;
   let waiters: Array<{ revision: number; resolve: () => void }> = [];
-  let watchFailure: unknown;
+  let stopped = false;
+  const apply = (entry: KvEntry) => {
+    if (entry.operation === 'PUT') entries.set(entry.key, { value: entry.json(), revision: entry.revision });
+    else entries.delete(entry.key);
+    seenRevision = Math.max(seenRevision, entry.revision);
+    waiters = waiters.filter((w) => (w.revision <= seenRevision ? (w.resolve(), false) : true));
+  };
 
-  const watch = await kv.watch({ key: '>' });
+  // A watch that ends or fails, or one that went quiet (on 2.9.10 its consumer can be
+  // placed on a server that is down: sync() then stops it), is replaced by a new one,
+  // which replays every key's latest entry, delete markers included.
+  let watch = await kv.watch({ key: '>' });
   const watching = (async () => {
-    for await (const entry of watch) {
-      if (entry.operation === 'PUT') entries.set(entry.key, { value: entry.json(), revision: entry.revision });
-      else entries.delete(entry.key);
-      seenRevision = Math.max(seenRevision, entry.revision);
-      waiters = waiters.filter((w) => (w.revision <= seenRevision ? (w.resolve(), false) : true));
+    while (!stopped) {
+      try {
+        for await (const entry of watch) apply(entry);
+      } catch {
+        // started again below
+      }
+      if (stopped) return;
+      watch = await retryForever(() => kv.watch({ key: '>' }), () => stopped);
     }
-  })().catch((err: unknown) => {
-    watchFailure = err;
-  });
+  })().catch(() => undefined); // retryForever gives up only once stopped
 
   const read = async <T>(key: string): Promise<{ value: T; revision: number } | null> => {
     const entry = await retryTransient(() => kv.get(key));
@@ -98,14 +109,16 @@ export async function openMonitorState(js: JetStreamClient, replicas = 1): Promi
     entries,
     // a write of our own is ordered after every change committed before it, so seeing it means seeing them
     sync: async () => {
-      if (watchFailure) throw new TidemarkError(ErrorCodes.MONITOR_STATE_STALE, `monitor state watch failed: ${String(watchFailure)}`, { cause: watchFailure });
       const revision = await retryTransient(() => kv.put('sync', enc.encode('1')));
       if (revision <= seenRevision) return;
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
         new Promise<void>((resolve) => waiters.push({ revision, resolve })),
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new TidemarkError(ErrorCodes.MONITOR_STATE_STALE, `monitor state watch is behind revision ${revision} after ${SYNC_TIMEOUT_MS} ms`)), SYNC_TIMEOUT_MS);
+          timer = setTimeout(() => {
+            watch.stop();
+            reject(new TidemarkError(ErrorCodes.MONITOR_STATE_STALE, `monitor state watch is behind revision ${revision} after ${SYNC_TIMEOUT_MS} ms; watching anew`));
+          }, SYNC_TIMEOUT_MS);
         }),
       ]).finally(() => clearTimeout(timer));
     },
@@ -120,6 +133,7 @@ export async function openMonitorState(js: JetStreamClient, replicas = 1): Promi
       }
     },
     stop: async () => {
+      stopped = true;
       watch.stop();
       await watching;
       for (const w of waiters) w.resolve();

@@ -85,7 +85,7 @@ async function watchPrefix(kv: KV, prefix: string): Promise<PrefixWatch> {
       if (stopped) return;
       watch = await retryForever(open, () => stopped);
     }
-  })();
+  })().catch(() => undefined); // retryForever gives up only once stopped
   return {
     entries,
     wrote: (revision) => {
