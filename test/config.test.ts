@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig, parseConfig, resolveConfigPath } from '../src/core/config.ts';
 import { isTidemarkError } from '../src/core/errors.ts';
+import { bucketSpecs } from '../src/nats/buckets.ts';
 
 const failure = (fn: () => unknown): Error => {
   try {
@@ -21,6 +22,17 @@ describe('configuration', () => {
     expect(config.dataDir).toBe('.tidemark');
     expect(config.nats.url).toBeUndefined();
     expect(config.clickhouse.database).toBe('tidemark');
+  });
+
+  it('gives every stream and bucket of the shipped production shape three replicas, and lets one object override', () => {
+    const config = loadConfig('config/production.yaml', {});
+    expect(config.nats.replicas).toBe(3);
+    expect(Object.values(config.nats.streams).map((s) => s.replicas ?? config.nats.replicas)).toEqual([3, 3, 3, 3]);
+    expect(config.sagas.stream.replicas ?? config.nats.replicas).toBe(3);
+    expect(bucketSpecs(config).map((b) => b.replicas)).toEqual([3, 3, 3, 3, 3, 3]);
+    const mixed = parseConfig({ nats: { replicas: 3, buckets: { leases: { replicas: 5 } } } });
+    expect(bucketSpecs(mixed).find((b) => b.name === 'tidemark_leases')?.replicas).toBe(5);
+    expect(bucketSpecs(parseConfig({})).every((b) => b.replicas === 1)).toBe(true);
   });
 
   it('takes the environment names of SPEC §9 over the file', () => {

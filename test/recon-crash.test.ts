@@ -76,7 +76,7 @@ beforeAll(async () => {
   jsm = await jetstreamManager(nc);
   js = jetstream(nc);
   await ensureTopology(jsm, testConfig());
-  await ensureReconStream(jsm);
+  await ensureReconStream(jsm, 1);
 });
 
 afterAll(async () => {

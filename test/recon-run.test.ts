@@ -56,7 +56,7 @@ beforeAll(async () => {
   jsm = await jetstreamManager(nc);
   js = jetstream(nc);
   await ensureTopology(jsm, config);
-  await ensureReconStream(jsm);
+  await ensureReconStream(jsm, 1);
   claims = await openClaims(js, { clock: systemClock, owner: `test@${hostname()}`, leaseMs: 5_000 });
   gateway = await startNatsGateway({ js, nc, config, logger });
   processor = await startProcessor({ config, js, clickhouse: ch.client, logger, revisorIntervalMs: 50 });

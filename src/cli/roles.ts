@@ -28,16 +28,19 @@ export async function startGatewayRole(options: { config: Config; nats: NatsRunt
 /** The processor role: EVENTS → ClickHouse events, realtime windows and daily revisions. */
 export async function startProcessorRole(options: { config: Config; nats: NatsRuntime; clickhouse: ClickHouseClient; logger: Logger }): Promise<RunningRole> {
   const { config, nats, clickhouse, logger } = options;
-  const migrated = await migrate(clickhouse, config.clickhouse.database);
+  const migrated = await migrate(clickhouse, config.clickhouse.database, { cluster: config.clickhouse.cluster });
   if (migrated.applied.length) logger.info({ applied: migrated.applied }, 'ClickHouse schema migrated');
   const processor = await startProcessor({ config, js: nats.js, clickhouse, logger });
   return { stop: processor.stop };
 }
 
-/** Ready when NATS is connected and ClickHouse answers a ping. */
+/** Ready when a NATS server answers and ClickHouse answers a ping. */
 export function readiness(nats: NatsRuntime, clickhouse: ClickHouseClient): Readiness {
   return async () => {
     if (nats.nc.isClosed()) return { ready: false, reason: 'NATS connection closed' };
+    // rtt() fails at once while the client is between servers, where a flush would wait for the reconnect
+    const rtt = await nats.nc.rtt().then(() => undefined, (err: unknown) => err as Error);
+    if (rtt) return { ready: false, reason: `no NATS server answers: ${rtt.message}` };
     const ping = await clickhouse.ping();
     return ping.success ? { ready: true } : { ready: false, reason: `ClickHouse: ${String(ping.error)}` };
   };

@@ -7,6 +7,7 @@ import { loadConfig, resolveConfigPath, type Config } from '../core/config.ts';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
 import { connectWhenReachable } from '../nats/connect.ts';
 import type { EmbeddedNats } from '../nats/embedded-server.ts';
+import { retryTransient } from '../nats/retry.ts';
 import { ensureTopology, type TopologyChange } from '../nats/topology.ts';
 import { readDataDirOwner } from './data-dir-lock.ts';
 import { startOwnNats } from './own-nats.ts';
@@ -86,7 +87,8 @@ export async function openNats(config: Config, logger: Logger, options: { embedd
     } catch (err) {
       throw (err as Error).name === 'JetStreamNotEnabled' ? jetStreamDisabled(target, err) : err;
     }
-    const changes = await ensureTopology(jsm, config);
+    // a role started while the cluster elects a leader waits for it rather than exiting
+    const changes = await retryTransient(() => ensureTopology(jsm, config));
     for (const change of changes.filter((c) => c.action !== 'unchanged')) logger.info(change, 'topology');
     return {
       url: target.url,

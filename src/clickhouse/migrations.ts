@@ -1,5 +1,6 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import { sleep } from '../core/time.ts';
+import { onCluster } from './cluster-ddl.ts';
 
 /**
  * The ClickHouse query surface of SPEC §4, as ordered, append-only migrations.
@@ -312,11 +313,18 @@ async function one<T>(client: ClickHouseClient, query: string, params: Record<st
 }
 
 export type MigrateOptions = {
+  /** `clickhouse.cluster`: every statement ON CLUSTER, with replicated engines */
+  cluster?: string | undefined;
   /** apply migrations up to this version only (tests of a migration) */
   until?: number;
   /** a rebuild table nobody has written to for this long is taken for the leftover of a crashed run */
   staleAfterMs?: number;
 };
+
+const clusterDdl = (cluster: string | undefined) => (statement: string): string => (cluster ? onCluster(statement, cluster) : statement);
+
+/** EXCHANGE and DROP are not migration statements, so onCluster leaves them: they get ON CLUSTER here. */
+const everywhere = (statement: string, cluster: string | undefined): string => (cluster ? `${statement} ON CLUSTER ${cluster}` : statement);
 
 /** A rebuild writes a part at least every ~1M rows (seconds); one silent for this long has stopped. */
 const STALE_AFTER_MS = 120_000;
@@ -342,7 +350,7 @@ const isError = (err: unknown, type: string, code: string): boolean => {
 };
 
 /** Copies what the old table (after the exchange) holds beyond `copied` parts, then drops it; a concurrent run may have done both already. */
-async function catchUp(client: ClickHouseClient, db: string, copied: string[] | undefined): Promise<void> {
+async function catchUp(client: ClickHouseClient, db: string, copied: string[] | undefined, cluster: string | undefined): Promise<void> {
   const where = copied ? '_part NOT IN {parts:Array(String)}' : '1';
   try {
     await client.command({ query: copyRows(db, 'events', REKEY_TABLE, where), query_params: { parts: copied ?? [] }, clickhouse_settings: ALL_PARTITIONS });
@@ -350,7 +358,7 @@ async function catchUp(client: ClickHouseClient, db: string, copied: string[] | 
     // another run copied the whole old table over and dropped it
     if (!isError(err, 'UNKNOWN_TABLE', '60')) throw err;
   }
-  await client.command({ query: `DROP TABLE IF EXISTS ${db}.${REKEY_TABLE} SYNC` });
+  await client.command({ query: everywhere(`DROP TABLE IF EXISTS ${db}.${REKEY_TABLE}`, cluster) + ' SYNC' });
 }
 
 /**
@@ -374,22 +382,22 @@ async function rekeyEvents(client: ClickHouseClient, db: string, options: Migrat
     if (!events) return;
     const rekey = await rekeyState(client, db);
     if (rekey && !isRekeyed(rekey.sorting_key)) {
-      await catchUp(client, db, undefined);
+      await catchUp(client, db, undefined, options.cluster);
       continue;
     }
     if (isRekeyed(events.sorting_key)) {
       if (!rekey) return;
       // a new-key rebuild table next to a rebuilt events: the loser of two runs that both swapped; its rows are copies
-      await catchUp(client, db, undefined);
+      await catchUp(client, db, undefined, options.cluster);
       continue;
     }
     if (rekey) {
-      if (Number(rekey.idle_ms) >= staleAfterMs) await client.command({ query: `DROP TABLE IF EXISTS ${db}.${REKEY_TABLE} SYNC` });
+      if (Number(rekey.idle_ms) >= staleAfterMs) await client.command({ query: everywhere(`DROP TABLE IF EXISTS ${db}.${REKEY_TABLE}`, options.cluster) + ' SYNC' });
       else await sleep(WAIT_MS);
       continue;
     }
     try {
-      await client.command({ query: eventsTable(db, REKEY_TABLE) });
+      await client.command({ query: clusterDdl(options.cluster)(eventsTable(db, REKEY_TABLE)) });
     } catch (err) {
       // another run claimed the rebuild first
       if (isError(err, 'TABLE_ALREADY_EXISTS', '57')) continue;
@@ -405,18 +413,35 @@ async function rekeyEvents(client: ClickHouseClient, db: string, options: Migrat
     await client.command({ query: copyRows(db, REKEY_TABLE, 'events', '_part IN {parts:Array(String)}'), query_params: { parts: copied }, clickhouse_settings: ALL_PARTITIONS });
     // swapped only if the rebuild table is still ours: a run that took it for a crashed one's may have replaced it
     if ((await rekeyState(client, db))?.uuid !== mine?.uuid) continue;
-    await client.command({ query: `EXCHANGE TABLES ${db}.events AND ${db}.${REKEY_TABLE}` });
-    await catchUp(client, db, copied);
+    await client.command({ query: everywhere(`EXCHANGE TABLES ${db}.events AND ${db}.${REKEY_TABLE}`, options.cluster) });
+    await catchUp(client, db, copied, options.cluster);
     return;
   }
 }
 
 export type MigrationResult = { applied: string[]; current: number };
 
+/** The statements that make the database and its bookkeeping table, before any migration. */
+const bootstrap = (db: string): string[] => [
+  `CREATE DATABASE IF NOT EXISTS ${db}`,
+  `CREATE TABLE IF NOT EXISTS ${db}.schema_migrations (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3))
+      ENGINE = ReplacingMergeTree ORDER BY version`,
+];
+
+/** Every statement a fresh database gets, in order, as it runs on a single server or, with `cluster`, on that cluster. */
+export function schemaStatements(db: string, cluster?: string): string[] {
+  const all = [...bootstrap(db), ...MIGRATIONS.flatMap((m) => m.statements(db))];
+  return cluster ? all.map((statement) => onCluster(statement, cluster)) : all;
+}
+
 /** Migrations under way in this process, by database: a second caller waits for the first. */
 const running = new Map<string, Promise<unknown>>();
 
-/** Brings the database to the latest schema; safe to call from every process at start, and from several places of one. */
+/**
+ * Brings the database to the latest schema; safe to call from every process at start, and
+ * from several places of one. With `cluster` (config `clickhouse.cluster`) every statement
+ * runs ON CLUSTER with replicated engines (see cluster-ddl.ts).
+ */
 export async function migrate(client: ClickHouseClient, db: string, options: MigrateOptions = {}): Promise<MigrationResult> {
   const previous = running.get(db) ?? Promise.resolve();
   const mine = previous.catch(() => undefined).then(() => migrateNow(client, db, options));
@@ -430,17 +455,14 @@ export async function migrate(client: ClickHouseClient, db: string, options: Mig
 
 async function migrateNow(client: ClickHouseClient, db: string, options: MigrateOptions): Promise<MigrationResult> {
   const until = options.until ?? Number.POSITIVE_INFINITY;
-  await client.command({ query: `CREATE DATABASE IF NOT EXISTS ${db}` });
-  await client.command({
-    query: `CREATE TABLE IF NOT EXISTS ${db}.schema_migrations (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3))
-      ENGINE = ReplacingMergeTree ORDER BY version`,
-  });
+  const ddl = clusterDdl(options.cluster);
+  for (const statement of bootstrap(db)) await client.command({ query: ddl(statement) });
   const rows = await (await client.query({ query: `SELECT DISTINCT version FROM ${db}.schema_migrations`, format: 'JSONEachRow' })).json<{ version: number }>();
   const done = new Set(rows.map((r) => Number(r.version)));
   const applied: string[] = [];
   for (const migration of MIGRATIONS) {
     if (done.has(migration.version) || migration.version > until) continue;
-    for (const statement of migration.statements(db)) await client.command({ query: statement });
+    for (const statement of migration.statements(db)) await client.command({ query: ddl(statement) });
     await migration.run?.(client, db, options);
     await client.insert({ table: `${db}.schema_migrations`, values: [{ version: migration.version, name: migration.name }], format: 'JSONEachRow' });
     applied.push(`${migration.version} ${migration.name}`);

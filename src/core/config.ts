@@ -28,11 +28,15 @@ const isTimeZone = (tz: string): boolean => {
 };
 const TimeZone = z.string().refine(isTimeZone, { message: 'not an IANA time zone (e.g. Asia/Taipei, UTC)' });
 
+/** JetStream keeps an object on this many servers; R3 survives the loss of one of three. */
+const Replicas = z.number().int().min(1).max(5);
+const BucketSettings = z.strictObject({ replicas: Replicas.optional().describe('unset: nats.replicas') });
+
 const StreamLimits = z.strictObject({
   maxAge: Duration.describe('how long the stream keeps a message'),
   maxBytes: z.number().int().default(-1).describe('stream size cap in bytes, -1 for none'),
   duplicateWindow: Duration.default(120_000).describe('Nats-Msg-Id dedup window; must cover the longest retry'),
-  replicas: z.number().int().min(1).max(5).default(1),
+  replicas: Replicas.optional().describe('unset: nats.replicas'),
 });
 
 const Measure = z.strictObject({
@@ -261,6 +265,16 @@ export const ConfigSchema = z.strictObject({
     creds: z.string().optional(),
     tls: z.strictObject({ ca: z.string().optional(), cert: z.string().optional(), key: z.string().optional() }).optional(),
     embedded: z.strictObject({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(4222) }).prefault({}),
+    replicas: Replicas.default(1).describe('replicas of every stream and KV bucket Tidemark creates, unless overridden per object; 3 in a three-node cluster'),
+    buckets: z.strictObject({
+      daily: BucketSettings.prefault({}),
+      leases: BucketSettings.prefault({}),
+      sagas: BucketSettings.prefault({}),
+      monitor: BucketSettings.prefault({}),
+      alertGuard: BucketSettings.prefault({}),
+      reconClaims: BucketSettings.prefault({}),
+      reconState: BucketSettings.prefault({}).describe('the match state bucket of every streaming reconciliation'),
+    }).prefault({}),
     streams: z.strictObject({
       ingest: StreamLimits.prefault({ maxAge: '7d' }),
       events: StreamLimits.prefault({ maxAge: '30d' }),
@@ -276,6 +290,7 @@ export const ConfigSchema = z.strictObject({
     user: z.string().optional(),
     password: z.string().optional(),
     database: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/).default('tidemark'),
+    cluster: z.string().regex(/^[A-Za-z_][A-Za-z0-9_-]*$/).optional().describe('a self-managed cluster: migrations run ON CLUSTER with Replicated* engines ({shard}/{replica} macros); unset on one server and on ClickHouse Cloud'),
     serve: z.strictObject({
       host: z.string().default('127.0.0.1').describe('where the embedded engine is served over ClickHouse HTTP'),
       port: z.number().int().min(0).max(65535).default(8123),

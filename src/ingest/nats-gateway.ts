@@ -16,6 +16,8 @@ import { createBatchPublisher, type BatchPublisher, type PublishItem, type Publi
 import { CONSUMERS, rewindGatewayConsumer, STREAMS } from '../nats/topology.ts';
 import { DEFAULT_MAX_PAYLOAD, dlqItem, dlqRecord } from './dlq.ts';
 import { packBatch, type PackLimits } from './event-packs.ts';
+import { bucketReplicas } from '../nats/buckets.ts';
+import { publishRetrying } from '../nats/retry.ts';
 
 export type GatewayStats = { accepted: number; rejected: number; duplicates: number };
 
@@ -188,7 +190,8 @@ export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeL
     const settles = outputs.map((o) => (o.events ? announce(seen, o.members.map(entry)) : undefined));
     let outcomes: PublishOutcome[];
     try {
-      outcomes = await publisher.publish(outputs.map((o) => o.item));
+      // every output has a message id, so what no leader acknowledged during an election is sent again
+      outcomes = await publishRetrying(publisher, outputs.map((o) => o.item));
     } catch (err) {
       for (const settle of settles) settle?.(false);
       throw err;
@@ -318,7 +321,7 @@ export async function startNatsGateway(options: { js: JetStreamClient; nc: NatsC
     logger,
     nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD,
   );
-  const lease = await openLease(js, { key: 'gateway', holder: `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`, ttlMs: config.ingest.lease });
+  const lease = await openLease(js, { key: 'gateway', holder: `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`, ttlMs: config.ingest.lease, replicas: bucketReplicas(config, 'leases') });
   const stopping = new AbortController();
   const done = (async () => {
     while (!stopping.signal.aborted) {

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { Kvm } from '@nats-io/kv';
+import { BUCKETS, openBucket } from '../nats/buckets.ts';
 import { alertSubject, type Alert } from './alerts.ts';
+import { retryTransient } from '../nats/retry.ts';
 
 /**
  * The durable once-only guard. JetStream drops a second publish of the same
@@ -13,7 +14,7 @@ import { alertSubject, type Alert } from './alerts.ts';
  * both pass the check, and JetStream's dedup (seconds apart, well inside the window)
  * keeps one; a crash between publish and record is repaired the same way.
  */
-export const ALERT_GUARD_BUCKET = 'tidemark_alert_guard';
+export const ALERT_GUARD_BUCKET = BUCKETS.alertGuard;
 
 export type PublishOutcome = 'published' | 'duplicate';
 export type AlertPublisher = (alert: Alert, raisedAt: number) => Promise<PublishOutcome>;
@@ -21,15 +22,15 @@ export type AlertPublisher = (alert: Alert, raisedAt: number) => Promise<Publish
 const enc = new TextEncoder();
 const guardKey = (id: string): string => `a.${createHash('sha256').update(id).digest('hex').slice(0, 40)}`;
 
-export async function openAlertGuard(js: JetStreamClient, memoryMs: number): Promise<AlertPublisher> {
-  const kv = await new Kvm(js).create(ALERT_GUARD_BUCKET, { history: 1, ttl: memoryMs });
+export async function openAlertGuard(js: JetStreamClient, memoryMs: number, replicas = 1): Promise<AlertPublisher> {
+  const kv = await openBucket(js, { name: ALERT_GUARD_BUCKET, replicas, ttl: memoryMs });
   return async (alert, raisedAt) => {
     const key = guardKey(alert.id);
-    const known = await kv.get(key);
+    const known = await retryTransient(() => kv.get(key));
     if (known && known.operation === 'PUT') return 'duplicate';
-    const ack = await js.publish(alertSubject(alert), JSON.stringify({ ...alert, raisedAt }), { msgID: alert.id });
+    const ack = await retryTransient(() => js.publish(alertSubject(alert), JSON.stringify({ ...alert, raisedAt }), { msgID: alert.id }));
     try {
-      await kv.create(key, enc.encode(JSON.stringify({ id: alert.id, seq: ack.seq })));
+      await retryTransient(() => kv.create(key, enc.encode(JSON.stringify({ id: alert.id, seq: ack.seq }))));
     } catch (err) {
       if (!/wrong last sequence|key exists/i.test(String((err as Error).message))) throw err;
     }

@@ -22,6 +22,7 @@ import { createSliceAccumulator } from './slices.ts';
 import { openMonitorState } from './state.ts';
 import { runTick } from './tick.ts';
 import { readProgress, type Progress } from './watermark.ts';
+import { bucketReplicas } from '../nats/buckets.ts';
 
 export type MonitorOptions = {
   config: Config;
@@ -62,8 +63,8 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
   const routes = webhookRoutes(monitor.webhooks, options.env ?? process.env);
   const metrics = monitorMetricsFor(options.registry ?? metricsRegistry, monitor.maxMetricSources);
   const jsm = await js.jetstreamManager();
-  const state = await openMonitorState(js);
-  const publish = await openAlertGuard(js, monitor.alertMemory);
+  const state = await openMonitorState(js, bucketReplicas(config, 'monitor'));
+  const publish = await openAlertGuard(js, monitor.alertMemory, bucketReplicas(config, 'alertGuard'));
   const epoch = await state.epoch(clock.now());
   const slas = config.slas.map(compileSla);
   const slices = createSliceAccumulator(monitor.stats.every);

@@ -1,6 +1,8 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { Kvm } from '@nats-io/kv';
+import type { KvEntry } from '@nats-io/kv';
+import { BUCKETS, openBucket } from '../nats/buckets.ts';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
+import { retryForever, retryTransient } from '../nats/retry.ts';
 
 /**
  * The monitor's shared state, one small JSON document per (kind, SLA, source) in one
@@ -13,7 +15,7 @@ import { ErrorCodes, TidemarkError } from '../core/errors.ts';
  * outbox: a transition that raises alerts writes them there in the same CAS, so an
  * alert is decided exactly once even when instances race, and is published after.
  */
-export const MONITOR_BUCKET = 'tidemark_monitor';
+export const MONITOR_BUCKET = BUCKETS.monitor;
 
 const MAX_CAS_ATTEMPTS = 50;
 /** A watch that falls this far behind fails the tick (retried) instead of hanging it. */
@@ -46,27 +48,37 @@ export type MonitorState = {
   stop: () => Promise<void>;
 };
 
-export async function openMonitorState(js: JetStreamClient): Promise<MonitorState> {
-  const kv = await new Kvm(js).create(MONITOR_BUCKET, { history: 1 });
+export async function openMonitorState(js: JetStreamClient, replicas = 1): Promise<MonitorState> {
+  const kv = await openBucket(js, { name: MONITOR_BUCKET, replicas });
   const entries = new Map<string, StateEntry>();
   let seenRevision = 0;
   let waiters: Array<{ revision: number; resolve: () => void }> = [];
-  let watchFailure: unknown;
+  let stopped = false;
+  const apply = (entry: KvEntry) => {
+    if (entry.operation === 'PUT') entries.set(entry.key, { value: entry.json(), revision: entry.revision });
+    else entries.delete(entry.key);
+    seenRevision = Math.max(seenRevision, entry.revision);
+    waiters = waiters.filter((w) => (w.revision <= seenRevision ? (w.resolve(), false) : true));
+  };
 
-  const watch = await kv.watch({ key: '>' });
+  // A watch that ends or fails, or one that went quiet (on 2.9.10 its consumer can be
+  // placed on a server that is down: sync() then stops it), is replaced by a new one,
+  // which replays every key's latest entry, delete markers included.
+  let watch = await kv.watch({ key: '>' });
   const watching = (async () => {
-    for await (const entry of watch) {
-      if (entry.operation === 'PUT') entries.set(entry.key, { value: entry.json(), revision: entry.revision });
-      else entries.delete(entry.key);
-      seenRevision = Math.max(seenRevision, entry.revision);
-      waiters = waiters.filter((w) => (w.revision <= seenRevision ? (w.resolve(), false) : true));
+    while (!stopped) {
+      try {
+        for await (const entry of watch) apply(entry);
+      } catch {
+        // started again below
+      }
+      if (stopped) return;
+      watch = await retryForever(() => kv.watch({ key: '>' }), () => stopped);
     }
-  })().catch((err: unknown) => {
-    watchFailure = err;
-  });
+  })().catch(() => undefined); // retryForever gives up only once stopped
 
   const read = async <T>(key: string): Promise<{ value: T; revision: number } | null> => {
-    const entry = await kv.get(key);
+    const entry = await retryTransient(() => kv.get(key));
     return entry && entry.operation === 'PUT' ? { value: entry.json<T>(), revision: entry.revision } : null;
   };
 
@@ -77,14 +89,14 @@ export async function openMonitorState(js: JetStreamClient): Promise<MonitorStat
         if (current) {
           const next = change(current.value);
           if (next === null) return null;
-          await kv.update(key, enc.encode(JSON.stringify(next)), current.revision);
+          await retryTransient(() => kv.update(key, enc.encode(JSON.stringify(next)), current.revision));
           return next;
         }
         const start = init();
         if (start === null) return null;
         // a missing key is created even when nothing changed, so every instance shares its starting point
         const next = change(start) ?? start;
-        await kv.create(key, enc.encode(JSON.stringify(next)));
+        await retryTransient(() => kv.create(key, enc.encode(JSON.stringify(next))));
         return next;
       } catch (err) {
         if (!isWrongLastSequence(err)) throw err;
@@ -97,14 +109,16 @@ export async function openMonitorState(js: JetStreamClient): Promise<MonitorStat
     entries,
     // a write of our own is ordered after every change committed before it, so seeing it means seeing them
     sync: async () => {
-      if (watchFailure) throw new TidemarkError(ErrorCodes.MONITOR_STATE_STALE, `monitor state watch failed: ${String(watchFailure)}`, { cause: watchFailure });
-      const revision = await kv.put('sync', enc.encode('1'));
+      const revision = await retryTransient(() => kv.put('sync', enc.encode('1')));
       if (revision <= seenRevision) return;
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
         new Promise<void>((resolve) => waiters.push({ revision, resolve })),
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new TidemarkError(ErrorCodes.MONITOR_STATE_STALE, `monitor state watch is behind revision ${revision} after ${SYNC_TIMEOUT_MS} ms`)), SYNC_TIMEOUT_MS);
+          timer = setTimeout(() => {
+            watch.stop();
+            reject(new TidemarkError(ErrorCodes.MONITOR_STATE_STALE, `monitor state watch is behind revision ${revision} after ${SYNC_TIMEOUT_MS} ms; watching anew`));
+          }, SYNC_TIMEOUT_MS);
         }),
       ]).finally(() => clearTimeout(timer));
     },
@@ -119,6 +133,7 @@ export async function openMonitorState(js: JetStreamClient): Promise<MonitorStat
       }
     },
     stop: async () => {
+      stopped = true;
       watch.stop();
       await watching;
       for (const w of waiters) w.resolve();

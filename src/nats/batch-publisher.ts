@@ -101,7 +101,8 @@ export function createBatchPublisher(nc: NatsConnection): BatchPublisher {
           finished = true;
           clearTimeout(timer);
           for (const id of ids) slots.delete(id);
-          resolve(batch.outcomes.map((o) => o ?? { ok: false, error: 'no PubAck before the timeout' }));
+          // Array.from, not map: map skips the holes left by PubAcks that never came, and they must fail
+          resolve(Array.from(batch.outcomes, (o) => o ?? { ok: false, error: 'no PubAck before the timeout' }));
         },
       };
       const timer = setTimeout(() => batch.done(), timeoutMs);

@@ -3,14 +3,24 @@ import { connect, credsAuthenticator, type NatsConnection, type ConnectionOption
 import type { Config } from '../core/config.ts';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
 
-/** Connects with the credentials and TLS settings of SPEC §9; reconnects forever so a NATS restart is survived. */
+/** `NATS_URL` may list several servers of a cluster, comma-separated, as the nats CLI takes them. */
+export const serverList = (url: string): string[] => url.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+
+/**
+ * Connects with the credentials and TLS settings of SPEC §9 to any server of the list,
+ * and reconnects forever, to whichever server answers, so a restart or the loss of one
+ * cluster node is survived. The jitter keeps every role of a cluster from reconnecting
+ * in the same instant.
+ */
 export async function connectNats(config: Config, url: string, name = 'tidemark', waitOnFirstConnect = true): Promise<NatsConnection> {
   const { nats } = config;
   const options: ConnectionOptions = {
-    servers: url,
+    servers: serverList(url),
     name,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 250,
+    reconnectJitter: 250,
+    reconnectJitterTLS: 1_000,
     waitOnFirstConnect,
     // a first attempt that fails must fail soon enough to say so (connection refused is instant)
     ...(waitOnFirstConnect ? {} : { timeout: 5_000 }),

@@ -1,8 +1,9 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { Kvm, type KV } from '@nats-io/kv';
+import type { KV } from '@nats-io/kv';
+import { BUCKETS, openBucket } from './buckets.ts';
 import { sleep } from '../core/time.ts';
 
-export const LEASE_BUCKET = 'tidemark_leases';
+export const LEASE_BUCKET = BUCKETS.leases;
 
 export type Lease = {
   /** resolves once this instance holds the lease (at once if it already does) */
@@ -24,8 +25,8 @@ const isWrongLastSequence = (err: unknown): boolean => /wrong last sequence|key 
  * The lease decides who does the work, not whether the work is safe: what a holder
  * acks must be safe whoever else runs (see ack-floor.ts).
  */
-export async function openLease(js: JetStreamClient, options: { key: string; holder: string; ttlMs: number }): Promise<Lease> {
-  const kv: KV = await new Kvm(js).create(LEASE_BUCKET, { history: 1 });
+export async function openLease(js: JetStreamClient, options: { key: string; holder: string; ttlMs: number; replicas?: number }): Promise<Lease> {
+  const kv: KV = await openBucket(js, { name: LEASE_BUCKET, replicas: options.replicas ?? 1 });
   const { key, holder, ttlMs } = options;
   const value = () => new TextEncoder().encode(JSON.stringify({ holder, at: new Date().toISOString() }));
   const beat = Math.max(50, Math.floor(ttlMs / 4));
@@ -58,7 +59,10 @@ export async function openLease(js: JetStreamClient, options: { key: string; hol
             revision = await kv.update(key, value(), revision);
           } catch (err) {
             if (!isWrongLastSequence(err)) throw err;
-            lose();
+            // a renewal stored just before a leader election lost its answer is still ours
+            const entry = await kv.get(key);
+            if (entry?.operation === 'PUT' && entry.json<{ holder: string }>().holder === holder) revision = entry.revision;
+            else lose();
           }
         } else {
           const entry = await kv.get(key);

@@ -12,6 +12,7 @@ import {
 import { nanos } from '@nats-io/transport-node';
 import type { Config, StreamLimitsConfig } from '../core/config.ts';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
+import { bucketSpecs, openBucket, type BucketSpec } from './buckets.ts';
 
 export const STREAMS = {
   ingest: { name: 'INGEST', subjects: ['ingest.>'] },
@@ -33,9 +34,12 @@ const API_STREAM_NOT_FOUND = 10059;
 const API_CONSUMER_NOT_FOUND = 10014;
 
 type StreamKey = keyof typeof STREAMS;
-export type TopologyChange = { kind: 'stream' | 'consumer'; name: string; action: 'created' | 'updated' | 'unchanged' | 'deleted' };
+/** Reconciliation's stream (reconcile/feeds.ts), made by the reconciler when one is configured. */
+const RECON_STREAM_NAME = 'RECON';
+/** `detail` says what an update changed, e.g. "replicas 1 → 3". */
+export type TopologyChange = { kind: 'stream' | 'consumer' | 'bucket'; name: string; action: 'created' | 'updated' | 'unchanged' | 'deleted'; detail?: string };
 
-function desiredStream(key: StreamKey, limits: StreamLimitsConfig): Partial<StreamConfig> & { name: string } {
+function desiredStream(key: StreamKey, limits: StreamLimitsConfig, replicas: number): Partial<StreamConfig> & { name: string } {
   const { name, subjects } = STREAMS[key];
   return {
     name,
@@ -47,7 +51,7 @@ function desiredStream(key: StreamKey, limits: StreamLimitsConfig): Partial<Stre
     max_bytes: limits.maxBytes,
     // the dedup window may not exceed max_age
     duplicate_window: nanos(Math.min(limits.duplicateWindow, limits.maxAge || limits.duplicateWindow)),
-    num_replicas: limits.replicas,
+    num_replicas: limits.replicas ?? replicas,
   };
 }
 
@@ -88,10 +92,39 @@ function desiredConsumer(stream: string, durable: string, config: Config): Parti
 const isApiError = (err: unknown, code: number): boolean => err instanceof JetStreamApiError && err.apiError().err_code === code;
 
 /** Fields that can be changed on a live stream; anything else differing is a conflict. */
+const describeChanges = (current: StreamConfig, want: Partial<StreamConfig>, fields: readonly (keyof StreamConfig)[]): string =>
+  fields.map((f) => `${f === 'num_replicas' ? 'replicas' : f} ${String(current[f])} → ${String(want[f])}`).join(', ');
+
+/**
+ * Sets the replicas of an existing stream in place (2.9.10 moves the data to new peers
+ * itself); undefined when the stream does not exist.
+ */
+async function ensureReplicas(jsm: JetStreamManager, stream: string, replicas: number, kind: TopologyChange['kind']): Promise<TopologyChange | undefined> {
+  let current: StreamConfig;
+  try {
+    current = (await jsm.streams.info(stream)).config;
+  } catch (err) {
+    if (isApiError(err, API_STREAM_NOT_FOUND)) return undefined;
+    throw err;
+  }
+  const name = kind === 'bucket' ? stream.replace(/^KV_/, '') : stream;
+  if (current.num_replicas === replicas) return { kind, name, action: 'unchanged' };
+  await jsm.streams.update(stream, { ...current, num_replicas: replicas });
+  return { kind, name, action: 'updated', detail: `replicas ${current.num_replicas} → ${replicas}` };
+}
+
+/** Creates a KV bucket as the role that uses it would, or sets the replicas of an existing one. */
+async function ensureBucket(jsm: JetStreamManager, spec: BucketSpec): Promise<TopologyChange> {
+  const existing = await ensureReplicas(jsm, `KV_${spec.name}`, spec.replicas, 'bucket');
+  if (existing) return existing;
+  await openBucket(jsm.jetstream(), spec);
+  return { kind: 'bucket', name: spec.name, action: 'created' };
+}
+
 const MUTABLE_STREAM_FIELDS = ['max_age', 'max_bytes', 'duplicate_window', 'num_replicas', 'discard'] as const;
 
-async function ensureStream(jsm: JetStreamManager, key: StreamKey, limits: StreamLimitsConfig): Promise<TopologyChange> {
-  const want = desiredStream(key, limits);
+async function ensureStream(jsm: JetStreamManager, key: StreamKey, limits: StreamLimitsConfig, replicas: number): Promise<TopologyChange> {
+  const want = desiredStream(key, limits, replicas);
   let current: StreamConfig | undefined;
   try {
     current = (await jsm.streams.info(want.name)).config;
@@ -118,7 +151,7 @@ async function ensureStream(jsm: JetStreamManager, key: StreamKey, limits: Strea
   const changed = MUTABLE_STREAM_FIELDS.filter((f) => want[f] !== undefined && current[f] !== want[f]);
   if (!changed.length) return { kind: 'stream', name: want.name, action: 'unchanged' };
   await jsm.streams.update(want.name, { ...current, ...Object.fromEntries(changed.map((f) => [f, want[f]])) });
-  return { kind: 'stream', name: want.name, action: 'updated' };
+  return { kind: 'stream', name: want.name, action: 'updated', detail: describeChanges(current, want, changed) };
 }
 
 /**
@@ -187,12 +220,18 @@ async function ensureConsumer(jsm: JetStreamManager, stream: string, durable: st
   return { kind: 'consumer', name: `${stream}/${durable}`, action: 'updated' };
 }
 
-/** Creates or updates every stream and durable consumer; idempotent, so every role may call it at start. */
+/**
+ * Creates or updates every stream, KV bucket and durable consumer (and the replicas of
+ * RECON when it exists); idempotent, so every role may call it at start.
+ */
 export async function ensureTopology(jsm: JetStreamManager, config: Config): Promise<TopologyChange[]> {
   const changes: TopologyChange[] = [];
   for (const key of Object.keys(STREAMS) as StreamKey[]) {
-    changes.push(await ensureStream(jsm, key, config.nats.streams[key]));
+    changes.push(await ensureStream(jsm, key, config.nats.streams[key], config.nats.replicas));
   }
+  for (const spec of bucketSpecs(config)) changes.push(await ensureBucket(jsm, spec));
+  const recon = await ensureReplicas(jsm, RECON_STREAM_NAME, config.nats.replicas, 'stream');
+  if (recon) changes.push(recon);
   for (const { stream, durable } of Object.values(CONSUMERS)) {
     changes.push(await ensureConsumer(jsm, stream, durable, config));
   }

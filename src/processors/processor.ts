@@ -17,6 +17,7 @@ import { startRealtime, type Realtime } from './realtime/realtime.ts';
 import { replaceRealtimeView } from '../sinks/clickhouse/realtime-table.ts';
 import { hostname } from 'node:os';
 import { createHash, randomBytes } from 'node:crypto';
+import { bucketReplicas } from '../nats/buckets.ts';
 
 export type ProcessorStats = { events: number; batches: number; insertRetries: number; refused: number };
 
@@ -70,7 +71,7 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
   const clock = options.clock ?? systemClock;
   const db = config.clickhouse.database;
   const stats: ProcessorStats = { events: 0, batches: 0, insertRetries: 0, refused: 0 };
-  const store = await openRevisionStore(js);
+  const store = await openRevisionStore(js, bucketReplicas(config, 'daily'));
   await replaceRealtimeView(clickhouse, db, config.reports);
   const realtime = startRealtime({
     reports: config.reports,

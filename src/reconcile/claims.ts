@@ -1,7 +1,9 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { Kvm, type KV } from '@nats-io/kv';
+import type { KV } from '@nats-io/kv';
+import { BUCKETS, openBucket } from '../nats/buckets.ts';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
 import type { Clock } from '../core/time.ts';
+import { retryTransient } from '../nats/retry.ts';
 
 /**
  * Once-only actions (a heal, a manual-queue entry, an alert), shared by every
@@ -11,7 +13,7 @@ import type { Clock } from '../core/time.ts';
  * idempotent (it is: every publish carries a deterministic Nats-Msg-Id), since a
  * crash after it but before `done` runs it again.
  */
-export const CLAIMS_BUCKET = 'tidemark_recon_claims';
+export const CLAIMS_BUCKET = BUCKETS.reconClaims;
 
 type Claim = { state: 'claimed' | 'done'; owner: string; leaseUntil: number; at: number };
 
@@ -23,23 +25,23 @@ export type Claims = {
 
 const isCasConflict = (err: unknown): boolean => /wrong last sequence|key exists/i.test(String((err as Error)?.message));
 
-export async function openClaims(js: JetStreamClient, options: { clock: Clock; owner: string; leaseMs: number }): Promise<Claims> {
-  const kv: KV = await new Kvm(js).create(CLAIMS_BUCKET, { history: 1 });
+export async function openClaims(js: JetStreamClient, options: { clock: Clock; owner: string; leaseMs: number; replicas?: number }): Promise<Claims> {
+  const kv: KV = await openBucket(js, { name: CLAIMS_BUCKET, replicas: options.replicas ?? 1 });
   const { leaseMs } = options;
   const encode = (claim: Claim) => JSON.stringify(claim);
   const claimed = (): Claim => ({ state: 'claimed', owner: options.owner, leaseUntil: options.clock.now() + leaseMs, at: options.clock.now() });
 
   const acquire = async (key: string): Promise<number | 'done'> => {
     for (;;) {
-      const entry = await kv.get(key);
+      const entry = await retryTransient(() => kv.get(key));
       try {
-        if (!entry || entry.operation !== 'PUT') return await kv.create(key, encode(claimed()));
+        if (!entry || entry.operation !== 'PUT') return await retryTransient(() => kv.create(key, encode(claimed())));
         const claim = entry.json<Claim>();
         if (claim.state === 'done') return 'done';
         if (claim.leaseUntil > options.clock.now()) {
           throw new TidemarkError(ErrorCodes.RECON_CLAIM_BUSY, `${key} is being handled by ${claim.owner} until ${new Date(claim.leaseUntil).toISOString()}`);
         }
-        return await kv.update(key, encode(claimed()), entry.revision);
+        return await retryTransient(() => kv.update(key, encode(claimed()), entry.revision));
       } catch (err) {
         if (!isCasConflict(err)) throw err;
       }
@@ -51,7 +53,7 @@ export async function openClaims(js: JetStreamClient, options: { clock: Clock; o
       const revision = await acquire(key);
       if (revision === 'done') return { ran: false };
       await work();
-      await kv.update(key, encode({ state: 'done', owner: options.owner, leaseUntil: 0, at: options.clock.now() }), revision);
+      await retryTransient(() => kv.update(key, encode({ state: 'done', owner: options.owner, leaseUntil: 0, at: options.clock.now() }), revision));
       return { ran: true };
     },
     isDone: async (key) => {

@@ -20,7 +20,8 @@ const API_STREAM_NOT_FOUND = 10059;
 const API_CONSUMER_NOT_FOUND = 10014;
 const isApiError = (err: unknown, code: number): boolean => err instanceof JetStreamApiError && err.apiError().err_code === code;
 
-export async function ensureReconStream(jsm: JetStreamManager): Promise<void> {
+/** Creates RECON; `tidemark init` (ensureTopology) keeps the replicas of an existing one. */
+export async function ensureReconStream(jsm: JetStreamManager, replicas: number): Promise<void> {
   try {
     const info = await jsm.streams.info(RECON_STREAM.name);
     if (info.config.subjects.join(',') !== RECON_STREAM.subjects.join(',')) {
@@ -38,6 +39,7 @@ export async function ensureReconStream(jsm: JetStreamManager): Promise<void> {
     discard: DiscardPolicy.Old,
     max_age: nanos(MAX_AGE_MS),
     duplicate_window: nanos(DUPLICATE_WINDOW_MS),
+    num_replicas: replicas,
   });
 }
 
@@ -74,7 +76,7 @@ async function ensureConsumer(jsm: JetStreamManager, consumer: FeedConsumer, con
  * Idempotent, so every reconciler calls it at start.
  */
 export async function ensureFeeds(jsm: JetStreamManager, config: Config, recon: ReconciliationConfig): Promise<Feed[]> {
-  await ensureReconStream(jsm);
+  await ensureReconStream(jsm, config.nats.replicas);
   const feeds: Feed[] = [];
   for (const side of ['A', 'B'] as const) {
     const subject = (side === 'A' ? recon.a : recon.b).subject;

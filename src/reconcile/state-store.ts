@@ -1,15 +1,17 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { Kvm, type KV } from '@nats-io/kv';
+import type { KV } from '@nats-io/kv';
+import { openBucket, reconStateBucket } from '../nats/buckets.ts';
 import type { ReconciliationConfig } from '../core/config.ts';
 import { stateKey } from './logic/keys.ts';
 import type { PendingEntry, Transition } from './logic/pending.ts';
+import { retryTransient } from '../nats/retry.ts';
 
 /**
  * The streaming match state of one reconciliation: one KV entry per match key, changed
  * only by compare-and-set. The bucket's max_age (NATS 2.9 has no per-key TTL) drops
  * keys untouched for `stream.stateRetention`, long after their window has closed.
  */
-export const stateBucket = (name: string): string => `tidemark_recon_${name}`;
+export const stateBucket = reconStateBucket;
 
 export type Versioned = { entry: PendingEntry | null; revision: number };
 
@@ -26,10 +28,10 @@ export type StateStore = {
 
 const isCasConflict = (err: unknown): boolean => /wrong last sequence|key exists/i.test(String((err as Error)?.message));
 
-export async function openStateStore(js: JetStreamClient, recon: ReconciliationConfig): Promise<StateStore> {
-  const kv: KV = await new Kvm(js).create(stateBucket(recon.name), { history: 1, ttl: recon.stream.stateRetention });
+export async function openStateStore(js: JetStreamClient, recon: ReconciliationConfig, replicas = 1): Promise<StateStore> {
+  const kv: KV = await openBucket(js, { name: stateBucket(recon.name), replicas, ttl: recon.stream.stateRetention });
   const read = async (key: string[]): Promise<Versioned> => {
-    const entry = await kv.get(stateKey(key));
+    const entry = await retryTransient(() => kv.get(stateKey(key)));
     if (!entry || entry.operation !== 'PUT') return { entry: null, revision: entry?.revision ?? 0 };
     return { entry: entry.json<PendingEntry>(), revision: entry.revision };
   };
@@ -43,8 +45,7 @@ export async function openStateStore(js: JetStreamClient, recon: ReconciliationC
         try {
           const payload = JSON.stringify(next.entry);
           // revision 0: never written; otherwise compare-and-set against what was read (a tombstone's revision too)
-          if (revision === 0) await kv.create(stateKey(key), payload);
-          else await kv.update(stateKey(key), payload, revision);
+          await retryTransient(() => (revision === 0 ? kv.create(stateKey(key), payload) : kv.update(stateKey(key), payload, revision)));
           return next.entry;
         } catch (err) {
           if (!isCasConflict(err)) throw err;

@@ -10,6 +10,7 @@ import { ensureFeeds } from './feeds.ts';
 import { openStateStore, type StateStore } from './state-store.ts';
 import { startExpiryCursor } from './stream-expiry.ts';
 import { startMatchCursor } from './stream-match.ts';
+import { bucketReplicas } from '../nats/buckets.ts';
 
 export type StreamingOptions = {
   config: Config;
@@ -40,15 +41,15 @@ export async function startReconcileStreaming(options: StreamingOptions): Promis
   const { config, js, jsm, clickhouse, logger } = options;
   const clock = options.clock ?? systemClock;
   const recons = config.reconciliations.filter((r) => isStreamingRecon(r) && (options.names === undefined || options.names.includes(r.name)));
-  if (recons.length > 0) await migrate(clickhouse, config.clickhouse.database);
+  if (recons.length > 0) await migrate(clickhouse, config.clickhouse.database, { cluster: config.clickhouse.cluster });
   const actor = `stream@${hostname()}:${process.pid}`;
   // a claim outlives its holder by as long as JetStream waits for a lost ack
-  const claims = await openClaims(js, { clock, owner: actor, leaseMs: config.nats.ackWait });
+  const claims = await openClaims(js, { clock, owner: actor, leaseMs: config.nats.ackWait, replicas: bucketReplicas(config, 'reconClaims') });
   const stops: Array<() => Promise<void>> = [];
   const running: ReconcileStreaming['running'] = [];
   for (const recon of recons) {
     const [feedA, feedB] = await ensureFeeds(jsm, config, recon);
-    const store = await openStateStore(js, recon);
+    const store = await openStateStore(js, recon, bucketReplicas(config, 'reconState'));
     const deps = { recon, clickhouse, db: config.clickhouse.database, js, jsm, claims, clock, actor, store, logger: logger.child({ reconciliation: recon.name }) };
     for (const [feed, other] of [[feedA!, feedB!], [feedB!, feedA!]] as const) {
       const match = await startMatchCursor(deps, feed);

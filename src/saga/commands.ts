@@ -3,6 +3,7 @@ import type { BatchPublisher } from '../nats/batch-publisher.ts';
 import { idempotencyKeyOf } from './logic/decide.ts';
 import type { InFlight, SagaState } from './logic/types.ts';
 import { replySubject } from './subjects.ts';
+import { retryTransient } from '../nats/retry.ts';
 
 /** What a service receives on `saga.cmd.>`: the payload plus everything needed to answer. */
 export const CommandBody = z.object({
@@ -42,7 +43,7 @@ export type SagaPublish = (subject: string, data: string, msgId: string) => Prom
 export const sagaPublish =
   (publisher: BatchPublisher): SagaPublish =>
   (subject, data, msgId) =>
-    publisher.publishOne({ subject, data, msgId });
+    retryTransient(() => publisher.publishOne({ subject, data, msgId }));
 
 export const publishCommand = (publish: SagaPublish, state: SagaState, command: InFlight): Promise<{ duplicate: boolean }> =>
   publish(command.subject, JSON.stringify(commandBody(state, command)), command.commandId);

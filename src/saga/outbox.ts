@@ -2,6 +2,7 @@ import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
 import { CommandBody, type SagaCommand } from './commands.ts';
 import type { ReplyBody } from './inputs.ts';
+import { retryTransient } from '../nats/retry.ts';
 
 /**
  * Helpers for the services a saga commands. The rule they follow: every message a
@@ -33,7 +34,7 @@ export function replyMessage(command: SagaCommand, type: string, data: unknown =
 
 /** Publishes once per id within the stream's duplicate window; `duplicate` on the ack says it was already there. */
 export const publishOnce = (js: JetStreamClient, message: OutboxMessage): Promise<PubAck> =>
-  js.publish(message.subject, JSON.stringify(message.body), { msgID: message.id });
+  retryTransient(() => js.publish(message.subject, JSON.stringify(message.body), { msgID: message.id }));
 
 export const reply = (js: JetStreamClient, command: SagaCommand, type: string, data?: unknown): Promise<PubAck> => publishOnce(js, replyMessage(command, type, data));
 

@@ -1,5 +1,7 @@
 import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
+import { PULL_EXPIRES_MS } from '../nats/batch-consumer.ts';
+import { retryTransient } from '../nats/retry.ts';
 
 export type Pump = { stop: () => Promise<void> };
 
@@ -12,8 +14,8 @@ export type Pump = { stop: () => Promise<void> };
  */
 export async function startPump(options: { js: JetStreamClient; stream: string; durable: string; concurrency: number; handle: (msg: JsMsg) => Promise<void>; logger: Logger }): Promise<Pump> {
   const { concurrency, handle } = options;
-  const consumer = await options.js.consumers.get(options.stream, options.durable);
-  const messages = await consumer.consume({ max_messages: concurrency });
+  const consumer = await retryTransient(() => options.js.consumers.get(options.stream, options.durable));
+  const messages = await consumer.consume({ max_messages: concurrency, expires: PULL_EXPIRES_MS });
   const running = new Set<Promise<void>>();
   const loop = (async () => {
     for await (const msg of messages) {

@@ -16,6 +16,7 @@ import { createBatchPublisher } from '../nats/batch-publisher.ts';
 import { sagaPublish } from './commands.ts';
 import type { SagaStore } from './store.ts';
 import { ensureSagaTopology, openSagaStore } from './topology.ts';
+import { bucketReplicas } from '../nats/buckets.ts';
 
 export type SagaRoleOptions = {
   config: Config;
@@ -55,10 +56,10 @@ export async function startSagaRole(options: SagaRoleOptions): Promise<SagaRole>
 
   const { clickhouse } = options;
   await ensureSagaTopology(js, jsm, config);
-  if (clickhouse) await migrate(clickhouse, config.clickhouse.database);
+  if (clickhouse) await migrate(clickhouse, config.clickhouse.database, { cluster: config.clickhouse.cluster });
   const publisher = createBatchPublisher(options.nc);
   const publish = sagaPublish(publisher);
-  const store = await openSagaStore(js, publisher);
+  const store = await openSagaStore(js, publisher, bucketReplicas(config, 'sagas'));
   const effects = sagaEffects({ publish, clock, metrics });
   const orchestrator = await startOrchestrator({ js, publish, store, definitions, concurrency: config.sagas.concurrency, maxActive: config.sagas.maxActive, holdDeadlinesMs: config.sagas.ackWait, clock, logger, metrics, effects });
   const projector = clickhouse ? await startProjector({ js, clickhouse, db: config.clickhouse.database, logger }) : undefined;

@@ -3,6 +3,7 @@ import type { BatchPublisher } from '../nats/batch-publisher.ts';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
 import { dueAt, fold } from './logic/evolve.ts';
 import type { SagaEvent, SagaState, SagaStatus } from './logic/types.ts';
+import { retryTransient } from '../nats/retry.ts';
 
 /**
  * One saga's log as stored: its events, plus the status and next due time derived
@@ -63,9 +64,10 @@ export type SagaStore = {
  */
 export function sagaStore(kv: KV, publisher: BatchPublisher, bucket: string): SagaStore {
   const cas = async (key: string, payload: string, expected: number): Promise<number> =>
-    (await publisher.publishOne({ subject: `$KV.${bucket}.${key}`, data: payload, headers: { 'Nats-Expected-Last-Subject-Sequence': String(expected) } })).seq;
+    // a retried write that had been stored comes back as a conflict, which callers already handle by re-reading
+    (await retryTransient(() => publisher.publishOne({ subject: `$KV.${bucket}.${key}`, data: payload, headers: { 'Nats-Expected-Last-Subject-Sequence': String(expected) } }))).seq;
   const load = async (sagaId: string): Promise<Loaded | null> => {
-    const entry = await kv.get(sagaId);
+    const entry = await retryTransient(() => kv.get(sagaId));
     if (!entry || entry.operation !== 'PUT') return null;
     return { record: decodeRecord(entry.value), revision: entry.revision };
   };

@@ -1,3 +1,5 @@
+import { BUCKETS } from '../nats/buckets.ts';
+
 /**
  * Saga traffic lives in one stream, `SAGAS` on `saga.>`:
  * - `saga.cmd.<service>.<command>`: commands and compensations, consumed by services;
@@ -15,7 +17,7 @@ export const COMMAND_PREFIX = 'saga.cmd.';
 export const TRIGGER_FILTER = 'saga.in.trigger.>';
 export const ACTIVE_FILTER = 'saga.in.active.>';
 
-export const SAGA_BUCKET = 'tidemark_sagas';
+export const SAGA_BUCKET = BUCKETS.sagas;
 /** The stream behind the KV bucket: the saga log, which the ClickHouse projector consumes. */
 export const SAGA_LOG_STREAM = `KV_${SAGA_BUCKET}`;
 

@@ -1,5 +1,6 @@
 import { AckPolicy, DeliverPolicy, JetStreamApiError, RetentionPolicy, StorageType, type ConsumerConfig, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { Kvm, type KV } from '@nats-io/kv';
+import type { KV } from '@nats-io/kv';
+import { bucketReplicas, openBucket } from '../nats/buckets.ts';
 import { nanos } from '@nats-io/transport-node';
 import type { Config } from '../core/config.ts';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
@@ -18,7 +19,7 @@ async function ensureSagaStream(jsm: JetStreamManager, config: Config): Promise<
     max_age: nanos(limits.maxAge),
     max_bytes: limits.maxBytes,
     duplicate_window: nanos(Math.min(limits.duplicateWindow, limits.maxAge || limits.duplicateWindow)),
-    num_replicas: limits.replicas,
+    num_replicas: limits.replicas ?? config.nats.replicas,
   };
   const current = await jsm.streams.info(SAGA_STREAM).then(
     (info) => info.config,
@@ -37,7 +38,8 @@ async function ensureSagaStream(jsm: JetStreamManager, config: Config): Promise<
   const changed = (Object.keys(mutable) as Array<keyof typeof mutable>).filter((k) => current[k] !== mutable[k]);
   if (!changed.length) return { kind: 'stream', name: SAGA_STREAM, action: 'unchanged' };
   await jsm.streams.update(SAGA_STREAM, { ...current, ...mutable });
-  return { kind: 'stream', name: SAGA_STREAM, action: 'updated' };
+  const detail = changed.map((k) => `${k === 'num_replicas' ? 'replicas' : k} ${String(current[k])} → ${String(mutable[k])}`).join(', ');
+  return { kind: 'stream', name: SAGA_STREAM, action: 'updated', detail };
 }
 
 async function ensureConsumer(jsm: JetStreamManager, spec: { stream: string; durable: string; filter: string }, config: Config): Promise<TopologyChange> {
@@ -72,10 +74,10 @@ async function ensureConsumer(jsm: JetStreamManager, spec: { stream: string; dur
 }
 
 /** The saga log: one key per saga, its whole history in the value, replaced only by compare-and-set. */
-export const openSagaBucket = (js: JetStreamClient): Promise<KV> => new Kvm(js).create(SAGA_BUCKET, { history: 1 });
+export const openSagaBucket = (js: JetStreamClient, replicas = 1): Promise<KV> => openBucket(js, { name: SAGA_BUCKET, replicas });
 
 /** The saga log, written through `publisher`. */
-export const openSagaStore = async (js: JetStreamClient, publisher: BatchPublisher): Promise<SagaStore> => sagaStore(await openSagaBucket(js), publisher, SAGA_BUCKET);
+export const openSagaStore = async (js: JetStreamClient, publisher: BatchPublisher, replicas = 1): Promise<SagaStore> => sagaStore(await openSagaBucket(js, replicas), publisher, SAGA_BUCKET);
 
 /** Durables of earlier versions (one input consumer for everything; a dispatcher), which would only hold messages now. */
 const RETIRED = [
@@ -89,7 +91,7 @@ const RETIRED = [
  */
 export async function ensureSagaTopology(js: JetStreamClient, jsm: JetStreamManager, config: Config): Promise<TopologyChange[]> {
   const changes = [await ensureSagaStream(jsm, config)];
-  await openSagaBucket(js);
+  await openSagaBucket(js, bucketReplicas(config, 'sagas'));
   for (const spec of Object.values(SAGA_CONSUMERS)) changes.push(await ensureConsumer(jsm, spec, config));
   for (const { stream, durable } of RETIRED) {
     const deleted = await jsm.consumers.delete(stream, durable).catch((err: unknown) => {

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { eventIdentity } from '../../src/core/identity.ts';
+import { retryTransient } from '../../src/nats/retry.ts';
 import { DAILY_BUCKET } from '../../src/processors/daily/revision-store.ts';
 import { eventsOnStream, waitFor } from './streams.ts';
 
@@ -39,7 +40,8 @@ export async function waitForDailyView(js: JetStreamClient, jsm: JetStreamManage
     const info = await jsm.consumers.info('EVENTS', 'processor');
     return info.num_pending === 0 && info.num_ack_pending === 0;
   }, timeoutMs, 'the processors to ack every event');
-  const kv = await new Kvm(js).open(DAILY_BUCKET);
+  // on a cluster the bucket's leader may be changing hands
+  const kv = await retryTransient(() => new Kvm(js).open(DAILY_BUCKET));
   await waitFor(async () => {
     for await (const _key of await kv.keys('dirty.>')) return false;
     return true;

@@ -84,7 +84,7 @@ export function register(program: Command): void {
         const jsm = await jetstreamManager(nc);
         await ensureTopology(jsm, config);
         const db = config.clickhouse.database;
-        await migrate(clickhouse, db);
+        await migrate(clickhouse, db, { cluster: config.clickhouse.cluster });
         const shape = opts.gatewayProcess ? `${opts.gateways} gateway process(es)` : 'the gateway in this process';
         process.stdout.write(`Tidemark bench: ${events} events, nats-server ${server.url}, chDB in ${dir}\n`);
         process.stdout.write(`shape: load generator in its own process → ${shape} → one processor in this process\n\n`);

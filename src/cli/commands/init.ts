@@ -33,8 +33,8 @@ export function register(program: Command): void {
       const clickhouse = await openClickHouseForTool(config);
       try {
         const changes = [...nats.changes, ...(await ensureSagaTopology(nats.js, nats.jsm, config))];
-        for (const change of changes) process.stdout.write(`${change.kind.padEnd(9)} ${change.name.padEnd(28)} ${change.action}\n`);
-        const migrated = await migrate(clickhouse.client, config.clickhouse.database);
+        for (const change of changes) process.stdout.write(`${change.kind.padEnd(9)} ${change.name.padEnd(28)} ${change.action}${change.detail ? ` (${change.detail})` : ''}\n`);
+        const migrated = await migrate(clickhouse.client, config.clickhouse.database, { cluster: config.clickhouse.cluster });
         process.stdout.write(`tables    ${config.clickhouse.database} (${clickhouse.via})   schema version ${migrated.current}${migrated.applied.length ? `, applied ${migrated.applied.join(', ')}` : ', unchanged'}\n`);
         process.stdout.write(`topology ready on ${redactUserInfo(nats.url)}\n`);
       } finally {

@@ -15,6 +15,7 @@ import { isStreamingRecon, startReconcileStreaming } from '../../reconcile/strea
 import type { DiscrepancyStatus } from '../../sinks/clickhouse/recon-tables.ts';
 import { openClickHouseForTool } from '../clickhouse-access.ts';
 import { configFor, onShutdown, openNats } from '../runtime.ts';
+import { bucketReplicas } from '../../nats/buckets.ts';
 
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
 
@@ -43,10 +44,10 @@ async function runCommand(command: Command, opts: { name?: string; day?: string 
   const clickhouse = shared.client;
   try {
     const db = config.clickhouse.database;
-    await migrate(clickhouse, db);
-    await ensureReconStream(nats.jsm); // the manual queue lives there
+    await migrate(clickhouse, db, { cluster: config.clickhouse.cluster });
+    await ensureReconStream(nats.jsm, config.nats.replicas); // the manual queue lives there
     const actor = `batch@${hostname()}:${process.pid}`;
-    const claims = await openClaims(nats.js, { clock: systemClock, owner: actor, leaseMs: config.nats.ackWait });
+    const claims = await openClaims(nats.js, { clock: systemClock, owner: actor, leaseMs: config.nats.ackWait, replicas: bucketReplicas(config, 'reconClaims') });
     for (const recon of recons) {
       // default: yesterday in the reconciliation's own business calendar
       const period = day ?? businessDay(systemClock.now() - 86_400_000, recon.timeZone);
@@ -90,7 +91,7 @@ async function printPending(config: Config, name: string | undefined): Promise<v
   const nats = await openNats(config, logger, { embedded: false, name: 'tidemark-reconcile' });
   try {
     for (const recon of pick(config, name, isStreamingRecon, 'streaming')) {
-      const expected = (await (await openStateStore(nats.js, recon)).entries()).filter((e) => e.state === 'expected');
+      const expected = (await (await openStateStore(nats.js, recon, bucketReplicas(config, 'reconState'))).entries()).filter((e) => e.state === 'expected');
       print(`${recon.name}: ${expected.length} expected`);
       for (const e of expected) print(`  key=${JSON.stringify(e.key)} has ${e.a.first ? 'A' : 'B'}, waits until ${new Date(e.deadline ?? 0).toISOString()}`);
     }
@@ -108,7 +109,7 @@ async function reportCommand(command: Command, opts: { name?: string; day?: stri
   const clickhouse = shared.client;
   try {
     const db = config.clickhouse.database;
-    await migrate(clickhouse, db);
+    await migrate(clickhouse, db, { cluster: config.clickhouse.cluster });
     const filter = { name: opts.name, period: checkDay(opts.day), status: opts.status, limit: Number(opts.limit) };
     const [runs, summary, discrepancies] = await Promise.all([listRuns(clickhouse, db, filter), summarize(clickhouse, db, filter), listDiscrepancies(clickhouse, db, filter)]);
     if (opts.json) {
@@ -136,7 +137,7 @@ async function ackCommand(command: Command, ids: string[], opts: { note: string;
   const clickhouse = shared.client;
   try {
     const db = config.clickhouse.database;
-    await migrate(clickhouse, db);
+    await migrate(clickhouse, db, { cluster: config.clickhouse.cluster });
     const acked = await acknowledge(clickhouse, db, ids, { actor: opts.by ?? userInfo().username, note: opts.note, clock: systemClock });
     print(`acknowledged ${acked.length} of ${ids.length} (the others already were)`);
   } finally {

@@ -8,6 +8,7 @@ import { replayReport } from '../../processors/daily/replay.ts';
 import { openClickHouseForTool } from '../clickhouse-access.ts';
 import { configFor, openNats } from '../runtime.ts';
 import { findReport } from './report.ts';
+import { bucketReplicas } from '../../nats/buckets.ts';
 
 export function register(program: Command): void {
   program
@@ -24,8 +25,8 @@ export function register(program: Command): void {
       const clickhouse = await openClickHouseForTool(config);
       try {
         const db = config.clickhouse.database;
-        await migrate(clickhouse.client, db);
-        const store = await openRevisionStore(nats.js);
+        await migrate(clickhouse.client, db, { cluster: config.clickhouse.cluster });
+        const store = await openRevisionStore(nats.js, bucketReplicas(config, 'daily'));
         const bar = new cliProgress.SingleBar({ format: 'replay {bar} {percentage}% | {value}/{total} events | {day} | {eps} events/s', stream: process.stderr }, cliProgress.Presets.shades_classic);
         const started = performance.now();
         const result = await replayReport({ store, clickhouse: clickhouse.client, db, js: nats.js, clock: systemClock, logger }, report, { ...(opts.from ? { from: opts.from } : {}), ...(opts.to ? { to: opts.to } : {}) }, {

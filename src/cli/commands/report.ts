@@ -40,7 +40,7 @@ export function register(program: Command): void {
       try {
         const db = config.clickhouse.database;
         // on a fresh data directory the tables do not exist yet: create them and report nothing
-        await migrate(client, db);
+        await migrate(client, db, { cluster: config.clickhouse.cluster });
         const revisions = await publishedRevisions(client, db, report.name, opts.day, { ...(asOf === undefined ? {} : { asOf }), history: opts.history ?? false });
         const recomputed = new Map((await dailyFigures(client, db, report, opts.day, asOf)).map((f) => [f.groupKey, f]));
         const latest = new Map<string, (typeof revisions)[number]>();

@@ -17,6 +17,7 @@ import { openSagaStore } from '../../saga/topology.ts';
 import { createBatchPublisher } from '../../nats/batch-publisher.ts';
 import { formatList, formatShow } from '../../saga/views.ts';
 import { configFor, natsTarget, onShutdown, openNats } from '../runtime.ts';
+import { bucketReplicas } from '../../nats/buckets.ts';
 
 /** A module exporting `definitions` (or a default) made with defineSaga, or plain specs. */
 async function loadDefinitions(file: string): Promise<SagaDefinition[]> {
@@ -32,7 +33,7 @@ async function withStore<T>(config: Config, fn: (ctx: { store: SagaStore; js: Re
   const nc = await connectNats(config, natsTarget(config).url, 'tidemark-saga-cli');
   try {
     const js = jetstream(nc);
-    return await fn({ js, store: await openSagaStore(js, createBatchPublisher(nc)) });
+    return await fn({ js, store: await openSagaStore(js, createBatchPublisher(nc), bucketReplicas(config, 'sagas')) });
   } finally {
     await nc.close();
   }

@@ -1,6 +1,7 @@
 import { groupToken } from './revision-store.ts';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { RevisionRecord } from '../logic/revisions.ts';
+import { retryTransient } from '../../nats/retry.ts';
 
 export type AmendedAlert = {
   id: string;
@@ -42,6 +43,6 @@ export async function publishAmendedAlert(
     lateEvents: input.record.lateEvents,
     at: input.record.computedAt,
   };
-  await js.publish(`alerts.amended.${input.report}`, JSON.stringify(alert), { msgID: alert.id });
+  await retryTransient(() => js.publish(`alerts.amended.${input.report}`, JSON.stringify(alert), { msgID: alert.id }));
   return alert;
 }

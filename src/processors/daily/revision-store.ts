@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { Kvm, type KV, type KvEntry } from '@nats-io/kv';
+import type { KV, KvEntry } from '@nats-io/kv';
+import { BUCKETS, openBucket } from '../../nats/buckets.ts';
 import type { RevisionRecord } from '../logic/revisions.ts';
+import { retryForever, retryTransient } from '../../nats/retry.ts';
 
 /**
  * Shared state of the daily view in one NATS KV bucket, so any number of processors
@@ -11,7 +13,7 @@ import type { RevisionRecord } from '../logic/revisions.ts';
  * - `rev.<report>.<day>.g<group>` (`h<hash>` for a long group): the latest revision of a group, changed only by
  *   compare-and-set, which is what keeps revision numbers gap-free across processes.
  */
-export const DAILY_BUCKET = 'tidemark_daily';
+export const DAILY_BUCKET = BUCKETS.daily;
 
 export type StoredRevision = { record: RevisionRecord; written: boolean };
 export type Versioned<T> = { value: T; version: number };
@@ -55,27 +57,66 @@ const parseDayKey = (key: string): DayRef => {
   return { report: report!, day: day! };
 };
 
+/** How long a write of our own may take to come back through the watch before the watch is deemed stuck. */
+const WATCH_LAG_MS = 5_000;
+
+type PrefixWatch = {
+  entries: Map<string, KvEntry>;
+  /** a write of ours stored at `revision`: unless the watch shows it soon, the watch is made anew */
+  wrote: (revision: number) => void;
+  stop: () => void;
+};
+
 /**
  * A live view of the keys under a prefix. Listing keys scans the bucket and never
  * finishes while a key keeps changing (and today's dirty mark changes with every
- * batch), so the store follows a watch instead.
+ * batch), so the store follows a watch instead. A watch is an ordered consumer that
+ * the client makes anew after a leader change; on 2.9.10 that can fail or hang while
+ * a server is down (measured: ephemeral consumers placed on the dead peer never
+ * answer), and the watch then goes quiet without an error. Our own writes are the
+ * probe: one not seen in time restarts the watch, which replays every key's latest
+ * entry (delete markers too), so the map converges.
  */
-async function watchPrefix(kv: KV, prefix: string): Promise<{ entries: Map<string, KvEntry>; stop: () => void }> {
+async function watchPrefix(kv: KV, prefix: string): Promise<PrefixWatch> {
   const entries = new Map<string, KvEntry>();
-  const watch = await kv.watch({ key: `${prefix}.>` });
+  let stopped = false;
+  let seen = 0;
+  const open = () => kv.watch({ key: `${prefix}.>` });
+  let watch = await open();
   void (async () => {
-    for await (const entry of watch) {
-      if (entry.operation === 'PUT') entries.set(entry.key, entry);
-      else entries.delete(entry.key);
+    while (!stopped) {
+      try {
+        for await (const entry of watch) {
+          seen = Math.max(seen, entry.revision);
+          if (entry.operation === 'PUT') entries.set(entry.key, entry);
+          else entries.delete(entry.key);
+        }
+      } catch {
+        // the watch failed: start another
+      }
+      if (stopped) return;
+      watch = await retryForever(open, () => stopped);
     }
-  })();
-  return { entries, stop: () => watch.stop() };
+  })().catch(() => undefined); // retryForever gives up only once stopped
+  return {
+    entries,
+    wrote: (revision) => {
+      const watching = watch;
+      setTimeout(() => {
+        if (!stopped && watching === watch && seen < revision) watch.stop();
+      }, WATCH_LAG_MS).unref();
+    },
+    stop: () => {
+      stopped = true;
+      watch.stop();
+    },
+  };
 }
 
 const isWrongLastSequence = (err: unknown): boolean => /wrong last sequence|key exists/i.test(String((err as Error)?.message));
 
-export async function openRevisionStore(js: JetStreamClient): Promise<RevisionStore> {
-  const kv: KV = await new Kvm(js).create(DAILY_BUCKET, { history: 1 });
+export async function openRevisionStore(js: JetStreamClient, replicas = 1): Promise<RevisionStore> {
+  const kv: KV = await openBucket(js, { name: DAILY_BUCKET, replicas });
   const dayKey = (prefix: string, ref: DayRef) => `${prefix}.${ref.report}.${ref.day}`;
   const revKey = (ref: DayRef, groupKey: string) => `rev.${ref.report}.${ref.day}.${groupToken(groupKey)}`;
 
@@ -84,12 +125,12 @@ export async function openRevisionStore(js: JetStreamClient): Promise<RevisionSt
 
   return {
     markDirty: async (ref) => {
-      await kv.put(dayKey('dirty', ref), enc.encode(String(Date.now())));
+      dirty.wrote(await retryTransient(() => kv.put(dayKey('dirty', ref), enc.encode(String(Date.now())))));
     },
     dirtyDays: async () => [...dirty.entries.values()].map((entry) => ({ value: parseDayKey(entry.key), version: entry.revision })),
     clearDirty: async (ref, version) => {
       try {
-        await kv.delete(dayKey('dirty', ref), { previousSeq: version });
+        await retryTransient(() => kv.delete(dayKey('dirty', ref), { previousSeq: version }));
         return true;
       } catch (err) {
         if (isWrongLastSequence(err)) return false;
@@ -98,13 +139,13 @@ export async function openRevisionStore(js: JetStreamClient): Promise<RevisionSt
     },
     openDays: async () => [...open.entries.values()].map((entry) => ({ ...parseDayKey(entry.key), closeAt: Number(entry.string()) })),
     setOpen: async (ref, closeAt) => {
-      await kv.put(dayKey('open', ref), enc.encode(String(closeAt)));
+      open.wrote(await retryTransient(() => kv.put(dayKey('open', ref), enc.encode(String(closeAt)))));
     },
     clearOpen: async (ref) => {
-      await kv.delete(dayKey('open', ref));
+      await retryTransient(() => kv.delete(dayKey('open', ref)));
     },
     latest: async (ref, groupKey) => {
-      const entry = await kv.get(revKey(ref, groupKey));
+      const entry = await retryTransient(() => kv.get(revKey(ref, groupKey)));
       if (!entry || entry.operation !== 'PUT') return null;
       return { value: entry.json<StoredRevision>(), version: entry.revision };
     },
@@ -112,7 +153,8 @@ export async function openRevisionStore(js: JetStreamClient): Promise<RevisionSt
       const key = revKey(ref, groupKey);
       const payload = enc.encode(JSON.stringify(value));
       try {
-        return expectedVersion === null ? await kv.create(key, payload) : await kv.update(key, payload, expectedVersion);
+        // a retried write that had been stored before its answer was lost comes back as a conflict; the caller re-reads
+        return await retryTransient(() => (expectedVersion === null ? kv.create(key, payload) : kv.update(key, payload, expectedVersion)));
       } catch (err) {
         if (isWrongLastSequence(err)) throw new RevisionConflict(`${key} changed since version ${expectedVersion}`);
         throw err;

@@ -1,0 +1,147 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import { freePort } from '../../src/nats/embedded-server.ts';
+import { waitFor } from './streams.ts';
+
+/** One nats-server of the cluster; `kill` is a SIGKILL, `start` brings it back on the same ports and store. */
+export type ClusterNode = {
+  name: string;
+  url: string;
+  storeDir: string;
+  running: () => boolean;
+  kill: () => Promise<void>;
+  start: () => Promise<void>;
+};
+
+export type TestCluster = {
+  nodes: ClusterNode[];
+  /** every client URL, comma-separated, as NATS_URL takes it */
+  url: string;
+  /** the node that leads `stream` now (for a bucket: `KV_<bucket>`) */
+  leaderOf: (jsm: JetStreamManager, stream: string) => Promise<ClusterNode>;
+  /** until `stream` has a leader and every replica is current: after a restart, the node has caught up */
+  waitForCurrent: (jsm: JetStreamManager, stream: string, timeoutMs?: number) => Promise<void>;
+  dispose: () => Promise<void>;
+};
+
+const children = new Set<ChildProcess>();
+// a test that fails half-way must not leave servers running after the test file's process ends
+process.once('exit', () => {
+  for (const child of children) child.kill('SIGKILL');
+});
+
+const exited = (child: ChildProcess): Promise<void> =>
+  new Promise((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve())));
+
+async function answers(url: string): Promise<boolean> {
+  try {
+    const nc = await connect({ servers: url, timeout: 500, reconnect: false });
+    await nc.close();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function startNode(name: string, port: number, clusterPort: number, peers: number[], root: string): ClusterNode {
+  const storeDir = join(root, name);
+  mkdirSync(storeDir, { recursive: true });
+  const confFile = join(root, `${name}.conf`);
+  writeFileSync(confFile, [
+    `server_name: ${name}`,
+    `listen: 127.0.0.1:${port}`,
+    `jetstream { store_dir: "${storeDir}" }`,
+    `cluster {`,
+    `  name: tidemark-test`,
+    `  listen: 127.0.0.1:${clusterPort}`,
+    `  routes: [${peers.map((p) => `nats-route://127.0.0.1:${p}`).join(', ')}]`,
+    `}`,
+    '',
+  ].join('\n'));
+  const url = `nats://127.0.0.1:${port}`;
+  let child: ChildProcess | undefined;
+  const node: ClusterNode = {
+    name,
+    url,
+    storeDir,
+    running: () => child !== undefined && child.exitCode === null && child.signalCode === null,
+    kill: async () => {
+      if (!child || !node.running()) return;
+      child.kill('SIGKILL');
+      await exited(child);
+    },
+    start: async () => {
+      if (node.running()) return;
+      const started = spawn('nats-server', ['-c', confFile], { stdio: ['ignore', 'ignore', 'ignore'] });
+      children.add(started);
+      started.once('exit', () => children.delete(started));
+      child = started;
+      await waitFor(async () => {
+        if (started.exitCode !== null) throw new Error(`${name} exited with code ${started.exitCode}`);
+        return answers(url);
+      }, 15_000, `${name} to accept clients`);
+    },
+  };
+  return node;
+}
+
+/** Every node answers, and JetStream can place a three-replica stream: routes are up and a meta leader is elected. */
+async function waitForJetStream(url: string): Promise<void> {
+  const nc = await connect({ servers: url.split(','), maxReconnectAttempts: -1, reconnectTimeWait: 100 });
+  try {
+    const jsm = await jetstreamManager(nc, { timeout: 2_000, checkAPI: false });
+    await waitFor(async () => {
+      await jsm.streams.add({ name: 'CLUSTER_PROBE', subjects: ['cluster.probe'], num_replicas: 3 });
+      await jsm.streams.delete('CLUSTER_PROBE');
+      return true;
+    }, 30_000, 'the JetStream meta leader and three peers');
+  } finally {
+    await nc.close();
+  }
+}
+
+/**
+ * Three nats-servers with JetStream on free loopback ports, routed to each other, each
+ * with its own store under a throw-away directory; resolves once JetStream can place
+ * a three-replica stream.
+ */
+export async function startTestCluster(): Promise<TestCluster> {
+  const root = mkdtempSync(join(tmpdir(), 'tidemark-cluster-'));
+  const ports = await Promise.all([0, 1, 2].map(async () => ({ client: await freePort(), route: await freePort() })));
+  const nodes = ports.map((p, i) => startNode(`n${i + 1}`, p.client, p.route, ports.filter((_, j) => j !== i).map((q) => q.route), root));
+  const url = nodes.map((n) => n.url).join(',');
+  try {
+    await Promise.all(nodes.map((n) => n.start()));
+    await waitForJetStream(url);
+  } catch (err) {
+    await Promise.all(nodes.map((n) => n.kill()));
+    rmSync(root, { recursive: true, force: true });
+    throw err;
+  }
+  const leaderOf = async (jsm: JetStreamManager, stream: string): Promise<ClusterNode> => {
+    const leader = await waitFor(async () => (await jsm.streams.info(stream)).cluster?.leader, 30_000, `a leader of ${stream}`);
+    const node = nodes.find((n) => n.name === leader);
+    if (!node) throw new Error(`${stream} is led by ${leader}, not a node of this cluster`);
+    return node;
+  };
+  return {
+    nodes,
+    url,
+    leaderOf,
+    waitForCurrent: async (jsm, stream, timeoutMs = 30_000) => {
+      await waitFor(async () => {
+        const info = await jsm.streams.info(stream);
+        const replicas = info.cluster?.replicas ?? [];
+        return info.cluster?.leader !== undefined && replicas.length === info.config.num_replicas - 1 && replicas.every((r) => r.current && !r.offline);
+      }, timeoutMs, `every replica of ${stream} to be current`);
+    },
+    dispose: async () => {
+      await Promise.all(nodes.map((n) => n.kill()));
+      rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
