@@ -17,6 +17,7 @@ import { sagaPublish } from './commands.ts';
 import type { SagaStore } from './store.ts';
 import { ensureSagaTopology, openSagaStore } from './topology.ts';
 import { bucketReplicas } from '../nats/buckets.ts';
+import { retryTransient } from '../nats/retry.ts';
 
 export type SagaRoleOptions = {
   config: Config;
@@ -55,7 +56,8 @@ export async function startSagaRole(options: SagaRoleOptions): Promise<SagaRole>
   if (!definitions.length) logger.info('no sagas are defined (sagas.definitions): triggers will be rejected');
 
   const { clickhouse } = options;
-  await ensureSagaTopology(js, jsm, config);
+  // idempotent, so a call that timed out during a leader election is simply made again
+  await retryTransient(() => ensureSagaTopology(js, jsm, config));
   if (clickhouse) await migrate(clickhouse, config.clickhouse.database, { cluster: config.clickhouse.cluster });
   const publisher = createBatchPublisher(options.nc);
   const publish = sagaPublish(publisher);

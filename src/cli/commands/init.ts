@@ -7,6 +7,7 @@ import { openClickHouseForTool } from '../clickhouse-access.ts';
 import { acquireDataDir } from '../data-dir-lock.ts';
 import { natsGreeting } from '../ports.ts';
 import { configFor, natsTarget, openNats } from '../runtime.ts';
+import { retryTransient } from '../../nats/retry.ts';
 
 /**
  * With no NATS_URL: the server of the `tidemark up` owning the data directory, else a
@@ -32,7 +33,7 @@ export function register(program: Command): void {
       const nats = await openNats(config, logger, { embedded, name: 'tidemark-init' });
       const clickhouse = await openClickHouseForTool(config);
       try {
-        const changes = [...nats.changes, ...(await ensureSagaTopology(nats.js, nats.jsm, config))];
+        const changes = [...nats.changes, ...(await retryTransient(() => ensureSagaTopology(nats.js, nats.jsm, config)))];
         for (const change of changes) process.stdout.write(`${change.kind.padEnd(9)} ${change.name.padEnd(28)} ${change.action}${change.detail ? ` (${change.detail})` : ''}\n`);
         const migrated = await migrate(clickhouse.client, config.clickhouse.database, { cluster: config.clickhouse.cluster });
         process.stdout.write(`tables    ${config.clickhouse.database} (${clickhouse.via})   schema version ${migrated.current}${migrated.applied.length ? `, applied ${migrated.applied.join(', ')}` : ', unchanged'}\n`);
