@@ -51,15 +51,17 @@ afterAll(async () => {
 describe('realtime sliding windows', () => {
   it('merges partial windows of two instances exactly, and closes windows on the clock when input stops', async () => {
     const clock = shiftedClock();
-    const make = (instance: string) => startRealtime({ reports: [report], clickhouse: ch.client, db: ch.db, clock, logger, instance, refreshMs: 60_000, idleMs: 200 });
+    const make = (instance: string) => startRealtime({ reports: [report], clickhouse: ch.client, db: ch.db, clock, logger, instance, refreshMs: 60_000, idleMs: 200, outOfOrdernessMs: 0, maxSources: 100 });
     const a = make('a');
     const b = make('b');
     a.add([sale(1, BASE + 1_000, '10.10', 'x'), sale(2, BASE + 6_000, '0.05', 'y')]);
     b.add([sale(3, BASE + 7_000, '100', 'x'), sale(4, BASE + 2_000, '3.333', 'z')]);
+    // an instance closes nothing for idleMs after its first event, so the sources of a burst all register first
+    clock.shift(200);
     await Promise.all([a.flush(), b.flush()]);
 
     const early = await latest();
-    // event time reached BASE+6s/+7s, so the window ending at BASE+5s closed at this first refresh
+    // event time reached BASE+6s/+7s, so the window ending at BASE+5s closed at this refresh
     expect(early.map((w) => [Number(w.window_start) - BASE, w.events, w.instances, Boolean(w.closed)])).toEqual([
       [-5_000, '2', '2', true],
       [0, '4', '2', false],

@@ -78,6 +78,8 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
     instance: `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
     refreshMs: config.processor.refresh,
     idleMs: config.processor.idleTimeout,
+    outOfOrdernessMs: config.processor.outOfOrderness,
+    maxSources: config.processor.maxSources,
   });
   let stopping = false;
 

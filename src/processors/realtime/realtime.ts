@@ -4,7 +4,8 @@ import type { ReportConfig } from '../../core/config.ts';
 import type { TidemarkEvent } from '../../core/envelope.ts';
 import { sleep, type Clock } from '../../core/time.ts';
 import { insertRealtime, realtimeRow, type RealtimeRow } from '../../sinks/clickhouse/realtime-table.ts';
-import { Watermark, WindowStore } from '../logic/windows.ts';
+import { SourceWatermarks } from '../logic/source-watermarks.ts';
+import { WindowStore } from '../logic/windows.ts';
 
 export type RealtimeStats = { lateRejected: number; emitted: number; openWindows: number };
 
@@ -25,6 +26,8 @@ export type RealtimeOptions = {
   instance: string;
   refreshMs: number;
   idleMs: number;
+  outOfOrdernessMs: number;
+  maxSources: number;
 };
 
 /**
@@ -37,7 +40,11 @@ export function startRealtime(options: RealtimeOptions): Realtime {
   const { clickhouse, db, clock, logger, instance } = options;
   const lanes = options.reports
     .filter((report) => report.windows.length > 0)
-    .map((report) => ({ report, store: new WindowStore(report), watermark: new Watermark(report.allowedLateness, options.idleMs) }));
+    .map((report) => ({
+      report,
+      store: new WindowStore(report),
+      watermarks: new SourceWatermarks({ outOfOrdernessMs: options.outOfOrdernessMs, allowedLatenessMs: report.allowedLateness, idleMs: options.idleMs, maxSources: options.maxSources }),
+    }));
   const stats: RealtimeStats = { lateRejected: 0, emitted: 0, openWindows: 0 };
   // Latest unwritten emission per window: while ClickHouse is away only the newest
   // figure of each window is kept, so memory stays bounded by the windows themselves.
@@ -46,10 +53,10 @@ export function startRealtime(options: RealtimeOptions): Realtime {
 
   const add = (events: TidemarkEvent[]) => {
     const now = clock.now();
-    for (const { report, store, watermark } of lanes) {
+    for (const { report, store, watermarks } of lanes) {
       for (const event of events) {
         if (!report.types.includes(event.type)) continue;
-        watermark.observe(event.occurredAt, now);
+        watermarks.observe(event.source, event.occurredAt, event.receivedAt, now);
         if (store.add(event).rejected.length > 0) stats.lateRejected++;
       }
     }
@@ -57,8 +64,8 @@ export function startRealtime(options: RealtimeOptions): Realtime {
 
   const flush = async () => {
     const now = clock.now();
-    for (const { store, watermark } of lanes) {
-      const closed = store.advance(watermark.tick(now));
+    for (const { store, watermarks } of lanes) {
+      const closed = store.advance(watermarks.tick(now));
       for (const result of [...store.snapshotOpen(), ...closed]) {
         pending.set(`${result.report}/${result.size}/${result.start}/${result.group}`, realtimeRow(result, instance, now));
       }
