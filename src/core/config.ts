@@ -303,6 +303,7 @@ export const ConfigSchema = z.strictObject({
     refresh: Duration.default(125).describe('how often the realtime view is written'),
     idleTimeout: Duration.default(5_000).describe('a source silent this long stops holding the realtime watermark back; when all are, it follows the clock'),
     outOfOrderness: Duration.default(2_000).describe('how far a source\'s events may run out of occurredAt order before the realtime view refuses one as late'),
+    recentIds: z.number().int().positive().default(100_000).describe('the realtime view counts a copy of an event (same source and id) once while it is among about this many recent ones'),
     maxSources: z.number().int().positive().default(10_000).describe('sources whose watermark one processor tracks at most; past it the longest silent is dropped'),
   }).prefault({}),
   reports: z.array(Report).default([]),

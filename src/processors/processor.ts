@@ -5,7 +5,7 @@ import type { Config } from '../core/config.ts';
 import type { TidemarkEvent } from '../core/envelope.ts';
 import { systemClock, sleep, type Clock } from '../core/time.ts';
 import { dlqRecord, publishToDlq } from '../ingest/dlq.ts';
-import { eventBatching, headerRecord, runBatchConsumer, storedAtMs } from '../nats/batch-consumer.ts';
+import { delivery, deliveryCount, eventBatching, headerRecord, runBatchConsumer, storedAtMs } from '../nats/batch-consumer.ts';
 import { CONSUMERS } from '../nats/topology.ts';
 import { insertEvents } from '../sinks/clickhouse/events-table.ts';
 import { openRevisionStore, type RevisionStore } from './daily/revision-store.ts';
@@ -68,7 +68,7 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
   const db = config.clickhouse.database;
   const stats: ProcessorStats = { events: 0, batches: 0, insertRetries: 0 };
   const store = await openRevisionStore(js);
-  await replaceRealtimeView(clickhouse, db, config.reports);
+  await replaceRealtimeView(clickhouse, db, config.reports, 6 * config.processor.idleTimeout);
   const realtime = startRealtime({
     reports: config.reports,
     clickhouse,
@@ -80,18 +80,19 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
     idleMs: config.processor.idleTimeout,
     outOfOrdernessMs: config.processor.outOfOrderness,
     maxSources: config.processor.maxSources,
+    recentIds: config.processor.recentIds,
+    ackFloor: async () => (await (await js.consumers.get(CONSUMERS.processor.stream, CONSUMERS.processor.durable)).info()).ack_floor.stream_seq,
   });
   let stopping = false;
 
   // The realtime view shows what has arrived: a message's events go into it as soon as
-  // it is here, not when its batch's turn to be stored comes. A processor killed before
-  // storing a batch shows its events again after redelivery; the daily view, built from
-  // `events`, counts them once.
+  // it is here, not when its batch's turn to be stored comes. A redelivered message is
+  // folded again only if no instance's written checkpoint has it (see realtime.ts).
   const decoded = new WeakMap<JsMsg, TidemarkEvent[] | null>();
   const onArrival = (msg: JsMsg) => {
     const events = decodeMessage(msg);
     decoded.set(msg, events);
-    if (events) realtime.add(events);
+    if (events) realtime.arrive(delivery(msg).seq, deliveryCount(msg) > 1, events);
   };
 
   const handler = async (msgs: JsMsg[]): Promise<void> => {
