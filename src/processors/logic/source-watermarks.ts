@@ -15,9 +15,9 @@
  *   `maxSources`; past the cap the longest silent one is dropped).
  * - When every source is silent, event time follows the clock from the highest mark, as
  *   the single watermark did (see Watermark): quiet windows still close.
- * - For `idleMs` after its first event an instance closes nothing: the sources of a
- *   burst that started together all get to register before the first of them can close
- *   a window on the others.
+ * - For `holdMs` (default idleMs) after its first event an instance closes nothing: the
+ *   sources of a burst that started together all get to register before the first of
+ *   them can close a window on the others.
  *
  * `closing` is what WindowStore.advance takes: event time minus the report's allowed
  * lateness. It never decreases.
@@ -29,6 +29,7 @@ export type SourceWatermarkOptions = {
   allowedLatenessMs: number;
   idleMs: number;
   maxSources: number;
+  holdMs?: number;
 };
 
 type SourceMark = { max: number; progressAt: number; seenAt: number };
@@ -88,7 +89,7 @@ export class SourceWatermarks {
   /** The closing watermark at processing time `nowMs`. */
   tick(nowMs: number): number {
     const { idleMs, outOfOrdernessMs, allowedLatenessMs } = this.options;
-    if (nowMs - this.#firstAt < idleMs) return this.#closing;
+    if (nowMs - this.#firstAt < (this.options.holdMs ?? idleMs)) return this.#closing;
     let eventTime = Infinity;
     for (const [source, mark] of this.#sources) {
       if (nowMs - mark.seenAt >= idleMs) {

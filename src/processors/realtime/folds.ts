@@ -16,7 +16,7 @@ import { unionRanges, type SeqRange } from '../../monitor/seq-ranges.ts';
 import { SourceWatermarks } from '../logic/source-watermarks.ts';
 import { WindowStore, type WindowRef, type WindowResult } from '../logic/windows.ts';
 
-export type FoldOptions = { idleMs: number; outOfOrdernessMs: number; maxSources: number; recentIds: number };
+export type FoldOptions = { idleMs: number; outOfOrdernessMs: number; maxSources: number; recentIds: number; holdMs?: number };
 
 /** Events one instance refused for one closed window, counted since it started. */
 export type Refusal = WindowRef & { report: string; count: number };
@@ -43,7 +43,7 @@ export class Folds {
       .map((report) => ({
         report,
         store: new WindowStore(report),
-        watermarks: new SourceWatermarks({ outOfOrdernessMs: options.outOfOrdernessMs, allowedLatenessMs: report.allowedLateness, idleMs: options.idleMs, maxSources: options.maxSources }),
+        watermarks: new SourceWatermarks({ outOfOrdernessMs: options.outOfOrdernessMs, allowedLatenessMs: report.allowedLateness, idleMs: options.idleMs, maxSources: options.maxSources, ...(options.holdMs === undefined ? {} : { holdMs: options.holdMs }) }),
       }));
   }
 
