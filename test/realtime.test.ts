@@ -51,7 +51,7 @@ afterAll(async () => {
 describe('realtime sliding windows', () => {
   it('merges partial windows of two instances exactly, and closes windows on the clock when input stops', async () => {
     const clock = shiftedClock();
-    const make = (instance: string) => startRealtime({ reports: [report], clickhouse: ch.client, db: ch.db, clock, logger, instance, refreshMs: 60_000, idleMs: 200, outOfOrdernessMs: 0, maxSources: 100, recentIds: 1_000 });
+    const make = (instance: string) => startRealtime({ reports: [report], clickhouse: ch.client, db: ch.db, clock, logger, instance, refreshMs: 60_000, idleMs: 200, outOfOrdernessMs: 0, maxSources: 100, recentIds: 1_000, livenessMs: 30_000 });
     const a = make('a');
     const b = make('b');
     a.arrive(1, false, [sale(1, BASE + 1_000, '10.10', 'x'), sale(2, BASE + 6_000, '0.05', 'y')]);

@@ -68,7 +68,9 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
   const db = config.clickhouse.database;
   const stats: ProcessorStats = { events: 0, batches: 0, insertRetries: 0 };
   const store = await openRevisionStore(js);
-  await replaceRealtimeView(clickhouse, db, config.reports, 6 * config.processor.idleTimeout);
+  // a processor that wrote no realtime checkpoint for this long is taken for dead
+  const livenessMs = 6 * config.processor.idleTimeout;
+  await replaceRealtimeView(clickhouse, db, config.reports, livenessMs);
   const realtime = startRealtime({
     reports: config.reports,
     clickhouse,
@@ -81,6 +83,7 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
     outOfOrdernessMs: config.processor.outOfOrderness,
     maxSources: config.processor.maxSources,
     recentIds: config.processor.recentIds,
+    livenessMs,
     ackFloor: async () => (await (await js.consumers.get(CONSUMERS.processor.stream, CONSUMERS.processor.durable)).info()).ack_floor.stream_seq,
   });
   let stopping = false;

@@ -4,7 +4,7 @@ import type { ReportConfig } from '../../core/config.ts';
 import type { TidemarkEvent } from '../../core/envelope.ts';
 import { sleep, type Clock } from '../../core/time.ts';
 import { inRanges, type SeqRange } from '../../monitor/seq-ranges.ts';
-import { checkpointRow, foldedElsewhere, insertRealtime, realtimeRow, refusalRow, type RealtimeRow } from '../../sinks/clickhouse/realtime-table.ts';
+import { checkpointRow, insertRealtime, otherCheckpoints, realtimeRow, refusalRow, type OtherCheckpoint, type RealtimeRow } from '../../sinks/clickhouse/realtime-table.ts';
 import { Folds, type FoldOptions } from './folds.ts';
 import { realtimeMetricsFor, type RealtimeMetrics } from './metrics.ts';
 
@@ -31,13 +31,17 @@ export type RealtimeOptions = FoldOptions & {
   logger: Logger;
   instance: string;
   refreshMs: number;
+  /** an instance whose checkpoint is older than this is taken for dead (realtime_latest uses the same) */
+  livenessMs: number;
   /** the EVENTS consumer's ack floor: folded sequences at or below it are forgotten (none are, without it) */
   ackFloor?: () => Promise<number>;
   metrics?: RealtimeMetrics;
 };
 
-type Arrival = { seq: number; redelivered: boolean; events: readonly TidemarkEvent[] };
+type Arrival = { seq: number; redelivered: boolean; events: readonly TidemarkEvent[]; at: number };
 
+/** Clock difference between processor hosts that a checkpoint's time is allowed. */
+const CLOCK_SKEW_MS = 1_000;
 /** How often the ack floor is asked for, to forget folded sequences below it. */
 const ACK_FLOOR_EVERY_MS = 2_000;
 /** How often an instance with nothing new still writes its checkpoint, as a sign of life for realtime_latest. */
@@ -82,20 +86,36 @@ export function startRealtime(options: RealtimeOptions): Realtime {
     if (!folds.fold(arrival.seq, arrival.events, clock.now())) metrics.skipped(1);
   };
 
-  // Folds what waits at the gate, in arrival order, once the other instances' checkpoints are read.
+  /**
+   * Folds what waits at the gate, in arrival order. A redelivered message is decided once
+   * every live instance has written a checkpoint after it arrived here: the instance it
+   * was first delivered to folded it (if at all) on arrival, before the redelivery, so a
+   * later checkpoint of that instance names it, or, once it is acked, the ack floor
+   * covers it. An instance that wrote nothing for `livenessMs` is dead, and its last
+   * checkpoint is all it ever wrote.
+   */
   const resolve = async (): Promise<void> => {
     while (gate.length > 0) {
-      let elsewhere: SeqRange[];
+      let others: OtherCheckpoint[];
+      let acked = 0;
       try {
-        elsewhere = await foldedElsewhere(clickhouse, db, instance);
+        [others, acked] = await Promise.all([otherCheckpoints(clickhouse, db, instance), options.ackFloor?.() ?? 0]);
       } catch (err) {
         if (controller.signal.aborted) return;
         logger.warn({ err: (err as Error).message, waiting: gate.length }, 'cannot read realtime checkpoints; redelivered messages wait');
         await sleep(options.refreshMs * 4);
         continue;
       }
-      // what arrived while the read was under way is after it in the gate, and ordered with it
-      for (const arrival of gate.splice(0)) fold(arrival, elsewhere);
+      const now = clock.now();
+      const live = others.filter((c) => c.emittedAt >= now - options.livenessMs);
+      const writtenSince = Math.min(...live.map((c) => c.emittedAt - CLOCK_SKEW_MS));
+      // at or below the ack floor, a message was acked, so folded on arrival by whoever acked it
+      // (a checkpoint forgets sequences once they are below the floor)
+      const elsewhere: SeqRange[] = [...(acked > 0 ? [[1, acked] as SeqRange] : []), ...others.flatMap((c) => c.folded)];
+      let decided = 0;
+      while (decided < gate.length && (!gate[decided]!.redelivered || gate[decided]!.at <= writtenSince)) fold(gate[decided++]!, elsewhere);
+      gate.splice(0, decided);
+      if (gate.length > 0) await sleep(options.refreshMs);
     }
   };
 
@@ -105,7 +125,7 @@ export function startRealtime(options: RealtimeOptions): Realtime {
       folds.fold(seq, events, clock.now());
       return;
     }
-    gate.push({ seq, redelivered, events });
+    gate.push({ seq, redelivered, events, at: clock.now() });
     resolving ??= resolve().finally(() => {
       resolving = undefined;
     });

@@ -112,17 +112,20 @@ export function checkpointRow(instance: string, writes: number, folded: SeqRange
   };
 }
 
-/** The EVENTS sequences other instances have folded and written, from their latest checkpoints. */
-export async function foldedElsewhere(client: ClickHouseClient, db: string, instance: string): Promise<SeqRange[]> {
+export type OtherCheckpoint = { instance: string; folded: SeqRange[]; emittedAt: number };
+
+/** The latest checkpoint of every other instance: what it has folded and written, and when it last wrote. */
+export async function otherCheckpoints(client: ClickHouseClient, db: string, instance: string): Promise<OtherCheckpoint[]> {
   const result = await client.query({
-    query: `SELECT folded FROM ${db}.realtime_windows FINAL WHERE size_ms = 0 AND report = '' AND instance != {instance:String} AND notEmpty(folded)`,
+    query: `SELECT instance, folded, toUnixTimestamp64Milli(emitted_at) AS emitted_at FROM ${db}.realtime_windows FINAL WHERE size_ms = 0 AND report = '' AND instance != {instance:String}`,
     query_params: { instance },
     format: 'JSONEachRow',
   });
-  const rows = await result.json<{ folded: Array<[string | number, string | number]> }>();
-  return rows.flatMap((row) => row.folded.map(([from, to]): SeqRange => [Number(from), Number(to)]));
+  const rows = await result.json<{ instance: string; folded: Array<[string | number, string | number]>; emitted_at: string | number }>();
+  return rows.map((row) => ({ instance: row.instance, emittedAt: Number(row.emitted_at), folded: row.folded.map(([from, to]): SeqRange => [Number(from), Number(to)]) }));
 }
 
+/** One insert, one part: the checkpoint row lands with the window rows it describes, or neither does. */
 export async function insertRealtime(client: ClickHouseClient, db: string, rows: RealtimeRow[]): Promise<void> {
   if (rows.length === 0) return;
   await client.insert({ table: `${db}.realtime_windows`, values: rows, format: 'JSONEachRow' });
