@@ -83,7 +83,15 @@ async function expectReference(events: ReferenceEvent[], tag: string): Promise<R
   const expected = referenceWindows([WINDOW], events);
   const total = [...expected.values()].reduce((n, f) => n + f.events, 0);
   const ours = (rows: Row[]) => rows.filter((r) => r.group_key.startsWith(`["${tag}-`));
-  await waitFor(async () => ours(await viewRows()).reduce((n, r) => n + Number(r.events), 0) >= total, 60_000, 'the realtime view to hold every event');
+  let seen = '';
+  await waitFor(async () => {
+    const rows = ours(await viewRows());
+    const held = rows.reduce((n, r) => n + Number(r.events), 0);
+    seen = `${held} of ${total}, ${rows.reduce((n, r) => n + Number(r.late_refused), 0)} refused`;
+    return held >= total;
+  }, 60_000, 'the realtime view to hold every event').catch((err: Error) => {
+    throw new Error(`${err.message} (${seen})`);
+  });
   const rows = ours(await viewRows());
   const got = new Map(rows.map((r) => [`${r.size_ms}/${WINDOW.slide}/${r.start}/${r.group_key}`, { events: Number(r.events), amount: r.amount }]));
   expect(got).toEqual(expected);

@@ -106,6 +106,7 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
       const record = dlqRecord({ code: 'INVALID_JSON', reason: 'a message on EVENTS is not a Tidemark event' }, msg.data, msg.subject, headerRecord(msg), { stream: 'EVENTS', seq: msg.seq }, storedAtMs(msg));
       await publishToDlq(js, record, `EVENTS-${msg.seq}`);
     }
+    await realtime.durable(msgs.map((msg) => delivery(msg).seq));
     for (const msg of msgs) msg.ack();
     stats.events += events.length;
     stats.batches++;

@@ -17,6 +17,12 @@ export type Realtime = {
    * whether one of them already folded it.
    */
   arrive: (seq: number, redelivered: boolean, events: readonly TidemarkEvent[]) => void;
+  /**
+   * Resolves once the realtime view's part of these EVENTS messages is durable: each one
+   * folded (or found folded elsewhere) and a checkpoint naming it written. The processor
+   * acks only then, so an acked message is never missing from the view after a crash.
+   */
+  durable: (seqs: readonly number[]) => Promise<void>;
   /** Emits what is due now (the loop calls it every refresh; tests and shutdown call it directly). */
   flush: () => Promise<void>;
   stats: RealtimeStats;
@@ -76,8 +82,36 @@ export function startRealtime(options: RealtimeOptions): Realtime {
   let resolving: Promise<void> | undefined;
   const controller = new AbortController();
 
+  // sequence → number of checkpoints taken when it was decided: the next one names it
+  const decided = new Map<number, number>();
+  let durableWrites = 0;
+  const waiters: Array<{ seqs: readonly number[]; resolve: () => void }> = [];
+  const isDurable = (seq: number) => {
+    const at = decided.get(seq);
+    if (at === undefined) return !gate.some((a) => a.seq === seq);
+    return durableWrites > at;
+  };
+  const wakeWaiters = () => {
+    for (let i = waiters.length - 1; i >= 0; i--) {
+      const waiter = waiters[i]!;
+      if (!waiter.seqs.every(isDurable)) continue;
+      for (const seq of waiter.seqs) if ((decided.get(seq) ?? Infinity) < durableWrites) decided.delete(seq);
+      waiters.splice(i, 1);
+      waiter.resolve();
+    }
+  };
+  const durable = (seqs: readonly number[]): Promise<void> => {
+    if (folds.empty) return Promise.resolve();
+    if (seqs.every(isDurable)) {
+      for (const seq of seqs) decided.delete(seq);
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => waiters.push({ seqs, resolve }));
+  };
+
   let skippedElsewhere = 0;
   const fold = (arrival: Arrival, elsewhere: readonly SeqRange[]) => {
+    decided.set(arrival.seq, writes);
     if (arrival.redelivered && inRanges(elsewhere, arrival.seq)) {
       skippedElsewhere++;
       metrics.skipped(1);
@@ -122,6 +156,7 @@ export function startRealtime(options: RealtimeOptions): Realtime {
   const arrive = (seq: number, redelivered: boolean, events: readonly TidemarkEvent[]) => {
     if (folds.empty) return;
     if (!redelivered && gate.length === 0) {
+      decided.set(seq, writes);
       folds.fold(seq, events, clock.now());
       return;
     }
@@ -153,7 +188,7 @@ export function startRealtime(options: RealtimeOptions): Realtime {
     const watermarks = folds.watermarks();
     const watermarksText = JSON.stringify(watermarks);
     // with nothing new, the checkpoint is still written about once a second: it tells the view this instance is alive
-    if (pending.size === 0 && watermarksText === lastWatermarks && now - lastWriteAt < HEARTBEAT_MS) return;
+    if (pending.size === 0 && waiters.length === 0 && watermarksText === lastWatermarks && now - lastWriteAt < HEARTBEAT_MS) return;
     // the checkpoint is taken with the rows, synchronously: it names exactly what they hold
     pending.set('checkpoint', checkpointRow(instance, ++writes, folds.foldedAbove(floor), watermarks, now));
     const batch = pending;
@@ -166,6 +201,8 @@ export function startRealtime(options: RealtimeOptions): Realtime {
       throw err;
     }
     stats.emitted += batch.size - 1;
+    durableWrites = batch.get('checkpoint')!.emission;
+    wakeWaiters();
     lastWriteAt = now;
     lastWatermarks = watermarksText;
   };
@@ -185,6 +222,7 @@ export function startRealtime(options: RealtimeOptions): Realtime {
 
   return {
     arrive,
+    durable,
     flush,
     stats,
     stop: async () => {
