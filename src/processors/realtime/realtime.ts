@@ -146,9 +146,9 @@ export function startRealtime(options: RealtimeOptions): Realtime {
       // at or below the ack floor, a message was acked, so folded on arrival by whoever acked it
       // (a checkpoint forgets sequences once they are below the floor)
       const elsewhere: SeqRange[] = [...(acked > 0 ? [[1, acked] as SeqRange] : []), ...others.flatMap((c) => c.folded)];
-      let decided = 0;
-      while (decided < gate.length && (!gate[decided]!.redelivered || gate[decided]!.at <= writtenSince)) fold(gate[decided++]!, elsewhere);
-      gate.splice(0, decided);
+      let ready = 0;
+      while (ready < gate.length && (!gate[ready]!.redelivered || gate[ready]!.at <= writtenSince)) fold(gate[ready++]!, elsewhere);
+      gate.splice(0, ready);
       if (gate.length > 0) await sleep(options.refreshMs);
     }
   };
