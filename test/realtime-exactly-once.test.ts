@@ -11,7 +11,7 @@ import { testConfig } from './harness/config.ts';
 import { startTestIngest, type TestIngest } from './harness/ingest.ts';
 import type { TestNats } from './harness/nats.ts';
 import { exited, spawnTidemark, terminate, waitForDailyView } from './harness/processes.ts';
-import { waitFor } from './harness/streams.ts';
+import { eventsOnStream, waitFor } from './harness/streams.ts';
 import { centsText, referenceWindows, type ReferenceEvent } from './support/window-reference.ts';
 
 const WINDOW = { size: 600_000, slide: 300_000 };
@@ -99,9 +99,9 @@ async function expectReference(events: ReferenceEvent[], tag: string): Promise<R
   return rows;
 }
 
-type Checkpoint = { instance: string; folded: Array<[string, string]>; watermarks: Record<string, string>; emitted_at: string };
+type Checkpoint = { instance: string; folded: Array<[string, string]>; watermarks: Record<string, string>; emitted_at: string; final: number };
 const checkpoints = async (): Promise<Checkpoint[]> =>
-  (await client.query({ query: `SELECT instance, folded, watermarks, toUnixTimestamp64Milli(emitted_at) AS emitted_at FROM ${db}.realtime_windows FINAL WHERE size_ms = 0 AND report = ''`, format: 'JSONEachRow' })).json<Checkpoint>();
+  (await client.query({ query: `SELECT instance, folded, watermarks, toUnixTimestamp64Milli(emitted_at) AS emitted_at, final FROM ${db}.realtime_windows FINAL WHERE size_ms = 0 AND report = ''`, format: 'JSONEachRow' })).json<Checkpoint>();
 
 const env = () => ({ NATS_URL: server.url, CLICKHOUSE_URL: clickhouse.url });
 
@@ -130,11 +130,12 @@ describe('realtime view exactly once', () => {
     try {
       await waitForDailyView(js, jsm, events.length);
       await expectReference(events, 'crash');
-      const after = await checkpoints();
-      expect(after).toHaveLength(2);
+      expect(await checkpoints()).toHaveLength(2);
     } finally {
       expect(await terminate(processor)).toBe(0);
     }
+    // a stopped processor says so: no one waits for it, and it no longer holds windows open
+    expect((await checkpoints()).map((c) => Number(c.final)).sort()).toEqual([0, 1]);
   }, 180_000);
 
   it('two processors: the merged view is exact, and a window is closed only once both have closed it', async () => {
@@ -148,11 +149,20 @@ describe('realtime view exactly once', () => {
       await nc.flush();
       await waitForDailyView(js, jsm, events.length + 18_000);
       const rows = await expectReference(events, 'pair');
+      // what the pipeline adds to a source's disorder (processor.outOfOrderness covers the rest): in
+      // EVENTS order, how far an event is behind the latest of its source before it — measured 0 here
+      const latest = new Map<string, number>();
+      let disorder = 0;
+      for (const e of (await eventsOnStream(js, jsm)).filter((e) => e.source.startsWith('pair-'))) {
+        disorder = Math.max(disorder, (latest.get(e.source) ?? -Infinity) - e.occurredAt);
+        latest.set(e.source, Math.max(latest.get(e.source) ?? -Infinity, e.occurredAt));
+      }
+      expect(disorder).toBe(0);
       expect(Math.max(...rows.map((r) => Number(r.instances)))).toBe(2);
       // read the view and the two live checkpoints in one query's time: closed = both watermarks past the end
-      // live: a checkpoint at most 6 × idleTimeout older than the newest (a stopped instance of the first test may still be)
+      // live: not stopped (final), and a checkpoint at most 6 × idleTimeout older than the newest
       const closingNow = async () => {
-        const cps = (await checkpoints()).filter((c) => c.watermarks.rt !== undefined);
+        const cps = (await checkpoints()).filter((c) => c.watermarks.rt !== undefined && Number(c.final) === 0);
         const newest = Math.max(...cps.map((c) => Number(c.emitted_at)));
         const live = cps.filter((c) => Number(c.emitted_at) >= newest - 30_000);
         return { closing: Math.min(...live.map((c) => Number(c.watermarks.rt))), ours: live.filter((c) => !before.has(c.instance)).length };

@@ -106,7 +106,10 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
       const record = dlqRecord({ code: 'INVALID_JSON', reason: 'a message on EVENTS is not a Tidemark event' }, msg.data, msg.subject, headerRecord(msg), { stream: 'EVENTS', seq: msg.seq }, storedAtMs(msg));
       await publishToDlq(js, record, `EVENTS-${msg.seq}`);
     }
-    await realtime.durable(msgs.map((msg) => delivery(msg).seq));
+    // the realtime view may hold a redelivered message back (up to the liveness of a dead
+    // instance): the batch stays ours meanwhile, not redelivered to another processor
+    const keepAlive = setInterval(() => msgs.forEach((msg) => msg.working()), Math.max(100, config.nats.ackWait / 3));
+    await realtime.durable(msgs.map((msg) => delivery(msg).seq)).finally(() => clearInterval(keepAlive));
     for (const msg of msgs) msg.ack();
     stats.events += events.length;
     stats.batches++;

@@ -141,7 +141,7 @@ export function startRealtime(options: RealtimeOptions): Realtime {
         continue;
       }
       const now = clock.now();
-      const live = others.filter((c) => c.emittedAt >= now - options.livenessMs);
+      const live = others.filter((c) => !c.retired && c.emittedAt >= now - options.livenessMs);
       const writtenSince = Math.min(...live.map((c) => c.emittedAt - CLOCK_SKEW_MS));
       // at or below the ack floor, a message was acked, so folded on arrival by whoever acked it
       // (a checkpoint forgets sequences once they are below the floor)
@@ -176,6 +176,7 @@ export function startRealtime(options: RealtimeOptions): Realtime {
     }
   };
 
+  let retiring = false;
   const flush = async () => {
     await refreshFloor(clock.now());
     const now = clock.now();
@@ -188,9 +189,9 @@ export function startRealtime(options: RealtimeOptions): Realtime {
     const watermarks = folds.watermarks();
     const watermarksText = JSON.stringify(watermarks);
     // with nothing new, the checkpoint is still written about once a second: it tells the view this instance is alive
-    if (pending.size === 0 && waiters.length === 0 && watermarksText === lastWatermarks && now - lastWriteAt < HEARTBEAT_MS) return;
+    if (pending.size === 0 && waiters.length === 0 && !retiring && watermarksText === lastWatermarks && now - lastWriteAt < HEARTBEAT_MS) return;
     // the checkpoint is taken with the rows, synchronously: it names exactly what they hold
-    pending.set('checkpoint', checkpointRow(instance, ++writes, folds.foldedAbove(floor), watermarks, now));
+    pending.set('checkpoint', checkpointRow(instance, ++writes, folds.foldedAbove(floor), watermarks, now, retiring));
     const batch = pending;
     pending = new Map();
     try {
@@ -229,6 +230,7 @@ export function startRealtime(options: RealtimeOptions): Realtime {
       controller.abort();
       await loop;
       await resolving;
+      retiring = true;
       if (!folds.empty) await flush().catch((err: unknown) => logger.warn({ err }, 'final realtime flush failed'));
     },
   };

@@ -90,7 +90,7 @@ export function refusalRow(refusal: Refusal, instance: string, emittedAt: number
  * closing watermark (omitted while −Infinity). `window_end` is the write time, so the
  * table's TTL drops the checkpoints of instances long gone.
  */
-export function checkpointRow(instance: string, writes: number, folded: SeqRange[], watermarks: Record<string, number>, emittedAt: number): RealtimeRow {
+export function checkpointRow(instance: string, writes: number, folded: SeqRange[], watermarks: Record<string, number>, emittedAt: number, retired = false): RealtimeRow {
   return {
     report: '',
     size_ms: 0,
@@ -100,7 +100,8 @@ export function checkpointRow(instance: string, writes: number, folded: SeqRange
     instance,
     emission: writes,
     timing: 'early',
-    final: 0,
+    // final: the instance stopped; no one waits for it, and it has no say in closing windows
+    final: retired ? 1 : 0,
     events: 0,
     measures: {},
     parts: {},
@@ -112,17 +113,17 @@ export function checkpointRow(instance: string, writes: number, folded: SeqRange
   };
 }
 
-export type OtherCheckpoint = { instance: string; folded: SeqRange[]; emittedAt: number };
+export type OtherCheckpoint = { instance: string; folded: SeqRange[]; emittedAt: number; retired: boolean };
 
 /** The latest checkpoint of every other instance: what it has folded and written, and when it last wrote. */
 export async function otherCheckpoints(client: ClickHouseClient, db: string, instance: string): Promise<OtherCheckpoint[]> {
   const result = await client.query({
-    query: `SELECT instance, folded, toUnixTimestamp64Milli(emitted_at) AS emitted_at FROM ${db}.realtime_windows FINAL WHERE size_ms = 0 AND report = '' AND instance != {instance:String}`,
+    query: `SELECT instance, folded, toUnixTimestamp64Milli(emitted_at) AS emitted_at, final FROM ${db}.realtime_windows FINAL WHERE size_ms = 0 AND report = '' AND instance != {instance:String}`,
     query_params: { instance },
     format: 'JSONEachRow',
   });
-  const rows = await result.json<{ instance: string; folded: Array<[string | number, string | number]>; emitted_at: string | number }>();
-  return rows.map((row) => ({ instance: row.instance, emittedAt: Number(row.emitted_at), folded: row.folded.map(([from, to]): SeqRange => [Number(from), Number(to)]) }));
+  const rows = await result.json<{ instance: string; folded: Array<[string | number, string | number]>; emitted_at: string | number; final: number }>();
+  return rows.map((row) => ({ instance: row.instance, emittedAt: Number(row.emitted_at), retired: Number(row.final) === 1, folded: row.folded.map(([from, to]): SeqRange => [Number(from), Number(to)]) }));
 }
 
 /** One insert, one part: the checkpoint row lands with the window rows it describes, or neither does. */
@@ -153,8 +154,8 @@ function mergeExpression(name: string, fn: string): string {
  * exactly (sums add, min/max compare, avg from summed parts, uniq from the union of
  * values), the events refused as late, and whether it is closed: every live instance's
  * watermark for the report has passed its end. An instance is live while its checkpoint
- * is at most `livenessMs` older than the newest one, so a crashed instance stops holding
- * windows open; an instance that has closed nothing of the report yet has no say. With
+ * is at most `livenessMs` older than the newest one and it has not stopped, so a
+ * crashed or stopped instance stops holding windows open; an instance that has closed nothing of the report yet has no say. With
  * no such instance, a window is closed when every row of it says final. Generated from
  * the report definitions, whose names are validated identifiers, and replaced whenever
  * a processor starts with new definitions.
@@ -164,7 +165,7 @@ export async function replaceRealtimeView(client: ClickHouseClient, db: string, 
   const selects = withWindows.map((report) => {
     const entries = Object.entries(report.measures).map(([name, m]) => `'${name}', CAST(${mergeExpression(name, m.fn)} AS Nullable(${MONEY_TYPE}))`);
     const closing = `(SELECT minOrNull(watermarks['${report.name}']) FROM ${db}.realtime_windows FINAL
-        WHERE size_ms = 0 AND report = '' AND mapContains(watermarks, '${report.name}')
+        WHERE size_ms = 0 AND report = '' AND final = 0 AND mapContains(watermarks, '${report.name}')
           AND emitted_at >= (SELECT max(emitted_at) FROM ${db}.realtime_windows WHERE size_ms = 0 AND report = '') - toIntervalMillisecond(${Math.round(livenessMs)}))`;
     return `SELECT report, size_ms, window_start, window_end, group_key, sum(events) AS events,
         mapFilter((k, v) -> v IS NOT NULL, map(${entries.join(', ')})) AS measures,
