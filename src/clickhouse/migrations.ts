@@ -19,6 +19,9 @@ export type Migration = {
 /** Exact to 20 decimal places with 56 integer digits: every amount a JSON string can reasonably carry. */
 export const MONEY_TYPE = 'Decimal(76, 20)';
 
+/** The migration adding realtime refusals and checkpoints: the next free number, one edit to renumber it. */
+const REALTIME_EXACTLY_ONCE_VERSION = 9;
+
 export const MIGRATIONS: Migration[] = [
   {
     version: 1,
@@ -272,6 +275,20 @@ export const MIGRATIONS: Migration[] = [
     name: 'events keyed by (source, id)',
     statements: () => [],
     run: rekeyEvents,
+  },
+  {
+    version: REALTIME_EXACTLY_ONCE_VERSION,
+    name: 'realtime refusals and checkpoints',
+    statements: (db) => [
+      // late_refused: events a closed window refused (rows of instance '<id>/late', events 0).
+      // folded and watermarks: on an instance's checkpoint row (size_ms 0, report ''), written
+      // in the same insert as its window rows: the EVENTS sequences already in those rows, so
+      // a redelivered one is not folded again, and how far each report is closed there.
+      `ALTER TABLE ${db}.realtime_windows
+        ADD COLUMN IF NOT EXISTS late_refused UInt64 DEFAULT 0,
+        ADD COLUMN IF NOT EXISTS folded Array(Tuple(UInt64, UInt64)) DEFAULT [],
+        ADD COLUMN IF NOT EXISTS watermarks Map(String, Int64) DEFAULT map()`,
+    ],
   },
 ];
 

@@ -5,7 +5,7 @@ import type { Config } from '../core/config.ts';
 import { encodeEvent, eventSubject, type TidemarkEvent } from '../core/envelope.ts';
 import { systemClock, sleep, type Clock } from '../core/time.ts';
 import { dlqRecord, publishToDlq, terminateToDlq } from '../ingest/dlq.ts';
-import { eventBatching, headerRecord, runBatchConsumer, storedAtMs } from '../nats/batch-consumer.ts';
+import { delivery, deliveryCount, eventBatching, headerRecord, runBatchConsumer, storedAtMs } from '../nats/batch-consumer.ts';
 import { CONSUMERS } from '../nats/topology.ts';
 import { insertEvents } from '../sinks/clickhouse/events-table.ts';
 import { insertIsolating } from '../sinks/clickhouse/isolating-insert.ts';
@@ -72,7 +72,9 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
   const db = config.clickhouse.database;
   const stats: ProcessorStats = { events: 0, batches: 0, insertRetries: 0, refused: 0 };
   const store = await openRevisionStore(js, bucketReplicas(config, 'daily'));
-  await replaceRealtimeView(clickhouse, db, config.reports);
+  // a processor that wrote no realtime checkpoint for this long is taken for dead
+  const livenessMs = 6 * config.processor.idleTimeout;
+  await replaceRealtimeView(clickhouse, db, config.reports, livenessMs);
   const realtime = startRealtime({
     reports: config.reports,
     clickhouse,
@@ -82,18 +84,22 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
     instance: `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
     refreshMs: config.processor.refresh,
     idleMs: config.processor.idleTimeout,
+    outOfOrdernessMs: config.processor.outOfOrderness,
+    maxSources: config.processor.maxSources,
+    recentIds: config.processor.recentIds,
+    livenessMs,
+    ackFloor: async () => (await (await js.consumers.get(CONSUMERS.processor.stream, CONSUMERS.processor.durable)).info()).ack_floor.stream_seq,
   });
   let stopping = false;
 
   // The realtime view shows what has arrived: a message's events go into it as soon as
-  // it is here, not when its batch's turn to be stored comes. A processor killed before
-  // storing a batch shows its events again after redelivery; the daily view, built from
-  // `events`, counts them once.
+  // it is here, not when its batch's turn to be stored comes. A redelivered message is
+  // folded again only if no instance's written checkpoint has it (see realtime.ts).
   const decoded = new WeakMap<JsMsg, TidemarkEvent[] | null>();
   const onArrival = (msg: JsMsg) => {
     const events = decodeMessage(msg);
     decoded.set(msg, events);
-    if (events) realtime.add(events);
+    if (events) realtime.arrive(delivery(msg).seq, deliveryCount(msg) > 1, events);
   };
 
   const handler = async (msgs: JsMsg[]): Promise<void> => {
@@ -114,6 +120,10 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
       const record = dlqRecord({ code: 'INVALID_JSON', reason: 'a message on EVENTS is not a Tidemark event' }, msg.data, msg.subject, headerRecord(msg), { stream: 'EVENTS', seq: msg.seq }, storedAtMs(msg));
       await publishToDlq(js, record, `EVENTS-${msg.seq}`);
     }
+    // the realtime view may hold a redelivered message back (up to the liveness of a dead
+    // instance): the batch stays ours meanwhile, not redelivered to another processor
+    const keepAlive = setInterval(() => msgs.forEach((msg) => msg.working()), Math.max(100, config.nats.ackWait / 3));
+    await realtime.durable(msgs.map((msg) => delivery(msg).seq)).finally(() => clearInterval(keepAlive));
     for (const msg of msgs) msg.ack();
     stats.events += events.length;
     stats.batches++;

@@ -3,20 +3,33 @@ import type { Logger } from 'pino';
 import type { ReportConfig } from '../../core/config.ts';
 import type { TidemarkEvent } from '../../core/envelope.ts';
 import { sleep, type Clock } from '../../core/time.ts';
-import { insertRealtime, realtimeRow, type RealtimeRow } from '../../sinks/clickhouse/realtime-table.ts';
-import { Watermark, WindowStore } from '../logic/windows.ts';
+import { inRanges, type SeqRange } from '../../monitor/seq-ranges.ts';
+import { checkpointRow, insertRealtime, otherCheckpoints, realtimeRow, refusalRow, type OtherCheckpoint, type RealtimeRow } from '../../sinks/clickhouse/realtime-table.ts';
+import { Folds, type FoldOptions } from './folds.ts';
+import { realtimeMetricsFor, type RealtimeMetrics } from './metrics.ts';
 
-export type RealtimeStats = { lateRejected: number; emitted: number; openWindows: number };
+export type RealtimeStats = { lateRejected: number; emitted: number; openWindows: number; folded: number; skipped: number; duplicates: number };
 
 export type Realtime = {
-  add: (events: TidemarkEvent[]) => void;
+  /**
+   * Takes the events of one EVENTS message as it arrives. A redelivered one waits, with
+   * everything that arrives after it, until the other instances' checkpoints say
+   * whether one of them already folded it.
+   */
+  arrive: (seq: number, redelivered: boolean, events: readonly TidemarkEvent[]) => void;
+  /**
+   * Resolves once the realtime view's part of these EVENTS messages is durable: each one
+   * folded (or found folded elsewhere) and a checkpoint naming it written. The processor
+   * acks only then, so an acked message is never missing from the view after a crash.
+   */
+  durable: (seqs: readonly number[]) => Promise<void>;
   /** Emits what is due now (the loop calls it every refresh; tests and shutdown call it directly). */
   flush: () => Promise<void>;
   stats: RealtimeStats;
   stop: () => Promise<void>;
 };
 
-export type RealtimeOptions = {
+export type RealtimeOptions = FoldOptions & {
   reports: ReportConfig[];
   clickhouse: ClickHouseClient;
   db: string;
@@ -24,47 +37,161 @@ export type RealtimeOptions = {
   logger: Logger;
   instance: string;
   refreshMs: number;
-  idleMs: number;
+  /** an instance whose checkpoint is older than this is taken for dead (realtime_latest uses the same) */
+  livenessMs: number;
+  /** the EVENTS consumer's ack floor: folded sequences at or below it are forgotten (none are, without it) */
+  ackFloor?: () => Promise<number>;
+  metrics?: RealtimeMetrics;
 };
+
+type Arrival = { seq: number; redelivered: boolean; events: readonly TidemarkEvent[]; at: number };
+
+/** Clock difference between processor hosts that a checkpoint's time is allowed. */
+const CLOCK_SKEW_MS = 1_000;
+/** How often the ack floor is asked for, to forget folded sequences below it. */
+const ACK_FLOOR_EVERY_MS = 2_000;
+/** How often an instance with nothing new still writes its checkpoint, as a sign of life for realtime_latest. */
+const HEARTBEAT_MS = 1_000;
 
 /**
  * The realtime view of one processor instance: sliding windows in memory, early
  * emissions of changed windows every refresh, an on-time emission when the watermark
  * passes a window's end. Windows closed by the watermark refuse later events, so a
- * published window is never back-filled; those events still reach the daily view.
+ * published window is never back-filled; those events still reach the daily view, and
+ * the refusals are counted per window (late_refused) and in a metric.
+ *
+ * Exactly once across a crash: every write carries, in the same insert, this instance's
+ * checkpoint of the EVENTS sequences folded into the rows it writes. A message that
+ * comes again after its holder died is looked up in the checkpoints of the others and
+ * folded only if none has it; one folded but never written is folded again, as it must.
  */
 export function startRealtime(options: RealtimeOptions): Realtime {
   const { clickhouse, db, clock, logger, instance } = options;
-  const lanes = options.reports
-    .filter((report) => report.windows.length > 0)
-    .map((report) => ({ report, store: new WindowStore(report), watermark: new Watermark(report.allowedLateness, options.idleMs) }));
-  const stats: RealtimeStats = { lateRejected: 0, emitted: 0, openWindows: 0 };
+  const metrics = options.metrics ?? realtimeMetricsFor();
+  const folds = new Folds(options.reports, options);
+  const stats: RealtimeStats = { lateRejected: 0, emitted: 0, openWindows: 0, folded: 0, skipped: 0, duplicates: 0 };
   // Latest unwritten emission per window: while ClickHouse is away only the newest
   // figure of each window is kept, so memory stays bounded by the windows themselves.
   let pending = new Map<string, RealtimeRow>();
+  let writes = 0;
+  let lastWriteAt = -Infinity;
+  let lastWatermarks = '';
+  let floor = 0;
+  let floorAt = -Infinity;
+  const gate: Arrival[] = [];
+  let resolving: Promise<void> | undefined;
   const controller = new AbortController();
 
-  const add = (events: TidemarkEvent[]) => {
-    const now = clock.now();
-    for (const { report, store, watermark } of lanes) {
-      for (const event of events) {
-        if (!report.types.includes(event.type)) continue;
-        watermark.observe(event.occurredAt, now);
-        if (store.add(event).rejected.length > 0) stats.lateRejected++;
+  // sequence → number of checkpoints taken when it was decided: the next one names it
+  const decided = new Map<number, number>();
+  let durableWrites = 0;
+  const waiters: Array<{ seqs: readonly number[]; resolve: () => void }> = [];
+  const isDurable = (seq: number) => {
+    const at = decided.get(seq);
+    if (at === undefined) return !gate.some((a) => a.seq === seq);
+    return durableWrites > at;
+  };
+  const wakeWaiters = () => {
+    for (let i = waiters.length - 1; i >= 0; i--) {
+      const waiter = waiters[i]!;
+      if (!waiter.seqs.every(isDurable)) continue;
+      for (const seq of waiter.seqs) if ((decided.get(seq) ?? Infinity) < durableWrites) decided.delete(seq);
+      waiters.splice(i, 1);
+      waiter.resolve();
+    }
+  };
+  const durable = (seqs: readonly number[]): Promise<void> => {
+    if (folds.empty) return Promise.resolve();
+    if (seqs.every(isDurable)) {
+      for (const seq of seqs) decided.delete(seq);
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => waiters.push({ seqs, resolve }));
+  };
+
+  let skippedElsewhere = 0;
+  const fold = (arrival: Arrival, elsewhere: readonly SeqRange[]) => {
+    decided.set(arrival.seq, writes);
+    if (arrival.redelivered && inRanges(elsewhere, arrival.seq)) {
+      skippedElsewhere++;
+      metrics.skipped(1);
+      return;
+    }
+    if (!folds.fold(arrival.seq, arrival.events, clock.now())) metrics.skipped(1);
+  };
+
+  /**
+   * Folds what waits at the gate, in arrival order. A redelivered message is decided once
+   * every live instance has written a checkpoint after it arrived here: the instance it
+   * was first delivered to folded it (if at all) on arrival, before the redelivery, so a
+   * later checkpoint of that instance names it, or, once it is acked, the ack floor
+   * covers it. An instance that wrote nothing for `livenessMs` is dead, and its last
+   * checkpoint is all it ever wrote.
+   */
+  const resolve = async (): Promise<void> => {
+    while (gate.length > 0) {
+      let others: OtherCheckpoint[];
+      let acked = 0;
+      try {
+        [others, acked] = await Promise.all([otherCheckpoints(clickhouse, db, instance), options.ackFloor?.() ?? 0]);
+      } catch (err) {
+        if (controller.signal.aborted) return;
+        logger.warn({ err: (err as Error).message, waiting: gate.length }, 'cannot read realtime checkpoints; redelivered messages wait');
+        await sleep(options.refreshMs * 4);
+        continue;
       }
+      const now = clock.now();
+      const live = others.filter((c) => !c.retired && c.emittedAt >= now - options.livenessMs);
+      const writtenSince = Math.min(...live.map((c) => c.emittedAt - CLOCK_SKEW_MS));
+      // at or below the ack floor, a message was acked, so folded on arrival by whoever acked it
+      // (a checkpoint forgets sequences once they are below the floor)
+      const elsewhere: SeqRange[] = [...(acked > 0 ? [[1, acked] as SeqRange] : []), ...others.flatMap((c) => c.folded)];
+      let ready = 0;
+      while (ready < gate.length && (!gate[ready]!.redelivered || gate[ready]!.at <= writtenSince)) fold(gate[ready++]!, elsewhere);
+      gate.splice(0, ready);
+      if (gate.length > 0) await sleep(options.refreshMs);
     }
   };
 
-  const flush = async () => {
-    const now = clock.now();
-    for (const { store, watermark } of lanes) {
-      const closed = store.advance(watermark.tick(now));
-      for (const result of [...store.snapshotOpen(), ...closed]) {
-        pending.set(`${result.report}/${result.size}/${result.start}/${result.group}`, realtimeRow(result, instance, now));
-      }
+  const arrive = (seq: number, redelivered: boolean, events: readonly TidemarkEvent[]) => {
+    if (folds.empty) return;
+    if (!redelivered && gate.length === 0) {
+      decided.set(seq, writes);
+      folds.fold(seq, events, clock.now());
+      return;
     }
-    stats.openWindows = lanes.reduce((n, lane) => n + lane.store.openWindows, 0);
-    if (pending.size === 0) return;
+    gate.push({ seq, redelivered, events, at: clock.now() });
+    resolving ??= resolve().finally(() => {
+      resolving = undefined;
+    });
+  };
+
+  const refreshFloor = async (now: number) => {
+    if (!options.ackFloor || now - floorAt < ACK_FLOOR_EVERY_MS) return;
+    floorAt = now;
+    try {
+      floor = Math.max(floor, await options.ackFloor());
+    } catch (err) {
+      logger.debug({ err: (err as Error).message }, 'ack floor unavailable; folded sequences kept');
+    }
+  };
+
+  let retiring = false;
+  const flush = async () => {
+    await refreshFloor(clock.now());
+    const now = clock.now();
+    const { results, refusals } = folds.due(now);
+    for (const result of results) pending.set(`${result.report}/${result.size}/${result.start}/${result.group}`, realtimeRow(result, instance, now));
+    for (const refusal of refusals) pending.set(`late/${refusal.report}/${refusal.size}/${refusal.start}/${refusal.group}`, refusalRow(refusal, instance, now));
+    for (const [report, count] of folds.refusedSince) metrics.refused(report, count);
+    folds.refusedSince.clear();
+    Object.assign(stats, { lateRejected: folds.stats.lateRefused, folded: folds.stats.folded, skipped: folds.stats.skipped + skippedElsewhere, duplicates: folds.stats.duplicates, openWindows: folds.openWindows });
+    const watermarks = folds.watermarks();
+    const watermarksText = JSON.stringify(watermarks);
+    // with nothing new, the checkpoint is still written about once a second: it tells the view this instance is alive
+    if (pending.size === 0 && waiters.length === 0 && !retiring && watermarksText === lastWatermarks && now - lastWriteAt < HEARTBEAT_MS) return;
+    // the checkpoint is taken with the rows, synchronously: it names exactly what they hold
+    pending.set('checkpoint', checkpointRow(instance, ++writes, folds.foldedAbove(floor), watermarks, now, retiring));
     const batch = pending;
     pending = new Map();
     try {
@@ -74,11 +201,15 @@ export function startRealtime(options: RealtimeOptions): Realtime {
       pending = batch;
       throw err;
     }
-    stats.emitted += batch.size;
+    stats.emitted += batch.size - 1;
+    durableWrites = batch.get('checkpoint')!.emission;
+    wakeWaiters();
+    lastWriteAt = now;
+    lastWatermarks = watermarksText;
   };
 
   const loop = (async () => {
-    if (lanes.length === 0) return;
+    if (folds.empty) return;
     while (!controller.signal.aborted) {
       await sleep(options.refreshMs, controller.signal);
       try {
@@ -91,13 +222,16 @@ export function startRealtime(options: RealtimeOptions): Realtime {
   })();
 
   return {
-    add,
+    arrive,
+    durable,
     flush,
     stats,
     stop: async () => {
       controller.abort();
       await loop;
-      await flush().catch((err: unknown) => logger.warn({ err }, 'final realtime flush failed'));
+      await resolving;
+      retiring = true;
+      if (!folds.empty) await flush().catch((err: unknown) => logger.warn({ err }, 'final realtime flush failed'));
     },
   };
 }

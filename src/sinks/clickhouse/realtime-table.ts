@@ -2,7 +2,9 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import type { ReportConfig } from '../../core/config.ts';
 import { formatDecimal } from '../../processors/logic/measures.ts';
 import type { WindowResult } from '../../processors/logic/windows.ts';
+import type { Refusal } from '../../processors/realtime/folds.ts';
 import { MONEY_TYPE } from '../../clickhouse/migrations.ts';
+import type { SeqRange } from '../../monitor/seq-ranges.ts';
 
 export type RealtimeRow = {
   report: string;
@@ -19,7 +21,13 @@ export type RealtimeRow = {
   parts: Record<string, string>;
   uniq_values: Record<string, string[]>;
   emitted_at: number;
+  late_refused: number;
+  folded: SeqRange[];
+  watermarks: Record<string, number>;
 };
+
+/** Refusal rows go under the instance's id with this suffix, so they never replace its figure row of the window. */
+export const REFUSALS_SUFFIX = '/late';
 
 export function realtimeRow(result: WindowResult, instance: string, emittedAt: number): RealtimeRow {
   const parts: Record<string, string> = {};
@@ -47,9 +55,78 @@ export function realtimeRow(result: WindowResult, instance: string, emittedAt: n
     parts,
     uniq_values: uniqValues,
     emitted_at: emittedAt,
+    late_refused: 0,
+    folded: [],
+    watermarks: {},
   };
 }
 
+/** The events one instance refused for a closed window: no figure (events 0), replaced as the count grows. */
+export function refusalRow(refusal: Refusal, instance: string, emittedAt: number): RealtimeRow {
+  return {
+    report: refusal.report,
+    size_ms: refusal.size,
+    window_start: refusal.start,
+    window_end: refusal.end,
+    group_key: refusal.group,
+    instance: `${instance}${REFUSALS_SUFFIX}`,
+    emission: refusal.count,
+    timing: 'late',
+    final: 1,
+    events: 0,
+    measures: {},
+    parts: {},
+    uniq_values: {},
+    emitted_at: emittedAt,
+    late_refused: refusal.count,
+    folded: [],
+    watermarks: {},
+  };
+}
+
+/**
+ * An instance's checkpoint (size_ms 0, report ''), written in the same insert as its
+ * window rows: the EVENTS sequences whose events those rows hold, and each report's
+ * closing watermark (omitted while −Infinity). `window_end` is the write time, so the
+ * table's TTL drops the checkpoints of instances long gone.
+ */
+export function checkpointRow(instance: string, writes: number, folded: SeqRange[], watermarks: Record<string, number>, emittedAt: number, retired = false): RealtimeRow {
+  return {
+    report: '',
+    size_ms: 0,
+    window_start: 0,
+    window_end: emittedAt,
+    group_key: '',
+    instance,
+    emission: writes,
+    timing: 'early',
+    // final: the instance stopped; no one waits for it, and it has no say in closing windows
+    final: retired ? 1 : 0,
+    events: 0,
+    measures: {},
+    parts: {},
+    uniq_values: {},
+    emitted_at: emittedAt,
+    late_refused: 0,
+    folded,
+    watermarks: Object.fromEntries(Object.entries(watermarks).filter(([, w]) => Number.isFinite(w))),
+  };
+}
+
+export type OtherCheckpoint = { instance: string; folded: SeqRange[]; emittedAt: number; retired: boolean };
+
+/** The latest checkpoint of every other instance: what it has folded and written, and when it last wrote. */
+export async function otherCheckpoints(client: ClickHouseClient, db: string, instance: string): Promise<OtherCheckpoint[]> {
+  const result = await client.query({
+    query: `SELECT instance, folded, toUnixTimestamp64Milli(emitted_at) AS emitted_at, final FROM ${db}.realtime_windows FINAL WHERE size_ms = 0 AND report = '' AND instance != {instance:String}`,
+    query_params: { instance },
+    format: 'JSONEachRow',
+  });
+  const rows = await result.json<{ instance: string; folded: Array<[string | number, string | number]>; emitted_at: string | number; final: number }>();
+  return rows.map((row) => ({ instance: row.instance, emittedAt: Number(row.emitted_at), retired: Number(row.final) === 1, folded: row.folded.map(([from, to]): SeqRange => [Number(from), Number(to)]) }));
+}
+
+/** One insert, one part: the checkpoint row lands with the window rows it describes, or neither does. */
 export async function insertRealtime(client: ClickHouseClient, db: string, rows: RealtimeRow[]): Promise<void> {
   if (rows.length === 0) return;
   await client.insert({ table: `${db}.realtime_windows`, values: rows, format: 'JSONEachRow' });
@@ -75,22 +152,32 @@ function mergeExpression(name: string, fn: string): string {
 /**
  * `realtime_latest`: each window's figure with every instance's latest emission merged
  * exactly (sums add, min/max compare, avg from summed parts, uniq from the union of
- * values). Generated from the report definitions, whose names are validated
- * identifiers, and replaced whenever a processor starts with new definitions.
+ * values), the events refused as late, and whether it is closed: every live instance's
+ * watermark for the report has passed its end. An instance is live while its checkpoint
+ * is at most `livenessMs` older than the newest one and it has not stopped, so a
+ * crashed or stopped instance stops holding windows open; an instance that has closed nothing of the report yet has no say. With
+ * no such instance, a window is closed when every row of it says final. Generated from
+ * the report definitions, whose names are validated identifiers, and replaced whenever
+ * a processor starts with new definitions.
  */
-export async function replaceRealtimeView(client: ClickHouseClient, db: string, reports: ReportConfig[]): Promise<void> {
+export async function replaceRealtimeView(client: ClickHouseClient, db: string, reports: ReportConfig[], livenessMs = 30_000): Promise<void> {
   const withWindows = reports.filter((r) => r.windows.length > 0);
   const selects = withWindows.map((report) => {
     const entries = Object.entries(report.measures).map(([name, m]) => `'${name}', CAST(${mergeExpression(name, m.fn)} AS Nullable(${MONEY_TYPE}))`);
+    const closing = `(SELECT minOrNull(watermarks['${report.name}']) FROM ${db}.realtime_windows FINAL
+        WHERE size_ms = 0 AND report = '' AND final = 0 AND mapContains(watermarks, '${report.name}')
+          AND emitted_at >= (SELECT max(emitted_at) FROM ${db}.realtime_windows WHERE size_ms = 0 AND report = '') - toIntervalMillisecond(${Math.round(livenessMs)}))`;
     return `SELECT report, size_ms, window_start, window_end, group_key, sum(events) AS events,
         mapFilter((k, v) -> v IS NOT NULL, map(${entries.join(', ')})) AS measures,
-        count() AS instances, max(emitted_at) AS emitted_at, min(final) = 1 AS closed
+        uniqExactIf(instance, NOT endsWith(instance, '${REFUSALS_SUFFIX}')) AS instances, max(emitted_at) AS emitted_at,
+        sum(late_refused) AS late_refused,
+        ifNull(toUnixTimestamp64Milli(any(window_end)) <= ${closing}, min(final) = 1) AS closed
       FROM ${db}.realtime_windows FINAL
       WHERE report = '${report.name}'
       GROUP BY report, size_ms, window_start, window_end, group_key`;
   });
   const body = selects.length
     ? selects.join('\nUNION ALL\n')
-    : `SELECT report, size_ms, window_start, window_end, group_key, events, measures, toUInt64(1) AS instances, emitted_at, true AS closed FROM ${db}.realtime_windows WHERE 0`;
+    : `SELECT report, size_ms, window_start, window_end, group_key, events, measures, toUInt64(1) AS instances, emitted_at, late_refused, true AS closed FROM ${db}.realtime_windows WHERE 0`;
   await client.command({ query: `CREATE OR REPLACE VIEW ${db}.realtime_latest AS ${body}` });
 }

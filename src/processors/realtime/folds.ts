@@ -1,0 +1,146 @@
+/**
+ * What one processor instance has folded into its realtime panes, without I/O: the
+ * windows of each report, their per-source watermarks, the EVENTS sequences folded, the
+ * (source, id) pairs seen recently, and the refusals per closed window.
+ *
+ * Exactly once rests on two guards. A message (an EVENTS sequence) is folded at most
+ * once: `has` answers for what this instance folded, and the caller asks the other
+ * instances' written checkpoints about a redelivered one (realtime.ts). An event
+ * re-sent in another message (same source and id) is folded once while its id is among
+ * the `recentIds` last ones.
+ */
+import type { ReportConfig } from '../../core/config.ts';
+import type { TidemarkEvent } from '../../core/envelope.ts';
+import { eventIdentity } from '../../core/identity.ts';
+import { RecentIds } from '../../core/recent-ids.ts';
+import { unionRanges, type SeqRange } from '../../monitor/seq-ranges.ts';
+import { SourceWatermarks } from '../logic/source-watermarks.ts';
+import { WindowStore, type WindowRef, type WindowResult } from '../logic/windows.ts';
+
+export type FoldOptions = { idleMs: number; outOfOrdernessMs: number; maxSources: number; recentIds: number; holdMs?: number };
+
+/** Events one instance refused for one closed window, counted since it started. */
+export type Refusal = WindowRef & { report: string; count: number };
+
+export type FoldStats = { folded: number; skipped: number; duplicates: number; lateRefused: number };
+
+/** Refusal counts kept per window at most; past it the oldest window's count is dropped (its row keeps the figure written). */
+const MAX_REFUSAL_WINDOWS = 10_000;
+
+export class Folds {
+  readonly #lanes: Array<{ report: ReportConfig; store: WindowStore; watermarks: SourceWatermarks }>;
+  readonly #ids: RecentIds;
+  #folded: SeqRange[] = [];
+  readonly #refusals = new Map<string, Refusal>();
+  readonly #refusalsChanged = new Set<string>();
+  readonly stats: FoldStats = { folded: 0, skipped: 0, duplicates: 0, lateRefused: 0 };
+  /** per report, events refused since the last `due` (for the metric) */
+  readonly refusedSince = new Map<string, number>();
+
+  constructor(reports: ReportConfig[], options: FoldOptions) {
+    this.#ids = new RecentIds(options.recentIds);
+    this.#lanes = reports
+      .filter((report) => report.windows.length > 0)
+      .map((report) => ({
+        report,
+        store: new WindowStore(report),
+        watermarks: new SourceWatermarks({ outOfOrdernessMs: options.outOfOrdernessMs, allowedLatenessMs: report.allowedLateness, idleMs: options.idleMs, maxSources: options.maxSources, ...(options.holdMs === undefined ? {} : { holdMs: options.holdMs }) }),
+      }));
+  }
+
+  get empty(): boolean {
+    return this.#lanes.length === 0;
+  }
+
+  get openWindows(): number {
+    return this.#lanes.reduce((n, lane) => n + lane.store.openWindows, 0);
+  }
+
+  /** Whether this instance already folded the EVENTS message of this sequence. */
+  has(seq: number): boolean {
+    const ranges = this.#folded;
+    for (let i = ranges.length - 1; i >= 0; i--) {
+      const [from, to] = ranges[i]!;
+      if (seq > to) return false;
+      if (seq >= from) return true;
+    }
+    return false;
+  }
+
+  /** Folds one EVENTS message's events at processing time `nowMs`, unless its sequence was folded before; says whether it did. */
+  fold(seq: number, events: readonly TidemarkEvent[], nowMs: number): boolean {
+    if (this.has(seq)) {
+      this.stats.skipped++;
+      return false;
+    }
+    this.#markFolded(seq);
+    this.stats.folded++;
+    for (const event of events) {
+      const identity = eventIdentity(event.source, event.id);
+      if (this.#ids.has(identity)) {
+        this.stats.duplicates++;
+        continue;
+      }
+      this.#ids.add(identity);
+      for (const { report, store, watermarks } of this.#lanes) {
+        if (!report.types.includes(event.type)) continue;
+        watermarks.observe(event.source, event.occurredAt, event.receivedAt, nowMs);
+        const { rejected } = store.add(event);
+        if (rejected.length > 0) this.#refuse(report.name, rejected);
+      }
+    }
+    return true;
+  }
+
+  #markFolded(seq: number): void {
+    const last = this.#folded.at(-1);
+    if (last && seq === last[1] + 1) last[1] = seq;
+    else if (!last || seq > last[1] + 1) this.#folded.push([seq, seq]);
+    else this.#folded = unionRanges(this.#folded, [[seq, seq]]);
+  }
+
+  #refuse(report: string, windows: readonly WindowRef[]): void {
+    this.stats.lateRefused++;
+    this.refusedSince.set(report, (this.refusedSince.get(report) ?? 0) + 1);
+    for (const ref of windows) {
+      const key = `${report}/${ref.size}/${ref.start}/${ref.group}`;
+      const refusal = this.#refusals.get(key);
+      if (refusal) refusal.count++;
+      else {
+        if (this.#refusals.size >= MAX_REFUSAL_WINDOWS) {
+          const oldest = this.#refusals.keys().next().value!;
+          this.#refusals.delete(oldest);
+          this.#refusalsChanged.delete(oldest);
+        }
+        this.#refusals.set(key, { ...ref, report, count: 1 });
+      }
+      this.#refusalsChanged.add(key);
+    }
+  }
+
+  /**
+   * What is due at processing time `nowMs`: the open windows that changed, the windows
+   * the watermarks now close, and the refusal counts that changed since the last call.
+   */
+  due(nowMs: number): { results: WindowResult[]; refusals: Refusal[] } {
+    const results: WindowResult[] = [];
+    for (const { store, watermarks } of this.#lanes) {
+      const closed = store.advance(watermarks.tick(nowMs));
+      results.push(...store.snapshotOpen(), ...closed);
+    }
+    const refusals = [...this.#refusalsChanged].map((key) => ({ ...this.#refusals.get(key)! }));
+    this.#refusalsChanged.clear();
+    return { results, refusals };
+  }
+
+  /** Each report's closing watermark (−Infinity: nothing closed yet). */
+  watermarks(): Record<string, number> {
+    return Object.fromEntries(this.#lanes.map(({ report, watermarks }) => [report.name, watermarks.closing]));
+  }
+
+  /** The sequences folded above `floor`, as ranges; the ones at or below it (acked, never redelivered) are forgotten. */
+  foldedAbove(floor: number): SeqRange[] {
+    this.#folded = this.#folded.filter(([, to]) => to > floor).map(([from, to]) => [Math.max(from, floor + 1), to]);
+    return this.#folded.map(([from, to]) => [from, to]);
+  }
+}

@@ -1,0 +1,28 @@
+import { Counter, type Registry } from 'prom-client';
+import { metricsRegistry } from '../../core/metrics.ts';
+
+export type RealtimeMetrics = {
+  /** events of a report the realtime view refused because a window they belong to was closed */
+  refused: (report: string, count: number) => void;
+  /** redelivered EVENTS messages not folded again: this or another instance had folded and written them */
+  skipped: (count: number) => void;
+};
+
+function createRealtimeMetrics(registry: Registry): RealtimeMetrics {
+  const registers = [registry];
+  const refused = new Counter({ name: 'tidemark_realtime_late_refused_total', help: 'Events the realtime view refused as late (a window they belong to was closed); per window in realtime_latest.late_refused', labelNames: ['report'] as const, registers });
+  const skipped = new Counter({ name: 'tidemark_realtime_redelivered_skipped_total', help: 'Redelivered EVENTS messages already folded into the realtime view, not counted again', registers });
+  return { refused: (report, count) => refused.inc({ report }, count), skipped: (count) => skipped.inc(count) };
+}
+
+const byRegistry = new WeakMap<Registry, RealtimeMetrics>();
+
+/** The realtime metrics registered in `registry`, created on first use (prom-client refuses a name twice). */
+export function realtimeMetricsFor(registry: Registry = metricsRegistry): RealtimeMetrics {
+  let metrics = byRegistry.get(registry);
+  if (!metrics) {
+    metrics = createRealtimeMetrics(registry);
+    byRegistry.set(registry, metrics);
+  }
+  return metrics;
+}
