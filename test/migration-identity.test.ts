@@ -45,7 +45,7 @@ describe('migration 8: events keyed by (source, id)', () => {
     const { ch, batches, before } = await oldDatabase();
     opened.push(ch);
     const storedBefore = await rows<{ n: string }>(ch.client, `SELECT count() AS n FROM ${ch.db}.events FINAL`);
-    const result = await migrate(ch.client, ch.db);
+    const result = await migrate(ch.client, ch.db, { until: 8 });
     expect(result.applied).toEqual(['8 events keyed by (source, id)']);
     expect(await sortingKey(ch)).toBe('type, occurred_at, source, id');
     expect(await figures(ch, days(batches))).toEqual(before);
@@ -64,7 +64,7 @@ describe('migration 8: events keyed by (source, id)', () => {
     expect(create!.statement).toContain('merge_selector_base = 20');
 
     // run again: nothing to do, nothing changed; and two sources' id "0" at one instant are two events now
-    expect((await migrate(ch.client, ch.db)).applied).toEqual([]);
+    expect((await migrate(ch.client, ch.db, { until: 8 })).applied).toEqual([]);
     const at = START + 3_600_000;
     const twin = (source: string, seq: number): TidemarkEvent => ({ id: '0', type: 'sale', source, key: null, occurredAt: at, receivedAt: at, data: { amount: '1' }, seq });
     await insertEvents(ch.client, ch.db, [twin('till-a', 9_001), twin('till-b', 9_002), twin('till-a', 9_003)]);
@@ -79,7 +79,7 @@ describe('migration 8: events keyed by (source, id)', () => {
     opened.push(fresh);
     await ch.client.command({ query: `CREATE TABLE ${ch.db}.events_rekey AS ${fresh.db}.events` });
     await ch.client.command({ query: `INSERT INTO ${ch.db}.events_rekey (id, occurred_at, received_at, delay_ms, source, type, key, data, nums, seq) SELECT id, occurred_at, received_at, delay_ms, source, type, key, '{"amount":"999"}', map('amount', 999), seq FROM ${ch.db}.events LIMIT 5` });
-    await migrate(ch.client, ch.db, { staleAfterMs: 0 });
+    await migrate(ch.client, ch.db, { until: 8, staleAfterMs: 0 });
     expect(await sortingKey(ch)).toBe('type, occurred_at, source, id');
     expect(await figures(ch, days(batches))).toEqual(before);
     expect(await tables(ch)).not.toContain('events_rekey');
@@ -93,7 +93,7 @@ describe('migration 8: events keyed by (source, id)', () => {
     // the other run has claimed the rebuild and not written yet: well within the 2 minutes a stalled run is given
     await ch.client.command({ query: `CREATE TABLE ${ch.db}.events_rekey AS ${fresh.db}.events` });
     let swapping = false;
-    const waiting = migrate(ch.client, ch.db).then((result) => ({ result, swapping }));
+    const waiting = migrate(ch.client, ch.db, { until: 8 }).then((result) => ({ result, swapping }));
     // the waiting run must leave the claimed table alone: were it dropped, this insert would fail
     await ch.client.command({ query: `INSERT INTO ${ch.db}.events_rekey (id, occurred_at, received_at, delay_ms, source, type, key, data, nums, seq) SELECT if(id = concat('INGEST-', toString(seq)), concat('~', id), id), occurred_at, received_at, delay_ms, source, type, key, data, nums, seq FROM ${ch.db}.events` });
     swapping = true;
@@ -109,7 +109,7 @@ describe('migration 8: events keyed by (source, id)', () => {
   it('lets two callers in one process migrate at once', async () => {
     const { ch, batches, before } = await oldDatabase();
     opened.push(ch);
-    const results = await Promise.all([migrate(ch.client, ch.db), migrate(ch.client, ch.db)]);
+    const results = await Promise.all([migrate(ch.client, ch.db, { until: 8 }), migrate(ch.client, ch.db, { until: 8 })]);
     expect(results.map((r) => r.applied)).toEqual([['8 events keyed by (source, id)'], []]);
     expect(await figures(ch, days(batches))).toEqual(before);
     expect(await tables(ch)).not.toContain('events_rekey');
@@ -124,7 +124,7 @@ describe('migration 8: events keyed by (source, id)', () => {
     await ch.client.command({ query: `RENAME TABLE ${ch.db}.events TO ${ch.db}.events_rekey` });
     await ch.client.command({ query: `CREATE TABLE ${ch.db}.events AS ${fresh.db}.events` });
     await ch.client.command({ query: `INSERT INTO ${ch.db}.events (id, occurred_at, received_at, delay_ms, source, type, key, data, nums, seq) SELECT if(id = concat('INGEST-', toString(seq)), concat('~', id), id), occurred_at, received_at, delay_ms, source, type, key, data, nums, seq FROM ${ch.db}.events_rekey WHERE seq % 2 = 0` });
-    await migrate(ch.client, ch.db);
+    await migrate(ch.client, ch.db, { until: 8 });
     expect(await sortingKey(ch)).toBe('type, occurred_at, source, id');
     expect(await figures(ch, days(batches))).toEqual(before);
     expect(await tables(ch)).not.toContain('events_rekey');
