@@ -62,7 +62,7 @@ const Report = z.strictObject({
 });
 
 /** Alert kinds, as they appear in alert payloads, webhook filters and the `alerts` table. */
-export const ALERT_KINDS = ['DelayedEvent', 'MissingData', 'Resolved', 'DeadlineMissed', 'ReportAmended'] as const;
+export const ALERT_KINDS = ['DelayedEvent', 'MissingData', 'Resolved', 'DeadlineMissed', 'ReportAmended', 'CardinalityCapped'] as const;
 
 const Deadline = z.strictObject({
   report: z.string().min(1).describe('a report name from `reports`'),
@@ -108,6 +108,7 @@ const Monitor = z.strictObject({
   }).prefault({}),
   webhooks: z.array(Webhook).default([]),
   maxSourcesPerSla: z.number().int().positive().default(10_000).describe('sources a glob SLA keeps state for; events of further sources are stored and reported but not checked against it (tidemark_monitor_sources_cut_total)'),
+  sourceIdleExpiry: Duration.default(7 * 86_400_000).describe('a glob SLA forgets a source that sent nothing for this long (at least twice its `every`, 3 days for `dailyBy`, `stragglers` plus a bucket), which frees its place under maxSourcesPerSla'),
   maxMetricSources: z.number().int().positive().default(500).describe('sources with their own /metrics delay series per window; the rest are summed under source="_other" (tidemark_delay_sources_cut)'),
 });
 

@@ -9,6 +9,7 @@ import { fireDueBuckets, type DelayedState } from './delayed.ts';
 import { advanceEvery, initialEvery, type EveryState } from './every.ts';
 import type { AlertPublisher } from './guard.ts';
 import type { MonitorMetrics } from './metrics.ts';
+import { idleExpiryOf, isIdle, type Fed } from './idle.ts';
 import { groupProgress } from './report-status.ts';
 import { businessDay, dailyDeadline, firstDayDueAfter, previousDay, reportDeadline } from './schedule.ts';
 import type { Sla } from './sla.ts';
@@ -115,6 +116,20 @@ export async function runTick(deps: TickDeps, watermark: number): Promise<void> 
       }
     }
     for (const deadline of sla.deadlines) await guarded(deadlineKey(sla.id, deadline.report, deadline.status), () => checkDeadline(deps, sla, deadline));
+    if (sla.literalSource === null) await guarded(`idle ${sla.id}`, () => forgetIdle(deps, sla, watermark));
+  }
+}
+
+/** Forgets the state of a glob SLA's sources that sent nothing for its idle expiry, after the checks above had their last say. */
+async function forgetIdle(deps: TickDeps, sla: Sla, watermark: number): Promise<void> {
+  const expiry = idleExpiryOf(sla, deps.monitor);
+  const prefixes = (['d', 'e', 'y'] as const).map((kind) => `${kind}.${sla.id}.`);
+  const idle = [...deps.state.entries].filter(([key, entry]) => prefixes.some((p) => key.startsWith(p)) && isIdle(entry.value as Partial<Fed> | null, watermark, expiry));
+  let forgotten = 0;
+  for (const [key, entry] of idle) if (await deps.state.forget(key, entry.revision)) forgotten++;
+  if (forgotten > 0) {
+    deps.metrics.sourcesForgotten(sla.id, forgotten);
+    deps.logger.info({ sla: sla.id, states: forgotten, idleMs: expiry }, 'forgot the SLA state of sources idle for longer than monitor.sourceIdleExpiry');
   }
 }
 
