@@ -321,6 +321,7 @@ export const ConfigSchema = z.strictObject({
     linger: Duration.default(250).describe('how long an event may wait for its insert to fill up (the realtime view does not wait)'),
     refresh: Duration.default(125).describe('how often the realtime view is written'),
     idleTimeout: Duration.default(5_000).describe('after this long without event-time progress, the watermark follows the clock'),
+    maxRealtimeGroups: z.number().int().positive().default(10_000).describe('groups one report\'s realtime windows hold at once; events of further groups are stored and in the daily view, not in the realtime view (tidemark_realtime_events_cut_total)'),
   }).prefault({}),
   reports: z.array(Report).default([]),
   slas: z.array(Sla).default([]),

@@ -81,6 +81,7 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
     instance: `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
     refreshMs: config.processor.refresh,
     idleMs: config.processor.idleTimeout,
+    maxGroups: config.processor.maxRealtimeGroups,
   });
   let stopping = false;
 

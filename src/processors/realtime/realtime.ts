@@ -5,8 +5,11 @@ import type { TidemarkEvent } from '../../core/envelope.ts';
 import { sleep, type Clock } from '../../core/time.ts';
 import { insertRealtime, realtimeRow, type RealtimeRow } from '../../sinks/clickhouse/realtime-table.ts';
 import { Watermark, WindowStore } from '../logic/windows.ts';
+import { metricsRegistry } from '../../core/metrics.ts';
+import type { Registry } from 'prom-client';
+import { groupCap, realtimeCutCounter } from './group-cap.ts';
 
-export type RealtimeStats = { lateRejected: number; emitted: number; openWindows: number };
+export type RealtimeStats = { lateRejected: number; emitted: number; openWindows: number; groupsCut: number };
 
 export type Realtime = {
   add: (events: TidemarkEvent[]) => void;
@@ -25,6 +28,9 @@ export type RealtimeOptions = {
   instance: string;
   refreshMs: number;
   idleMs: number;
+  /** groups per report at once (processor.maxRealtimeGroups); unset: no limit */
+  maxGroups?: number;
+  registry?: Registry;
 };
 
 /**
@@ -37,8 +43,9 @@ export function startRealtime(options: RealtimeOptions): Realtime {
   const { clickhouse, db, clock, logger, instance } = options;
   const lanes = options.reports
     .filter((report) => report.windows.length > 0)
-    .map((report) => ({ report, store: new WindowStore(report), watermark: new Watermark(report.allowedLateness, options.idleMs) }));
-  const stats: RealtimeStats = { lateRejected: 0, emitted: 0, openWindows: 0 };
+    .map((report) => ({ report, store: new WindowStore(report), watermark: new Watermark(report.allowedLateness, options.idleMs), cap: groupCap(report, options.maxGroups ?? Number.POSITIVE_INFINITY) }));
+  const stats: RealtimeStats = { lateRejected: 0, emitted: 0, openWindows: 0, groupsCut: 0 };
+  const cutCounter = realtimeCutCounter(options.registry ?? metricsRegistry);
   // Latest unwritten emission per window: while ClickHouse is away only the newest
   // figure of each window is kept, so memory stays bounded by the windows themselves.
   let pending = new Map<string, RealtimeRow>();
@@ -46,10 +53,15 @@ export function startRealtime(options: RealtimeOptions): Realtime {
 
   const add = (events: TidemarkEvent[]) => {
     const now = clock.now();
-    for (const { report, store, watermark } of lanes) {
+    for (const { report, store, watermark, cap } of lanes) {
       for (const event of events) {
         if (!report.types.includes(event.type)) continue;
         watermark.observe(event.occurredAt, now);
+        if (!cap.admits(event)) {
+          if (stats.groupsCut++ === 0) logger.warn({ report: report.name, limit: options.maxGroups }, 'realtime group limit reached: events of further groups are stored and in the daily view, not in the realtime view');
+          cutCounter.inc({ report: report.name });
+          continue;
+        }
         if (store.add(event).rejected.length > 0) stats.lateRejected++;
       }
     }
@@ -57,8 +69,9 @@ export function startRealtime(options: RealtimeOptions): Realtime {
 
   const flush = async () => {
     const now = clock.now();
-    for (const { store, watermark } of lanes) {
+    for (const { store, watermark, cap } of lanes) {
       const closed = store.advance(watermark.tick(now));
+      cap.release(store.watermark);
       for (const result of [...store.snapshotOpen(), ...closed]) {
         pending.set(`${result.report}/${result.size}/${result.start}/${result.group}`, realtimeRow(result, instance, now));
       }

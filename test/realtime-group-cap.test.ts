@@ -1,0 +1,74 @@
+import fc from 'fast-check';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRegistry } from '../src/core/metrics.ts';
+import type { TidemarkEvent } from '../src/core/envelope.ts';
+import { shiftedClock } from '../src/core/time.ts';
+import { groupCap } from '../src/processors/realtime/group-cap.ts';
+import { startRealtime } from '../src/processors/realtime/realtime.ts';
+import { replaceRealtimeView } from '../src/sinks/clickhouse/realtime-table.ts';
+import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
+import { testConfig } from './harness/config.ts';
+
+const config = testConfig({ reports: [{ name: 'capped', types: ['sale'], groupBy: ['source'], measures: { orders: { fn: 'count' } }, windows: [{ size: '10s', slide: '5s' }] }] });
+const report = config.reports[0]!;
+const sale = (i: number, source: string, at: number): TidemarkEvent => ({ id: `e${i}`, type: 'sale', source, key: null, occurredAt: at, receivedAt: at + 1, data: {}, seq: i });
+
+describe('realtime group cap (pure)', () => {
+  it('admits the groups it holds and new ones only while under the limit, and frees a group once its windows are closed', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.integer({ min: 0, max: 9 }), fc.integer({ min: 0, max: 60_000 })), { maxLength: 60 }), fc.integer({ min: 1, max: 5 }), fc.integer({ min: 0, max: 80_000 }), (events, max, watermark) => {
+        const cap = groupCap(report, max);
+        // oracle: a set of groups in arrival order and each one's latest time
+        const held = new Map<string, number>();
+        events.forEach(([g, at], i) => {
+          const source = `g${g}`;
+          const expected = held.has(source) || held.size < max;
+          if (expected) held.set(source, Math.max(held.get(source) ?? at, at));
+          expect(cap.admits(sale(i, source, at))).toBe(expected);
+        });
+        cap.release(watermark);
+        expect(cap.size).toBe([...held.values()].filter((latest) => latest + 10_000 > watermark).length);
+      }),
+      { seed: 18, numRuns: 300 },
+    );
+  });
+});
+
+let ch: TestClickHouse;
+beforeAll(async () => {
+  ch = await openTestClickHouse();
+  await replaceRealtimeView(ch.client, ch.db, config.reports);
+});
+afterAll(async () => {
+  await ch?.dispose();
+  await closeTestClickHouse();
+});
+
+describe('realtime group cap', () => {
+  it('keeps at most processor.maxRealtimeGroups groups in the realtime view, counts the events it left out, and takes new groups once windows close', async () => {
+    const base = Math.floor(Date.now() / 10_000) * 10_000 - 60_000;
+    const clock = shiftedClock();
+    const registry = createRegistry();
+    const rt = startRealtime({ reports: [report], clickhouse: ch.client, db: ch.db, clock, logger: pino({ level: 'silent' }), instance: 'cap', refreshMs: 60_000, idleMs: 200, maxGroups: 3, registry });
+    rt.add(Array.from({ length: 10 }, (_, i) => sale(i, `s${i % 5}`, base + 1_000 + i)));
+    await rt.flush();
+    const groups = async () => {
+      const result = await ch.client.query({ query: `SELECT DISTINCT group_key FROM ${ch.db}.realtime_windows WHERE report = 'capped' ORDER BY group_key`, format: 'JSONEachRow' });
+      return (await result.json<{ group_key: string }>()).map((r) => r.group_key);
+    };
+    expect(await groups()).toEqual(['["s0"]', '["s1"]', '["s2"]']);
+    // s3 and s4 sent 2 events each
+    expect(rt.stats.groupsCut).toBe(4);
+    expect((await registry.getSingleMetric('tidemark_realtime_events_cut_total')!.get()).values).toEqual([expect.objectContaining({ labels: { report: 'capped' }, value: 4 })]);
+
+    // input stops, the watermark follows the clock, every window closes: the places free up
+    clock.shift(30_000);
+    await rt.flush();
+    rt.add([sale(100, 's4', base + 40_000)]);
+    await rt.flush();
+    expect(await groups()).toContain('["s4"]');
+    expect(rt.stats.groupsCut).toBe(4);
+    await rt.stop();
+  }, 60_000);
+});
