@@ -14,7 +14,8 @@ import { openRevisionStore, type RevisionStore } from './daily/revision-store.ts
 import { startRevisor, type Revisor } from './daily/revisor.ts';
 import { decodeBatch, decodeMessage, touchedDays } from './event-batch.ts';
 import { startRealtime, type Realtime } from './realtime/realtime.ts';
-import { replaceRealtimeView } from '../sinks/clickhouse/realtime-table.ts';
+import { insertRealtime, replaceRealtimeView } from '../sinks/clickhouse/realtime-table.ts';
+import { insertOrFile } from '../sinks/clickhouse/refused-rows.ts';
 import { hostname } from 'node:os';
 import { createHash, randomBytes } from 'node:crypto';
 
@@ -82,6 +83,7 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
     refreshMs: config.processor.refresh,
     idleMs: config.processor.idleTimeout,
     maxGroups: config.processor.maxRealtimeGroups,
+    insert: (rows) => insertOrFile(js, 'realtime_windows', rows, (part) => insertRealtime(clickhouse, db, part), clock.now()),
   });
   let stopping = false;
 

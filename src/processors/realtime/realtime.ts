@@ -31,6 +31,8 @@ export type RealtimeOptions = {
   /** groups per report at once (processor.maxRealtimeGroups); unset: no limit */
   maxGroups?: number;
   registry?: Registry;
+  /** inserts rows, filing those ClickHouse refuses (refused-rows.ts); resolves to how many were filed. Unset: a plain insert */
+  insert?: (rows: RealtimeRow[]) => Promise<number>;
 };
 
 /**
@@ -81,7 +83,9 @@ export function startRealtime(options: RealtimeOptions): Realtime {
     const batch = pending;
     pending = new Map();
     try {
-      await insertRealtime(clickhouse, db, [...batch.values()]);
+      // a refused row is filed by `insert` and not kept pending: sending it again would fail every refresh
+      const filed = options.insert ? await options.insert([...batch.values()]) : (await insertRealtime(clickhouse, db, [...batch.values()]), 0);
+      if (filed > 0) logger.error({ rows: filed }, 'ClickHouse refused realtime window rows; filed in the DLQ (REFUSED_BY_SINK)');
     } catch (err) {
       for (const [key, row] of pending) batch.set(key, row);
       pending = batch;
