@@ -7,6 +7,14 @@ import { shiftedClock } from '../src/core/time.ts';
 import { groupCap } from '../src/processors/realtime/group-cap.ts';
 import { startRealtime } from '../src/processors/realtime/realtime.ts';
 import { replaceRealtimeView } from '../src/sinks/clickhouse/realtime-table.ts';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
+import type { DlqRecord } from '../src/ingest/dlq.ts';
+import { ensureTopology } from '../src/nats/topology.ts';
+import { insertRealtime } from '../src/sinks/clickhouse/realtime-table.ts';
+import { insertOrFile } from '../src/sinks/clickhouse/refused-rows.ts';
+import { startTestNats } from './harness/nats.ts';
+import { json, readAll } from './harness/streams.ts';
 import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
 import { testConfig } from './harness/config.ts';
 
@@ -70,5 +78,44 @@ describe('realtime group cap', () => {
     expect(await groups()).toContain('["s4"]');
     expect(rt.stats.groupsCut).toBe(4);
     await rt.stop();
+  }, 60_000);
+});
+
+describe('a realtime row ClickHouse refuses', () => {
+  it('is filed in the DLQ once; the other windows are written and later refreshes go on', async () => {
+    const server = await startTestNats();
+    const nc = await connect({ servers: server.url });
+    try {
+      const js = jetstream(nc);
+      const jsm = await jetstreamManager(nc);
+      await ensureTopology(jsm, config);
+      await ch.client.command({ query: `ALTER TABLE ${ch.db}.realtime_windows ADD CONSTRAINT refuse_rt CHECK group_key != '["rt-poison"]'` });
+      const base = Math.floor(Date.now() / 10_000) * 10_000 - 60_000;
+      const clock = shiftedClock();
+      const rt = startRealtime({
+        reports: [report], clickhouse: ch.client, db: ch.db, clock, logger: pino({ level: 'silent' }), instance: 'refusal', refreshMs: 60_000, idleMs: 60_000, registry: createRegistry(),
+        insert: (rows) => insertOrFile(js, 'realtime_windows', rows, (part) => insertRealtime(ch.client, ch.db, part), clock.now()),
+      });
+      rt.add([sale(1, 'rt-a', base + 1_000), sale(2, 'rt-poison', base + 1_001), sale(3, 'rt-b', base + 1_002)]);
+      await rt.flush();
+      const groups = async () => {
+        const result = await ch.client.query({ query: `SELECT group_key, max(events) AS events FROM ${ch.db}.realtime_windows FINAL WHERE instance = 'refusal' GROUP BY group_key ORDER BY group_key`, format: 'JSONEachRow' });
+        return (await result.json<{ group_key: string; events: number }>()).map((r) => `${r.group_key} ${r.events}`);
+      };
+      expect(await groups()).toEqual(['["rt-a"] 1', '["rt-b"] 1']);
+      const filed = () => readAll(js, jsm, 'DLQ').then((msgs) => msgs.map((m) => json<DlqRecord>(m)).filter((r) => r.subject === 'sink.realtime_windows'));
+      // the event lies in two sliding windows (10 s every 5 s): two rows refused
+      expect((await filed()).map((r) => r.code)).toEqual(['REFUSED_BY_SINK', 'REFUSED_BY_SINK']);
+      // not pending any more: the next refresh writes the new figure of a fine group without failing on the refused one
+      rt.add([sale(4, 'rt-a', base + 1_003)]);
+      await rt.flush();
+      expect(await groups()).toEqual(['["rt-a"] 2', '["rt-b"] 1']);
+      expect(await filed()).toHaveLength(2);
+      await rt.stop();
+    } finally {
+      await ch.client.command({ query: `ALTER TABLE ${ch.db}.realtime_windows DROP CONSTRAINT refuse_rt` }).catch(() => undefined);
+      await nc.close();
+      await server.dispose();
+    }
   }, 60_000);
 });
