@@ -92,7 +92,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     poison,
   });
 
-  const tickDeps = { slas, reports: config.reports, monitor, state, publish, clickhouse, db, clock, metrics, logger, epoch };
+  const tickDeps = { slas, reports: config.reports, monitor, state, publish, clickhouse, db, clock, metrics, logger, epoch, idleSweep: { at: Number.NEGATIVE_INFINITY } };
   const tick = async () => {
     progress = await readProgress(jsm, clock, monitor.grace);
     await runTick(tickDeps, progress.watermark);
