@@ -15,7 +15,7 @@ import { startProcessor, type Processor } from '../src/processors/processor.ts';
 import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
 import { testConfig } from './harness/config.ts';
 import { startTestIngest, type TestIngest } from './harness/ingest.ts';
-import { waitFor } from './harness/streams.ts';
+import { readAll, waitFor } from './harness/streams.ts';
 
 /**
  * The invariant of SPEC §3 on the wire: whatever producers send, over NATS or HTTP,
@@ -144,6 +144,38 @@ describe('a row ClickHouse refuses', () => {
       await ch.client.command({ query: `ALTER TABLE ${ch.db}.events DROP CONSTRAINT refuse_test` });
     }
   }, 90_000);
+
+  it('a revision row ClickHouse refuses is filed in the DLQ; the other groups of the day are written and the revisor goes on', async () => {
+    await ch.client.command({ query: `ALTER TABLE ${ch.db}.report_revisions ADD CONSTRAINT refuse_rev CHECK position(group_key, 'refuse-rev') = 0` });
+    try {
+      const dlqBefore = await lastSeq('DLQ');
+      const occurredAt = Date.now() - 1_000;
+      const send = (id: string, region: string) => nc.publish('ingest.rv.sale', enc.encode(JSON.stringify({ id, occurredAt, data: { region } })));
+      send('rv-1', 'fine');
+      send('rv-2', 'refuse-rev');
+      await nc.flush();
+      const revisions = async () => {
+        const result = await ch.client.query({ query: `SELECT group_key, max(revision) AS revision FROM ${ch.db}.report_revisions FINAL WHERE report = 'revenue' AND group_key LIKE '["rv",%' GROUP BY group_key ORDER BY group_key`, format: 'JSONEachRow' });
+        return (await result.json<{ group_key: string; revision: number }>()).map((r) => `${r.group_key} ${r.revision}`);
+      };
+      await waitFor(async () => (await revisions()).join() === '["rv","fine"] 1', 30_000, 'the fine group written');
+      const filed = await waitFor(async () => {
+        const found = (await dlqSince(dlqBefore)).filter((d) => d.record.code === 'REFUSED_BY_SINK' && d.record.subject === 'sink.report_revisions');
+        return found.length > 0 && found;
+      }, 30_000, 'the refused revision in the DLQ');
+      expect(filed).toHaveLength(1);
+      expect(filed[0]!.record.reason).toMatch(/Constraint `refuse_rev` .* is violated/);
+      expect(filed[0]!.record.origin).toEqual({ table: 'report_revisions' });
+      expect(JSON.parse(Buffer.from(filed[0]!.record.raw, 'base64').toString())).toMatchObject({ report: 'revenue', group_key: '["rv","refuse-rev"]', revision: 1 });
+      // the day is not stuck on the refused row: a later event of the fine group makes revision 2
+      send('rv-3', 'fine');
+      await nc.flush();
+      await waitFor(async () => (await revisions()).join() === '["rv","fine"] 2', 30_000, 'revision 2 of the fine group');
+      expect((await dlqSince(dlqBefore)).filter((d) => d.record.subject === 'sink.report_revisions')).toHaveLength(1);
+    } finally {
+      await ch.client.command({ query: `ALTER TABLE ${ch.db}.report_revisions DROP CONSTRAINT refuse_rev` });
+    }
+  }, 90_000);
 });
 
 describe('sources chosen by senders', () => {
@@ -157,10 +189,16 @@ describe('sources chosen by senders', () => {
     const kv = await new Kvm(js).open(MONITOR_BUCKET);
     const keys: string[] = [];
     for await (const key of await kv.keys('e.late.>')) keys.push(key);
-    // one source ("rf") had state before: 19 of the 30 new ones get some, 11 are cut
+    // two sources ("rf", "rv") had state before: 18 of the 30 new ones get some, 12 are cut
     expect(keys).toHaveLength(20);
     const cut = (await monitorRegistry.getSingleMetric('tidemark_monitor_sources_cut_total')!.get()).values.find((v) => v.labels.state === 'e.late');
-    expect(cut?.value).toBe(11);
+    expect(cut?.value).toBe(12);
+    // and an alert says so, once for the day, whatever more is cut
+    const capped = await waitFor(async () => {
+      const found = (await readAll(js, jsm, 'ALERTS')).filter((m) => m.subject === 'alerts.capped.late');
+      return found.length > 0 && found;
+    }, 20_000, 'a CardinalityCapped alert');
+    expect(capped).toHaveLength(1);
   }, 60_000);
 });
 

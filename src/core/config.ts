@@ -66,7 +66,7 @@ const Report = z.strictObject({
 });
 
 /** Alert kinds, as they appear in alert payloads, webhook filters and the `alerts` table. */
-export const ALERT_KINDS = ['DelayedEvent', 'MissingData', 'Resolved', 'DeadlineMissed', 'ReportAmended'] as const;
+export const ALERT_KINDS = ['DelayedEvent', 'MissingData', 'Resolved', 'DeadlineMissed', 'ReportAmended', 'CardinalityCapped'] as const;
 
 const Deadline = z.strictObject({
   report: z.string().min(1).describe('a report name from `reports`'),
@@ -112,6 +112,7 @@ const Monitor = z.strictObject({
   }).prefault({}),
   webhooks: z.array(Webhook).default([]),
   maxSourcesPerSla: z.number().int().positive().default(10_000).describe('sources a glob SLA keeps state for; events of further sources are stored and reported but not checked against it (tidemark_monitor_sources_cut_total)'),
+  sourceIdleExpiry: Duration.default(7 * 86_400_000).describe('a glob SLA forgets a source that sent nothing for this long (at least twice its `every`, 3 days for `dailyBy`, `stragglers` plus a bucket), which frees its place under maxSourcesPerSla'),
   maxMetricSources: z.number().int().positive().default(500).describe('sources with their own /metrics delay series per window; the rest are summed under source="_other" (tidemark_delay_sources_cut)'),
 });
 
@@ -338,6 +339,7 @@ export const ConfigSchema = z.strictObject({
     outOfOrderness: Duration.default(2_000).describe('how far a source\'s events may run out of occurredAt order before the realtime view refuses one as late'),
     recentIds: z.number().int().positive().default(100_000).describe('the realtime view counts a copy of an event (same source and id) once while it is among about this many recent ones'),
     maxSources: z.number().int().positive().default(10_000).describe('sources whose watermark one processor tracks at most; past it the longest silent is dropped'),
+    maxRealtimeGroups: z.number().int().positive().default(10_000).describe('groups one report\'s realtime windows hold at once; events of further groups are stored and in the daily view, not in the realtime view (tidemark_realtime_events_cut_total)'),
   }).prefault({}),
   reports: z.array(Report).default([]),
   slas: z.array(Sla).default([]),

@@ -68,7 +68,16 @@ export type ResolvedAlert = AlertBase & {
   day?: string;
 };
 
-export type Alert = DelayedEventAlert | MissingDataAlert | DeadlineMissedAlert | ResolvedAlert;
+/** A glob SLA reached `maxSourcesPerSla`: events of further sources are stored and reported but not checked. One per SLA and day (UTC). */
+export type CardinalityCappedAlert = AlertBase & {
+  kind: 'CardinalityCapped';
+  day: string;
+  limit: number;
+  /** a source that was cut (the first one this alert's batch met) */
+  example: string;
+};
+
+export type Alert = DelayedEventAlert | MissingDataAlert | DeadlineMissedAlert | ResolvedAlert | CardinalityCappedAlert;
 
 const SUBJECT_TOKEN: Record<AlertKind, string> = {
   DelayedEvent: 'delayed',
@@ -76,6 +85,7 @@ const SUBJECT_TOKEN: Record<AlertKind, string> = {
   Resolved: 'resolved',
   DeadlineMissed: 'deadline',
   ReportAmended: 'amended',
+  CardinalityCapped: 'capped',
 };
 
 /** `alerts.<kind>.<source>`; a configured literal source may hold characters a subject token cannot. */
@@ -89,6 +99,7 @@ export const delayedId = (sla: string, source: string, bucketStart: number, gene
 export const missingEveryId = (sla: string, source: string, windowStart: number): string => `missing:${sla}:${source}:every:${iso(windowStart)}`;
 export const missingDailyId = (sla: string, source: string, day: string): string => `missing:${sla}:${source}:daily:${day}`;
 export const deadlineId = (report: string, status: string, day: string): string => `deadline:${report}:${status}:${day}`;
+export const cappedId = (sla: string, day: string): string => `capped:${sla}:${day}`;
 const resolvedId = (resolves: string): string => `resolved:${resolves}`;
 
 export const formatMs = (ms: number): string => {

@@ -11,6 +11,8 @@ export type DailyState = {
   seen: Record<string, number>;
   open: Record<string, { id: string; expectedBy: number }>;
   outbox: Alert[];
+  /** the latest receivedAt of the source's events, refreshed now and then (idle.ts) */
+  lastAt?: number;
 };
 
 export const initialDaily = (checked: string): DailyState => ({ checked, seen: {}, open: {}, outbox: [] });
@@ -73,5 +75,5 @@ export function advanceDaily(state: DailyState, ctx: DailyContext): DailyState |
     delete seen[day];
   }
   const changed = checked !== state.checked || outbox.length !== state.outbox.length;
-  return changed ? { checked, seen, open, outbox } : null;
+  return changed ? { ...state, checked, seen, open, outbox } : null;
 }

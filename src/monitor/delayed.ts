@@ -99,7 +99,7 @@ export type BucketEntry = { agg: LateAggregate | null; gen: number };
  * is redelivered after a crash or a failed write (possibly cut differently) adds only
  * what is not in there, so counts stay exact rather than at-least-once.
  */
-export type DelayedState = { buckets: Record<string, BucketEntry>; merged: SeqRange[]; outbox: Alert[] };
+export type DelayedState = { buckets: Record<string, BucketEntry>; merged: SeqRange[]; outbox: Alert[]; lastAt?: number };
 
 export const emptyDelayed = (): DelayedState => ({ buckets: {}, merged: [], outbox: [] });
 

@@ -17,6 +17,8 @@ export type EveryState = {
   seen: Record<string, number>;
   gap: { id: string; windowStart: number; expectedBy: number } | null;
   outbox: Alert[];
+  /** the latest receivedAt of the source's events, refreshed now and then (idle.ts) */
+  lastAt?: number;
 };
 
 /** Checks start after the interval holding `since`: a partly watched interval is never judged. */
@@ -96,5 +98,5 @@ export function advanceEvery(state: EveryState, ctx: EveryContext): EveryState |
     if (early.length) resolve(Math.min(...early));
   }
   const changed = checked !== state.checked || outbox.length !== state.outbox.length;
-  return changed ? { checked, seen, gap, outbox } : null;
+  return changed ? { ...state, checked, seen, gap, outbox } : null;
 }

@@ -14,6 +14,8 @@ import { seqRanges } from './seq-ranges.ts';
 import { businessDay, dailyDeadline, firstDayDueAfter, previousDay, slotStart } from './schedule.ts';
 import type { Sla } from './sla.ts';
 import type { SliceAccumulator } from './slices.ts';
+import { cappedKey, emptyCapped, noteCut, type CappedState, type Cut } from './capped.ts';
+import { feed } from './idle.ts';
 import { sourceCap } from './source-cap.ts';
 import { stateKey, type MonitorState } from './state.ts';
 
@@ -32,10 +34,14 @@ export type IngestDeps = {
   epoch: number;
   /** sources one glob SLA keeps state for, at most (monitor.maxSourcesPerSla) */
   maxSources: number;
+  /** the idle expiry of an SLA's sources (idleExpiryOf): how often a source's lastAt stamp is refreshed follows from it */
+  idleExpiry: (sla: Sla) => number;
   logger: Logger;
 };
 
 type Marks<K> = { sla: Sla; source: string; arrivals: Map<K, number> };
+
+const latestArrival = (arrivals: Map<unknown, number>): number => Math.max(...arrivals.values());
 
 function mark<K>(marks: Map<string, Marks<K>>, key: string, sla: Sla, source: string, at: K, receivedAt: number): void {
   let entry = marks.get(key);
@@ -88,7 +94,13 @@ export function createEventHandler(deps: IngestDeps): BatchHandler {
   return async (msgs: JsMsg[]) => {
     const cap = sourceCap(state.entries, admitted, deps.maxSources);
     // a named source is configured, not chosen by senders: only glob SLAs are capped
-    const admits = (sla: Sla, key: string): boolean => sla.literalSource !== null || cap.admits(key);
+    const cuts = new Map<string, Cut>();
+    const admits = (sla: Sla, key: string, event: TidemarkEvent): boolean => {
+      if (sla.literalSource !== null || cap.admits(key)) return true;
+      const first = cuts.get(sla.id);
+      if (!first || event.receivedAt < first.receivedAt) cuts.set(sla.id, { sla: sla.id, limit: deps.maxSources, receivedAt: event.receivedAt, source: event.source });
+      return false;
+    };
     const late = new Map<string, SequencedLateEvent[]>();
     const every = new Map<string, Marks<number>>();
     const daily = new Map<string, Marks<string>>();
@@ -101,7 +113,7 @@ export function createEventHandler(deps: IngestDeps): BatchHandler {
           if (sla.maxDelay !== undefined && delayMs > sla.maxDelay) {
             isLate = true;
             const key = stateKey('d', sla.id, event.source);
-            if (!admits(sla, key)) continue;
+            if (!admits(sla, key, event)) continue;
             let events = late.get(key);
             if (!events) late.set(key, (events = []));
             events.push({
@@ -115,9 +127,9 @@ export function createEventHandler(deps: IngestDeps): BatchHandler {
             });
           }
           const everyKey = sla.every ? stateKey('e', sla.id, event.source) : undefined;
-          if (everyKey && admits(sla, everyKey)) mark(every, everyKey, sla, event.source, slotStart(event.receivedAt, sla.every!), event.receivedAt);
+          if (everyKey && admits(sla, everyKey, event)) mark(every, everyKey, sla, event.source, slotStart(event.receivedAt, sla.every!), event.receivedAt);
           const dailyKey = sla.dailyBy ? stateKey('y', sla.id, event.source) : undefined;
-          if (dailyKey && admits(sla, dailyKey)) mark(daily, dailyKey, sla, event.source, businessDay(event.occurredAt, sla.timeZone), event.receivedAt);
+          if (dailyKey && admits(sla, dailyKey, event)) mark(daily, dailyKey, sla, event.source, businessDay(event.occurredAt, sla.timeZone), event.receivedAt);
         }
         observed.push([event.source, event.receivedAt, delayMs, isLate]);
       }
@@ -137,21 +149,35 @@ export function createEventHandler(deps: IngestDeps): BatchHandler {
     const writes: Array<Promise<unknown>> = [];
     for (const [key, events] of late) {
       for (const e of events) e.revisedDays = e.reportDays.filter((rd) => (revisions.get(rd) ?? Number.POSITIVE_INFINITY) < e.receivedAt);
-      writes.push(state.mutate<DelayedState>(key, emptyDelayed, (s) => applyLateBatch(s, events, batch, ackFloor)));
+      const latest = Math.max(...events.map((e) => e.receivedAt));
+      // a state with fresh late events is written anyway: its stamp goes along
+      writes.push(state.mutate<DelayedState>(key, emptyDelayed, (s) => {
+        const next = applyLateBatch(s, events, batch, ackFloor);
+        return next && { ...next, lastAt: Math.max(latest, s.lastAt ?? latest) };
+      }));
     }
     for (const [key, { sla, arrivals }] of every) {
+      const latest = latestArrival(arrivals);
+      const change = (s: EveryState) => feed(s, markEvery(s, arrivals), latest, deps.idleExpiry(sla));
       // most batches only repeat arrivals the state already holds: skip the round trip
       const known = state.entries.get(key)?.value as EveryState | undefined;
-      if (known && markEvery(known, arrivals) === null) continue;
+      if (known && change(known) === null) continue;
       const init = () => (sla.literalSource === null ? firstSeenEvery(minArrival(arrivals), sla.every!) : initialEvery(deps.epoch, sla.every!));
-      writes.push(state.mutate<EveryState>(key, init, (s) => markEvery(s, arrivals)));
+      writes.push(state.mutate<EveryState>(key, init, change));
     }
     for (const [key, { sla, arrivals }] of daily) {
+      const latest = latestArrival(arrivals);
+      const change = (s: DailyState) => feed(s, markDaily(s, arrivals), latest, deps.idleExpiry(sla));
       const known = state.entries.get(key)?.value as DailyState | undefined;
-      if (known && markDaily(known, arrivals) === null) continue;
+      if (known && change(known) === null) continue;
       const deadlineOf = (day: string) => dailyDeadline(day, sla.dailyBy!, sla.timeZone);
       const since = sla.literalSource === null ? minArrival(arrivals) : deps.epoch;
-      writes.push(state.mutate<DailyState>(key, () => initialDaily(previousDay(firstDayDueAfter(since, sla.timeZone, deadlineOf))), (s) => markDaily(s, arrivals)));
+      writes.push(state.mutate<DailyState>(key, () => initialDaily(previousDay(firstDayDueAfter(since, sla.timeZone, deadlineOf))), change));
+    }
+    for (const [sla, cut] of cuts) {
+      const known = state.entries.get(cappedKey(sla))?.value as CappedState | undefined;
+      if (known && noteCut(known, cut) === null) continue;
+      writes.push(state.mutate<CappedState>(cappedKey(sla), emptyCapped, (s) => noteCut(s, cut)));
     }
     await Promise.all(writes);
     for (const msg of msgs) msg.ack();

@@ -8,6 +8,8 @@ export type MonitorMetrics = {
   webhook: (outcome: 'delivered' | 'retried' | 'failed') => void;
   /** events whose source got no SLA state because the SLA is at monitor.maxSourcesPerSla (`state`: `<kind>.<sla>`) */
   sourcesCut: (state: string, events: number) => void;
+  /** source states a glob SLA forgot after monitor.sourceIdleExpiry */
+  sourcesForgotten: (sla: string, states: number) => void;
   /** replaces every window gauge: a source gone quiet leaves the window, not a stale value */
   windows: (stats: ReadonlyArray<{ windowMs: number; stats: readonly WindowStats[] }>) => void;
 };
@@ -20,6 +22,7 @@ function createMonitorMetrics(registry: Registry, maxSources: number): MonitorMe
   const quantile = new Gauge({ name: 'tidemark_delay_seconds', help: 'receivedAt minus occurredAt over a sliding window of receivedAt, all monitor instances', labelNames: ['source', 'window', 'quantile'] as const, registers });
   const lateRatio = new Gauge({ name: 'tidemark_delay_late_ratio', help: 'Share of events over their SLA maxDelay in a sliding window', labelNames: ['source', 'window'] as const, registers });
   const cut = new Counter({ name: 'tidemark_monitor_sources_cut_total', help: 'Events of sources beyond monitor.maxSourcesPerSla: stored and reported, not checked against the SLA (state: d late, e every, y dailyBy, then the SLA)', labelNames: ['state'] as const, registers });
+  const forgotten = new Counter({ name: 'tidemark_monitor_sources_forgotten_total', help: 'SLA states of glob sources forgotten after monitor.sourceIdleExpiry without events', labelNames: ['sla'] as const, registers });
   const metricsCut = new Gauge({ name: 'tidemark_delay_sources_cut', help: 'Sources left out of the per-source delay gauges (over monitor.maxMetricSources), by window; their events are in source="_other"', labelNames: ['window'] as const, registers });
   const windowEvents = new Gauge({ name: 'tidemark_delay_window_events', help: 'Events received in a sliding window', labelNames: ['source', 'window'] as const, registers });
   return {
@@ -27,6 +30,7 @@ function createMonitorMetrics(registry: Registry, maxSources: number): MonitorMe
     alert: (kind, outcome) => alerts.inc({ kind, outcome }),
     webhook: (outcome) => webhooks.inc({ outcome }),
     sourcesCut: (state, count) => cut.inc({ state }, count),
+    sourcesForgotten: (sla, count) => forgotten.inc({ sla }, count),
     windows: (all) => {
       quantile.reset();
       lateRatio.reset();

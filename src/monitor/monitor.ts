@@ -15,6 +15,7 @@ import { webhookRoutes } from '../sinks/webhooks.ts';
 import { createAlertSink } from './alert-sink.ts';
 import { delayStatsWriter } from './delay-stats.ts';
 import { openAlertGuard } from './guard.ts';
+import { idleExpiryOf } from './idle.ts';
 import { createEventHandler } from './ingest.ts';
 import { monitorMetricsFor } from './metrics.ts';
 import { compileSla, slaMatcher } from './sla.ts';
@@ -78,7 +79,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     stream: CONSUMERS.monitor.stream,
     durable: CONSUMERS.monitor.durable,
     ...eventBatching(monitor.batchSize, config.ingest.eventsPerMessage),
-    handler: createEventHandler({ match: slaMatcher(slas), reports: config.reports, bucketMs: monitor.bucket, state, clickhouse, db, slices, metrics, ackFloor: () => progress.ackFloor, epoch, maxSources: monitor.maxSourcesPerSla, logger }),
+    handler: createEventHandler({ match: slaMatcher(slas), reports: config.reports, bucketMs: monitor.bucket, state, clickhouse, db, slices, metrics, ackFloor: () => progress.ackFloor, epoch, maxSources: monitor.maxSourcesPerSla, idleExpiry: (sla) => idleExpiryOf(sla, monitor), logger }),
     logger,
     poison,
   });
@@ -92,7 +93,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     poison,
   });
 
-  const tickDeps = { slas, reports: config.reports, monitor, state, publish, clickhouse, db, clock, metrics, logger, epoch };
+  const tickDeps = { slas, reports: config.reports, monitor, state, publish, clickhouse, db, clock, metrics, logger, epoch, idleSweep: { at: Number.NEGATIVE_INFINITY } };
   const tick = async () => {
     progress = await readProgress(jsm, clock, monitor.grace);
     await runTick(tickDeps, progress.watermark);

@@ -21,6 +21,8 @@ const prefixOf = (key: string): string => key.slice(0, key.indexOf('.', key.inde
  * Instances racing may together pass the limit by what each admits at once.
  */
 export function sourceCap(entries: ReadonlyMap<string, unknown>, admitted: Set<string>, max: number): SourceCap {
+  // once the shared state shows a key, it counts there; left here it would outlive the key's expiry and hold its place for ever
+  for (const key of admitted) if (entries.has(key)) admitted.delete(key);
   const counts = new Map<string, number>();
   const cut = new Map<string, number>();
   const countOf = (prefix: string): number => {

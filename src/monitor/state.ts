@@ -10,6 +10,7 @@ import { retryForever, retryTransient } from '../nats/retry.ts';
  * - `d.<sla>.<source>` late-event aggregates per bucket (DelayedState)
  * - `e.<sla>.<source>` / `y.<sla>.<source>` every / dailyBy schedules
  * - `r.<sla>.<report>.<status>` report deadlines
+ * - `c.<sla>`: the days a CardinalityCapped alert was raised for
  * - `epoch`: when the first monitor started; expectations begin there.
  * Every change is a compare-and-set on the key's revision. Each document carries an
  * outbox: a transition that raises alerts writes them there in the same CAS, so an
@@ -43,6 +44,8 @@ export type MonitorState = {
    * Resolves to the value written, or null when nothing was.
    */
   mutate: <T>(key: string, init: () => T | null, change: (value: T) => T | null) => Promise<T | null>;
+  /** deletes `key` if it is still at `revision` (nothing wrote it since); false when it was written meanwhile */
+  forget: (key: string, revision: number) => Promise<boolean>;
   /** the first monitor's start time, set once */
   epoch: (now: number) => Promise<number>;
   stop: () => Promise<void>;
@@ -123,6 +126,15 @@ export async function openMonitorState(js: JetStreamClient, replicas = 1): Promi
       ]).finally(() => clearTimeout(timer));
     },
     mutate,
+    forget: async (key, revision) => {
+      try {
+        await kv.delete(key, { previousSeq: revision });
+        return true;
+      } catch (err) {
+        if (!isWrongLastSequence(err)) throw err;
+        return false;
+      }
+    },
     epoch: async (now) => {
       try {
         await kv.create('epoch', enc.encode(JSON.stringify(now)));

@@ -9,6 +9,7 @@ import { fireDueBuckets, type DelayedState } from './delayed.ts';
 import { advanceEvery, initialEvery, type EveryState } from './every.ts';
 import type { AlertPublisher } from './guard.ts';
 import type { MonitorMetrics } from './metrics.ts';
+import { idleExpiryOf, isIdle, type Fed } from './idle.ts';
 import { groupProgress } from './report-status.ts';
 import { businessDay, dailyDeadline, firstDayDueAfter, previousDay, reportDeadline } from './schedule.ts';
 import type { Sla } from './sla.ts';
@@ -27,6 +28,8 @@ export type TickDeps = {
   logger: Logger;
   /** when the first monitor started: expectations with no history begin there */
   epoch: number;
+  /** when idle sources were last looked for (clock time; kept across ticks) */
+  idleSweep: { at: number };
 };
 
 type WithOutbox = { outbox: Alert[] };
@@ -115,6 +118,37 @@ export async function runTick(deps: TickDeps, watermark: number): Promise<void> 
       }
     }
     for (const deadline of sla.deadlines) await guarded(deadlineKey(sla.id, deadline.report, deadline.status), () => checkDeadline(deps, sla, deadline));
+  }
+  await guarded('idle sources', () => forgetIdle(deps, watermark));
+}
+
+/** A sweep reads every key of the state (about 1 µs each): at most once a minute, or a hundredth of the shortest expiry. */
+const SWEEP_MS = 60_000;
+
+/**
+ * Forgets the state of glob SLAs' sources that sent nothing for their idle expiry,
+ * after the checks above had their last say. One pass over the state for every SLA.
+ */
+async function forgetIdle(deps: TickDeps, watermark: number): Promise<void> {
+  const expiries = new Map(deps.slas.filter((s) => s.literalSource === null).map((s) => [s.id, idleExpiryOf(s, deps.monitor)]));
+  if (expiries.size === 0) return;
+  const now = deps.clock.now();
+  const sweep = deps.idleSweep;
+  if (now - sweep.at < Math.min(SWEEP_MS, Math.min(...expiries.values()) / 100)) return;
+  sweep.at = now;
+  const idle: Array<{ key: string; revision: number; sla: string }> = [];
+  for (const [key, entry] of deps.state.entries) {
+    // `d.<sla>.<source>`, `e.…`, `y.…`; SLA ids hold no dot
+    if (key[1] !== '.' || (key[0] !== 'd' && key[0] !== 'e' && key[0] !== 'y')) continue;
+    const sla = key.slice(2, key.indexOf('.', 2));
+    const expiry = expiries.get(sla);
+    if (expiry !== undefined && isIdle(entry.value as Partial<Fed> | null, watermark, expiry)) idle.push({ key, revision: entry.revision, sla });
+  }
+  const forgotten = new Map<string, number>();
+  for (const { key, revision, sla } of idle) if (await deps.state.forget(key, revision)) forgotten.set(sla, (forgotten.get(sla) ?? 0) + 1);
+  for (const [sla, states] of forgotten) {
+    deps.metrics.sourcesForgotten(sla, states);
+    deps.logger.info({ sla, states, idleMs: expiries.get(sla) }, 'forgot the SLA state of sources idle for longer than monitor.sourceIdleExpiry');
   }
 }
 

@@ -2,6 +2,7 @@ import type { Consumer, ConsumerMessages, JetStreamClient, JsMsg } from '@nats-i
 import type { Logger } from 'pino';
 import { eventCount } from '../core/envelope.ts';
 import { retryTransient } from './retry.ts';
+import { poisonTracker, type PoisonPolicy } from './poison.ts';
 
 /** The handler owns acknowledgement: it acks each message only once what it caused is durable. */
 export type BatchHandler = (msgs: JsMsg[]) => Promise<void>;
@@ -30,13 +31,11 @@ export type BatchConsumerOptions = {
    */
   lingerMs?: number;
   /**
-   * How a message that keeps failing on its own ends. After a failed batch whose
-   * messages came before, each is handled alone; one that still fails after
-   * `maxDeliveries` deliveries while other messages were handled meanwhile is poison
-   * for this consumer: `file` puts it in the DLQ (and terms it). While nothing
-   * succeeds (an outage), nothing is filed: everything waits and is retried.
+   * How a message that keeps failing on its own ends (poison.ts). After a failed batch
+   * whose messages came before, each is handled alone, so one bad message cannot fail
+   * its batch for ever.
    */
-  poison?: { maxDeliveries: number; file: (msg: JsMsg, reason: string) => Promise<void> };
+  poison?: PoisonPolicy;
 };
 
 /**
@@ -62,6 +61,7 @@ export async function runBatchConsumer(options: BatchConsumerOptions): Promise<R
   const { js, stream, durable, batchSize, handler, logger } = options;
   const retryDelayMs = options.retryDelayMs ?? 1_000;
   const consumer: Consumer = await retryTransient(() => js.consumers.get(stream, durable));
+  const tracker = options.poison && poisonTracker(options.poison, { stream, durable, logger });
   const queue: JsMsg[] = [];
   const arrivedAt: number[] = [];
   const weigh = options.weight ?? (() => 1);
@@ -103,15 +103,15 @@ export async function runBatchConsumer(options: BatchConsumerOptions): Promise<R
       for (const msg of batch) queued -= weigh(msg);
       try {
         await handler(batch);
-        handled++;
+        tracker?.passed();
       } catch (err) {
-        if (options.poison && batch.length > 1 && batch.some((msg) => deliveryCount(msg) > 1)) {
+        if (tracker && batch.length > 1 && batch.some((msg) => deliveryCount(msg) > 1)) {
           // it failed before too: find out which message fails, instead of failing the batch for ever
           for (const msg of batch) await handleAlone(msg);
           continue;
         }
-        if (options.poison && batch.length === 1) {
-          await failedAlone(batch[0]!, err);
+        if (tracker && batch.length === 1) {
+          await tracker.failed(batch[0]!, err, retryDelayMs);
           continue;
         }
         logger.error({ err, stream, durable, size: batch.length }, 'batch failed; messages will be redelivered');
@@ -119,32 +119,12 @@ export async function runBatchConsumer(options: BatchConsumerOptions): Promise<R
       }
     }
   };
-  /** batches handled without error so far: a message that fails while this grows is failing on its own */
-  let handled = 0;
-  /** `handled` when each message last failed alone (bounded: cleared when it grows large) */
-  const failedWhen = new Map<number, number>();
-  const failedAlone = async (msg: JsMsg, err: unknown): Promise<void> => {
-    const { poison } = options;
-    const before = failedWhen.get(msg.seq);
-    if (poison && before !== undefined && handled > before && deliveryCount(msg) >= poison.maxDeliveries) {
-      failedWhen.delete(msg.seq);
-      logger.error({ err, stream, durable, seq: msg.seq, deliveries: deliveryCount(msg) }, 'message keeps failing while others pass; filed in the DLQ');
-      await poison.file(msg, `${stream}/${durable} failed it ${deliveryCount(msg)} times while handling others: ${(err as Error)?.message ?? String(err)}`);
-      return;
-    }
-    if (before === undefined) {
-      if (failedWhen.size >= 10_000) failedWhen.clear();
-      failedWhen.set(msg.seq, handled);
-    }
-    logger.warn({ err, stream, durable, seq: msg.seq }, 'message failed; it will be redelivered');
-    msg.nak(retryDelayMs);
-  };
   const handleAlone = async (msg: JsMsg): Promise<void> => {
     try {
       await handler([msg]);
-      handled++;
+      tracker!.passed();
     } catch (err) {
-      await failedAlone(msg, err);
+      await tracker!.failed(msg, err, retryDelayMs);
     }
   };
   const done = Promise.all(Array.from({ length: options.concurrency ?? 1 }, () => loop())).then(() => undefined);

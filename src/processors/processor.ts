@@ -14,7 +14,8 @@ import { openRevisionStore, type RevisionStore } from './daily/revision-store.ts
 import { startRevisor, type Revisor } from './daily/revisor.ts';
 import { decodeBatch, decodeMessage, touchedDays } from './event-batch.ts';
 import { startRealtime, type Realtime } from './realtime/realtime.ts';
-import { replaceRealtimeView } from '../sinks/clickhouse/realtime-table.ts';
+import { insertRealtime, replaceRealtimeView } from '../sinks/clickhouse/realtime-table.ts';
+import { insertOrFile } from '../sinks/clickhouse/refused-rows.ts';
 import { hostname } from 'node:os';
 import { createHash, randomBytes } from 'node:crypto';
 import { bucketReplicas } from '../nats/buckets.ts';
@@ -89,6 +90,8 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
     recentIds: config.processor.recentIds,
     livenessMs,
     ackFloor: async () => (await (await js.consumers.get(CONSUMERS.processor.stream, CONSUMERS.processor.durable)).info()).ack_floor.stream_seq,
+    maxGroups: config.processor.maxRealtimeGroups,
+    insert: (rows) => insertOrFile(js, 'realtime_windows', rows, (part) => insertRealtime(clickhouse, db, part), clock.now()),
   });
   let stopping = false;
 

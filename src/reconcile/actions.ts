@@ -18,6 +18,7 @@ import type { Claims } from './claims.ts';
 import { manualSubject } from './feeds.ts';
 import { correctionFor, policyFor } from './logic/correction.ts';
 import type { Discrepancy } from './logic/types.ts';
+import { insertOrFile } from '../sinks/clickhouse/refused-rows.ts';
 import { reconMetrics } from './metrics.ts';
 
 export type ActionContext = {
@@ -76,7 +77,8 @@ export async function actOn(ctx: ActionContext, findings: Discrepancy[], run: { 
   const known = await knownStatuses(clickhouse, db, recon.name, findings.map((d) => d.id));
   const at = clock.now();
   const rows = findings.map((d) => discrepancyRow(d, { ...run, action: policyFor(recon, d), at }));
-  await insertDiscrepancies(clickhouse, db, rows);
+  // a finding ClickHouse refuses is filed in the DLQ, not retried with its feed messages for ever
+  await insertOrFile(js, 'recon_discrepancies', rows, (part) => insertDiscrepancies(clickhouse, db, part), at);
 
   const fresh = findings.filter((d) => !known.has(d.id));
   for (const d of fresh) reconMetrics.findings(recon.name, run.mode, d.type);
@@ -116,7 +118,7 @@ export async function actOn(ctx: ActionContext, findings: Discrepancy[], run: { 
     }
     audit.push(actionRow(d, 'queued', manualSubject(recon.name), msgId, reason));
   });
-  await insertDiscrepancies(clickhouse, db, healedRows);
-  await insertActions(clickhouse, db, audit);
+  await insertOrFile(js, 'recon_discrepancies', healedRows, (part) => insertDiscrepancies(clickhouse, db, part), clock.now());
+  await insertOrFile(js, 'recon_actions', audit, (part) => insertActions(clickhouse, db, part), clock.now());
   return outcome;
 }

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { ReconciliationConfig } from '../core/config.ts';
 import { dlqRecord, publishToDlq } from '../ingest/dlq.ts';
 import { headerRecord, storedAtMs } from '../nats/batch-consumer.ts';
+import type { PoisonPolicy } from '../nats/poison.ts';
 import { STREAMS } from '../nats/topology.ts';
 import { decodeEvents, encodeEvent } from '../core/envelope.ts';
 import { eventIdentity } from '../core/identity.ts';
@@ -14,7 +15,8 @@ import { outboxToken, settle, type PendingEntry, type Transition } from './logic
 import type { ReconRecord, Side } from './logic/types.ts';
 import type { StateStore } from './state-store.ts';
 
-export type StreamDeps = ActionContext & { store: StateStore; logger: Logger };
+/** `poison`: how a feed message whose processing keeps failing on its own ends (in the DLQ, never retried for ever) */
+export type StreamDeps = ActionContext & { store: StateStore; logger: Logger; poison: PoisonPolicy };
 
 export type FeedMessage = { msg: JsMsg; ref: string; arrivedAt: number; record: ReconRecord };
 

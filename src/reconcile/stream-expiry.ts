@@ -1,6 +1,7 @@
 import type { Consumer, JetStreamManager, JsMsg } from '@nats-io/jetstream';
 import { sleep } from '../core/time.ts';
-import { storedAtMs } from '../nats/batch-consumer.ts';
+import { deliveryCount, storedAtMs } from '../nats/batch-consumer.ts';
+import { poisonTracker } from '../nats/poison.ts';
 import type { Feed } from './feeds.ts';
 import { arrive, expire } from './logic/pending.ts';
 import { applyAndEmit, decodeFeed, type StreamDeps } from './stream-apply.ts';
@@ -43,12 +44,44 @@ export function startExpiryCursor(deps: StreamDeps & { jsm: JetStreamManager }, 
   const controller = new AbortController();
   let held: JsMsg[] = [];
   let lastTouch = 0;
+  const poison = poisonTracker(deps.poison, { stream: feed.expiry.stream, durable: feed.expiry.durable, logger });
+  const RETRY_MS = 1_000;
 
   let consumer: Consumer | undefined;
   const fill = async (): Promise<void> => {
     consumer ??= await js.consumers.get(feed.expiry.stream, feed.expiry.durable);
     const batch = await consumer.fetch({ max_messages: recon.stream.batchSize, expires: 1_000 });
     for await (const msg of batch) held.push(msg);
+  };
+
+  const expireAll = async (msgs: JsMsg[]): Promise<void> => {
+    const items = await decodeFeed(js, recon, feed.side, msgs);
+    await applyAndEmit(deps, items, (item, current) => {
+      const arrived = arrive(recon, current, feed.side, item.ref, item.record, item.arrivedAt);
+      const expired = expire(recon, arrived.entry, feed.side, item.ref);
+      return { entry: expired.entry, changed: arrived.changed || expired.changed };
+    });
+    for (const item of items) item.msg.ack();
+  };
+
+  /** Like the batch consumer: a failed batch that failed before too is taken one by one, so a message failing on its own ends in the DLQ. */
+  const applyDue = async (due: JsMsg[]): Promise<void> => {
+    try {
+      await expireAll(due);
+      poison.passed();
+    } catch (err) {
+      if (controller.signal.aborted) throw err;
+      if (due.length > 1 && due.some((m) => deliveryCount(m) > 1)) {
+        for (const m of due) await applyDue([m]);
+        return;
+      }
+      if (due.length === 1) {
+        await poison.failed(due[0]!, err, RETRY_MS);
+        return;
+      }
+      for (const m of due) m.nak(RETRY_MS);
+      throw err;
+    }
   };
 
   const tick = async (): Promise<void> => {
@@ -59,14 +92,8 @@ export function startExpiryCursor(deps: StreamDeps & { jsm: JetStreamManager }, 
     const horizon = Math.min(now, otherUpTo ?? -Infinity) - recon.lag;
     const due = held.filter((m) => storedAtMs(m) <= horizon);
     if (due.length > 0) {
-      const items = await decodeFeed(js, recon, feed.side, due);
-      await applyAndEmit(deps, items, (item, current) => {
-        const arrived = arrive(recon, current, feed.side, item.ref, item.record, item.arrivedAt);
-        const expired = expire(recon, arrived.entry, feed.side, item.ref);
-        return { entry: expired.entry, changed: arrived.changed || expired.changed };
-      });
-      for (const item of items) item.msg.ack();
       held = held.filter((m) => !due.includes(m));
+      await applyDue(due);
       return;
     }
     // well within ack_wait, or JetStream would hand the held messages out again

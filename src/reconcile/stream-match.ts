@@ -14,6 +14,7 @@ export async function startMatchCursor(deps: StreamDeps, feed: Feed): Promise<Ru
     durable: feed.match.durable,
     batchSize: recon.stream.batchSize,
     logger,
+    poison: deps.poison,
     handler: async (msgs: JsMsg[]) => {
       const items = await decodeFeed(js, recon, feed.side, msgs);
       await applyAndEmit(deps, items, (item, current) => arrive(recon, current, feed.side, item.ref, item.record, item.arrivedAt));

@@ -1,10 +1,11 @@
 import { hostname } from 'node:os';
 import type { ClickHouseClient } from '@clickhouse/client';
-import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import type { JetStreamClient, JetStreamManager, JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import type { Config, ReconciliationConfig } from '../core/config.ts';
 import { systemClock, type Clock } from '../core/time.ts';
 import { migrate } from '../clickhouse/migrations.ts';
+import { terminateToDlq } from '../ingest/dlq.ts';
 import { openClaims } from './claims.ts';
 import { ensureFeeds } from './feeds.ts';
 import { openStateStore, type StateStore } from './state-store.ts';
@@ -50,7 +51,8 @@ export async function startReconcileStreaming(options: StreamingOptions): Promis
   for (const recon of recons) {
     const [feedA, feedB] = await ensureFeeds(jsm, config, recon);
     const store = await openStateStore(js, recon, bucketReplicas(config, 'reconState'));
-    const deps = { recon, clickhouse, db: config.clickhouse.database, js, jsm, claims, clock, actor, store, logger: logger.child({ reconciliation: recon.name }) };
+    const poison = { maxDeliveries: config.nats.poisonAfter, file: (msg: JsMsg, reason: string) => terminateToDlq(js, msg, reason) };
+    const deps = { recon, clickhouse, db: config.clickhouse.database, js, jsm, claims, clock, actor, store, logger: logger.child({ reconciliation: recon.name }), poison };
     for (const [feed, other] of [[feedA!, feedB!], [feedB!, feedA!]] as const) {
       const match = await startMatchCursor(deps, feed);
       const expiry = startExpiryCursor(deps, feed, other, config.nats.ackWait);

@@ -1,4 +1,5 @@
 import { terminateToDlq } from '../ingest/dlq.ts';
+import { poisonTracker } from '../nats/poison.ts';
 import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
@@ -46,6 +47,8 @@ export type OrchestratorOptions = {
   logger: Logger;
   metrics: SagaMetrics;
   effects: Effects;
+  /** an input that keeps failing on its own after this many deliveries, while others pass, goes to the DLQ (nats.poisonAfter) */
+  poisonAfter?: number;
 };
 
 type Known = Loaded & { state: SagaState };
@@ -250,14 +253,22 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     if (summary === null || definitions.has(sagaNameOf(sagaId))) remember(sagaId, revision, summary, { read: readRecord });
   };
 
+  // one tracker per durable: an input is judged against the others of its own consumer
+  const poison = { maxDeliveries: options.poisonAfter ?? 20, file: (msg: JsMsg, reason: string) => terminateToDlq(js, msg, reason) };
+  const trackers = new Map(Object.values(SAGA_CONSUMERS).map((spec) => [spec.stream + '/' + spec.durable, poisonTracker(poison, { stream: spec.stream, durable: spec.durable, logger })]));
+  const trackerOf = (msg: JsMsg) => trackers.get(`${msg.info.stream}/${msg.info.consumer}`);
+
   const handleOne = async (msg: JsMsg, routed: RoutedInput): Promise<void> => {
     try {
       await drive(routed.sagaId, routed.input);
       safely(() => msg.ack());
+      trackerOf(msg)?.passed();
     } catch (err) {
       if (stopping) return;
       logger.error({ err, sagaId: routed.sagaId, subject: msg.subject }, 'saga input failed; it will be redelivered');
-      safely(() => msg.nak(1_000));
+      const tracker = trackerOf(msg);
+      if (tracker) await tracker.failed(msg, err, 1_000).catch(() => safely(() => msg.nak(1_000)));
+      else safely(() => msg.nak(1_000));
     }
   };
 

@@ -63,7 +63,7 @@ export async function startSagaRole(options: SagaRoleOptions): Promise<SagaRole>
   const publish = sagaPublish(publisher);
   const store = await openSagaStore(js, publisher, bucketReplicas(config, 'sagas'));
   const effects = sagaEffects({ publish, clock, metrics });
-  const orchestrator = await startOrchestrator({ js, publish, store, definitions, concurrency: config.sagas.concurrency, maxActive: config.sagas.maxActive, holdDeadlinesMs: config.sagas.ackWait, clock, logger, metrics, effects });
+  const orchestrator = await startOrchestrator({ js, publish, store, definitions, concurrency: config.sagas.concurrency, maxActive: config.sagas.maxActive, holdDeadlinesMs: config.sagas.ackWait, clock, logger, metrics, effects, poisonAfter: config.nats.poisonAfter });
   const projector = clickhouse ? await startProjector({ js, clickhouse, db: config.clickhouse.database, logger }) : undefined;
   logger.info({ sagas: definitions.map((d) => d.name) }, 'saga orchestrator started');
 

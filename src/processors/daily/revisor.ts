@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { ReportConfig } from '../../core/config.ts';
 import { sleep, type Clock } from '../../core/time.ts';
 import { dailyFigures, type GroupFigure } from '../../sinks/clickhouse/daily-figures.ts';
+import { insertOrFile } from '../../sinks/clickhouse/refused-rows.ts';
 import { insertRevisions, revisionRow } from '../../sinks/clickhouse/revisions-table.ts';
 import { closeAtMs } from '../logic/business-day.ts';
 import { nextRevision, type RevisionRecord } from '../logic/revisions.ts';
@@ -83,7 +84,10 @@ export async function reviseDay(deps: RevisorDeps, ref: DayRef, options: { repla
     if (claim) claimed.push(claim);
   });
   const toWrite = [...repairs.filter((r) => !claimed.some((c) => c.groupKey === r.groupKey)), ...claimed];
-  await insertRevisions(deps.clickhouse, deps.db, [...repairs, ...claimed].map((c) => revisionRow(ref.report, ref.day, c.groupKey, c.record)));
+  // a revision ClickHouse refuses (a constraint, say) is filed in the DLQ and counts as written: retrying it would stall the day for ever
+  const rows = [...repairs, ...claimed].map((c) => revisionRow(ref.report, ref.day, c.groupKey, c.record));
+  const filed = await insertOrFile(deps.js, 'report_revisions', rows, (part) => insertRevisions(deps.clickhouse, deps.db, part), deps.clock.now());
+  if (filed > 0) deps.logger.error({ report: ref.report, day: ref.day, rows: filed }, 'ClickHouse refused revision rows; filed in the DLQ (REFUSED_BY_SINK)');
   let alerts = 0;
   await eachLimit(toWrite, GROUP_CONCURRENCY, async (c) => {
     if (c.alertAgainst) {

@@ -13,27 +13,30 @@ import type { ReportConfig } from '../../core/config.ts';
 import type { TidemarkEvent } from '../../core/envelope.ts';
 import { eventIdentity } from '../../core/identity.ts';
 import { RecentIds } from '../../core/recent-ids.ts';
+import { groupCap, type GroupCap } from './group-cap.ts';
 import { unionRanges, type SeqRange } from '../../monitor/seq-ranges.ts';
 import { SourceWatermarks } from '../logic/source-watermarks.ts';
 import { WindowStore, type WindowRef, type WindowResult } from '../logic/windows.ts';
 
-export type FoldOptions = { idleMs: number; outOfOrdernessMs: number; maxSources: number; recentIds: number; holdMs?: number };
+export type FoldOptions = { idleMs: number; outOfOrdernessMs: number; maxSources: number; recentIds: number; holdMs?: number; /** groups per report at once (processor.maxRealtimeGroups); unset: no limit */ maxGroups?: number };
 
 /** Events one instance refused for one closed window, counted since it started. */
 export type Refusal = WindowRef & { report: string; count: number };
 
-export type FoldStats = { folded: number; skipped: number; duplicates: number; lateRefused: number };
+export type FoldStats = { folded: number; skipped: number; duplicates: number; lateRefused: number; groupsCut: number };
 
 /** Refusal counts kept per window at most; past it the oldest window's count is dropped (its row keeps the figure written). */
 const MAX_REFUSAL_WINDOWS = 10_000;
 
 export class Folds {
-  readonly #lanes: Array<{ report: ReportConfig; store: WindowStore; watermarks: SourceWatermarks }>;
+  readonly #lanes: Array<{ report: ReportConfig; store: WindowStore; watermarks: SourceWatermarks; cap: GroupCap }>;
   readonly #ids: RecentIds;
   #folded: SeqRange[] = [];
   readonly #refusals = new Map<string, Refusal>();
   readonly #refusalsChanged = new Set<string>();
-  readonly stats: FoldStats = { folded: 0, skipped: 0, duplicates: 0, lateRefused: 0 };
+  readonly stats: FoldStats = { folded: 0, skipped: 0, duplicates: 0, lateRefused: 0, groupsCut: 0 };
+  /** per report, events left out since the last `due` because the report held `maxGroups` groups (for the metric) */
+  readonly cutSince = new Map<string, number>();
   /** per report, events refused since the last `due` (for the metric) */
   readonly refusedSince = new Map<string, number>();
 
@@ -45,6 +48,7 @@ export class Folds {
         report,
         store: new WindowStore(report),
         watermarks: new SourceWatermarks({ outOfOrdernessMs: options.outOfOrdernessMs, allowedLatenessMs: report.allowedLateness, idleMs: options.idleMs, maxSources: options.maxSources, ...(options.holdMs === undefined ? {} : { holdMs: options.holdMs }) }),
+        cap: groupCap(report, options.maxGroups ?? Number.POSITIVE_INFINITY),
       }));
   }
 
@@ -82,9 +86,14 @@ export class Folds {
         continue;
       }
       this.#ids.add(identity);
-      for (const { report, store, watermarks } of this.#lanes) {
+      for (const { report, store, watermarks, cap } of this.#lanes) {
         if (!report.types.includes(event.type)) continue;
         watermarks.observe(event.source, event.occurredAt, event.receivedAt, nowMs);
+        if (!cap.admits(event)) {
+          this.stats.groupsCut++;
+          this.cutSince.set(report.name, (this.cutSince.get(report.name) ?? 0) + 1);
+          continue;
+        }
         const { rejected } = store.add(event);
         if (rejected.length > 0) this.#refuse(report.name, rejected);
       }
@@ -124,8 +133,9 @@ export class Folds {
    */
   due(nowMs: number): { results: WindowResult[]; refusals: Refusal[] } {
     const results: WindowResult[] = [];
-    for (const { store, watermarks } of this.#lanes) {
+    for (const { store, watermarks, cap } of this.#lanes) {
       const closed = store.advance(watermarks.tick(nowMs));
+      cap.release(store.watermark);
       results.push(...store.snapshotOpen(), ...closed);
     }
     const refusals = [...this.#refusalsChanged].map((key) => ({ ...this.#refusals.get(key)! }));

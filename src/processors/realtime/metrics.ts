@@ -6,13 +6,16 @@ export type RealtimeMetrics = {
   refused: (report: string, count: number) => void;
   /** redelivered EVENTS messages not folded again: this or another instance had folded and written them */
   skipped: (count: number) => void;
+  /** events left out of the realtime view because their report held processor.maxRealtimeGroups groups */
+  cut: (report: string, count: number) => void;
 };
 
 function createRealtimeMetrics(registry: Registry): RealtimeMetrics {
   const registers = [registry];
   const refused = new Counter({ name: 'tidemark_realtime_late_refused_total', help: 'Events the realtime view refused as late (a window they belong to was closed); per window in realtime_latest.late_refused', labelNames: ['report'] as const, registers });
   const skipped = new Counter({ name: 'tidemark_realtime_redelivered_skipped_total', help: 'Redelivered EVENTS messages already folded into the realtime view, not counted again', registers });
-  return { refused: (report, count) => refused.inc({ report }, count), skipped: (count) => skipped.inc(count) };
+  const cut = new Counter({ name: 'tidemark_realtime_events_cut_total', help: 'Events left out of the realtime view because their report held processor.maxRealtimeGroups groups (still stored and in the daily view)', labelNames: ['report'] as const, registers });
+  return { refused: (report, count) => refused.inc({ report }, count), skipped: (count) => skipped.inc(count), cut: (report, count) => cut.inc({ report }, count) };
 }
 
 const byRegistry = new WeakMap<Registry, RealtimeMetrics>();

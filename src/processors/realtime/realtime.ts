@@ -8,7 +8,7 @@ import { checkpointRow, insertRealtime, otherCheckpoints, realtimeRow, refusalRo
 import { Folds, type FoldOptions } from './folds.ts';
 import { realtimeMetricsFor, type RealtimeMetrics } from './metrics.ts';
 
-export type RealtimeStats = { lateRejected: number; emitted: number; openWindows: number; folded: number; skipped: number; duplicates: number };
+export type RealtimeStats = { lateRejected: number; emitted: number; openWindows: number; folded: number; skipped: number; duplicates: number; groupsCut: number };
 
 export type Realtime = {
   /**
@@ -42,6 +42,8 @@ export type RealtimeOptions = FoldOptions & {
   /** the EVENTS consumer's ack floor: folded sequences at or below it are forgotten (none are, without it) */
   ackFloor?: () => Promise<number>;
   metrics?: RealtimeMetrics;
+  /** inserts rows, filing those ClickHouse refuses (refused-rows.ts); resolves to how many were filed. Unset: a plain insert */
+  insert?: (rows: RealtimeRow[]) => Promise<number>;
 };
 
 type Arrival = { seq: number; redelivered: boolean; events: readonly TidemarkEvent[]; at: number };
@@ -69,7 +71,7 @@ export function startRealtime(options: RealtimeOptions): Realtime {
   const { clickhouse, db, clock, logger, instance } = options;
   const metrics = options.metrics ?? realtimeMetricsFor();
   const folds = new Folds(options.reports, options);
-  const stats: RealtimeStats = { lateRejected: 0, emitted: 0, openWindows: 0, folded: 0, skipped: 0, duplicates: 0 };
+  const stats: RealtimeStats = { lateRejected: 0, emitted: 0, openWindows: 0, folded: 0, skipped: 0, duplicates: 0, groupsCut: 0 };
   // Latest unwritten emission per window: while ClickHouse is away only the newest
   // figure of each window is kept, so memory stays bounded by the windows themselves.
   let pending = new Map<string, RealtimeRow>();
@@ -185,7 +187,12 @@ export function startRealtime(options: RealtimeOptions): Realtime {
     for (const refusal of refusals) pending.set(`late/${refusal.report}/${refusal.size}/${refusal.start}/${refusal.group}`, refusalRow(refusal, instance, now));
     for (const [report, count] of folds.refusedSince) metrics.refused(report, count);
     folds.refusedSince.clear();
-    Object.assign(stats, { lateRejected: folds.stats.lateRefused, folded: folds.stats.folded, skipped: folds.stats.skipped + skippedElsewhere, duplicates: folds.stats.duplicates, openWindows: folds.openWindows });
+    for (const [report, count] of folds.cutSince) {
+      if (stats.groupsCut === 0) logger.warn({ report, limit: options.maxGroups }, 'realtime group limit reached: events of further groups are stored and in the daily view, not in the realtime view');
+      metrics.cut(report, count);
+    }
+    folds.cutSince.clear();
+    Object.assign(stats, { lateRejected: folds.stats.lateRefused, folded: folds.stats.folded, skipped: folds.stats.skipped + skippedElsewhere, duplicates: folds.stats.duplicates, openWindows: folds.openWindows, groupsCut: folds.stats.groupsCut });
     const watermarks = folds.watermarks();
     const watermarksText = JSON.stringify(watermarks);
     // with nothing new, the checkpoint is still written about once a second: it tells the view this instance is alive
@@ -195,7 +202,9 @@ export function startRealtime(options: RealtimeOptions): Realtime {
     const batch = pending;
     pending = new Map();
     try {
-      await insertRealtime(clickhouse, db, [...batch.values()]);
+      // a refused row is filed by `insert` and not kept pending: sending it again would fail every refresh
+      const filed = options.insert ? await options.insert([...batch.values()]) : (await insertRealtime(clickhouse, db, [...batch.values()]), 0);
+      if (filed > 0) logger.error({ rows: filed }, 'ClickHouse refused realtime window rows; filed in the DLQ (REFUSED_BY_SINK)');
     } catch (err) {
       for (const [key, row] of pending) batch.set(key, row);
       pending = batch;
