@@ -1,6 +1,7 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { ALERT_KINDS } from './alert-kinds.ts';
 import { parseDuration } from './duration.ts';
 import { isDecimalText, isExactJsonNumber } from './decimal.ts';
 import { normalizeOrigin } from './http-guard.ts';
@@ -61,8 +62,6 @@ const Report = z.strictObject({
   allowedLateness: Duration.default(0).describe('realtime windows accept events this late before closing'),
 });
 
-/** Alert kinds, as they appear in alert payloads, webhook filters and the `alerts` table. */
-export const ALERT_KINDS = ['DelayedEvent', 'MissingData', 'Resolved', 'DeadlineMissed', 'ReportAmended'] as const;
 
 const Deadline = z.strictObject({
   report: z.string().min(1).describe('a report name from `reports`'),
@@ -363,7 +362,7 @@ export type ReconFieldConfig = z.infer<typeof ReconField>;
 export type DeadlineConfig = z.infer<typeof Deadline>;
 export type MonitorConfig = z.infer<typeof Monitor>;
 export type WebhookConfig = z.infer<typeof Webhook>;
-export type AlertKind = (typeof ALERT_KINDS)[number];
+export { ALERT_KINDS, type AlertKind } from './alert-kinds.ts';
 export type StreamLimitsConfig = z.infer<typeof StreamLimits>;
 export type SagaDefinitionConfig = z.infer<typeof SagaDefinition>;
 export type SagaDefinitionInput = z.input<typeof SagaDefinition>;

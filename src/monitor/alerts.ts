@@ -1,4 +1,4 @@
-import type { AlertKind } from '../core/config.ts';
+import { alertKindSubject } from '../core/alert-kinds.ts';
 
 /**
  * What the monitor raises. `at` is when the alerted condition became true, derived
@@ -70,17 +70,8 @@ export type ResolvedAlert = AlertBase & {
 
 export type Alert = DelayedEventAlert | MissingDataAlert | DeadlineMissedAlert | ResolvedAlert;
 
-const SUBJECT_TOKEN: Record<AlertKind, string> = {
-  DelayedEvent: 'delayed',
-  MissingData: 'missing',
-  Resolved: 'resolved',
-  DeadlineMissed: 'deadline',
-  ReportAmended: 'amended',
-};
-
 /** `alerts.<kind>.<source>`; a configured literal source may hold characters a subject token cannot. */
-export const alertSubject = (alert: Pick<Alert, 'kind' | 'source'>): string =>
-  `alerts.${SUBJECT_TOKEN[alert.kind]}.${alert.source.replace(/[.*>\s]/g, '_') || '_'}`;
+export const alertSubject = (alert: Pick<Alert, 'kind' | 'source'>): string => alertKindSubject(alert.kind, alert.source);
 
 export const iso = (ms: number): string => new Date(ms).toISOString();
 

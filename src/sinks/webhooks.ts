@@ -1,5 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import type { AlertKind, WebhookConfig } from '../core/config.ts';
+import type { AlertKind } from '../core/alert-kinds.ts';
+import type { WebhookConfig } from '../core/config.ts';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
 import { redactWebhookUrl, registerSecret } from '../core/secrets.ts';
 import { sleep } from '../core/time.ts';

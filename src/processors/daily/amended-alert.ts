@@ -1,3 +1,4 @@
+import { alertKindSubject } from '../../core/alert-kinds.ts';
 import { groupToken } from './revision-store.ts';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { RevisionRecord } from '../logic/revisions.ts';
@@ -42,6 +43,6 @@ export async function publishAmendedAlert(
     lateEvents: input.record.lateEvents,
     at: input.record.computedAt,
   };
-  await js.publish(`alerts.amended.${input.report}`, JSON.stringify(alert), { msgID: alert.id });
+  await js.publish(alertKindSubject('ReportAmended', input.report), JSON.stringify(alert), { msgID: alert.id });
   return alert;
 }
