@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFileSync, existsSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -85,14 +86,23 @@ const Sla = z.strictObject({
 
 const Webhook = z.strictObject({
   url: z.url(),
+  name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, _ and - only').optional()
+    .describe('names the durable consumer webhook-<name> on ALERTS; default from a hash of the url'),
   secret: z.string().min(1).optional().describe('HMAC-SHA256 key for the X-Tidemark-Signature header'),
   secretEnv: z.string().min(1).optional().describe('name of an environment variable holding the secret'),
   kinds: z.array(z.enum(ALERT_KINDS)).default([]).describe('only these kinds; empty: all'),
   sources: z.array(z.string().min(1)).default([]).describe('only alerts whose source (report for report alerts) matches one of these globs; empty: all'),
-  maxAttempts: z.number().int().min(1).max(20).default(6),
-  backoff: Duration.default(500).describe('delay before the first retry, doubled on each further one'),
+  maxAttempts: z.number().int().min(1).max(20).default(3).describe('POSTs in one delivery round before the alert is put back on ALERTS'),
+  backoff: Duration.default(500).describe('delay before the next POST of a round, doubled on each further one'),
   timeout: Duration.default(5_000).describe('per request'),
+  retryFor: Duration.default(86_400_000).describe('rounds go on this long after the alert was stored on ALERTS; then it is marked undelivered'),
+  redeliverAfter: Duration.refine((ms) => ms > 0, 'must be positive').default(10_000).describe('wait after the first failed round, doubled after each further one (±20%)'),
+  redeliverMax: Duration.refine((ms) => ms > 0, 'must be positive').default(600_000).describe('longest wait between rounds'),
 });
+
+/** The durable consumer on ALERTS that delivers to one webhook: one each, so a dead receiver holds up no other. */
+export const webhookDurable = (hook: { name?: string | undefined; url: string }): string =>
+  `webhook-${hook.name ?? createHash('sha256').update(hook.url).digest('hex').slice(0, 16)}`;
 
 const Monitor = z.strictObject({
   bucket: Duration.refine((ms) => ms > 0, 'must be positive').default(300_000).describe('late events are coalesced per source, SLA and bucket of receivedAt'),
@@ -347,7 +357,11 @@ export const ConfigSchema = z.strictObject({
       if (!reports.has(d.report)) ctx.addIssue({ code: 'custom', path: ['slas', i, 'deadlines', j, 'report'], message: `no report named "${d.report}"` });
     });
   });
+  const durables = new Set<string>();
   config.monitor.webhooks.forEach((w, i) => {
+    const durable = webhookDurable(w);
+    if (durables.has(durable)) ctx.addIssue({ code: 'custom', path: ['monitor', 'webhooks', i, 'name'], message: `another webhook already uses ${durable}: give each one a distinct name` });
+    durables.add(durable);
     if (w.secret && w.secretEnv) ctx.addIssue({ code: 'custom', path: ['monitor', 'webhooks', i, 'secretEnv'], message: 'set secret or secretEnv, not both' });
   });
 });
