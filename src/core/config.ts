@@ -105,11 +105,14 @@ export const webhookDurable = (hook: { name?: string | undefined; url: string })
   `webhook-${hook.name ?? createHash('sha256').update(hook.url).digest('hex').slice(0, 16)}`;
 
 const Monitor = z.strictObject({
-  bucket: Duration.refine((ms) => ms > 0, 'must be positive').default(300_000).describe('late events are coalesced per source, SLA and bucket of receivedAt'),
+  groupWait: Duration.default(10_000).describe('a DelayedEvent group\'s first alert goes out this long after its first late event was received'),
+  groupInterval: Duration.refine((ms) => ms > 0, 'must be positive').default(300_000).describe('while late events go on, an update at most this often'),
+  resolveAfter: Duration.default(300_000).describe('a group with no late event for this long resolves'),
+  bucket: Duration.optional().describe('no longer used (DelayedEvent alerts are grouped: groupWait, groupInterval); accepted so older configs load'),
   grace: Duration.default(10_000).describe('how far receivedAt may run out of order on EVENTS; a bucket or slot is judged this long after it ends'),
   tick: Duration.refine((ms) => ms > 0, 'must be positive').default(1_000).describe('how often the clock-driven checks run'),
   batchSize: z.number().int().positive().default(5_000),
-  stragglers: Duration.default(86_400_000).describe('late events for an already alerted bucket raise a follow-up alert within this window'),
+  stragglers: Duration.optional().describe('no longer used (see resolveAfter); accepted so older configs load'),
   alertMemory: Duration.default(90 * 86_400_000).describe('how long the once-only guard remembers a raised alert'),
   stats: z.strictObject({
     every: Duration.refine((ms) => ms > 0, 'must be positive').default(10_000).describe('slice size of the delay statistics and how often delay_stats is written'),

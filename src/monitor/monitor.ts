@@ -84,7 +84,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     stream: CONSUMERS.monitor.stream,
     durable: CONSUMERS.monitor.durable,
     ...eventBatching(monitor.batchSize, config.ingest.eventsPerMessage),
-    handler: createEventHandler({ match: slaMatcher(slas), reports: config.reports, bucketMs: monitor.bucket, state, clickhouse, db, slices, metrics, ackFloor: () => progress.ackFloor, epoch, maxSources: monitor.maxSourcesPerSla, logger }),
+    handler: createEventHandler({ match: slaMatcher(slas), reports: config.reports, state, clickhouse, db, slices, metrics, ackFloor: () => progress.ackFloor, epoch, maxSources: monitor.maxSourcesPerSla, logger }),
     logger,
     poison,
   });
