@@ -105,6 +105,8 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
         stream: CONSUMERS.alertSink.stream,
         durable: route.durable,
         batchSize: WEBHOOK_BATCH,
+        // pulled ahead only as many as one round handles: a queued alert must not sit out its ack_wait behind a slow receiver
+        bufferMessages: WEBHOOK_BATCH,
         handler: createWebhookSink({ route, clickhouse, db, metrics, logger, signal: controller.signal, now: wallClock.now }),
         logger,
       })),
