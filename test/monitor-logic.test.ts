@@ -55,7 +55,8 @@ describe('SLA matching', () => {
 describe('config', () => {
   it('keeps the shipped config valid and fills in the monitor defaults', () => {
     const config = loadConfig('config/tidemark.yaml', {});
-    expect(config.monitor).toMatchObject({ bucket: 300_000, tick: 1_000, stats: { every: 10_000, windows: [300_000, 3_600_000] } });
+    expect(config.monitor).toMatchObject({ groupWait: 10_000, groupInterval: 300_000, resolveAfter: 300_000, tick: 1_000, stats: { every: 10_000, windows: [300_000, 3_600_000] } });
+    expect(testConfig({ monitor: { webhooks: [{ url: 'http://127.0.0.1/h' }] } }).monitor.webhooks[0]).toMatchObject({ maxAttempts: 3, retryFor: 86_400_000, redeliverAfter: 10_000, redeliverMax: 600_000 });
     expect(config.slas.length).toBeGreaterThan(0);
   });
 
