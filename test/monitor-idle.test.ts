@@ -44,11 +44,11 @@ describe('idle stamps (pure)', () => {
   });
 
   it('never expires a source sooner than its schedule needs', () => {
-    const monitor = { sourceIdleExpiry: 1_000, stragglers: 86_400_000, bucket: 300_000, grace: 10_000 };
+    const monitor = { sourceIdleExpiry: 1_000, resolveAfter: 86_400_000, groupInterval: 300_000, grace: 10_000 };
     const sla = (expect: object | undefined) => compileSla(testConfig({ slas: [{ name: 's', source: '*', maxDelay: '1s', ...(expect ? { expect } : {}) }] }).slas[0]!);
     expect(idleExpiryOf(sla(undefined), monitor)).toBe(86_400_000 + 310_000);
     expect(idleExpiryOf(sla({ every: '10d' }), monitor)).toBe(20 * 86_400_000 + 10_000);
-    expect(idleExpiryOf(sla({ dailyBy: '06:00' }), { ...monitor, stragglers: 0 })).toBe(3 * 86_400_000);
+    expect(idleExpiryOf(sla({ dailyBy: '06:00' }), { ...monitor, resolveAfter: 0 })).toBe(3 * 86_400_000);
   });
 
   it('raises one CardinalityCapped per SLA and UTC day, with a deterministic id', () => {
@@ -76,7 +76,7 @@ beforeAll(async () => {
   config = testConfig({
     clickhouse: { database: ch.db },
     slas: [{ name: 'late', source: 'idle-*', type: 'sale', maxDelay: '1h' }],
-    monitor: { bucket: '1s', grace: '100ms', tick: '100ms', stragglers: '1s', sourceIdleExpiry: '10m', maxSourcesPerSla: 2, stats: { every: '1s' } },
+    monitor: { groupWait: '1s', groupInterval: '1s', resolveAfter: '1s', grace: '100ms', tick: '100ms', sourceIdleExpiry: '10m', maxSourcesPerSla: 2, stats: { every: '1s' } },
   });
   nc = await connect({ servers: server.url });
   jsm = await jetstreamManager(nc);

@@ -6,7 +6,7 @@ import type { Alert } from '../src/monitor/alerts.ts';
 import { alertSubject } from '../src/monitor/alerts.ts';
 import { advanceDaily, initialDaily, markDaily } from '../src/monitor/daily.ts';
 import { advanceDeadline, daysToCheck, initialDeadline, type GroupProgress } from '../src/monitor/deadlines.ts';
-import { applyLateBatch, emptyDelayed, fireDueBuckets, MAX_LISTED, type DelayedState, type SequencedLateEvent } from '../src/monitor/delayed.ts';
+import { applyLateBatch, emptyDelayed, fireDueGroup, MAX_LISTED, type DelayedState, type SequencedLateEvent } from '../src/monitor/delayed.ts';
 import { advanceEvery, initialEvery, markEvery, type EveryState } from '../src/monitor/every.ts';
 import { globMatcher } from '../src/monitor/glob.ts';
 import { addDelay, mergeHistograms, percentile, type Histogram } from '../src/monitor/histogram.ts';
@@ -55,7 +55,8 @@ describe('SLA matching', () => {
 describe('config', () => {
   it('keeps the shipped config valid and fills in the monitor defaults', () => {
     const config = loadConfig('config/tidemark.yaml', {});
-    expect(config.monitor).toMatchObject({ bucket: 300_000, tick: 1_000, stats: { every: 10_000, windows: [300_000, 3_600_000] } });
+    expect(config.monitor).toMatchObject({ groupWait: 10_000, groupInterval: 300_000, resolveAfter: 300_000, tick: 1_000, stats: { every: 10_000, windows: [300_000, 3_600_000] } });
+    expect(testConfig({ monitor: { webhooks: [{ url: 'http://127.0.0.1/h' }] } }).monitor.webhooks[0]).toMatchObject({ maxAttempts: 3, retryFor: 86_400_000, redeliverAfter: 10_000, redeliverMax: 600_000 });
     expect(config.slas.length).toBeGreaterThan(0);
   });
 
@@ -72,7 +73,8 @@ describe('config', () => {
     expect(bad({ slas: [{ deadlines: [{ report: 'nope', by: '1h' }] }] })).toMatch(/slas\[0\]\.deadlines\[0\]\.report: no report named "nope"/);
     expect(bad({ slas: [{ source: 'a', maxDelay: '1h' }, { source: 'a', maxDelay: '2h' }] })).toMatch(/slas\[1\]\.name: another SLA has the same source and type/);
     expect(bad({ slas: [{ expect: { dailyBy: '25:00' } }] })).toMatch(/slas\[0\]\.expect\.dailyBy/);
-    expect(bad({ monitor: { bucket: '0s' } })).toMatch(/monitor\.bucket: must be positive/);
+    expect(bad({ monitor: { groupInterval: '0s' } })).toMatch(/monitor\.groupInterval: must be positive/);
+    expect(bad({ monitor: { webhooks: [{ url: 'http://127.0.0.1/a' }, { url: 'http://127.0.0.1/a' }] } })).toMatch(/monitor\.webhooks\[1\]\.name: another webhook already uses webhook-/);
     expect(bad({ monitor: { webhooks: [{ url: 'not a url' }] } })).toMatch(/monitor\.webhooks\[0\]\.url/);
   });
 });
@@ -100,18 +102,25 @@ describe('delay histogram', () => {
   });
 });
 
-describe('DelayedEvent coalescing', () => {
-  const BUCKET = 5 * MIN;
-  const ctx = { sla: 'late', source: 'store-1', maxDelayMs: HOUR, bucketMs: BUCKET, stragglersMs: HOUR };
+describe('DelayedEvent grouping', () => {
+  const WAIT = 10_000;
+  const INTERVAL = 5 * MIN;
+  const RESOLVE = 5 * MIN;
+  const ctx = { sla: 'late', source: 'store-1', maxDelayMs: HOUR, groupWaitMs: WAIT, groupIntervalMs: INTERVAL, resolveAfterMs: RESOLVE };
   const late = (seq: number, receivedAt: number, delayMs: number, extra: Partial<SequencedLateEvent> = {}): SequencedLateEvent => ({
-    seq, bucket: Math.floor(receivedAt / BUCKET) * BUCKET, receivedAt, delayMs, day: '2030-01-01', reportDays: [], revisedDays: [], ...extra,
+    seq, receivedAt, delayMs, day: '2030-01-01', reportDays: [], revisedDays: [], ...extra,
   });
-  const fire = (state: DelayedState, watermark: number) => fireDueBuckets(state, { ...ctx, watermark });
-  const alertsOf = (state: DelayedState | null) => (state?.outbox ?? []) as Extract<Alert, { kind: 'DelayedEvent' }>[];
+  /** `now` is the injected clock; the watermark trails it by the grace */
+  const fire = (state: DelayedState, now: number, watermark = now - 10_000) => fireDueGroup(state, { ...ctx, now, watermark });
+  const alertsOf = (state: DelayedState | null) => (state?.outbox ?? []) as Array<Extract<Alert, { kind: 'DelayedEvent' }>>;
+  const add = (state: DelayedState, events: SequencedLateEvent[]) => applyLateBatch(state, events, seqRanges(events.map((e) => e.seq)), 0) ?? state;
+  const sent = (state: DelayedState): DelayedState => ({ ...state, outbox: [] });
+  const T = Date.parse('2030-01-01T12:00:00Z');
+  const GROUP = 'delayed:late:store-1:2030-01-01T12:00:00.000Z';
 
-  it('adds the same events to the same aggregate whichever instance merges which batch, in any order, redelivered or not', () => {
-    const events = Array.from({ length: 60 }, (_, i) => late(i + 1, 1_000 + i * 10_000, HOUR + (i * 7_919) % 50_000, { day: `2030-01-${String(1 + (i % 3)).padStart(2, '0')}` }));
-    const whole = applyLateBatch(emptyDelayed(), events, seqRanges(events.map((e) => e.seq)), 0)!;
+  it('adds the same events to the same group whichever instance merges which batch, in any order, redelivered or not', () => {
+    const events = Array.from({ length: 60 }, (_, i) => late(i + 1, T + 1_000 + i * 10_000, HOUR + (i * 7_919) % 50_000, { day: `2030-01-${String(1 + (i % 3)).padStart(2, '0')}` }));
+    const whole = add(emptyDelayed(), events);
     fc.assert(
       fc.property(fc.shuffledSubarray(events.map((_, i) => i), { minLength: 0, maxLength: 6 }), fc.integer({ min: 0, max: 1_000 }), (cuts, shuffleSeed) => {
         const bounds = [0, ...cuts.sort((a, b) => a - b), events.length];
@@ -119,46 +128,67 @@ describe('DelayedEvent coalescing', () => {
         // every batch merged in a scrambled order, and one of them delivered twice
         const order = batches.map((_, i) => i).sort((a, b) => ((a * 31 + shuffleSeed) % 7) - ((b * 31 + shuffleSeed) % 7));
         let state = emptyDelayed();
-        for (const i of [...order, order[0]!]) state = applyLateBatch(state, batches[i]!, seqRanges(batches[i]!.map((e) => e.seq)), 0) ?? state;
-        expect(state.buckets).toEqual(whole.buckets);
+        for (const i of [...order, order[0]!]) state = add(state, batches[i]!);
+        expect(state.group!.total).toEqual(whole.group!.total);
+        expect(state.group!.fresh).toEqual(whole.group!.fresh);
       }),
       { seed: 21, numRuns: 100 },
     );
   });
 
-  it('raises one alert per complete bucket with count, worst and p95, and none before the watermark passes its end', () => {
+  it('sends the first alert groupWait after the first late event, with what is known then', () => {
     const delays = Array.from({ length: 1_000 }, (_, i) => HOUR + i * 1_000);
-    const events = delays.map((d, i) => late(i + 1, i * 500, d));
-    let state = applyLateBatch(emptyDelayed(), events, seqRanges(events.map((e) => e.seq)), 0)!;
-    expect(fire(state, BUCKET - 1)).toBeNull();
-    state = fire(state, BUCKET)!;
-    const [first] = alertsOf(state);
+    let state = add(emptyDelayed(), delays.slice(0, 600).map((d, i) => late(i + 1, T + i * 10, d)));
+    expect(fire(state, T + WAIT - 1)).toBeNull();
+    state = fire(state, T + WAIT)!;
     expect(alertsOf(state)).toHaveLength(1);
-    const inFirst = delays.slice(0, 600);
-    expect(first).toMatchObject({ id: 'delayed:late:store-1:1970-01-01T00:00:00.000Z', at: BUCKET, count: 600, worstDelayMs: Math.max(...inFirst), firstReceivedAt: 0, lastReceivedAt: 599 * 500, generation: 1 });
-    expect(Math.abs(first!.p95DelayMs - exactPercentile(inFirst, 0.95))).toBeLessThanOrEqual(exactPercentile(inFirst, 0.95) * 0.01);
-    state = { ...state, outbox: [] };
-    expect(fire(state, BUCKET + 1)).toBeNull();
-    state = fire(state, 2 * BUCKET)!;
-    expect(alertsOf(state).map((a) => a.count)).toEqual([400]);
+    const first = alertsOf(state)[0]!;
+    const known = delays.slice(0, 600);
+    expect(first).toMatchObject({ id: GROUP, group: GROUP, sequence: 1, at: T, count: 600, totalCount: 600, worstDelayMs: Math.max(...known), firstReceivedAt: T, lastReceivedAt: T + 5_990, groupStartedAt: T });
+    expect(first.updates).toBeUndefined();
+    expect(Math.abs(first.p95DelayMs - exactPercentile(known, 0.95))).toBeLessThanOrEqual(exactPercentile(known, 0.95) * 0.01);
+    // a second monitor (or a restart) sees the group as sent: nothing more is due
+    expect(fire(sent(state), T + WAIT + 1)).toBeNull();
   });
 
-  it('raises a follow-up for stragglers of an alerted bucket, and forgets the bucket after the stragglers window', () => {
-    let state = applyLateBatch(emptyDelayed(), [late(1, 10, HOUR + 1)], [[1, 1]], 0)!;
-    state = { ...fire(state, BUCKET)!, outbox: [] };
-    state = applyLateBatch(state, [late(2, 20, HOUR + 2)], [[2, 2]], 0)!;
-    expect(applyLateBatch(state, [late(2, 20, HOUR + 2)], [[2, 2]], 0)).toBeNull();
-    const follow = fire(state, BUCKET)!;
-    expect(alertsOf(follow)).toMatchObject([{ id: 'delayed:late:store-1:1970-01-01T00:00:00.000Z#2', generation: 2, count: 1 }]);
-    expect(Object.keys(fire({ ...follow, outbox: [] }, BUCKET + HOUR + 1)!.buckets)).toEqual([]);
+  it('sends updates with the new counts at most every groupInterval, each referencing the one it updates', () => {
+    let state = sent(fire(add(emptyDelayed(), [late(1, T, HOUR + 5)]), T + WAIT)!);
+    state = add(state, [late(2, T + MIN, HOUR + 7), late(3, T + 2 * MIN, HOUR + 3)]);
+    expect(fire(state, T + WAIT + INTERVAL - 1)).toBeNull();
+    state = fire(state, T + WAIT + INTERVAL)!;
+    expect(alertsOf(state)).toMatchObject([{ id: `${GROUP}#2`, sequence: 2, updates: GROUP, count: 2, totalCount: 3, worstDelayMs: HOUR + 7, totalWorstDelayMs: HOUR + 7, at: T + MIN }]);
+    state = add(sent(state), [late(4, T + 6 * MIN, HOUR + 1)]);
+    const third = fire(state, T + WAIT + 2 * INTERVAL)!;
+    expect(alertsOf(third)).toMatchObject([{ id: `${GROUP}#3`, sequence: 3, updates: `${GROUP}#2`, count: 1, totalCount: 4 }]);
+  });
+
+  it('goes quiet when nothing new came, and resolves once no late event was received for resolveAfter', () => {
+    let state = sent(fire(add(emptyDelayed(), [late(1, T, HOUR + 5)]), T + WAIT)!);
+    // nothing new at the interval: no alert
+    expect(fire(state, T + WAIT + INTERVAL, T + RESOLVE - 1)).toBeNull();
+    state = fire(state, T + RESOLVE + 10_000, T + RESOLVE)!;
+    expect(state.outbox).toMatchObject([{ id: `resolved:${GROUP}`, kind: 'Resolved', resolves: GROUP, resolvedKind: 'DelayedEvent', alerts: 1, totalCount: 1, at: T + RESOLVE }]);
+    expect(state.group).toBeNull();
+    // the next late event opens a new group with an id of its own
+    state = fire(add(sent(state), [late(2, T + HOUR, HOUR + 1)]), T + HOUR + WAIT)!;
+    expect(alertsOf(state).map((a) => [a.id, a.sequence, a.count])).toEqual([['delayed:late:store-1:2030-01-01T13:00:00.000Z', 1, 1]]);
+  });
+
+  it('sends what is still new before resolving a group', () => {
+    let state = sent(fire(add(emptyDelayed(), [late(1, T, HOUR + 5)]), T + WAIT)!);
+    state = add(state, [late(2, T + 30_000, HOUR + 5)]);
+    // the resolve time has come on the watermark, but an update is still owed: it goes first
+    expect(fire(state, T + WAIT + 60_000, T + 30_000 + RESOLVE)).toBeNull();
+    state = sent(fire(state, T + WAIT + INTERVAL, T + 30_000 + RESOLVE)!);
+    expect(fire(state, T + WAIT + INTERVAL, T + 30_000 + RESOLVE)!.outbox).toMatchObject([{ kind: 'Resolved', totalCount: 2, alerts: 2 }]);
   });
 
   it('keeps the smallest days in bounded lists and counts events that hit an already published day', () => {
     const events = Array.from({ length: 150 }, (_, i) => {
       const day = new Date(Date.UTC(2030, 0, 1) + i * 86_400_000).toISOString().slice(0, 10);
-      return late(i + 1, 0, HOUR + 1, { day, reportDays: [`revenue/${day}`], revisedDays: i % 2 ? [`revenue/${day}`] : [] });
+      return late(i + 1, T, HOUR + 1, { day, reportDays: [`revenue/${day}`], revisedDays: i % 2 ? [`revenue/${day}`] : [] });
     });
-    const alert = alertsOf(fire(applyLateBatch(emptyDelayed(), events, [[1, 150]], 0)!, BUCKET))[0]!;
+    const alert = alertsOf(fire(add(emptyDelayed(), events), T + WAIT))[0]!;
     expect(alert.days).toHaveLength(MAX_LISTED);
     expect(alert.days[0]).toBe('2030-01-01');
     expect(alert.days.at(-1)).toBe('2030-04-10');
@@ -166,9 +196,10 @@ describe('DelayedEvent coalescing', () => {
     expect(alert.revisedDays[0]).toBe('revenue/2030-01-02');
   });
 
-  it('keeps only merged ranges above the ack floor', () => {
+  it('keeps only merged ranges above the ack floor, and skips a redelivered batch', () => {
     expect(seqRanges([5, 1, 2, 3, 9, 10])).toEqual([[1, 3], [5, 5], [9, 10]]);
     const state = applyLateBatch(emptyDelayed(), [late(3, 0, HOUR + 1)], [[1, 4]], 0)!;
+    expect(applyLateBatch(state, [late(3, 0, HOUR + 1)], [[1, 4]], 0)).toBeNull();
     expect(applyLateBatch(state, [late(8, 0, HOUR + 1)], [[5, 9]], 6)!.merged).toEqual([[1, 9]]);
     expect(applyLateBatch(state, [late(8, 0, HOUR + 1)], [[6, 9]], 5)!.merged).toEqual([[6, 9]]);
   });

@@ -126,7 +126,7 @@ describe('alert webhooks', () => {
 
     const b = requests('/b');
     expect(b.map((r) => [r.attempt, r.alert.kind, r.alert.source, r.signed])).toEqual([[1, 'DelayedEvent', 'x-1', true]]);
-    expect(b[0]!.alert).toMatchObject({ count: 5, at: T0 + 3 * MIN });
+    expect(b[0]!.alert).toMatchObject({ count: 5, at: T0 + 2 * MIN });
 
     // a permanent refusal is not retried
     expect(requests('/c').map((r) => [r.attempt, r.alert.kind, r.alert.source])).toEqual([[1, 'MissingData', 'other-1']]);

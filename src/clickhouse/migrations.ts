@@ -290,6 +290,26 @@ export const MIGRATIONS: Migration[] = [
         ADD COLUMN IF NOT EXISTS watermarks Map(String, Int64) DEFAULT map()`,
     ],
   },
+  {
+    version: 10,
+    name: 'webhook deliveries',
+    statements: (db) => [
+      // How each alert ended at each webhook: delivered, refused (a 4xx) or undelivered
+      // (retryFor ran out). The last word per (alert, webhook) wins.
+      `CREATE TABLE IF NOT EXISTS ${db}.alert_deliveries (
+        alert_id String,
+        webhook LowCardinality(String),
+        url String,
+        outcome LowCardinality(String),
+        rounds UInt32,
+        status UInt16,
+        reason String,
+        stored_at DateTime64(3, 'UTC'),
+        at DateTime64(3, 'UTC')
+      ) ENGINE = ReplacingMergeTree(at)
+      ORDER BY (alert_id, webhook)`,
+    ],
+  },
 ];
 
 /**

@@ -1,6 +1,8 @@
+import { createHash } from 'node:crypto';
 import { readFileSync, existsSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { ALERT_KINDS } from './alert-kinds.ts';
 import { parseDuration } from './duration.ts';
 import { isDecimalText, isExactJsonNumber } from './decimal.ts';
 import { normalizeOrigin } from './http-guard.ts';
@@ -65,8 +67,6 @@ const Report = z.strictObject({
   allowedLateness: Duration.default(0).describe('realtime windows accept events this late before closing'),
 });
 
-/** Alert kinds, as they appear in alert payloads, webhook filters and the `alerts` table. */
-export const ALERT_KINDS = ['DelayedEvent', 'MissingData', 'Resolved', 'DeadlineMissed', 'ReportAmended', 'CardinalityCapped'] as const;
 
 const Deadline = z.strictObject({
   report: z.string().min(1).describe('a report name from `reports`'),
@@ -90,21 +90,33 @@ const Sla = z.strictObject({
 
 const Webhook = z.strictObject({
   url: z.url(),
+  name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, _ and - only').optional()
+    .describe('names the durable consumer webhook-<name> on ALERTS; default from a hash of the url'),
   secret: z.string().min(1).optional().describe('HMAC-SHA256 key for the X-Tidemark-Signature header'),
   secretEnv: z.string().min(1).optional().describe('name of an environment variable holding the secret'),
   kinds: z.array(z.enum(ALERT_KINDS)).default([]).describe('only these kinds; empty: all'),
   sources: z.array(z.string().min(1)).default([]).describe('only alerts whose source (report for report alerts) matches one of these globs; empty: all'),
-  maxAttempts: z.number().int().min(1).max(20).default(6),
-  backoff: Duration.default(500).describe('delay before the first retry, doubled on each further one'),
+  maxAttempts: z.number().int().min(1).max(20).default(3).describe('POSTs in one delivery round before the alert is put back on ALERTS'),
+  backoff: Duration.default(500).describe('delay before the next POST of a round, doubled on each further one'),
   timeout: Duration.default(5_000).describe('per request'),
+  retryFor: Duration.default(86_400_000).describe('rounds go on this long after the alert was stored on ALERTS; then it is marked undelivered'),
+  redeliverAfter: Duration.refine((ms) => ms > 0, 'must be positive').default(10_000).describe('wait after the first failed round, doubled after each further one (±20%)'),
+  redeliverMax: Duration.refine((ms) => ms > 0, 'must be positive').default(600_000).describe('longest wait between rounds'),
 });
 
+/** The durable consumer on ALERTS that delivers to one webhook: one each, so a dead receiver holds up no other. */
+export const webhookDurable = (hook: { name?: string | undefined; url: string }): string =>
+  `webhook-${hook.name ?? createHash('sha256').update(hook.url).digest('hex').slice(0, 16)}`;
+
 const Monitor = z.strictObject({
-  bucket: Duration.refine((ms) => ms > 0, 'must be positive').default(300_000).describe('late events are coalesced per source, SLA and bucket of receivedAt'),
+  groupWait: Duration.default(10_000).describe('a DelayedEvent group\'s first alert goes out this long after its first late event was received'),
+  groupInterval: Duration.refine((ms) => ms > 0, 'must be positive').default(300_000).describe('while late events go on, an update at most this often'),
+  resolveAfter: Duration.default(300_000).describe('a group with no late event for this long resolves'),
+  bucket: Duration.optional().describe('no longer used (DelayedEvent alerts are grouped: groupWait, groupInterval); accepted so older configs load'),
   grace: Duration.default(10_000).describe('how far receivedAt may run out of order on EVENTS; a bucket or slot is judged this long after it ends'),
   tick: Duration.refine((ms) => ms > 0, 'must be positive').default(1_000).describe('how often the clock-driven checks run'),
   batchSize: z.number().int().positive().default(5_000),
-  stragglers: Duration.default(86_400_000).describe('late events for an already alerted bucket raise a follow-up alert within this window'),
+  stragglers: Duration.optional().describe('no longer used (see resolveAfter); accepted so older configs load'),
   alertMemory: Duration.default(90 * 86_400_000).describe('how long the once-only guard remembers a raised alert'),
   stats: z.strictObject({
     every: Duration.refine((ms) => ms > 0, 'must be positive').default(10_000).describe('slice size of the delay statistics and how often delay_stats is written'),
@@ -112,7 +124,7 @@ const Monitor = z.strictObject({
   }).prefault({}),
   webhooks: z.array(Webhook).default([]),
   maxSourcesPerSla: z.number().int().positive().default(10_000).describe('sources a glob SLA keeps state for; events of further sources are stored and reported but not checked against it (tidemark_monitor_sources_cut_total)'),
-  sourceIdleExpiry: Duration.default(7 * 86_400_000).describe('a glob SLA forgets a source that sent nothing for this long (at least twice its `every`, 3 days for `dailyBy`, `stragglers` plus a bucket), which frees its place under maxSourcesPerSla'),
+  sourceIdleExpiry: Duration.default(7 * 86_400_000).describe('a glob SLA forgets a source that sent nothing for this long (at least twice its `every`, 3 days for `dailyBy`, `resolveAfter` plus `groupInterval`), which frees its place under maxSourcesPerSla'),
   maxMetricSources: z.number().int().positive().default(500).describe('sources with their own /metrics delay series per window; the rest are summed under source="_other" (tidemark_delay_sources_cut)'),
 });
 
@@ -368,7 +380,11 @@ export const ConfigSchema = z.strictObject({
       if (!reports.has(d.report)) ctx.addIssue({ code: 'custom', path: ['slas', i, 'deadlines', j, 'report'], message: `no report named "${d.report}"` });
     });
   });
+  const durables = new Set<string>();
   config.monitor.webhooks.forEach((w, i) => {
+    const durable = webhookDurable(w);
+    if (durables.has(durable)) ctx.addIssue({ code: 'custom', path: ['monitor', 'webhooks', i, 'name'], message: `another webhook already uses ${durable}: give each one a distinct name` });
+    durables.add(durable);
     if (w.secret && w.secretEnv) ctx.addIssue({ code: 'custom', path: ['monitor', 'webhooks', i, 'secretEnv'], message: 'set secret or secretEnv, not both' });
   });
 });
@@ -383,7 +399,7 @@ export type ReconFieldConfig = z.infer<typeof ReconField>;
 export type DeadlineConfig = z.infer<typeof Deadline>;
 export type MonitorConfig = z.infer<typeof Monitor>;
 export type WebhookConfig = z.infer<typeof Webhook>;
-export type AlertKind = (typeof ALERT_KINDS)[number];
+export { ALERT_KINDS, type AlertKind } from './alert-kinds.ts';
 export type StreamLimitsConfig = z.infer<typeof StreamLimits>;
 export type SagaDefinitionConfig = z.infer<typeof SagaDefinition>;
 export type SagaDefinitionInput = z.input<typeof SagaDefinition>;

@@ -1,10 +1,10 @@
-import type { AlertKind } from '../core/config.ts';
+import { alertKindSubject } from '../core/alert-kinds.ts';
 
 /**
  * What the monitor raises. `at` is when the alerted condition became true, derived
  * from event times and the schedule (a bucket's end, a deadline, an arrival), never
  * from when a monitor happened to run; `raisedAt` is added when it is published.
- * `id` is derived from kind, SLA, source and bucket or day, so every instance and
+ * `id` is derived from kind, SLA, source and group, slot or day, so every instance and
  * every restart computes the same id for the same alert.
  */
 type AlertBase = {
@@ -16,15 +16,21 @@ type AlertBase = {
   message: string;
 };
 
+/** Counts, delays, times and lists are of the late events new in this alert; `total*` of the whole group. */
 export type DelayedEventAlert = AlertBase & {
   kind: 'DelayedEvent';
   maxDelayMs: number;
-  bucketStart: number;
-  bucketEnd: number;
-  /** 1 for the bucket's alert; 2, 3, … for follow-ups about stragglers that reached the bucket after it was alerted */
-  generation: number;
+  /** id of the group's first alert */
+  group: string;
+  /** 1 for the group's first alert; 2, 3, … for its updates */
+  sequence: number;
+  /** the alert this one updates (absent on the first) */
+  updates?: string;
+  groupStartedAt: number;
   count: number;
+  totalCount: number;
   worstDelayMs: number;
+  totalWorstDelayMs: number;
   p95DelayMs: number;
   firstReceivedAt: number;
   lastReceivedAt: number;
@@ -77,25 +83,28 @@ export type CardinalityCappedAlert = AlertBase & {
   example: string;
 };
 
-export type Alert = DelayedEventAlert | MissingDataAlert | DeadlineMissedAlert | ResolvedAlert | CardinalityCappedAlert;
 
-const SUBJECT_TOKEN: Record<AlertKind, string> = {
-  DelayedEvent: 'delayed',
-  MissingData: 'missing',
-  Resolved: 'resolved',
-  DeadlineMissed: 'deadline',
-  ReportAmended: 'amended',
-  CardinalityCapped: 'capped',
+/** A DelayedEvent group with no late event for `resolveAfter`. */
+export type DelayedResolvedAlert = AlertBase & {
+  kind: 'Resolved';
+  resolves: string;
+  resolvedKind: 'DelayedEvent';
+  /** alerts the group raised */
+  alerts: number;
+  totalCount: number;
+  worstDelayMs: number;
+  lastReceivedAt: number;
 };
 
+export type Alert = DelayedEventAlert | MissingDataAlert | DeadlineMissedAlert | ResolvedAlert | DelayedResolvedAlert | CardinalityCappedAlert;
+
 /** `alerts.<kind>.<source>`; a configured literal source may hold characters a subject token cannot. */
-export const alertSubject = (alert: Pick<Alert, 'kind' | 'source'>): string =>
-  `alerts.${SUBJECT_TOKEN[alert.kind]}.${alert.source.replace(/[.*>\s]/g, '_') || '_'}`;
+export const alertSubject = (alert: Pick<Alert, 'kind' | 'source'>): string => alertKindSubject(alert.kind, alert.source);
 
 export const iso = (ms: number): string => new Date(ms).toISOString();
 
-export const delayedId = (sla: string, source: string, bucketStart: number, generation: number): string =>
-  `delayed:${sla}:${source}:${iso(bucketStart)}${generation > 1 ? `#${generation}` : ''}`;
+/** A group's first alert id, from the receivedAt of its first late event; updates add `#<sequence>`. */
+export const delayedGroupId = (sla: string, source: string, startedAt: number): string => `delayed:${sla}:${source}:${iso(startedAt)}`;
 export const missingEveryId = (sla: string, source: string, windowStart: number): string => `missing:${sla}:${source}:every:${iso(windowStart)}`;
 export const missingDailyId = (sla: string, source: string, day: string): string => `missing:${sla}:${source}:daily:${day}`;
 export const deadlineId = (report: string, status: string, day: string): string => `deadline:${report}:${status}:${day}`;

@@ -1,11 +1,16 @@
-import { delayedId, formatMs, iso, type Alert, type DelayedEventAlert } from './alerts.ts';
+import { delayedGroupId, formatMs, iso, type Alert, type DelayedEventAlert, type DelayedResolvedAlert } from './alerts.ts';
 import { addDelay, mergeHistograms, percentile, type Histogram } from './histogram.ts';
 import { inRanges, unionRanges, type SeqRange } from './seq-ranges.ts';
 
 /**
- * Coalescing of late events: one aggregate per (SLA, source, bucket of receivedAt).
- * Aggregates merge commutatively and associatively, so batches handled by any number
- * of instances, in any order, add up to the same alert.
+ * Grouping of late events as Alertmanager groups alerts: one group per (DelayedEvent,
+ * SLA, source). Its first alert goes out `groupWait` after its first late event was
+ * received, with what is known then; while late events go on, an update with the new
+ * counts at most every `groupInterval`; nothing new, nothing sent; no late event for
+ * `resolveAfter` (judged on the watermark, so nothing late can still be on its way):
+ * Resolved, and the next late event opens a new group. Aggregates merge commutatively
+ * and associatively, so batches handled by any number of instances, in any order, add
+ * up to the same counts.
  */
 export type LateAggregate = {
   count: number;
@@ -90,22 +95,24 @@ function mergeAggregates(a: LateAggregate, b: LateAggregate): LateAggregate {
   };
 }
 
-/** `gen`: alerts already raised for the bucket; `agg`: late events not alerted yet. */
-export type BucketEntry = { agg: LateAggregate | null; gen: number };
+/**
+ * `fresh`: late events in no alert yet; `total`: every late event of the group.
+ * `sent`: alerts raised so far (the next one's sequence is sent + 1); `sentAt`: the
+ * clock when the last one was raised, which paces updates.
+ */
+export type DelayedGroup = { startedAt: number; sent: number; sentAt: number; total: LateAggregate; fresh: LateAggregate | null };
 
 /**
- * `merged`: EVENTS sequence ranges whose late events are already in `buckets`, kept
+ * `merged`: EVENTS sequence ranges whose late events are already in the group, kept
  * above the consumer's ack floor (below it nothing is ever redelivered). A batch that
  * is redelivered after a crash or a failed write (possibly cut differently) adds only
  * what is not in there, so counts stay exact rather than at-least-once.
  */
-export type DelayedState = { buckets: Record<string, BucketEntry>; merged: SeqRange[]; outbox: Alert[]; lastAt?: number };
+export type DelayedState = { group: DelayedGroup | null; merged: SeqRange[]; outbox: Alert[]; lastAt?: number };
 
-export const emptyDelayed = (): DelayedState => ({ buckets: {}, merged: [], outbox: [] });
+export const emptyDelayed = (): DelayedState => ({ group: null, merged: [], outbox: [] });
 
-export const bucketStart = (receivedAt: number, bucketMs: number): number => Math.floor(receivedAt / bucketMs) * bucketMs;
-
-export type SequencedLateEvent = LateEvent & { seq: number; bucket: number };
+export type SequencedLateEvent = LateEvent & { seq: number };
 
 /**
  * Adds a batch's late events of one (SLA, source) to the shared state, skipping those
@@ -114,75 +121,94 @@ export type SequencedLateEvent = LateEvent & { seq: number; bucket: number };
 export function applyLateBatch(state: DelayedState, events: readonly SequencedLateEvent[], batch: readonly SeqRange[], ackFloor: number): DelayedState | null {
   const fresh = events.filter((e) => !inRanges(state.merged, e.seq));
   if (fresh.length === 0) return null;
-  const aggregates = new Map<number, LateAggregate>();
-  for (const event of fresh) {
-    let agg = aggregates.get(event.bucket);
-    if (!agg) aggregates.set(event.bucket, (agg = emptyAggregate()));
-    addLateEvent(agg, event);
-  }
-  const buckets = { ...state.buckets };
-  for (const [start, agg] of aggregates) {
-    const entry = buckets[start] ?? { agg: null, gen: 0 };
-    buckets[start] = { gen: entry.gen, agg: entry.agg ? mergeAggregates(entry.agg, agg) : agg };
-  }
+  const agg = emptyAggregate();
+  for (const event of fresh) addLateEvent(agg, event);
+  // a document written before groups (per-bucket state) starts a group afresh
+  const known = state.group ?? null;
+  const group: DelayedGroup = known
+    ? { ...known, total: mergeAggregates(known.total, agg), fresh: known.fresh ? mergeAggregates(known.fresh, agg) : agg }
+    : { startedAt: agg.firstAt, sent: 0, sentAt: Number.NEGATIVE_INFINITY, total: agg, fresh: agg };
   const merged = unionRanges(state.merged, batch).filter(([, to]) => to > ackFloor);
-  return { ...state, buckets, merged };
+  return { group, merged, outbox: state.outbox };
 }
 
 export type DelayedContext = {
   sla: string;
   source: string;
   maxDelayMs: number;
-  bucketMs: number;
-  /** every event received before this instant has been merged */
+  /** the monitor's clock: paces the first alert and the updates */
+  now: number;
+  /** every event received before this instant has been merged: resolution waits for it */
   watermark: number;
-  /** how long an alerted bucket is remembered, so stragglers get a follow-up instead of a clashing id */
-  stragglersMs: number;
+  groupWaitMs: number;
+  groupIntervalMs: number;
+  resolveAfterMs: number;
 };
 
-function delayedAlert(ctx: DelayedContext, start: number, agg: LateAggregate, generation: number): DelayedEventAlert {
-  const end = start + ctx.bucketMs;
-  const p95 = Math.min(percentile(agg.hist, 0.95) ?? agg.worstMs, agg.worstMs);
+const p95Of = (agg: LateAggregate): number => Math.min(percentile(agg.hist, 0.95) ?? agg.worstMs, agg.worstMs);
+
+function delayedAlert(ctx: DelayedContext, group: DelayedGroup, fresh: LateAggregate): DelayedEventAlert {
+  const groupId = delayedGroupId(ctx.sla, ctx.source, group.startedAt);
+  const sequence = group.sent + 1;
+  const p95 = p95Of(fresh);
+  const total = group.total;
+  const news = sequence === 1 ? '' : ` more (${total.count} since ${iso(group.startedAt)}, worst ${formatMs(total.worstMs)})`;
   return {
-    id: delayedId(ctx.sla, ctx.source, start, generation),
+    id: sequence === 1 ? groupId : `${groupId}#${sequence}`,
     kind: 'DelayedEvent',
     source: ctx.source,
     sla: ctx.sla,
-    at: end,
+    at: fresh.firstAt,
     maxDelayMs: ctx.maxDelayMs,
-    bucketStart: start,
-    bucketEnd: end,
-    generation,
-    count: agg.count,
-    worstDelayMs: agg.worstMs,
+    group: groupId,
+    sequence,
+    ...(sequence > 1 ? { updates: sequence === 2 ? groupId : `${groupId}#${sequence - 1}` } : {}),
+    groupStartedAt: group.startedAt,
+    count: fresh.count,
+    totalCount: total.count,
+    worstDelayMs: fresh.worstMs,
+    totalWorstDelayMs: total.worstMs,
     p95DelayMs: p95,
-    firstReceivedAt: agg.firstAt,
-    lastReceivedAt: agg.lastAt,
-    days: agg.days,
-    reportDays: agg.reportDays,
-    revisedDays: agg.revisedDays,
-    changedPublished: agg.changedPublished,
-    message: `${agg.count} event(s) from ${ctx.source} received ${iso(start)}..${iso(end)} exceeded the ${formatMs(ctx.maxDelayMs)} delay SLA (worst ${formatMs(agg.worstMs)}, p95 ${formatMs(p95)})${agg.changedPublished ? `; ${agg.changedPublished} changed already published days` : ''}`,
+    firstReceivedAt: fresh.firstAt,
+    lastReceivedAt: fresh.lastAt,
+    days: fresh.days,
+    reportDays: fresh.reportDays,
+    revisedDays: fresh.revisedDays,
+    changedPublished: fresh.changedPublished,
+    message: `${fresh.count}${news} event(s) from ${ctx.source} exceeded the ${formatMs(ctx.maxDelayMs)} delay SLA (worst ${formatMs(fresh.worstMs)}, p95 ${formatMs(p95)})${fresh.changedPublished ? `; ${fresh.changedPublished} changed already published days` : ''}`,
   };
 }
 
-/** Moves every complete bucket's aggregate into an alert in the outbox; null when nothing is due. */
-export function fireDueBuckets(state: DelayedState, ctx: DelayedContext): DelayedState | null {
-  const buckets: Record<string, BucketEntry> = {};
-  const outbox = [...state.outbox];
-  let changed = false;
-  for (const [key, entry] of Object.entries(state.buckets)) {
-    const start = Number(key);
-    const end = start + ctx.bucketMs;
-    if (entry.agg && end <= ctx.watermark) {
-      outbox.push(delayedAlert(ctx, start, entry.agg, entry.gen + 1));
-      buckets[key] = { agg: null, gen: entry.gen + 1 };
-      changed = true;
-    } else if (!entry.agg && end < ctx.watermark - ctx.stragglersMs) {
-      changed = true;
-    } else {
-      buckets[key] = entry;
-    }
+function resolvedGroup(ctx: DelayedContext, group: DelayedGroup): DelayedResolvedAlert {
+  const groupId = delayedGroupId(ctx.sla, ctx.source, group.startedAt);
+  const at = group.total.lastAt + ctx.resolveAfterMs;
+  return {
+    id: `resolved:${groupId}`,
+    kind: 'Resolved',
+    source: ctx.source,
+    sla: ctx.sla,
+    at,
+    resolves: groupId,
+    resolvedKind: 'DelayedEvent',
+    alerts: group.sent,
+    totalCount: group.total.count,
+    worstDelayMs: group.total.worstMs,
+    lastReceivedAt: group.total.lastAt,
+    message: `no event from ${ctx.source} over the ${formatMs(ctx.maxDelayMs)} delay SLA since ${iso(group.total.lastAt)} (${group.total.count} late since ${iso(group.startedAt)}, worst ${formatMs(group.total.worstMs)})`,
+  };
+}
+
+/** The group's next alert, if one is due: the first, an update, or its resolution; null when nothing is. */
+export function fireDueGroup(state: DelayedState, ctx: DelayedContext): DelayedState | null {
+  const group = state.group ?? null;
+  if (!group) return null;
+  const due = group.fresh !== null && (group.sent === 0 ? ctx.now >= group.startedAt + ctx.groupWaitMs : ctx.now >= group.sentAt + ctx.groupIntervalMs);
+  if (due) {
+    const alert = delayedAlert(ctx, group, group.fresh!);
+    return { ...state, group: { ...group, sent: group.sent + 1, sentAt: ctx.now, fresh: null }, outbox: [...state.outbox, alert] };
   }
-  return changed ? { ...state, buckets, outbox } : null;
+  if (group.fresh === null && group.sent > 0 && ctx.watermark >= group.total.lastAt + ctx.resolveAfterMs) {
+    return { ...state, group: null, outbox: [...state.outbox, resolvedGroup(ctx, group)] };
+  }
+  return null;
 }

@@ -27,10 +27,10 @@ const DAY_MS = 86_400_000;
 /**
  * The expiry of one SLA's sources: the configured one, but never so short that a
  * schedule forgets a source it still has to judge (two `every` intervals, a daily
- * deadline up to two days after its day, a bucket's stragglers).
+ * deadline up to two days after its day, a DelayedEvent group until it resolves).
  */
-export function idleExpiryOf(sla: Sla, monitor: Pick<MonitorConfig, 'sourceIdleExpiry' | 'stragglers' | 'bucket' | 'grace'>): number {
-  const needs = [monitor.sourceIdleExpiry, monitor.stragglers + monitor.bucket + monitor.grace];
+export function idleExpiryOf(sla: Sla, monitor: Pick<MonitorConfig, 'sourceIdleExpiry' | 'resolveAfter' | 'groupInterval' | 'grace'>): number {
+  const needs = [monitor.sourceIdleExpiry, monitor.resolveAfter + monitor.groupInterval + monitor.grace];
   if (sla.every !== undefined) needs.push(2 * sla.every + monitor.grace);
   if (sla.dailyBy !== undefined) needs.push(3 * DAY_MS);
   return Math.max(...needs);

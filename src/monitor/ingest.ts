@@ -6,7 +6,7 @@ import { FIELD_LIMITS, overBytes } from '../core/field-limits.ts';
 import type { Logger } from 'pino';
 import type { BatchHandler } from '../nats/batch-consumer.ts';
 import { initialDaily, markDaily, type DailyState } from './daily.ts';
-import { applyLateBatch, bucketStart, emptyDelayed, type DelayedState, type SequencedLateEvent } from './delayed.ts';
+import { applyLateBatch, emptyDelayed, type DelayedState, type SequencedLateEvent } from './delayed.ts';
 import { firstSeenEvery, initialEvery, markEvery, type EveryState } from './every.ts';
 import type { MonitorMetrics } from './metrics.ts';
 import { firstRevisionTimes } from './report-status.ts';
@@ -22,7 +22,6 @@ import { stateKey, type MonitorState } from './state.ts';
 export type IngestDeps = {
   match: (source: string, type: string) => Sla[];
   reports: ReportConfig[];
-  bucketMs: number;
   state: MonitorState;
   clickhouse: ClickHouseClient;
   db: string;
@@ -118,7 +117,6 @@ export function createEventHandler(deps: IngestDeps): BatchHandler {
             if (!events) late.set(key, (events = []));
             events.push({
               seq: msg.seq,
-              bucket: bucketStart(event.receivedAt, deps.bucketMs),
               receivedAt: event.receivedAt,
               delayMs,
               day: businessDay(event.occurredAt, sla.timeZone),

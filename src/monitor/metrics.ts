@@ -5,7 +5,8 @@ import type { WindowStats } from './slices.ts';
 export type MonitorMetrics = {
   events: (count: number) => void;
   alert: (kind: string, outcome: 'published' | 'duplicate') => void;
-  webhook: (outcome: 'delivered' | 'retried' | 'failed') => void;
+  /** delivered; retried: another POST within a round; deferred: the round failed, the alert comes back later; failed: refused for good; undelivered: retryFor ran out */
+  webhook: (outcome: 'delivered' | 'retried' | 'deferred' | 'failed' | 'undelivered') => void;
   /** events whose source got no SLA state because the SLA is at monitor.maxSourcesPerSla (`state`: `<kind>.<sla>`) */
   sourcesCut: (state: string, events: number) => void;
   /** source states a glob SLA forgot after monitor.sourceIdleExpiry */
@@ -18,7 +19,7 @@ function createMonitorMetrics(registry: Registry, maxSources: number): MonitorMe
   const registers = [registry];
   const events = new Counter({ name: 'tidemark_monitor_events_total', help: 'Events checked against the delay SLAs', registers });
   const alerts = new Counter({ name: 'tidemark_alerts_total', help: 'Alerts the monitor tried to raise, by kind and outcome (duplicate: already raised elsewhere)', labelNames: ['kind', 'outcome'] as const, registers });
-  const webhooks = new Counter({ name: 'tidemark_webhook_deliveries_total', help: 'Webhook POST outcomes', labelNames: ['outcome'] as const, registers });
+  const webhooks = new Counter({ name: 'tidemark_webhook_deliveries_total', help: 'Webhook delivery outcomes: delivered, retried (another POST in a round), deferred (round failed; redelivered later), failed (refused for good), undelivered (retryFor ran out)', labelNames: ['outcome'] as const, registers });
   const quantile = new Gauge({ name: 'tidemark_delay_seconds', help: 'receivedAt minus occurredAt over a sliding window of receivedAt, all monitor instances', labelNames: ['source', 'window', 'quantile'] as const, registers });
   const lateRatio = new Gauge({ name: 'tidemark_delay_late_ratio', help: 'Share of events over their SLA maxDelay in a sliding window', labelNames: ['source', 'window'] as const, registers });
   const cut = new Counter({ name: 'tidemark_monitor_sources_cut_total', help: 'Events of sources beyond monitor.maxSourcesPerSla: stored and reported, not checked against the SLA (state: d late, e every, y dailyBy, then the SLA)', labelNames: ['state'] as const, registers });

@@ -9,10 +9,11 @@ import { metricsRegistry } from '../core/metrics.ts';
 import { terminateToDlq } from '../ingest/dlq.ts';
 import { sleep, systemClock, type Clock } from '../core/time.ts';
 import { eventBatching, runBatchConsumer } from '../nats/batch-consumer.ts';
-import { CONSUMERS } from '../nats/topology.ts';
+import { CONSUMERS, ensureWebhookConsumers } from '../nats/topology.ts';
 import type { DelayStatsRow } from '../sinks/clickhouse/delay-stats-table.ts';
 import { webhookRoutes } from '../sinks/webhooks.ts';
 import { createAlertSink } from './alert-sink.ts';
+import { createWebhookSink } from './webhook-sink.ts';
 import { delayStatsWriter } from './delay-stats.ts';
 import { openAlertGuard } from './guard.ts';
 import { idleExpiryOf } from './idle.ts';
@@ -25,12 +26,17 @@ import { runTick } from './tick.ts';
 import { readProgress, type Progress } from './watermark.ts';
 import { bucketReplicas } from '../nats/buckets.ts';
 
+/** POSTs in flight per webhook: a slow receiver delays its own alerts, and only by this many at a time. */
+const WEBHOOK_BATCH = 32;
+
 export type MonitorOptions = {
   config: Config;
   js: JetStreamClient;
   clickhouse: ClickHouseClient;
   logger: Logger;
   clock?: Clock;
+  /** judges webhook retryFor against the time alerts were stored on ALERTS (defaults to the system clock) */
+  wallClock?: Clock;
   /** defaults to the process registry that /metrics serves */
   registry?: Registry;
   /** names this instance's delay_slices rows; defaults to host, pid and a random suffix */
@@ -52,12 +58,13 @@ export type Monitor = {
  * The delay-SLA monitor role: a durable pull consumer on EVENTS (shared by every
  * instance) that merges late events and arrivals into shared KV state; a clock loop
  * that turns that state into DelayedEvent, MissingData, DeadlineMissed and Resolved
- * alerts on ALERTS; and a consumer of ALERTS that files every alert in ClickHouse
- * and sends webhooks. Needs the topology (`ensureTopology`) and the migrations.
+ * alerts on ALERTS; a consumer of ALERTS that files every alert in ClickHouse; and
+ * one durable consumer of ALERTS per webhook, which retries for up to its retryFor. Needs the topology (`ensureTopology`) and the migrations.
  */
 export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
   const { config, js, clickhouse, logger } = options;
   const clock = options.clock ?? systemClock;
+  const wallClock = options.wallClock ?? systemClock;
   const monitor = config.monitor;
   const db = config.clickhouse.database;
   const instance = options.instance ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
@@ -79,7 +86,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     stream: CONSUMERS.monitor.stream,
     durable: CONSUMERS.monitor.durable,
     ...eventBatching(monitor.batchSize, config.ingest.eventsPerMessage),
-    handler: createEventHandler({ match: slaMatcher(slas), reports: config.reports, bucketMs: monitor.bucket, state, clickhouse, db, slices, metrics, ackFloor: () => progress.ackFloor, epoch, maxSources: monitor.maxSourcesPerSla, idleExpiry: (sla) => idleExpiryOf(sla, monitor), logger }),
+    handler: createEventHandler({ match: slaMatcher(slas), reports: config.reports, state, clickhouse, db, slices, metrics, ackFloor: () => progress.ackFloor, epoch, maxSources: monitor.maxSourcesPerSla, idleExpiry: (sla) => idleExpiryOf(sla, monitor), logger }),
     logger,
     poison,
   });
@@ -88,10 +95,24 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     stream: CONSUMERS.alertSink.stream,
     durable: CONSUMERS.alertSink.durable,
     batchSize: 100,
-    handler: createAlertSink({ clickhouse, js, db, routes, metrics, logger, signal: controller.signal }),
+    handler: createAlertSink({ clickhouse, js, db, logger }),
     logger,
     poison,
   });
+  await ensureWebhookConsumers(jsm, config);
+  const webhooks = await Promise.all(
+    routes.map((route) =>
+      runBatchConsumer({
+        js,
+        stream: CONSUMERS.alertSink.stream,
+        durable: route.durable,
+        batchSize: WEBHOOK_BATCH,
+        // pulled ahead only as many as one round handles: a queued alert must not sit out its ack_wait behind a slow receiver
+        bufferMessages: WEBHOOK_BATCH,
+        handler: createWebhookSink({ route, clickhouse, db, metrics, logger, signal: controller.signal, now: wallClock.now }),
+        logger,
+      })),
+  );
 
   const tickDeps = { slas, reports: config.reports, monitor, state, publish, clickhouse, db, clock, metrics, logger, epoch, idleSweep: { at: Number.NEGATIVE_INFINITY } };
   const tick = async () => {
@@ -125,6 +146,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
       await loop;
       await events.stop();
       await sink.stop();
+      await Promise.all(webhooks.map((w) => w.stop()));
       await stats.flush().catch((err: unknown) => logger.warn({ err }, 'final delay statistics not written'));
       await state.stop();
     },

@@ -5,7 +5,7 @@ import type { Clock } from '../core/time.ts';
 import type { Alert } from './alerts.ts';
 import { advanceDaily, initialDaily, type DailyState } from './daily.ts';
 import { advanceDeadline, daysToCheck, initialDeadline, type DeadlineState } from './deadlines.ts';
-import { fireDueBuckets, type DelayedState } from './delayed.ts';
+import { fireDueGroup, type DelayedState } from './delayed.ts';
 import { advanceEvery, initialEvery, type EveryState } from './every.ts';
 import type { AlertPublisher } from './guard.ts';
 import type { MonitorMetrics } from './metrics.ts';
@@ -91,9 +91,9 @@ export async function runTick(deps: TickDeps, watermark: number): Promise<void> 
     if (sla.maxDelay !== undefined) {
       const maxDelayMs = sla.maxDelay;
       for (const source of sourcesOf(deps, 'd', sla)) {
-        const ctx = { sla: sla.id, source, maxDelayMs, bucketMs: monitor.bucket, watermark, stragglersMs: monitor.stragglers };
+        const ctx = { sla: sla.id, source, maxDelayMs, now: deps.clock.now(), watermark, groupWaitMs: monitor.groupWait, groupIntervalMs: monitor.groupInterval, resolveAfterMs: monitor.resolveAfter };
         const key = stateKey('d', sla.id, source);
-        await guarded(key, () => advance<DelayedState>(deps, key, () => null, (s) => fireDueBuckets(s, ctx)));
+        await guarded(key, () => advance<DelayedState>(deps, key, () => null, (s) => fireDueGroup(s, ctx)));
       }
     }
     if (sla.every !== undefined) {

@@ -10,7 +10,7 @@ import {
   type StreamConfig,
 } from '@nats-io/jetstream';
 import { nanos } from '@nats-io/transport-node';
-import type { Config, StreamLimitsConfig } from '../core/config.ts';
+import { webhookDurable, type Config, type StreamLimitsConfig } from '../core/config.ts';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
 import { bucketSpecs, openBucket, type BucketSpec } from './buckets.ts';
 
@@ -78,11 +78,11 @@ export function maxAckPending(stream: string, config: Config): number {
 const ackPolicyOf = (stream: string, durable: string): AckPolicy =>
   stream === CONSUMERS.gateway.stream && durable === CONSUMERS.gateway.durable ? AckPolicy.All : AckPolicy.Explicit;
 
-function desiredConsumer(stream: string, durable: string, config: Config): Partial<ConsumerConfig> & { durable_name: string } {
+function desiredConsumer(stream: string, durable: string, config: Config, deliverPolicy: DeliverPolicy = DeliverPolicy.All): Partial<ConsumerConfig> & { durable_name: string } {
   return {
     durable_name: durable,
     ack_policy: ackPolicyOf(stream, durable),
-    deliver_policy: DeliverPolicy.All,
+    deliver_policy: deliverPolicy,
     ack_wait: nanos(config.nats.ackWait),
     max_ack_pending: maxAckPending(stream, config),
     max_deliver: -1,
@@ -194,8 +194,8 @@ export async function rewindGatewayConsumer(jsm: JetStreamManager, config: Confi
 
 const MUTABLE_CONSUMER_FIELDS = ['ack_wait', 'max_ack_pending', 'max_deliver'] as const;
 
-async function ensureConsumer(jsm: JetStreamManager, stream: string, durable: string, config: Config): Promise<TopologyChange> {
-  const want = desiredConsumer(stream, durable, config);
+async function ensureConsumer(jsm: JetStreamManager, stream: string, durable: string, config: Config, deliverPolicy?: DeliverPolicy): Promise<TopologyChange> {
+  const want = desiredConsumer(stream, durable, config, deliverPolicy);
   let current: ConsumerConfig | undefined;
   try {
     current = (await jsm.consumers.info(stream, durable)).config;
@@ -221,6 +221,19 @@ async function ensureConsumer(jsm: JetStreamManager, stream: string, durable: st
 }
 
 /**
+ * One durable on ALERTS per configured webhook (see monitor/webhook-sink.ts), so each
+ * receiver has its own retries and a dead one holds up no other. A new webhook starts
+ * with the alerts raised from then on, not the stream's history.
+ */
+export async function ensureWebhookConsumers(jsm: JetStreamManager, config: Config): Promise<TopologyChange[]> {
+  const changes: TopologyChange[] = [];
+  for (const hook of config.monitor.webhooks) {
+    changes.push(await ensureConsumer(jsm, STREAMS.alerts.name, webhookDurable(hook), config, DeliverPolicy.New));
+  }
+  return changes;
+}
+
+/**
  * Creates or updates every stream, KV bucket and durable consumer (and the replicas of
  * RECON when it exists); idempotent, so every role may call it at start.
  */
@@ -235,5 +248,6 @@ export async function ensureTopology(jsm: JetStreamManager, config: Config): Pro
   for (const { stream, durable } of Object.values(CONSUMERS)) {
     changes.push(await ensureConsumer(jsm, stream, durable, config));
   }
+  changes.push(...(await ensureWebhookConsumers(jsm, config)));
   return changes;
 }

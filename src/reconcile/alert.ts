@@ -1,6 +1,7 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { BASE_SETTINGS } from '../clickhouse/client.ts';
+import { alertKindSubject } from '../core/alert-kinds.ts';
 import type { ReconciliationConfig } from '../core/config.ts';
 import type { Clock } from '../core/time.ts';
 import { insertActions } from '../sinks/clickhouse/recon-tables.ts';
@@ -19,7 +20,7 @@ export type ReconAlert = {
   at: number;
 };
 
-export const alertSubject = (name: string): string => `alerts.recon.${name}`;
+export const alertSubject = (name: string): string => alertKindSubject('ReconDiscrepancies', name);
 
 /** One alert per reconciliation and period: its id is the msgID, and a claim keeps it once beyond the dedup window. */
 export const alertId = (name: string, period: string): string => `recon-${name}-${period}`;

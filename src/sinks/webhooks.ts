@@ -1,5 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import type { AlertKind, WebhookConfig } from '../core/config.ts';
+import type { AlertKind } from '../core/alert-kinds.ts';
+import { webhookDurable, type WebhookConfig } from '../core/config.ts';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
 import { redactWebhookUrl, registerSecret } from '../core/secrets.ts';
 import { sleep } from '../core/time.ts';
@@ -14,12 +15,17 @@ import { globMatcher } from '../monitor/glob.ts';
  * Redirects are not followed: a signed alert goes only to the URL configured.
  */
 export type WebhookRoute = {
+  /** its durable consumer on ALERTS */
+  durable: string;
   url: string;
   secret: string | undefined;
   accepts: (alert: { kind: string; source: string }) => boolean;
   maxAttempts: number;
   backoff: number;
   timeout: number;
+  retryFor: number;
+  redeliverAfter: number;
+  redeliverMax: number;
 };
 
 export function webhookRoutes(configs: readonly WebhookConfig[], env: Record<string, string | undefined> = process.env): WebhookRoute[] {
@@ -31,12 +37,16 @@ export function webhookRoutes(configs: readonly WebhookConfig[], env: Record<str
     const kinds = new Set<string>(c.kinds satisfies AlertKind[]);
     const sources = c.sources.map(globMatcher);
     return {
+      durable: webhookDurable(c),
       url: c.url,
       secret,
       accepts: (alert) => (kinds.size === 0 || kinds.has(alert.kind)) && (sources.length === 0 || sources.some((m) => m(alert.source))),
       maxAttempts: c.maxAttempts,
       backoff: c.backoff,
       timeout: c.timeout,
+      retryFor: c.retryFor,
+      redeliverAfter: c.redeliverAfter,
+      redeliverMax: c.redeliverMax,
     };
   });
 }
@@ -81,6 +91,27 @@ const retryable = (status: number): boolean => status === 408 || status === 429 
 
 export type DeliveryReport = { attempts: number; status: number };
 
+/** The receiver answered with a status that repeating will not change (a 4xx other than 408 and 429, or a redirect). */
+export class WebhookRefusedError extends TidemarkError {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(ErrorCodes.WEBHOOK_FAILED, message);
+  }
+}
+
+/**
+ * The wait before the next delivery round after `round` failed ones: redeliverAfter,
+ * doubled each round, capped at redeliverMax, ±20% (`random` in [0, 1)) so alerts that
+ * failed together do not return in lockstep, and never past `deadlineLeftMs`, so the
+ * last round falls when retryFor ends.
+ */
+export function redeliveryDelay(route: Pick<WebhookRoute, 'redeliverAfter' | 'redeliverMax'>, round: number, deadlineLeftMs: number, random: number): number {
+  const base = Math.min(route.redeliverMax, route.redeliverAfter * 2 ** Math.min(Math.max(round - 1, 0), 40));
+  return Math.max(1, Math.round(Math.min(base * (0.8 + random * 0.4), deadlineLeftMs)));
+}
+
 /**
  * POSTs with retries: waits backoff, 2×backoff, 4×… (±20% jitter, so many failed
  * deliveries do not return in lockstep). Throws WEBHOOK_FAILED when attempts run out
@@ -115,7 +146,7 @@ export async function deliverWebhook(
       if (response.ok) return { attempts: attempt, status: response.status };
       reason = response.status >= 300 && response.status < 400 ? `HTTP ${response.status} (redirects are not followed)` : `HTTP ${response.status}`;
       if (!retryable(response.status)) {
-        throw new TidemarkError(ErrorCodes.WEBHOOK_FAILED, `webhook ${redactWebhookUrl(route.url)} refused alert ${alert.id}: ${reason}`);
+        throw new WebhookRefusedError(`webhook ${redactWebhookUrl(route.url)} refused alert ${alert.id}: ${reason}`, response.status);
       }
     } catch (err) {
       if (err instanceof TidemarkError) throw err;

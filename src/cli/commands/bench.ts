@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
+import { alertLatency } from '../../bench/alert-latency.ts';
 import { bareJetStream } from '../../bench/baseline.ts';
 import { drain, pacedLoad, type MemorySample } from '../../bench/pipeline.ts';
 import { rate } from '../../bench/stats.ts';
@@ -21,7 +22,7 @@ import { startProcessor } from '../../processors/processor.ts';
 import { systemClock } from '../../core/time.ts';
 import { configFor } from '../runtime.ts';
 
-type BenchOptions = { events: string; rate: string; seconds: string; memoryEvents: string; gatewayProcess: boolean; gateways: string };
+type BenchOptions = { events: string; rate: string; seconds: string; memoryEvents: string; alertTrials: string; gatewayProcess: boolean; gateways: string };
 
 /**
  * The gateway as its own process, as deployed: on two cores it then works in parallel
@@ -67,6 +68,7 @@ export function register(program: Command): void {
     .option('--rate <n>', 'events/s of the steady load for the latency probes', '50000')
     .option('--seconds <n>', 'duration of the steady load', '20')
     .option('--memory-events <n>', 'drain this many events in all and sample memory every million (0: skip)', '5000000')
+    .option('--alert-trials <n>', 'late bursts, each from its own source, timed from the first late event to its DelayedEvent on alerts.> (0: skip)', '20')
     .option('--no-gateway-process', 'run the gateway in the bench process instead of its own')
     .option('--gateways <n>', 'gateway processes: one reads INGEST, the others stand by to take over (default: one per two cores)', String(Math.max(1, Math.floor(availableParallelism() / 2))))
     .action(async (opts: BenchOptions, command: Command) => {
@@ -76,7 +78,7 @@ export function register(program: Command): void {
       const logger = createLogger('bench');
       logger.level = 'warn';
       const server = await startNatsServer({ storeDir: join(dir, 'nats'), port: 0 });
-      const config = parseConfig({ reports: base.reports, dataDir: dir, nats: { url: server.url, streams: { ingest: { maxAge: '1d' }, events: { maxAge: '1d' } } } });
+      const config = parseConfig({ reports: base.reports, slas: [{ name: 'bench-late', source: 'bench-late-*', type: 'bench_late', maxDelay: '1h' }], dataDir: dir, nats: { url: server.url, streams: { ingest: { maxAge: '1d' }, events: { maxAge: '1d' } } } });
       const clickhouse = openClickHouse(config);
       const nc = await connect({ servers: server.url });
       try {
@@ -125,7 +127,10 @@ export function register(program: Command): void {
           const report = config.reports[0];
           const replay = report ? await replayReport({ store: processor.store, clickhouse, db, js, clock: systemClock, logger }, report, {}) : undefined;
           if (replay) line(`replay of ${report!.name}: ${replay.events} events, ${replay.days} day(s)`, `${rate(replay.events, replay.seconds * 1000)} events/s (${replay.seconds.toFixed(1)} s)`);
-          process.stdout.write(`\n${JSON.stringify({ bare, pipelineEventsPerSecond: eps, ratio: eps / bare.eventsPerSecond, freshness: load.freshness, late: load.late, memory, replay })}\n`);
+          const trials = Number(opts.alertTrials);
+          const alerts = trials > 0 ? await alertLatency({ nc, js, jsm, clickhouse, config, logger, trials }) : undefined;
+          if (alerts) line('first late event → DelayedEvent on alerts.>', `p50 ${Math.round(alerts.p50)} ms, p99 ${Math.round(alerts.p99)} ms, max ${Math.round(alerts.max)} ms (${alerts.trials} groups; groupWait ${alerts.groupWaitMs} ms, target p99 < groupWait + 5 s)`);
+          process.stdout.write(`\n${JSON.stringify({ bare, pipelineEventsPerSecond: eps, ratio: eps / bare.eventsPerSecond, freshness: load.freshness, late: load.late, memory, replay, alerts })}\n`);
         } finally {
           await processor.stop();
           await Promise.all(gateways.map((g) => g.stop()));

@@ -1,3 +1,4 @@
+import { alertKindSubject } from '../../core/alert-kinds.ts';
 import { groupToken } from './revision-store.ts';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { RevisionRecord } from '../logic/revisions.ts';
@@ -43,6 +44,6 @@ export async function publishAmendedAlert(
     lateEvents: input.record.lateEvents,
     at: input.record.computedAt,
   };
-  await retryTransient(() => js.publish(`alerts.amended.${input.report}`, JSON.stringify(alert), { msgID: alert.id }));
+  await retryTransient(() => js.publish(alertKindSubject('ReportAmended', input.report), JSON.stringify(alert), { msgID: alert.id }));
   return alert;
 }
