@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { endpointLogin, endpointUsers } from '../src/clickhouse/endpoint-users.ts';
 import { serveEmbeddedClickHouse } from '../src/clickhouse/http-server/server.ts';
+import { lockPath } from '../src/cli/data-dir-lock.ts';
 import { openClickHouseForTool } from '../src/cli/clickhouse-access.ts';
 import { testConfig } from './harness/config.ts';
 
@@ -69,6 +70,10 @@ describe('a command reaches the endpoint `up` serves with the same users', () =>
       const dataDir = join(dir, 'data');
       const config = testConfig({ ...settings, dataDir }, env);
       const served = (await serveEmbeddedClickHouse(config, { port: 0 }))!;
+      // As `up` does: the data directory's owner file tells commands where the endpoint is. The
+      // endpoint runs in this process, and a process ignores its own claim, so the claim names
+      // another live process (the test runner), as a separate `up` would.
+      writeFileSync(lockPath(dataDir), JSON.stringify({ pid: process.ppid, command: 'up', startedAt: new Date().toISOString(), sql: served.url }));
       try {
         // The command sees the same config, pointed at the port the endpoint got.
         const tool = await openClickHouseForTool(testConfig({ ...settings, dataDir, clickhouse: { ...(settings as { clickhouse?: object }).clickhouse, serve: { ...config.clickhouse.serve, port: served.port } } }, env));
@@ -81,6 +86,7 @@ describe('a command reaches the endpoint `up` serves with the same users', () =>
           await tool.close();
         }
       } finally {
+        rmSync(lockPath(dataDir), { force: true });
         await served.close();
       }
     });
