@@ -259,7 +259,7 @@ describe('authentication and the read-only user', () => {
     }
     // The engine enforces it too: no settings override, no table functions that reach outside.
     expect((await curl(guarded, '/', post('SELECT 1 SETTINGS readonly = 0', reader))).headers.get('x-clickhouse-exception-code')).toBe('164');
-    expect((await curl(guarded, '/', post("SELECT * FROM file('/etc/hostname', LineAsString)", reader))).headers.get('x-clickhouse-exception-code')).toBe('164');
+    expect((await curl(guarded, '/', post("SELECT * FROM file('/etc/hostname', LineAsString)", reader))).headers.get('x-clickhouse-exception-code')).toBe('497');
     expect((await curl(guarded, `/?readonly=0&query=${encodeURIComponent(`INSERT INTO ${db}.t VALUES (1)`)}`, post('', reader))).headers.get('x-clickhouse-exception-code')).toBe('164');
   });
 

@@ -1,6 +1,8 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChdbEngine } from '../src/clickhouse/http-server/engine.ts';
 import { prepareSession } from '../src/clickhouse/http-server/execute.ts';
@@ -70,7 +72,7 @@ const fingerprint = (db: string): Promise<string> =>
      FORMAT TSV`,
   );
 
-/** Writing statements; `control: false` where chDB refuses it even to a full user (so only the refusal is checked). */
+/** Writing statements; `control: false` where chDB or the endpoint refuses it even to a full user (so only the refusal is checked). */
 const WRITES = (db: string, file: string): Array<{ sql: string; control?: false }> => [
   { sql: `CREATE TABLE ${db}.n (x UInt8) ENGINE = Memory` },
   { sql: `CREATE DATABASE ${db}_new` },
@@ -92,7 +94,8 @@ const WRITES = (db: string, file: string): Array<{ sql: string; control?: false 
   { sql: `ATTACH TABLE ${db}.parked` },
   { sql: `INSERT INTO ${db}.events VALUES (9, 'z')` },
   { sql: `INSERT INTO ${db}.events SELECT 9, 'z'` },
-  { sql: `INSERT INTO FUNCTION file('${file}', 'CSV', 'x UInt8') VALUES (1)` },
+  // Refused to every user since file() reaches outside the database (see 'queries stay inside the database').
+  { sql: `INSERT INTO FUNCTION file('${file}', 'CSV', 'x UInt8') VALUES (1)`, control: false },
   { sql: `OPTIMIZE TABLE ${db}.events FINAL` },
   { sql: 'SYSTEM DROP MARK CACHE' },
   { sql: 'KILL QUERY WHERE 0' },
@@ -125,7 +128,7 @@ describe('the ClickHouse endpoint never writes for a read-only request', () => {
     for (const caller of CALLERS) {
       for (const settings of URL_SETTINGS.filter(caller.settings ?? (() => true))) {
         const reply = await send(caller.method, write.sql, settings, caller.headers);
-        // Refused with a ClickHouse error; the code is READONLY except where a check before it answers (multi-statements: SYNTAX_ERROR).
+        // Refused with a ClickHouse error; the code is READONLY except where a check before it answers (multi-statements: SYNTAX_ERROR; file(): ACCESS_DENIED).
         if (reply.status === 200 || reply.code === null) outcomes.push(`${caller.name} ?${settings}: ${reply.status} ${reply.body}`);
       }
     }
@@ -207,5 +210,139 @@ describe('settings a read-only request may not change', () => {
     }
     expect(await admin(`EXISTS TABLE ${db}.events`)).toBe('1\n');
     await admin(`DROP DATABASE ${db}`);
+  });
+});
+
+describe('queries stay inside the database (no files, servers or programs), for every user', () => {
+  let web: Server;
+  let webUrl: string;
+  let hits = 0;
+
+  beforeAll(async () => {
+    web = createServer((_req, res) => {
+      hits++;
+      res.end('secret-from-web\n');
+    });
+    await new Promise<void>((ready) => web.listen(0, '127.0.0.1', ready));
+    webUrl = `http://127.0.0.1:${(web.address() as AddressInfo).port}/`;
+  });
+
+  afterAll(async () => {
+    web?.closeAllConnections();
+    await new Promise((done) => web?.close(done));
+  });
+
+  const CALLERS_ALL: Array<{ name: string; headers: Record<string, string> }> = [
+    { name: 'alice', headers: ALICE },
+    { name: 'reader', headers: READER },
+  ];
+
+  const READS_OUTSIDE = (url: string): string[] => [
+    "SELECT * FROM file('/etc/passwd', 'LineAsString')",
+    "SELECT * FROM file('/etc/passwd', LineAsString) FORMAT JSONEachRow",
+    "SELECT file('/etc/passwd')",
+    "select * from `FILE`('/etc/passwd', 'LineAsString')",
+    "WITH (SELECT groupArray(line) FROM file('/etc/passwd', 'LineAsString')) AS x SELECT x",
+    "SELECT * FROM numbers(1) AS a, (SELECT * FROM file('/etc/passwd', 'LineAsString')) AS b",
+    "DESCRIBE file('/etc/passwd', 'LineAsString')",
+    "EXPLAIN SELECT * FROM file('/etc/passwd', 'LineAsString')",
+    "SELECT * FROM file('/etc/pass{wd}', 'LineAsString') SETTINGS readonly = 2",
+    `SELECT * FROM url('${url}', 'LineAsString')`,
+    `SELECT * FROM urlCluster('default', '${url}', 'LineAsString')`,
+    `SELECT * FROM s3('${url}x.csv', 'LineAsString')`,
+    `SELECT * FROM remote('127.0.0.1', system.one)`,
+    `SELECT * FROM mysql('127.0.0.1:1', 'd', 't', 'u', 'p')`,
+    `SELECT * FROM postgresql('127.0.0.1:1', 'd', 't', 'u', 'p')`,
+    `SELECT * FROM executable('cat /etc/passwd', 'LineAsString', 'line String')`,
+    `SELECT * FROM hdfs('hdfs://127.0.0.1:1/x', 'LineAsString')`,
+    `SELECT * FROM filesystem('/etc')`,
+  ];
+
+  it('reading /etc/passwd or a local web server is refused over GET and POST, with any URL settings', async () => {
+    const outcomes: string[] = [];
+    for (const sql of READS_OUTSIDE(webUrl)) {
+      for (const caller of CALLERS_ALL) {
+        for (const method of ['GET', 'POST'] as const) {
+          for (const settings of ['', 'readonly=0', 'readonly=2']) {
+            const reply = await send(method, sql, settings, caller.headers);
+            const refused = reply.status === 403 && reply.code === '497' && !/root:|secret-from-web/.test(reply.body);
+            // Settings that would lower readonly are refused first (164): also a refusal, before anything runs.
+            const lowers = (settings === 'readonly=0' && (method === 'GET' || caller.name === 'reader')) || (caller.name === 'reader' && settings !== '') || /SETTINGS readonly/.test(sql);
+            const settingsRefused = lowers && reply.code === '164' && !/root:|secret-from-web/.test(reply.body);
+            if (!refused && !settingsRefused) outcomes.push(`${caller.name} ${method} ?${settings} ${sql}: ${reply.status} ${reply.code} ${reply.body.slice(0, 120)}`);
+          }
+        }
+      }
+    }
+    expect(outcomes).toEqual([]);
+    // The refusal comes before the engine runs anything: the web server was never asked.
+    expect(hits).toBe(0);
+  });
+
+  it('the same url() query, run on the engine directly, does reach the web server (the refusal is the endpoint\'s)', async () => {
+    const session = engine.session();
+    try {
+      const result = await session.query(`SELECT * FROM url('${webUrl}', 'LineAsString')`, { format: 'TSV' });
+      expect(result.text()).toBe('secret-from-web\n');
+    } finally {
+      session.close();
+    }
+    expect(hits).toBeGreaterThan(0);
+    hits = 0;
+  });
+
+  it('a full user cannot write a file, create a table or dictionary over a file or URL, back up to a file, or evaluate file() in VALUES', async () => {
+    const db = `sec_${process.pid}_outside`;
+    await setUp(db);
+    const target = join(scratch, `${db}.out`);
+    const before = await fingerprint(db);
+    const writes = [
+      `INSERT INTO FUNCTION file('${target}', 'CSV', 'x UInt8') VALUES (1)`,
+      `INSERT INTO FUNCTION url('${webUrl}', 'CSV', 'x UInt8') SELECT 1`,
+      `CREATE TABLE ${db}.f (line String) ENGINE = File(LineAsString, '/etc/passwd')`,
+      `CREATE TABLE ${db}.u (line String) ENGINE = URL('${webUrl}', LineAsString)`,
+      `CREATE TABLE ${db}.x (line String) ENGINE = Executable('cat /etc/passwd', LineAsString)`,
+      `CREATE TABLE ${db}.c AS file('/etc/passwd', 'LineAsString')`,
+      `CREATE TABLE ${db}.k (x UInt8) ENGINE = MergeTree ORDER BY x SETTINGS disk = disk(type = web, endpoint = '${webUrl}')`,
+      `CREATE DATABASE ${db}_fs ENGINE = Filesystem('/etc')`,
+      `CREATE DICTIONARY ${db}.d (line String) PRIMARY KEY line SOURCE(FILE(path '/etc/passwd' format 'LineAsString')) LAYOUT(FLAT()) LIFETIME(0)`,
+      `BACKUP TABLE ${db}.events TO File('${target}')`,
+      `INSERT INTO ${db}.events VALUES (7, file('/etc/passwd'))`,
+      `INSERT INTO ${db}.events (id, s) VALUES (8, 'fine'), (7, FILE ( '/etc/passwd' ))`,
+    ];
+    const outcomes: string[] = [];
+    for (const sql of writes) {
+      const reply = await send('POST', sql, '', ALICE);
+      if (reply.status !== 403 || reply.code !== '497') outcomes.push(`${sql}: ${reply.status} ${reply.code} ${reply.body.slice(0, 160)}`);
+    }
+    // VALUES arriving as the request body (the usual way a client sends them).
+    const body = await fetch(`${server.url}/?query=${encodeURIComponent(`INSERT INTO ${db}.events VALUES`)}`, { method: 'POST', headers: ALICE, body: "(7, file('/etc/passwd'))" });
+    if (body.status !== 403) outcomes.push(`VALUES in the body: ${body.status} ${await body.text()}`);
+    expect(outcomes).toEqual([]);
+    expect(await fingerprint(db)).toBe(before);
+    expect(existsSync(target)).toBe(false);
+    expect(hits).toBe(0);
+    // Data that only mentions a name, and local table functions, are fine.
+    expect((await send('POST', `INSERT INTO ${db}.events VALUES (7, 'file(/etc/passwd)')`, '', ALICE)).status).toBe(200);
+    expect(await admin(`SELECT s FROM ${db}.events WHERE id = 7`)).toBe('file(/etc/passwd)\n');
+    expect((await send('GET', 'SELECT sum(number) FROM numbers(4)', '', READER)).body).toBe('6\n');
+    expect((await send('GET', "SELECT * FROM values('x UInt8', 1, 2) FORMAT CSV", '', ALICE)).body).toBe('1\n2\n');
+    expect((await send('GET', "SELECT count() FROM (SELECT * FROM generateRandom('a UInt8') LIMIT 3)", '', ALICE)).body).toBe('3\n');
+    await admin(`DROP DATABASE ${db}`);
+  });
+
+  it('another SQL dialect is refused (the check reads ClickHouse SQL)', async () => {
+    const reply = await send('POST', "from `file`('/etc/passwd')", 'dialect=prql', ALICE);
+    expect([reply.status, reply.code]).toEqual([403, '497']);
+  });
+
+  it('a misspelled statement over GET gets the engine\'s syntax error (62), not READONLY', async () => {
+    for (const headers of [ALICE, READER]) {
+      const reply = await send('GET', 'SELEC 1', '', headers);
+      expect([reply.status, reply.code]).toEqual([400, '62']);
+      expect(reply.body).toMatch(/Syntax error/);
+    }
+    // A well-formed write over GET is still READONLY.
+    expect((await send('GET', 'DROP TABLE nowhere.nothing', '', ALICE)).code).toBe('164');
   });
 });

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { endpointLogin, endpointUsers } from '../src/clickhouse/endpoint-users.ts';
 import { serveEmbeddedClickHouse } from '../src/clickhouse/http-server/server.ts';
-import { openClickHouseForTool } from '../src/cli/clickhouse-access.ts';
 import { lockPath } from '../src/cli/data-dir-lock.ts';
+import { openClickHouseForTool } from '../src/cli/clickhouse-access.ts';
 import { testConfig } from './harness/config.ts';
 
 /** Issue 20, point 3: `up`/`tidemark clickhouse` serve, and every command logs in with, one list of users. */
@@ -70,11 +70,13 @@ describe('a command reaches the endpoint `up` serves with the same users', () =>
       const dataDir = join(dir, 'data');
       const config = testConfig({ ...settings, dataDir }, env);
       const served = (await serveEmbeddedClickHouse(config, { port: 0 }))!;
-      // The owner file `tidemark up` writes, as another live process (the test runner's parent) would: a command ignores its own.
+      // As `up` does: the data directory's owner file tells commands where the endpoint is. The
+      // endpoint runs in this process, and a process ignores its own claim, so the claim names
+      // another live process (the test runner), as a separate `up` would.
       writeFileSync(lockPath(dataDir), JSON.stringify({ pid: process.ppid, command: 'up', startedAt: new Date().toISOString(), sql: served.url }));
       try {
-        // The command sees the same config and finds the endpoint through the owner file.
-        const tool = await openClickHouseForTool(testConfig({ ...settings, dataDir }, env));
+        // The command sees the same config, pointed at the port the endpoint got.
+        const tool = await openClickHouseForTool(testConfig({ ...settings, dataDir, clickhouse: { ...(settings as { clickhouse?: object }).clickhouse, serve: { ...config.clickhouse.serve, port: served.port } } }, env));
         try {
           expect(tool.via).toBe(served.url);
           // It can write, as roles do.
@@ -84,8 +86,8 @@ describe('a command reaches the endpoint `up` serves with the same users', () =>
           await tool.close();
         }
       } finally {
-        await served.close();
         rmSync(lockPath(dataDir), { force: true });
+        await served.close();
       }
     });
   }

@@ -19,7 +19,8 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tidemark-startup-errors-'));
   writeFileSync(join(dir, 'tidemark.yaml'), '{}');
   plain = await startPlainNats();
-  held = createServer();
+  // Accepts and never answers; reading (and dropping) what arrives lets it see a client leave, so close() does not wait on it.
+  held = createServer((socket) => socket.resume());
   await new Promise<void>((resolve) => held.listen(0, '127.0.0.1', resolve));
   heldPort = (held.address() as { port: number }).port;
   // a nats-server from before JetStream was usable, as an old distribution ships it
@@ -141,5 +142,35 @@ describe('start-up failures print one line that says what to do', () => {
       '5 check(s) failed',
     ]);
     expect(doctor.child.exitCode).toBe(1);
+  }, 60_000);
+
+  it('doctor ends by itself when everything it asks never answers (a port that accepts and stays silent, a nats-server that hangs)', async () => {
+    const stuckBin = join(dir, 'stuck-bin');
+    mkdirSync(stuckBin, { recursive: true });
+    // `exec`: the probe's kill reaches the sleeping process itself, so nothing is left behind.
+    writeFileSync(join(stuckBin, 'nats-server'), '#!/bin/sh\nexec sleep 30\n');
+    chmodSync(join(stuckBin, 'nats-server'), 0o755);
+    const silent = `127.0.0.1:${heldPort}`;
+    const started = Date.now();
+    const doctor = spawnTidemarkCaptured(['doctor'], {
+      PATH: stuckBin,
+      TIDEMARK_CONFIG: base.TIDEMARK_CONFIG!,
+      NATS_URL: `nats://${silent}`,
+      CLICKHOUSE_URL: `http://${silent}`,
+      TIDEMARK_NATS_PORT: String(heldPort),
+      TIDEMARK_HTTP_PORT: String(heldPort),
+      TIDEMARK_DATA_DIR: '/proc/tidemark-cannot-be-here',
+    });
+    await exited(doctor.child);
+    const elapsed = Date.now() - started;
+    const out = doctor.stdout();
+    expect(out).toContain('✗ nats-server is not on PATH');
+    expect(out).toMatch(/✗ data directory \/proc\/tidemark-cannot-be-here is not writable/);
+    expect(out).toMatch(new RegExp(`✗ (cannot reach NATS at nats://${silent} \\(NATS_URL\\)|NATS: no answer within)`));
+    expect(out).toMatch(new RegExp(`✗ (cannot query ClickHouse at http://${silent} \\(CLICKHOUSE_URL\\)|ClickHouse: no answer within)`));
+    expect(out).toMatch(/check\(s\) failed\n$/);
+    expect(doctor.child.exitCode).toBe(1);
+    // Its bounds add up to about 11 s (see CHECK_MS); a loaded machine adds start-up time, not waits.
+    expect(elapsed).toBeLessThan(25_000);
   }, 60_000);
 });

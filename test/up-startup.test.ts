@@ -93,20 +93,30 @@ describe('tidemark up when a plain nats-server (no JetStream) holds its port', (
     expect(second.stdout()).toBe('');
   }, 60_000);
 
-  it('a role started in the same directory finds up\'s server, not the one on the port', async () => {
-    const processor = spawnTidemarkCaptured(['processor'], { ...env, LOG_LEVEL: 'info' });
+  // Every role finds up's NATS and its ClickHouse endpoint through the data directory's owner file;
+  // one that opened the embedded engine itself would fail on chDB's lock instead.
+  const ROLES: Array<{ args: string[]; running: string; clickhouse: boolean }> = [
+    { args: ['processor'], running: 'processor running', clickhouse: true },
+    { args: ['monitor', '--http-port', '0'], running: 'monitor running', clickhouse: true },
+    { args: ['saga', 'run'], running: 'saga orchestrator running', clickhouse: true },
+    { args: ['reconcile', 'stream'], running: 'reconcile stream running', clickhouse: true },
+    { args: ['gateway'], running: 'gateway running', clickhouse: false },
+  ];
+
+  it.each(ROLES)('$args.0 $args.1 started in the same directory uses up\'s servers, not the one on the port', async (role) => {
+    const started = spawnTidemarkCaptured(role.args, { ...env, LOG_LEVEL: 'info' });
     try {
       const line = await waitFor(() => {
-        if (processor.child.exitCode !== null) throw new Error(`processor exited: ${processor.stderr()}`);
-        return processor.stdout().split('\n').find((l) => l.includes('processor running'));
-      }, 45_000, 'the processor to run');
-      expect(JSON.parse(line)).toMatchObject({ clickhouse: urls.sql });
-      expect(processor.stderr()).toBe('');
+        if (started.child.exitCode !== null) throw new Error(`${role.args.join(' ')} exited: ${started.stderr()}`);
+        return started.stdout().split('\n').find((l) => l.includes(role.running));
+      }, 45_000, `${role.args.join(' ')} to run`);
+      if (role.clickhouse) expect(JSON.parse(line)).toMatchObject({ clickhouse: urls.sql });
+      expect(started.stderr()).toBe('');
     } finally {
-      processor.child.kill('SIGTERM');
-      await exited(processor.child);
+      started.child.kill('SIGTERM');
+      await exited(started.child);
     }
-    expect(processor.child.exitCode).toBe(0);
+    expect(started.child.exitCode).toBe(0);
   }, 60_000);
 
   it('doctor passes on this set-up, and names who holds the port', async () => {

@@ -27,8 +27,11 @@ export function versionAtLeast(version: string, minimum: string): boolean {
 }
 
 /** The installed nats-server's version, or undefined when it is not on PATH (or does not run). */
+/** A binary that does not answer `--version` within this long (a wrapper that starts a server instead) counts as missing. */
+const VERSION_PROBE_MS = 3_000;
+
 export function natsServerVersion(binary = 'nats-server'): string | undefined {
-  const probe = spawnSync(binary, ['--version'], { encoding: 'utf8' });
+  const probe = spawnSync(binary, ['--version'], { encoding: 'utf8', timeout: VERSION_PROBE_MS, killSignal: 'SIGKILL' });
   if (probe.error !== undefined || probe.status !== 0) return undefined;
   return parseNatsServerVersion(`${probe.stdout} ${probe.stderr}`) ?? '0.0.0';
 }

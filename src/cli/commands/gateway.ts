@@ -12,6 +12,7 @@ export function register(program: Command): void {
       const logger = createLogger('gateway');
       const nats = await openNats(config, logger, { embedded: false, name: 'tidemark-gateway' });
       const gateway = await startGatewayRole({ config, nats, logger, ready: async () => ({ ready: true }) });
+      logger.info({ http: gateway.httpUrl }, 'gateway running');
       onShutdown(logger, async () => {
         await gateway.stop();
         await nats.close();

@@ -76,6 +76,7 @@ async function streamCommand(command: Command, opts: { name?: string[] }): Promi
   const clickhouse = shared.client;
   const role = await startReconcileStreaming({ config, js: nats.js, jsm: nats.jsm, clickhouse, logger, ...(names ? { names } : {}) });
   if (role.running.length === 0) logger.warn('no reconciliation with subject feeds on both sides: nothing to stream');
+  logger.info({ clickhouse: shared.via }, 'reconcile stream running');
   onShutdown(logger, async () => {
     await role.stop();
     await nats.close();

@@ -2,7 +2,6 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { jetstream } from '@nats-io/jetstream';
 import type { Command } from 'commander';
-import { openClickHouse } from '../../clickhouse/client.ts';
 import type { Config } from '../../core/config.ts';
 import { parseDuration } from '../../core/duration.ts';
 import { ErrorCodes, TidemarkError } from '../../core/errors.ts';
@@ -16,6 +15,7 @@ import type { SagaStore } from '../../saga/store.ts';
 import { openSagaStore } from '../../saga/topology.ts';
 import { createBatchPublisher } from '../../nats/batch-publisher.ts';
 import { formatList, formatShow } from '../../saga/views.ts';
+import { openClickHouseForTool } from '../clickhouse-access.ts';
 import { configFor, natsTarget, onShutdown, openNats } from '../runtime.ts';
 import { bucketReplicas } from '../../nats/buckets.ts';
 
@@ -68,8 +68,10 @@ export function register(program: Command): void {
       const logger = createLogger('saga');
       const definitions = opts.definitions ? await loadDefinitions(opts.definitions) : [];
       const nats = await openNats(config, logger, { embedded: false, name: 'tidemark-saga' });
-      const clickhouse = opts.clickhouse ? openClickHouse(config) : undefined;
-      const role = await startSagaRole({ config, nc: nats.nc, js: nats.js, jsm: nats.jsm, logger, definitions, ...(clickhouse ? { clickhouse } : {}) });
+      // Beside a running `tidemark up`, its endpoint (found through the data directory's owner file), as every role.
+      const clickhouse = opts.clickhouse ? await openClickHouseForTool(config) : undefined;
+      const role = await startSagaRole({ config, nc: nats.nc, js: nats.js, jsm: nats.jsm, logger, definitions, ...(clickhouse ? { clickhouse: clickhouse.client } : {}) });
+      logger.info({ clickhouse: clickhouse?.via ?? 'off' }, 'saga orchestrator running');
       onShutdown(logger, async () => {
         await role.stop();
         await nats.close();

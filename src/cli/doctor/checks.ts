@@ -50,7 +50,7 @@ export async function checkPort(what: string, host: string, port: number, settin
 
 async function tryConnect(url: string): Promise<NatsConnection | Error> {
   try {
-    return await connect({ servers: url, timeout: 2_000, reconnect: false, name: 'tidemark-doctor' });
+    return await connect({ servers: url, timeout: CHECK_MS.nats - 1_000, reconnect: false, name: 'tidemark-doctor' });
   } catch (err) {
     return err as Error;
   }
@@ -122,7 +122,7 @@ export async function checkClickHouse(config: Config, owner: DataDirOwner | unde
   const url = config.clickhouse.url ?? owner?.sql;
   if (url) {
     const login = config.clickhouse.url ? { username: config.clickhouse.user ?? 'default', password: config.clickhouse.password ?? '' } : endpointLogin(config);
-    const client = createClient({ url, ...login, clickhouse_settings: BASE_SETTINGS, request_timeout: 5_000, log: { level: ClickHouseLogLevel.OFF } });
+    const client = createClient({ url, ...login, clickhouse_settings: BASE_SETTINGS, request_timeout: CHECK_MS.clickhouse - 1_000, log: { level: ClickHouseLogLevel.OFF } });
     const source = config.clickhouse.url ? 'CLICKHOUSE_URL' : 'tidemark up';
     try {
       return { status: 'pass', text: `ClickHouse at ${redactUserInfo(url)} (${source}): version ${await versionOf(client)}` };
@@ -146,21 +146,55 @@ export async function checkClickHouse(config: Config, owner: DataDirOwner | unde
   }
 }
 
+/**
+ * How long each check may take. Every network step has its own timeout below these; the bound
+ * is the guarantee (a server that accepts and never answers, a stuck engine), so doctor always
+ * finishes: the checks that can wait run at once, so the whole run takes at most the
+ * binary's probe (3 s), the largest of these, and the clock check.
+ */
+export const CHECK_MS = { port: 3_000, nats: 3_000, clickhouse: 5_000, clock: 3_000 } as const;
+
+/** The check's result, or a failure saying it did not answer in time. */
+export async function within(ms: number, what: string, check: Promise<CheckResult>): Promise<CheckResult> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<CheckResult>((resolve) => {
+    timer = setTimeout(() => resolve({ status: 'fail', text: `${what}: no answer within ${ms / 1000} s`, fix: 'run with --verbose, or check what holds it (the check above may say)' }), ms);
+  });
+  try {
+    return await Promise.race([check, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Every check, in the order a first run meets them. */
 export async function runChecks(config: Config): Promise<CheckResult[]> {
   const owner = readDataDirOwner(config.dataDir);
+  // Synchronous (a bounded probe of the binary): before the timed checks start, so it eats none of their time.
   const results: CheckResult[] = [checkNatsServerBinary(), checkDataDir(config, owner)];
   const { host, port } = config.nats.embedded;
-  results.push(await checkPort('embedded NATS', host, port, 'TIDEMARK_NATS_PORT', owner, 'warn', config.nats.url ? 'not needed: NATS_URL is set' : '`tidemark up` will start its own nats-server on a free port and print it; commands run elsewhere need NATS_URL'));
-  results.push(await checkPort('HTTP gateway', config.http.host, config.http.port, 'TIDEMARK_HTTP_PORT', owner, 'fail'));
-  if (!config.clickhouse.url) results.push(await checkPort('embedded ClickHouse HTTP', config.clickhouse.serve.host, config.clickhouse.serve.port, 'TIDEMARK_CLICKHOUSE_HTTP_PORT', owner, 'fail'));
-  const nats = await checkNats(config);
-  results.push(nats.result);
-  results.push(await checkClickHouse(config, owner));
+  const pending: Array<Promise<CheckResult>> = [
+    within(CHECK_MS.port, `port ${port} (embedded NATS)`, checkPort('embedded NATS', host, port, 'TIDEMARK_NATS_PORT', owner, 'warn', config.nats.url ? 'not needed: NATS_URL is set' : '`tidemark up` will start its own nats-server on a free port and print it; commands run elsewhere need NATS_URL')),
+    within(CHECK_MS.port, `port ${config.http.port} (HTTP gateway)`, checkPort('HTTP gateway', config.http.host, config.http.port, 'TIDEMARK_HTTP_PORT', owner, 'fail')),
+  ];
+  if (!config.clickhouse.url) {
+    const { host: chHost, port: chPort } = config.clickhouse.serve;
+    pending.push(within(CHECK_MS.port, `port ${chPort} (embedded ClickHouse HTTP)`, checkPort('embedded ClickHouse HTTP', chHost, chPort, 'TIDEMARK_CLICKHOUSE_HTTP_PORT', owner, 'fail')));
+  }
+  let nc: NatsConnection | undefined;
+  const natsCheck = checkNats(config).then((nats) => {
+    nc = nats.nc;
+    return nats.result;
+  });
+  pending.push(within(CHECK_MS.nats, 'NATS', natsCheck));
+  pending.push(within(CHECK_MS.clickhouse, 'ClickHouse', checkClickHouse(config, owner)));
+  results.push(...(await Promise.all(pending)));
   try {
-    results.push(await checkClock(nats.nc));
+    results.push(await within(CHECK_MS.clock, 'clock offset from the NATS server', checkClock(nc)));
   } finally {
-    await nats.nc?.close();
+    // A connection that only answers after its check gave up is closed when it does.
+    if (nc) await nc.close();
+    else void natsCheck.then(() => nc?.close(), () => undefined);
   }
   return results;
 }

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { drainPending, Session, type ChdbResult, type RawInsertFormat, type RawInsertSummary } from 'chdb';
 import { ClickHouseServerError, ServerErrorCodes } from './errors.ts';
+import { externalNames } from './external-access.ts';
 
 /**
  * The embedded engine as the HTTP endpoint uses it. Every request gets its own chDB connection
@@ -62,6 +63,8 @@ export class ChdbEngine {
     /** The engine's version string, as clickhouse-server reports it in errors. */
     readonly version: string,
     readonly timezone: string,
+    /** Function, engine and source names that reach outside the database (see external-access.ts). */
+    readonly external: ReadonlySet<string>,
   ) {
     this.#anchor = anchor;
     this.#gate = new Gate(concurrency);
@@ -76,7 +79,9 @@ export class ChdbEngine {
     const anchor = new Session(path);
     try {
       const info = (await anchor.queryAsync('SELECT version(), timezone()', { format: 'TSV' })).text().trim().split('\t');
-      return new ChdbEngine(path, anchor, options.maxConcurrency ?? defaultConcurrency(), info[0] ?? 'unknown', info[1] ?? 'UTC');
+      const tableFunctions = (await anchor.queryAsync('SELECT name FROM system.table_functions', { format: 'TSVRaw' })).text().split('\n').filter(Boolean);
+      const external = externalNames(tableFunctions);
+      return new ChdbEngine(path, anchor, options.maxConcurrency ?? defaultConcurrency(), info[0] ?? 'unknown', info[1] ?? 'UTC', external);
     } catch (err) {
       anchor.close();
       throw err;

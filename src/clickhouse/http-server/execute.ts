@@ -4,6 +4,7 @@ import { collect, isBlank, rowChunks } from './body.ts';
 import type { ChdbEngine, EngineSession } from './engine.ts';
 import { CH, ClickHouseHttpError, toClickHouseError } from './errors.ts';
 import { canonicalFormat, insertPath, isBinaryFormat, rowBoundaryOf, type InsertPath } from './formats.ts';
+import { checkAst, checkCalls, SETTING_VALUE_CALLS } from './external-access.ts';
 import { bindQueryParams } from './query-params.ts';
 import type { IncomingStatement, ParsedRequest } from './request.ts';
 import { emptySummary, startResponse, streamedExceptionBlock, write, type ResponseMeta, type Summary } from './response.ts';
@@ -55,13 +56,38 @@ function readsOnly(caller: Caller, parsed: ParsedRequest): boolean {
   return readonlyLevel(caller, parsed.method) !== undefined || (asked !== undefined && !/^\s*(0|false)?\s*$/i.test(asked));
 }
 
-function checkPolicy(statement: Statement, caller: Caller, parsed: ParsedRequest): void {
+/** Client-side file clauses and other parsers than ClickHouse's are refused before the engine sees anything. */
+function checkRequest(statement: Statement, parsed: ParsedRequest): void {
   if (statement.touchesFiles) {
     throw new ClickHouseHttpError(CH.ACCESS_DENIED, 'INTO OUTFILE and FROM INFILE are client-side features: this endpoint does not read or write files for a query');
   }
+  // The statement is inspected with ClickHouse's parser (see inspect); another dialect would parse it differently.
+  const dialect = parsed.params.settings.get('dialect');
+  if (dialect !== undefined && !/^\s*'?clickhouse'?\s*$/i.test(dialect)) {
+    throw new ClickHouseHttpError(CH.ACCESS_DENIED, `dialect ${dialect} is not available on this endpoint: send ClickHouse SQL`);
+  }
+}
+
+function checkReadonly(statement: Statement, caller: Caller, parsed: ParsedRequest): void {
   if (READ_KEYWORDS.has(statement.keyword) || !readsOnly(caller, parsed)) return;
   const hint = caller.readonly || parsed.method === 'POST' ? '' : `. ${GET_HINT}`;
   throw new ClickHouseHttpError(CH.READONLY, `${caller.name}: Cannot execute query in readonly mode${hint}`);
+}
+
+/**
+ * Runs the session's setup and then the engine's own parser over the statement (`EXPLAIN AST`,
+ * which parses and runs nothing): a syntax error is the engine's (62, whatever the method), and a
+ * call that reaches outside the database is refused (see external-access.ts). The setup stays set
+ * on the connection for the statement itself.
+ */
+async function inspect(session: EngineSession, incoming: IncomingStatement, setup: string | undefined, external: ReadonlySet<string>, user: string): Promise<void> {
+  const { statement, text } = incoming;
+  const sql = text.slice(0, statement.end);
+  checkCalls(sql, SETTING_VALUE_CALLS, user);
+  const bound = statement.placeholders.length > 0 ? bindQueryParams(sql, statement.placeholders, incoming.queryParams) : undefined;
+  const explain = `EXPLAIN AST ${bound?.sql ?? sql}`;
+  const result = await session.query(setup ? `${setup}; ${explain}` : explain, { format: 'TSVRaw', ...(bound ? { params: bound.params } : {}) });
+  checkAst(result.text(), external, user);
 }
 
 /** On GET, the engine's READONLY refusal carries ClickHouse's hint to use POST, as a server's does. */
@@ -81,7 +107,7 @@ const quoteIdentifier = (name: string): string => `\`${name.replace(/\\/g, '\\\\
  * data bypasses the SQL, the database). Once the engine is read-only it refuses, with its own
  * READONLY (164), every later attempt to lower `readonly` (and, at level 1, to change any
  * setting); a `readonly = 0` placed in the same SET list as the lock would have won (see TRAPS).
- * Returns the statements still to run, which callers may send ahead of the query in one call.
+ * Returns the statements still to run; `inspect` sends them ahead of its EXPLAIN, and they stay set.
  */
 export async function prepareSession(session: EngineSession, parsed: ParsedRequest, caller: Caller, insertSettings: string | undefined): Promise<string | undefined> {
   const defaults = setStatement(SERVER_DEFAULTS);
@@ -126,19 +152,15 @@ type Run = {
   meta: ResponseMeta;
   started: bigint;
   ctx: ExecuteContext;
-  /** The preamble, for paths that send it in the same engine call as the statement. */
-  setup?: string;
+  user: string;
 };
 
-/**
- * One buffered engine call for `sql` with its placeholders bound. Buffered calls take several
- * statements, so the preamble rides along instead of costing a round trip.
- */
+/** One buffered engine call for `sql` with its placeholders bound. */
 function runSql(run: Run, sql: string): Promise<ChdbResult> {
   const { placeholders } = run.incoming.statement;
   const bound = placeholders.length > 0 ? bindQueryParams(sql, placeholders, run.incoming.queryParams) : undefined;
   const text = bound?.sql ?? sql;
-  return run.session.query(run.setup ? `${run.setup}; ${text}` : text, { format: run.meta.format, ...(bound ? { params: bound.params } : {}) });
+  return run.session.query(text, { format: run.meta.format, ...(bound ? { params: bound.params } : {}) });
 }
 
 async function sendWhole(run: Run, summary: Summary, bytes?: Uint8Array): Promise<void> {
@@ -173,6 +195,7 @@ async function runInlineInsert(run: Run, data: AsyncIterable<Buffer>): Promise<v
   }
   const rows = await collect(data, run.ctx.maxBufferedBytes);
   if (isBlank(rows)) return sendWhole(run, emptySummary());
+  if (statement.insert?.values) checkCalls(rows.toString('utf8'), run.ctx.engine.external, run.user);
   await runSql(run, `${text.slice(0, statement.end)}\n${rows.toString('utf8')}`);
   return sendWhole(run, emptySummary());
 }
@@ -207,16 +230,15 @@ async function runStreamed(run: Run): Promise<void> {
 /** Runs one statement on its own connection and answers the request; errors before the first byte are thrown. */
 export async function execute(res: ServerResponse, parsed: ParsedRequest, caller: Caller, incoming: IncomingStatement, ctx: ExecuteContext): Promise<void> {
   const { statement, data } = incoming;
-  checkPolicy(statement, caller, parsed);
+  checkRequest(statement, parsed);
   const how = plan(incoming, parsed);
   const session = ctx.engine.session();
   try {
     const started = process.hrtime.bigint();
     const rawInsert = how === 'chunked' || how === 'raw';
     const setup = await prepareSession(session, parsed, caller, rawInsert ? statement.insert?.settings : undefined);
-    // A stream and a raw insert take exactly one statement, so their setup is a call of its own.
-    const separate = how === 'stream' || rawInsert;
-    if (setup && separate) await session.query(setup, { format: 'TabSeparated' });
+    await inspect(session, incoming, setup, ctx.engine.external, caller.name);
+    checkReadonly(statement, caller, parsed);
     const meta: ResponseMeta = {
       queryId: parsed.queryId,
       format: statement.format ?? parsed.defaultFormat,
@@ -224,7 +246,7 @@ export async function execute(res: ServerResponse, parsed: ParsedRequest, caller
       level: parsed.compressionLevel,
       ...(parsed.coding ? { coding: parsed.coding } : {}),
     };
-    const run: Run = { res, parsed, incoming, session, meta, started, ctx, ...(setup && !separate ? { setup } : {}) };
+    const run: Run = { res, parsed, incoming, session, meta, started, ctx, user: caller.name };
     if (how === 'stream') await runStreamed(run);
     else if (how === 'buffer') await runBuffered(run);
     else if (how === 'inline') await runInlineInsert(run, data!);
