@@ -7,16 +7,17 @@ import { ensureTopology } from '../src/nats/topology.ts';
 import { ensureSagaTopology } from '../src/saga/topology.ts';
 import { startTestCluster, type TestCluster } from './harness/cluster.ts';
 import { testConfig } from './harness/config.ts';
-import { retryTransient } from '../src/nats/retry.ts';
 
 let cluster: TestCluster;
 let nc: NatsConnection;
 let jsm: JetStreamManager;
+const js = () => jetstream(nc, { timeout: 30_000 });
 
 beforeAll(async () => {
   cluster = await startTestCluster();
   nc = await connect({ servers: cluster.url.split(','), maxReconnectAttempts: -1 });
-  jsm = await jetstreamManager(nc);
+  // a loaded machine answers JetStream API calls on a cluster slowly: a long timeout, not retries, so each call is made once and its change reported once
+  jsm = await jetstreamManager(nc, { timeout: 30_000 });
 }, 60_000);
 
 afterAll(async () => {
@@ -30,14 +31,14 @@ const kvStreams = Object.values(BUCKETS).map((b) => `KV_${b}`);
 describe('replicas on a three-node cluster', () => {
   it('raises every stream and bucket an earlier version made with one replica to nats.replicas in place, keeping the data, and says so', async () => {
     const before = testConfig();
-    await retryTransient(() => ensureTopology(jsm, before));
-    await retryTransient(() => ensureSagaTopology(jetstream(nc), jsm, before));
+    await ensureTopology(jsm, before);
+    await ensureSagaTopology(js(), jsm, before);
     const daily = await new Kvm(jetstream(nc)).open(BUCKETS.daily);
     await daily.put('rev.r.2026-12-01.x', '{"kept":true}');
     for (const stream of ['INGEST', 'EVENTS', 'DLQ', 'ALERTS', 'SAGAS', ...kvStreams]) expect(await replicasOf(stream)).toBe(1);
 
     const after = testConfig({ nats: { replicas: 3, streams: { dlq: { maxAge: '30d', replicas: 1 } }, buckets: { monitor: { replicas: 1 } } } });
-    const changes = [...(await retryTransient(() => ensureTopology(jsm, after))), ...(await retryTransient(() => ensureSagaTopology(jetstream(nc), jsm, after)))];
+    const changes = [...(await ensureTopology(jsm, after)), ...(await ensureSagaTopology(js(), jsm, after))];
     const raised = changes.filter((c) => c.action === 'updated').map((c) => `${c.name}: ${c.detail}`);
     expect(raised).toEqual([
       'INGEST: replicas 1 → 3', 'EVENTS: replicas 1 → 3', 'ALERTS: replicas 1 → 3',
@@ -53,7 +54,7 @@ describe('replicas on a three-node cluster', () => {
     expect(await replicasOf(`KV_${BUCKETS.monitor}`)).toBe(1);
     expect((await daily.get('rev.r.2026-12-01.x'))?.json()).toEqual({ kept: true });
 
-    const again = [...(await retryTransient(() => ensureTopology(jsm, after))), ...(await retryTransient(() => ensureSagaTopology(jetstream(nc), jsm, after)))];
+    const again = [...(await ensureTopology(jsm, after)), ...(await ensureSagaTopology(js(), jsm, after))];
     expect(again.filter((c) => c.action !== 'unchanged')).toEqual([]);
   }, 90_000);
 
