@@ -147,4 +147,50 @@ describe('batch consumer', () => {
       await consumer.stop();
     }
   });
+  it('on a quiet feed, files a lone message that keeps failing once its sink answers; while the sink is away it waits', async () => {
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.add({ name: 'QUIET', subjects: ['quiet.>'] });
+    await jsm.consumers.add('QUIET', { durable_name: 'q', ack_policy: AckPolicy.Explicit, ack_wait: 5_000_000_000 });
+    const filed: Array<{ data: string; reason: string }> = [];
+    let sinkAnswers = false;
+    let probes = 0;
+    const consumer = await runBatchConsumer({
+      js,
+      stream: 'QUIET',
+      durable: 'q',
+      batchSize: 100,
+      lingerMs: 20,
+      logger,
+      retryDelayMs: 20,
+      poison: {
+        maxDeliveries: 4,
+        file: async (msg, reason) => {
+          filed.push({ data: msg.string(), reason });
+          msg.term();
+        },
+        healthy: async () => {
+          probes++;
+          return sinkAnswers;
+        },
+      },
+      handler: async () => {
+        throw new Error('cannot take this one');
+      },
+    });
+    try {
+      await js.publish('quiet.x', 'lone-poison');
+      // past maxDeliveries, the probe is asked and says the sink is away: nothing is filed
+      await waitFor(async () => probes >= 3 && (await jsm.consumers.info('QUIET', 'q')).num_redelivered >= 1, 10_000, 'deliveries past maxDeliveries with the sink away');
+      expect(filed).toEqual([]);
+      sinkAnswers = true;
+      await waitFor(() => filed.length === 1, 10_000, 'the lone message filed once its sink answers');
+      expect(filed[0]).toMatchObject({ data: 'lone-poison', reason: expect.stringContaining('while its sink answered') });
+      await waitFor(async () => {
+        const info = await jsm.consumers.info('QUIET', 'q');
+        return info.num_pending === 0 && info.num_ack_pending === 0;
+      }, 10_000, 'nothing pending');
+    } finally {
+      await consumer.stop();
+    }
+  });
 });

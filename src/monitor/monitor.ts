@@ -25,6 +25,7 @@ import { openMonitorState } from './state.ts';
 import { runTick } from './tick.ts';
 import { readProgress, type Progress } from './watermark.ts';
 import { bucketReplicas } from '../nats/buckets.ts';
+import { clickHouseAnswers } from '../clickhouse/client.ts';
 
 /** POSTs in flight per webhook: a slow receiver delays its own alerts, and only by this many at a time. */
 const WEBHOOK_BATCH = 32;
@@ -80,7 +81,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
   const controller = new AbortController();
   let progress: Progress = { watermark: Number.NEGATIVE_INFINITY, ackFloor: 0 };
 
-  const poison = { maxDeliveries: config.nats.poisonAfter, file: (msg: JsMsg, reason: string) => terminateToDlq(js, msg, reason) };
+  const poison = { maxDeliveries: config.nats.poisonAfter, file: (msg: JsMsg, reason: string) => terminateToDlq(js, msg, reason), healthy: clickHouseAnswers(clickhouse) };
   const events = await runBatchConsumer({
     js,
     stream: CONSUMERS.monitor.stream,

@@ -7,8 +7,17 @@ import { deliveryCount } from './batch-consumer.ts';
  * `maxDeliveries` deliveries while other messages were handled meanwhile is poison for
  * this consumer, and `file` puts it in the DLQ (and terms it). While nothing succeeds
  * (an outage), nothing is filed: everything waits and is retried.
+ *
+ * On a quiet feed nothing else may come to pass: `healthy` then tells poison from an
+ * outage by asking what the handler writes to (a ClickHouse ping, say). A message that
+ * failed `maxDeliveries` times while that answers is poison too; one that fails while it
+ * does not answer waits, as in any outage.
  */
-export type PoisonPolicy = { maxDeliveries: number; file: (msg: JsMsg, reason: string) => Promise<void> };
+export type PoisonPolicy = {
+  maxDeliveries: number;
+  file: (msg: JsMsg, reason: string) => Promise<void>;
+  healthy?: () => Promise<boolean>;
+};
 
 export type PoisonTracker = {
   /** something was handled without error: a message that fails while this happens is failing on its own */
@@ -16,6 +25,16 @@ export type PoisonTracker = {
   /** a message failed alone: filed when it is poison, else nak()ed for redelivery after `retryDelayMs` */
   failed: (msg: JsMsg, err: unknown, retryDelayMs: number) => Promise<void>;
 };
+
+/** A probe that throws is an unhealthy sink: the message waits. */
+async function isHealthy(policy: PoisonPolicy): Promise<boolean> {
+  if (!policy.healthy) return false;
+  try {
+    return await policy.healthy();
+  } catch {
+    return false;
+  }
+}
 
 /** Remembered failures at most: cleared when full (a message then needs a few more deliveries to be judged). */
 const MAX_REMEMBERED = 10_000;
@@ -33,11 +52,15 @@ export function poisonTracker(policy: PoisonPolicy, where: { stream: string; dur
     failed: async (msg, err, retryDelayMs) => {
       const before = failedWhen.get(msg.seq);
       const deliveries = deliveryCount(msg);
-      if (before !== undefined && handled > before && deliveries >= policy.maxDeliveries) {
-        failedWhen.delete(msg.seq);
-        logger.error({ err, stream, durable, seq: msg.seq, deliveries }, 'message keeps failing while others pass; filed in the DLQ');
-        await policy.file(msg, `${stream}/${durable} failed it ${deliveries} times while handling others: ${(err as Error)?.message ?? String(err)}`);
-        return;
+      if (before !== undefined && deliveries >= policy.maxDeliveries) {
+        const othersPassed = handled > before;
+        if (othersPassed || (await isHealthy(policy))) {
+          failedWhen.delete(msg.seq);
+          const meanwhile = othersPassed ? 'while handling others' : 'while its sink answered';
+          logger.error({ err, stream, durable, seq: msg.seq, deliveries }, `message keeps failing ${meanwhile}; filed in the DLQ`);
+          await policy.file(msg, `${stream}/${durable} failed it ${deliveries} times ${meanwhile}: ${(err as Error)?.message ?? String(err)}`);
+          return;
+        }
       }
       if (before === undefined) {
         if (failedWhen.size >= MAX_REMEMBERED) failedWhen.clear();

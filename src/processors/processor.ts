@@ -19,6 +19,7 @@ import { insertOrFile } from '../sinks/clickhouse/refused-rows.ts';
 import { hostname } from 'node:os';
 import { createHash, randomBytes } from 'node:crypto';
 import { bucketReplicas } from '../nats/buckets.ts';
+import { clickHouseAnswers } from '../clickhouse/client.ts';
 
 export type ProcessorStats = { events: number; batches: number; insertRetries: number; refused: number };
 
@@ -143,7 +144,7 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
     logger,
     // the next batch is encoded and sent while ClickHouse stores the previous one
     concurrency: 2,
-    poison: { maxDeliveries: config.nats.poisonAfter, file: (msg, reason) => terminateToDlq(js, msg, reason) },
+    poison: { maxDeliveries: config.nats.poisonAfter, file: (msg, reason) => terminateToDlq(js, msg, reason), healthy: clickHouseAnswers(clickhouse) },
   });
   const revisor = startRevisor({ reports: config.reports, store, clickhouse, db, js, clock, logger }, { intervalMs: options.revisorIntervalMs ?? 50 });
 

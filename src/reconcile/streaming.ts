@@ -12,6 +12,7 @@ import { openStateStore, type StateStore } from './state-store.ts';
 import { startExpiryCursor } from './stream-expiry.ts';
 import { startMatchCursor } from './stream-match.ts';
 import { bucketReplicas } from '../nats/buckets.ts';
+import { clickHouseAnswers } from '../clickhouse/client.ts';
 
 export type StreamingOptions = {
   config: Config;
@@ -51,7 +52,7 @@ export async function startReconcileStreaming(options: StreamingOptions): Promis
   for (const recon of recons) {
     const [feedA, feedB] = await ensureFeeds(jsm, config, recon);
     const store = await openStateStore(js, recon, bucketReplicas(config, 'reconState'));
-    const poison = { maxDeliveries: config.nats.poisonAfter, file: (msg: JsMsg, reason: string) => terminateToDlq(js, msg, reason) };
+    const poison = { maxDeliveries: config.nats.poisonAfter, file: (msg: JsMsg, reason: string) => terminateToDlq(js, msg, reason), healthy: clickHouseAnswers(clickhouse) };
     const deps = { recon, clickhouse, db: config.clickhouse.database, js, jsm, claims, clock, actor, store, logger: logger.child({ reconciliation: recon.name }), poison };
     for (const [feed, other] of [[feedA!, feedB!], [feedB!, feedA!]] as const) {
       const match = await startMatchCursor(deps, feed);
