@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { insertIsolating } from '../src/sinks/clickhouse/isolating-insert.ts';
-import { isRowRefusal } from '../src/sinks/clickhouse/refusal.ts';
+import { isRowRefusal, isSinkError } from '../src/sinks/clickhouse/refusal.ts';
 
 describe('ClickHouse failures: the rows or the moment', () => {
   it('tells a refused row from a transient failure by code and type, whatever the error class', () => {
@@ -41,5 +41,18 @@ describe('ClickHouse failures: the rows or the moment', () => {
   it('lets a transient failure through for the caller to retry', async () => {
     const tooManyParts = Object.assign(new Error('Too many parts'), { code: '252', type: 'TOO_MANY_PARTS' });
     await expect(insertIsolating([1, 2], () => Promise.reject(tooManyParts))).rejects.toBe(tooManyParts);
+  });
+});
+
+describe('an error of ClickHouse itself, or of the message', () => {
+  it('takes engine errors, socket errors and timeouts for the sink, anything else for the message', () => {
+    const engine = Object.assign(new Error('Code: 252. DB::Exception: Too many parts'), { code: '252', type: 'TOO_MANY_PARTS' });
+    expect(isSinkError(engine)).toBe(true);
+    expect(isSinkError(new Error('Code: 241. DB::Exception: Memory limit exceeded'))).toBe(true);
+    expect(isSinkError(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:8123'), { code: 'ECONNREFUSED' }))).toBe(true);
+    expect(isSinkError(Object.assign(new Error('Timeout error.'), { name: 'TimeoutError' }))).toBe(true);
+    expect(isSinkError(new TypeError("Cannot read properties of undefined (reading 'source')"))).toBe(false);
+    expect(isSinkError(new SyntaxError('Unexpected token } in JSON at position 3'))).toBe(false);
+    expect(isSinkError('a string')).toBe(false);
   });
 });

@@ -112,6 +112,3 @@ export function openClickHouse(config: Config): ClickHouseClient {
     request_timeout: 60_000,
   });
 }
-
-/** Whether ClickHouse answers now: what tells a message that fails on its own from an outage on a quiet feed (nats/poison.ts). */
-export const clickHouseAnswers = (client: ClickHouseClient) => async (): Promise<boolean> => (await client.ping()).success;

@@ -25,7 +25,7 @@ import { openMonitorState } from './state.ts';
 import { runTick } from './tick.ts';
 import { readProgress, type Progress } from './watermark.ts';
 import { bucketReplicas } from '../nats/buckets.ts';
-import { clickHouseAnswers } from '../clickhouse/client.ts';
+import { clickHouseAnswers } from '../sinks/clickhouse/refusal.ts';
 
 /** POSTs in flight per webhook: a slow receiver delays its own alerts, and only by this many at a time. */
 const WEBHOOK_BATCH = 32;

@@ -9,14 +9,15 @@ import { deliveryCount } from './batch-consumer.ts';
  * (an outage), nothing is filed: everything waits and is retried.
  *
  * On a quiet feed nothing else may come to pass: `healthy` then tells poison from an
- * outage by asking what the handler writes to (a ClickHouse ping, say). A message that
- * failed `maxDeliveries` times while that answers is poison too; one that fails while it
- * does not answer waits, as in any outage.
+ * outage, given the message's last error, by asking what the handler writes to (a
+ * ClickHouse ping, say). A message that failed `maxDeliveries` times while that answers
+ * is poison too; one that fails while it does not answer, or with the sink's own error,
+ * waits, as in any outage.
  */
 export type PoisonPolicy = {
   maxDeliveries: number;
   file: (msg: JsMsg, reason: string) => Promise<void>;
-  healthy?: () => Promise<boolean>;
+  healthy?: (err: unknown) => Promise<boolean>;
 };
 
 export type PoisonTracker = {
@@ -27,10 +28,10 @@ export type PoisonTracker = {
 };
 
 /** A probe that throws is an unhealthy sink: the message waits. */
-async function isHealthy(policy: PoisonPolicy): Promise<boolean> {
+async function isHealthy(policy: PoisonPolicy, err: unknown): Promise<boolean> {
   if (!policy.healthy) return false;
   try {
-    return await policy.healthy();
+    return await policy.healthy(err);
   } catch {
     return false;
   }
@@ -54,7 +55,7 @@ export function poisonTracker(policy: PoisonPolicy, where: { stream: string; dur
       const deliveries = deliveryCount(msg);
       if (before !== undefined && deliveries >= policy.maxDeliveries) {
         const othersPassed = handled > before;
-        if (othersPassed || (await isHealthy(policy))) {
+        if (othersPassed || (await isHealthy(policy, err))) {
           failedWhen.delete(msg.seq);
           const meanwhile = othersPassed ? 'while handling others' : 'while its sink answered';
           logger.error({ err, stream, durable, seq: msg.seq, deliveries }, `message keeps failing ${meanwhile}; filed in the DLQ`);

@@ -9,7 +9,7 @@ import { delivery, deliveryCount, eventBatching, headerRecord, runBatchConsumer,
 import { CONSUMERS } from '../nats/topology.ts';
 import { insertEvents } from '../sinks/clickhouse/events-table.ts';
 import { insertIsolating } from '../sinks/clickhouse/isolating-insert.ts';
-import { isRowRefusal } from '../sinks/clickhouse/refusal.ts';
+import { clickHouseAnswers, isRowRefusal } from '../sinks/clickhouse/refusal.ts';
 import { openRevisionStore, type RevisionStore } from './daily/revision-store.ts';
 import { startRevisor, type Revisor } from './daily/revisor.ts';
 import { decodeBatch, decodeMessage, touchedDays } from './event-batch.ts';
@@ -19,7 +19,6 @@ import { insertOrFile } from '../sinks/clickhouse/refused-rows.ts';
 import { hostname } from 'node:os';
 import { createHash, randomBytes } from 'node:crypto';
 import { bucketReplicas } from '../nats/buckets.ts';
-import { clickHouseAnswers } from '../clickhouse/client.ts';
 
 export type ProcessorStats = { events: number; batches: number; insertRetries: number; refused: number };
 

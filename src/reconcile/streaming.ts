@@ -12,7 +12,7 @@ import { openStateStore, type StateStore } from './state-store.ts';
 import { startExpiryCursor } from './stream-expiry.ts';
 import { startMatchCursor } from './stream-match.ts';
 import { bucketReplicas } from '../nats/buckets.ts';
-import { clickHouseAnswers } from '../clickhouse/client.ts';
+import { clickHouseAnswers } from '../sinks/clickhouse/refusal.ts';
 
 export type StreamingOptions = {
   config: Config;

@@ -1,3 +1,5 @@
+import type { ClickHouseClient } from '@clickhouse/client';
+
 /**
  * ClickHouse error codes that mean "this data, not this moment": the engine read the
  * rows and refused their content. Sending the same rows again fails the same way, so
@@ -37,3 +39,22 @@ export function isRowRefusal(err: unknown): boolean {
   const numeric = typeof code === 'string' && /^\d+$/.test(code) ? Number(code) : Number(ENGINE_CODE.exec(String(message ?? ''))?.[1]);
   return ROW_REFUSALS.has(numeric);
 }
+
+/**
+ * Whether an error came from reaching or running ClickHouse at all (an engine error with
+ * its code, a socket error, a timeout) rather than from the message itself. Such an error
+ * says nothing about the message: a quiet feed waits it out instead of filing the message.
+ */
+export function isSinkError(err: unknown): boolean {
+  if (typeof err !== 'object' || err === null) return false;
+  const { code, type, message, name } = err as { code?: unknown; type?: unknown; message?: unknown; name?: unknown };
+  if (typeof type === 'string' || (typeof code === 'string' && /^(\d+|E[A-Z_]+)$/.test(code))) return true;
+  if (ENGINE_CODE.test(String(message ?? ''))) return true;
+  return /timeout|abort/i.test(String(name ?? '')) || /timeout|socket hang up|ECONNRESET|ECONNREFUSED/i.test(String(message ?? ''));
+}
+
+/**
+ * Whether a message's failure is its own: not an error of ClickHouse itself, and
+ * ClickHouse answers now. What tells poison from an outage on a quiet feed (nats/poison.ts).
+ */
+export const clickHouseAnswers = (client: ClickHouseClient) => async (err: unknown): Promise<boolean> => !isSinkError(err) && (await client.ping()).success;
