@@ -11,6 +11,7 @@ import { testConfig } from './harness/config.ts';
 import { startTestIngest, type TestIngest } from './harness/ingest.ts';
 import type { TestNats } from './harness/nats.ts';
 import { spawnTidemark, terminate, waitForDailyView } from './harness/processes.ts';
+import { waitFor } from './harness/streams.ts';
 import { expectOracleFigures, salesReport, seededSales } from './support/seeded-stream.ts';
 
 const settings = {
@@ -54,6 +55,8 @@ describe('two processor processes on one durable consumer and one ClickHouse end
     const processors = [spawnTidemark(['processor', '--config', configFile], env), spawnTidemark(['processor', '--config', configFile], env)];
     const { unique, all } = seededSales(Date.now(), 10_000, 500, 7);
     try {
+      // both pull before anything is published, so the work is shared and not all taken by the first one up
+      await waitFor(async () => (await jsm.consumers.info('EVENTS', 'processor')).num_waiting >= 2, 60_000, 'both processors pulling');
       for (const msg of all) nc.publish(msg.subject, msg.body);
       await nc.flush();
       await waitForDailyView(js, jsm, unique.length);

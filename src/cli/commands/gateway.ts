@@ -12,10 +12,11 @@ export function register(program: Command): void {
       const logger = createLogger('gateway');
       const nats = await openNats(config, logger, { embedded: false, name: 'tidemark-gateway' });
       const gateway = await startGatewayRole({ config, nats, logger, ready: async () => ({ ready: true }) });
-      logger.info({ http: gateway.httpUrl }, 'gateway running');
+      // the handler first: a SIGTERM sent as soon as the line below is read must find it
       onShutdown(logger, async () => {
         await gateway.stop();
         await nats.close();
       });
+      logger.info({ http: gateway.httpUrl }, 'gateway running');
     });
 }

@@ -38,12 +38,13 @@ export function register(program: Command): void {
         browser: config.browser,
         logger,
       });
-      logger.info({ clickhouse: clickhouse.via, http: http.url, instance: monitor.instance }, 'monitor running');
+      // the handler first: a SIGTERM sent as soon as the line below is read must find it
       onShutdown(logger, async () => {
         await http.close();
         await monitor.stop();
         await nats.close();
         await clickhouse.close();
       });
+      logger.info({ clickhouse: clickhouse.via, http: http.url, instance: monitor.instance }, 'monitor running');
     });
 }

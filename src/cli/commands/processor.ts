@@ -14,11 +14,12 @@ export function register(program: Command): void {
       const nats = await openNats(config, logger, { embedded: false, name: 'tidemark-processor' });
       const clickhouse = await openClickHouseForTool(config);
       const processor = await startProcessorRole({ config, nats, clickhouse: clickhouse.client, logger });
-      logger.info({ clickhouse: clickhouse.via }, 'processor running');
+      // the handler first: a SIGTERM sent as soon as the line below is read must find it
       onShutdown(logger, async () => {
         await processor.stop();
         await nats.close();
         await clickhouse.close();
       });
+      logger.info({ clickhouse: clickhouse.via }, 'processor running');
     });
 }

@@ -76,12 +76,13 @@ async function streamCommand(command: Command, opts: { name?: string[] }): Promi
   const clickhouse = shared.client;
   const role = await startReconcileStreaming({ config, js: nats.js, jsm: nats.jsm, clickhouse, logger, ...(names ? { names } : {}) });
   if (role.running.length === 0) logger.warn('no reconciliation with subject feeds on both sides: nothing to stream');
-  logger.info({ clickhouse: shared.via }, 'reconcile stream running');
+  // the handler first: a SIGTERM sent as soon as the line below is read must find it
   onShutdown(logger, async () => {
     await role.stop();
     await nats.close();
     await shared.close();
   });
+  logger.info({ clickhouse: shared.via }, 'reconcile stream running');
 }
 
 const STATUSES: readonly string[] = ['open', 'healed', 'acknowledged'];

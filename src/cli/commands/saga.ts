@@ -71,12 +71,13 @@ export function register(program: Command): void {
       // Beside a running `tidemark up`, its endpoint (found through the data directory's owner file), as every role.
       const clickhouse = opts.clickhouse ? await openClickHouseForTool(config) : undefined;
       const role = await startSagaRole({ config, nc: nats.nc, js: nats.js, jsm: nats.jsm, logger, definitions, ...(clickhouse ? { clickhouse: clickhouse.client } : {}) });
-      logger.info({ clickhouse: clickhouse?.via ?? 'off' }, 'saga orchestrator running');
+      // the handler first: a SIGTERM sent as soon as the line below is read must find it
       onShutdown(logger, async () => {
         await role.stop();
         await nats.close();
         await clickhouse?.close();
       });
+      logger.info({ clickhouse: clickhouse?.via ?? 'off' }, 'saga orchestrator running');
     });
 
   saga
