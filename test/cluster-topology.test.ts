@@ -16,8 +16,9 @@ const js = () => jetstream(nc, { timeout: 30_000 });
 beforeAll(async () => {
   cluster = await startTestCluster();
   nc = await connect({ servers: cluster.url.split(','), maxReconnectAttempts: -1 });
-  // a loaded machine answers JetStream API calls on a cluster slowly: a long timeout, not retries, so each call is made once and its change reported once
-  jsm = await jetstreamManager(nc, { timeout: 30_000 });
+  // a loaded machine answers changes on a cluster slowly: a long timeout, so each change is made once and reported once;
+  // reads that go unanswered (a consumer info right after its stream changed replicas, on 2.9.10) are retried within the election budget
+  jsm = await jetstreamManager(nc, { timeout: 8_000 });
 }, 60_000);
 
 afterAll(async () => {

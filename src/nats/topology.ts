@@ -13,6 +13,7 @@ import { nanos } from '@nats-io/transport-node';
 import { webhookDurable, type Config, type StreamLimitsConfig } from '../core/config.ts';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
 import { bucketSpecs, openBucket, type BucketSpec } from './buckets.ts';
+import { retryTransient } from './retry.ts';
 
 export const STREAMS = {
   ingest: { name: 'INGEST', subjects: ['ingest.>'] },
@@ -102,7 +103,7 @@ const describeChanges = (current: StreamConfig, want: Partial<StreamConfig>, fie
 async function ensureReplicas(jsm: JetStreamManager, stream: string, replicas: number, kind: TopologyChange['kind']): Promise<TopologyChange | undefined> {
   let current: StreamConfig;
   try {
-    current = (await jsm.streams.info(stream)).config;
+    current = (await retryTransient(() => jsm.streams.info(stream))).config;
   } catch (err) {
     if (isApiError(err, API_STREAM_NOT_FOUND)) return undefined;
     throw err;
@@ -127,7 +128,7 @@ async function ensureStream(jsm: JetStreamManager, key: StreamKey, limits: Strea
   const want = desiredStream(key, limits, replicas);
   let current: StreamConfig | undefined;
   try {
-    current = (await jsm.streams.info(want.name)).config;
+    current = (await retryTransient(() => jsm.streams.info(want.name))).config;
   } catch (err) {
     if (!isApiError(err, API_STREAM_NOT_FOUND)) throw err;
   }
@@ -198,7 +199,7 @@ async function ensureConsumer(jsm: JetStreamManager, stream: string, durable: st
   const want = desiredConsumer(stream, durable, config, deliverPolicy);
   let current: ConsumerConfig | undefined;
   try {
-    current = (await jsm.consumers.info(stream, durable)).config;
+    current = (await retryTransient(() => jsm.consumers.info(stream, durable))).config;
   } catch (err) {
     if (!isApiError(err, API_CONSUMER_NOT_FOUND)) throw err;
   }

@@ -1,6 +1,7 @@
 import { AckPolicy, DeliverPolicy, JetStreamApiError, RetentionPolicy, StorageType, type ConsumerConfig, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import { bucketReplicas, openBucket } from '../nats/buckets.ts';
+import { retryTransient } from '../nats/retry.ts';
 import { nanos } from '@nats-io/transport-node';
 import type { Config } from '../core/config.ts';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
@@ -21,7 +22,7 @@ async function ensureSagaStream(jsm: JetStreamManager, config: Config): Promise<
     duplicate_window: nanos(Math.min(limits.duplicateWindow, limits.maxAge || limits.duplicateWindow)),
     num_replicas: limits.replicas ?? config.nats.replicas,
   };
-  const current = await jsm.streams.info(SAGA_STREAM).then(
+  const current = await retryTransient(() => jsm.streams.info(SAGA_STREAM)).then(
     (info) => info.config,
     (err: unknown) => {
       if (isApiError(err, API_STREAM_NOT_FOUND)) return undefined;
@@ -53,7 +54,7 @@ async function ensureConsumer(jsm: JetStreamManager, spec: { stream: string; dur
     max_ack_pending: config.nats.maxAckPending,
     max_deliver: -1,
   };
-  const current = await jsm.consumers.info(spec.stream, spec.durable).then(
+  const current = await retryTransient(() => jsm.consumers.info(spec.stream, spec.durable)).then(
     (info) => info.config,
     (err: unknown) => {
       if (isApiError(err, API_CONSUMER_NOT_FOUND)) return undefined;
