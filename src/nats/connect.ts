@@ -46,8 +46,18 @@ export async function connectNats(config: Config, url: string, name = 'tidemark'
 const NOTICE_EVERY_MS = 5_000;
 const RETRY_EVERY_MS = 1_000;
 
-/** Reasons no retry will fix: the server answered and said no. */
+/** Node's codes for a server certificate that does not verify: the same certificate comes back on every retry. */
+const UNTRUSTED_CERTIFICATE = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'CERT_UNTRUSTED', 'CERT_REJECTED', 'CERT_SIGNATURE_FAILURE',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/** Reasons no retry will fix: the server answered and said no, or showed a certificate we cannot trust. */
 function fatal(err: Error, url: string): TidemarkError | undefined {
+  if (UNTRUSTED_CERTIFICATE.has((err as NodeJS.ErrnoException).code ?? '')) {
+    return new TidemarkError(ErrorCodes.NATS_TLS_UNTRUSTED, `the NATS server at ${url} presented a TLS certificate we do not trust (${err.message}): set nats.tls.ca to the CA that signed it, and connect by a host name the certificate names`, { cause: err });
+  }
   if (err.name === 'AuthorizationError' || err.name === 'UserAuthenticationExpiredError') {
     return new TidemarkError(ErrorCodes.NATS_AUTH_FAILED, `the NATS server at ${url} refused our credentials (${err.message}): check NATS_USER/NATS_PASSWORD, NATS_TOKEN or NATS_CREDS`, { cause: err });
   }
