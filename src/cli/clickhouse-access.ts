@@ -16,11 +16,23 @@ export const embeddedEndpointUrl = (config: Config): string => `http://${config.
 export async function reachableClickHouse(url: string, credentials: { user?: string | undefined; password?: string | undefined }, unreachable: (reason: string) => string): Promise<ClickHouseClient> {
   const client = createClient({ url, username: credentials.user ?? 'default', password: credentials.password ?? '', clickhouse_settings: BASE_SETTINGS, request_timeout: 60_000, log: { level: ClickHouseLogLevel.OFF } });
   const ping = await client.ping();
-  if (ping.success) return client;
+  if (!ping.success) {
+    await client.close();
+    const reason = ping.error.message || (ping.error as NodeJS.ErrnoException).code || ping.error.name;
+    throw new TidemarkError(ErrorCodes.CLICKHOUSE_UNAVAILABLE, unreachable(redactUserInfo(reason)), { cause: ping.error });
+  }
+  // /ping asks for no login: a wrong password would otherwise surface later, as an unexplained failure
+  const login = await client.command({ query: 'SELECT 1' }).then(() => undefined, (err: unknown) => err as Error & { code?: string });
+  if (login === undefined) return client;
   await client.close();
-  const reason = ping.error.message || (ping.error as NodeJS.ErrnoException).code || ping.error.name;
-  throw new TidemarkError(ErrorCodes.CLICKHOUSE_UNAVAILABLE, unreachable(redactUserInfo(reason)), { cause: ping.error });
+  if (LOGIN_REFUSED.has(String(login.code))) {
+    throw new TidemarkError(ErrorCodes.CLICKHOUSE_AUTH_FAILED, `ClickHouse at ${redactUserInfo(url)} refused the login as user "${credentials.user ?? 'default'}" (code ${login.code}): check CLICKHOUSE_USER and CLICKHOUSE_PASSWORD (or CLICKHOUSE_PASSWORD_FILE)`, { cause: login });
+  }
+  throw login;
 }
+
+/** ClickHouse's codes for a login it refuses: AUTHENTICATION_FAILED, UNKNOWN_USER, WRONG_PASSWORD, REQUIRED_PASSWORD. */
+const LOGIN_REFUSED = new Set(['516', '192', '193', '194']);
 
 export const clickHouseUnreachable = (url: string) => (reason: string): string =>
   `cannot reach ClickHouse at ${redactUserInfo(url)} (${reason}): is it running? check CLICKHOUSE_URL, or unset it to use the embedded engine`;
