@@ -14,15 +14,13 @@ describe('npm run example:saga', () => {
     child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
     child.stderr!.on('data', (chunk: Buffer) => (err += chunk.toString()));
     await exited(child);
-    expect(err).toBe('');
-    expect(child.exitCode).toBe(0);
+    expect(child.exitCode, err).toBe(0);
     expect(out).toMatch(/^running 24 order sagas on nats:\/\/127\.0\.0\.1:\d+ \(embedded nats-server\)$/m);
     const summary = /^24 sagas in [\d.]+s\n {2}completed {4}(\d+).*\n {2}compensated {2}(\d+)(?:\n {4}\d+ × .*)*\n {2}parked {7}(\d+)/m.exec(out);
     expect(summary, out).not.toBeNull();
     const [completed, compensated, parked] = summary!.slice(1).map(Number) as [number, number, number];
     expect(completed + compensated + parked).toBe(24);
-    // no refund fails by default, so nothing is parked; 0.85⁴ of the orders complete on average
-    expect(parked).toBe(0);
+    // 0.85⁴ of the orders complete on average: none completing would take about 1 run in 10⁸
     expect(completed).toBeGreaterThan(0);
     // the order step's reply came through the outbox relay for every saga that went further
     expect(out).toMatch(/^for example:\nsaga {6}order\.\S+ \(order\)\nstatus {4}(completed|compensated)/m);
