@@ -95,7 +95,7 @@ describe('tidemark report --as-of with an ISO-8601 time', () => {
     expect(json.asOf).toBe(new Date(revisionKnownAt).toISOString());
     expect(json.revisions.map((r) => [r.revision, r.measures.amount])).toEqual([[1, '129.9']]);
     expect(json.checks).toEqual([{ groupKey: '["store-17"]', agrees: true, fromEvents: { amount: '129.9' } }]);
-  }, 60_000);
+  }, 120_000);
 
   it('once s-2 was received but not yet revised: "raw events say …", with --as-of and without', async () => {
     const said = '["store-17"]: raw events say {"amount":"144.9"} (events received after the latest revision are not folded in yet)';
@@ -103,5 +103,5 @@ describe('tidemark report --as-of with an ISO-8601 time', () => {
     expect(asOf).toMatch(/\["store-17"\]\s+1\s+preliminary\s+new\s/);
     expect(asOf).toContain(said);
     expect(await report([])).toContain(said);
-  }, 60_000);
+  }, 120_000);
 });
