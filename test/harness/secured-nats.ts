@@ -23,7 +23,10 @@ export async function startSecuredNats(extra: (dir: string) => string, scheme = 
       log += chunk.toString();
       if (log.includes('Server is ready')) resolve();
     });
-    child.once('exit', (code) => reject(new Error(`nats-server exited with ${code}: ${log}`)));
+    child.once('exit', (code) => {
+      rmSync(dir, { recursive: true, force: true });
+      reject(new Error(`nats-server exited with ${code}: ${log}`));
+    });
   });
   child.stderr!.resume();
   return {
