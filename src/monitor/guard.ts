@@ -3,6 +3,7 @@ import type { JetStreamClient } from '@nats-io/jetstream';
 import { BUCKETS, openBucket } from '../nats/buckets.ts';
 import { alertSubject, type Alert } from './alerts.ts';
 import { retryTransient } from '../nats/retry.ts';
+import { isCasConflict } from '../nats/cas.ts';
 
 /**
  * The durable once-only guard. JetStream drops a second publish of the same
@@ -32,7 +33,7 @@ export async function openAlertGuard(js: JetStreamClient, memoryMs: number, repl
     try {
       await retryTransient(() => kv.create(key, enc.encode(JSON.stringify({ id: alert.id, seq: ack.seq }))));
     } catch (err) {
-      if (!/wrong last sequence|key exists/i.test(String((err as Error).message))) throw err;
+      if (!isCasConflict(err)) throw err;
     }
     return ack.duplicate ? 'duplicate' : 'published';
   };

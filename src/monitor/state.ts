@@ -3,6 +3,7 @@ import type { KvEntry } from '@nats-io/kv';
 import { BUCKETS, openBucket } from '../nats/buckets.ts';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
 import { retryForever, retryTransient } from '../nats/retry.ts';
+import { CasConflict, isCasConflict } from '../nats/cas.ts';
 
 /**
  * The monitor's shared state, one small JSON document per (kind, SLA, source) in one
@@ -28,8 +29,6 @@ export const tokenSource = (token: string): string => Buffer.from(token, 'base64
 
 export const stateKey = (kind: 'd' | 'e' | 'y', sla: string, source: string): string => `${kind}.${sla}.${sourceToken(source)}`;
 export const deadlineKey = (sla: string, report: string, status: string): string => `r.${sla}.${report}.${status}`;
-
-const isWrongLastSequence = (err: unknown): boolean => /wrong last sequence|key exists/i.test(String((err as Error)?.message));
 
 type StateEntry = { value: unknown; revision: number };
 
@@ -102,10 +101,10 @@ export async function openMonitorState(js: JetStreamClient, replicas = 1): Promi
         await retryTransient(() => kv.create(key, enc.encode(JSON.stringify(next))));
         return next;
       } catch (err) {
-        if (!isWrongLastSequence(err)) throw err;
+        if (!isCasConflict(err)) throw err;
       }
     }
-    throw new TidemarkError(ErrorCodes.MONITOR_STATE_CONFLICT, `monitor state ${key}: still changing after ${MAX_CAS_ATTEMPTS} compare-and-set attempts`);
+    throw new CasConflict(`monitor state ${key}: still changing after ${MAX_CAS_ATTEMPTS} compare-and-set attempts`);
   };
 
   return {
@@ -131,7 +130,7 @@ export async function openMonitorState(js: JetStreamClient, replicas = 1): Promi
         await kv.delete(key, { previousSeq: revision });
         return true;
       } catch (err) {
-        if (!isWrongLastSequence(err)) throw err;
+        if (!isCasConflict(err)) throw err;
         return false;
       }
     },
@@ -140,7 +139,7 @@ export async function openMonitorState(js: JetStreamClient, replicas = 1): Promi
         await kv.create('epoch', enc.encode(JSON.stringify(now)));
         return now;
       } catch (err) {
-        if (!isWrongLastSequence(err)) throw err;
+        if (!isCasConflict(err)) throw err;
         return (await read<number>('epoch'))!.value;
       }
     },

@@ -6,7 +6,8 @@ export type PublishItem = { subject: string; data: Uint8Array | string; msgId?: 
  * a payload over max_payload, an over-long subject): sending it again can never work,
  * so the caller must file it elsewhere instead of retrying.
  */
-export type PublishOutcome = { ok: true; seq: number; duplicate: boolean } | { ok: false; error: string; permanent?: true };
+/** A refusal carries JetStream's API error code when the PubAck had one (10071: wrong last sequence). */
+export type PublishOutcome = { ok: true; seq: number; duplicate: boolean } | { ok: false; error: string; code?: number; permanent?: true };
 
 export type BatchPublisher = {
   /** Publishes every item to JetStream and resolves with one outcome per item, in order, once all are acked or the timeout passes. */
@@ -21,6 +22,7 @@ export class PublishError extends Error {
   constructor(
     readonly subject: string,
     readonly reason: string,
+    readonly code?: number,
   ) {
     super(`${subject}: ${reason}`);
     this.name = 'PublishError';
@@ -76,8 +78,9 @@ export function createBatchPublisher(nc: NatsConnection): BatchPublisher {
       return;
     }
     try {
-      const ack = JSON.parse(decoder.decode(msg.data)) as { seq?: number; duplicate?: boolean; error?: { description?: string } };
-      settle(id, ack.error || ack.seq === undefined ? { ok: false, error: ack.error?.description ?? 'no PubAck' } : { ok: true, seq: ack.seq, duplicate: ack.duplicate === true });
+      const ack = JSON.parse(decoder.decode(msg.data)) as { seq?: number; duplicate?: boolean; error?: { description?: string; err_code?: number } };
+      if (ack.error || ack.seq === undefined) settle(id, { ok: false, error: ack.error?.description ?? 'no PubAck', ...(ack.error?.err_code !== undefined && { code: ack.error.err_code }) });
+      else settle(id, { ok: true, seq: ack.seq, duplicate: ack.duplicate === true });
     } catch {
       settle(id, { ok: false, error: 'unreadable PubAck' });
     }
@@ -125,7 +128,7 @@ export function createBatchPublisher(nc: NatsConnection): BatchPublisher {
 
   const publishOne = async (item: PublishItem, timeoutMs?: number) => {
     const [outcome] = await publish([item], timeoutMs);
-    if (!outcome?.ok) throw new PublishError(item.subject, outcome?.error ?? 'not published');
+    if (!outcome?.ok) throw new PublishError(item.subject, outcome?.error ?? 'not published', outcome?.code);
     return { seq: outcome.seq, duplicate: outcome.duplicate };
   };
 

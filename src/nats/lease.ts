@@ -2,6 +2,7 @@ import type { JetStreamClient } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import { BUCKETS, openBucket } from './buckets.ts';
 import { sleep } from '../core/time.ts';
+import { isCasConflict } from './cas.ts';
 
 export const LEASE_BUCKET = BUCKETS.leases;
 
@@ -14,8 +15,6 @@ export type Lease = {
   /** stops renewing and gives the lease up, so a standby takes over at once */
   release: () => Promise<void>;
 };
-
-const isWrongLastSequence = (err: unknown): boolean => /wrong last sequence|key exists/i.test(String((err as Error)?.message));
 
 /**
  * One holder at a time for `key`, through compare-and-set on a KV entry. The holder
@@ -58,7 +57,7 @@ export async function openLease(js: JetStreamClient, options: { key: string; hol
           try {
             revision = await kv.update(key, value(), revision);
           } catch (err) {
-            if (!isWrongLastSequence(err)) throw err;
+            if (!isCasConflict(err)) throw err;
             // a renewal stored just before a leader election lost its answer is still ours
             const entry = await kv.get(key);
             if (entry?.operation === 'PUT' && entry.json<{ holder: string }>().holder === holder) revision = entry.revision;

@@ -4,6 +4,7 @@ import { BUCKETS, openBucket } from '../nats/buckets.ts';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
 import type { Clock } from '../core/time.ts';
 import { retryTransient } from '../nats/retry.ts';
+import { isCasConflict } from '../nats/cas.ts';
 
 /**
  * Once-only actions (a heal, a manual-queue entry, an alert), shared by every
@@ -22,8 +23,6 @@ export type Claims = {
   once: (key: string, work: () => Promise<void>) => Promise<{ ran: boolean }>;
   isDone: (key: string) => Promise<boolean>;
 };
-
-const isCasConflict = (err: unknown): boolean => /wrong last sequence|key exists/i.test(String((err as Error)?.message));
 
 export async function openClaims(js: JetStreamClient, options: { clock: Clock; owner: string; leaseMs: number; replicas?: number }): Promise<Claims> {
   const kv: KV = await openBucket(js, { name: CLAIMS_BUCKET, replicas: options.replicas ?? 1 });

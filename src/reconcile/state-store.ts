@@ -5,6 +5,7 @@ import type { ReconciliationConfig } from '../core/config.ts';
 import { stateKey } from './logic/keys.ts';
 import type { PendingEntry, Transition } from './logic/pending.ts';
 import { retryTransient } from '../nats/retry.ts';
+import { isCasConflict } from '../nats/cas.ts';
 
 /**
  * The streaming match state of one reconciliation: one KV entry per match key, changed
@@ -25,8 +26,6 @@ export type StateStore = {
   /** Every entry of the bucket (for reports and tests; not on the hot path). */
   entries: () => Promise<PendingEntry[]>;
 };
-
-const isCasConflict = (err: unknown): boolean => /wrong last sequence|key exists/i.test(String((err as Error)?.message));
 
 export async function openStateStore(js: JetStreamClient, recon: ReconciliationConfig, replicas = 1): Promise<StateStore> {
   const kv: KV = await openBucket(js, { name: stateBucket(recon.name), replicas, ttl: recon.stream.stateRetention });

@@ -12,9 +12,10 @@ import { TERMINAL, type SagaDefinition, type SagaInput, type SagaState, type Sag
 import type { Effects } from './effects.ts';
 import type { SagaMetrics } from './metrics.ts';
 import type { SagaPublish } from './commands.ts';
-import { isConflict, recordOf, type Loaded, type RecordSummary, type SagaRecord, type SagaStore } from './store.ts';
+import { recordOf, type Loaded, type RecordSummary, type SagaRecord, type SagaStore } from './store.ts';
 import { SAGA_CONSUMERS, sagaNameOf, tickSubject } from './subjects.ts';
 import { timerWheel } from './timers.ts';
+import { isCasConflict } from '../nats/cas.ts';
 
 export type OrchestratorStats = { inputs: number; applied: number; unchanged: number; conflicts: number; invalid: number; ticks: number };
 
@@ -229,7 +230,7 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
         try {
           revision = await store.save(record, current?.revision ?? null);
         } catch (err) {
-          if (!isConflict(err)) throw err;
+          if (!isCasConflict(err)) throw err;
           stats.conflicts++;
           metrics.conflict(name);
           current = await read(sagaId);

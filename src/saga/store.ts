@@ -1,9 +1,9 @@
 import type { KV } from '@nats-io/kv';
 import type { BatchPublisher } from '../nats/batch-publisher.ts';
-import { ErrorCodes, TidemarkError } from '../core/errors.ts';
 import { dueAt, fold } from './logic/evolve.ts';
 import type { SagaEvent, SagaState, SagaStatus } from './logic/types.ts';
 import { retryTransient } from '../nats/retry.ts';
+import { CasConflict, isCasConflict } from '../nats/cas.ts';
 
 /**
  * One saga's log as stored: its events, plus the status and next due time derived
@@ -42,11 +42,9 @@ export function summarize(data: Uint8Array, writtenAt: number): RecordSummary {
   return { status: record.status, due: record.due, writtenAt };
 }
 
-const isWrongLastSequence = (err: unknown): boolean => /wrong last sequence|key exists/i.test(String((err as Error)?.message));
-
 export type SagaStore = {
   load: (sagaId: string) => Promise<Loaded | null>;
-  /** Compare-and-set: `expected` null creates; throws SAGA_STATE_CONFLICT when someone else wrote first. */
+  /** Compare-and-set: `expected` null creates; throws CasConflict when someone else wrote first. */
   save: (record: SagaRecord, expected: number | null) => Promise<number>;
   list: (filter?: string) => Promise<Loaded[]>;
   /**
@@ -79,9 +77,9 @@ export function sagaStore(kv: KV, publisher: BatchPublisher, bucket: string): Sa
         if (expected !== null) return await cas(record.sagaId, payload, expected);
         // a saga id is written once and never deleted, so it normally has no entry at all;
         // kv.create also takes over a key whose last entry is a delete marker
-        return await cas(record.sagaId, payload, 0).catch((err: unknown) => (isWrongLastSequence(err) ? kv.create(record.sagaId, payload) : Promise.reject(err)));
+        return await cas(record.sagaId, payload, 0).catch((err: unknown) => (isCasConflict(err) ? kv.create(record.sagaId, payload) : Promise.reject(err)));
       } catch (err) {
-        if (isWrongLastSequence(err)) throw new TidemarkError(ErrorCodes.SAGA_STATE_CONFLICT, `saga ${record.sagaId} changed since revision ${expected}`, { cause: err });
+        if (isCasConflict(err)) throw new CasConflict(`saga ${record.sagaId} changed since revision ${expected}`, { cause: err });
         throw err;
       }
     },
@@ -108,4 +106,3 @@ export function sagaStore(kv: KV, publisher: BatchPublisher, bucket: string): Sa
   };
 }
 
-export const isConflict = (err: unknown): boolean => err instanceof TidemarkError && err.code === ErrorCodes.SAGA_STATE_CONFLICT;

@@ -4,6 +4,7 @@ import type { KV, KvEntry } from '@nats-io/kv';
 import { BUCKETS, openBucket } from '../../nats/buckets.ts';
 import type { RevisionRecord } from '../logic/revisions.ts';
 import { retryForever, retryTransient } from '../../nats/retry.ts';
+import { CasConflict, isCasConflict } from '../../nats/cas.ts';
 
 /**
  * Shared state of the daily view in one NATS KV bucket, so any number of processors
@@ -34,10 +35,6 @@ const enc = new TextEncoder();
 
 export type DayRef = { report: string; day: string };
 
-export class RevisionConflict extends Error {
-  override readonly name = 'RevisionConflict';
-}
-
 export type RevisionStore = {
   markDirty: (ref: DayRef) => Promise<void>;
   dirtyDays: () => Promise<Array<Versioned<DayRef>>>;
@@ -47,7 +44,7 @@ export type RevisionStore = {
   setOpen: (ref: DayRef, closeAt: number) => Promise<void>;
   clearOpen: (ref: DayRef) => Promise<void>;
   latest: (ref: DayRef, groupKey: string) => Promise<Versioned<StoredRevision> | null>;
-  /** Compare-and-set on the group's latest revision; throws RevisionConflict when someone else wrote first. */
+  /** Compare-and-set on the group's latest revision; throws CasConflict when someone else wrote first. */
   save: (ref: DayRef, groupKey: string, value: StoredRevision, expectedVersion: number | null) => Promise<number>;
   close: () => Promise<void>;
 };
@@ -113,8 +110,6 @@ async function watchPrefix(kv: KV, prefix: string): Promise<PrefixWatch> {
   };
 }
 
-const isWrongLastSequence = (err: unknown): boolean => /wrong last sequence|key exists/i.test(String((err as Error)?.message));
-
 export async function openRevisionStore(js: JetStreamClient, replicas = 1): Promise<RevisionStore> {
   const kv: KV = await openBucket(js, { name: DAILY_BUCKET, replicas });
   const dayKey = (prefix: string, ref: DayRef) => `${prefix}.${ref.report}.${ref.day}`;
@@ -133,7 +128,7 @@ export async function openRevisionStore(js: JetStreamClient, replicas = 1): Prom
         await retryTransient(() => kv.delete(dayKey('dirty', ref), { previousSeq: version }));
         return true;
       } catch (err) {
-        if (isWrongLastSequence(err)) return false;
+        if (isCasConflict(err)) return false;
         throw err;
       }
     },
@@ -156,7 +151,7 @@ export async function openRevisionStore(js: JetStreamClient, replicas = 1): Prom
         // a retried write that had been stored before its answer was lost comes back as a conflict; the caller re-reads
         return await retryTransient(() => (expectedVersion === null ? kv.create(key, payload) : kv.update(key, payload, expectedVersion)));
       } catch (err) {
-        if (isWrongLastSequence(err)) throw new RevisionConflict(`${key} changed since version ${expectedVersion}`);
+        if (isCasConflict(err)) throw new CasConflict(`${key} changed since version ${expectedVersion}`, { cause: err });
         throw err;
       }
     },

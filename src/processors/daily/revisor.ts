@@ -10,7 +10,8 @@ import { closeAtMs } from '../logic/business-day.ts';
 import { nextRevision, type RevisionRecord } from '../logic/revisions.ts';
 import { publishAmendedAlert } from './amended-alert.ts';
 import { daysDue, type DayWait } from '../logic/revision-schedule.ts';
-import { RevisionConflict, type DayRef, type RevisionStore } from './revision-store.ts';
+import { type DayRef, type RevisionStore } from './revision-store.ts';
+import { isCasConflict } from '../../nats/cas.ts';
 
 export type RevisorDeps = {
   reports: ReportConfig[];
@@ -56,7 +57,7 @@ async function claimGroup(deps: RevisorDeps, report: ReportConfig, ref: DayRef, 
       const version = await deps.store.save(ref, figure.groupKey, { record: decision.record, written: false }, latest?.version ?? null);
       return { groupKey: figure.groupKey, record: decision.record, version, alertAgainst: decision.alert ? previous : null };
     } catch (err) {
-      if (!(err instanceof RevisionConflict)) throw err;
+      if (!isCasConflict(err)) throw err;
     }
   }
 }
@@ -98,7 +99,7 @@ export async function reviseDay(deps: RevisorDeps, ref: DayRef, options: { repla
       await deps.store.save(ref, c.groupKey, { record: c.record, written: true }, c.version);
     } catch (err) {
       // someone else moved the group on meanwhile: the row is in ClickHouse either way
-      if (!(err instanceof RevisionConflict)) throw err;
+      if (!isCasConflict(err)) throw err;
     }
   });
   const closeAt = closeAtMs(ref.day, report);
