@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TidemarkEvent } from '../src/core/envelope.ts';
 import type { DlqRecord } from '../src/ingest/dlq.ts';
 import { startHttpGateway, type HttpGateway } from '../src/ingest/http/server.ts';
-import { businessDay } from '../src/processors/logic/business-day.ts';
+import { businessDay } from '../src/core/business-day.ts';
 import { startProcessor, type Processor } from '../src/processors/processor.ts';
 import { dailyFigures } from '../src/sinks/clickhouse/daily-figures.ts';
 import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';

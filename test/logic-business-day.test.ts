@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { businessDay, closeAtMs, dayEndMs, dayStartMs, nextDay } from '../src/processors/logic/index.ts';
+import { businessDay, closeAtMs, dayEndMs, dayStartMs, nextDay } from '../src/core/business-day.ts';
 import { makeReport } from './support/oracle.ts';
 
 const at = (iso: string): number => Date.parse(iso);

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { canonicalJson } from '../src/processors/logic/canonical.ts';
+import { canonicalJson } from '../src/core/canonical.ts';
 
 /** The definition, written the slow and obvious way: keys sorted at every level. */
 function reference(value: unknown): string {

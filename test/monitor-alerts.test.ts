@@ -11,7 +11,7 @@ import type { Alert, DeadlineMissedAlert, DelayedEventAlert, MissingDataAlert, R
 import { startMonitor, type Monitor } from '../src/monitor/monitor.ts';
 import { ensureTopology } from '../src/nats/topology.ts';
 import { publishAmendedAlert } from '../src/processors/daily/amended-alert.ts';
-import { businessDay } from '../src/processors/logic/business-day.ts';
+import { businessDay } from '../src/core/business-day.ts';
 import type { RevisionRecord } from '../src/processors/logic/revisions.ts';
 import { insertRevisions } from '../src/sinks/clickhouse/revisions-table.ts';
 import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Decimal } from '../src/core/decimal.ts';
 import { shiftedClock } from '../src/core/time.ts';
 import type { AmendedAlert } from '../src/processors/daily/amended-alert.ts';
-import { businessDay, closeAtMs } from '../src/processors/logic/business-day.ts';
+import { businessDay, closeAtMs } from '../src/core/business-day.ts';
 import { formatDecimal } from '../src/processors/logic/measures.ts';
 import { startProcessor, type Processor } from '../src/processors/processor.ts';
 import { dailyFigures } from '../src/sinks/clickhouse/daily-figures.ts';

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BASE_SETTINGS } from '../src/clickhouse/client.ts';
 import { serveEmbeddedClickHouse, type EmbeddedClickHouseServer } from '../src/clickhouse/http-server/server.ts';
 import { migrate } from '../src/clickhouse/migrations.ts';
-import { businessDay } from '../src/processors/logic/business-day.ts';
+import { businessDay } from '../src/core/business-day.ts';
 import { startProcessor } from '../src/processors/processor.ts';
 import { publishedRevisions } from '../src/sinks/clickhouse/report-queries.ts';
 import { testConfig } from './harness/config.ts';

@@ -8,7 +8,7 @@ import { isTidemarkError } from '../src/core/errors.ts';
 import { systemClock } from '../src/core/time.ts';
 import { startNatsGateway, type NatsGateway } from '../src/ingest/nats-gateway.ts';
 import { ensureTopology } from '../src/nats/topology.ts';
-import { businessDay } from '../src/processors/logic/business-day.ts';
+import { businessDay } from '../src/core/business-day.ts';
 import { startProcessor, type Processor } from '../src/processors/processor.ts';
 import type { ReconAlert } from '../src/reconcile/alert.ts';
 import { runBatch } from '../src/reconcile/batch-run.ts';

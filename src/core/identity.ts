@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto';
-import { canonicalJson } from '../processors/logic/canonical.ts';
+import { canonicalJson } from './canonical.ts';
 
 /**
  * An event's identity is the pair (source, id), as in CloudEvents: two producers that

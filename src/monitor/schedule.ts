@@ -1,5 +1,5 @@
 import { TZDate } from '@date-fns/tz';
-import { businessDay, dayEndMs, nextDay } from '../processors/logic/business-day.ts';
+import { businessDay, dayEndMs, nextDay } from '../core/business-day.ts';
 
 export { businessDay, nextDay };
 

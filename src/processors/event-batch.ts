@@ -1,7 +1,7 @@
 import type { JsMsg } from '@nats-io/jetstream';
 import type { ReportConfig } from '../core/config.ts';
 import { decodeEvents, type TidemarkEvent } from '../core/envelope.ts';
-import { businessDay } from './logic/business-day.ts';
+import { businessDay } from '../core/business-day.ts';
 import type { DayRef } from './daily/revision-store.ts';
 
 export type DecodedBatch = { events: TidemarkEvent[]; undecodable: JsMsg[] };

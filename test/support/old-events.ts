@@ -1,5 +1,5 @@
 import type { TidemarkEvent } from '../../src/core/envelope.ts';
-import { businessDay } from '../../src/processors/logic/business-day.ts';
+import { businessDay } from '../../src/core/business-day.ts';
 import { makeReport } from './oracle.ts';
 
 /** The last schema version before events were keyed by (source, id). */

@@ -3,7 +3,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import { expect } from 'vitest';
 import type { ReportConfig } from '../../src/core/config.ts';
 import type { TidemarkEvent } from '../../src/core/envelope.ts';
-import { businessDay } from '../../src/processors/logic/business-day.ts';
+import { businessDay } from '../../src/core/business-day.ts';
 import { dailyFigures } from '../../src/sinks/clickhouse/daily-figures.ts';
 import { publishedRevisions } from '../../src/sinks/clickhouse/report-queries.ts';
 import { dayGroupKey, oracleDaily } from './oracle.ts';

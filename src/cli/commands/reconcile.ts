@@ -5,7 +5,7 @@ import type { Config, ReconciliationConfig } from '../../core/config.ts';
 import { ErrorCodes, TidemarkError } from '../../core/errors.ts';
 import { createLogger } from '../../core/logger.ts';
 import { systemClock } from '../../core/time.ts';
-import { businessDay } from '../../processors/logic/business-day.ts';
+import { businessDay } from '../../core/business-day.ts';
 import { openClaims } from '../../reconcile/claims.ts';
 import { ensureReconStream } from '../../reconcile/feeds.ts';
 import { isBatchRecon, runBatch } from '../../reconcile/batch-run.ts';

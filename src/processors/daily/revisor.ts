@@ -6,7 +6,7 @@ import { sleep, type Clock } from '../../core/time.ts';
 import { dailyFigures, type GroupFigure } from '../../sinks/clickhouse/daily-figures.ts';
 import { insertOrFile } from '../../sinks/clickhouse/refused-rows.ts';
 import { insertRevisions, revisionRow } from '../../sinks/clickhouse/revisions-table.ts';
-import { closeAtMs } from '../logic/business-day.ts';
+import { closeAtMs } from '../../core/business-day.ts';
 import { nextRevision, type RevisionRecord } from '../logic/revisions.ts';
 import { publishAmendedAlert } from './amended-alert.ts';
 import { daysDue, type DayWait } from '../logic/revision-schedule.ts';

@@ -10,7 +10,7 @@
  */
 import type { ReportConfig } from '../../core/config.ts';
 import { ErrorCodes, TidemarkError } from '../../core/errors.ts';
-import { canonicalJson, dataField } from './canonical.ts';
+import { canonicalJson, dataField } from '../../core/canonical.ts';
 import type { TidemarkEvent } from '../../core/envelope.ts';
 
 type Reader = (event: TidemarkEvent) => unknown;

@@ -29,7 +29,7 @@
 import { z } from 'zod';
 import type { MeasureConfig, ReportConfig } from '../../core/config.ts';
 import { Decimal, toDecimal } from '../../core/decimal.ts';
-import { canonicalJson, dataField } from './canonical.ts';
+import { canonicalJson, dataField } from '../../core/canonical.ts';
 import type { TidemarkEvent } from '../../core/envelope.ts';
 
 export const AVG_SCALE = 10;

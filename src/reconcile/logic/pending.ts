@@ -1,4 +1,4 @@
-import { businessDay } from '../../processors/logic/business-day.ts';
+import { businessDay } from '../../core/business-day.ts';
 import { discrepancy, type Finding } from './discrepancy.ts';
 import { fieldDiffs } from './values.ts';
 import type { Discrepancy, ReconRecord, ReconSpec, Side } from './types.ts';

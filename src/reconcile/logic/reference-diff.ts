@@ -1,5 +1,5 @@
 import { batchWindow } from './window.ts';
-import { businessDay } from '../../processors/logic/business-day.ts';
+import { businessDay } from '../../core/business-day.ts';
 import { discrepancy } from './discrepancy.ts';
 import { fieldDiffs } from './values.ts';
 import type { Discrepancy, ReconRecord, ReconSpec } from './types.ts';

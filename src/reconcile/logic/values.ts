@@ -1,5 +1,5 @@
 import { Decimal, toDecimal } from '../../core/decimal.ts';
-import { canonicalJson } from '../../processors/logic/canonical.ts';
+import { canonicalJson } from '../../core/canonical.ts';
 import type { FieldDiff, FieldSpec, FieldValue, ReconRecord, ReconSpec } from './types.ts';
 
 const HUNDRED = new Decimal(100);

@@ -1,4 +1,4 @@
-import { businessDay, dayEndMs, dayStartMs } from '../../processors/logic/business-day.ts';
+import { businessDay, dayEndMs, dayStartMs } from '../../core/business-day.ts';
 import type { ReconRecord } from './types.ts';
 
 /**

@@ -2,7 +2,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import { insertEncodedRows } from '../../clickhouse/client.ts';
 import { toDecimal } from '../../core/decimal.ts';
 import type { TidemarkEvent } from '../../core/envelope.ts';
-import { canonicalJson } from '../../processors/logic/canonical.ts';
+import { canonicalJson } from '../../core/canonical.ts';
 
 /** Decimal(76, 20): 20 places after the point and 56 before. */
 const MAX_SCALE = 20;

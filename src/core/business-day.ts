@@ -9,7 +9,7 @@
  * relies on local dates never running backwards, which holds for the IANA zones.
  */
 import { tzOffset } from '@date-fns/tz';
-import type { ReportConfig } from '../../core/config.ts';
+import type { ReportConfig } from './config.ts';
 
 const DAY_MS = 86_400_000;
 /** Further than any UTC offset (-12h..+14h) plus a DST hour, so a day's start lies inside. */
