@@ -13,7 +13,7 @@ import { serveEmbeddedClickHouse, type EmbeddedClickHouseServer } from '../src/c
 import { migrate } from '../src/clickhouse/migrations.ts';
 import { businessDay } from '../src/processors/logic/business-day.ts';
 import { startProcessor, type Processor } from '../src/processors/processor.ts';
-import { publishedRevisions } from '../src/sinks/clickhouse/report-queries.ts';
+import { publishedRevisions } from '../src/query/revisions.ts';
 import { testConfig } from './harness/config.ts';
 import { startTestIngest, type TestIngest } from './harness/ingest.ts';
 import type { TestNats } from './harness/nats.ts';
@@ -76,21 +76,22 @@ afterAll(async () => {
 });
 
 describe('tidemark report', () => {
-  it('prints the history and says that the latest revision agrees with the raw events', async () => {
+  it('prints the history with readable groups and says that the latest revision agrees with the raw events', async () => {
     const out = await tidemark(['report', '--report', 'ledger', '--day', day, '--history'], report);
-    expect(out).toMatch(/\["shop-1"\]\s+1\s+preliminary\s+new .*\s1\s+0\s+120.1\s+1\n/);
-    expect(out).toMatch(/\["shop-1"\]\s+2\s+preliminary\s+late .*\s2\s+1\s+120\s+2\n/);
-    expect(out).toContain('["shop-1"]: agrees with the raw events');
+    expect(out).toMatch(/\nshop-1\s+1\s+preliminary\s+new .*\s1\s+0\s+120.1\s+1\n/);
+    expect(out).toMatch(/\nshop-1\s+2\s+preliminary\s+late .*\s2\s+1\s+120\s+2\n/);
+    expect(out).toContain('shop-1: agrees with the raw events');
+    expect(out).not.toContain('["shop-1"]');
   });
 
   it('answers as of a time, from the revisions and from the raw events alike', async () => {
     const [first] = await publishedRevisions(client, config.clickhouse.database, 'ledger', day, { history: true });
     const json = JSON.parse(await tidemark(['report', '--report', 'ledger', '--day', day, '--as-of', String(first!.knownAt), '--json'], report)) as {
-      revisions: Array<{ revision: number; measures: Record<string, string> }>;
+      revisions: Array<{ revision: number; group: Record<string, string>; measures: Record<string, string> }>;
       checks: Array<{ agrees: boolean; fromEvents: Record<string, string> }>;
     };
-    expect(json.revisions.map((r) => [r.revision, r.measures.total])).toEqual([[1, '120.1']]);
-    expect(json.checks).toEqual([{ groupKey: '["shop-1"]', agrees: true, fromEvents: { total: '120.1', entries: '1' } }]);
+    expect(json.revisions.map((r) => [r.revision, r.group, r.measures.total])).toEqual([[1, { source: 'shop-1' }, '120.1']]);
+    expect(json.checks).toEqual([{ groupKey: '["shop-1"]', label: 'shop-1', agrees: true, fromEvents: { total: '120.1', entries: '1' } }]);
   });
 });
 

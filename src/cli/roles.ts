@@ -1,6 +1,6 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { Logger } from 'pino';
-import { migrate } from '../clickhouse/migrations.ts';
+import { migrate, migrationOptions } from '../clickhouse/migrations.ts';
 import type { Config } from '../core/config.ts';
 import { startHttpGateway } from '../ingest/http/server.ts';
 import { startNatsGateway } from '../ingest/nats-gateway.ts';
@@ -28,7 +28,7 @@ export async function startGatewayRole(options: { config: Config; nats: NatsRunt
 /** The processor role: EVENTS → ClickHouse events, realtime windows and daily revisions. */
 export async function startProcessorRole(options: { config: Config; nats: NatsRuntime; clickhouse: ClickHouseClient; logger: Logger }): Promise<RunningRole> {
   const { config, nats, clickhouse, logger } = options;
-  const migrated = await migrate(clickhouse, config.clickhouse.database, { cluster: config.clickhouse.cluster });
+  const migrated = await migrate(clickhouse, config.clickhouse.database, migrationOptions(config));
   if (migrated.applied.length) logger.info({ applied: migrated.applied }, 'ClickHouse schema migrated');
   const processor = await startProcessor({ config, js: nats.js, clickhouse, logger });
   return { stop: processor.stop };
