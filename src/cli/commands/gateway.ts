@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { createLogger } from '../../core/logger.ts';
+import { clickHouseForPage } from '../clickhouse-access.ts';
 import { startGatewayRole } from '../roles.ts';
 import { configFor, onShutdown, openNats } from '../runtime.ts';
 
@@ -11,11 +12,13 @@ export function register(program: Command): void {
       const config = await configFor(command);
       const logger = createLogger('gateway');
       const nats = await openNats(config, logger, { embedded: false, name: 'tidemark-gateway' });
-      const gateway = await startGatewayRole({ config, nats, logger, ready: async () => ({ ready: true }) });
+      const ui = clickHouseForPage(config);
+      const gateway = await startGatewayRole({ config, nats, logger, ready: async () => ({ ready: true }), ui });
       // the handler first: a SIGTERM sent as soon as the line below is read must find it
       onShutdown(logger, async () => {
         await gateway.stop();
         await nats.close();
+        if ('client' in ui) await ui.client.close();
       });
       logger.info({ http: gateway.httpUrl }, 'gateway running');
     });
