@@ -144,7 +144,7 @@ function drawGroupTimeline() {
 }
 
 async function refreshRealtime() {
-  const { windows } = await api(`reports/${encodeURIComponent(state.report)}/realtime?limit=24`);
+  const { windows } = await api(`reports/${encodeURIComponent(state.report)}/realtime?limit=12`);
   const names = currentReport()?.measures ?? [];
   redraw('realtime', windows, () => {
     $('realtime').tBodies[0].replaceChildren(...windows.map((w) => el('tr', {},
