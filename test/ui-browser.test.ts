@@ -8,6 +8,7 @@ import { startHttpGateway, type HttpGateway } from '../src/ingest/http/server.ts
 import { startMonitor, type Monitor } from '../src/monitor/monitor.ts';
 import { businessDay } from '../src/processors/logic/business-day.ts';
 import { startProcessor, type Processor } from '../src/processors/processor.ts';
+import { reportDay } from '../src/query/report-day.ts';
 import { publishedRevisions } from '../src/query/revisions.ts';
 import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
 import { testConfig } from './harness/config.ts';
@@ -35,6 +36,7 @@ let ingest: TestIngest;
 let processor: Processor;
 let monitor: Monitor;
 let http: HttpGateway;
+let guarded: HttpGateway;
 let browser: Browser;
 let page: Page;
 const consoleErrors: string[] = [];
@@ -59,6 +61,8 @@ beforeAll(async () => {
   processor = await startProcessor({ config, js: ingest.js, clickhouse: ch.client, logger, revisorIntervalMs: 100 });
   monitor = await startMonitor({ config, js: ingest.js, clickhouse: ch.client, logger, registry: createRegistry() });
   http = await startHttpGateway({ config, js: ingest.js, nc: ingest.nc, logger, registry: createRegistry(), ui: { client: ch.client } });
+  // a gateway with a token and no ClickHouse (a standalone `tidemark gateway` without CLICKHOUSE_URL)
+  guarded = await startHttpGateway({ config: testConfig({ ...config, http: { port: 0, token: 'ui-token' } }), js: ingest.js, nc: ingest.nc, logger, registry: createRegistry(), ui: { unavailable: 'no ClickHouse here' } });
 
   // two stores two days ago (revision 1 each), and a sale now for today's flash figure and the realtime windows
   publish('store-9', 's9-1', twoDaysAgo, '129.90');
@@ -80,6 +84,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await http?.close();
+  await guarded?.close();
   await monitor?.stop();
   await processor?.stop();
   await ingest?.dispose();
@@ -155,4 +160,56 @@ describe('the page under /ui, in headless Chromium', () => {
 
     expect(consoleErrors).toEqual([]);
   }, 240_000);
+});
+
+describe('the JSON API behind the page', () => {
+  const get = async (url: string, headers: Record<string, string> = {}) => {
+    const res = await fetch(url, { headers });
+    return { status: res.status, headers: res.headers, body: res.headers.get('content-type')?.includes('json') ? await res.json() as Record<string, unknown> : await res.text() };
+  };
+
+  it('answers reports, days, a day with revisions (as of a time) from the code tidemark report uses', async () => {
+    const api = `${http.url}/ui/api`;
+    const reports = (await get(`${api}/reports`)).body as { reports: Array<{ name: string; measures: string[]; groupBy: string[] }> };
+    expect(reports.reports).toEqual([expect.objectContaining({ name: 'revenue', measures: ['amount', 'orders'], groupBy: ['source'] })]);
+    const days = (await get(`${api}/reports/revenue/days`)).body as { days: Array<{ day: string; groups: number }> };
+    expect(days.days.find((d) => d.day === day)?.groups).toBe(2);
+
+    const answer = (await get(`${api}/reports/revenue/days/${day}`)).body as { groups: Array<{ groupKey: string; group: object; label: string; latest: object; revisions: object[] }> };
+    const fromCli = await reportDay(ch.client, ch.db, testConfig({ reports: [report] }).reports[0]!, day, { history: true });
+    expect(answer.groups.map((g) => g.label)).toEqual(['store-17', 'store-9']);
+    expect(answer.groups[1]!.group).toEqual({ source: 'store-9' });
+    expect(answer.groups.flatMap((g) => g.revisions)).toEqual(fromCli.revisions);
+
+    const first = (await revisionsOf('store-9'))[0]!;
+    const asOf = (await get(`${api}/reports/revenue/days/${day}?asOf=${first.knownAt}`)).body as { asOf: string; groups: Array<{ label: string; revisions: Array<{ revision: number }> }> };
+    expect(asOf.asOf).toBe(new Date(first.knownAt).toISOString());
+    expect(asOf.groups.find((g) => g.label === 'store-9')!.revisions.map((r) => r.revision)).toEqual([1]);
+
+    expect((await get(`${api}/reports/revenue/days/${day}?asOf=yesterday`)).status).toBe(400);
+    expect((await get(`${api}/reports/revenue/days/20-11-2026`)).status).toBe(400);
+    expect((await get(`${api}/reports/nope/days`)).status).toBe(404);
+    expect((await get(`${api}/reports/revenue/realtime`)).body).toMatchObject({ report: 'revenue', windows: expect.any(Array) });
+    expect((await get(`${api}/alerts`)).body).toMatchObject({ alerts: expect.any(Array) });
+    expect((await get(`${api}/sagas`)).body).toEqual({ byStatus: {}, parked: [] });
+    expect((await get(`${api}/reconciliation`)).body).toEqual({ byStatus: {}, open: [], lastRuns: [] });
+    expect((await fetch(`${api}/reports`, { method: 'POST' })).status).toBe(405);
+  });
+
+  it('keeps the gateway rules: browser guard, bearer token for figures, strict CSP on the page, 503 without ClickHouse', async () => {
+    const page = await get(`${http.url}/ui`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
+    expect(page.headers.get('content-security-policy')).toContain("frame-ancestors 'none'");
+    expect((await get(`${http.url}/ui/vendor/uPlot.iife.min.js`)).status).toBe(200);
+    expect((await get(`${http.url}/ui/../package.json`)).status).toBe(404);
+    expect((await get(`${http.url}/ui/api/reports`, { origin: 'http://evil.example' })).status).toBe(403);
+    expect((await get(`${http.url}/ui/api/reports`, { 'sec-fetch-site': 'cross-site' })).status).toBe(403);
+
+    expect((await get(`${guarded.url}/ui`)).status).toBe(200);
+    expect((await get(`${guarded.url}/ui/api/reports`)).status).toBe(401);
+    expect((await get(`${guarded.url}/ui/api/reports`, { authorization: 'Bearer wrong' })).status).toBe(401);
+    const unavailable = await get(`${guarded.url}/ui/api/reports`, { authorization: 'Bearer ui-token' });
+    expect(unavailable).toMatchObject({ status: 503, body: { error: 'no ClickHouse here' } });
+  });
 });
