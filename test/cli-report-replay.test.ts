@@ -20,6 +20,8 @@ import type { TestNats } from './harness/nats.ts';
 import { waitFor } from './harness/streams.ts';
 
 const run = promisify(execFile);
+/** Each test starts the CLI once or twice: seconds of start-up alone, far more on a loaded 2-core machine (33 s measured at load 30). */
+const CLI_TIMEOUT_MS = 120_000;
 const report = {
   name: 'ledger',
   types: ['sale', 'adjustment'],
@@ -82,7 +84,7 @@ describe('tidemark report', () => {
     expect(out).toMatch(/\nshop-1\s+2\s+preliminary\s+late .*\s2\s+1\s+120\s+2\n/);
     expect(out).toContain('shop-1: agrees with the raw events');
     expect(out).not.toContain('["shop-1"]');
-  });
+  }, CLI_TIMEOUT_MS);
 
   it('answers as of a time, from the revisions and from the raw events alike', async () => {
     const [first] = await publishedRevisions(client, config.clickhouse.database, 'ledger', day, { history: true });
@@ -92,7 +94,7 @@ describe('tidemark report', () => {
     };
     expect(json.revisions.map((r) => [r.revision, r.group, r.measures.total])).toEqual([[1, { source: 'shop-1' }, '120.1']]);
     expect(json.checks).toEqual([{ groupKey: '["shop-1"]', label: 'shop-1', agrees: true, fromEvents: { total: '120.1', entries: '1' } }]);
-  });
+  }, CLI_TIMEOUT_MS);
 });
 
 describe('tidemark replay', () => {
@@ -102,5 +104,5 @@ describe('tidemark replay', () => {
     const latest = (await publishedRevisions(client, config.clickhouse.database, 'ledger', day))[0]!;
     expect(latest).toMatchObject({ revision: 3, reason: 'replay', status: 'preliminary', measures: { total: '120', entries: '2', largest: '120.1' } });
     expect(await tidemark(['replay', '--report', 'ledger', '--from', day, '--to', day], changedRules)).toMatch(/0 new revisions/);
-  });
+  }, CLI_TIMEOUT_MS);
 });

@@ -29,6 +29,23 @@ export function timelineData(revisions, measure, until) {
   return columns;
 }
 
+/** Writes `r2 · 1 late` next to each revision's marker: which revision, and how many late events it took in. */
+const labelMarkers = (revisions) => (u) => {
+  const ratio = globalThis.devicePixelRatio || 1;
+  const { ctx } = u;
+  ctx.save();
+  ctx.font = `${Math.round(12 * ratio)}px system-ui, sans-serif`;
+  ctx.fillStyle = '#1d2430';
+  ctx.textBaseline = 'bottom';
+  revisions.forEach((r, i) => {
+    const y = u.data[1][i];
+    if (y === null || y === undefined) return;
+    const text = `r${r.revision}${r.lateEvents ? ` · ${r.lateEvents} late` : ''}`;
+    ctx.fillText(text, u.valToPos(u.data[0][i], 'x', true) + 7 * ratio, u.valToPos(y, 'y', true) - 5 * ratio);
+  });
+  ctx.restore();
+};
+
 export function drawTimeline(element, revisions, measure, until) {
   element.replaceChildren();
   const width = Math.max(320, element.clientWidth || 640);
@@ -50,6 +67,7 @@ export function drawTimeline(element, revisions, measure, until) {
       ...markers,
     ],
     legend: { live: true },
+    hooks: { draw: [labelMarkers(revisions)] },
   };
   return new globalThis.uPlot(options, timelineData(revisions, measure, until), element);
 }
