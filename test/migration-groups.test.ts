@@ -36,7 +36,9 @@ describe('named groups', () => {
       const reports = [
         { name: 'revenue', groupBy: ['source'] },
         { name: 'r1', groupBy: ['source'] },
-        { name: 'r2', groupBy: ['source', 'data.region'] },
+        // a field name with a quote and a backslash: the names reach the statement as literals
+        { name: 'r2', groupBy: ['source', "data.o'k\\x"] },
+        { name: 'total', groupBy: [] },
         // the config changed since: its keys have one or three values, not two
         { name: 'r3', groupBy: ['a', 'b'] },
       ];

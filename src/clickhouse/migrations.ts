@@ -337,16 +337,20 @@ export const MIGRATIONS: Migration[] = [
  * JSON. Only rows still without a group are touched, so a rerun after a crash is harmless.
  */
 async function nameExistingGroups(client: ClickHouseClient, db: string, options: MigrateOptions): Promise<void> {
-  const names = Object.fromEntries((options.reports ?? []).map((r) => [r.name, [...r.groupBy]]));
+  // a literal, not a query parameter: the statement may run ON CLUSTER, through the DDL queue
+  const entries = (options.reports ?? []).map((r) => `${sqlString(r.name)}, [${r.groupBy.map(sqlString).join(', ')}]`);
+  const configured = `CAST(map(${entries.join(', ')}), 'Map(String, Array(String))')[report]`;
   const raw = 'JSONExtractArrayRaw(group_key)';
-  const configured = '{names:Map(String, Array(String))}[report]';
   const query = `ALTER TABLE ${db}.report_revisions UPDATE group = mapFromArrays(
       if(length(${configured}) = length(${raw}), ${configured}, arrayMap(i -> toString(i), range(1, length(${raw}) + 1))),
       arrayMap(v -> if(JSONType(v) = 'String', JSONExtractString(v), v), ${raw}))
     WHERE group_key != '' AND empty(group)`;
   // mutations_sync 2: done on every replica before the migration is recorded
-  await client.command({ query: clusterDdl(options.cluster)(query), query_params: { names }, clickhouse_settings: { mutations_sync: '2' } });
+  await client.command({ query: clusterDdl(options.cluster)(query), clickhouse_settings: { mutations_sync: '2' } });
 }
+
+/** A ClickHouse string literal: backslash and quote escaped, so a groupBy field named data.o'k stays one string. */
+const sqlString = (text: string): string => `'${text.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 
 /**
  * `events` as of migration 8: an event's identity is (source, id), so the replacing key
