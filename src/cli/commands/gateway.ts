@@ -7,7 +7,7 @@ import { configFor, onShutdown, openNats } from '../runtime.ts';
 export function register(program: Command): void {
   program
     .command('gateway')
-    .description('run the ingest gateway: INGEST stream and HTTP POST /v1/events → EVENTS (invalid input → DLQ)')
+    .description('run the ingest gateway: INGEST stream and HTTP POST /v1/events → EVENTS (invalid input → DLQ); the page under /ui (figures from CLICKHOUSE_URL)')
     .action(async (_opts, command: Command) => {
       const config = await configFor(command);
       const logger = createLogger('gateway');
