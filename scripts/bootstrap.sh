@@ -12,6 +12,13 @@ if ! command -v nats-server >/dev/null 2>&1; then
 fi
 nats-server --version
 
+# Debian's Chromium runs the page's browser test (test/ui-browser.test.ts); the page itself needs no build
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "installing chromium (Debian package, for the browser test of the page)…"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium
+fi
+
 # The package also enables a system service on 127.0.0.1:4222 without JetStream. It may keep
 # running: `tidemark up` never uses a server it did not start, and moves to a free port.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nats-server 2>/dev/null; then

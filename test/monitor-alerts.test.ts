@@ -106,7 +106,7 @@ const drained = () => waitFor(async () => {
 const settle = () => new Promise((r) => setTimeout(r, 600));
 
 const revision = (day: string, group: string, revisionNo: number, status: RevisionRecord['status'], computedAt: number) => ({
-  report: 'revenue', day, group_key: group, revision: revisionNo, status, reason: status === 'final' ? 'close' : 'new', computed_at: computedAt, known_at: computedAt, events: 1, late_events: 0, measures: { orders: '1' },
+  report: 'revenue', day, group_key: group, group: { source: (JSON.parse(group) as string[])[0]! }, revision: revisionNo, status, reason: status === 'final' ? 'close' : 'new', computed_at: computedAt, known_at: computedAt, events: 1, late_events: 0, measures: { orders: '1' },
 });
 
 const exactP95 = (values: number[]) => [...values].sort((a, b) => a - b)[Math.ceil(0.95 * values.length) - 1]!;

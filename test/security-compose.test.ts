@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
  * missing `${VAR:?…}` fails here exactly as `docker-compose up` would.
  */
 
-const SECRETS = { NATS_PASSWORD: 'nats-pw-1', CLICKHOUSE_PASSWORD: 'ch-pw-1', TIDEMARK_HTTP_TOKEN: 'http-token-1' };
+const SECRETS = { NATS_PASSWORD: 'nats-pw-1', CLICKHOUSE_PASSWORD: 'ch-pw-1', TIDEMARK_HTTP_TOKEN: 'http-token-1', GRAFANA_ADMIN_PASSWORD: 'grafana-pw-1' };
 const hasCompose = spawnSync('docker-compose', ['version'], { encoding: 'utf8' }).status === 0;
 
 function composeConfig(env: Record<string, string>): { status: number | null; out: string; err: string } {
@@ -32,9 +32,11 @@ describe('docker-compose.yml', () => {
     expect(out).toMatch(/TIDEMARK_HTTP_TOKEN: http-token-1/);
     expect(out).toMatch(/127\.0\.0\.1:4222:4222/);
     expect(out).toMatch(/127\.0\.0\.1:8123:8123/);
+    expect(out).toMatch(/GF_SECURITY_ADMIN_PASSWORD: grafana-pw-1/);
+    expect(out).toMatch(/127\.0\.0\.1:3000:3000/);
   });
 
-  // docker-compose takes a second or more per run (Python start-up); four runs on a loaded machine.
+  // docker-compose takes a second or more per run (Python start-up); five runs on a loaded machine.
   it.runIf(hasCompose)('refuses without any one of them, naming it', { timeout: 120_000 }, () => {
     for (const missing of Object.keys(SECRETS)) {
       const env = Object.fromEntries(Object.entries(SECRETS).filter(([name]) => name !== missing));

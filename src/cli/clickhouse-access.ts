@@ -12,9 +12,14 @@ export type ToolClickHouse = { client: ClickHouseClient; close: () => Promise<vo
 /** Where `tidemark up` serves its embedded engine by default. */
 export const embeddedEndpointUrl = (config: Config): string => `http://${config.clickhouse.serve.host === '0.0.0.0' ? '127.0.0.1' : config.clickhouse.serve.host}:${config.clickhouse.serve.port}`;
 
+type Credentials = { user?: string | undefined; password?: string | undefined };
+
+const serverClient = (url: string, credentials: Credentials): ClickHouseClient =>
+  createClient({ url, username: credentials.user ?? 'default', password: credentials.password ?? '', clickhouse_settings: BASE_SETTINGS, request_timeout: 60_000, log: { level: ClickHouseLogLevel.OFF } });
+
 /** A ClickHouse server (or our endpoint) that must answer before anything is started on it. */
-export async function reachableClickHouse(url: string, credentials: { user?: string | undefined; password?: string | undefined }, unreachable: (reason: string) => string): Promise<ClickHouseClient> {
-  const client = createClient({ url, username: credentials.user ?? 'default', password: credentials.password ?? '', clickhouse_settings: BASE_SETTINGS, request_timeout: 60_000, log: { level: ClickHouseLogLevel.OFF } });
+export async function reachableClickHouse(url: string, credentials: Credentials, unreachable: (reason: string) => string): Promise<ClickHouseClient> {
+  const client = serverClient(url, credentials);
   const ping = await client.ping();
   if (!ping.success) {
     await client.close();
@@ -61,4 +66,20 @@ export async function openClickHouseForTool(config: Config): Promise<ToolClickHo
   }
   const client = openClickHouse(config);
   return { client, close: () => client.close(), via: 'embedded' };
+}
+
+/**
+ * Where a standalone gateway's page reads figures: CLICKHOUSE_URL, else the endpoint of the
+ * `tidemark up` owning the data directory. Never the embedded engine: opening chDB here would
+ * lock the data directory against the processor. Not pinged: ClickHouse may come up later.
+ */
+export function clickHouseForPage(config: Config): { client: ClickHouseClient } | { unavailable: string } {
+  const { url, user, password } = config.clickhouse;
+  if (url) return { client: serverClient(url, { user, password }) };
+  const owner = readDataDirOwner(config.dataDir);
+  if (owner?.sql) {
+    const { username, password: loginPassword } = endpointLogin(config);
+    return { client: serverClient(owner.sql, { user: username, password: loginPassword }) };
+  }
+  return { unavailable: 'this gateway has no ClickHouse to read from: set CLICKHOUSE_URL (or run `tidemark up` in this directory)' };
 }

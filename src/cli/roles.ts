@@ -1,20 +1,21 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { Logger } from 'pino';
-import { migrate } from '../clickhouse/migrations.ts';
+import { migrate, migrationOptions } from '../clickhouse/migrations.ts';
 import type { Config } from '../core/config.ts';
 import { startHttpGateway } from '../ingest/http/server.ts';
 import { startNatsGateway } from '../ingest/nats-gateway.ts';
 import { startProcessor } from '../processors/processor.ts';
+import type { UiClickHouse } from '../ui/api.ts';
 import type { NatsRuntime } from './runtime.ts';
 
 export type Readiness = () => Promise<{ ready: boolean; reason?: string }>;
 export type RunningRole = { stop: () => Promise<void> };
 
-/** The gateway role: the INGEST consumer plus the HTTP front door (which also serves /metrics and health). */
-export async function startGatewayRole(options: { config: Config; nats: NatsRuntime; logger: Logger; ready: Readiness }): Promise<RunningRole & { httpUrl: string }> {
+/** The gateway role: the INGEST consumer plus the HTTP front door (which also serves /metrics, health and the page under /ui). */
+export async function startGatewayRole(options: { config: Config; nats: NatsRuntime; logger: Logger; ready: Readiness; ui: UiClickHouse }): Promise<RunningRole & { httpUrl: string }> {
   const { config, nats, logger } = options;
   const gateway = await startNatsGateway({ js: nats.js, nc: nats.nc, config, logger });
-  const http = await startHttpGateway({ config, js: nats.js, nc: nats.nc, logger, ready: options.ready });
+  const http = await startHttpGateway({ config, js: nats.js, nc: nats.nc, logger, ready: options.ready, ui: options.ui });
   logger.info({ url: http.url }, 'HTTP gateway listening');
   return {
     httpUrl: http.url,
@@ -28,7 +29,7 @@ export async function startGatewayRole(options: { config: Config; nats: NatsRunt
 /** The processor role: EVENTS → ClickHouse events, realtime windows and daily revisions. */
 export async function startProcessorRole(options: { config: Config; nats: NatsRuntime; clickhouse: ClickHouseClient; logger: Logger }): Promise<RunningRole> {
   const { config, nats, clickhouse, logger } = options;
-  const migrated = await migrate(clickhouse, config.clickhouse.database, { cluster: config.clickhouse.cluster });
+  const migrated = await migrate(clickhouse, config.clickhouse.database, migrationOptions(config));
   if (migrated.applied.length) logger.info({ applied: migrated.applied }, 'ClickHouse schema migrated');
   const processor = await startProcessor({ config, js: nats.js, clickhouse, logger });
   return { stop: processor.stop };

@@ -41,7 +41,7 @@ export type NatsRuntime = {
   close: () => Promise<void>;
 };
 
-/** A line for the person at the terminal, whatever LOG_LEVEL says (logs are JSON on stdout). */
+/** A line for the person at the terminal, whatever LOG_LEVEL says (logs go to stdout). */
 export const notice = (line: string): void => {
   process.stderr.write(`tidemark: ${line}\n`);
 };

@@ -1,4 +1,5 @@
 import type { ClickHouseClient } from '@clickhouse/client';
+import type { Config } from '../core/config.ts';
 import { sleep } from '../core/time.ts';
 import { onCluster } from './cluster-ddl.ts';
 
@@ -21,6 +22,14 @@ export const MONEY_TYPE = 'Decimal(76, 20)';
 
 /** The migration adding realtime refusals and checkpoints: the next free number, one edit to renumber it. */
 const REALTIME_EXACTLY_ONCE_VERSION = 9;
+/** The migration adding the readable `group` column. */
+const NAMED_GROUPS_VERSION = 11;
+
+/** report_latest over report_revisions: recreated when the table gains a column, as the view's columns are fixed when it is made. */
+const reportLatestView = (db: string): string => `CREATE OR REPLACE VIEW ${db}.report_latest AS
+        SELECT * FROM ${db}.report_revisions FINAL
+        ORDER BY report, day, group_key, revision DESC
+        LIMIT 1 BY report, day, group_key`;
 
 export const MIGRATIONS: Migration[] = [
   {
@@ -65,10 +74,7 @@ export const MIGRATIONS: Migration[] = [
         measures Map(String, ${MONEY_TYPE})
       ) ENGINE = ReplacingMergeTree
       ORDER BY (report, day, group_key, revision)`,
-      `CREATE OR REPLACE VIEW ${db}.report_latest AS
-        SELECT * FROM ${db}.report_revisions FINAL
-        ORDER BY report, day, group_key, revision DESC
-        LIMIT 1 BY report, day, group_key`,
+      reportLatestView(db),
     ],
   },
   {
@@ -310,7 +316,41 @@ export const MIGRATIONS: Migration[] = [
       ORDER BY (alert_id, webhook)`,
     ],
   },
+  {
+    version: NAMED_GROUPS_VERSION,
+    name: 'readable groups',
+    statements: (db) => [
+      // `group`: the groupBy fields with their values ({'source': 'store-9'}), so SQL reads
+      // group['source'] = 'store-9' where group_key holds '["store-9"]'. group_key stays the identity.
+      `ALTER TABLE ${db}.report_revisions ADD COLUMN IF NOT EXISTS group Map(String, String) AFTER group_key`,
+      reportLatestView(db),
+    ],
+    run: nameExistingGroups,
+  },
 ];
+
+/**
+ * Fills `group` in the rows written before it existed, from group_key and each report's
+ * groupBy names (`reports` of the options; a report not named there, or whose key no longer
+ * has as many values as its groupBy, is named by position: '1', '2', …). Values as
+ * namedGroup (processors/logic/group-names.ts) writes them: strings as themselves, others as
+ * JSON. Only rows still without a group are touched, so a rerun after a crash is harmless.
+ */
+async function nameExistingGroups(client: ClickHouseClient, db: string, options: MigrateOptions): Promise<void> {
+  // a literal, not a query parameter: the statement may run ON CLUSTER, through the DDL queue
+  const entries = (options.reports ?? []).map((r) => `${sqlString(r.name)}, [${r.groupBy.map(sqlString).join(', ')}]`);
+  const configured = `CAST(map(${entries.join(', ')}), 'Map(String, Array(String))')[report]`;
+  const raw = 'JSONExtractArrayRaw(group_key)';
+  const query = `ALTER TABLE ${db}.report_revisions UPDATE group = mapFromArrays(
+      if(length(${configured}) = length(${raw}), ${configured}, arrayMap(i -> toString(i), range(1, length(${raw}) + 1))),
+      arrayMap(v -> if(JSONType(v) = 'String', JSONExtractString(v), v), ${raw}))
+    WHERE group_key != '' AND empty(group)`;
+  // mutations_sync 2: done on every replica before the migration is recorded
+  await client.command({ query: clusterDdl(options.cluster)(query), clickhouse_settings: { mutations_sync: '2' } });
+}
+
+/** A ClickHouse string literal: backslash and quote escaped, so a groupBy field named data.o'k stays one string. */
+const sqlString = (text: string): string => `'${text.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 
 /**
  * `events` as of migration 8: an event's identity is (source, id), so the replacing key
@@ -356,7 +396,12 @@ export type MigrateOptions = {
   until?: number;
   /** a rebuild table nobody has written to for this long is taken for the leftover of a crashed run */
   staleAfterMs?: number;
+  /** the configured reports: their groupBy names the values of group keys written before the `group` column */
+  reports?: ReadonlyArray<{ name: string; groupBy: readonly string[] }>;
 };
+
+/** What every process migrating with its configuration passes: the cluster, and the reports' group names. */
+export const migrationOptions = (config: Pick<Config, 'clickhouse' | 'reports'>): MigrateOptions => ({ cluster: config.clickhouse.cluster, reports: config.reports });
 
 const clusterDdl = (cluster: string | undefined) => (statement: string): string => (cluster ? onCluster(statement, cluster) : statement);
 

@@ -320,7 +320,7 @@ export const ConfigSchema = z.strictObject({
   http: z.strictObject({
     host: z.string().default('127.0.0.1'),
     port: z.number().int().min(0).max(65535).default(8080),
-    token: z.string().optional().describe('when set, POST /v1/events needs Authorization: Bearer <token>'),
+    token: z.string().optional().describe('when set, POST /v1/events and the page API (/ui/api/…) need Authorization: Bearer <token>'),
     maxBodyBytes: z.number().int().positive().default(8 * 1024 * 1024),
     maxItems: z.number().int().positive().default(10_000).describe('events one POST /v1/events may carry; more is answered 413 TOO_MANY_ITEMS before any is looked at'),
   }).prefault({}),

@@ -4,7 +4,7 @@ import type { JetStreamClient, JetStreamManager, JsMsg } from '@nats-io/jetstrea
 import type { Logger } from 'pino';
 import type { Config, ReconciliationConfig } from '../core/config.ts';
 import { systemClock, type Clock } from '../core/time.ts';
-import { migrate } from '../clickhouse/migrations.ts';
+import { migrate, migrationOptions } from '../clickhouse/migrations.ts';
 import { terminateToDlq } from '../ingest/dlq.ts';
 import { openClaims } from './claims.ts';
 import { ensureFeeds } from './feeds.ts';
@@ -43,7 +43,7 @@ export async function startReconcileStreaming(options: StreamingOptions): Promis
   const { config, js, jsm, clickhouse, logger } = options;
   const clock = options.clock ?? systemClock;
   const recons = config.reconciliations.filter((r) => isStreamingRecon(r) && (options.names === undefined || options.names.includes(r.name)));
-  if (recons.length > 0) await migrate(clickhouse, config.clickhouse.database, { cluster: config.clickhouse.cluster });
+  if (recons.length > 0) await migrate(clickhouse, config.clickhouse.database, migrationOptions(config));
   const actor = `stream@${hostname()}:${process.pid}`;
   // a claim outlives its holder by as long as JetStream waits for a lost ack
   const claims = await openClaims(js, { clock, owner: actor, leaseMs: config.nats.ackWait, replicas: bucketReplicas(config, 'reconClaims') });

@@ -3,7 +3,7 @@ import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { migrate } from '../clickhouse/migrations.ts';
+import { migrate, migrationOptions } from '../clickhouse/migrations.ts';
 import type { Config } from '../core/config.ts';
 import { systemClock, type Clock } from '../core/time.ts';
 import { checkDefinitions, defineSaga } from './definition.ts';
@@ -58,7 +58,7 @@ export async function startSagaRole(options: SagaRoleOptions): Promise<SagaRole>
   const { clickhouse } = options;
   // idempotent, so a call that timed out during a leader election is simply made again
   await retryTransient(() => ensureSagaTopology(js, jsm, config));
-  if (clickhouse) await migrate(clickhouse, config.clickhouse.database, { cluster: config.clickhouse.cluster });
+  if (clickhouse) await migrate(clickhouse, config.clickhouse.database, migrationOptions(config));
   const publisher = createBatchPublisher(options.nc);
   const publish = sagaPublish(publisher);
   const store = await openSagaStore(js, publisher, bucketReplicas(config, 'sagas'));

@@ -5,7 +5,7 @@ import type { ReportConfig } from '../../src/core/config.ts';
 import type { TidemarkEvent } from '../../src/core/envelope.ts';
 import { businessDay } from '../../src/core/business-day.ts';
 import { dailyFigures } from '../../src/sinks/clickhouse/daily-figures.ts';
-import { publishedRevisions } from '../../src/sinks/clickhouse/report-queries.ts';
+import { publishedRevisions } from '../../src/query/revisions.ts';
 import { dayGroupKey, oracleDaily } from './oracle.ts';
 
 const DAY = 86_400_000;

@@ -11,7 +11,7 @@ import { bareJetStream } from '../../bench/baseline.ts';
 import { drain, pacedLoad, type MemorySample } from '../../bench/pipeline.ts';
 import { rate } from '../../bench/stats.ts';
 import { openClickHouse } from '../../clickhouse/client.ts';
-import { migrate } from '../../clickhouse/migrations.ts';
+import { migrate, migrationOptions } from '../../clickhouse/migrations.ts';
 import { parseConfig } from '../../core/config.ts';
 import { createLogger } from '../../core/logger.ts';
 import { startNatsGateway } from '../../ingest/nats-gateway.ts';
@@ -86,7 +86,7 @@ export function register(program: Command): void {
         const jsm = await jetstreamManager(nc);
         await ensureTopology(jsm, config);
         const db = config.clickhouse.database;
-        await migrate(clickhouse, db, { cluster: config.clickhouse.cluster });
+        await migrate(clickhouse, db, migrationOptions(config));
         const shape = opts.gatewayProcess ? `${opts.gateways} gateway process(es)` : 'the gateway in this process';
         process.stdout.write(`Tidemark bench: ${events} events, nats-server ${server.url}, chDB in ${dir}\n`);
         process.stdout.write(`shape: load generator in its own process → ${shape} → one processor in this process\n\n`);

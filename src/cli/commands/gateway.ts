@@ -1,21 +1,24 @@
 import type { Command } from 'commander';
 import { createLogger } from '../../core/logger.ts';
+import { clickHouseForPage } from '../clickhouse-access.ts';
 import { startGatewayRole } from '../roles.ts';
 import { configFor, onShutdown, openNats } from '../runtime.ts';
 
 export function register(program: Command): void {
   program
     .command('gateway')
-    .description('run the ingest gateway: INGEST stream and HTTP POST /v1/events → EVENTS (invalid input → DLQ)')
+    .description('run the ingest gateway: INGEST stream and HTTP POST /v1/events → EVENTS (invalid input → DLQ); the page under /ui (figures from CLICKHOUSE_URL)')
     .action(async (_opts, command: Command) => {
       const config = await configFor(command);
       const logger = createLogger('gateway');
       const nats = await openNats(config, logger, { embedded: false, name: 'tidemark-gateway' });
-      const gateway = await startGatewayRole({ config, nats, logger, ready: async () => ({ ready: true }) });
+      const ui = clickHouseForPage(config);
+      const gateway = await startGatewayRole({ config, nats, logger, ready: async () => ({ ready: true }), ui });
       // the handler first: a SIGTERM sent as soon as the line below is read must find it
       onShutdown(logger, async () => {
         await gateway.stop();
         await nats.close();
+        if ('client' in ui) await ui.client.close();
       });
       logger.info({ http: gateway.httpUrl }, 'gateway running');
     });

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { migrate } from '../../clickhouse/migrations.ts';
+import { migrate, migrationOptions } from '../../clickhouse/migrations.ts';
 import { createLogger } from '../../core/logger.ts';
 import { redactUserInfo } from '../../core/secrets.ts';
 import { ensureSagaTopology } from '../../saga/topology.ts';
@@ -35,7 +35,7 @@ export function register(program: Command): void {
       try {
         const changes = [...nats.changes, ...(await retryTransient(() => ensureSagaTopology(nats.js, nats.jsm, config)))];
         for (const change of changes) process.stdout.write(`${change.kind.padEnd(9)} ${change.name.padEnd(28)} ${change.action}${change.detail ? ` (${change.detail})` : ''}\n`);
-        const migrated = await migrate(clickhouse.client, config.clickhouse.database, { cluster: config.clickhouse.cluster });
+        const migrated = await migrate(clickhouse.client, config.clickhouse.database, migrationOptions(config));
         process.stdout.write(`tables    ${config.clickhouse.database} (${clickhouse.via})   schema version ${migrated.current}${migrated.applied.length ? `, applied ${migrated.applied.join(', ')}` : ', unchanged'}\n`);
         process.stdout.write(`topology ready on ${redactUserInfo(nats.url)}\n`);
       } finally {

@@ -1,7 +1,7 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { Command } from 'commander';
 import type { Logger } from 'pino';
-import { migrate } from '../../clickhouse/migrations.ts';
+import { migrate, migrationOptions } from '../../clickhouse/migrations.ts';
 import type { Config } from '../../core/config.ts';
 import { createLogger } from '../../core/logger.ts';
 import { metricsRegistry } from '../../core/metrics.ts';
@@ -14,7 +14,7 @@ import { configFor, onShutdown, openNats, type NatsRuntime } from '../runtime.ts
 /** The monitor role on an open NATS runtime and ClickHouse client: migrates, then starts (what `tidemark up` calls too). */
 export async function startMonitorRole(options: { config: Config; nats: NatsRuntime; clickhouse: ClickHouseClient; logger: Logger }): Promise<Monitor> {
   const { config, nats, clickhouse, logger } = options;
-  const migrated = await migrate(clickhouse, config.clickhouse.database, { cluster: config.clickhouse.cluster });
+  const migrated = await migrate(clickhouse, config.clickhouse.database, migrationOptions(config));
   if (migrated.applied.length) logger.info({ applied: migrated.applied }, 'ClickHouse schema migrated');
   return startMonitor({ config, js: nats.js, clickhouse, logger });
 }

@@ -1,6 +1,6 @@
 import { hostname, userInfo } from 'node:os';
 import type { Command } from 'commander';
-import { migrate } from '../../clickhouse/migrations.ts';
+import { migrate, migrationOptions } from '../../clickhouse/migrations.ts';
 import type { Config, ReconciliationConfig } from '../../core/config.ts';
 import { ErrorCodes, TidemarkError } from '../../core/errors.ts';
 import { createLogger } from '../../core/logger.ts';
@@ -44,7 +44,7 @@ async function runCommand(command: Command, opts: { name?: string; day?: string 
   const clickhouse = shared.client;
   try {
     const db = config.clickhouse.database;
-    await migrate(clickhouse, db, { cluster: config.clickhouse.cluster });
+    await migrate(clickhouse, db, migrationOptions(config));
     await ensureReconStream(nats.jsm, config.nats.replicas); // the manual queue lives there
     const actor = `batch@${hostname()}:${process.pid}`;
     const claims = await openClaims(nats.js, { clock: systemClock, owner: actor, leaseMs: config.nats.ackWait, replicas: bucketReplicas(config, 'reconClaims') });
@@ -111,7 +111,7 @@ async function reportCommand(command: Command, opts: { name?: string; day?: stri
   const clickhouse = shared.client;
   try {
     const db = config.clickhouse.database;
-    await migrate(clickhouse, db, { cluster: config.clickhouse.cluster });
+    await migrate(clickhouse, db, migrationOptions(config));
     const filter = { name: opts.name, period: checkDay(opts.day), status: opts.status, limit: Number(opts.limit) };
     const [runs, summary, discrepancies] = await Promise.all([listRuns(clickhouse, db, filter), summarize(clickhouse, db, filter), listDiscrepancies(clickhouse, db, filter)]);
     if (opts.json) {
@@ -139,7 +139,7 @@ async function ackCommand(command: Command, ids: string[], opts: { note: string;
   const clickhouse = shared.client;
   try {
     const db = config.clickhouse.database;
-    await migrate(clickhouse, db, { cluster: config.clickhouse.cluster });
+    await migrate(clickhouse, db, migrationOptions(config));
     const acked = await acknowledge(clickhouse, db, ids, { actor: opts.by ?? userInfo().username, note: opts.note, clock: systemClock });
     print(`acknowledged ${acked.length} of ${ids.length} (the others already were)`);
   } finally {

@@ -1,6 +1,6 @@
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
-import { migrate } from '../../clickhouse/migrations.ts';
+import { migrate, migrationOptions } from '../../clickhouse/migrations.ts';
 import { createLogger } from '../../core/logger.ts';
 import { systemClock } from '../../core/time.ts';
 import { openRevisionStore } from '../../processors/daily/revision-store.ts';
@@ -25,7 +25,7 @@ export function register(program: Command): void {
       const clickhouse = await openClickHouseForTool(config);
       try {
         const db = config.clickhouse.database;
-        await migrate(clickhouse.client, db, { cluster: config.clickhouse.cluster });
+        await migrate(clickhouse.client, db, migrationOptions(config));
         const store = await openRevisionStore(nats.js, bucketReplicas(config, 'daily'));
         const bar = new cliProgress.SingleBar({ format: 'replay {bar} {percentage}% | {value}/{total} events | {day} | {eps} events/s', stream: process.stderr }, cliProgress.Presets.shades_classic);
         const started = performance.now();

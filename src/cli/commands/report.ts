@@ -1,10 +1,8 @@
 import type { Command } from 'commander';
-import { migrate } from '../../clickhouse/migrations.ts';
+import { migrate, migrationOptions } from '../../clickhouse/migrations.ts';
 import type { Config, ReportConfig } from '../../core/config.ts';
 import { ErrorCodes, TidemarkError } from '../../core/errors.ts';
-import { sameMeasures } from '../../processors/logic/revisions.ts';
-import { dailyFigures } from '../../sinks/clickhouse/daily-figures.ts';
-import { publishedRevisions } from '../../sinks/clickhouse/report-queries.ts';
+import { reportDay } from '../../query/report-day.ts';
 import { openClickHouseForTool } from '../clickhouse-access.ts';
 import { configFor } from '../runtime.ts';
 import { renderTable } from '../table.ts';
@@ -40,27 +38,20 @@ export function register(program: Command): void {
       try {
         const db = config.clickhouse.database;
         // on a fresh data directory the tables do not exist yet: create them and report nothing
-        await migrate(client, db, { cluster: config.clickhouse.cluster });
-        const revisions = await publishedRevisions(client, db, report.name, opts.day, { ...(asOf === undefined ? {} : { asOf }), history: opts.history ?? false });
-        const recomputed = new Map((await dailyFigures(client, db, report, opts.day, asOf)).map((f) => [f.groupKey, f]));
-        const latest = new Map<string, (typeof revisions)[number]>();
-        for (const r of revisions) if ((latest.get(r.groupKey)?.revision ?? 0) < r.revision) latest.set(r.groupKey, r);
-        const checks = [...latest.values()].map((r) => {
-          const raw = recomputed.get(r.groupKey);
-          return { groupKey: r.groupKey, agrees: raw !== undefined && sameMeasures(raw.measures, r.measures), fromEvents: raw?.measures ?? {} };
-        });
+        await migrate(client, db, migrationOptions(config));
+        const { revisions, checks } = await reportDay(client, db, report, opts.day, { asOf, history: opts.history ?? false });
         if (opts.json) {
           process.stdout.write(`${JSON.stringify({ report: report.name, day: opts.day, asOf: asOf === undefined ? null : iso(asOf), revisions, checks }, null, 2)}\n`);
           return;
         }
         const names = Object.keys(report.measures);
-        const rows = revisions.map((r) => [r.groupKey || '(all)', String(r.revision), r.status, r.reason, iso(r.knownAt), String(r.events), String(r.lateEvents), ...names.map((n) => r.measures[n] ?? '')]);
+        const rows = revisions.map((r) => [r.label, String(r.revision), r.status, r.reason, iso(r.knownAt), String(r.events), String(r.lateEvents), ...names.map((n) => r.measures[n] ?? '')]);
         process.stdout.write(`${report.name} ${opts.day} (${report.timeZone})${asOf === undefined ? '' : ` as known at ${iso(asOf)}`}\n\n`);
         process.stdout.write(`${rows.length ? renderTable(['group', 'rev', 'status', 'reason', 'known_at', 'events', 'late', ...names], rows) : 'no revisions'}\n\n`);
         for (const check of checks) {
           process.stdout.write(check.agrees
-            ? `${check.groupKey || '(all)'}: agrees with the raw events${asOf === undefined ? '' : ' received by then'}\n`
-            : `${check.groupKey || '(all)'}: raw events say ${JSON.stringify(check.fromEvents)} (events received after the latest revision are not folded in yet)\n`);
+            ? `${check.label}: agrees with the raw events${asOf === undefined ? '' : ' received by then'}\n`
+            : `${check.label}: raw events say ${JSON.stringify(check.fromEvents)} (events received after the latest revision are not folded in yet)\n`);
         }
       } finally {
         await close();

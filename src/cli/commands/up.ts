@@ -110,7 +110,7 @@ async function runRoles({ config, wanted, logger, nats, clickhouse, served, lock
           running.push(await startSagaRole({ config, nc: nats.nc, js: nats.js, jsm: nats.jsm, clickhouse, logger: roleLogger }));
           break;
         case 'gateway': {
-          const gateway = await startGatewayRole({ config, nats, logger: roleLogger, ready: readiness(nats, clickhouse) });
+          const gateway = await startGatewayRole({ config, nats, logger: roleLogger, ready: readiness(nats, clickhouse), ui: { client: clickhouse } });
           httpUrl = gateway.httpUrl;
           running.push(gateway);
           break;
@@ -131,7 +131,7 @@ async function runRoles({ config, wanted, logger, nats, clickhouse, served, lock
       `Tidemark is up: ${[...wanted].join(', ') || 'no roles'}`,
       `  NATS        ${nats.url}${nats.embedded ? ` (embedded, store under ${config.dataDir}/nats)` : ''}`,
       ...(moved ? [`              port ${config.nats.embedded.port} is someone else's; commands run in this directory find this one, elsewhere set NATS_URL=${nats.url}`] : []),
-      ...(httpUrl ? [`  HTTP        ${httpUrl}  (POST /v1/events, /metrics, /healthz, /readyz)`] : []),
+      ...(httpUrl ? [`  HTTP        ${httpUrl}  (POST /v1/events, /metrics, /healthz, /readyz)`, `  Page        ${httpUrl}/ui  (revision timelines, realtime windows, alerts)`] : []),
       `  ClickHouse  ${target.kind === 'embedded' ? `embedded chDB, data in ${target.path}` : target.url} (database ${config.clickhouse.database})`,
       ...(served ? [`  SQL         ${served.url}  (ClickHouse HTTP interface; other processes: CLICKHOUSE_URL=${served.url})`] : []),
       `Publish: nats pub -s ${nats.url} ingest.store-17.sale '{"id":"s-1","occurredAt":"${new Date().toISOString()}","data":{"amount":"129.90"}}'`,

@@ -9,6 +9,8 @@ import { ErrorCodes, TidemarkError } from '../../core/errors.ts';
 import { guardRequest, isLoopback } from '../../core/http-guard.ts';
 import type { Logger } from '../../core/logger.ts';
 import { ingestMetricsFor, metricsRegistry } from '../../core/metrics.ts';
+import type { UiClickHouse } from '../../ui/api.ts';
+import { handleUi, isUiPath } from '../../ui/routes.ts';
 import { bearerAuthorized } from './auth.ts';
 import { handleIngest, type IngestDeps } from './handlers.ts';
 import { requestUrl } from './request-url.ts';
@@ -26,6 +28,8 @@ export type HttpGatewayOptions = {
   ready?: ReadinessCheck;
   /** defaults to the process registry */
   registry?: Registry;
+  /** where the page under /ui reads its figures; without it the page's API answers 503 */
+  ui?: UiClickHouse;
 };
 
 export type HttpGateway = { url: string; port: number; close: () => Promise<void> };
@@ -60,7 +64,9 @@ async function readiness(nc: NatsConnection, ready: ReadinessCheck | undefined):
 
 const ROUTES: Record<string, string> = { '/v1/events': 'POST', '/healthz': 'GET', '/readyz': 'GET', '/metrics': 'GET' };
 
-/** Serves `POST /v1/events`, `/healthz`, `/readyz` and `/metrics` (SPEC §8, §9) on `config.http`. */
+const NO_UI: UiClickHouse = { unavailable: 'this gateway has no ClickHouse to read from: set CLICKHOUSE_URL, or open the page of `tidemark up`' };
+
+/** Serves `POST /v1/events`, `/healthz`, `/readyz`, `/metrics` (SPEC §8, §9) and the page under `/ui` on `config.http`. */
 export async function startHttpGateway(options: HttpGatewayOptions): Promise<HttpGateway> {
   const { config, js, nc, logger, ready } = options;
   const registry = options.registry ?? metricsRegistry;
@@ -74,6 +80,7 @@ export async function startHttpGateway(options: HttpGatewayOptions): Promise<Htt
     const url = requestUrl(req.url);
     if (!url) return sendJson(res, 400, { error: 'the request target is not a path' });
     const path = url.pathname;
+    if (isUiPath(path)) return handleUi(req, res, url, { config, clickhouse: options.ui ?? NO_UI });
     const method = ROUTES[path];
     if (method === undefined) return sendJson(res, 404, { error: `no route ${path}` });
     if (req.method !== method) return sendJson(res, 405, { error: `${path} accepts ${method} only` }, { allow: method });

@@ -1,5 +1,5 @@
 import type { ReportConfig } from '../../core/config.ts';
-import { daysWithEvents } from '../../sinks/clickhouse/report-queries.ts';
+import { daysWithEvents } from '../../query/revisions.ts';
 import { reviseDay, type RevisorDeps } from './revisor.ts';
 
 export type ReplayProgress = { day: string; done: number; total: number };

@@ -86,7 +86,7 @@ export async function reviseDay(deps: RevisorDeps, ref: DayRef, options: { repla
   });
   const toWrite = [...repairs.filter((r) => !claimed.some((c) => c.groupKey === r.groupKey)), ...claimed];
   // a revision ClickHouse refuses (a constraint, say) is filed in the DLQ and counts as written: retrying it would stall the day for ever
-  const rows = [...repairs, ...claimed].map((c) => revisionRow(ref.report, ref.day, c.groupKey, c.record));
+  const rows = [...repairs, ...claimed].map((c) => revisionRow(report, ref.day, c.groupKey, c.record));
   const filed = await insertOrFile(deps.js, 'report_revisions', rows, (part) => insertRevisions(deps.clickhouse, deps.db, part), deps.clock.now());
   if (filed > 0) deps.logger.error({ report: ref.report, day: ref.day, rows: filed }, 'ClickHouse refused revision rows; filed in the DLQ (REFUSED_BY_SINK)');
   let alerts = 0;

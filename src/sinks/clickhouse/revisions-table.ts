@@ -1,10 +1,12 @@
 import type { ClickHouseClient } from '@clickhouse/client';
+import { namedGroup } from '../../processors/logic/group-names.ts';
 import type { RevisionRecord } from '../../processors/logic/revisions.ts';
 
 export type RevisionRow = {
   report: string;
   day: string;
   group_key: string;
+  group: Record<string, string>;
   revision: number;
   status: string;
   reason: string;
@@ -15,10 +17,12 @@ export type RevisionRow = {
   measures: Record<string, string>;
 };
 
-export const revisionRow = (report: string, day: string, groupKey: string, record: RevisionRecord): RevisionRow => ({
-  report,
+/** `groupBy`: the report's, naming the values of the group key in the `group` column. */
+export const revisionRow = (report: { name: string; groupBy: readonly string[] }, day: string, groupKey: string, record: RevisionRecord): RevisionRow => ({
+  report: report.name,
   day,
   group_key: groupKey,
+  group: namedGroup(report.groupBy, groupKey),
   revision: record.revision,
   status: record.status,
   reason: record.reason,

@@ -1,10 +1,17 @@
 import type { ClickHouseClient } from '@clickhouse/client';
-import type { ReportConfig } from '../../core/config.ts';
-import { Decimal } from '../../core/decimal.ts';
-import { formatDecimal } from '../../processors/logic/measures.ts';
+import type { ReportConfig } from '../core/config.ts';
+import { Decimal } from '../core/decimal.ts';
+import { groupLabel } from '../processors/logic/group-names.ts';
+import { formatDecimal } from '../processors/logic/measures.ts';
+
+/** Read-side queries shared by the CLI (`tidemark report`) and the page's JSON API (src/ui). */
 
 export type PublishedRevision = {
   groupKey: string;
+  /** the group as named values ({source: 'store-9'}) */
+  group: Record<string, string>;
+  /** the group for people: `store-9`, `store-9 · TW`, `(all)` */
+  label: string;
   revision: number;
   status: string;
   reason: string;
@@ -17,6 +24,7 @@ export type PublishedRevision = {
 
 type Row = {
   group_key: string;
+  group: Record<string, string>;
   revision: number;
   status: string;
   reason: string;
@@ -29,6 +37,8 @@ type Row = {
 
 const fromRow = (row: Row): PublishedRevision => ({
   groupKey: row.group_key,
+  group: row.group,
+  label: groupLabel(row.group_key),
   revision: Number(row.revision),
   status: row.status,
   reason: row.reason,
@@ -47,7 +57,7 @@ export async function publishedRevisions(client: ClickHouseClient, db: string, r
   const asOf = options.asOf === undefined ? '' : `AND known_at <= fromUnixTimestamp64Milli({asOf:Int64}, 'UTC')`;
   const latestOnly = options.history ? '' : 'LIMIT 1 BY group_key';
   const result = await client.query({
-    query: `SELECT group_key, revision, status, reason, toUnixTimestamp64Milli(computed_at) AS computed_at_ms, toUnixTimestamp64Milli(known_at) AS known_at_ms, events, late_events, measures
+    query: `SELECT group_key, group, revision, status, reason, toUnixTimestamp64Milli(computed_at) AS computed_at_ms, toUnixTimestamp64Milli(known_at) AS known_at_ms, events, late_events, measures
       FROM ${db}.report_revisions FINAL
       WHERE report = {report:String} AND day = {day:Date} ${asOf}
       ORDER BY group_key, revision ${options.history ? 'ASC' : 'DESC'}
