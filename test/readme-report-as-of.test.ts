@@ -11,7 +11,7 @@ import { serveEmbeddedClickHouse, type EmbeddedClickHouseServer } from '../src/c
 import { migrate } from '../src/clickhouse/migrations.ts';
 import { businessDay } from '../src/core/business-day.ts';
 import { startProcessor } from '../src/processors/processor.ts';
-import { publishedRevisions } from '../src/sinks/clickhouse/report-queries.ts';
+import { publishedRevisions } from '../src/query/revisions.ts';
 import { testConfig } from './harness/config.ts';
 import { startTestIngest, type TestIngest } from './harness/ingest.ts';
 import { waitFor } from './harness/streams.ts';

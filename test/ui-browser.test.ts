@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRegistry } from '../src/core/metrics.ts';
 import { startHttpGateway, type HttpGateway } from '../src/ingest/http/server.ts';
 import { startMonitor, type Monitor } from '../src/monitor/monitor.ts';
-import { businessDay } from '../src/processors/logic/business-day.ts';
+import { businessDay } from '../src/core/business-day.ts';
 import { startProcessor, type Processor } from '../src/processors/processor.ts';
 import { reportDay } from '../src/query/report-day.ts';
 import { publishedRevisions } from '../src/query/revisions.ts';

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { canonicalJson } from '../src/processors/logic/canonical.ts';
+import { canonicalJson } from '../src/core/canonical.ts';
 import { groupLabel } from '../src/processors/logic/group-names.ts';
 
 // The page's own modules are plain browser JavaScript (no types, no build): loaded as they are served.
