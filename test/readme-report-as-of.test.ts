@@ -88,19 +88,19 @@ describe('tidemark report --as-of with an ISO-8601 time', () => {
     const asOf = taipei(revisionKnownAt);
     const text = await report(['--as-of', asOf]);
     expect(text).toContain(`revenue ${day} (Asia/Taipei) as known at ${new Date(revisionKnownAt).toISOString()}`);
-    expect(text).toMatch(/\["store-17"\]\s+1\s+preliminary\s+new\s/);
-    expect(text).toContain('["store-17"]: agrees with the raw events received by then');
+    expect(text).toMatch(/store-17\s+1\s+preliminary\s+new\s/);
+    expect(text).toContain('store-17: agrees with the raw events received by then');
 
     const json = JSON.parse(await report(['--as-of', asOf, '--json'])) as { asOf: string; revisions: Array<{ revision: number; measures: Record<string, string> }>; checks: unknown[] };
     expect(json.asOf).toBe(new Date(revisionKnownAt).toISOString());
     expect(json.revisions.map((r) => [r.revision, r.measures.amount])).toEqual([[1, '129.9']]);
-    expect(json.checks).toEqual([{ groupKey: '["store-17"]', agrees: true, fromEvents: { amount: '129.9' } }]);
+    expect(json.checks).toEqual([{ groupKey: '["store-17"]', label: 'store-17', agrees: true, fromEvents: { amount: '129.9' } }]);
   }, 120_000);
 
   it('once s-2 was received but not yet revised: "raw events say …", with --as-of and without', async () => {
-    const said = '["store-17"]: raw events say {"amount":"144.9"} (events received after the latest revision are not folded in yet)';
+    const said = 'store-17: raw events say {"amount":"144.9"} (events received after the latest revision are not folded in yet)';
     const asOf = await report(['--as-of', taipei(secondReceivedAt)]);
-    expect(asOf).toMatch(/\["store-17"\]\s+1\s+preliminary\s+new\s/);
+    expect(asOf).toMatch(/store-17\s+1\s+preliminary\s+new\s/);
     expect(asOf).toContain(said);
     expect(await report([])).toContain(said);
   }, 120_000);
