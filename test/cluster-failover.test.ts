@@ -2,7 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type StoredMsg } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openClickHouse } from '../src/clickhouse/client.ts';
@@ -12,10 +12,9 @@ import { createBatchPublisher } from '../src/nats/batch-publisher.ts';
 import { serverList } from '../src/nats/connect.ts';
 import { LEASE_BUCKET } from '../src/nats/lease.ts';
 import { publishRetrying, retryTransient } from '../src/nats/retry.ts';
-import { ensureTopology } from '../src/nats/topology.ts';
 import { DAILY_BUCKET, type StoredRevision } from '../src/processors/daily/revision-store.ts';
-import { ensureSagaTopology, openSagaStore } from '../src/saga/topology.ts';
-import { startTestCluster, type ClusterNode, type TestCluster } from './harness/cluster.ts';
+import { openSagaStore } from '../src/saga/topology.ts';
+import { freshTopology, startTestCluster, storedMessages, type ClusterNode, type TestCluster } from './harness/cluster.ts';
 import { testConfig } from './harness/config.ts';
 import { exited, spawnTidemark, terminate } from './harness/processes.ts';
 import { waitFor } from './harness/streams.ts';
@@ -55,17 +54,6 @@ afterAll(async () => {
   await cluster?.dispose();
 });
 
-/** Every stream and bucket removed, then the topology made anew: each test starts from nothing. */
-async function freshTopology(): Promise<void> {
-  // generous: on a loaded machine, placing a dozen three-replica objects right after a server rejoined can take a while
-  const patient = { budgetMs: 90_000 };
-  const names: string[] = [];
-  for await (const name of jsm.streams.names()) names.push(name);
-  for (const name of names) await retryTransient(() => jsm.streams.delete(name), patient);
-  await retryTransient(() => ensureTopology(jsm, config), patient);
-  await retryTransient(() => ensureSagaTopology(js, jsm, config), patient);
-}
-
 /** Publishes through JetStream with a message id each, so what a leaderless moment refused is sent again and stored once. */
 async function publishAll(messages: RawMessage[], offset: number): Promise<void> {
   const publisher = createBatchPublisher(nc);
@@ -86,28 +74,13 @@ async function restartAndCatchUp(node: ClusterNode, streams: string[]): Promise<
   for (const stream of streams) await cluster.waitForCurrent(jsm, stream, 45_000);
 }
 
-/**
- * Every message of a stream, read by sequence with direct gets: on 2.9.10 an ephemeral
- * consumer can be placed on the server that is down and then never answers, so the
- * test reads without one while a server is away.
- */
-async function storedMessages(stream: string): Promise<StoredMsg[]> {
-  const { state } = await retryTransient(() => jsm.streams.info(stream));
-  const out: StoredMsg[] = [];
-  for (let seq = state.first_seq; seq <= state.last_seq && state.messages > 0; seq++) {
-    const msg = await retryTransient(() => jsm.streams.getMessage(stream, { seq }));
-    if (msg) out.push(msg);
-  }
-  return out;
-}
-
-const alertIds = async (): Promise<string[]> => (await storedMessages('ALERTS')).map((m) => m.json<{ id: string }>().id);
+const alertIds = async (): Promise<string[]> => (await storedMessages(jsm, 'ALERTS')).map((m) => m.json<{ id: string }>().id);
 
 /** The latest entry of every key of the daily bucket, from its stream. */
 async function dailyEntries(): Promise<Map<string, string | null>> {
   const latest = new Map<string, string | null>();
   const prefix = `$KV.${DAILY_BUCKET}.`;
-  for (const m of await storedMessages(`KV_${DAILY_BUCKET}`)) {
+  for (const m of await storedMessages(jsm, `KV_${DAILY_BUCKET}`)) {
     const op = m.header?.get('KV-Operation');
     latest.set(m.subject.slice(prefix.length), op === 'DEL' || op === 'PURGE' ? null : m.string());
   }
@@ -117,7 +90,7 @@ async function dailyEntries(): Promise<Map<string, string | null>> {
 /** Every event is on EVENTS, the processor acked all of it, and no day is left dirty. */
 async function waitForDailyViewOnCluster(events: number): Promise<void> {
   await waitFor(async () => {
-    const ids = new Set((await storedMessages('EVENTS')).flatMap((m) => decodeEvents(m.data).map((e) => e.id)));
+    const ids = new Set((await storedMessages(jsm, 'EVENTS')).flatMap((m) => decodeEvents(m.data).map((e) => e.id)));
     return ids.size === events;
   }, 90_000, 'every event on EVENTS');
   await waitFor(async () => {
@@ -128,7 +101,7 @@ async function waitForDailyViewOnCluster(events: number): Promise<void> {
 }
 
 async function pipelineThroughKill(target: string): Promise<void> {
-  await freshTopology();
+  await freshTopology(js, jsm, config);
   const dir = mkdtempSync(join(tmpdir(), 'tidemark-failover-'));
   const configFile = join(dir, 'tidemark.yaml');
   writeFileSync(configFile, JSON.stringify(settings));
@@ -182,7 +155,7 @@ async function pipelineThroughKill(target: string): Promise<void> {
 /** The latest value of every key of the lease bucket. */
 async function leaseEntries(): Promise<Map<string, string>> {
   const prefix = `$KV.${LEASE_BUCKET}.`;
-  return new Map((await storedMessages(`KV_${LEASE_BUCKET}`)).map((m) => [m.subject.slice(prefix.length), m.string()]));
+  return new Map((await storedMessages(jsm, `KV_${LEASE_BUCKET}`)).map((m) => [m.subject.slice(prefix.length), m.string()]));
 }
 
 describe('kill -9 of a stream leader in a three-node cluster', () => {
@@ -195,7 +168,7 @@ describe('kill -9 of a stream leader in a three-node cluster', () => {
   }, 180_000);
 
   it('SAGAS: every saga ends as the oracle says, each command dispatched once; the server catches up', async () => {
-    await freshTopology();
+    await freshTopology(js, jsm, config);
     const conn = { nc, js, jsm };
     const store = await openSagaStore(js, createBatchPublisher(nc), 3);
     const services = await startServices(js, jsm, 30);
