@@ -117,11 +117,13 @@ describe('kill -9 on a three-node cluster: the monitor, the DLQ, the saga watch'
 
       const victim = await cluster.leaderOf(jsm, `KV_${MONITOR_BUCKET}`);
       const watched = ['EVENTS', 'ALERTS', `KV_${MONITOR_BUCKET}`, `KV_${ALERT_GUARD_BUCKET}`];
-      logger.info({ victim: victim.name, leaders: await leadersOf(cluster, jsm, watched) }, 'killing the monitor state leader');
+      logger.warn({ victim: victim.name, leaders: await leadersOf(cluster, jsm, watched), consumer: (await jsm.consumers.info('EVENTS', 'monitor')).cluster?.leader }, 'DIAG killing the monitor state leader');
       await victim.kill();
       // s2 arrives while the server is down; then the clock passes both groups' groupWait and beat-1's first empty minutes
       await publish(late('s2', T0 + 30_000));
       await drained('monitor');
+      const onEvents = await storedMessages(jsm, 'EVENTS');
+      logger.warn({ diag: onEvents.length, ids: new Set(onEvents.map((m) => m.header?.get('Nats-Msg-Id'))).size }, 'DIAG');
       clock.jumpTo(T0 + 3 * MIN + 2_000);
       const first = await waitFor(async () => {
         const found = await onAlerts();
