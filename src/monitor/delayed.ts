@@ -108,9 +108,8 @@ export type DelayedGroup = { startedAt: number; sent: number; sentAt: number; to
  * at. A batch that is redelivered after a crash or a failed write (possibly cut
  * differently) adds only what is not in there, so counts stay exact rather than
  * at-least-once. A copy at or below `floor` is skipped outright: it was acked, so
- * merged, yet copies delivered before that ack can still arrive after the floor
- * passed them (a batch slower than ackWait during an election: measured on the
- * three-node cluster, 2 and 68 late events counted twice before `floor` was kept).
+ * merged, yet a copy delivered before that ack (a batch slower than ackWait during
+ * an election) can still arrive after the floor passed it and its range was pruned.
  */
 export type DelayedState = { group: DelayedGroup | null; merged: SeqRange[]; outbox: Alert[]; lastAt?: number; floor?: number };
 

@@ -114,6 +114,17 @@ async function waitForJetStream(url: string): Promise<void> {
  * a three-replica stream.
  */
 export async function startTestCluster(): Promise<TestCluster> {
+  // a free port can be taken by another process before the server binds it: start again on new ones
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnFreePorts();
+    } catch (err) {
+      if (attempt >= 3) throw err;
+    }
+  }
+}
+
+async function startOnFreePorts(): Promise<TestCluster> {
   const root = mkdtempSync(join(tmpdir(), 'tidemark-cluster-'));
   const ports = await Promise.all([0, 1, 2].map(async () => ({ client: await freePort(), route: await freePort() })));
   const nodes = ports.map((p, i) => startNode(`n${i + 1}`, p.client, p.route, ports.filter((_, j) => j !== i).map((q) => q.route), root));
