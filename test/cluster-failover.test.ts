@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openClickHouse } from '../src/clickhouse/client.ts';
 import { decodeEvents } from '../src/core/envelope.ts';
@@ -35,6 +36,7 @@ const settings = {
   sagas: { ackWait: '1s', concurrency: 32 },
 };
 const config = testConfig(settings);
+const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
 const report = config.reports[0]!;
 
 let cluster: TestCluster;
@@ -100,7 +102,14 @@ async function waitForDailyViewOnCluster(events: number): Promise<void> {
   await waitFor(async () => [...(await dailyEntries())].every(([key, value]) => !key.startsWith('dirty.') || value === null), 60_000, 'every dirty day to be revised');
 }
 
-async function pipelineThroughKill(target: string): Promise<void> {
+/** How long two of the three servers stay down in the quorum test: longer than a role's retry budget for one call (30 s) would make it a different test. */
+const QUORUM_OUTAGE_MS = 15_000;
+
+/**
+ * `target`'s leader is killed; with `quorumLoss`, another server with it, and one of
+ * the two comes back after QUORUM_OUTAGE_MS (the other only at the end).
+ */
+async function pipelineThroughKill(target: string, quorumLoss = false): Promise<void> {
   await freshTopology(js, jsm, config);
   const dir = mkdtempSync(join(tmpdir(), 'tidemark-failover-'));
   const configFile = join(dir, 'tidemark.yaml');
@@ -116,8 +125,30 @@ async function pipelineThroughKill(target: string): Promise<void> {
     await waitFor(async () => (await jsm.consumers.info('EVENTS', 'processor')).ack_floor.stream_seq > 20, 60_000, 'the processor to be under way');
 
     const victim = await cluster.leaderOf(jsm, target);
-    await victim.kill();
-    await publishAll(all.slice(half), half);
+    const started = performance.now();
+    if (!quorumLoss) {
+      await victim.kill();
+      await publishAll(all.slice(half), half);
+    } else {
+      const other = cluster.nodes.find((n) => n !== victim)!;
+      const floorBefore = (await jsm.consumers.info('EVENTS', 'processor')).ack_floor.stream_seq;
+      await Promise.all([victim.kill(), other.kill()]);
+      const killedAt = performance.now();
+      // the second half is sent during the outage: refused while no leader answers, retried until one does
+      const second = publishAll(all.slice(half), half);
+      // no quorum: JetStream answers nothing, so nothing can be stored or acked
+      await expect(retryTransient(() => jsm.streams.info('EVENTS'), { budgetMs: 3_000 })).rejects.toThrow();
+      await new Promise((r) => setTimeout(r, Math.max(0, QUORUM_OUTAGE_MS - (performance.now() - killedAt))));
+      expect(roles.map((r) => r.exitCode ?? r.signalCode)).toEqual([null, null, null]);
+      const restartedAt = performance.now();
+      await other.start();
+      await cluster.leaderOf(jsm, 'EVENTS');
+      const leaderMs = performance.now() - restartedAt;
+      await waitFor(async () => (await retryTransient(() => jsm.consumers.info('EVENTS', 'processor'))).ack_floor.stream_seq > floorBefore, 120_000, 'the processor to ack again');
+      const resumeMs = performance.now() - restartedAt;
+      await second;
+      logger.info({ outageMs: Math.round(restartedAt - killedAt), leaderMs: Math.round(leaderMs), resumeMs: Math.round(resumeMs) }, 'two of three servers lost, one back');
+    }
     await waitForDailyViewOnCluster(unique.length);
     // no role exited or gave up during the failover
     expect(roles.map((r) => r.exitCode ?? r.signalCode)).toEqual([null, null, null]);
@@ -135,6 +166,7 @@ async function pipelineThroughKill(target: string): Promise<void> {
     const lease = (await leaseEntries()).get('gateway');
     expect(lease).toBeTruthy();
 
+    if (quorumLoss) logger.info({ allInMs: Math.round(performance.now() - started) }, 'every event in the daily view after the quorum loss');
     await restartAndCatchUp(victim, ['EVENTS', 'INGEST', `KV_${DAILY_BUCKET}`]);
     for (const role of roles) expect(await terminate(role)).toBe(0);
     const client = openClickHouse(testConfig({ dataDir: dir }));
@@ -162,6 +194,10 @@ describe('kill -9 of a stream leader in a three-node cluster', () => {
   it('EVENTS: every event counted once, figures equal the oracle, revisions gap-free, no alert twice; the server catches up', async () => {
     await pipelineThroughKill('EVENTS');
   }, 180_000);
+
+  it('two of three servers (the EVENTS leader and another) for 15 s: the pipeline stalls, resumes when one returns, figures equal the oracle', async () => {
+    await pipelineThroughKill('EVENTS', true);
+  }, 240_000);
 
   it('KV_tidemark_daily: the daily view reaches the oracle figures with gap-free revisions; the server catches up', async () => {
     await pipelineThroughKill(`KV_${DAILY_BUCKET}`);
