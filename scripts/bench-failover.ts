@@ -75,7 +75,8 @@ async function oneRun(): Promise<Run> {
   })();
   const maxVisible = async () => Number(await query(chUrl, "SELECT max(toUInt64OrZero(substring(id, 3))) FROM tidemark.events WHERE startsWith(id, 'f-')"));
   try {
-    await waitFor(async () => (await maxVisible()) > 0, 60_000, 'the first events in ClickHouse');
+    // the roles migrate the schema first, which takes a while on a loaded machine: until then the table is unknown
+    await waitFor(async () => (await maxVisible().catch(() => 0)) > 0, 180_000, 'the first events in ClickHouse');
     await new Promise((r) => setTimeout(r, opts.warmup * 1_000));
     const victim = await cluster.leaderOf(jsm, 'EVENTS');
     const firstAfter = next;

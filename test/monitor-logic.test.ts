@@ -203,6 +203,15 @@ describe('DelayedEvent grouping', () => {
     expect(applyLateBatch(state, [late(8, 0, HOUR + 1)], [[5, 9]], 6)!.merged).toEqual([[1, 9]]);
     expect(applyLateBatch(state, [late(8, 0, HOUR + 1)], [[6, 9]], 5)!.merged).toEqual([[6, 9]]);
   });
+
+  it('skips a copy that arrives after the ack floor passed it and its range was pruned (a batch slower than ackWait)', () => {
+    const first = applyLateBatch(emptyDelayed(), [late(3, 0, HOUR + 1)], [[1, 4]], 0)!;
+    const pruned = applyLateBatch(first, [late(8, 0, HOUR + 1)], [[5, 9]], 9)!;
+    expect([pruned.merged, pruned.floor, pruned.group!.total.count]).toEqual([[], 9, 2]);
+    // the copy of sequence 3 delivered before its ack: already counted
+    expect(applyLateBatch(pruned, [late(3, 0, HOUR + 1)], [[1, 4]], 4)).toBeNull();
+    expect(applyLateBatch(pruned, [late(10, 0, HOUR + 1)], [[10, 10]], 4)!.group!.total.count).toBe(3);
+  });
 });
 
 describe('every-N expectations', () => {

@@ -81,7 +81,7 @@ describe('two orchestrators on one durable consumer', () => {
     const metrics = sagaMetricsFor(new Registry());
     const publish = sagaPublish(createBatchPublisher(conn.nc));
     const effects = sagaEffects({ publish, clock: systemClock, metrics });
-    const blind = await startOrchestrator({ js: conn.js, publish, store: { ...store, watch: async () => () => undefined }, definitions: [orderSaga(5_000)], concurrency: 4, holdDeadlinesMs: 0, clock: systemClock, logger, metrics, effects });
+    const blind = await startOrchestrator({ js: conn.js, publish, store: { ...store, watch: async () => ({ wrote: () => undefined, restarts: () => 0, stop: () => undefined }) }, definitions: [orderSaga(5_000)], concurrency: 4, holdDeadlinesMs: 0, clock: systemClock, logger, metrics, effects });
     try {
       const now = Date.now();
       // the services stay silent: the replies below are the only ones, not racing real ones

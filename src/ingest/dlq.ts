@@ -4,6 +4,7 @@ import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
 import type { Rejection } from '../core/envelope.ts';
 import { FIELD_LIMITS, overBytes } from '../core/field-limits.ts';
 import type { PublishItem } from '../nats/batch-publisher.ts';
+import { retryTransient } from '../nats/retry.ts';
 
 /** What the DLQ keeps of a rejected input: everything needed to inspect and re-publish it. */
 export type DlqRecord = {
@@ -106,14 +107,15 @@ export function dlqItem(record: DlqRecord, msgId: string): PublishItem {
 const reasonHeader = (reason: string): string => reason.replace(/[\r\n]+/g, ' ').slice(0, 512);
 
 /**
- * Publishes a rejection to the DLQ; `msgID` makes a re-delivered raw message land once.
- * The reason also travels in a header so `nats sub` shows it without decoding the body.
+ * Publishes a rejection to the DLQ; `msgID` makes a re-delivered raw message land once,
+ * and makes it safe to send again while the DLQ elects a leader (retryTransient): a
+ * copy stored before its PubAck was lost is dropped as a duplicate. The reason also
+ * travels in a header so `nats sub` shows it without decoding the body.
  */
 export function publishToDlq(js: JetStreamClient, record: DlqRecord, msgID: string): Promise<PubAck> {
-  return js.publish(dlqSubject(record.subject), JSON.stringify(record), {
-    msgID,
-    headers: dlqHeaders(record),
-  });
+  const data = JSON.stringify(record);
+  const headers = dlqHeaders(record);
+  return retryTransient(() => js.publish(dlqSubject(record.subject), data, { msgID, headers }));
 }
 
 function dlqHeaders(record: DlqRecord): MsgHdrs {

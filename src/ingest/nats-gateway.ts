@@ -204,7 +204,8 @@ export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeL
     });
     if (refused.length) {
       logger.error({ refused: refused.length, example: outcomes.find((o) => !o.ok && o.permanent) }, 'NATS refused messages built from valid inputs; their inputs go to the DLQ');
-      const more = await publisher.publish(refused.map((o) => o.item));
+      // DLQ records carry the raw message's id: sent again while the DLQ elects a leader
+      const more = await publishRetrying(publisher, refused.map((o) => o.item));
       outputs.push(...refused);
       outcomes.push(...more);
     }

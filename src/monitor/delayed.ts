@@ -104,11 +104,14 @@ export type DelayedGroup = { startedAt: number; sent: number; sentAt: number; to
 
 /**
  * `merged`: EVENTS sequence ranges whose late events are already in the group, kept
- * above the consumer's ack floor (below it nothing is ever redelivered). A batch that
- * is redelivered after a crash or a failed write (possibly cut differently) adds only
- * what is not in there, so counts stay exact rather than at-least-once.
+ * above the consumer's ack floor; `floor`: the highest ack floor ranges were pruned
+ * at. A batch that is redelivered after a crash or a failed write (possibly cut
+ * differently) adds only what is not in there, so counts stay exact rather than
+ * at-least-once. A copy at or below `floor` is skipped outright: it was acked, so
+ * merged, yet a copy delivered before that ack (a batch slower than ackWait during
+ * an election) can still arrive after the floor passed it and its range was pruned.
  */
-export type DelayedState = { group: DelayedGroup | null; merged: SeqRange[]; outbox: Alert[]; lastAt?: number };
+export type DelayedState = { group: DelayedGroup | null; merged: SeqRange[]; outbox: Alert[]; lastAt?: number; floor?: number };
 
 export const emptyDelayed = (): DelayedState => ({ group: null, merged: [], outbox: [] });
 
@@ -119,7 +122,8 @@ export type SequencedLateEvent = LateEvent & { seq: number };
  * already merged; `batch` is every sequence of the batch, late or not.
  */
 export function applyLateBatch(state: DelayedState, events: readonly SequencedLateEvent[], batch: readonly SeqRange[], ackFloor: number): DelayedState | null {
-  const fresh = events.filter((e) => !inRanges(state.merged, e.seq));
+  const below = state.floor ?? 0;
+  const fresh = events.filter((e) => e.seq > below && !inRanges(state.merged, e.seq));
   if (fresh.length === 0) return null;
   const agg = emptyAggregate();
   for (const event of fresh) addLateEvent(agg, event);
@@ -128,8 +132,9 @@ export function applyLateBatch(state: DelayedState, events: readonly SequencedLa
   const group: DelayedGroup = known
     ? { ...known, total: mergeAggregates(known.total, agg), fresh: known.fresh ? mergeAggregates(known.fresh, agg) : agg }
     : { startedAt: agg.firstAt, sent: 0, sentAt: Number.NEGATIVE_INFINITY, total: agg, fresh: agg };
-  const merged = unionRanges(state.merged, batch).filter(([, to]) => to > ackFloor);
-  return { group, merged, outbox: state.outbox };
+  const floor = Math.max(below, ackFloor);
+  const merged = unionRanges(state.merged, batch).filter(([, to]) => to > floor);
+  return { group, merged, outbox: state.outbox, floor };
 }
 
 export type DelayedContext = {

@@ -296,7 +296,7 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     }
   };
 
-  const unwatch = await store.watch(onWatch, (err) => logger.error({ err }, 'saga watch ended; deadlines of other instances are no longer tracked here'));
+  const watch = await store.watch(onWatch);
   const pump = (spec: { stream: string; durable: string }) => startPump({ js, stream: spec.stream, durable: spec.durable, concurrency: options.concurrency, handle, logger });
   const consumers = [await pump(SAGA_CONSUMERS.inputs), await pump(SAGA_CONSUMERS.triggers)];
 
@@ -306,7 +306,7 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
     stop: async () => {
       stopping = true;
       wheel.stop();
-      unwatch();
+      watch.stop();
       for (const resolve of waiting.splice(0)) resolve();
       await Promise.all(consumers.map((c) => c.stop()));
       await Promise.all(background);

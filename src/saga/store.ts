@@ -2,6 +2,7 @@ import type { KV } from '@nats-io/kv';
 import type { BatchPublisher } from '../nats/batch-publisher.ts';
 import { dueAt, fold } from './logic/evolve.ts';
 import type { SagaEvent, SagaState, SagaStatus } from './logic/types.ts';
+import { followWatch, type FollowedWatch } from '../nats/kv-watch.ts';
 import { retryTransient } from '../nats/retry.ts';
 import { CasConflict, isCasConflict } from '../nats/cas.ts';
 
@@ -50,9 +51,11 @@ export type SagaStore = {
   /**
    * Every saga's latest revision, then each change as it happens, with its summary
    * (null once deleted); `read` decodes the whole record only for a caller that needs
-   * it. The returned function stops it.
+   * it. The watch is made anew whenever it ends, fails, or a write of this store does
+   * not come back through it in time (kv-watch.ts), so a change may be told twice. The
+   * returned function stops it.
    */
-  watch: (onChange: (sagaId: string, revision: number, summary: RecordSummary | null, read: () => SagaRecord | null) => void, onError: (err: unknown) => void) => Promise<() => void>;
+  watch: (onChange: (sagaId: string, revision: number, summary: RecordSummary | null, read: () => SagaRecord | null) => void) => Promise<FollowedWatch>;
 };
 
 /**
@@ -61,9 +64,17 @@ export type SagaStore = {
  * sends), sparing the two Error objects and the timer `kv.update` builds per request.
  */
 export function sagaStore(kv: KV, publisher: BatchPublisher, bucket: string): SagaStore {
+  // every instance sees every write of every other, so a busy watch may lag more than the revision store's
+  const WATCH_LAG_MS = 15_000;
+  // every live watch is told of this store's writes: the probe that shows a watch went quiet
+  const watches = new Set<FollowedWatch>();
+  const wrote = (revision: number): number => {
+    for (const watch of watches) watch.wrote(revision);
+    return revision;
+  };
   const cas = async (key: string, payload: string, expected: number): Promise<number> =>
     // a retried write that had been stored comes back as a conflict, which callers already handle by re-reading
-    (await retryTransient(() => publisher.publishOne({ subject: `$KV.${bucket}.${key}`, data: payload, headers: { 'Nats-Expected-Last-Subject-Sequence': String(expected) } }))).seq;
+    wrote((await retryTransient(() => publisher.publishOne({ subject: `$KV.${bucket}.${key}`, data: payload, headers: { 'Nats-Expected-Last-Subject-Sequence': String(expected) } }))).seq);
   const load = async (sagaId: string): Promise<Loaded | null> => {
     const entry = await retryTransient(() => kv.get(sagaId));
     if (!entry || entry.operation !== 'PUT') return null;
@@ -77,7 +88,7 @@ export function sagaStore(kv: KV, publisher: BatchPublisher, bucket: string): Sa
         if (expected !== null) return await cas(record.sagaId, payload, expected);
         // a saga id is written once and never deleted, so it normally has no entry at all;
         // kv.create also takes over a key whose last entry is a delete marker
-        return await cas(record.sagaId, payload, 0).catch((err: unknown) => (isCasConflict(err) ? kv.create(record.sagaId, payload) : Promise.reject(err)));
+        return await cas(record.sagaId, payload, 0).catch((err: unknown) => (isCasConflict(err) ? kv.create(record.sagaId, payload).then(wrote) : Promise.reject(err)));
       } catch (err) {
         if (isCasConflict(err)) throw new CasConflict(`saga ${record.sagaId} changed since revision ${expected}`, { cause: err });
         throw err;
@@ -93,15 +104,23 @@ export function sagaStore(kv: KV, publisher: BatchPublisher, bucket: string): Sa
       }
       return out;
     },
-    watch: async (onChange, onError) => {
-      const watcher = await kv.watch({ key: '>' });
-      void (async () => {
-        for await (const entry of watcher) {
+    watch: async (onChange) => {
+      const followed = await followWatch(
+        () => kv.watch({ key: '>' }),
+        (entry) => {
           const put = entry.operation === 'PUT';
           onChange(entry.key, entry.revision, put ? summarize(entry.value, entry.created.getTime()) : null, () => (put ? decodeRecord(entry.value) : null));
-        }
-      })().catch(onError);
-      return () => watcher.stop();
+        },
+        WATCH_LAG_MS,
+      );
+      watches.add(followed);
+      return {
+        ...followed,
+        stop: () => {
+          watches.delete(followed);
+          followed.stop();
+        },
+      };
     },
   };
 }

@@ -2,9 +2,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import { jetstreamManager, type JetStreamClient, type JetStreamManager, type StoredMsg } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { freePort } from '../../src/nats/embedded-server.ts';
+import type { Config } from '../../src/core/config.ts';
+import { retryTransient } from '../../src/nats/retry.ts';
+import { ensureTopology } from '../../src/nats/topology.ts';
+import { ensureSagaTopology } from '../../src/saga/topology.ts';
 import { waitFor } from './streams.ts';
 
 /** One nats-server of the cluster; `kill` is a SIGKILL, `start` brings it back on the same ports and store. */
@@ -110,6 +114,17 @@ async function waitForJetStream(url: string): Promise<void> {
  * a three-replica stream.
  */
 export async function startTestCluster(): Promise<TestCluster> {
+  // a free port can be taken by another process before the server binds it: start again on new ones
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnFreePorts();
+    } catch (err) {
+      if (attempt >= 3) throw err;
+    }
+  }
+}
+
+async function startOnFreePorts(): Promise<TestCluster> {
   const root = mkdtempSync(join(tmpdir(), 'tidemark-cluster-'));
   const ports = await Promise.all([0, 1, 2].map(async () => ({ client: await freePort(), route: await freePort() })));
   const nodes = ports.map((p, i) => startNode(`n${i + 1}`, p.client, p.route, ports.filter((_, j) => j !== i).map((q) => q.route), root));
@@ -144,4 +159,37 @@ export async function startTestCluster(): Promise<TestCluster> {
       rmSync(root, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Every message of a stream, read by sequence with direct gets: on 2.9.10 an ephemeral
+ * consumer can be placed on the server that is down and then never answers, so tests
+ * read without one while a server is away.
+ */
+export async function storedMessages(jsm: JetStreamManager, stream: string): Promise<StoredMsg[]> {
+  const { state } = await retryTransient(() => jsm.streams.info(stream));
+  const out: StoredMsg[] = [];
+  for (let seq = state.first_seq; seq <= state.last_seq && state.messages > 0; seq++) {
+    const msg = await retryTransient(() => jsm.streams.getMessage(stream, { seq }));
+    if (msg) out.push(msg);
+  }
+  return out;
+}
+
+/** Which nodes lead which of `streams` now, for a test's log line: `n2 leads EVENTS, DLQ`. */
+export async function leadersOf(cluster: TestCluster, jsm: JetStreamManager, streams: string[]): Promise<Record<string, string[]>> {
+  const led: Record<string, string[]> = {};
+  for (const stream of streams) (led[(await cluster.leaderOf(jsm, stream)).name] ??= []).push(stream);
+  return led;
+}
+
+/** Every stream and bucket removed, then the topology of `config` made anew: each test starts from nothing. */
+export async function freshTopology(js: JetStreamClient, jsm: JetStreamManager, config: Config): Promise<void> {
+  // generous: on a loaded machine, placing a dozen three-replica objects right after a server rejoined can take a while
+  const patient = { budgetMs: 90_000 };
+  const names: string[] = [];
+  for await (const name of jsm.streams.names()) names.push(name);
+  for (const name of names) await retryTransient(() => jsm.streams.delete(name), patient);
+  await retryTransient(() => ensureTopology(jsm, config), patient);
+  await retryTransient(() => ensureSagaTopology(js, jsm, config), patient);
 }

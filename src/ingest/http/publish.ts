@@ -1,5 +1,6 @@
 import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
 import { idFromSequence } from '../../core/identity.ts';
+import { retryTransient } from '../../nats/retry.ts';
 import { dlqRecord, publishToDlq } from '../dlq.ts';
 import type { PreparedItem } from './items.ts';
 
@@ -38,7 +39,11 @@ const errorText = (err: unknown): string => (err instanceof Error ? err.message 
 
 /** Publishes valid items to INGEST; an item is accepted only once its PubAck is in. */
 export async function publishValid(js: JetStreamClient, items: readonly Valid[]): Promise<{ accepted: AcceptedItem[]; failed: FailedItem[] }> {
-  const settled = await settleWindowed(items, IN_FLIGHT, (item): Promise<PubAck> => js.publish(item.subject, item.payload, { msgID: item.msgID }));
+  const settled = await settleWindowed(items, IN_FLIGHT, (item): Promise<PubAck> => {
+    const send = () => js.publish(item.subject, item.payload, { msgID: item.msgID });
+    // only an item with a message id is sent again during an election: a copy stored before its PubAck was lost is dropped as a duplicate
+    return item.msgID === undefined ? send() : retryTransient(send);
+  });
   const accepted: AcceptedItem[] = [];
   const failed: FailedItem[] = [];
   settled.forEach((outcome, i) => {

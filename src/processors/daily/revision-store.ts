@@ -3,7 +3,8 @@ import type { JetStreamClient } from '@nats-io/jetstream';
 import type { KV, KvEntry } from '@nats-io/kv';
 import { BUCKETS, openBucket } from '../../nats/buckets.ts';
 import type { RevisionRecord } from '../logic/revisions.ts';
-import { retryForever, retryTransient } from '../../nats/retry.ts';
+import { followWatch, type FollowedWatch } from '../../nats/kv-watch.ts';
+import { retryTransient } from '../../nats/retry.ts';
 import { CasConflict, isCasConflict } from '../../nats/cas.ts';
 
 /**
@@ -54,60 +55,24 @@ const parseDayKey = (key: string): DayRef => {
   return { report: report!, day: day! };
 };
 
-/** How long a write of our own may take to come back through the watch before the watch is deemed stuck. */
-const WATCH_LAG_MS = 5_000;
-
-type PrefixWatch = {
-  entries: Map<string, KvEntry>;
-  /** a write of ours stored at `revision`: unless the watch shows it soon, the watch is made anew */
-  wrote: (revision: number) => void;
-  stop: () => void;
-};
+type PrefixWatch = FollowedWatch & { entries: Map<string, KvEntry> };
 
 /**
  * A live view of the keys under a prefix. Listing keys scans the bucket and never
  * finishes while a key keeps changing (and today's dirty mark changes with every
- * batch), so the store follows a watch instead. A watch is an ordered consumer that
- * the client makes anew after a leader change; on 2.9.10 that can fail or hang while
- * a server is down (measured: ephemeral consumers placed on the dead peer never
- * answer), and the watch then goes quiet without an error. Our own writes are the
- * probe: one not seen in time restarts the watch, which replays every key's latest
- * entry (delete markers too), so the map converges.
+ * batch), so the store follows a watch instead, made anew when a write of ours does
+ * not come back through it (kv-watch.ts).
  */
 async function watchPrefix(kv: KV, prefix: string): Promise<PrefixWatch> {
   const entries = new Map<string, KvEntry>();
-  let stopped = false;
-  let seen = 0;
-  const open = () => kv.watch({ key: `${prefix}.>` });
-  let watch = await open();
-  void (async () => {
-    while (!stopped) {
-      try {
-        for await (const entry of watch) {
-          seen = Math.max(seen, entry.revision);
-          if (entry.operation === 'PUT') entries.set(entry.key, entry);
-          else entries.delete(entry.key);
-        }
-      } catch {
-        // the watch failed: start another
-      }
-      if (stopped) return;
-      watch = await retryForever(open, () => stopped);
-    }
-  })().catch(() => undefined); // retryForever gives up only once stopped
-  return {
-    entries,
-    wrote: (revision) => {
-      const watching = watch;
-      setTimeout(() => {
-        if (!stopped && watching === watch && seen < revision) watch.stop();
-      }, WATCH_LAG_MS).unref();
+  const followed = await followWatch(
+    () => kv.watch({ key: `${prefix}.>` }),
+    (entry) => {
+      if (entry.operation === 'PUT') entries.set(entry.key, entry);
+      else entries.delete(entry.key);
     },
-    stop: () => {
-      stopped = true;
-      watch.stop();
-    },
-  };
+  );
+  return { ...followed, entries };
 }
 
 export async function openRevisionStore(js: JetStreamClient, replicas = 1): Promise<RevisionStore> {
