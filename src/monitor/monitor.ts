@@ -19,6 +19,7 @@ import { openAlertGuard } from './guard.ts';
 import { idleExpiryOf } from './idle.ts';
 import { createEventHandler } from './ingest.ts';
 import { monitorMetricsFor } from './metrics.ts';
+import { flushOutbox } from './outbox.ts';
 import { compileSla, slaMatcher } from './sla.ts';
 import { createSliceAccumulator } from './slices.ts';
 import { openMonitorState } from './state.ts';
@@ -81,13 +82,14 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
   const controller = new AbortController();
   let progress: Progress = { watermark: Number.NEGATIVE_INFINITY, ackFloor: 0 };
 
+  const outboxDeps = { state, publish, clock, metrics, logger };
   const poison = { maxDeliveries: config.nats.poisonAfter, file: (msg: JsMsg, reason: string) => terminateToDlq(js, msg, reason), healthy: clickHouseAnswers(clickhouse) };
   const events = await runBatchConsumer({
     js,
     stream: CONSUMERS.monitor.stream,
     durable: CONSUMERS.monitor.durable,
     ...eventBatching(monitor.batchSize, config.ingest.eventsPerMessage),
-    handler: createEventHandler({ match: slaMatcher(slas), reports: config.reports, state, clickhouse, db, slices, metrics, ackFloor: () => progress.ackFloor, epoch, maxSources: monitor.maxSourcesPerSla, idleExpiry: (sla) => idleExpiryOf(sla, monitor), logger }),
+    handler: createEventHandler({ match: slaMatcher(slas), reports: config.reports, state, clickhouse, db, slices, metrics, ackFloor: () => progress.ackFloor, epoch, maxSources: monitor.maxSourcesPerSla, idleExpiry: (sla) => idleExpiryOf(sla, monitor), raise: (key, outbox) => flushOutbox(outboxDeps, key, outbox), logger }),
     logger,
     poison,
   });

@@ -9,6 +9,7 @@ import { fireDueGroup, type DelayedState } from './delayed.ts';
 import { advanceEvery, initialEvery, type EveryState } from './every.ts';
 import type { AlertPublisher } from './guard.ts';
 import type { MonitorMetrics } from './metrics.ts';
+import { flushOutbox } from './outbox.ts';
 import { idleExpiryOf, isIdle, type Fed } from './idle.ts';
 import { groupProgress } from './report-status.ts';
 import { businessDay, dailyDeadline, firstDayDueAfter, previousDay, reportDeadline } from './schedule.ts';
@@ -33,18 +34,6 @@ export type TickDeps = {
 };
 
 type WithOutbox = { outbox: Alert[] };
-
-/** Publishes a document's outbox, then removes what was published (other alerts may have joined meanwhile). */
-async function flushOutbox(deps: TickDeps, key: string, outbox: readonly Alert[]): Promise<void> {
-  if (outbox.length === 0) return;
-  for (const alert of outbox) {
-    const outcome = await deps.publish(alert, deps.clock.now());
-    deps.metrics.alert(alert.kind, outcome);
-    if (outcome === 'published') deps.logger.info({ alert: { id: alert.id, kind: alert.kind, source: alert.source, at: new Date(alert.at).toISOString() } }, alert.message);
-  }
-  const done = new Set(outbox.map((a) => a.id));
-  await deps.state.mutate<WithOutbox>(key, () => null, (s) => (s.outbox.some((a) => done.has(a.id)) ? { ...s, outbox: s.outbox.filter((a) => !done.has(a.id)) } : null));
-}
 
 /** Applies a transition to one document and publishes whatever it put in the outbox. */
 async function advance<T extends WithOutbox>(deps: TickDeps, key: string, init: () => T | null, change: (s: T) => T | null): Promise<void> {
