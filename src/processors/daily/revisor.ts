@@ -25,7 +25,7 @@ export type RevisorDeps = {
 export type DayOutcome = { written: number; alerts: number };
 
 /** A group's new record, saved in KV as not yet written to ClickHouse. */
-type Claimed = { groupKey: string; record: RevisionRecord; version: number; alertAgainst: RevisionRecord | null };
+type Claimed = { groupKey: string; record: RevisionRecord; version: number; alert: boolean; previous: RevisionRecord | null };
 
 /** Runs `work` over `items` with at most `limit` at once. */
 async function eachLimit<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
@@ -47,14 +47,15 @@ async function claimGroup(deps: RevisorDeps, report: ReportConfig, ref: DayRef, 
   for (;;) {
     const latest = await deps.store.latest(ref, figure.groupKey);
     if (latest && !latest.value.written && !repairs.some((r) => r.groupKey === figure.groupKey)) {
-      repairs.push({ groupKey: figure.groupKey, record: latest.value.record, version: latest.version, alertAgainst: null });
+      repairs.push({ groupKey: figure.groupKey, record: latest.value.record, version: latest.version, alert: false, previous: null });
     }
     const previous = latest?.value.record ?? null;
     const decision = nextRevision(previous, figure, deps.clock.now(), closeAt, { replay: options.replay });
     if (!decision) return null;
     try {
       const version = await deps.store.save(ref, figure.groupKey, { record: decision.record, written: false }, latest?.version ?? null);
-      return { groupKey: figure.groupKey, record: decision.record, version, alertAgainst: decision.alert ? previous : null };
+      // a group first seen after close alerts too (previous null): the day was final without it
+      return { groupKey: figure.groupKey, record: decision.record, version, alert: decision.alert, previous };
     } catch (err) {
       if (!(err instanceof RevisionConflict)) throw err;
     }
@@ -90,8 +91,8 @@ export async function reviseDay(deps: RevisorDeps, ref: DayRef, options: { repla
   if (filed > 0) deps.logger.error({ report: ref.report, day: ref.day, rows: filed }, 'ClickHouse refused revision rows; filed in the DLQ (REFUSED_BY_SINK)');
   let alerts = 0;
   await eachLimit(toWrite, GROUP_CONCURRENCY, async (c) => {
-    if (c.alertAgainst) {
-      await publishAmendedAlert(deps.js, { report: ref.report, day: ref.day, groupKey: c.groupKey, previous: c.alertAgainst, record: c.record });
+    if (c.alert) {
+      await publishAmendedAlert(deps.js, { report: ref.report, day: ref.day, groupKey: c.groupKey, previous: c.previous, record: c.record });
       alerts++;
     }
     try {
