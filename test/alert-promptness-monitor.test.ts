@@ -5,8 +5,8 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../src/core/config.ts';
 import { encodeEvent, eventSubject, type TidemarkEvent } from '../src/core/envelope.ts';
-import type { Clock } from '../src/core/time.ts';
-import type { Alert } from '../src/monitor/alerts.ts';
+import { shiftedClock, type Clock } from '../src/core/time.ts';
+import type { Alert, MissingDataAlert } from '../src/monitor/alerts.ts';
 import { startMonitor, type Monitor } from '../src/monitor/monitor.ts';
 import { CONSUMERS, ensureTopology } from '../src/nats/topology.ts';
 import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
@@ -39,7 +39,8 @@ const manualClock = (start: number): Clock & { set: (t: number) => void } => {
   return { now: () => t, set: (next) => void (t = next) };
 };
 
-type Seen = { alert: Alert & { raisedAt: number }; wallAt: number };
+type Raised = Alert & { raisedAt: number };
+type Seen = { alert: Raised; wallAt: number };
 
 /** Every alert on `alerts.>` with the wall time it arrived. */
 function watchAlerts(nc: NatsConnection): { arrival: (match: (a: Alert) => boolean, what: string) => Promise<Seen>; stop: () => void } {
@@ -198,4 +199,49 @@ describe('CardinalityCapped goes out when the cap is hit, not at the next tick',
     expect(alert).toMatchObject({ id: `capped:cap:${new Date(T0).toISOString().slice(0, 10)}`, example: 'cap-3', limit: 2 });
     expect(delayMs).toBeLessThan(WALL_BOUND_MS);
   });
+});
+
+describe('the monitor wakes at the next due instant, not at its next tick', () => {
+  let rig: Omit<Rig, 'clock'>;
+  const clock = shiftedClock();
+  const EVERY = 3_000;
+  const DAILY_DEADLINE = Date.parse('2030-01-15T06:00:00+08:00');
+
+  beforeAll(async () => {
+    const config = testConfig({
+      clickhouse: { database: ch.db },
+      slas: [
+        { name: 'pulse', source: 'pulse-1', type: 'tick', expect: { every: `${EVERY}ms` } },
+        { name: 'nightly', source: 'store-9', type: 'sale', expect: { dailyBy: '06:00', timeZone: 'Asia/Taipei' } },
+      ],
+      // one check at start; without waking at the due instant, nothing more for 10 minutes
+      monitor: { tick: '10m', grace: '1s', stats: { every: '1s' } },
+    });
+    const server = await startTestNats();
+    const nc = await connect({ servers: server.url });
+    const jsm = await jetstreamManager(nc);
+    const js = jetstream(nc);
+    await ensureTopology(jsm, config);
+    const watch = watchAlerts(nc);
+    // a real-time clock started 4 s before a daily deadline: its day is the first judged
+    clock.jumpTo(DAILY_DEADLINE - 4_000);
+    const monitor = await startMonitor({ config, js, clickhouse: ch.client, logger, clock, registry: new Registry() });
+    rig = { server, nc, js, jsm, monitor, watch };
+  });
+
+  afterAll(() => stopRig(rig as Rig));
+
+  const onTime = async (match: (a: Alert) => boolean, what: string) => {
+    const { alert } = await rig.watch.arrival(match, what);
+    const due = (alert as MissingDataAlert).expectedBy + 1_000;
+    const lateMs = alert.raisedAt - due;
+    console.info(`${what}: raised ${lateMs} ms after its due instant (real-time clock, monitor tick 10 min)`);
+    expect(lateMs).toBeGreaterThanOrEqual(0);
+    // wall time: a timer and one check on a loaded machine; a wait for the tick would be 10 minutes
+    expect(lateMs).toBeLessThan(WALL_BOUND_MS);
+  };
+
+  it('MissingData every 3s: at the empty slot\'s end plus grace', () => onTime((a) => a.kind === 'MissingData' && a.source === 'pulse-1', 'MissingData every (woken)'));
+
+  it('MissingData dailyBy: at the deadline plus grace', () => onTime((a) => a.kind === 'MissingData' && a.source === 'store-9', 'MissingData dailyBy (woken)'));
 });

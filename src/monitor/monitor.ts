@@ -118,16 +118,18 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
   );
 
   const tickDeps = { slas, reports: config.reports, monitor, state, publish, clickhouse, db, clock, metrics, logger, epoch, idleSweep: { at: Number.NEGATIVE_INFINITY } };
-  const tick = async () => {
+  /** one pass of the checks; returns the clock instant the next one could raise something */
+  const check = async (): Promise<number> => {
     progress = await readProgress(jsm, clock, monitor.grace);
-    await runTick(tickDeps, progress.watermark);
+    return runTick(tickDeps, progress.watermark);
   };
 
   const loop = (async () => {
     let statsAt = clock.now();
     while (!controller.signal.aborted) {
+      let wake = Number.POSITIVE_INFINITY;
       try {
-        await tick();
+        wake = await check();
       } catch (err) {
         logger.error({ err }, 'monitor tick failed; retrying');
       }
@@ -135,14 +137,17 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
         statsAt = clock.now();
         await stats.flush().catch((err: unknown) => logger.error({ err }, 'delay statistics not written; retrying'));
       }
-      await sleep(monitor.tick, controller.signal);
+      // a due instant before the next tick (a deadline, a slot's end plus grace, groupWait) is kept to the millisecond
+      await sleep(Math.min(monitor.tick, Math.max(0, wake - clock.now())), controller.signal);
     }
   })();
 
   logger.info({ instance, slas: slas.map((s) => s.id), epoch: new Date(epoch).toISOString() }, 'monitor started');
   return {
     instance,
-    tick,
+    tick: async () => {
+      await check();
+    },
     flushStats: stats.flush,
     stop: async () => {
       controller.abort();
