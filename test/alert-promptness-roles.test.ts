@@ -8,6 +8,8 @@ import { systemClock } from '../src/core/time.ts';
 import { ensureTopology } from '../src/nats/topology.ts';
 import type { AmendedAlert } from '../src/processors/daily/amended-alert.ts';
 import { businessDay } from '../src/processors/logic/business-day.ts';
+import { openRevisionStore } from '../src/processors/daily/revision-store.ts';
+import { reviseDay } from '../src/processors/daily/revisor.ts';
 import { startProcessor } from '../src/processors/processor.ts';
 import type { ReconAlert } from '../src/reconcile/alert.ts';
 import { runBatch } from '../src/reconcile/batch-run.ts';
@@ -80,6 +82,41 @@ describe('ReportAmended', () => {
     } finally {
       alerts.stop();
       await processor.stop();
+      await ingest.dispose();
+    }
+  });
+});
+
+describe('ReportAmended after a crash', () => {
+  it('is published by whoever repairs a revision whose writer crashed before its alert', async () => {
+    const report = { name: 'revenue', types: ['sale'], timeZone: 'Asia/Taipei', groupBy: ['source'], measures: { amount: { fn: 'sum', field: 'amount' } }, close: { after: '3d' }, coalesce: '300ms' };
+    const config = testConfig({ reports: [report], clickhouse: { database: ch.db } });
+    const ingest = await startTestIngest(config);
+    const processor = await startProcessor({ config, js: ingest.js, clickhouse: ch.client, logger });
+    const alerts = watch<AmendedAlert>(ingest.nc, 'alerts.>');
+    const store = await openRevisionStore(ingest.js);
+    let running = true;
+    try {
+      const occurredAt = Date.now() - 12 * 86_400_000;
+      const ref = { report: 'revenue', day: businessDay(occurredAt, 'Asia/Taipei') };
+      const groupKey = '["repair-1"]';
+      ingest.nc.publish('ingest.repair-1.sale', JSON.stringify({ id: 'repair-1', occurredAt, data: { amount: '2.50' } }));
+      await alerts.first((a) => a.groupKey === groupKey && a.revision === 1, 'revision 1\'s alert');
+      await processor.stop();
+      running = false;
+      // what a writer leaves when it dies after claiming revision 2 and before its alert
+      const latest = (await store.latest(ref, groupKey))!;
+      const crashed = { ...latest.value.record, revision: 2, measures: { amount: '9.99' }, computedAt: Date.now() };
+      await store.save(ref, groupKey, { record: crashed, written: false, amends: latest.value.record }, latest.version);
+      await reviseDay({ reports: config.reports, store, clickhouse: ch.client, db: ch.db, js: ingest.js, clock: systemClock, logger }, ref);
+      const { alert } = await alerts.first((a) => a.groupKey === groupKey && a.revision === 2, 'the repaired revision\'s alert');
+      expect(alert).toMatchObject({ previousRevision: 1, before: { amount: '2.5' }, after: { amount: '9.99' } });
+      // the figure then goes back to what the events say, as revision 3, alerted too
+      await alerts.first((a) => a.groupKey === groupKey && a.revision === 3, 'revision 3\'s alert');
+    } finally {
+      alerts.stop();
+      await store.close();
+      if (running) await processor.stop();
       await ingest.dispose();
     }
   });
