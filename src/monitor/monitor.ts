@@ -28,6 +28,9 @@ import { readProgress, type Progress } from './watermark.ts';
 import { bucketReplicas } from '../nats/buckets.ts';
 import { clickHouseAnswers } from '../sinks/clickhouse/refusal.ts';
 
+/** Shortest wait between two runs of the checks. */
+const MIN_WAIT_MS = 20;
+
 /** POSTs in flight per webhook: a slow receiver delays its own alerts, and only by this many at a time. */
 const WEBHOOK_BATCH = 32;
 
@@ -80,7 +83,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
   const slices = createSliceAccumulator(monitor.stats.every);
   const stats = delayStatsWriter({ clickhouse, db, instance, slices, sliceMs: monitor.stats.every, windows: monitor.stats.windows, clock, metrics });
   const controller = new AbortController();
-  let progress: Progress = { watermark: Number.NEGATIVE_INFINITY, ackFloor: 0 };
+  let progress: Progress = { watermark: Number.NEGATIVE_INFINITY, ackFloor: 0, caughtUp: false };
 
   const outboxDeps = { state, publish, clock, metrics, logger };
   const poison = { maxDeliveries: config.nats.poisonAfter, file: (msg: JsMsg, reason: string) => terminateToDlq(js, msg, reason), healthy: clickHouseAnswers(clickhouse) };
@@ -121,7 +124,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
   /** one pass of the checks; returns the clock instant the next one could raise something */
   const check = async (): Promise<number> => {
     progress = await readProgress(jsm, clock, monitor.grace);
-    return runTick(tickDeps, progress.watermark);
+    return runTick(tickDeps, progress.watermark, progress.caughtUp);
   };
 
   const loop = (async () => {
@@ -137,8 +140,9 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
         statsAt = clock.now();
         await stats.flush().catch((err: unknown) => logger.error({ err }, 'delay statistics not written; retrying'));
       }
-      // a due instant before the next tick (a deadline, a slot's end plus grace, groupWait) is kept to the millisecond
-      await sleep(Math.min(monitor.tick, Math.max(0, wake - clock.now())), controller.signal);
+      // a due instant before the next tick (a deadline, a slot's end plus grace, groupWait) is kept to within MIN_WAIT_MS;
+      // the floor keeps a clock that stands still (a test's) from spinning the loop
+      await sleep(Math.min(monitor.tick, Math.max(MIN_WAIT_MS, wake - clock.now())), controller.signal);
     }
   })();
 

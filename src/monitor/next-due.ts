@@ -30,15 +30,16 @@ export const dailyDue = (state: DailyState, deadlineOf: (day: string) => number)
 export const deadlineDue = (state: DeadlineState, deadlineOf: (day: string) => number): Due => ({ ...NONE, clock: deadlineOf(nextDay(state.checked)) });
 
 /**
- * The clock instant to wake at for the earliest of `dues`: a watermark due is reached
- * no sooner than the watermark can get there moving with the clock (when caught up:
- * that due plus the grace).
+ * The clock instant to wake at for the earliest future one of `dues`. A watermark due
+ * counts only while the monitor is caught up (its watermark is the clock minus the
+ * grace, so it is reached at that due plus the grace); behind, the watermark moves as
+ * events are merged, and the tick is the pace.
  */
-export function wakeAt(dues: Iterable<Due>, now: number, watermark: number): number {
+export function wakeAt(dues: Iterable<Due>, now: number, watermark: number, caughtUp: boolean): number {
   let wake = Number.POSITIVE_INFINITY;
   for (const due of dues) {
     if (due.clock > now) wake = Math.min(wake, due.clock);
-    if (due.watermark > watermark && Number.isFinite(watermark)) wake = Math.min(wake, now + (due.watermark - watermark));
+    if (caughtUp && due.watermark > watermark) wake = Math.min(wake, now + (due.watermark - watermark));
   }
   return wake;
 }

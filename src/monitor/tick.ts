@@ -63,7 +63,7 @@ function sourcesOf(deps: TickDeps, kind: 'd' | 'e' | 'y', sla: Sla): string[] {
  * instant at which the next check could raise something (next-due.ts), so the loop
  * wakes then instead of at a later tick.
  */
-export async function runTick(deps: TickDeps, watermark: number): Promise<number> {
+export async function runTick(deps: TickDeps, watermark: number, caughtUp: boolean): Promise<number> {
   const { state, monitor } = deps;
   await state.sync();
   const dues: Due[] = [];
@@ -117,7 +117,7 @@ export async function runTick(deps: TickDeps, watermark: number): Promise<number
     for (const deadline of sla.deadlines) await guarded(deadlineKey(sla.id, deadline.report, deadline.status), () => checkDeadline(deps, sla, deadline).then((due) => due && dues.push(due)));
   }
   await guarded('idle sources', () => forgetIdle(deps, watermark));
-  return wakeAt(dues, deps.clock.now(), watermark);
+  return wakeAt(dues, deps.clock.now(), watermark, caughtUp);
 }
 
 /** A sweep reads every key of the state (about 1 µs each): at most once a minute, or a hundredth of the shortest expiry. */
