@@ -188,8 +188,6 @@ export function createEventHandler(deps: IngestDeps): BatchHandler {
     }
     await Promise.all(writes);
     for (const msg of msgs) msg.ack();
-    // the outbox is in KV: if this publish fails, the next tick sends it
-    for (const [key, outbox] of capped) await deps.raise(key, outbox).catch((err: unknown) => deps.logger.warn({ err, key }, 'CardinalityCapped not published yet; the next tick retries'));
     for (const [prefix, count] of cap.cut) {
       deps.metrics.sourcesCut(prefix, count);
       deps.logger.warn({ state: prefix, events: count, limit: deps.maxSources }, 'SLA source limit reached: events of further sources are stored and reported, but not checked against this SLA');
@@ -197,5 +195,7 @@ export function createEventHandler(deps: IngestDeps): BatchHandler {
     // only once the batch is through, so a failed batch that comes back is not counted twice
     for (const [source, receivedAt, delayMs, isLate] of observed) deps.slices.add(source, receivedAt, delayMs, isLate);
     deps.metrics.events(observed.length);
+    // the outbox is in KV: if this publish fails, the next tick sends it
+    for (const [key, outbox] of capped) await deps.raise(key, outbox).catch((err: unknown) => deps.logger.warn({ err, key }, 'CardinalityCapped not published yet; the next tick retries'));
   };
 }
