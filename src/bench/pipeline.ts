@@ -97,6 +97,10 @@ export type LatencyResult = { samples: number; p50: number; p99: number; max: nu
  * maximum of a few dozen (both are printed), and 20 events/s of extra load.
  */
 const PROBE_EVERY_MS = 100;
+/** Two amendment probes a second: each is a revision of a small old day, and an alert. */
+const AMEND_EVERY = 5;
+/** Far past any close a report is likely to have (the shipped one closes 3 days after the day). */
+const CLOSED_DAY_AGO_MS = 30 * 86_400_000;
 
 const summarize = (values: number[]): LatencyResult => ({ samples: values.length, p50: percentile(values, 50), p99: percentile(values, 99), max: Math.max(...values) });
 
@@ -105,14 +109,30 @@ const summarize = (values: number[]): LatencyResult => ({ samples: values.length
  * probes published from here: a realtime probe is a sale of a store of its own (so its
  * window row is unambiguous) timed from publish to visible in realtime_windows; a late
  * probe is a sale for yesterday timed from publish to its new revision in
- * report_revisions.
+ * report_revisions; every AMEND_EVERY-th probe also sends a sale of a store of its own
+ * for a day long closed, timed from publish to its ReportAmended on `alerts.>`.
  */
-export async function pacedLoad(options: { nc: NatsConnection; natsUrl: string; clickhouse: ClickHouseClient; db: string; from: number; rate: number; seconds: number; report: string }): Promise<{ sent: number; ratePublished: number; freshness: LatencyResult; late: LatencyResult }> {
+export async function pacedLoad(options: { nc: NatsConnection; natsUrl: string; clickhouse: ClickHouseClient; db: string; from: number; rate: number; seconds: number; report: string }): Promise<{ sent: number; ratePublished: number; freshness: LatencyResult; late: LatencyResult; amended: LatencyResult }> {
   const { nc, clickhouse, db } = options;
   const count = Math.round(options.rate * options.seconds);
   let probe = 0;
   const realtimeProbes: Array<Promise<number>> = [];
   const lateProbes: Array<Promise<number>> = [];
+  const amendProbes: Array<Promise<number>> = [];
+  const amending = new Map<string, { sentAt: number; found: (ms: number) => void }>();
+  const amendedAlerts = nc.subscribe('alerts.amended.>', {
+    callback: (_err, msg) => {
+      const alert = msg.json<{ report: string; groupKey: string }>();
+      const waiting = alert.report === options.report ? amending.get(alert.groupKey) : undefined;
+      if (!waiting) return;
+      amending.delete(alert.groupKey);
+      waiting.found(performance.now() - waiting.sentAt);
+    },
+  });
+  const amendedAlert = (groupKey: string, sentAt: number) => new Promise<number>((found) => {
+    amending.set(groupKey, { sentAt, found });
+    setTimeout(() => amending.delete(groupKey) && found(Number.POSITIVE_INFINITY), 60_000).unref();
+  });
 
   // One query for both views and every probe still pending, every 40 ms: a query costs
   // chDB about 2 ms of CPU, so the probes must stay a light load on the box they measure.
@@ -164,14 +184,20 @@ export async function pacedLoad(options: { nc: NatsConnection; natsUrl: string; 
     const lateSource = `late-${probe}`;
     nc.publish(`ingest.${lateSource}.sale`, JSON.stringify({ id: `late-${probe}`, occurredAt: now - 86_400_000, data: { amount: '2.00' } }));
     lateProbes.push(visible('late', JSON.stringify([lateSource]), sentAt));
+    if (probe % AMEND_EVERY === 0) {
+      const amendSource = `amend-${probe}`;
+      nc.publish(`ingest.${amendSource}.sale`, JSON.stringify({ id: `amend-${probe}`, occurredAt: now - CLOSED_DAY_AGO_MS, data: { amount: '3.00' } }));
+      amendProbes.push(amendedAlert(JSON.stringify([amendSource]), sentAt));
+    }
     await nc.flush();
     await Promise.race([load, new Promise((r) => setTimeout(r, PROBE_EVERY_MS))]);
   }
   await load;
   const loadMs = performance.now() - loadStarted;
-  const [freshness, late] = await Promise.all([Promise.all(realtimeProbes), Promise.all(lateProbes)]);
+  const [freshness, late, amended] = await Promise.all([Promise.all(realtimeProbes), Promise.all(lateProbes), Promise.all(amendProbes)]);
+  amendedAlerts.unsubscribe();
   if (process.env.PROBE_SAMPLES) process.stderr.write(`SAMPLES realtime ${freshness.map(Math.round).join(' ')}\nSAMPLES late ${late.map(Math.round).join(' ')}\n`);
   watching = false;
   await watcher;
-  return { sent: count, ratePublished: Math.round((count / loadMs) * 1000), freshness: summarize(freshness), late: summarize(late) };
+  return { sent: count, ratePublished: Math.round((count / loadMs) * 1000), freshness: summarize(freshness), late: summarize(late), amended: summarize(amended) };
 }

@@ -114,7 +114,7 @@ const Monitor = z.strictObject({
   resolveAfter: Duration.default(300_000).describe('a group with no late event for this long resolves'),
   bucket: Duration.optional().describe('no longer used (DelayedEvent alerts are grouped: groupWait, groupInterval); accepted so older configs load'),
   grace: Duration.default(10_000).describe('how far receivedAt may run out of order on EVENTS; a bucket or slot is judged this long after it ends'),
-  tick: Duration.refine((ms) => ms > 0, 'must be positive').default(1_000).describe('how often the clock-driven checks run'),
+  tick: Duration.refine((ms) => ms > 0, 'must be positive').default(1_000).describe('longest wait between two runs of the clock-driven checks (they also run at the next instant one of them is due)'),
   batchSize: z.number().int().positive().default(5_000),
   stragglers: Duration.optional().describe('no longer used (see resolveAfter); accepted so older configs load'),
   alertMemory: Duration.default(90 * 86_400_000).describe('how long the once-only guard remembers a raised alert'),

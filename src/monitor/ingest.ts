@@ -8,6 +8,7 @@ import type { BatchHandler } from '../nats/batch-consumer.ts';
 import { initialDaily, markDaily, type DailyState } from './daily.ts';
 import { applyLateBatch, emptyDelayed, type DelayedState, type SequencedLateEvent } from './delayed.ts';
 import { firstSeenEvery, initialEvery, markEvery, type EveryState } from './every.ts';
+import type { Alert } from './alerts.ts';
 import type { MonitorMetrics } from './metrics.ts';
 import { firstRevisionTimes } from './report-status.ts';
 import { seqRanges } from './seq-ranges.ts';
@@ -35,6 +36,8 @@ export type IngestDeps = {
   maxSources: number;
   /** the idle expiry of an SLA's sources (idleExpiryOf): how often a source's lastAt stamp is refreshed follows from it */
   idleExpiry: (sla: Sla) => number;
+  /** publishes a state document's outbox now (CardinalityCapped does not wait for the tick) */
+  raise: (key: string, outbox: readonly Alert[]) => Promise<void>;
   logger: Logger;
 };
 
@@ -69,7 +72,9 @@ function eventsOf(msg: JsMsg): TidemarkEvent[] {
 /**
  * The EVENTS half of the monitor: checks each event against its SLAs and merges what
  * it found into the shared state (late aggregates, arrival marks), then acks. Alerts
- * are never raised here: the tick raises them once every instance's share is merged.
+ * that depend on every instance's share are raised by the tick once all are merged;
+ * CardinalityCapped depends only on this batch, so it goes out as soon as its state
+ * (and outbox) is written rather than at the next tick.
  */
 export function createEventHandler(deps: IngestDeps): BatchHandler {
   const { state, reports } = deps;
@@ -176,10 +181,14 @@ export function createEventHandler(deps: IngestDeps): BatchHandler {
       const since = sla.literalSource === null ? minArrival(arrivals) : deps.epoch;
       writes.push(state.mutate<DailyState>(key, () => initialDaily(previousDay(firstDayDueAfter(since, sla.timeZone, deadlineOf))), change));
     }
+    const capped: Array<[string, readonly Alert[]]> = [];
     for (const [sla, cut] of cuts) {
-      const known = state.entries.get(cappedKey(sla))?.value as CappedState | undefined;
+      const key = cappedKey(sla);
+      const known = state.entries.get(key)?.value as CappedState | undefined;
       if (known && noteCut(known, cut) === null) continue;
-      writes.push(state.mutate<CappedState>(cappedKey(sla), emptyCapped, (s) => noteCut(s, cut)));
+      writes.push(state.mutate<CappedState>(key, emptyCapped, (s) => noteCut(s, cut)).then((written) => {
+        if (written?.outbox.length) capped.push([key, written.outbox]);
+      }));
     }
     await Promise.all(writes);
     for (const msg of delivered) msg.ack();
@@ -190,5 +199,7 @@ export function createEventHandler(deps: IngestDeps): BatchHandler {
     // only once the batch is through, so a failed batch that comes back is not counted twice
     for (const [source, receivedAt, delayMs, isLate] of observed) deps.slices.add(source, receivedAt, delayMs, isLate);
     deps.metrics.events(observed.length);
+    // the outbox is in KV: if this publish fails, the next tick sends it
+    for (const [key, outbox] of capped) await deps.raise(key, outbox).catch((err: unknown) => deps.logger.warn({ err, key }, 'CardinalityCapped not published yet; the next tick retries'));
   };
 }

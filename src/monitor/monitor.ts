@@ -19,6 +19,7 @@ import { openAlertGuard } from './guard.ts';
 import { idleExpiryOf } from './idle.ts';
 import { createEventHandler } from './ingest.ts';
 import { monitorMetricsFor } from './metrics.ts';
+import { flushOutbox } from './outbox.ts';
 import { compileSla, slaMatcher } from './sla.ts';
 import { createSliceAccumulator } from './slices.ts';
 import { openMonitorState } from './state.ts';
@@ -26,6 +27,9 @@ import { runTick } from './tick.ts';
 import { readProgress, type Progress } from './watermark.ts';
 import { bucketReplicas } from '../nats/buckets.ts';
 import { clickHouseAnswers } from '../sinks/clickhouse/refusal.ts';
+
+/** Shortest wait between two runs of the checks. */
+const MIN_WAIT_MS = 20;
 
 /** POSTs in flight per webhook: a slow receiver delays its own alerts, and only by this many at a time. */
 const WEBHOOK_BATCH = 32;
@@ -79,15 +83,16 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
   const slices = createSliceAccumulator(monitor.stats.every);
   const stats = delayStatsWriter({ clickhouse, db, instance, slices, sliceMs: monitor.stats.every, windows: monitor.stats.windows, clock, metrics });
   const controller = new AbortController();
-  let progress: Progress = { watermark: Number.NEGATIVE_INFINITY, ackFloor: 0 };
+  let progress: Progress = { watermark: Number.NEGATIVE_INFINITY, ackFloor: 0, caughtUp: false };
 
+  const outboxDeps = { state, publish, clock, metrics, logger };
   const poison = { maxDeliveries: config.nats.poisonAfter, file: (msg: JsMsg, reason: string) => terminateToDlq(js, msg, reason), healthy: clickHouseAnswers(clickhouse) };
   const events = await runBatchConsumer({
     js,
     stream: CONSUMERS.monitor.stream,
     durable: CONSUMERS.monitor.durable,
     ...eventBatching(monitor.batchSize, config.ingest.eventsPerMessage),
-    handler: createEventHandler({ match: slaMatcher(slas), reports: config.reports, state, clickhouse, db, slices, metrics, ackFloor: () => progress.ackFloor, epoch, maxSources: monitor.maxSourcesPerSla, idleExpiry: (sla) => idleExpiryOf(sla, monitor), logger }),
+    handler: createEventHandler({ match: slaMatcher(slas), reports: config.reports, state, clickhouse, db, slices, metrics, ackFloor: () => progress.ackFloor, epoch, maxSources: monitor.maxSourcesPerSla, idleExpiry: (sla) => idleExpiryOf(sla, monitor), raise: (key, outbox) => flushOutbox(outboxDeps, key, outbox), logger }),
     logger,
     poison,
   });
@@ -116,16 +121,18 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
   );
 
   const tickDeps = { slas, reports: config.reports, monitor, state, publish, clickhouse, db, clock, metrics, logger, epoch, idleSweep: { at: Number.NEGATIVE_INFINITY } };
-  const tick = async () => {
+  /** one pass of the checks; returns the clock instant the next one could raise something */
+  const check = async (): Promise<number> => {
     progress = await readProgress(jsm, clock, monitor.grace);
-    await runTick(tickDeps, progress.watermark);
+    return runTick(tickDeps, progress.watermark, progress.caughtUp);
   };
 
   const loop = (async () => {
     let statsAt = clock.now();
     while (!controller.signal.aborted) {
+      let wake = Number.POSITIVE_INFINITY;
       try {
-        await tick();
+        wake = await check();
       } catch (err) {
         logger.error({ err }, 'monitor tick failed; retrying');
       }
@@ -133,14 +140,18 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
         statsAt = clock.now();
         await stats.flush().catch((err: unknown) => logger.error({ err }, 'delay statistics not written; retrying'));
       }
-      await sleep(monitor.tick, controller.signal);
+      // a due instant before the next tick (a deadline, a slot's end plus grace, groupWait) is kept to within MIN_WAIT_MS;
+      // the floor keeps a clock that stands still (a test's) from spinning the loop
+      await sleep(Math.min(monitor.tick, Math.max(MIN_WAIT_MS, wake - clock.now())), controller.signal);
     }
   })();
 
   logger.info({ instance, slas: slas.map((s) => s.id), epoch: new Date(epoch).toISOString() }, 'monitor started');
   return {
     instance,
-    tick,
+    tick: async () => {
+      await check();
+    },
     flushStats: stats.flush,
     stop: async () => {
       controller.abort();

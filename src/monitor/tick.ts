@@ -9,6 +9,8 @@ import { fireDueGroup, type DelayedState } from './delayed.ts';
 import { advanceEvery, initialEvery, type EveryState } from './every.ts';
 import type { AlertPublisher } from './guard.ts';
 import type { MonitorMetrics } from './metrics.ts';
+import { delayedDue, dailyDue, deadlineDue, everyDue, wakeAt, type Due } from './next-due.ts';
+import { flushOutbox } from './outbox.ts';
 import { idleExpiryOf, isIdle, type Fed } from './idle.ts';
 import { groupProgress } from './report-status.ts';
 import { businessDay, dailyDeadline, firstDayDueAfter, previousDay, reportDeadline } from './schedule.ts';
@@ -34,25 +36,14 @@ export type TickDeps = {
 
 type WithOutbox = { outbox: Alert[] };
 
-/** Publishes a document's outbox, then removes what was published (other alerts may have joined meanwhile). */
-async function flushOutbox(deps: TickDeps, key: string, outbox: readonly Alert[]): Promise<void> {
-  if (outbox.length === 0) return;
-  for (const alert of outbox) {
-    const outcome = await deps.publish(alert, deps.clock.now());
-    deps.metrics.alert(alert.kind, outcome);
-    if (outcome === 'published') deps.logger.info({ alert: { id: alert.id, kind: alert.kind, source: alert.source, at: new Date(alert.at).toISOString() } }, alert.message);
-  }
-  const done = new Set(outbox.map((a) => a.id));
-  await deps.state.mutate<WithOutbox>(key, () => null, (s) => (s.outbox.some((a) => done.has(a.id)) ? { ...s, outbox: s.outbox.filter((a) => !done.has(a.id)) } : null));
-}
-
-/** Applies a transition to one document and publishes whatever it put in the outbox. */
-async function advance<T extends WithOutbox>(deps: TickDeps, key: string, init: () => T | null, change: (s: T) => T | null): Promise<void> {
+/** Applies a transition to one document and publishes whatever it put in the outbox; returns the document as it now stands (null when there is none). */
+async function advance<T extends WithOutbox>(deps: TickDeps, key: string, init: () => T | null, change: (s: T) => T | null): Promise<T | null> {
   const known = deps.state.entries.get(key)?.value as T | undefined;
   // after sync() the mirror is current: no change there means none is due
-  if (known && known.outbox.length === 0 && change(known) === null) return;
+  if (known && known.outbox.length === 0 && change(known) === null) return known;
   const written = await deps.state.mutate<T>(key, init, change);
   if (written) await flushOutbox(deps, key, written.outbox);
+  return written ?? (deps.state.entries.get(key)?.value as T | undefined) ?? null;
 }
 
 /** Sources an SLA has state for, under one key kind: the sources seen, plus its literal one. */
@@ -68,13 +59,19 @@ function sourcesOf(deps: TickDeps, kind: 'd' | 'e' | 'y', sla: Sla): string[] {
  * One pass of the clock-driven checks, judged against the watermark (how far every
  * instance has merged EVENTS) for event-driven expectations and against the clock
  * for report deadlines. Every instance runs it; compare-and-set lets one of them
- * apply each transition, and the guard publishes each alert once.
+ * apply each transition, and the guard publishes each alert once. Returns the clock
+ * instant at which the next check could raise something (next-due.ts), so the loop
+ * wakes then instead of at a later tick.
  */
-export async function runTick(deps: TickDeps, watermark: number): Promise<void> {
+export async function runTick(deps: TickDeps, watermark: number, caughtUp: boolean): Promise<number> {
   const { state, monitor } = deps;
   await state.sync();
+  const dues: Due[] = [];
+  const noteDue = <T>(of: (s: T) => Due) => (s: T | null) => {
+    if (s) dues.push(of(s));
+  };
   // one failing check (ClickHouse down for the deadlines, say) must not hold back the others
-  const guarded = async (what: string, check: () => Promise<void>) => {
+  const guarded = async (what: string, check: () => Promise<unknown>) => {
     try {
       await check();
     } catch (err) {
@@ -93,14 +90,14 @@ export async function runTick(deps: TickDeps, watermark: number): Promise<void> 
       for (const source of sourcesOf(deps, 'd', sla)) {
         const ctx = { sla: sla.id, source, maxDelayMs, now: deps.clock.now(), watermark, groupWaitMs: monitor.groupWait, groupIntervalMs: monitor.groupInterval, resolveAfterMs: monitor.resolveAfter };
         const key = stateKey('d', sla.id, source);
-        await guarded(key, () => advance<DelayedState>(deps, key, () => null, (s) => fireDueGroup(s, ctx)));
+        await guarded(key, () => advance<DelayedState>(deps, key, () => null, (s) => fireDueGroup(s, ctx)).then(noteDue((s) => delayedDue(s, ctx))));
       }
     }
     if (sla.every !== undefined) {
       const every = sla.every;
       for (const source of sourcesOf(deps, 'e', sla)) {
         const key = stateKey('e', sla.id, source);
-        await guarded(key, () => advance<EveryState>(deps, key, () => initialEvery(deps.epoch, every), (s) => advanceEvery(s, { sla: sla.id, source, every, watermark })));
+        await guarded(key, () => advance<EveryState>(deps, key, () => initialEvery(deps.epoch, every), (s) => advanceEvery(s, { sla: sla.id, source, every, watermark })).then(noteDue((s) => everyDue(s, every))));
       }
     }
     if (sla.dailyBy !== undefined) {
@@ -114,12 +111,13 @@ export async function runTick(deps: TickDeps, watermark: number): Promise<void> 
             key,
             () => initialDaily(previousDay(firstDayDueAfter(deps.epoch, sla.timeZone, deadlineOf))),
             (s) => advanceDaily(s, { sla: sla.id, source, watermark, deadlineOf }),
-          ));
+          ).then(noteDue((s) => dailyDue(s, deadlineOf))));
       }
     }
-    for (const deadline of sla.deadlines) await guarded(deadlineKey(sla.id, deadline.report, deadline.status), () => checkDeadline(deps, sla, deadline));
+    for (const deadline of sla.deadlines) await guarded(deadlineKey(sla.id, deadline.report, deadline.status), () => checkDeadline(deps, sla, deadline).then((due) => due && dues.push(due)));
   }
   await guarded('idle sources', () => forgetIdle(deps, watermark));
+  return wakeAt(dues, deps.clock.now(), watermark, caughtUp);
 }
 
 /** A sweep reads every key of the state (about 1 µs each): at most once a minute, or a hundredth of the shortest expiry. */
@@ -152,9 +150,9 @@ async function forgetIdle(deps: TickDeps, watermark: number): Promise<void> {
   }
 }
 
-async function checkDeadline(deps: TickDeps, sla: Sla, deadline: Sla['deadlines'][number]): Promise<void> {
+async function checkDeadline(deps: TickDeps, sla: Sla, deadline: Sla['deadlines'][number]): Promise<Due | null> {
   const report = deps.reports.find((r) => r.name === deadline.report);
-  if (!report) return;
+  if (!report) return null;
   const now = deps.clock.now();
   const deadlineOf = (day: string) => reportDeadline(day, report.timeZone, deadline.by);
   const key = deadlineKey(sla.id, report.name, deadline.status);
@@ -166,10 +164,11 @@ async function checkDeadline(deps: TickDeps, sla: Sla, deadline: Sla['deadlines'
   };
   const known = (deps.state.entries.get(key)?.value as DeadlineState | undefined) ?? init();
   const days = daysToCheck(known, { now, deadlineOf });
-  if (days.length === 0 && deps.state.entries.has(key)) return;
+  if (days.length === 0 && deps.state.entries.has(key)) return deadlineDue(known, deadlineOf);
   const progress = await groupProgress(deps.clickhouse, deps.db, report.name, deadline.status, days);
   const asked = new Set(days);
   const ctx = { sla: sla.id, report: report.name, status: deadline.status, now, deadlineOf };
   // another instance may have moved the state on since the read: judge only days whose figures were fetched
-  await advance<DeadlineState>(deps, key, init, (s) => (daysToCheck(s, ctx).every((d) => asked.has(d)) ? advanceDeadline(s, ctx, progress) : null));
+  const after = await advance<DeadlineState>(deps, key, init, (s) => (daysToCheck(s, ctx).every((d) => asked.has(d)) ? advanceDeadline(s, ctx, progress) : null));
+  return after && deadlineDue(after, deadlineOf);
 }

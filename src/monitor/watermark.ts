@@ -8,6 +8,8 @@ export type Progress = {
   watermark: number;
   /** EVENTS sequences at or below this are acked by the monitor and never redelivered */
   ackFloor: number;
+  /** nothing pending: the watermark moves with the clock (else it moves as events are merged) */
+  caughtUp: boolean;
 };
 
 /**
@@ -21,12 +23,12 @@ export async function readProgress(jsm: JetStreamManager, clock: Clock, graceMs:
   const { stream, durable } = CONSUMERS.monitor;
   const info = await jsm.consumers.info(stream, durable);
   const ackFloor = info.ack_floor.stream_seq;
-  if (info.num_pending === 0 && info.num_ack_pending === 0) return { watermark: clock.now() - graceMs, ackFloor };
+  if (info.num_pending === 0 && info.num_ack_pending === 0) return { watermark: clock.now() - graceMs, ackFloor, caughtUp: true };
   const next = await jsm.streams.getMessage(stream, { seq: ackFloor + 1 }).catch(() => null);
-  if (!next) return { watermark: Number.NEGATIVE_INFINITY, ackFloor };
+  if (!next) return { watermark: Number.NEGATIVE_INFINITY, ackFloor, caughtUp: false };
   try {
-    return { watermark: Math.min(...decodeEvents(next.data).map((e) => e.receivedAt)) - graceMs, ackFloor };
+    return { watermark: Math.min(...decodeEvents(next.data).map((e) => e.receivedAt)) - graceMs, ackFloor, caughtUp: false };
   } catch {
-    return { watermark: Number.NEGATIVE_INFINITY, ackFloor };
+    return { watermark: Number.NEGATIVE_INFINITY, ackFloor, caughtUp: false };
   }
 }

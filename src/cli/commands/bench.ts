@@ -109,6 +109,7 @@ export function register(program: Command): void {
           const load = await pacedLoad({ nc, natsUrl: server.url, clickhouse, db, from: events, rate: Number(opts.rate), seconds: Number(opts.seconds), report: config.reports[0]?.name ?? 'revenue' });
           line(`realtime freshness at ${opts.rate} events/s`, `p50 ${Math.round(load.freshness.p50)} ms, p99 ${Math.round(load.freshness.p99)} ms, max ${Math.round(load.freshness.max)} ms (${load.freshness.samples} probes; ${load.ratePublished} events/s published)`);
           line('late event → new revision', `p50 ${Math.round(load.late.p50)} ms, p99 ${Math.round(load.late.p99)} ms, max ${Math.round(load.late.max)} ms (coalesce ${config.reports[0]?.coalesce ?? 0} ms)`);
+          line('late event after close → ReportAmended', `p50 ${Math.round(load.amended.p50)} ms, p99 ${Math.round(load.amended.p99)} ms, max ${Math.round(load.amended.max)} ms on alerts.> (${load.amended.samples} probes, a day closed 30 d ago; coalesce ${config.reports[0]?.coalesce ?? 0} ms)`);
 
           const memoryEvents = Number(opts.memoryEvents);
           let memory: MemorySample[] = [];
@@ -130,7 +131,7 @@ export function register(program: Command): void {
           const trials = Number(opts.alertTrials);
           const alerts = trials > 0 ? await alertLatency({ nc, js, jsm, clickhouse, config, logger, trials }) : undefined;
           if (alerts) line('first late event → DelayedEvent on alerts.>', `p50 ${Math.round(alerts.p50)} ms, p99 ${Math.round(alerts.p99)} ms, max ${Math.round(alerts.max)} ms (${alerts.trials} groups; groupWait ${alerts.groupWaitMs} ms, target p99 < groupWait + 5 s)`);
-          process.stdout.write(`\n${JSON.stringify({ bare, pipelineEventsPerSecond: eps, ratio: eps / bare.eventsPerSecond, freshness: load.freshness, late: load.late, memory, replay, alerts })}\n`);
+          process.stdout.write(`\n${JSON.stringify({ bare, pipelineEventsPerSecond: eps, ratio: eps / bare.eventsPerSecond, freshness: load.freshness, late: load.late, amended: load.amended, memory, replay, alerts })}\n`);
         } finally {
           await processor.stop();
           await Promise.all(gateways.map((g) => g.stop()));

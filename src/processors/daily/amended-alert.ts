@@ -11,8 +11,9 @@ export type AmendedAlert = {
   day: string;
   groupKey: string;
   revision: number;
+  /** 0 and null for a group whose first event came after the day was final */
   previousRevision: number;
-  previousStatus: RevisionRecord['status'];
+  previousStatus: RevisionRecord['status'] | null;
   before: Readonly<Record<string, string>>;
   after: Readonly<Record<string, string>>;
   lateEvents: number;
@@ -25,7 +26,7 @@ export type AmendedAlert = {
  */
 export async function publishAmendedAlert(
   js: JetStreamClient,
-  input: { report: string; day: string; groupKey: string; previous: RevisionRecord; record: RevisionRecord },
+  input: { report: string; day: string; groupKey: string; previous: RevisionRecord | null; record: RevisionRecord },
 ): Promise<AmendedAlert> {
   // the id is a Nats-Msg-Id header: a long group is named by the same hash its KV key uses
   const token = groupToken(input.groupKey);
@@ -37,9 +38,9 @@ export async function publishAmendedAlert(
     day: input.day,
     groupKey: input.groupKey,
     revision: input.record.revision,
-    previousRevision: input.previous.revision,
-    previousStatus: input.previous.status,
-    before: input.previous.measures,
+    previousRevision: input.previous?.revision ?? 0,
+    previousStatus: input.previous?.status ?? null,
+    before: input.previous?.measures ?? {},
     after: input.record.measures,
     lateEvents: input.record.lateEvents,
     at: input.record.computedAt,

@@ -17,7 +17,12 @@ import { CasConflict, isCasConflict } from '../../nats/cas.ts';
  */
 export const DAILY_BUCKET = BUCKETS.daily;
 
-export type StoredRevision = { record: RevisionRecord; written: boolean };
+/**
+ * `amends`: set while the record is not yet written and its ReportAmended not yet
+ * published: the record it amends (null for a group first seen after close). Whoever
+ * repairs the record after a crash publishes the alert too.
+ */
+export type StoredRevision = { record: RevisionRecord; written: boolean; amends?: RevisionRecord | null };
 export type Versioned<T> = { value: T; version: number };
 
 /**

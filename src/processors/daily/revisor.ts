@@ -26,7 +26,7 @@ export type RevisorDeps = {
 export type DayOutcome = { written: number; alerts: number };
 
 /** A group's new record, saved in KV as not yet written to ClickHouse. */
-type Claimed = { groupKey: string; record: RevisionRecord; version: number; alertAgainst: RevisionRecord | null };
+type Claimed = { groupKey: string; record: RevisionRecord; version: number; alert: boolean; previous: RevisionRecord | null };
 
 /** Runs `work` over `items` with at most `limit` at once. */
 async function eachLimit<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
@@ -48,14 +48,16 @@ async function claimGroup(deps: RevisorDeps, report: ReportConfig, ref: DayRef, 
   for (;;) {
     const latest = await deps.store.latest(ref, figure.groupKey);
     if (latest && !latest.value.written && !repairs.some((r) => r.groupKey === figure.groupKey)) {
-      repairs.push({ groupKey: figure.groupKey, record: latest.value.record, version: latest.version, alertAgainst: null });
+      // its alert may not have gone out either: the id is the revision's, so a copy that did is dropped by JetStream's dedup
+      repairs.push({ groupKey: figure.groupKey, record: latest.value.record, version: latest.version, alert: latest.value.amends !== undefined, previous: latest.value.amends ?? null });
     }
     const previous = latest?.value.record ?? null;
     const decision = nextRevision(previous, figure, deps.clock.now(), closeAt, { replay: options.replay });
     if (!decision) return null;
     try {
-      const version = await deps.store.save(ref, figure.groupKey, { record: decision.record, written: false }, latest?.version ?? null);
-      return { groupKey: figure.groupKey, record: decision.record, version, alertAgainst: decision.alert ? previous : null };
+      const version = await deps.store.save(ref, figure.groupKey, { record: decision.record, written: false, ...(decision.alert ? { amends: previous } : {}) }, latest?.version ?? null);
+      // a group first seen after close alerts too (previous null): the day was final without it
+      return { groupKey: figure.groupKey, record: decision.record, version, alert: decision.alert, previous };
     } catch (err) {
       if (!isCasConflict(err)) throw err;
     }
@@ -90,9 +92,14 @@ export async function reviseDay(deps: RevisorDeps, ref: DayRef, options: { repla
   const filed = await insertOrFile(deps.js, 'report_revisions', rows, (part) => insertRevisions(deps.clickhouse, deps.db, part), deps.clock.now());
   if (filed > 0) deps.logger.error({ report: ref.report, day: ref.day, rows: filed }, 'ClickHouse refused revision rows; filed in the DLQ (REFUSED_BY_SINK)');
   let alerts = 0;
+  // a repaired record that a newer revision of its group supersedes in this pass still owes its own alert, first
+  await eachLimit(repairs.filter((r) => r.alert && !toWrite.includes(r)), GROUP_CONCURRENCY, async (r) => {
+    await publishAmendedAlert(deps.js, { report: ref.report, day: ref.day, groupKey: r.groupKey, previous: r.previous, record: r.record });
+    alerts++;
+  });
   await eachLimit(toWrite, GROUP_CONCURRENCY, async (c) => {
-    if (c.alertAgainst) {
-      await publishAmendedAlert(deps.js, { report: ref.report, day: ref.day, groupKey: c.groupKey, previous: c.alertAgainst, record: c.record });
+    if (c.alert) {
+      await publishAmendedAlert(deps.js, { report: ref.report, day: ref.day, groupKey: c.groupKey, previous: c.previous, record: c.record });
       alerts++;
     }
     try {
