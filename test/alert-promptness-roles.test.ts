@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../src/core/time.ts';
 import { ensureTopology } from '../src/nats/topology.ts';
 import type { AmendedAlert } from '../src/processors/daily/amended-alert.ts';
-import { businessDay } from '../src/processors/logic/business-day.ts';
+import { businessDay } from '../src/core/business-day.ts';
 import { openRevisionStore } from '../src/processors/daily/revision-store.ts';
 import { reviseDay } from '../src/processors/daily/revisor.ts';
 import { startProcessor } from '../src/processors/processor.ts';
