@@ -16,6 +16,9 @@ import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './
 import { testConfig } from './harness/config.ts';
 import { startTestIngest, type TestIngest } from './harness/ingest.ts';
 import { readAll, waitFor } from './harness/streams.ts';
+import { startSagaRole, type SagaRole } from '../src/saga/role.ts';
+import { SAGA_BUCKET, triggerSubject } from '../src/saga/subjects.ts';
+import { orderSaga, startServices, type Services } from './saga-support.ts';
 
 /**
  * The invariant of SPEC §3 on the wire: whatever producers send, over NATS or HTTP,
@@ -31,6 +34,8 @@ let jsm: JetStreamManager;
 let processor: Processor;
 let monitor: Monitor;
 let http: HttpGateway;
+let sagas: SagaRole;
+let services: Services;
 let config: Config;
 const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
 const enc = new TextEncoder();
@@ -52,9 +57,13 @@ beforeAll(async () => {
   processor = await startProcessor({ config, js, clickhouse: ch.client, logger, revisorIntervalMs: 50 });
   monitor = await startMonitor({ config, js, clickhouse: ch.client, logger, registry: monitorRegistry });
   http = await startHttpGateway({ config, js, nc, logger, registry: createRegistry() });
+  sagas = await startSagaRole({ config, nc, js, jsm, logger, definitions: [orderSaga()] });
+  services = await startServices(js, jsm);
 }, 60_000);
 
 afterAll(async () => {
+  await services?.stop();
+  await sagas?.stop();
   await http?.close();
   await monitor?.stop();
   await processor?.stop();
@@ -337,4 +346,47 @@ describe('whatever producers send', () => {
       { numRuns: 25, seed: 18, endOnFailure: true },
     );
   }, 180_000);
+});
+
+describe('whatever producers send as saga triggers', () => {
+  const trigger = fc.oneof(
+    { arbitrary: fc.constant((u: string) => JSON.stringify({ id: `good-${u}`, data: { orderId: u, script: {} } })), weight: 2 },
+    { arbitrary: oddObject.map((value) => (u: string, now: number) => oddJson(value, u, now)), weight: 2 },
+    { arbitrary: oddText, weight: 2 },
+    { arbitrary: fc.uint8Array({ maxLength: 64 }).map((bytes) => () => bytes), weight: 1 },
+  );
+
+  it('every trigger starts one saga or is filed in the DLQ, and the saga consumers drain', async () => {
+    const kv = await new Kvm(js).open(SAGA_BUCKET);
+    // a key written while the listing runs can be listed twice
+    const sagaCount = async () => {
+      const keys = new Set<string>();
+      for await (const key of await kv.keys()) keys.add(key);
+      return keys.size;
+    };
+    let sagaRun = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(trigger, { minLength: 3, maxLength: 8 }), async (bodies) => {
+        const r = ++sagaRun;
+        const [sagasBefore, dlqBefore] = await Promise.all([sagaCount(), lastSeq('DLQ')]);
+        const now = Date.now();
+        for (const [i, body] of bodies.entries()) {
+          const data = body(`s${r}-${i}`, now);
+          nc.publish(triggerSubject('order'), typeof data === 'string' ? enc.encode(data) : data);
+        }
+        await nc.flush();
+        const outcome = await waitFor(async () => {
+          const [started, dlq] = await Promise.all([sagaCount(), dlqSince(dlqBefore)]);
+          const filed = dlq.filter((d) => 'stream' in d.record.origin && d.record.origin.stream === 'SAGAS').length;
+          return started - sagasBefore + filed === bodies.length && { started: started - sagasBefore, filed };
+        }, 30_000, `saga run ${r}: ${bodies.length} triggers started or filed`);
+        expect(outcome.started + outcome.filed).toBe(bodies.length);
+        await waitFor(async () => {
+          const info = await jsm.consumers.info('SAGAS', 'saga-triggers');
+          return info.num_pending === 0 && info.num_ack_pending === 0;
+        }, 30_000, `saga run ${r}: the trigger consumer drained`);
+      }),
+      { numRuns: 6, seed: 18, endOnFailure: true },
+    );
+  }, 120_000);
 });

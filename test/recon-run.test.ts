@@ -144,4 +144,18 @@ describe('batch runs with history, healing, manual queue and alert', () => {
     const err = await acknowledge(ch.client, ch.db, ['Mismatch-nope'], { actor: 'alice', note: '', clock: systemClock }).catch((e: unknown) => e);
     expect(isTidemarkError(err, 'RECON_DISCREPANCY_NOT_FOUND')).toBe(true);
   });
+
+  it('a run row ClickHouse refuses is filed in the DLQ and the run goes on to record its end', async () => {
+    await ch.client.command({ query: `ALTER TABLE ${ch.db}.recon_runs ADD CONSTRAINT refuse_running CHECK status != 'running'` });
+    try {
+      const { runId } = await run();
+      const rows = await (await ch.client.query({ query: `SELECT toString(status) AS status FROM ${ch.db}.recon_runs WHERE run_id = {id:String}`, query_params: { id: runId }, format: 'JSONEachRow' })).json<{ status: string }>();
+      expect(rows.map((r) => r.status)).toEqual(['succeeded']);
+      const filed = (await readAll(js, jsm, 'DLQ')).map((m) => json<{ code: string; subject: string; raw: string }>(m)).filter((r) => r.subject === 'sink.recon_runs');
+      expect(filed.map((r) => r.code)).toEqual(['REFUSED_BY_SINK']);
+      expect(JSON.parse(Buffer.from(filed[0]!.raw, 'base64').toString())).toMatchObject({ run_id: runId, status: 'running' });
+    } finally {
+      await ch.client.command({ query: `ALTER TABLE ${ch.db}.recon_runs DROP CONSTRAINT refuse_running` });
+    }
+  });
 });

@@ -27,7 +27,29 @@ afterAll(async () => {
   await server?.dispose();
 });
 
+const filedFor = async (triggerId: string): Promise<DlqRecord[]> =>
+  (await readAll(conn.js, conn.jsm, 'DLQ'))
+    .map((m) => json<DlqRecord>(m))
+    .filter((r) => r.subject === 'saga.in.trigger.order' && (JSON.parse(Buffer.from(r.raw, 'base64').toString()) as { id?: string }).id === triggerId);
+
 describe('a saga input that keeps failing on its own', () => {
+  it('on a quiet feed (no other input passes), goes to the DLQ after nats.poisonAfter deliveries because NATS answers', async () => {
+    const kv = await new Kvm(conn.js).open(SAGA_BUCKET);
+    await kv.put('order.lonely', '{"status":"running","due":null, not json');
+    await trigger(conn.js, 'lonely');
+    const filed = await waitFor(async () => {
+      const found = await filedFor('lonely');
+      return found.length > 0 && found;
+    }, 30_000, 'the lone failing trigger in the DLQ');
+    expect(filed).toHaveLength(1);
+    expect(filed[0]).toMatchObject({ code: 'UNPROCESSABLE' });
+    expect(filed[0]!.reason).toMatch(/saga-triggers failed it 3 times while its sink answered/);
+    await waitFor(async () => {
+      const info = await conn.jsm.consumers.info('SAGAS', 'saga-triggers');
+      return info.num_pending === 0 && info.num_ack_pending === 0;
+    }, 30_000, 'the trigger consumer to drain');
+  }, 60_000);
+
   it('goes to the DLQ after nats.poisonAfter deliveries and is term()ed, while the other sagas run to the end', async () => {
     // a stored record that reads as running but is no JSON: every input for this saga fails to load it
     const kv = await new Kvm(conn.js).open(SAGA_BUCKET);
@@ -38,13 +60,12 @@ describe('a saga input that keeps failing on its own', () => {
     for (const id of ids) await waitForStatus(role.store, `order.${id}`, ['completed'], 30_000);
 
     const filed = await waitFor(async () => {
-      const found = (await readAll(conn.js, conn.jsm, 'DLQ')).map((m) => json<DlqRecord>(m)).filter((r) => r.subject === 'saga.in.trigger.order');
+      const found = await filedFor('corrupt');
       return found.length > 0 && found;
     }, 30_000, 'the failing trigger in the DLQ');
     expect(filed).toHaveLength(1);
     expect(filed[0]).toMatchObject({ code: 'UNPROCESSABLE' });
     expect(filed[0]!.reason).toMatch(/saga-triggers failed it 3 times/);
-    expect(JSON.parse(Buffer.from(filed[0]!.raw, 'base64').toString())).toMatchObject({ id: 'corrupt' });
     await waitFor(async () => {
       const info = await conn.jsm.consumers.info('SAGAS', 'saga-triggers');
       return info.num_pending === 0 && info.num_ack_pending === 0;

@@ -546,6 +546,7 @@ async function migrateNow(client: ClickHouseClient, db: string, options: Migrate
     if (done.has(migration.version) || migration.version > until) continue;
     for (const statement of migration.statements(db)) await client.command({ query: ddl(statement) });
     await migration.run?.(client, db, options);
+    // no refusal possible: a version number and a name, both constants of this file
     await client.insert({ table: `${db}.schema_migrations`, values: [{ version: migration.version, name: migration.name }], format: 'JSONEachRow' });
     applied.push(`${migration.version} ${migration.name}`);
   }

@@ -12,7 +12,7 @@ export const ALERT_KIND_INFO = {
   ReportAmended: { token: 'amended', raisedBy: 'processor' },
   SagaParked: { token: 'saga', raisedBy: 'saga orchestrator' },
   ReconDiscrepancies: { token: 'recon', raisedBy: 'reconciler' },
-  CardinalityCapped: { token: 'capped', raisedBy: 'monitor' },
+  CardinalityCapped: { token: 'capped', raisedBy: 'monitor (SLA sources), processor (realtime groups)' },
 } as const satisfies Record<string, { token: string; raisedBy: string }>;
 
 export type AlertKind = keyof typeof ALERT_KIND_INFO;

@@ -296,7 +296,7 @@ export const ConfigSchema = z.strictObject({
     }).prefault({}),
     ackWait: Duration.default(30_000),
     maxAckPending: z.number().int().positive().default(20_000),
-    poisonAfter: z.number().int().min(2).default(20).describe('a message the processor or monitor fails alone this many deliveries, while others pass, goes to the DLQ'),
+    poisonAfter: z.number().int().min(2).default(20).describe('a message a consumer fails alone this many deliveries, while others pass (or, on a quiet feed, while its sink answers), goes to the DLQ'),
   }).prefault({}),
   clickhouse: z.strictObject({
     url: z.string().optional().describe('unset: embedded chDB under dataDir/clickhouse'),
@@ -351,7 +351,7 @@ export const ConfigSchema = z.strictObject({
     outOfOrderness: Duration.default(2_000).describe('how far a source\'s events may run out of occurredAt order before the realtime view refuses one as late'),
     recentIds: z.number().int().positive().default(100_000).describe('the realtime view counts a copy of an event (same source and id) once while it is among about this many recent ones'),
     maxSources: z.number().int().positive().default(10_000).describe('sources whose watermark one processor tracks at most; past it the longest silent is dropped'),
-    maxRealtimeGroups: z.number().int().positive().default(10_000).describe('groups one report\'s realtime windows hold at once; events of further groups are stored and in the daily view, not in the realtime view (tidemark_realtime_events_cut_total)'),
+    maxRealtimeGroups: z.number().int().positive().default(10_000).describe('groups one report\'s realtime windows hold at once; events of further groups are stored and in the daily view, not in the realtime view (tidemark_realtime_events_cut_total, one CardinalityCapped alert per report and day)'),
   }).prefault({}),
   reports: z.array(Report).default([]),
   slas: z.array(Sla).default([]),

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { BUCKETS, openBucket } from '../nats/buckets.ts';
-import { alertSubject, type Alert } from './alerts.ts';
+import { alertKindSubject, type AlertKind } from '../core/alert-kinds.ts';
+import type { Alert } from './alerts.ts';
 import { retryTransient } from '../nats/retry.ts';
 import { isCasConflict } from '../nats/cas.ts';
 
@@ -18,18 +19,20 @@ import { isCasConflict } from '../nats/cas.ts';
 export const ALERT_GUARD_BUCKET = BUCKETS.alertGuard;
 
 export type PublishOutcome = 'published' | 'duplicate';
-export type AlertPublisher = (alert: Alert, raisedAt: number) => Promise<PublishOutcome>;
+/** What the guard needs of an alert: the monitor's, or another role's (the processor's realtime CardinalityCapped). */
+export type GuardedAlert = { id: string; kind: AlertKind; source: string };
+export type AlertPublisher<A extends GuardedAlert = Alert> = (alert: A, raisedAt: number) => Promise<PublishOutcome>;
 
 const enc = new TextEncoder();
 const guardKey = (id: string): string => `a.${createHash('sha256').update(id).digest('hex').slice(0, 40)}`;
 
-export async function openAlertGuard(js: JetStreamClient, memoryMs: number, replicas = 1): Promise<AlertPublisher> {
+export async function openAlertGuard<A extends GuardedAlert = Alert>(js: JetStreamClient, memoryMs: number, replicas = 1): Promise<AlertPublisher<A>> {
   const kv = await openBucket(js, { name: ALERT_GUARD_BUCKET, replicas, ttl: memoryMs });
   return async (alert, raisedAt) => {
     const key = guardKey(alert.id);
     const known = await retryTransient(() => kv.get(key));
     if (known && known.operation === 'PUT') return 'duplicate';
-    const ack = await retryTransient(() => js.publish(alertSubject(alert), JSON.stringify({ ...alert, raisedAt }), { msgID: alert.id }));
+    const ack = await retryTransient(() => js.publish(alertKindSubject(alert.kind, alert.source), JSON.stringify({ ...alert, raisedAt }), { msgID: alert.id }));
     try {
       await retryTransient(() => kv.create(key, enc.encode(JSON.stringify({ id: alert.id, seq: ack.seq }))));
     } catch (err) {

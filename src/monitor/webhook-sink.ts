@@ -6,6 +6,7 @@ import { deliveryCount, storedAtMs, type BatchHandler } from '../nats/batch-cons
 import { alertRow } from '../sinks/clickhouse/alerts-table.ts';
 import { insertDeliveries, type AlertDeliveryRow } from '../sinks/clickhouse/alert-deliveries-table.ts';
 import { deliverWebhook, redeliveryDelay, WebhookRefusedError, type WebhookRoute } from '../sinks/webhooks.ts';
+import { wellFormed } from '../core/field-limits.ts';
 import type { MonitorMetrics } from './metrics.ts';
 
 export type WebhookSinkDeps = {
@@ -44,7 +45,7 @@ export function createWebhookSink(deps: WebhookSinkDeps): BatchHandler {
     const outcome = (o: AlertDeliveryRow['outcome'], status: number, reason: string): Verdict => ({
       msg,
       then: 'record',
-      row: { alert_id: alert.id, webhook: route.durable, url, outcome: o, rounds, status, reason: reason.slice(0, 1_000), stored_at: storedAt, at: deps.now() },
+      row: { alert_id: alert.id, webhook: route.durable, url, outcome: o, rounds, status, reason: wellFormed(reason.slice(0, 1_000)), stored_at: storedAt, at: deps.now() },
     });
     try {
       const report = await deliverWebhook(route, { id: alert.id, body: alert.payload }, {

@@ -14,6 +14,8 @@ import { openRevisionStore, type RevisionStore } from './daily/revision-store.ts
 import { startRevisor, type Revisor } from './daily/revisor.ts';
 import { decodeBatch, decodeMessage, touchedDays } from './event-batch.ts';
 import { startRealtime, type Realtime } from './realtime/realtime.ts';
+import { cappedAlerts, type CappedAlerts, type RealtimeCappedAlert } from './realtime/capped-alert.ts';
+import { openAlertGuard } from '../monitor/guard.ts';
 import { insertRealtime, replaceRealtimeView } from '../sinks/clickhouse/realtime-table.ts';
 import { insertOrFile } from '../sinks/clickhouse/refused-rows.ts';
 import { hostname } from 'node:os';
@@ -26,6 +28,7 @@ export type Processor = {
   stats: ProcessorStats;
   revisor: Revisor;
   realtime: Realtime;
+  capped: CappedAlerts;
   store: RevisionStore;
   stop: () => Promise<void>;
 };
@@ -75,6 +78,13 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
   const store = await openRevisionStore(js, bucketReplicas(config, 'daily'));
   // a processor that wrote no realtime checkpoint for this long is taken for dead
   const livenessMs = 6 * config.processor.idleTimeout;
+  // the realtime group cap says what it cut in an alert, once per report and day however many processors cut
+  const capped = cappedAlerts({
+    publish: await openAlertGuard<RealtimeCappedAlert>(js, config.monitor.alertMemory, bucketReplicas(config, 'alertGuard')),
+    limit: config.processor.maxRealtimeGroups,
+    logger,
+    now: () => clock.now(),
+  });
   await replaceRealtimeView(clickhouse, db, config.reports, livenessMs);
   const realtime = startRealtime({
     reports: config.reports,
@@ -91,6 +101,7 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
     livenessMs,
     ackFloor: async () => (await (await js.consumers.get(CONSUMERS.processor.stream, CONSUMERS.processor.durable)).info()).ack_floor.stream_seq,
     maxGroups: config.processor.maxRealtimeGroups,
+    onCut: capped.note,
     insert: (rows) => insertOrFile(js, 'realtime_windows', rows, (part) => insertRealtime(clickhouse, db, part), clock.now()),
   });
   let stopping = false;
@@ -151,11 +162,12 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
     stats,
     revisor,
     realtime,
+    capped,
     store,
     stop: async () => {
       stopping = true;
       await consumer.stop();
-      await Promise.all([revisor.stop(), realtime.stop()]);
+      await Promise.all([revisor.stop(), realtime.stop(), capped.stop()]);
       await store.close();
     },
   };

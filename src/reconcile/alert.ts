@@ -5,6 +5,7 @@ import { alertKindSubject } from '../core/alert-kinds.ts';
 import type { ReconciliationConfig } from '../core/config.ts';
 import type { Clock } from '../core/time.ts';
 import { insertActions } from '../sinks/clickhouse/recon-tables.ts';
+import { insertOrFile } from '../sinks/clickhouse/refused-rows.ts';
 import type { Claims } from './claims.ts';
 import type { DiscrepancyType } from './logic/types.ts';
 import { reconMetrics } from './metrics.ts';
@@ -58,6 +59,8 @@ export async function alertIfOver(
   });
   if (!ran) return undefined;
   reconMetrics.actions(recon.name, 'alerted');
-  await insertActions(clickhouse, db, [{ name: recon.name, period, discrepancy_id: alert.id, action: 'alerted', at: alert.at, actor: ctx.actor, subject: alertSubject(recon.name), msg_id: alert.id, detail: JSON.stringify(alert.byType) }]);
+  const audit = [{ name: recon.name, period, discrepancy_id: alert.id, action: 'alerted' as const, at: alert.at, actor: ctx.actor, subject: alertSubject(recon.name), msg_id: alert.id, detail: JSON.stringify(alert.byType) }];
+  // the alert is out and claimed: an audit row ClickHouse refuses is filed, not retried (nor the alert held back)
+  await insertOrFile(js, 'recon_actions', audit, (part) => insertActions(clickhouse, db, part), clock.now());
   return alert;
 }

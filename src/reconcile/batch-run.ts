@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { ReconciliationConfig } from '../core/config.ts';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
-import { insertRun, type RunRow } from '../sinks/clickhouse/recon-tables.ts';
+import { insertRuns, type RunRow } from '../sinks/clickhouse/recon-tables.ts';
+import { insertOrFile } from '../sinks/clickhouse/refused-rows.ts';
 import { actOn, type ActionContext, type ActionOutcome } from './actions.ts';
 import { alertIfOver, type ReconAlert } from './alert.ts';
 import { findBatchDiscrepancies, type BatchStats } from './batch-find.ts';
@@ -27,7 +28,9 @@ const countOf = (findings: Discrepancy[], type: DiscrepancyType): number => find
  * and acted on (actions.ts), then the alert threshold is checked.
  */
 export async function runBatch(ctx: ActionContext, period: string): Promise<BatchRun> {
-  const { recon, clickhouse, db, clock } = ctx;
+  const { recon, clickhouse, db, clock, js } = ctx;
+  // a run row ClickHouse refuses (an error text it cannot read, say) is filed, never retried for ever
+  const writeRun = (row: RunRow) => insertOrFile(js, 'recon_runs', [row], (part) => insertRuns(clickhouse, db, part), clock.now());
   if (!isBatchRecon(recon)) {
     throw new TidemarkError(ErrorCodes.RECON_MODE_UNSUPPORTED, `reconciliation ${recon.name} reads subject feeds; run it with \`tidemark reconcile stream\``);
   }
@@ -38,14 +41,14 @@ export async function runBatch(ctx: ActionContext, period: string): Promise<Batc
     rows_a: 0, rows_b: 0, levels: 0, segments_compared: 0, segments_differing: 0, rows_fetched: 0,
     missing_in_a: 0, missing_in_b: 0, mismatches: 0, duplicates: 0, new_discrepancies: 0, healed: 0, queued: 0, alerted: 0, error: '', version: 1,
   };
-  await insertRun(clickhouse, db, base);
+  await writeRun(base);
   try {
     const { discrepancies, stats } = await findBatchDiscrepancies(clickhouse, db, recon, period);
     const outcome = await actOn(ctx, discrepancies, { mode: 'batch', runId });
     const alert = await alertIfOver(ctx, period);
     const finishedAt = clock.now();
     reconMetrics.batchSeconds(recon.name, (finishedAt - startedAt) / 1_000);
-    await insertRun(clickhouse, db, {
+    await writeRun({
       ...base,
       status: 'succeeded',
       finished_at: finishedAt,
@@ -70,7 +73,7 @@ export async function runBatch(ctx: ActionContext, period: string): Promise<Batc
   } catch (err) {
     const finishedAt = clock.now();
     // best effort: when ClickHouse itself failed the run, the original error is the one to report
-    await insertRun(clickhouse, db, { ...base, status: 'failed', finished_at: finishedAt, duration_ms: finishedAt - startedAt, error: String((err as Error).message ?? err), version: 2 }).catch(() => undefined);
+    await writeRun({ ...base, status: 'failed', finished_at: finishedAt, duration_ms: finishedAt - startedAt, error: String((err as Error).message ?? err), version: 2 }).catch(() => undefined);
     throw err;
   }
 }

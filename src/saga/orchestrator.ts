@@ -50,6 +50,12 @@ export type OrchestratorOptions = {
   effects: Effects;
   /** an input that keeps failing on its own after this many deliveries, while others pass, goes to the DLQ (nats.poisonAfter) */
   poisonAfter?: number;
+  /**
+   * On a quiet feed, whether an input's failure is its own and not an outage (poison.ts):
+   * the orchestrator writes only to NATS, so NATS answering (nats/health.ts natsAnswers).
+   * Without it, a failing input is filed only once other inputs pass.
+   */
+  healthy?: (err: unknown) => Promise<boolean>;
 };
 
 type Known = Loaded & { state: SagaState };
@@ -255,7 +261,7 @@ export async function startOrchestrator(options: OrchestratorOptions): Promise<O
   };
 
   // one tracker per durable: an input is judged against the others of its own consumer
-  const poison = { maxDeliveries: options.poisonAfter ?? 20, file: (msg: JsMsg, reason: string) => terminateToDlq(js, msg, reason) };
+  const poison = { maxDeliveries: options.poisonAfter ?? 20, file: (msg: JsMsg, reason: string) => terminateToDlq(js, msg, reason), ...(options.healthy ? { healthy: options.healthy } : {}) };
   const trackers = new Map(Object.values(SAGA_CONSUMERS).map((spec) => [spec.stream + '/' + spec.durable, poisonTracker(poison, { stream: spec.stream, durable: spec.durable, logger })]));
   const trackerOf = (msg: JsMsg) => trackers.get(`${msg.info.stream}/${msg.info.consumer}`);
 

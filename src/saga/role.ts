@@ -18,6 +18,8 @@ import type { SagaStore } from './store.ts';
 import { ensureSagaTopology, openSagaStore } from './topology.ts';
 import { bucketReplicas } from '../nats/buckets.ts';
 import { retryTransient } from '../nats/retry.ts';
+import { natsAnswers } from '../nats/health.ts';
+import { SAGA_LOG_STREAM, SAGA_STREAM } from './subjects.ts';
 
 export type SagaRoleOptions = {
   config: Config;
@@ -63,7 +65,15 @@ export async function startSagaRole(options: SagaRoleOptions): Promise<SagaRole>
   const publish = sagaPublish(publisher);
   const store = await openSagaStore(js, publisher, bucketReplicas(config, 'sagas'));
   const effects = sagaEffects({ publish, clock, metrics });
-  const orchestrator = await startOrchestrator({ js, publish, store, definitions, concurrency: config.sagas.concurrency, maxActive: config.sagas.maxActive, holdDeadlinesMs: config.sagas.ackWait, clock, logger, metrics, effects, poisonAfter: config.nats.poisonAfter });
+  const orchestrator = await startOrchestrator({
+    ...{ js, publish, store, definitions, clock, logger, metrics, effects },
+    concurrency: config.sagas.concurrency,
+    maxActive: config.sagas.maxActive,
+    holdDeadlinesMs: config.sagas.ackWait,
+    poisonAfter: config.nats.poisonAfter,
+    // what an input writes to: the saga log and SAGAS (commands, ticks)
+    healthy: natsAnswers(jsm, [SAGA_STREAM, SAGA_LOG_STREAM]),
+  });
   const projector = clickhouse ? await startProjector({ js, clickhouse, db: config.clickhouse.database, logger }) : undefined;
   logger.info({ sagas: definitions.map((d) => d.name) }, 'saga orchestrator started');
 

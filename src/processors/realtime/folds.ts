@@ -18,7 +18,17 @@ import { unionRanges, type SeqRange } from '../../monitor/seq-ranges.ts';
 import { SourceWatermarks } from '../logic/source-watermarks.ts';
 import { WindowStore, type WindowRef, type WindowResult } from '../logic/windows.ts';
 
-export type FoldOptions = { idleMs: number; outOfOrdernessMs: number; maxSources: number; recentIds: number; holdMs?: number; /** groups per report at once (processor.maxRealtimeGroups); unset: no limit */ maxGroups?: number };
+export type FoldOptions = {
+  idleMs: number;
+  outOfOrdernessMs: number;
+  maxSources: number;
+  recentIds: number;
+  holdMs?: number;
+  /** groups per report at once (processor.maxRealtimeGroups); unset: no limit */
+  maxGroups?: number;
+  /** called for each event left out by the group cap; `group` computes its group key (for the first of a day, say) */
+  onCut?: (report: string, event: TidemarkEvent, group: () => string) => void;
+};
 
 /** Events one instance refused for one closed window, counted since it started. */
 export type Refusal = WindowRef & { report: string; count: number };
@@ -31,6 +41,7 @@ const MAX_REFUSAL_WINDOWS = 10_000;
 export class Folds {
   readonly #lanes: Array<{ report: ReportConfig; store: WindowStore; watermarks: SourceWatermarks; cap: GroupCap }>;
   readonly #ids: RecentIds;
+  readonly #onCut: FoldOptions['onCut'];
   #folded: SeqRange[] = [];
   readonly #refusals = new Map<string, Refusal>();
   readonly #refusalsChanged = new Set<string>();
@@ -42,6 +53,7 @@ export class Folds {
 
   constructor(reports: ReportConfig[], options: FoldOptions) {
     this.#ids = new RecentIds(options.recentIds);
+    this.#onCut = options.onCut;
     this.#lanes = reports
       .filter((report) => report.windows.length > 0)
       .map((report) => ({
@@ -92,6 +104,7 @@ export class Folds {
         if (!cap.admits(event)) {
           this.stats.groupsCut++;
           this.cutSince.set(report.name, (this.cutSince.get(report.name) ?? 0) + 1);
+          this.#onCut?.(report.name, event, () => cap.groupOf(event));
           continue;
         }
         const { rejected } = store.add(event);

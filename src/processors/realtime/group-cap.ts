@@ -15,6 +15,8 @@ export type GroupCap = {
   admits: (event: TidemarkEvent) => boolean;
   /** forgets groups whose every window is closed by `watermark` (WindowStore's) */
   release: (watermark: number) => void;
+  /** the event's group key, as the cap counts it */
+  groupOf: (event: TidemarkEvent) => string;
   readonly size: number;
 };
 
@@ -34,6 +36,7 @@ export function groupCap(report: ReportConfig, max: number): GroupCap {
     release: (watermark) => {
       for (const [group, latest] of held) if (latest + longest <= watermark) held.delete(group);
     },
+    groupOf,
     get size() {
       return held.size;
     },

@@ -42,7 +42,7 @@ export type RealtimeOptions = FoldOptions & {
   /** the EVENTS consumer's ack floor: folded sequences at or below it are forgotten (none are, without it) */
   ackFloor?: () => Promise<number>;
   metrics?: RealtimeMetrics;
-  /** inserts rows, filing those ClickHouse refuses (refused-rows.ts); resolves to how many were filed. Unset: a plain insert */
+  /** inserts rows, filing those ClickHouse refuses (refused-rows.ts); resolves to how many were filed. Unset (tests without NATS): a plain insert; the processor always sets it */
   insert?: (rows: RealtimeRow[]) => Promise<number>;
 };
 

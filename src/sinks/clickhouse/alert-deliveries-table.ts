@@ -18,6 +18,11 @@ export type AlertDeliveryRow = {
   at: number;
 };
 
+/**
+ * No row refusal possible, so no isolation: ids come through alertRow (well-formed), the
+ * webhook and URL from the config, the reason is made well-formed by the webhook sink, the
+ * rest are numbers.
+ */
 export async function insertDeliveries(client: ClickHouseClient, db: string, rows: AlertDeliveryRow[]): Promise<void> {
   if (rows.length === 0) return;
   await client.insert({ table: `${db}.alert_deliveries`, values: rows, format: 'JSONEachRow', clickhouse_settings: BASE_SETTINGS });

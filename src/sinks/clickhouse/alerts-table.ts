@@ -52,7 +52,10 @@ export function alertRow(msg: StoredAlertMessage): AlertRow {
   };
 }
 
-/** Idempotent: `id` is in the replacing key, so a re-delivered alert collapses into its first row. */
+/**
+ * Idempotent: `id` is in the replacing key, so a re-delivered alert collapses into its first row.
+ * Refused rows: the caller (monitor/alert-sink.ts) isolates and files them.
+ */
 export async function insertAlerts(client: ClickHouseClient, db: string, rows: AlertRow[]): Promise<void> {
   if (rows.length === 0) return;
   await client.insert({ table: `${db}.alerts`, values: rows, format: 'JSONEachRow' });

@@ -1,11 +1,17 @@
 import type { ClickHouseClient } from '@clickhouse/client';
+import { wellFormed } from '../../core/field-limits.ts';
 import type { Slice, WindowStats, WindowTotals } from '../../monitor/slices.ts';
 
+/**
+ * No row refusal possible, so no isolation: numbers, an instance name of ours, and the
+ * source, checked at the gateway (field-limits.ts) and made well-formed here for anything
+ * published on EVENTS some other way.
+ */
 export async function insertDelaySlices(client: ClickHouseClient, db: string, instance: string, slices: Slice[]): Promise<void> {
   if (slices.length === 0) return;
   await client.insert({
     table: `${db}.delay_slices`,
-    values: slices.map((s) => ({ source: s.source, slice_start: s.sliceStart, instance, events: s.events, late: s.late, worst_ms: s.worstMs, bins: s.hist })),
+    values: slices.map((s) => ({ source: wellFormed(s.source), slice_start: s.sliceStart, instance, events: s.events, late: s.late, worst_ms: s.worstMs, bins: s.hist })),
     format: 'JSONEachRow',
   });
 }
@@ -39,7 +45,7 @@ export async function insertDelayStats(client: ClickHouseClient, db: string, row
     table: `${db}.delay_stats`,
     values: rows.map((r) => ({
       computed_at: r.computedAt,
-      source: r.source,
+      source: wellFormed(r.source),
       window_label: r.windowLabel,
       window_ms: r.windowMs,
       events: r.events,

@@ -86,5 +86,6 @@ export async function insertEvents(client: ClickHouseClient, db: string, events:
     const row = eventRow(event);
     return JSON.stringify(COLUMNS.map((column) => row[column]));
   });
+  // refused rows: the processor isolates them (insertIsolating) and files their messages
   await insertEncodedRows(client, `${db}.events`, [...COLUMNS], encoder.encode(lines.join('\n')), INSERT_SETTINGS);
 }

@@ -129,6 +129,7 @@ export async function otherCheckpoints(client: ClickHouseClient, db: string, ins
 /** One insert, one part: the checkpoint row lands with the window rows it describes, or neither does. */
 export async function insertRealtime(client: ClickHouseClient, db: string, rows: RealtimeRow[]): Promise<void> {
   if (rows.length === 0) return;
+  // refused rows: the processor isolates and files them (refused-rows.ts insertOrFile)
   await client.insert({ table: `${db}.realtime_windows`, values: rows, format: 'JSONEachRow' });
 }
 

@@ -94,11 +94,12 @@ export function discrepancyRow(d: Discrepancy, context: { mode: ReconMode; runId
 /** The same row in a later status: a new version of it, not an update. */
 export const withStatus = (row: DiscrepancyRow, status: DiscrepancyStatus, at: number, note = row.note): DiscrepancyRow => ({ ...row, status, updated_at: at, note, rank: STATUS_RANK[status] });
 
+// refused rows: every caller isolates and files them (refused-rows.ts insertOrFile)
 const insert = async (client: ClickHouseClient, table: string, values: object[]): Promise<void> => {
   if (values.length === 0) return;
   await client.insert({ table, values, format: 'JSONEachRow' });
 };
 
-export const insertRun = (client: ClickHouseClient, db: string, row: RunRow): Promise<void> => insert(client, `${db}.recon_runs`, [row]);
+export const insertRuns = (client: ClickHouseClient, db: string, rows: RunRow[]): Promise<void> => insert(client, `${db}.recon_runs`, rows);
 export const insertDiscrepancies = (client: ClickHouseClient, db: string, rows: DiscrepancyRow[]): Promise<void> => insert(client, `${db}.recon_discrepancies`, rows);
 export const insertActions = (client: ClickHouseClient, db: string, rows: ActionRow[]): Promise<void> => insert(client, `${db}.recon_actions`, rows);

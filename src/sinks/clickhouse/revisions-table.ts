@@ -36,5 +36,6 @@ export const revisionRow = (report: { name: string; groupBy: readonly string[] }
 /** Idempotent: (report, day, group_key, revision) is the table's replacing key, so a re-sent row collapses into the first. */
 export async function insertRevisions(client: ClickHouseClient, db: string, rows: RevisionRow[]): Promise<void> {
   if (rows.length === 0) return;
+  // refused rows: the revisor isolates and files them (refused-rows.ts insertOrFile)
   await client.insert({ table: `${db}.report_revisions`, values: rows, format: 'JSONEachRow' });
 }

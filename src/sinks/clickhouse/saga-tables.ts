@@ -80,7 +80,8 @@ export function sagaRows(events: readonly SagaEvent[]): { saga: SagaRow; steps: 
 /**
  * Idempotent: `sagas` is keyed on saga_id and `saga_steps` on (saga_id, step, kind,
  * attempt), both ReplacingMergeTree(version), so a re-sent row collapses and an older
- * copy never wins over a newer one.
+ * copy never wins over a newer one. Refused rows: the projector isolates and files them
+ * (refused-rows.ts insertOrFile).
  */
 export async function insertSagaRows(client: ClickHouseClient, db: string, rows: { sagas: SagaRow[]; steps: SagaStepRow[] }): Promise<void> {
   if (rows.sagas.length) await client.insert({ table: `${db}.sagas`, values: rows.sagas, format: 'JSONEachRow' });
