@@ -13,7 +13,7 @@ describe('isNatsError', () => {
     expect(isNatsError(new ClosedConnectionError())).toBe(true);
     expect(isNatsError(apiError(503, 10023, 'insufficient resources'))).toBe(true);
     expect(isNatsError(apiError(404, 10059, 'stream not found'))).toBe(true);
-    expect(isNatsError(new TidemarkError(ErrorCodes.SAGA_STATE_CONFLICT, 'wrapped', { cause: new TimeoutError() }))).toBe(true);
+    expect(isNatsError(new TidemarkError(ErrorCodes.CAS_CONFLICT, 'wrapped', { cause: new TimeoutError() }))).toBe(true);
   });
 
   it('leaves errors of the message itself to it: bad JSON, too large a payload, a refusal of the request', () => {
