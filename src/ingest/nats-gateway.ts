@@ -310,6 +310,8 @@ async function readWhileHolding(options: { js: JetStreamClient; jsm: JetStreamMa
     stream: CONSUMERS.gateway.stream,
     durable: CONSUMERS.gateway.durable,
     batchSize: config.ingest.batchSize,
+    // a packed HTTP request counts for its items, so a batch stays about batchSize events
+    weight: (msg) => packCount(msg.headers?.get(INGEST_PACK_HEADER)) || 1,
     handler: async (msgs) => {
       // whatever is left unhandled here comes again from the floor
       if (until.aborted) return;
