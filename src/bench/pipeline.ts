@@ -24,10 +24,15 @@ export function processRssMiB(pid: number | undefined): number | undefined {
   }
 }
 
+/** How a drain's events go in: core publishes to `ingest.>`, or NDJSON requests to the HTTP gateway. */
+export type LoadVia = { http: string; clients: number; perRequest: number };
+
 /** Runs the load generator in its own process and resolves when it has published everything (at `rate` events/s when given). */
-function publishInProcess(natsUrl: string, from: number, count: number, now: number, rate?: number): Promise<void> {
-  const args = [natsUrl, String(from), String(count), String(now), ...(rate === undefined ? [] : [String(rate)])];
-  const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx/esm'), fileURLToPath(new URL('./publish-process.ts', import.meta.url)), ...args], {
+function publishInProcess(natsUrl: string, from: number, count: number, now: number, rate?: number, via?: LoadVia): Promise<void> {
+  const args = via
+    ? ['./http-post-process.ts', via.http, String(from), String(count), String(now), String(via.clients), String(via.perRequest)]
+    : ['./publish-process.ts', natsUrl, String(from), String(count), String(now), ...(rate === undefined ? [] : [String(rate)])];
+  const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx/esm'), fileURLToPath(new URL(args[0]!, import.meta.url)), ...args.slice(1)], {
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const guard = () => child.kill('SIGKILL');
@@ -42,8 +47,8 @@ function publishInProcess(natsUrl: string, from: number, count: number, now: num
 }
 
 /**
- * Publishes `count` raw events to `ingest.>` as fast as core publish goes, from a
- * process of its own, and waits until every one is acked by the processor, i.e.
+ * Publishes `count` raw events to `ingest.>` as fast as core publish goes (or posts
+ * them to the HTTP gateway, `via`), from a process of its own, and waits until every one is acked by the processor, i.e.
  * stored in ClickHouse, and `events` holds each of them. Memory is sampled each time
  * another `sampleEvery` events are through. `copies`: events the processor handled
  * more than once (redelivered, or past a gateway twice).
@@ -58,7 +63,8 @@ export async function drain(options: {
   count: number;
   sampleEvery: number;
   gatewayPid?: number;
-}): Promise<{ ms: number; memory: MemorySample[]; copies: number }> {
+  via?: LoadVia;
+}): Promise<{ ms: number; acceptedMs: number; memory: MemorySample[]; copies: number }> {
   const { stored, from, count } = options;
   const storedBefore = stored();
   const distinctBefore = await storedEvents(options.clickhouse, options.db);
@@ -66,7 +72,12 @@ export async function drain(options: {
   const started = performance.now();
   const memory: MemorySample[] = [];
   let nextSample = options.sampleEvery;
-  const publishing = publishInProcess(options.natsUrl, from, count, now);
+  let acceptedMs = Number.NaN;
+  let failure: unknown;
+  const publishing = publishInProcess(options.natsUrl, from, count, now, undefined, options.via).then(
+    () => void (acceptedMs = performance.now() - started),
+    (err: unknown) => void (failure = err),
+  );
   for (;;) {
     const done = stored() - storedBefore;
     if (done >= nextSample) {
@@ -76,9 +87,12 @@ export async function drain(options: {
       nextSample += options.sampleEvery;
     }
     if (done >= count) break;
+    // a load generator that failed will never bring the rest
+    if (failure) throw failure;
     await new Promise((r) => setTimeout(r, 100));
   }
   await publishing;
+  if (failure) throw failure;
   // copies count in the processor's tally, so it can reach `count` before every event is in
   let distinct = await storedEvents(options.clickhouse, options.db);
   for (const deadline = performance.now() + 120_000; distinct < from + count && performance.now() < deadline; ) {
@@ -87,7 +101,7 @@ export async function drain(options: {
   }
   const ms = performance.now() - started;
   if (distinct < from + count) throw new Error(`events table holds ${distinct} events, expected ${from + count}`);
-  return { ms, memory, copies: stored() - storedBefore - (distinct - distinctBefore) };
+  return { ms, acceptedMs, memory, copies: stored() - storedBefore - (distinct - distinctBefore) };
 }
 
 export type LatencyResult = { samples: number; p50: number; p99: number; max: number };

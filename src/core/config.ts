@@ -323,6 +323,7 @@ export const ConfigSchema = z.strictObject({
     token: z.string().optional().describe('when set, POST /v1/events and the page API (/ui/api/…) need Authorization: Bearer <token>'),
     maxBodyBytes: z.number().int().positive().default(8 * 1024 * 1024),
     maxItems: z.number().int().positive().default(10_000).describe('events one POST /v1/events may carry; more is answered 413 TOO_MANY_ITEMS before any is looked at'),
+    packFrom: z.number().int().min(2).default(16).describe('a request with at least this many accepted items of one subject stores them in INGEST as packed messages (NDJSON, one PubAck a pack) instead of one message each'),
   }).prefault({}),
   browser: z.strictObject({
     origins: z.array(z.string().transform((value, ctx) => {

@@ -1,5 +1,5 @@
 import { isExactJsonNumber } from './decimal.ts';
-import { idFromMsgId, idFromSequence, isReservedId, RESERVED_ID_PREFIX } from './identity.ts';
+import { idFromMsgId, idFromPackPart, idFromSequence, isReservedId, RESERVED_ID_PREFIX } from './identity.ts';
 import { FIELD_LIMITS, hasControlCharacter, hasLoneSurrogate, overBytes, preview } from './field-limits.ts';
 
 /** The validated, stamped event as it travels on `events.>` and lands in ClickHouse. */
@@ -54,6 +54,8 @@ export type RawMeta = {
   msgId?: string | undefined;
   stream: string;
   seq: number;
+  /** the item's place in a packed INGEST message (`INGEST_PACK_HEADER`); absent for a message of one event */
+  part?: number | undefined;
   receivedAt: number;
 };
 
@@ -213,7 +215,7 @@ export function validateEventBody(body: unknown, meta: RawMeta, limits: Envelope
   if (isRejection(key)) return { ok: false, rejection: key };
 
   if (id !== undefined && isReservedId(id)) return reject('RESERVED_ID', `id "${preview(id)}" starts with "${RESERVED_ID_PREFIX}", which only ids Tidemark generates may`);
-  const finalId = id ?? (meta.msgId === undefined ? idFromSequence(meta.stream, meta.seq) : idFromMsgId(meta.msgId));
+  const finalId = id ?? (meta.part !== undefined ? idFromPackPart(meta.stream, meta.seq, meta.part) : meta.msgId === undefined ? idFromSequence(meta.stream, meta.seq) : idFromMsgId(meta.msgId));
   const idProblem = fieldProblem('id', finalId);
   if (idProblem) return { ok: false, rejection: idProblem };
   const finalSource = source ?? fromSubject.source;

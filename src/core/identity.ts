@@ -8,13 +8,16 @@ import { canonicalJson } from './canonical.ts';
  * Ids the product makes start with `~`, which client ids may not (they are refused
  * with RESERVED_ID), so no client can pre-empt a generated id:
  * - `~<stream>-<seq>`: an event without id or Nats-Msg-Id, from its raw stream sequence;
- * - `~m:<Nats-Msg-Id>`: an event without id, from the header its publisher set.
+ * - `~m:<Nats-Msg-Id>`: an event without id, from the header its publisher set;
+ * - `~<stream>-<seq>-<part>`: an event without id, item `part` of a packed raw message.
  */
 export const RESERVED_ID_PREFIX = '~';
 
 export const isReservedId = (id: string): boolean => id.startsWith(RESERVED_ID_PREFIX);
 
 export const idFromSequence = (stream: string, seq: number): string => `${RESERVED_ID_PREFIX}${stream}-${seq}`;
+
+export const idFromPackPart = (stream: string, seq: number, part: number): string => `${RESERVED_ID_PREFIX}${stream}-${seq}-${part}`;
 
 export const idFromMsgId = (msgId: string): string => `${RESERVED_ID_PREFIX}m:${msgId}`;
 

@@ -22,7 +22,7 @@ export type DlqRecord = {
   /** SHA-256 (hex) of the whole raw input, when `raw` holds only its head */
   rawSha256?: string;
   /** where it came from: `INGEST` stream + sequence, `http`, or a ClickHouse `table` that refused a row derived from it */
-  origin: { stream: string; seq: number } | { http: string } | { table: string };
+  origin: { stream: string; seq: number; part?: number } | { http: string } | { table: string };
   receivedAt: number;
 };
 

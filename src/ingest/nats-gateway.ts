@@ -16,6 +16,7 @@ import { createBatchPublisher, type BatchPublisher, type PublishItem, type Publi
 import { CONSUMERS, rewindGatewayConsumer, STREAMS } from '../nats/topology.ts';
 import { DEFAULT_MAX_PAYLOAD, dlqItem, dlqRecord } from './dlq.ts';
 import { packBatch, type PackLimits } from './event-packs.ts';
+import { INGEST_PACK_HEADER, packCount, unpackItems } from './ingest-packs.ts';
 import { bucketReplicas } from '../nats/buckets.ts';
 import { publishRetrying } from '../nats/retry.ts';
 
@@ -30,26 +31,56 @@ export function packLimits(config: Config, maxPayload: number): PackLimits {
   return { eventsPerMessage: config.ingest.eventsPerMessage, maxBytes: Math.min(512 * 1024, Math.floor(maxPayload / 2)) };
 }
 
-function parseMsg(msg: JsMsg, limits: EnvelopeLimits): ParseResult {
+/**
+ * One raw event: a whole message, or item `part` of a packed one (INGEST_PACK_HEADER).
+ * `raw` is the position of its message in the batch.
+ */
+type Input = { msg: JsMsg; raw: number; data: Uint8Array; part?: number; invalid?: Rejection };
+
+/** The batch's raw events in stream order; a pack whose lines do not match its count is one invalid input. */
+function inputsOf(msgs: JsMsg[]): Input[] {
+  const inputs: Input[] = [];
+  msgs.forEach((msg, raw) => {
+    const count = packCount(msg.headers?.get(INGEST_PACK_HEADER));
+    if (count === undefined) return void inputs.push({ msg, raw, data: msg.data });
+    const lines = Number.isNaN(count) ? undefined : unpackItems(msg.data, count);
+    if (!lines) {
+      const invalid: Rejection = { code: 'INVALID_JSON', reason: `a packed message must hold as many lines as its ${INGEST_PACK_HEADER} header says (${msg.headers?.get(INGEST_PACK_HEADER)})` };
+      return void inputs.push({ msg, raw, data: msg.data, invalid });
+    }
+    lines.forEach((data, part) => inputs.push({ msg, raw, data, part }));
+  });
+  return inputs;
+}
+
+function parseInput(input: Input, limits: EnvelopeLimits): ParseResult {
+  if (input.invalid) return { ok: false, rejection: input.invalid };
+  const { msg, part } = input;
   const { seq, storedAtMs } = delivery(msg);
-  return parseRawEvent(msg.data, {
+  return parseRawEvent(input.data, {
     subject: msg.subject,
-    msgId: msg.headers?.get('Nats-Msg-Id') || undefined,
+    // a pack's message id names the pack, never one of its items
+    msgId: part === undefined ? msg.headers?.get('Nats-Msg-Id') || undefined : undefined,
     stream: STREAMS.ingest.name,
     seq,
+    part,
     receivedAt: storedAtMs,
   }, limits);
 }
 
-function rejectionItem(msg: JsMsg, rejection: Rejection, maxPayload: number): PublishItem {
-  const record = dlqRecord(rejection, msg.data, msg.subject, headerRecord(msg), { stream: STREAMS.ingest.name, seq: msg.seq }, storedAtMs(msg), maxPayload);
-  return dlqItem(record, `${STREAMS.ingest.name}-${msg.seq}`);
+const inputName = ({ msg, part }: Input): string => `${STREAMS.ingest.name}-${msg.seq}${part === undefined ? '' : `-${part}`}`;
+const inputOrigin = ({ msg, part }: Input) => ({ stream: STREAMS.ingest.name, seq: msg.seq, ...(part === undefined ? {} : { part }) });
+
+function rejectionItem(input: Input, rejection: Rejection, maxPayload: number): PublishItem {
+  const { msg } = input;
+  const record = dlqRecord(rejection, input.data, msg.subject, headerRecord(msg), inputOrigin(input), storedAtMs(msg), maxPayload);
+  return dlqItem(record, inputName(input));
 }
 
 /** The last resort for a DLQ record the client would not send: no headers, a short head of the bytes, a plain subject. */
-function bareRejectionItem(msg: JsMsg, rejection: Rejection): PublishItem {
-  const record = dlqRecord(rejection, msg.data.subarray(0, 4096), '_.unpublishable', {}, { stream: STREAMS.ingest.name, seq: msg.seq }, storedAtMs(msg));
-  return dlqItem(record, `${STREAMS.ingest.name}-${msg.seq}`);
+function bareRejectionItem(input: Input, rejection: Rejection): PublishItem {
+  const record = dlqRecord(rejection, input.data.subarray(0, 4096), '_.unpublishable', {}, inputOrigin(input), storedAtMs(input.msg));
+  return dlqItem(record, inputName(input));
 }
 
 /**
@@ -86,7 +117,7 @@ function conflict(event: TidemarkEvent): Rejection {
  * the first stored copy wins); an exact copy of it, or of one stored or on its way, is
  * a silent duplicate; a copy with different content goes to the DLQ as a conflict.
  */
-function plan(msgs: JsMsg[], results: ParseResult[], limits: PackLimits, seen: SeenIds, maxPayload: number): Plan {
+function plan(msgs: Input[], results: ParseResult[], limits: PackLimits, seen: SeenIds, maxPayload: number): Plan {
   const firstOf = new Map<string, { index: number; fingerprint: number }>();
   const copiesOf = new Map<number, number[]>();
   const storedCopies: number[] = [];
@@ -115,7 +146,7 @@ function plan(msgs: JsMsg[], results: ParseResult[], limits: PackLimits, seen: S
     }
     return undefined;
   });
-  const outputs: Output[] = packBatch(fresh, limits).map((pack) => ({
+  const outputs: Output[] = packBatch(fresh, limits, msgs.map((input) => input.part)).map((pack) => ({
     ...pack,
     copies: pack.members.flatMap((i) => copiesOf.get(i) ?? []),
     events: pack.members.length,
@@ -136,7 +167,7 @@ const eventOf = (result: ParseResult | undefined): TidemarkEvent => (result as E
  * record of its own, and a refused DLQ record a bare one. Retrying the same message
  * would fail the same way, and stall INGEST behind it.
  */
-function fallbacks(msgs: JsMsg[], output: Output, error: string, maxPayload: number): Output[] {
+function fallbacks(msgs: Input[], output: Output, error: string, maxPayload: number): Output[] {
   const rejection: Rejection = { code: 'UNPUBLISHABLE', reason: `NATS would not take the message built from this input: ${error}` };
   if (output.events === 0) {
     const i = output.members[0]!;
@@ -177,13 +208,24 @@ export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeL
     stats.duplicates += n;
     ingestMetrics.events('nats', 'duplicate', n);
   };
-  /** `done` is told of every raw message whose output is stored, with its INGEST sequence; the others are nak'd. */
-  return async (msgs: JsMsg[], done: (msg: JsMsg, seq: number) => void): Promise<void> => {
+  /** `done` is told of every raw message whose outputs are all stored, with its INGEST sequence; the others are nak'd. */
+  return async (raws: JsMsg[], done: (msg: JsMsg, seq: number) => void): Promise<void> => {
     const started = performance.now();
-    const results = msgs.map((msg) => parseMsg(msg, limits));
+    const msgs = inputsOf(raws);
+    const results = msgs.map((input) => parseInput(input, limits));
+    // a packed raw message is done once every one of its items is, and nak'd (once) if any is not
+    const pending = new Array<number>(raws.length).fill(0);
+    for (const input of msgs) pending[input.raw]!++;
+    const naked = new Array<boolean>(raws.length).fill(false);
     const doneAt = (i: number) => {
-      const result = results[i]!;
-      done(msgs[i]!, result.ok ? result.event.seq : delivery(msgs[i]!).seq);
+      const { raw } = msgs[i]!;
+      if (--pending[raw]! === 0 && !naked[raw]) done(raws[raw]!, delivery(raws[raw]!).seq);
+    };
+    const nakAt = (i: number) => {
+      const { raw } = msgs[i]!;
+      if (naked[raw]) return;
+      naked[raw] = true;
+      raws[raw]!.nak(1_000);
     };
     const { outputs, storedCopies, awaitedCopies, identities, fingerprints } = plan(msgs, results, packing, seen, maxPayload);
     const entry = (i: number) => ({ identity: identities[i]!, fingerprint: fingerprints[i]! });
@@ -216,7 +258,7 @@ export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeL
       if (!outcome.ok && outcome.permanent && o < outputs.length - refused.length) return;
       if (!outcome.ok) {
         failures++;
-        for (const i of [...members, ...copies]) msgs[i]!.nak(1_000);
+        for (const i of [...members, ...copies]) nakAt(i);
         return;
       }
       for (const i of [...members, ...copies]) doneAt(i);
@@ -241,7 +283,7 @@ export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeL
       if (await stored) {
         doneAt(index);
         duplicates(1);
-      } else msgs[index]!.nak(1_000);
+      } else nakAt(index);
     }
     ingestMetrics.batch('nats', (performance.now() - started) / 1_000);
     if (failures) logger.warn({ failures, example: outcomes.find((o) => !o.ok) }, 'some outputs were not stored; their raw messages will be redelivered');
@@ -269,6 +311,8 @@ async function readWhileHolding(options: { js: JetStreamClient; jsm: JetStreamMa
     stream: CONSUMERS.gateway.stream,
     durable: CONSUMERS.gateway.durable,
     batchSize: config.ingest.batchSize,
+    // a packed HTTP request counts for its items, so a batch stays about batchSize events
+    weight: (msg) => packCount(msg.headers?.get(INGEST_PACK_HEADER)) || 1,
     handler: async (msgs) => {
       // whatever is left unhandled here comes again from the floor
       if (until.aborted) return;

@@ -4,34 +4,40 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { alertLatency } from '../../bench/alert-latency.ts';
 import { bareJetStream } from '../../bench/baseline.ts';
 import { drain, pacedLoad, type MemorySample } from '../../bench/pipeline.ts';
 import { rate } from '../../bench/stats.ts';
 import { openClickHouse } from '../../clickhouse/client.ts';
 import { migrate, migrationOptions } from '../../clickhouse/migrations.ts';
-import { parseConfig } from '../../core/config.ts';
-import { createLogger } from '../../core/logger.ts';
+import { parseConfig, type Config } from '../../core/config.ts';
+import { createLogger, type Logger } from '../../core/logger.ts';
 import { startNatsGateway } from '../../ingest/nats-gateway.ts';
-import { startNatsServer } from '../../nats/embedded-server.ts';
+import { freePort, startNatsServer } from '../../nats/embedded-server.ts';
+import { startHttpGateway } from '../../ingest/http/server.ts';
+import { createRegistry } from '../../core/metrics.ts';
+import { cpuPerEvent, sampleCpu } from '../../bench/cpu.ts';
 import { CONSUMERS, ensureTopology } from '../../nats/topology.ts';
 import { replayReport } from '../../processors/daily/replay.ts';
 import { startProcessor } from '../../processors/processor.ts';
 import { systemClock } from '../../core/time.ts';
 import { configFor } from '../runtime.ts';
 
-type BenchOptions = { events: string; rate: string; seconds: string; memoryEvents: string; alertTrials: string; gatewayProcess: boolean; gateways: string };
+type BenchOptions = { events: string; httpEvents: string; perRequest: string; rate: string; seconds: string; memoryEvents: string; alertTrials: string; gatewayProcess: boolean; gateways: string };
+
+/** CPU µs per event by process, as one line: what each run cost whatever the machine's load. */
+const cpuLine = (cpu: Record<string, number>): string => Object.entries(cpu).map(([name, us]) => `${name} ${us} µs`).join(', ');
 
 /**
  * The gateway as its own process, as deployed: on two cores it then works in parallel
  * with the processor instead of taking turns with it on one event loop. With PROF_DIR
  * in the environment it writes a V8 CPU profile there.
  */
-async function spawnGateway(natsUrl: string, configFile: string | undefined): Promise<{ pid?: number; stop: () => Promise<void> }> {
+async function spawnGateway(natsUrl: string, configFile: string | undefined, httpPort: number): Promise<{ pid?: number; stop: () => Promise<void> }> {
   const child = spawn(process.execPath, [...(process.env.PROF_DIR ? ['--cpu-prof', '--cpu-prof-dir', process.env.PROF_DIR] : []), fileURLToPath(new URL('../../../bin/tidemark.mjs', import.meta.url)), 'gateway', ...(configFile ? ['--config', configFile] : [])], {
-    env: { ...process.env, NATS_URL: natsUrl, TIDEMARK_HTTP_PORT: '0', LOG_LEVEL: 'warn' },
+    env: { ...process.env, NATS_URL: natsUrl, TIDEMARK_HTTP_PORT: String(httpPort), LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -44,6 +50,18 @@ async function spawnGateway(natsUrl: string, configFile: string | undefined): Pr
     stop: async () => {
       child.kill('SIGTERM');
       await exited;
+    },
+  };
+}
+
+/** The NATS and HTTP gateways in the bench process (`--no-gateway-process`). */
+async function inProcessGateways(config: Config, js: JetStreamClient, nc: NatsConnection, logger: Logger, httpPort: number): Promise<{ stop: () => Promise<void> }> {
+  const nats = await startNatsGateway({ js, nc, config, logger });
+  const http = await startHttpGateway({ config: { ...config, http: { ...config.http, port: httpPort } }, js, nc, logger, registry: createRegistry() });
+  return {
+    stop: async () => {
+      await http.close();
+      await nats.stop();
     },
   };
 }
@@ -65,6 +83,8 @@ export function register(program: Command): void {
     .command('bench')
     .description('measure end-to-end events/s against bare JetStream in the same run, realtime freshness, late-revision latency, memory and replay events/s')
     .option('--events <n>', 'events for the throughput runs', '1000000')
+    .option('--http-events <n>', 'events for each HTTP ingest run, one client and four (0: skip)', '200000')
+    .option('--per-request <n>', 'NDJSON events in one HTTP request', '10000')
     .option('--rate <n>', 'events/s of the steady load for the latency probes', '50000')
     .option('--seconds <n>', 'duration of the steady load', '20')
     .option('--memory-events <n>', 'drain this many events in all and sample memory every million (0: skip)', '5000000')
@@ -95,18 +115,36 @@ export function register(program: Command): void {
         line('bare JetStream publish+consume+ack', `${bare.eventsPerSecond} msg/s (publish ${Math.round(bare.publishMs)} ms, consume ${Math.round(bare.consumeMs)} ms)`);
 
         const configFile = command.optsWithGlobals<{ config?: string }>().config;
+        const httpPort = await freePort();
         const gateways: Array<{ pid?: number; stop: () => Promise<void> }> = opts.gatewayProcess
-          ? await Promise.all(Array.from({ length: Math.max(1, Number(opts.gateways)) }, () => spawnGateway(server.url, configFile)))
-          : [await startNatsGateway({ js, nc, config, logger })];
+          ? await Promise.all(Array.from({ length: Math.max(1, Number(opts.gateways)) }, (_, i) => spawnGateway(server.url, configFile, i === 0 ? httpPort : 0)))
+          : [await inProcessGateways(config, js, nc, logger, httpPort)];
         const gateway = gateways[0]!;
         const processor = await startProcessor({ config, js, clickhouse, logger });
+        const pids = { gateway: gateway.pid ?? process.pid, processor: process.pid, 'nats-server': server.pid };
         try {
+          const cpuBefore = sampleCpu(pids);
           const first = await drain({ natsUrl: server.url, stored: () => processor.stats.events, clickhouse, db, from: 0, count: events, sampleEvery: events });
+          const natsCpu = cpuPerEvent(cpuBefore, sampleCpu(pids), events);
           const eps = rate(events, first.ms);
           line('pipeline ingest.> → ClickHouse rows', `${eps} events/s (${Math.round(first.ms)} ms; ${first.copies} events handled twice)`);
           line('ratio to bare JetStream', `${(eps / bare.eventsPerSecond).toFixed(2)}×`);
+          line('  CPU per event', cpuLine(natsCpu));
 
-          const load = await pacedLoad({ nc, natsUrl: server.url, clickhouse, db, from: events, rate: Number(opts.rate), seconds: Number(opts.seconds), report: config.reports[0]?.name ?? 'revenue' });
+          let from = events;
+          const httpEvents = Number(opts.httpEvents);
+          const http: Array<{ clients: number; acceptedPerSecond: number; eventsPerSecond: number; ratio: number; cpu: Record<string, number> }> = [];
+          for (const clients of httpEvents > 0 ? [1, 4] : []) {
+            const before = sampleCpu(pids);
+            const run = await drain({ natsUrl: server.url, stored: () => processor.stats.events, clickhouse, db, from, count: httpEvents, sampleEvery: httpEvents, via: { http: `http://127.0.0.1:${httpPort}`, clients, perRequest: Number(opts.perRequest) } });
+            from += httpEvents;
+            const result = { clients, acceptedPerSecond: rate(httpEvents, run.acceptedMs), eventsPerSecond: rate(httpEvents, run.ms), ratio: rate(httpEvents, run.ms) / eps, cpu: cpuPerEvent(before, sampleCpu(pids), httpEvents) };
+            http.push(result);
+            line(`HTTP POST /v1/events, ${clients} client(s) → rows`, `${result.eventsPerSecond} events/s, ${result.ratio.toFixed(2)}× the NATS path (202s at ${result.acceptedPerSecond} events/s; ${run.copies} events handled twice)`);
+            line('  CPU per event', cpuLine(result.cpu));
+          }
+
+          const load = await pacedLoad({ nc, natsUrl: server.url, clickhouse, db, from, rate: Number(opts.rate), seconds: Number(opts.seconds), report: config.reports[0]?.name ?? 'revenue' });
           line(`realtime freshness at ${opts.rate} events/s`, `p50 ${Math.round(load.freshness.p50)} ms, p99 ${Math.round(load.freshness.p99)} ms, max ${Math.round(load.freshness.max)} ms (${load.freshness.samples} probes; ${load.ratePublished} events/s published)`);
           line('late event → new revision', `p50 ${Math.round(load.late.p50)} ms, p99 ${Math.round(load.late.p99)} ms, max ${Math.round(load.late.max)} ms (coalesce ${config.reports[0]?.coalesce ?? 0} ms)`);
           line('late event after close → ReportAmended', `p50 ${Math.round(load.amended.p50)} ms, p99 ${Math.round(load.amended.p99)} ms, max ${Math.round(load.amended.max)} ms on alerts.> (${load.amended.samples} probes, a day closed 30 d ago; coalesce ${config.reports[0]?.coalesce ?? 0} ms)`);
@@ -116,8 +154,7 @@ export function register(program: Command): void {
           if (memoryEvents > 0) {
             // the steady load may have left a backlog: counting it as this run's would end the run early
             await untilIdle(jsm);
-            const from = events + load.sent;
-            const run = await drain({ natsUrl: server.url, stored: () => processor.stats.events, clickhouse, db, from, count: memoryEvents, sampleEvery: 1_000_000, ...(gateway.pid === undefined ? {} : { gatewayPid: gateway.pid }) });
+            const run = await drain({ natsUrl: server.url, stored: () => processor.stats.events, clickhouse, db, from: from + load.sent, count: memoryEvents, sampleEvery: 1_000_000, ...(gateway.pid === undefined ? {} : { gatewayPid: gateway.pid }) });
             memory = run.memory;
             line(`pipeline, ${memoryEvents} more events`, `${rate(memoryEvents, run.ms)} events/s (${run.copies} events handled twice)`);
             for (const sample of memory) {
@@ -131,7 +168,7 @@ export function register(program: Command): void {
           const trials = Number(opts.alertTrials);
           const alerts = trials > 0 ? await alertLatency({ nc, js, jsm, clickhouse, config, logger, trials }) : undefined;
           if (alerts) line('first late event → DelayedEvent on alerts.>', `p50 ${Math.round(alerts.p50)} ms, p99 ${Math.round(alerts.p99)} ms, max ${Math.round(alerts.max)} ms (${alerts.trials} groups; groupWait ${alerts.groupWaitMs} ms, target p99 < groupWait + 5 s)`);
-          process.stdout.write(`\n${JSON.stringify({ bare, pipelineEventsPerSecond: eps, ratio: eps / bare.eventsPerSecond, freshness: load.freshness, late: load.late, amended: load.amended, memory, replay, alerts })}\n`);
+          process.stdout.write(`\n${JSON.stringify({ bare, pipelineEventsPerSecond: eps, ratio: eps / bare.eventsPerSecond, cpuPerEventMicros: natsCpu, http, freshness: load.freshness, late: load.late, amended: load.amended, memory, replay, alerts })}\n`);
         } finally {
           await processor.stop();
           await Promise.all(gateways.map((g) => g.stop()));

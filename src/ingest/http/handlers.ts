@@ -16,6 +16,8 @@ export type IngestDeps = { config: Config; js: JetStreamClient; nc: NatsConnecti
 
 /** The NATS default; used only if the connection has not told us the server's own. */
 const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
+/** A pack of items on INGEST stays well under the server's largest message, as EVENTS packs do. */
+const PACK_BYTES = 512 * 1024;
 /** Request headers as the DLQ keeps them (SPEC §3): the allow-list only, so never a credential. */
 function headerRecord(req: IncomingMessage): Record<string, string[]> {
   const pairs: Array<[string, string[]]> = [];
@@ -30,7 +32,7 @@ const byIndex = (a: { index: number }, b: { index: number }): number => a.index 
 
 /**
  * `POST /v1/events`: validates each item, stores the valid ones in INGEST (the NATS
- * gateway takes them from there) and the invalid ones in DLQ, and answers only once
+ * gateway takes them from there; many of one subject as packed messages) and the invalid ones in DLQ, and answers only once
  * every publish is acknowledged: 202 all accepted, 400 some rejected, 503 some not stored.
  */
 export async function handleIngest(req: IncomingMessage, res: ServerResponse, deps: IngestDeps, url: URL): Promise<void> {
@@ -62,15 +64,17 @@ export async function handleIngest(req: IncomingMessage, res: ServerResponse, de
   const valid = prepared.filter((p) => p.ok);
   const invalid = prepared.filter((p) => !p.ok);
 
+  const maxPayload = deps.nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD;
+  const packing = { packFrom: http.packFrom, maxBytes: Math.min(PACK_BYTES, Math.floor(maxPayload / 2)), maxItems: http.maxItems };
   const dlq = {
     js: deps.js,
     requestId,
     remoteAddress: req.socket.remoteAddress ?? 'unknown',
     headers: headerRecord(req),
     receivedAt,
-    maxPayload: deps.nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD,
+    maxPayload,
   };
-  const [published, dlqFailed] = await Promise.all([publishValid(deps.js, valid), publishInvalid(dlq, invalid)]);
+  const [published, dlqFailed] = await Promise.all([publishValid(deps.js, valid, packing), publishInvalid(dlq, invalid)]);
   deps.metrics.batch('http', (performance.now() - started) / 1_000);
 
   const duplicates = published.accepted.filter((a) => a.duplicate).length;

@@ -1,6 +1,9 @@
+import { createHash } from 'node:crypto';
 import type { JetStreamClient, PubAck } from '@nats-io/jetstream';
-import { idFromSequence } from '../../core/identity.ts';
+import { headers, type MsgHdrs } from '@nats-io/transport-node';
+import { idFromPackPart, idFromSequence } from '../../core/identity.ts';
 import { retryTransient } from '../../nats/retry.ts';
+import { INGEST_PACK_HEADER, packItems } from '../ingest-packs.ts';
 import { dlqRecord, publishToDlq } from '../dlq.ts';
 import type { PreparedItem } from './items.ts';
 
@@ -37,25 +40,105 @@ async function settleWindowed<T, R>(items: readonly T[], width: number, task: (i
 
 const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
-/** Publishes valid items to INGEST; an item is accepted only once its PubAck is in. */
-export async function publishValid(js: JetStreamClient, items: readonly Valid[]): Promise<{ accepted: AcceptedItem[]; failed: FailedItem[] }> {
-  const settled = await settleWindowed(items, IN_FLIGHT, (item): Promise<PubAck> => {
-    const send = () => js.publish(item.subject, item.payload, { msgID: item.msgID });
-    // only an item with a message id is sent again during an election: a copy stored before its PubAck was lost is dropped as a duplicate
-    return item.msgID === undefined ? send() : retryTransient(send);
+/** A request's valid items, grouped for INGEST: one message each, or packs of one subject. */
+export type PackingLimits = { packFrom: number; maxBytes: number; maxItems: number };
+
+/** What goes to INGEST in one publish: its members' positions in `items`. */
+type Unit = { subject: string; data: Buffer; msgID: string | undefined; members: number[]; packed: boolean };
+
+const packMsgId = (msgIDs: string[]): string => `http-pack-${createHash('sha256').update(msgIDs.join('\n')).digest('base64url')}`;
+
+/**
+ * Items of one subject and kind (with an id or without) come in packs once there are
+ * `packFrom` of them; fewer go one a message, as before. A pack of items that all have
+ * ids is named by their message ids in order, so a retried identical request collapses
+ * in INGEST; items without ids never carried a message id, and their pack has none either.
+ */
+function units(items: readonly Valid[], members: number[], limits: PackingLimits): Unit[] {
+  const groups = new Map<string, number[]>();
+  for (const i of members) {
+    const key = `${items[i]!.msgID === undefined ? '-' : '+'}${items[i]!.subject}`;
+    const group = groups.get(key);
+    if (group) group.push(i);
+    else groups.set(key, [i]);
+  }
+  const out: Unit[] = [];
+  for (const group of groups.values()) {
+    if (group.length < limits.packFrom) {
+      for (const i of group) out.push({ subject: items[i]!.subject, data: items[i]!.payload, msgID: items[i]!.msgID, members: [i], packed: false });
+      continue;
+    }
+    let pack: number[] = [];
+    let bytes = 0;
+    const close = () => {
+      const first = items[pack[0]!]!;
+      const msgID = first.msgID === undefined ? undefined : packMsgId(pack.map((i) => items[i]!.msgID!));
+      out.push({ subject: first.subject, data: packItems(pack.map((i) => items[i]!.payload)), msgID, members: pack, packed: true });
+      pack = [];
+      bytes = 0;
+    };
+    for (const i of group) {
+      const size = items[i]!.payload.byteLength + 1;
+      if (pack.length && (pack.length >= limits.maxItems || bytes + size > limits.maxBytes)) close();
+      pack.push(i);
+      bytes += size;
+    }
+    close();
+  }
+  return out;
+}
+
+/**
+ * Publishes valid items to INGEST; an item is accepted only once the PubAck of the
+ * message holding it is in. A byte-identical copy of an earlier item of the request
+ * (same message id) is not sent again: it is that item's duplicate.
+ */
+export async function publishValid(js: JetStreamClient, items: readonly Valid[], limits: PackingLimits): Promise<{ accepted: AcceptedItem[]; failed: FailedItem[] }> {
+  const firstOf = new Map<string, number>();
+  const copyOf = new Map<number, number>();
+  const members: number[] = [];
+  items.forEach((item, i) => {
+    const first = item.msgID === undefined ? undefined : firstOf.get(item.msgID);
+    if (first !== undefined) return copyOf.set(i, first);
+    if (item.msgID !== undefined) firstOf.set(item.msgID, i);
+    members.push(i);
+  });
+  const planned = units(items, members, limits);
+  const settled = await settleWindowed(planned, IN_FLIGHT, (unit): Promise<PubAck> => {
+    const send = () => js.publish(unit.subject, unit.data, { msgID: unit.msgID, ...(unit.packed ? { headers: packHeaders(unit.members.length) } : {}) });
+    // only a message with an id is sent again during an election: a copy stored before its PubAck was lost is dropped as a duplicate
+    return unit.msgID === undefined ? send() : retryTransient(send);
+  });
+  const outcomes: Array<{ ok: true; item: AcceptedItem } | { ok: false; reason: string }> = new Array(items.length);
+  settled.forEach((outcome, u) => {
+    const unit = planned[u]!;
+    unit.members.forEach((i, part) => {
+      const { index, id } = items[i]!;
+      if (outcome.status === 'rejected') {
+        outcomes[i] = { ok: false, reason: `not stored in INGEST: ${errorText(outcome.reason)}` };
+        return;
+      }
+      const ack = outcome.value;
+      const derived = id ?? (unit.packed ? idFromPackPart(ack.stream, ack.seq, part) : idFromSequence(ack.stream, ack.seq));
+      outcomes[i] = { ok: true, item: { index, id: derived, seq: ack.seq, ...(ack.duplicate ? { duplicate: true as const } : {}) } };
+    });
   });
   const accepted: AcceptedItem[] = [];
   const failed: FailedItem[] = [];
-  settled.forEach((outcome, i) => {
-    const { index, id } = items[i]!;
-    if (outcome.status === 'rejected') {
-      failed.push({ index, reason: `not stored in INGEST: ${errorText(outcome.reason)}` });
-      return;
-    }
-    const ack = outcome.value;
-    accepted.push({ index, id: id ?? idFromSequence(ack.stream, ack.seq), seq: ack.seq, ...(ack.duplicate ? { duplicate: true as const } : {}) });
+  items.forEach((item, i) => {
+    const first = copyOf.get(i);
+    const outcome = outcomes[first ?? i]!;
+    if (!outcome.ok) failed.push({ index: item.index, reason: outcome.reason });
+    else if (first === undefined) accepted.push(outcome.item);
+    else accepted.push({ ...outcome.item, index: item.index, duplicate: true });
   });
   return { accepted, failed };
+}
+
+function packHeaders(count: number): MsgHdrs {
+  const h = headers();
+  h.set(INGEST_PACK_HEADER, String(count));
+  return h;
 }
 
 export type DlqContext = {
