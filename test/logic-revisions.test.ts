@@ -14,7 +14,8 @@ import {
   type Observation,
   type RevisionRecord,
 } from '../src/processors/logic/index.ts';
-import { dayGroupKey, makeEvent, makeReport, oracleDaily } from './support/oracle.ts';
+import { makeEvent, makeReport } from './support/fixtures.ts';
+import { dayGroupKey, oracleDaily } from './support/oracle.ts';
 
 const CLOSE = 1_000;
 const seen = (sum: string, events: number, knownAt: number): Observation => ({ measures: { amount: sum }, events, knownAt });
