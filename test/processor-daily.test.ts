@@ -2,17 +2,16 @@ import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Decimal } from '../src/core/decimal.ts';
 import { shiftedClock } from '../src/core/time.ts';
 import type { AmendedAlert } from '../src/processors/daily/amended-alert.ts';
 import { businessDay, closeAtMs } from '../src/processors/logic/business-day.ts';
-import { formatDecimal } from '../src/processors/logic/measures.ts';
 import { startProcessor, type Processor } from '../src/processors/processor.ts';
 import { dailyFigures } from '../src/sinks/clickhouse/daily-figures.ts';
 import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
 import { testConfig } from './harness/config.ts';
 import { startTestIngest, type TestIngest } from './harness/ingest.ts';
 import { json, readAll, waitFor } from './harness/streams.ts';
+import { canonicalDecimalText } from './support/reference-decimal.ts';
 
 const report = {
   name: 'revenue',
@@ -131,7 +130,7 @@ describe('daily view with revisions', () => {
     for (const row of await revisions()) {
       const figures = await dailyFigures(ch.client, ch.db, config.reports[0]!, day, Number(row.known_at));
       const figure = figures.find((f) => f.groupKey === row.group_key)!;
-      const expected = Object.fromEntries(Object.entries(row.measures).map(([k, v]) => [k, formatDecimal(new Decimal(v))]));
+      const expected = Object.fromEntries(Object.entries(row.measures).map(([k, v]) => [k, canonicalDecimalText(v)]));
       expect({ ...figure.measures }).toEqual(expected);
       expect(figure.events).toBe(Number(row.events));
     }

@@ -3,9 +3,10 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig, type ReconciliationConfig } from '../src/core/config.ts';
 import { findBatchDiscrepancies } from '../src/reconcile/batch-find.ts';
-import { referenceDiff } from '../src/reconcile/logic/reference-diff.ts';
+import { discrepancyId } from '../src/reconcile/logic/keys.ts';
 import type { Discrepancy, ReconRecord } from '../src/reconcile/logic/types.ts';
 import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
+import { referenceDiff, type RefFinding } from './support/recon-reference.ts';
 
 let ch: TestClickHouse;
 let client: ClickHouseClient;
@@ -58,7 +59,7 @@ async function allRecords(db: string, table: 'bank' | 'ledger'): Promise<ReconRe
   return (await result.json<Row>()).map((r) => ({ key: [r.merchant, r.txn], fields: { amount: r.amount, fee: r.fee, status: r.status }, time: Number(r.t) }));
 }
 
-const summary = (found: Discrepancy[]) => found.map((d) => `${d.type}${d.side ?? ''} ${d.key.join('/')}${d.count > 1 ? ` x${d.count}` : ''}${d.diffs.length ? ` ${d.diffs.map((f) => `${f.field}:${f.a}>${f.b}`).join(',')}` : ''}`).sort();
+const summary = (found: readonly (Discrepancy | RefFinding)[]) => found.map((d) => `${d.type}${d.side ?? ''} ${d.key.join('/')}${d.count > 1 ? ` x${d.count}` : ''}${d.diffs.length ? ` ${d.diffs.map((f) => `${f.field}:${f.a}>${f.b}`).join(',')}` : ''}`).sort();
 
 describe('batch reconciliation over ClickHouse', () => {
   it(`finds exactly the seeded discrepancies in ${ROWS} rows per side, and agrees with the reference diff`, async () => {
@@ -113,7 +114,7 @@ describe('batch reconciliation over ClickHouse', () => {
 
     const reference = referenceDiff(definition, DAY, await allRecords(db, 'bank'), await allRecords(db, 'ledger'));
     expect(summary(discrepancies)).toEqual(summary(reference));
-    expect(new Set(discrepancies.map((d) => d.id))).toEqual(new Set(reference.map((d) => d.id)));
+    expect(new Set(discrepancies.map((d) => d.id))).toEqual(new Set(reference.map((d) => discrepancyId(definition.name, DAY, d.type, d.side, d.key))));
   });
 
   it('reads a system through a query as well as a table', async () => {

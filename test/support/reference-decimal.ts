@@ -12,7 +12,7 @@ const ZERO: RefDecimal = { units: 0n, scale: 0 };
 /** The decimal text the contract accepts as an amount (SPEC: optional sign, digits, optional point, optional exponent). */
 const AMOUNT_TEXT = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/;
 /** Far beyond any test amount; stops a pathological exponent from building a giant BigInt. */
-const MAX_EXPONENT = 400;
+const MAX_EXPONENT = 1_000;
 
 const pow10 = (n: number): bigint => 10n ** BigInt(n);
 
