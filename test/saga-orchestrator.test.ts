@@ -94,7 +94,13 @@ describe('saga orchestrator against nats-server', () => {
     await trigger(conn.js, 'late-gone', { 'do:order': ['silent', 'late'] });
     const gone = await waitForStatus(role.store, 'order.late-gone', ['compensated']);
     const versionAtEnd = gone.length;
-    await new Promise((r) => setTimeout(r, 800));
+    // the positive signal: the late success of do:order#2 is on the stream and the orchestrator has acknowledged it
+    const lateReply = await waitFor(async () => (await readAll(conn.js, conn.jsm, 'SAGAS')).find((m) => {
+      if (m.subject !== replySubject('order')) return false;
+      const reply = json<{ sagaId: string; step: string; kind: string; attempt: number }>(m);
+      return reply.sagaId === 'order.late-gone' && reply.step === 'order' && reply.kind === 'do' && reply.attempt === 2;
+    }), 20_000, 'the late success of do:order#2');
+    await waitFor(async () => (await conn.jsm.consumers.info('SAGAS', 'saga-inputs')).ack_floor.stream_seq >= lateReply.seq, 20_000, 'the late success handled');
     const after = (await role.store.load('order.late-gone'))!.record.events;
     expect(after).toHaveLength(versionAtEnd);
     expect(commandsOf(services, 'order.late-gone')).toEqual(['do:order#1', 'do:order#2', 'undo:order#1']);

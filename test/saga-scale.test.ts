@@ -57,14 +57,18 @@ describe('two orchestrators on one durable consumer', () => {
     const [unchangedBefore, conflictsBefore] = [unchangedNow(), conflictsNow()];
     // the order service answers late, after the copies below are in
     await Promise.all(ids.map((id) => trigger(conn.js, id, { 'do:order': ['late'] })));
-    await new Promise((r) => setTimeout(r, 200));
+    // the copies must race the sagas' own step, so each saga has sent its order command first
+    await waitFor(async () => {
+      const loaded = await Promise.all(ids.map((id) => instances[0]!.role.store.load(`order.${id}`)));
+      return loaded.every((l) => l?.record.events.some((e) => e.type === 'CommandDispatched' && e.step === 'order'));
+    }, 30_000, 'every race saga to dispatch its order command');
     const copies = ids.flatMap((id) =>
       Array.from({ length: 8 }, (_, k) => conn.js.publish(replySubject('order'), JSON.stringify({ sagaId: `order.${id}`, step: 'order', kind: 'do', attempt: 1, type: 'OrderCreated' }), { msgID: `copy-${id}-${k}` })),
     );
     await Promise.all(copies);
     await verifyAgainstOracle(instances[0]!.role.store, conn, ids, ids.map(() => ({})));
     // the real (late) replies land after the copies
-    await waitFor(() => unchangedNow() - unchangedBefore >= ids.length * 8, 5_000, 'every copy and every late reply to be handled');
+    await waitFor(() => unchangedNow() - unchangedBefore >= ids.length * 8, 30_000, 'every copy and every late reply to be handled');
     const conflicts = conflictsNow() - conflictsBefore;
     const unchanged = unchangedNow() - unchangedBefore;
     // 8 copies and the late real reply per saga: one applied, the rest seen as settled (some only after losing a compare-and-set)
