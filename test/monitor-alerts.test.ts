@@ -209,7 +209,8 @@ describe('delay-SLA monitor', { timeout: 120_000 }, () => {
   it('keeps p50/p95/p99 and late share per source over sliding windows, in delay_stats and on /metrics', async () => {
     const now = clock.now();
     const delays = Array.from({ length: 1_000 }, (_, i) => i * 10_000);
-    await publish(delays.map((d, i) => event('stats-a', 'ping', now - 4 * MIN + i * 100 - d, now - 4 * MIN + i * 100)));
+    // received over [now - 2m, now - 20s): they stay inside the sliding 5m window for minutes of a slow machine
+    await publish(delays.map((d, i) => event('stats-a', 'ping', now - 2 * MIN + i * 100 - d, now - 2 * MIN + i * 100)));
     const rows = await waitFor(async () => {
       const written = await monitor.flushStats();
       const mine = written.filter((r) => r.source === 'stats-a' && r.windowLabel === '5m');

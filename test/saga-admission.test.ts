@@ -25,7 +25,7 @@ afterAll(async () => {
   await server?.dispose();
 });
 
-describe('admission of new sagas', () => {
+describe('admission of new sagas', { timeout: 120_000 }, () => {
   it('starts no more than sagas.maxActive at once, and starts the rest as those end', async () => {
     const ids = Array.from({ length: 10 }, (_, i) => `adm-${i}`);
     // the order service answers each command after LATE_MS, so the first sagas stay under way a while

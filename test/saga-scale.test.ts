@@ -39,7 +39,7 @@ afterAll(async () => {
   await server?.dispose();
 });
 
-describe('two orchestrators on one durable consumer', () => {
+describe('two orchestrators on one durable consumer', { timeout: 180_000 }, () => {
   it('share the work and end every saga exactly as one would', async () => {
     const scripts = mixedScripts(300);
     const ids = scripts.map((_, i) => `s-${i}`);

@@ -197,7 +197,7 @@ export const commandsOf = (services: Services, sagaId: string): string[] =>
  * oracle lists them (so none twice, none skipped, undos in reverse order), and no
  * command id twice in its log.
  */
-export async function verifyAgainstOracle(store: SagaStore, conn: Conn, ids: string[], scripts: Script[], timeoutMs = 20_000): Promise<void> {
+export async function verifyAgainstOracle(store: SagaStore, conn: Conn, ids: string[], scripts: Script[], timeoutMs = 60_000): Promise<void> {
   const expected = scripts.map(expectedRun);
   let behind: string[] = [];
   const records = await waitFor(async () => {
