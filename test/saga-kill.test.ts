@@ -11,7 +11,7 @@ import { waitFor } from './harness/streams.ts';
 import { connectTo, mixedScripts, orderSpec, sagaConfig, startServices, trigger, verifyAgainstOracle, type Conn, type Services } from './saga-support.ts';
 
 /** The definition travels in the config file, as an operator would deploy it. */
-const settings = { sagas: { ackWait: '500ms', concurrency: 32, definitions: [orderSpec(10_000)] } };
+const settings = { sagas: { ackWait: '500ms', concurrency: 32, definitions: [orderSpec(30_000)] } };
 const config = sagaConfig(settings);
 const SAGAS = 150;
 

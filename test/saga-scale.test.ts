@@ -24,7 +24,7 @@ beforeAll(async () => {
   for (let i = 0; i < 2; i++) {
     const own = await connectTo(server.url, config);
     const registry = new Registry();
-    instances.push({ conn: own, registry, role: await startRole(own, config, { registry, timeout: 5_000 }) });
+    instances.push({ conn: own, registry, role: await startRole(own, config, { registry, timeout: 30_000 }) });
   }
   services = await startServices(conn.js, conn.jsm, 5);
 });

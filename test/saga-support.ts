@@ -33,7 +33,7 @@ export const TYPES: Record<StepName, { ok: string; fail: string; transient?: str
   shipping: { ok: 'Shipped', fail: 'ShippingRejected', undone: 'ShipmentCancelled', undoFail: 'CancelShipmentFailed' },
 };
 
-/** What a service does with one attempt: `late` answers success after the step's timeout. */
+/** What a service does with one attempt: `late` answers success once the saga has timed the attempt out. */
 export type Behaviour = 'ok' | 'fail' | 'transient' | 'silent' | 'late';
 /** Keys `do:<step>` / `undo:<step>`; the n-th entry is attempt n; missing means ok. */
 export type Script = Partial<Record<`${Kind}:${StepName}`, Behaviour[]>>;
@@ -98,10 +98,18 @@ export async function startServices(js: JetStreamClient, jsm: JetStreamManager, 
             case 'silent':
               return null;
             case 'late': {
-              const timer = setTimeout(() => {
+              // late means after the saga gave the attempt up: the answer goes out once the saga has sent
+              // any later command (the retry, or an undo), a signal that holds however slow the machine
+              // is; after LATE_MS × 20 it goes out regardless
+              const mine = received.length - 1;
+              const givenUp = () => received.some((r, i) => i > mine && r.sagaId === command.sagaId);
+              const startedAt = Date.now();
+              const timer = setInterval(() => {
+                if (!givenUp() && Date.now() - startedAt < LATE_MS * 20) return;
+                clearInterval(timer);
                 late.delete(timer);
                 void reply(js, command, undo ? types.undone : types.ok, { late: true }).catch(() => undefined);
-              }, LATE_MS);
+              }, 20);
               late.add(timer);
               return null;
             }
@@ -113,7 +121,7 @@ export async function startServices(js: JetStreamClient, jsm: JetStreamManager, 
   return {
     received,
     stop: async () => {
-      for (const timer of late) clearTimeout(timer);
+      for (const timer of late) clearInterval(timer);
       await Promise.all(running.map((s) => s.stop()));
     },
   };
