@@ -210,5 +210,5 @@ describe('batch reconciliation over ClickHouse', () => {
       { seed: 20261121, numRuns: 60 },
     );
     expect([...seen].sort()).toEqual(['DuplicateA', 'DuplicateB', 'Mismatch', 'MissingInA', 'MissingInB']);
-  }, 60_000);
+  }, 240_000);
 });
