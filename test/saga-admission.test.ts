@@ -14,7 +14,7 @@ let services: Services;
 beforeAll(async () => {
   server = await startTestNats();
   conn = await connectTo(server.url, config);
-  role = await startRole(conn, config, { timeout: 1_000 });
+  role = await startRole(conn, config, { timeout: 30_000 });
   services = await startServices(conn.js, conn.jsm);
 });
 
@@ -28,9 +28,9 @@ afterAll(async () => {
 describe('admission of new sagas', { timeout: 120_000 }, () => {
   it('starts no more than sagas.maxActive at once, and starts the rest as those end', async () => {
     const ids = Array.from({ length: 10 }, (_, i) => `adm-${i}`);
-    // the order service answers each first command late (after the 1 s step timeout), so the first sagas stay under way a while
-    for (const id of ids) await trigger(conn.js, id, { 'do:order': ['late'] });
-    // the late answers are successes: every saga ends as on the happy path
+    // the order service answers each command after LATE_MS (inside the step timeout), so the first sagas stay under way a while
+    for (const id of ids) await trigger(conn.js, id, { 'do:order': ['slow'] });
+    // the slow answers are successes: every saga ends as on the happy path
     await verifyAgainstOracle(role.store, conn, ids, ids.map(() => ({})));
     // judged from what was stored, not from a sample at some moment. A saga is under way from
     // its first command (stored once it was admitted; its SagaStarted time is the trigger's

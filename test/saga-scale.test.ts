@@ -72,7 +72,8 @@ describe('two orchestrators on one durable consumer', { timeout: 180_000 }, () =
     const conflicts = conflictsNow() - conflictsBefore;
     const unchanged = unchangedNow() - unchangedBefore;
     // 8 copies and the late real reply per saga: one applied, the rest seen as settled (some only after losing a compare-and-set)
-    expect(unchanged).toBe(ids.length * 8);
+    // at least: under load an input may be redelivered after its ack wait and be seen as settled once more
+    expect(unchanged).toBeGreaterThanOrEqual(ids.length * 8);
     expect(conflicts).toBeGreaterThan(0);
     const counted = await Promise.all(instances.map(async (i) => (await i.registry.getSingleMetric('tidemark_saga_state_conflicts_total')!.get()).values.reduce((n, v) => n + v.value, 0)));
     expect(counted.reduce((a, b) => a + b, 0)).toBe(conflictsNow());

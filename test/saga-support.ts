@@ -33,8 +33,11 @@ export const TYPES: Record<StepName, { ok: string; fail: string; transient?: str
   shipping: { ok: 'Shipped', fail: 'ShippingRejected', undone: 'ShipmentCancelled', undoFail: 'CancelShipmentFailed' },
 };
 
-/** What a service does with one attempt: `late` answers success once the saga has timed the attempt out. */
-export type Behaviour = 'ok' | 'fail' | 'transient' | 'silent' | 'late';
+/**
+ * What a service does with one attempt: `late` answers success once the saga has timed the
+ * attempt out; `slow` answers success after LATE_MS, well inside the step's timeout.
+ */
+export type Behaviour = 'ok' | 'fail' | 'transient' | 'silent' | 'late' | 'slow';
 /** Keys `do:<step>` / `undo:<step>`; the n-th entry is attempt n; missing means ok. */
 export type Script = Partial<Record<`${Kind}:${StepName}`, Behaviour[]>>;
 
@@ -74,6 +77,7 @@ function behaviourOf(command: SagaCommand): Behaviour {
 /** One durable per service, as real services would have; answers follow the saga's script. */
 export async function startServices(js: JetStreamClient, jsm: JetStreamManager, latencyMs = 0): Promise<Services> {
   const received: Received[] = [];
+  // answers still to come (clearTimeout and clearInterval clear either kind of timer)
   const late = new Set<NodeJS.Timeout>();
   const running = await Promise.all(
     STEPS.map((step) =>
@@ -97,6 +101,14 @@ export async function startServices(js: JetStreamClient, jsm: JetStreamManager, 
               return { type: types.transient ?? types.fail, data: { why: 'scripted' } };
             case 'silent':
               return null;
+            case 'slow': {
+              const timer = setTimeout(() => {
+                late.delete(timer);
+                void reply(js, command, undo ? types.undone : types.ok, { slow: true }).catch(() => undefined);
+              }, LATE_MS);
+              late.add(timer);
+              return null;
+            }
             case 'late': {
               // late means after the saga gave the attempt up: the answer goes out once the saga has sent
               // any later command (the retry, or an undo), a signal that holds however slow the machine
@@ -121,7 +133,7 @@ export async function startServices(js: JetStreamClient, jsm: JetStreamManager, 
   return {
     received,
     stop: async () => {
-      for (const timer of late) clearInterval(timer);
+      for (const timer of late) clearTimeout(timer);
       await Promise.all(running.map((s) => s.stop()));
     },
   };
