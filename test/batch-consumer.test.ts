@@ -17,7 +17,7 @@ beforeAll(async () => {
   js = jetstream(nc);
   const jsm = await jetstreamManager(nc);
   await jsm.streams.add({ name: 'TRICKLE', subjects: ['trickle.>'] });
-  for (const durable of ['eager', 'lingering']) await jsm.consumers.add('TRICKLE', { durable_name: durable, ack_policy: AckPolicy.Explicit, filter_subject: 'trickle.*' });
+  for (const durable of ['eager', 'filling', 'lingering']) await jsm.consumers.add('TRICKLE', { durable_name: durable, ack_policy: AckPolicy.Explicit, filter_subject: 'trickle.*' });
   await jsm.consumers.add('TRICKLE', { durable_name: 'slow', ack_policy: AckPolicy.Explicit, filter_subject: 'trickle.slow.*', max_ack_pending: 50 });
 });
 
@@ -26,15 +26,15 @@ afterAll(async () => {
   await nats?.dispose();
 });
 
-/** Batches a consumer hands over while 20 messages trickle in, 30 ms apart, and what arrived before each batch was taken. */
-async function batchesOf(durable: string, lingerMs: number): Promise<{ sizes: number[]; arrivals: number }> {
+/** A consumer of the trickle that records the batches it hands over; `done` once all 20 are handled. */
+async function recordBatches(durable: string, batchSize: number, lingerMs: number): Promise<{ sizes: number[]; arrivals: () => number; done: Promise<void> }> {
   const sizes: number[] = [];
   let arrivals = 0;
   const consumer = await runBatchConsumer({
     js,
     stream: 'TRICKLE',
     durable,
-    batchSize: 100,
+    batchSize,
     lingerMs,
     logger,
     onArrival: () => arrivals++,
@@ -43,27 +43,30 @@ async function batchesOf(durable: string, lingerMs: number): Promise<{ sizes: nu
       for (const msg of msgs) msg.ack();
     },
   });
-  try {
-    await waitFor(() => sizes.reduce((a, b) => a + b, 0) === 20, 10_000, 'all 20 messages handled');
-    return { sizes, arrivals };
-  } finally {
-    await consumer.stop();
-  }
+  const done = waitFor(() => sizes.reduce((a, b) => a + b, 0) === 20, 60_000, `all 20 messages handled by ${durable}`).then(() => undefined).finally(() => consumer.stop());
+  return { sizes, arrivals: () => arrivals, done };
 }
+
+const handled = (sizes: number[]): number => sizes.reduce((a, b) => a + b, 0);
 
 describe('batch consumer', () => {
   it('hands over what has arrived at once without a linger, and waits for a batch to fill with one', async () => {
-    const eager = batchesOf('eager', 0);
-    const lingering = batchesOf('lingering', 2_000);
+    const eager = await recordBatches('eager', 100, 0);
+    // a linger far longer than the test: only a full batch of 20 can end it
+    const filling = await recordBatches('filling', 20, 600_000);
+    // a linger shorter than the trickle: partial batches are handed over when it runs out
+    const lingering = await recordBatches('lingering', 100, 300);
     for (let i = 0; i < 20; i++) {
       await js.publish(`trickle.${i}`, `m${i}`);
-      await new Promise((r) => setTimeout(r, 30));
+      // the next message is sent only once the eager consumer has handed this one over on its own
+      await waitFor(() => handled(eager.sizes) === i + 1, 20_000, `message ${i} handed over`);
     }
-    const [a, b] = await Promise.all([eager, lingering]);
-    expect(a.arrivals).toBe(20);
-    expect(a.sizes.length).toBeGreaterThan(5);
-    // 20 messages over ~0.6 s, well inside the 2 s linger: one batch once the first has waited it out
-    expect(b).toEqual({ sizes: [20], arrivals: 20 });
+    await Promise.all([eager.done, filling.done, lingering.done]);
+    expect(eager.sizes).toEqual(Array.from({ length: 20 }, () => 1));
+    expect(eager.arrivals()).toBe(20);
+    expect(filling.sizes).toEqual([20]);
+    expect(filling.arrivals()).toBe(20);
+    expect(handled(lingering.sizes)).toBe(20);
   });
 
   it("holds no more than the consumer's max_ack_pending, however slow its handler", async () => {

@@ -62,10 +62,10 @@ beforeAll(async () => {
   processor = await startProcessor({ config, js, clickhouse: client, logger, revisorIntervalMs: 50 });
   const publish = (id: string, type: string, amount: string) => nc.publish(`ingest.shop-1.${type}`, JSON.stringify({ id, occurredAt, data: { amount } }));
   publish('a', 'sale', '120.10');
-  await waitFor(async () => (await publishedRevisions(client, config.clickhouse.database, 'ledger', day)).length === 1);
+  await waitFor(async () => (await publishedRevisions(client, config.clickhouse.database, 'ledger', day)).length === 1, 60_000, 'revision 1');
   // a correction is an event, never an update: it makes revision 2
   publish('c', 'adjustment', '-0.10');
-  await waitFor(async () => (await publishedRevisions(client, config.clickhouse.database, 'ledger', day))[0]?.revision === 2);
+  await waitFor(async () => (await publishedRevisions(client, config.clickhouse.database, 'ledger', day))[0]?.revision === 2, 60_000, 'revision 2');
   await processor.stop();
 });
 
@@ -77,7 +77,8 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-describe('tidemark report', () => {
+// each test runs the CLI as a process (a tsx start-up, seconds on a loaded machine)
+describe('tidemark report', { timeout: 120_000 }, () => {
   it('prints the history with readable groups and says that the latest revision agrees with the raw events', async () => {
     const out = await tidemark(['report', '--report', 'ledger', '--day', day, '--history'], report);
     expect(out).toMatch(/\nshop-1\s+1\s+preliminary\s+new .*\s1\s+0\s+120.1\s+1\n/);
@@ -97,7 +98,7 @@ describe('tidemark report', () => {
   }, CLI_TIMEOUT_MS);
 });
 
-describe('tidemark replay', () => {
+describe('tidemark replay', { timeout: 120_000 }, () => {
   it('writes a replay revision where a rule change moves a figure, and nothing when run again', async () => {
     const first = await tidemark(['replay', '--report', 'ledger'], changedRules);
     expect(first).toMatch(/replayed ledger: 1 days, 2 events .* 1 new revisions/);

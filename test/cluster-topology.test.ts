@@ -60,7 +60,8 @@ describe('replicas on a three-node cluster', () => {
   }, 90_000);
 
   it('creates every stream and bucket with nats.replicas when none exists', async () => {
-    for (const stream of ['INGEST', 'EVENTS', 'DLQ', 'ALERTS', 'SAGAS', ...kvStreams]) await jsm.streams.delete(stream);
+    // whatever an earlier test (or none) left: this test starts from no stream at all
+    for await (const stream of jsm.streams.names()) await jsm.streams.delete(stream);
     const config = testConfig({ nats: { replicas: 3 } });
     await ensureTopology(jsm, config);
     await ensureSagaTopology(jetstream(nc), jsm, config);

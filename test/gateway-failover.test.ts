@@ -35,20 +35,25 @@ describe('two gateways on INGEST', () => {
       expect(first).toBeDefined();
 
       const now = Date.now();
-      for (let i = 0; i < EVENTS; i++) nc.publish(`ingest.store-${i % 5}.sale`, JSON.stringify({ id: `f-${i}`, occurredAt: now - i, data: { amount: '1.10' } }));
-      await nc.flush();
-      await waitFor(async () => (await forwarded()) > 2_000, 30_000, 'the active gateway to forward');
+      const publishEvents = async (from: number, to: number) => {
+        for (let i = from; i < to; i++) nc.publish(`ingest.store-${i % 5}.sale`, JSON.stringify({ id: `f-${i}`, occurredAt: now - i, data: { amount: '1.10' } }));
+        await nc.flush();
+      };
+      // half before the kill, half after: the kill lands part-way however fast the first gateway is
+      await publishEvents(0, EVENTS / 2);
+      await waitFor(async () => (await forwarded()) > 2_000, 60_000, 'the active gateway to forward');
       // while both run, the lease has not moved: the standby took nothing
       expect(await holderPid()).toBe(active);
 
       first.kill('SIGKILL');
       await exited(first);
       expect(await forwarded()).toBeLessThan(EVENTS);
-      await waitFor(async () => (await holderPid()) === standby.pid, 20_000, 'the standby to take the lease over');
+      await publishEvents(EVENTS / 2, EVENTS);
+      await waitFor(async () => (await holderPid()) === standby.pid, 60_000, 'the standby to take the lease over');
       await waitFor(async () => {
         const info = await jsm.consumers.info('INGEST', 'gateway');
         return info.num_pending === 0 && info.num_ack_pending === 0 && info.ack_floor.stream_seq === EVENTS;
-      }, 60_000, 'the standby to drain INGEST');
+      }, 120_000, 'the standby to drain INGEST');
 
       const ids = (await eventsOnStream(js, jsm)).map((e) => e.id);
       expect(new Set(ids).size).toBe(EVENTS);
@@ -61,5 +66,5 @@ describe('two gateways on INGEST', () => {
     } finally {
       for (const g of gateways) if (g.exitCode === null && g.signalCode === null) g.kill('SIGKILL');
     }
-  }, 120_000);
+  }, 300_000);
 });

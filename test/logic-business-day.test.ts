@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { businessDay, closeAtMs, dayEndMs, dayStartMs, nextDay } from '../src/core/business-day.ts';
-import { makeReport } from './support/oracle.ts';
+import { makeReport } from './support/fixtures.ts';
 
 const at = (iso: string): number => Date.parse(iso);
 const HOUR = 3_600_000;

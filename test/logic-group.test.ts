@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { isTidemarkError } from '../src/core/errors.ts';
 import { compileGroupKey, groupKey, matchesReport } from '../src/processors/logic/index.ts';
-import { makeEvent, makeReport } from './support/oracle.ts';
+import { makeEvent, makeReport } from './support/fixtures.ts';
 
 describe('group keys', () => {
   it('is "" without groupBy', () => {

@@ -14,7 +14,8 @@ import {
   skippedValues,
   type MeasureState,
 } from '../src/processors/logic/index.ts';
-import { makeEvent, makeReport, oracleMeasures } from './support/oracle.ts';
+import { makeEvent, makeReport } from './support/fixtures.ts';
+import { oracleMeasures } from './support/oracle.ts';
 
 const report = makeReport({
   measures: {
@@ -129,9 +130,16 @@ describe('measures', () => {
   }, 60_000);
 });
 
+/** digits × 10^-scale written with exactly `scale` places, trailing zeros kept ("1.10"), as senders write amounts. */
+function fixedText(digits: bigint, scale: number): string {
+  const abs = (digits < 0n ? -digits : digits).toString().padStart(scale + 1, '0');
+  const text = scale === 0 ? abs : `${abs.slice(0, -scale)}.${abs.slice(-scale)}`;
+  return digits < 0n ? `-${text}` : text;
+}
+
 const decimalText = fc
   .tuple(fc.bigInt({ min: -(10n ** 14n), max: 10n ** 14n }), fc.integer({ min: 0, max: 8 }))
-  .map(([digits, scale]) => new Decimal(`${digits}e-${scale}`).toFixed(scale));
+  .map(([digits, scale]) => fixedText(digits, scale));
 const amount = fc.oneof(
   { weight: 5, arbitrary: decimalText },
   { weight: 2, arbitrary: fc.integer({ min: -1_000_000, max: 1_000_000 }).map((cents) => cents / 100) },

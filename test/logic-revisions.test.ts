@@ -3,8 +3,6 @@ import { describe, expect, it } from 'vitest';
 import type { TidemarkEvent } from '../src/core/envelope.ts';
 import {
   addEvent,
-  businessDay,
-  closeAtMs,
   closeDue,
   emptyState,
   finalize,
@@ -14,7 +12,9 @@ import {
   type Observation,
   type RevisionRecord,
 } from '../src/processors/logic/index.ts';
-import { dayGroupKey, makeEvent, makeReport, oracleDaily } from './support/oracle.ts';
+import { businessDay, closeAtMs } from '../src/core/business-day.ts';
+import { makeEvent, makeReport } from './support/fixtures.ts';
+import { dayGroupKey, oracleDaily } from './support/oracle.ts';
 
 const CLOSE = 1_000;
 const seen = (sum: string, events: number, knownAt: number): Observation => ({ measures: { amount: sum }, events, knownAt });

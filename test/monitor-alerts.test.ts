@@ -16,6 +16,7 @@ import type { RevisionRecord } from '../src/processors/logic/revisions.ts';
 import { insertRevisions } from '../src/sinks/clickhouse/revisions-table.ts';
 import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
 import { testConfig } from './harness/config.ts';
+import { checksRan } from './harness/monitor.ts';
 import { startTestNats, type TestNats } from './harness/nats.ts';
 import { json, readAll, streamCount, waitFor } from './harness/streams.ts';
 
@@ -82,7 +83,7 @@ async function publish(events: TidemarkEvent[]): Promise<void> {
     nc.publish(item.subject, item.data, { headers: h });
   }
   await nc.flush();
-  await waitFor(async () => (await streamCount(jsm, 'EVENTS')) === before + packs.length, 10_000, 'events stored');
+  await waitFor(async () => (await streamCount(jsm, 'EVENTS')) === before + packs.length, 60_000, 'events stored');
 }
 
 async function alerts<A extends Alert>(kind: A['kind'], source: string): Promise<A[]> {
@@ -93,17 +94,20 @@ async function waitForAlerts<A extends Alert>(kind: A['kind'], source: string, c
   return waitFor(async () => {
     const found = await alerts<A>(kind, source);
     return found.length >= count && found;
-  }, 20_000, `${count} ${kind} alert(s) for ${source}`);
+  }, 60_000, `${count} ${kind} alert(s) for ${source}`);
 }
 
 /** Every event on EVENTS has been merged by the monitor. */
 const drained = () => waitFor(async () => {
   const info = await jsm.consumers.info('EVENTS', 'monitor');
   return info.num_pending === 0 && info.num_ack_pending === 0;
-}, 20_000, 'the monitor to read all events');
+}, 60_000, 'the monitor to read all events');
 
-/** Lets the tick loop run a few more times, so an alert that should not come has had its chance. */
-const settle = () => new Promise((r) => setTimeout(r, 600));
+/** Every event merged and the clock-driven checks run twice more: an alert that should not come has had its chance. */
+const settle = async () => {
+  await drained();
+  await checksRan([monitor]);
+};
 
 const revision = (day: string, group: string, revisionNo: number, status: RevisionRecord['status'], computedAt: number) => ({
   report: 'revenue', day, group_key: group, group: { source: (JSON.parse(group) as string[])[0]! }, revision: revisionNo, status, reason: status === 'final' ? 'close' : 'new', computed_at: computedAt, known_at: computedAt, events: 1, late_events: 0, measures: { orders: '1' },
@@ -111,7 +115,7 @@ const revision = (day: string, group: string, revisionNo: number, status: Revisi
 
 const exactP95 = (values: number[]) => [...values].sort((a, b) => a - b)[Math.ceil(0.95 * values.length) - 1]!;
 
-describe('delay-SLA monitor', () => {
+describe('delay-SLA monitor', { timeout: 120_000 }, () => {
   it('groups a flood of 100k late events: the first alert groupWait after the first one, the rest in one update, exact counts and already published days', async () => {
     // revenue's 2030-01-14 (Taipei) had a revision an hour before the flood arrived
     await insertRevisions(ch.client, ch.db, [revision('2030-01-14', '["flood"]', 1, 'preliminary', T0 - HOUR)]);
@@ -127,7 +131,7 @@ describe('delay-SLA monitor', () => {
     const raised = await waitFor(async () => {
       const found = await alerts<DelayedEventAlert>('DelayedEvent', 'flood');
       return found.reduce((n, a) => n + a.count, 0) === 100_000 && found;
-    }, 20_000, 'the flood alerted in full');
+    }, 60_000, 'the flood alerted in full');
     await settle();
     const sorted = (await alerts<DelayedEventAlert>('DelayedEvent', 'flood')).sort((a, b) => a.sequence - b.sequence);
     expect(sorted).toHaveLength(raised.length);
@@ -198,19 +202,20 @@ describe('delay-SLA monitor', () => {
       const result = await ch.client.query({ query: `SELECT id, kind, source, toUnixTimestamp64Milli(at) AS at FROM ${ch.db}.alerts FINAL WHERE kind = 'ReportAmended'`, format: 'JSONEachRow' });
       const found = await result.json<{ id: string; kind: string; source: string; at: string }>();
       return found.length > 0 && found;
-    }, 10_000, 'the amended alert in ClickHouse');
+    }, 60_000, 'the amended alert in ClickHouse');
     expect(rows).toEqual([{ id: amended.id, kind: 'ReportAmended', source: 'revenue', at: String(T0) }]);
   });
 
   it('keeps p50/p95/p99 and late share per source over sliding windows, in delay_stats and on /metrics', async () => {
     const now = clock.now();
     const delays = Array.from({ length: 1_000 }, (_, i) => i * 10_000);
-    await publish(delays.map((d, i) => event('stats-a', 'ping', now - 4 * MIN + i * 100 - d, now - 4 * MIN + i * 100)));
+    // received over [now - 2m, now - 20s): they stay inside the sliding 5m window for minutes of a slow machine
+    await publish(delays.map((d, i) => event('stats-a', 'ping', now - 2 * MIN + i * 100 - d, now - 2 * MIN + i * 100)));
     const rows = await waitFor(async () => {
       const written = await monitor.flushStats();
       const mine = written.filter((r) => r.source === 'stats-a' && r.windowLabel === '5m');
       return mine[0]?.events === 1_000 && mine;
-    }, 10_000, 'delay stats for stats-a');
+    }, 60_000, 'delay stats for stats-a');
     const sorted = [...delays].sort((a, b) => a - b);
     const exact = (q: number) => sorted[Math.ceil(q * sorted.length) - 1]!;
     const row = rows[0]!;
@@ -235,7 +240,7 @@ describe('delay-SLA monitor', () => {
       const result = await ch.client.query({ query: `SELECT id FROM ${ch.db}.alerts FINAL ORDER BY id`, format: 'JSONEachRow' });
       const ids = (await result.json<{ id: string }>()).map((r) => r.id);
       return ids.length >= onStream.length && ids;
-    }, 10_000, 'every alert in ClickHouse');
+    }, 60_000, 'every alert in ClickHouse');
     expect(inTable).toEqual([...onStream].sort());
   });
 });

@@ -12,6 +12,7 @@ import { startMonitor, type Monitor } from '../src/monitor/monitor.ts';
 import { ensureTopology } from '../src/nats/topology.ts';
 import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
 import { testConfig } from './harness/config.ts';
+import { checksRan } from './harness/monitor.ts';
 import { startTestNats, type TestNats } from './harness/nats.ts';
 import { json, readAll, streamCount, waitFor } from './harness/streams.ts';
 
@@ -78,20 +79,24 @@ async function publish(events: TidemarkEvent[]): Promise<void> {
   const before = await streamCount(jsm, 'EVENTS');
   for (const e of events) nc.publish(eventSubject(e), encodeEvent(e));
   await nc.flush();
-  await waitFor(async () => (await streamCount(jsm, 'EVENTS')) === before + events.length, 10_000, 'events stored');
+  await waitFor(async () => (await streamCount(jsm, 'EVENTS')) === before + events.length, 60_000, 'events stored');
 }
 
 const drained = () => waitFor(async () => {
   const info = await jsm.consumers.info('EVENTS', 'monitor');
   return info.num_pending === 0 && info.num_ack_pending === 0;
-}, 20_000, 'the monitors to read all events');
+}, 60_000, 'the monitors to read all events');
 
 const allAlerts = async (): Promise<Array<Alert & { raisedAt: number }>> => (await readAll(js, jsm, 'ALERTS')).map((m) => json<Alert & { raisedAt: number }>(m));
 const summary = (alerts: Alert[]) => alerts.map((a) => `${a.kind} ${a.source} at +${(a.at - T0) / 1000}s`).sort();
-const settle = () => new Promise((r) => setTimeout(r, 800));
+/** Every event merged and each running instance's clock-driven checks run twice more: an alert that should not come has had its chance. */
+const settle = async () => {
+  await drained();
+  await checksRan(running);
+};
 const eventsSeen = async (registry: Registry) => Number(/tidemark_monitor_events_total (\d+)/.exec(await registry.metrics())?.[1] ?? 0);
 
-describe('monitor instances', () => {
+describe('monitor instances', { timeout: 120_000 }, () => {
   it('two instances on one durable consumer raise each alert once, with exact grouped counts', async () => {
     const registries = [new Registry(), new Registry()];
     await start('a', registries[0]);
@@ -103,7 +108,7 @@ describe('monitor instances', () => {
     const delayed = await waitFor(async () => {
       const found = (await allAlerts()).filter((a): a is DelayedEventAlert & { raisedAt: number } => a.kind === 'DelayedEvent' && a.source === 'multi');
       return found.length >= 1 && found;
-    }, 20_000, 'the DelayedEvent alert');
+    }, 60_000, 'the DelayedEvent alert');
     await settle();
     const after = await allAlerts();
     expect(summary(after)).toEqual(['DelayedEvent multi at +0s', 'MissingData beat-1 at +120s']);
@@ -140,7 +145,7 @@ describe('monitor instances', () => {
     const caughtUp = await waitFor(async () => {
       const found = (await allAlerts()).slice(before);
       return found.length >= 7 && found;
-    }, 20_000, 'the missed alerts');
+    }, 60_000, 'the missed alerts');
     await settle();
     expect((await allAlerts()).slice(before)).toHaveLength(7);
     expect(summary(caughtUp)).toEqual([

@@ -1,15 +1,11 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import type { ClickHouseClient } from '@clickhouse/client';
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BASE_SETTINGS } from '../src/clickhouse/client.ts';
-import { serveEmbeddedClickHouse, type EmbeddedClickHouseServer } from '../src/clickhouse/http-server/server.ts';
+import type { EmbeddedClickHouseServer } from '../src/clickhouse/http-server/server.ts';
 import { testConfig } from './harness/config.ts';
-import { startTestIngest, type TestIngest } from './harness/ingest.ts';
 import type { TestNats } from './harness/nats.ts';
+import { startProcessStack, type ProcessStack } from './harness/process-stack.ts';
 import { exited, spawnTidemark, terminate, waitForDailyView } from './harness/processes.ts';
 import { eventsOnStream, waitFor } from './harness/streams.ts';
 import { centsText, referenceWindows, type ReferenceEvent } from './support/window-reference.ts';
@@ -27,31 +23,22 @@ const settings = {
 const config = testConfig(settings);
 const db = config.clickhouse.database;
 
-let ingest: TestIngest;
+let stack: ProcessStack;
 let server: TestNats;
 let nc: NatsConnection;
 let js: JetStreamClient;
 let jsm: JetStreamManager;
 let clickhouse: EmbeddedClickHouseServer;
 let client: ClickHouseClient;
-let dir: string;
 let configFile: string;
 
 beforeAll(async () => {
-  ingest = await startTestIngest(config);
-  ({ server, nc, js, jsm } = ingest);
-  dir = mkdtempSync(join(tmpdir(), 'tidemark-rt-once-'));
-  configFile = join(dir, 'tidemark.yaml');
-  writeFileSync(configFile, JSON.stringify(settings));
-  clickhouse = (await serveEmbeddedClickHouse(testConfig({ dataDir: dir }), { port: 0 }))!;
-  client = createClient({ url: clickhouse.url, clickhouse_settings: BASE_SETTINGS });
+  stack = await startProcessStack(settings, 'tidemark-rt-once-');
+  ({ server, nc, js, jsm, clickhouse, client, configFile } = stack);
 });
 
 afterAll(async () => {
-  await client?.close();
-  await clickhouse?.close();
-  await ingest?.dispose();
-  rmSync(dir, { recursive: true, force: true });
+  await stack?.dispose();
 });
 
 /**

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { TidemarkEvent } from '../src/core/envelope.ts';
 import { finalize, mergeStates, type WindowResult } from '../src/processors/logic/index.ts';
 import { Folds } from '../src/processors/realtime/folds.ts';
-import { makeReport } from './support/oracle.ts';
+import { makeReport } from './support/fixtures.ts';
 import { centsText, referenceWindows, type ReferenceEvent } from './support/window-reference.ts';
 
 const report = makeReport({

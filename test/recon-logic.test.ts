@@ -9,10 +9,9 @@ import { feedRecord } from '../src/reconcile/logic/feed-record.ts';
 import { columnType, fieldHash } from '../src/reconcile/logic/hash-plan.ts';
 import { discrepancyId } from '../src/reconcile/logic/keys.ts';
 import { arrive, expire, settle, outboxToken, type PendingEntry } from '../src/reconcile/logic/pending.ts';
-import { referenceDiff } from '../src/reconcile/logic/reference-diff.ts';
 import type { FieldSpec, ReconRecord, ReconSpec } from '../src/reconcile/logic/types.ts';
 import { valuesAgree } from '../src/reconcile/logic/values.ts';
-import { batchWindow } from '../src/reconcile/logic/window.ts';
+import { batchWindow, ownerPeriod } from '../src/reconcile/logic/window.ts';
 
 const abs = (tolerance: string): FieldSpec => ({ compare: 'absolute', tolerance });
 const pct = (tolerance: string): FieldSpec => ({ compare: 'percentage', tolerance });
@@ -93,10 +92,9 @@ describe('batch rules per key', () => {
     const nextMorning = Date.parse('2026-03-02T00:00:20+08:00');
     const a = [rec('9', '1', 'paid', lateNight)];
     const b = [rec('9', '1', 'paid', nextMorning)];
-    expect(referenceDiff(spec, '2026-03-01', a, b)).toEqual([]);
-    expect(referenceDiff(spec, '2026-03-02', a, b)).toEqual([]);
-    const [missing] = referenceDiff(spec, '2026-03-02', [], b);
-    expect(missing?.type).toBe('MissingInA');
+    expect(ownerPeriod(a, b, 'Asia/Taipei')).toBe('2026-03-01');
+    expect(ownerPeriod([], b, 'Asia/Taipei')).toBe('2026-03-02');
+    expect(ownerPeriod([], [], 'Asia/Taipei')).toBeUndefined();
   });
 });
 

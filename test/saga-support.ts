@@ -33,8 +33,11 @@ export const TYPES: Record<StepName, { ok: string; fail: string; transient?: str
   shipping: { ok: 'Shipped', fail: 'ShippingRejected', undone: 'ShipmentCancelled', undoFail: 'CancelShipmentFailed' },
 };
 
-/** What a service does with one attempt: `late` answers success after the step's timeout. */
-export type Behaviour = 'ok' | 'fail' | 'transient' | 'silent' | 'late';
+/**
+ * What a service does with one attempt: `late` answers success once the saga has timed the
+ * attempt out; `slow` answers success after LATE_MS, well inside the step's timeout.
+ */
+export type Behaviour = 'ok' | 'fail' | 'transient' | 'silent' | 'late' | 'slow';
 /** Keys `do:<step>` / `undo:<step>`; the n-th entry is attempt n; missing means ok. */
 export type Script = Partial<Record<`${Kind}:${StepName}`, Behaviour[]>>;
 
@@ -74,6 +77,7 @@ function behaviourOf(command: SagaCommand): Behaviour {
 /** One durable per service, as real services would have; answers follow the saga's script. */
 export async function startServices(js: JetStreamClient, jsm: JetStreamManager, latencyMs = 0): Promise<Services> {
   const received: Received[] = [];
+  // answers still to come (clearTimeout and clearInterval clear either kind of timer)
   const late = new Set<NodeJS.Timeout>();
   const running = await Promise.all(
     STEPS.map((step) =>
@@ -97,11 +101,27 @@ export async function startServices(js: JetStreamClient, jsm: JetStreamManager, 
               return { type: types.transient ?? types.fail, data: { why: 'scripted' } };
             case 'silent':
               return null;
-            case 'late': {
+            case 'slow': {
               const timer = setTimeout(() => {
                 late.delete(timer);
-                void reply(js, command, undo ? types.undone : types.ok, { late: true }).catch(() => undefined);
+                void reply(js, command, undo ? types.undone : types.ok, { slow: true }).catch(() => undefined);
               }, LATE_MS);
+              late.add(timer);
+              return null;
+            }
+            case 'late': {
+              // late means after the saga gave the attempt up: the answer goes out once the saga has sent
+              // any later command (the retry, or an undo), a signal that holds however slow the machine
+              // is; after LATE_MS × 20 it goes out regardless
+              const mine = received.length - 1;
+              const givenUp = () => received.some((r, i) => i > mine && r.sagaId === command.sagaId);
+              const startedAt = Date.now();
+              const timer = setInterval(() => {
+                if (!givenUp() && Date.now() - startedAt < LATE_MS * 20) return;
+                clearInterval(timer);
+                late.delete(timer);
+                void reply(js, command, undo ? types.undone : types.ok, { late: true }).catch(() => undefined);
+              }, 20);
               late.add(timer);
               return null;
             }
@@ -197,7 +217,7 @@ export const commandsOf = (services: Services, sagaId: string): string[] =>
  * oracle lists them (so none twice, none skipped, undos in reverse order), and no
  * command id twice in its log.
  */
-export async function verifyAgainstOracle(store: SagaStore, conn: Conn, ids: string[], scripts: Script[], timeoutMs = 20_000): Promise<void> {
+export async function verifyAgainstOracle(store: SagaStore, conn: Conn, ids: string[], scripts: Script[], timeoutMs = 60_000): Promise<void> {
   const expected = scripts.map(expectedRun);
   let behind: string[] = [];
   const records = await waitFor(async () => {

@@ -25,7 +25,8 @@ export function toDecimal(value: unknown): Decimal | undefined {
 
 export function isExactJsonNumber(value: number): boolean {
   if (!Number.isFinite(value)) return false;
-  const digits = String(Math.abs(value)).replace(/e.*$/i, '').replace('.', '').replace(/^0+/, '');
+  // zeros at either end only place the point: 150000000000000000 has 2 significant digits, as 1.5e21 does
+  const digits = String(Math.abs(value)).replace(/e.*$/i, '').replace('.', '').replace(/^0+/, '').replace(/0+$/, '');
   return digits.length <= EXACT_DOUBLE_DIGITS;
 }
 

@@ -1,6 +1,6 @@
 import type { TidemarkEvent } from '../../src/core/envelope.ts';
-import { businessDay } from '../../src/core/business-day.ts';
-import { makeReport } from './oracle.ts';
+import { makeReport } from './fixtures.ts';
+import { oracleDay } from './oracle.ts';
 
 /** The last schema version before events were keyed by (source, id). */
 export const BEFORE = 7;
@@ -40,5 +40,5 @@ export function oldEvents(): TidemarkEvent[][] {
   return batches;
 }
 
-export const days = (batches: TidemarkEvent[][]): string[] => [...new Set(batches.flat().map((e) => businessDay(e.occurredAt, report.timeZone)))].sort();
+export const days = (batches: TidemarkEvent[][]): string[] => [...new Set(batches.flat().map((e) => oracleDay(e.occurredAt, report.timeZone)))].sort();
 

@@ -3,10 +3,9 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import { expect } from 'vitest';
 import type { ReportConfig } from '../../src/core/config.ts';
 import type { TidemarkEvent } from '../../src/core/envelope.ts';
-import { businessDay } from '../../src/core/business-day.ts';
 import { dailyFigures } from '../../src/sinks/clickhouse/daily-figures.ts';
 import { publishedRevisions } from '../../src/query/revisions.ts';
-import { dayGroupKey, oracleDaily } from './oracle.ts';
+import { dayGroupKey, oracleDaily, oracleDay } from './oracle.ts';
 
 const DAY = 86_400_000;
 
@@ -18,7 +17,7 @@ export type RawMessage = { id: string; subject: string; body: string };
  * negative), re-sent duplicates at the end.
  */
 export function seededSales(now: number, count: number, resent: number, seed = 42): { unique: RawMessage[]; all: RawMessage[] } {
-  const today = Date.parse(`${businessDay(now, 'Asia/Taipei')}T00:00:00+08:00`);
+  const today = Date.parse(`${oracleDay(now, 'Asia/Taipei')}T00:00:00+08:00`);
   const dayStarts = [1, 2, 6, 9].map((n) => today - n * DAY);
   const event = fc.record({
     source: fc.constantFrom('store-1', 'store-2', 'store-3'),

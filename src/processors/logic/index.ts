@@ -14,7 +14,6 @@ export {
   type MeasureStateJson,
 } from './measures.ts';
 export { compileGroupKey, groupKey, matchesReport } from './group.ts';
-export { businessDay, closeAtMs, dayEndMs, dayStartMs, nextDay } from '../../core/business-day.ts';
 export {
   closeDue,
   nextRevision,
