@@ -108,8 +108,8 @@ describe('tidemark up --roles gateway,processor, and the other roles beside it',
     await exited(report.child);
     expect(report.stderr()).toBe('');
     expect(report.child.exitCode).toBe(0);
-    expect(report.stdout()).toMatch(/\["store-2"\]\s+1\s+preliminary\s+new\s.*\s7\.25\n/);
-    expect(report.stdout()).toContain('["store-2"]: agrees with the raw events');
+    expect(report.stdout()).toMatch(/\nstore-2\s+1\s+preliminary\s+new\s.*\s7\.25\n/);
+    expect(report.stdout()).toContain('store-2: agrees with the raw events');
   }, 120_000);
 
   it('tidemark monitor beside it raises DelayedEvent for a late sale, on ALERTS and in the alerts table', async () => {
