@@ -1,7 +1,7 @@
 import type { JsMsg } from '@nats-io/jetstream';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { delivery, deliveryCount } from '../src/nats/batch-consumer.ts';
+import { delivery, deliveryCount } from '../src/nats/js-msg.ts';
 
 /** What the client's accessors would answer for a reply subject, and the subject itself. */
 const msg = (reply: string, seq: number, nanos: bigint): JsMsg => ({ reply, seq, timestampNanos: nanos }) as unknown as JsMsg;

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { hasLoneSurrogate, nestingOver, preview } from '../src/core/field-limits.ts';
-import { dlqRecord, dlqSubject, keptHeaders } from '../src/ingest/dlq.ts';
+import { dlqRecord, dlqSubject, keptHeaders } from '../src/nats/dlq.ts';
 import { groupToken } from '../src/processors/daily/revision-store.ts';
 
 /** Independent oracle: UTF-8 round trip changes a string exactly when it holds a lone surrogate. */

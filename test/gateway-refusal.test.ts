@@ -6,7 +6,7 @@ import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManage
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DlqRecord } from '../src/ingest/dlq.ts';
+import type { DlqRecord } from '../src/nats/dlq.ts';
 import { startNatsGateway, type NatsGateway } from '../src/ingest/nats-gateway.ts';
 import { freePort } from '../src/nats/embedded-server.ts';
 import { ensureTopology } from '../src/nats/topology.ts';

@@ -7,7 +7,7 @@ import type { Config } from '../src/core/config.ts';
 import { ingestMsgId } from '../src/core/identity.ts';
 import { createLogger } from '../src/core/logger.ts';
 import { createRegistry } from '../src/core/metrics.ts';
-import type { DlqRecord } from '../src/ingest/dlq.ts';
+import type { DlqRecord } from '../src/nats/dlq.ts';
 import { startHttpGateway, type HttpGateway, type Readiness } from '../src/ingest/http/server.ts';
 import { ensureTopology } from '../src/nats/topology.ts';
 import { testConfig } from './harness/config.ts';

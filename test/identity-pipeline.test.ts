@@ -3,7 +3,7 @@ import pino from 'pino';
 import { createRegistry } from '../src/core/metrics.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TidemarkEvent } from '../src/core/envelope.ts';
-import type { DlqRecord } from '../src/ingest/dlq.ts';
+import type { DlqRecord } from '../src/nats/dlq.ts';
 import { startHttpGateway, type HttpGateway } from '../src/ingest/http/server.ts';
 import { businessDay } from '../src/core/business-day.ts';
 import { startProcessor, type Processor } from '../src/processors/processor.ts';

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { migrate } from '../src/clickhouse/migrations.ts';
 import { canonicalJson } from '../src/core/canonical.ts';
-import { groupLabel, namedGroup } from '../src/processors/logic/group-names.ts';
+import { groupLabel, namedGroup } from '../src/core/group-names.ts';
 import { closeTestClickHouse, openTestClickHouse } from './harness/clickhouse.ts';
 
 afterAll(closeTestClickHouse);

@@ -7,7 +7,7 @@ import type { Config } from '../src/core/config.ts';
 import { encodeEvent, eventSubject, type TidemarkEvent } from '../src/core/envelope.ts';
 import { shiftedClock } from '../src/core/time.ts';
 import type { Alert, DelayedEventAlert } from '../src/monitor/alerts.ts';
-import { openAlertGuard } from '../src/monitor/guard.ts';
+import { openAlertGuard } from '../src/nats/alert-guard.ts';
 import { startMonitor, type Monitor } from '../src/monitor/monitor.ts';
 import { ensureTopology } from '../src/nats/topology.ts';
 import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';

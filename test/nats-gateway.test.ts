@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EVENT_COUNT_HEADER } from '../src/core/envelope.ts';
 import { natsMsgId } from '../src/core/identity.ts';
 import { metricsRegistry } from '../src/core/metrics.ts';
-import type { DlqRecord } from '../src/ingest/dlq.ts';
+import type { DlqRecord } from '../src/nats/dlq.ts';
 import type { NatsGateway } from '../src/ingest/nats-gateway.ts';
 import { testConfig } from './harness/config.ts';
 import { startTestIngest, type TestIngest } from './harness/ingest.ts';

@@ -7,7 +7,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../src/core/config.ts';
 import { createRegistry } from '../src/core/metrics.ts';
-import type { DlqRecord } from '../src/ingest/dlq.ts';
+import type { DlqRecord } from '../src/nats/dlq.ts';
 import { startHttpGateway, type HttpGateway } from '../src/ingest/http/server.ts';
 import { startMonitor, type Monitor } from '../src/monitor/monitor.ts';
 import { MONITOR_BUCKET } from '../src/monitor/state.ts';

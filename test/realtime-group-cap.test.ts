@@ -10,7 +10,7 @@ import { realtimeMetricsFor } from '../src/processors/realtime/metrics.ts';
 import { replaceRealtimeView } from '../src/sinks/clickhouse/realtime-table.ts';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
-import type { DlqRecord } from '../src/ingest/dlq.ts';
+import type { DlqRecord } from '../src/nats/dlq.ts';
 import { ensureTopology } from '../src/nats/topology.ts';
 import { insertRealtime } from '../src/sinks/clickhouse/realtime-table.ts';
 import { insertOrFile } from '../src/sinks/clickhouse/refused-rows.ts';

@@ -5,7 +5,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../src/core/config.ts';
 import { shiftedClock } from '../src/core/time.ts';
-import type { DlqRecord } from '../src/ingest/dlq.ts';
+import type { DlqRecord } from '../src/nats/dlq.ts';
 import { ensureTopology } from '../src/nats/topology.ts';
 import { durableName } from '../src/reconcile/feeds.ts';
 import { stateKey } from '../src/reconcile/logic/keys.ts';

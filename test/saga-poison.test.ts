@@ -1,6 +1,6 @@
 import { Kvm } from '@nats-io/kv';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DlqRecord } from '../src/ingest/dlq.ts';
+import type { DlqRecord } from '../src/nats/dlq.ts';
 import type { SagaRole } from '../src/saga/role.ts';
 import { SAGA_BUCKET } from '../src/saga/subjects.ts';
 import { startTestNats, type TestNats } from './harness/nats.ts';

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { canonicalJson } from '../src/core/canonical.ts';
-import { groupLabel } from '../src/processors/logic/group-names.ts';
+import { groupLabel } from '../src/core/group-names.ts';
 
 // The page's own modules are plain browser JavaScript (no types, no build): loaded as they are served.
 type PageFormat = { groupLabel: (key: string) => string; sizeLabel: (ms: number) => string; measuresLine: (m: Record<string, string>, names: string[]) => string };

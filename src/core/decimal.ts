@@ -31,3 +31,33 @@ export function isExactJsonNumber(value: number): boolean {
 }
 
 export const isDecimalText = (text: string): boolean => DECIMAL_TEXT.test(text.trim());
+
+/** Decimal places of an average: the exact sum divided by the count, rounded half-even. */
+export const AVG_SCALE = 10;
+
+/** Canonical decimal text: no exponent, no trailing zeros, "0" for zero ("129.9"). */
+export function formatDecimal(value: Decimal): string {
+  return value.isZero() ? '0' : value.toFixed();
+}
+
+/**
+ * `sum / n` rounded half-even to `scale` places, computed on integers: dividing with
+ * decimal.js would first round to 60 digits and then to `scale`, and that double
+ * rounding can land on the wrong side of a half.
+ */
+export function divideHalfEven(sum: Decimal, n: number, scale: number): Decimal {
+  const [whole, fraction = ''] = sum.toFixed().split('.');
+  const numerator = BigInt(`${whole}${fraction}`) * 10n ** BigInt(scale);
+  const denominator = BigInt(n) * 10n ** BigInt(fraction.length);
+  let quotient = numerator / denominator;
+  const remainder = numerator % denominator;
+  const twice = 2n * (remainder < 0n ? -remainder : remainder);
+  if (twice > denominator || (twice === denominator && quotient % 2n !== 0n)) quotient += numerator < 0n ? -1n : 1n;
+  return new Decimal(`${quotient}e-${scale}`);
+}
+
+/** Two sets of figures in canonical decimal text are the same figures exactly when their texts are. */
+export function sameMeasures(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((key) => Object.hasOwn(b, key) && a[key] === b[key]);
+}

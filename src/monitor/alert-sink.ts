@@ -1,8 +1,9 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { Logger } from 'pino';
 import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
-import { dlqRecord, publishToDlq } from '../ingest/dlq.ts';
-import { headerRecord, storedAtMs, type BatchHandler } from '../nats/batch-consumer.ts';
+import { dlqRecord, publishToDlq } from '../nats/dlq.ts';
+import { type BatchHandler } from '../nats/batch-consumer.ts';
+import { headerRecord, storedAtMs } from '../nats/js-msg.ts';
 import { insertIsolating } from '../sinks/clickhouse/isolating-insert.ts';
 import { alertRow, insertAlerts } from '../sinks/clickhouse/alerts-table.ts';
 

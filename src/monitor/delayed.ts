@@ -1,6 +1,6 @@
 import { delayedGroupId, formatMs, iso, type Alert, type DelayedEventAlert, type DelayedResolvedAlert } from './alerts.ts';
 import { addDelay, mergeHistograms, percentile, type Histogram } from './histogram.ts';
-import { inRanges, unionRanges, type SeqRange } from './seq-ranges.ts';
+import { inRanges, unionRanges, type SeqRange } from '../nats/seq-ranges.ts';
 
 /**
  * Grouping of late events as Alertmanager groups alerts: one group per (DelayedEvent,

@@ -11,7 +11,7 @@ import { firstSeenEvery, initialEvery, markEvery, type EveryState } from './ever
 import type { Alert } from './alerts.ts';
 import type { MonitorMetrics } from './metrics.ts';
 import { firstRevisionTimes } from './report-status.ts';
-import { seqRanges } from './seq-ranges.ts';
+import { seqRanges } from '../nats/seq-ranges.ts';
 import { businessDay, dailyDeadline, firstDayDueAfter, previousDay, slotStart } from './schedule.ts';
 import type { Sla } from './sla.ts';
 import type { SliceAccumulator } from './slices.ts';

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../core/time.ts';
 import type { Alert } from './alerts.ts';
-import type { AlertPublisher } from './guard.ts';
+import type { AlertPublisher } from '../nats/alert-guard.ts';
 import type { MonitorMetrics } from './metrics.ts';
 import type { MonitorState } from './state.ts';
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { DeadlineConfig, SlaConfig } from '../core/config.ts';
-import { globMatcher, isGlob } from './glob.ts';
+import { globMatcher, isGlob } from '../core/glob.ts';
 
 /** An SLA ready for matching; `id` appears in alert ids and monitor state keys, so it must stay stable. */
 export type Sla = {

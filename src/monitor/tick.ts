@@ -7,7 +7,7 @@ import { advanceDaily, initialDaily, type DailyState } from './daily.ts';
 import { advanceDeadline, daysToCheck, initialDeadline, type DeadlineState } from './deadlines.ts';
 import { fireDueGroup, type DelayedState } from './delayed.ts';
 import { advanceEvery, initialEvery, type EveryState } from './every.ts';
-import type { AlertPublisher } from './guard.ts';
+import type { AlertPublisher } from '../nats/alert-guard.ts';
 import type { MonitorMetrics } from './metrics.ts';
 import { delayedDue, dailyDue, deadlineDue, everyDue, wakeAt, type Due } from './next-due.ts';
 import { flushOutbox } from './outbox.ts';

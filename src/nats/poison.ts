@@ -1,6 +1,6 @@
 import type { JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
-import { deliveryCount } from './batch-consumer.ts';
+import { deliveryCount } from './js-msg.ts';
 
 /**
  * How a message that keeps failing on its own ends: one that still fails after

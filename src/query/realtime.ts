@@ -1,7 +1,6 @@
 import type { ClickHouseClient } from '@clickhouse/client';
-import { Decimal } from '../core/decimal.ts';
-import { groupLabel } from '../processors/logic/group-names.ts';
-import { formatDecimal } from '../processors/logic/measures.ts';
+import { Decimal, formatDecimal } from '../core/decimal.ts';
+import { groupLabel } from '../core/group-names.ts';
 import { selectRows } from './select.ts';
 
 /** A sliding window's figure, all processor instances merged (realtime_latest), with how its emissions came. */

@@ -1,6 +1,6 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { ReportConfig } from '../core/config.ts';
-import { sameMeasures } from '../processors/logic/revisions.ts';
+import { sameMeasures } from '../core/decimal.ts';
 import { dailyFigures } from '../sinks/clickhouse/daily-figures.ts';
 import { publishedRevisions, type PublishedRevision } from './revisions.ts';
 

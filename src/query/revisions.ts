@@ -1,8 +1,7 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { ReportConfig } from '../core/config.ts';
-import { Decimal } from '../core/decimal.ts';
-import { groupLabel } from '../processors/logic/group-names.ts';
-import { formatDecimal } from '../processors/logic/measures.ts';
+import { Decimal, formatDecimal } from '../core/decimal.ts';
+import { groupLabel } from '../core/group-names.ts';
 
 /** Read-side queries shared by the CLI (`tidemark report`) and the page's JSON API (src/ui). */
 

@@ -1,8 +1,8 @@
 import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import type { ReconciliationConfig } from '../core/config.ts';
-import { dlqRecord, publishToDlq } from '../ingest/dlq.ts';
-import { headerRecord, storedAtMs } from '../nats/batch-consumer.ts';
+import { dlqRecord, publishToDlq } from '../nats/dlq.ts';
+import { headerRecord, storedAtMs } from '../nats/js-msg.ts';
 import type { PoisonPolicy } from '../nats/poison.ts';
 import { STREAMS } from '../nats/topology.ts';
 import { decodeEvents, encodeEvent } from '../core/envelope.ts';

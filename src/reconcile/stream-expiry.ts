@@ -1,6 +1,6 @@
 import type { Consumer, JetStreamManager, JsMsg } from '@nats-io/jetstream';
 import { sleep } from '../core/time.ts';
-import { deliveryCount, storedAtMs } from '../nats/batch-consumer.ts';
+import { deliveryCount, storedAtMs } from '../nats/js-msg.ts';
 import { poisonTracker } from '../nats/poison.ts';
 import type { Feed } from './feeds.ts';
 import { arrive, expire } from './logic/pending.ts';

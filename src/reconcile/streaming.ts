@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { Config, ReconciliationConfig } from '../core/config.ts';
 import { systemClock, type Clock } from '../core/time.ts';
 import { migrate, migrationOptions } from '../clickhouse/migrations.ts';
-import { terminateToDlq } from '../ingest/dlq.ts';
+import { terminateToDlq } from '../nats/dlq.ts';
 import { openClaims } from './claims.ts';
 import { ensureFeeds } from './feeds.ts';
 import { openStateStore, type StateStore } from './state-store.ts';

@@ -2,7 +2,7 @@ import type { JsMsg } from '@nats-io/jetstream';
 import { z } from 'zod';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
 import { eventIdentity, idFromMsgId, idFromSequence, isReservedId, RESERVED_ID_PREFIX } from '../core/identity.ts';
-import { storedAtMs } from '../nats/batch-consumer.ts';
+import { storedAtMs } from '../nats/js-msg.ts';
 import type { SagaInput } from './logic/types.ts';
 import { parseInputSubject, sagaIdOf, sagaNameOf } from './subjects.ts';
 

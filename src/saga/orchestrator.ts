@@ -1,4 +1,4 @@
-import { terminateToDlq } from '../ingest/dlq.ts';
+import { terminateToDlq } from '../nats/dlq.ts';
 import { poisonTracker } from '../nats/poison.ts';
 import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';

@@ -2,7 +2,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import { runBatchConsumer } from '../nats/batch-consumer.ts';
-import { insertSagaRows, sagaRows, type SagaRow, type SagaStepRow } from '../sinks/clickhouse/saga-tables.ts';
+import { insertSagaRows, sagaRows, type SagaRow, type SagaStepRow } from './projection-tables.ts';
 import { insertOrFile } from '../sinks/clickhouse/refused-rows.ts';
 import { decodeRecord, type SagaRecord } from './store.ts';
 import { SAGA_CONSUMERS } from './subjects.ts';

@@ -2,7 +2,7 @@ import { AckPolicy, DeliverPolicy, type JetStreamClient, type JetStreamManager }
 import { nanos } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { ErrorCodes, isTidemarkError } from '../core/errors.ts';
-import { terminateToDlq } from '../ingest/dlq.ts';
+import { terminateToDlq } from '../nats/dlq.ts';
 import { runBatchConsumer } from '../nats/batch-consumer.ts';
 import { parseCommand, reply, type SagaCommand } from './outbox.ts';
 import { SAGA_STREAM } from './subjects.ts';

@@ -4,7 +4,7 @@ import { webhookDurable, type WebhookConfig } from '../core/config.ts';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
 import { redactWebhookUrl, registerSecret } from '../core/secrets.ts';
 import { sleep } from '../core/time.ts';
-import { globMatcher } from '../monitor/glob.ts';
+import { globMatcher } from '../core/glob.ts';
 
 /**
  * Alert webhooks: HTTP POST of the alert JSON exactly as it is on ALERTS.

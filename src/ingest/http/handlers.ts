@@ -6,7 +6,7 @@ import type { Config } from '../../core/config.ts';
 import type { EnvelopeLimits } from '../../core/envelope.ts';
 import type { Logger } from '../../core/logger.ts';
 import type { IngestMetrics } from '../../core/metrics.ts';
-import { keptHeaders } from '../dlq.ts';
+import { keptHeaders } from '../../nats/dlq.ts';
 import { readBody, splitBody } from './body.ts';
 import { prepareItem, rejectWholeBody, type PreparedItem } from './items.ts';
 import { publishInvalid, publishValid } from './publish.ts';

@@ -4,7 +4,7 @@ import { headers, type MsgHdrs } from '@nats-io/transport-node';
 import { idFromPackPart, idFromSequence } from '../../core/identity.ts';
 import { retryTransient } from '../../nats/retry.ts';
 import { INGEST_PACK_HEADER, packItems } from '../ingest-packs.ts';
-import { dlqRecord, publishToDlq } from '../dlq.ts';
+import { dlqRecord, publishToDlq } from '../../nats/dlq.ts';
 import type { PreparedItem } from './items.ts';
 
 type Valid = Extract<PreparedItem, { ok: true }>;

@@ -1,11 +1,8 @@
 export {
-  AVG_SCALE,
   addEvent,
   deserializeState,
-  divideHalfEven,
   emptyState,
   finalize,
-  formatDecimal,
   mergeStates,
   serializeState,
   skippedValues,

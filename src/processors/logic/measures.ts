@@ -28,11 +28,9 @@
  */
 import { z } from 'zod';
 import type { MeasureConfig, ReportConfig } from '../../core/config.ts';
-import { Decimal, toDecimal } from '../../core/decimal.ts';
+import { AVG_SCALE, Decimal, divideHalfEven, formatDecimal, toDecimal } from '../../core/decimal.ts';
 import { canonicalJson, dataField } from '../../core/canonical.ts';
 import type { TidemarkEvent } from '../../core/envelope.ts';
-
-export const AVG_SCALE = 10;
 
 /** `n` counts the values a measure took, `skipped` the events whose value it could not take. */
 interface CountAccumulator { readonly fn: 'count'; n: number; skipped: number }
@@ -143,27 +141,6 @@ export function mergeStates(a: MeasureState, b: MeasureState): MeasureState {
   for (const name of names) measures[name] = mergeAccumulators(name, a.measures[name]!, b.measures[name]);
   const knownAt = a.knownAt === null ? b.knownAt : b.knownAt === null ? a.knownAt : Math.max(a.knownAt, b.knownAt);
   return { events: a.events + b.events, knownAt, measures };
-}
-
-/** The canonical decimal text described at the top of this file. */
-export function formatDecimal(value: Decimal): string {
-  return value.isZero() ? '0' : value.toFixed();
-}
-
-/**
- * `sum / n` rounded half-even to `scale` places, computed on integers: dividing with
- * decimal.js would first round to 60 digits and then to `scale`, and that double
- * rounding can land on the wrong side of a half.
- */
-export function divideHalfEven(sum: Decimal, n: number, scale: number): Decimal {
-  const [whole, fraction = ''] = sum.toFixed().split('.');
-  const numerator = BigInt(`${whole}${fraction}`) * 10n ** BigInt(scale);
-  const denominator = BigInt(n) * 10n ** BigInt(fraction.length);
-  let quotient = numerator / denominator;
-  const remainder = numerator % denominator;
-  const twice = 2n * (remainder < 0n ? -remainder : remainder);
-  if (twice > denominator || (twice === denominator && quotient % 2n !== 0n)) quotient += numerator < 0n ? -1n : 1n;
-  return new Decimal(`${quotient}e-${scale}`);
 }
 
 /** Figures in canonical decimal text, keyed by measure name in the report's order. */

@@ -28,6 +28,8 @@
  * follows the same status rules but raises no alert, since an operator asked for it).
  * Revisions are gap-free (previous + 1) and status never returns to 'preliminary'.
  */
+
+import { sameMeasures } from '../../core/decimal.ts';
 export type RevisionStatus = 'preliminary' | 'final' | 'amended';
 export type RevisionReason = 'new' | 'late' | 'close' | 'amend' | 'replay';
 
@@ -59,11 +61,6 @@ export interface RevisionDecision {
 
 export interface RevisionOptions {
   readonly replay?: boolean;
-}
-
-export function sameMeasures(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
-  const keys = Object.keys(a);
-  return keys.length === Object.keys(b).length && keys.every((key) => Object.hasOwn(b, key) && a[key] === b[key]);
 }
 
 /** The `final` record due at the close, or null when it is not due (yet) or already written. */

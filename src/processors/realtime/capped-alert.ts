@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { TidemarkEvent } from '../../core/envelope.ts';
 import { wellFormed } from '../../core/field-limits.ts';
 import { sleep } from '../../core/time.ts';
-import type { AlertPublisher, PublishOutcome } from '../../monitor/guard.ts';
+import type { AlertPublisher, PublishOutcome } from '../../nats/alert-guard.ts';
 
 /** A report's realtime view reached `processor.maxRealtimeGroups`: events of further groups were left out of it (still stored, still in the daily view). */
 export type RealtimeCappedAlert = {

@@ -14,7 +14,7 @@ import type { TidemarkEvent } from '../../core/envelope.ts';
 import { eventIdentity } from '../../core/identity.ts';
 import { RecentIds } from '../../core/recent-ids.ts';
 import { groupCap, type GroupCap } from './group-cap.ts';
-import { unionRanges, type SeqRange } from '../../monitor/seq-ranges.ts';
+import { unionRanges, type SeqRange } from '../../nats/seq-ranges.ts';
 import { SourceWatermarks } from '../logic/source-watermarks.ts';
 import { WindowStore, type WindowRef, type WindowResult } from '../logic/windows.ts';
 

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { ReportConfig } from '../../core/config.ts';
 import type { TidemarkEvent } from '../../core/envelope.ts';
 import { sleep, type Clock } from '../../core/time.ts';
-import { inRanges, type SeqRange } from '../../monitor/seq-ranges.ts';
+import { inRanges, type SeqRange } from '../../nats/seq-ranges.ts';
 import { checkpointRow, insertRealtime, otherCheckpoints, realtimeRow, refusalRow, type OtherCheckpoint, type RealtimeRow } from '../../sinks/clickhouse/realtime-table.ts';
 import { Folds, type FoldOptions } from './folds.ts';
 import { realtimeMetricsFor, type RealtimeMetrics } from './metrics.ts';

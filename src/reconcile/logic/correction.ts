@@ -1,6 +1,5 @@
 import type { ReconciliationConfig } from '../../core/config.ts';
-import { Decimal, toDecimal } from '../../core/decimal.ts';
-import { formatDecimal } from '../../processors/logic/measures.ts';
+import { Decimal, formatDecimal, toDecimal } from '../../core/decimal.ts';
 import type { Discrepancy, FieldValue, ReconRecord } from './types.ts';
 
 export type HealPolicy = 'publish' | 'manual';

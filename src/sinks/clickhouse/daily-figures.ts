@@ -1,9 +1,8 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { ReportConfig } from '../../core/config.ts';
-import { Decimal } from '../../core/decimal.ts';
+import { AVG_SCALE, Decimal, divideHalfEven, formatDecimal } from '../../core/decimal.ts';
 import { dayEndMs, dayStartMs } from '../../core/business-day.ts';
 import { canonicalJson } from '../../core/canonical.ts';
-import { AVG_SCALE, divideHalfEven, formatDecimal } from '../../processors/logic/measures.ts';
 import type { Observation } from '../../processors/logic/revisions.ts';
 
 /** The figure of one group of a report's day, computed from the event store. */

@@ -1,10 +1,10 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { ReportConfig } from '../../core/config.ts';
-import { formatDecimal } from '../../processors/logic/measures.ts';
+import { formatDecimal } from '../../core/decimal.ts';
 import type { WindowResult } from '../../processors/logic/windows.ts';
 import type { Refusal } from '../../processors/realtime/folds.ts';
 import { MONEY_TYPE } from '../../clickhouse/migrations.ts';
-import type { SeqRange } from '../../monitor/seq-ranges.ts';
+import type { SeqRange } from '../../nats/seq-ranges.ts';
 
 export type RealtimeRow = {
   report: string;

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { dlqRecord, publishToDlq } from '../../ingest/dlq.ts';
+import { dlqRecord, publishToDlq } from '../../nats/dlq.ts';
 import { insertIsolating } from './isolating-insert.ts';
 
 /**

@@ -1,5 +1,5 @@
 import type { ClickHouseClient } from '@clickhouse/client';
-import { namedGroup } from '../../processors/logic/group-names.ts';
+import { namedGroup } from '../../core/group-names.ts';
 import type { RevisionRecord } from '../../processors/logic/revisions.ts';
 
 export type RevisionRow = {

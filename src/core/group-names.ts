@@ -6,7 +6,7 @@
  * A key whose arity no longer matches the groupBy (the config changed since) is named by
  * position, `1`, `2`, …
  */
-import { canonicalJson } from '../../core/canonical.ts';
+import { canonicalJson } from './canonical.ts';
 
 export type GroupNames = Record<string, string>;
 

@@ -3,8 +3,8 @@ import type { JetStreamClient, JsMsg, PubAck } from '@nats-io/jetstream';
 import { headers as natsHeaders, type MsgHdrs } from '@nats-io/transport-node';
 import type { Rejection } from '../core/envelope.ts';
 import { FIELD_LIMITS, overBytes } from '../core/field-limits.ts';
-import type { PublishItem } from '../nats/batch-publisher.ts';
-import { retryTransient } from '../nats/retry.ts';
+import type { PublishItem } from './batch-publisher.ts';
+import { retryTransient } from './retry.ts';
 
 /** What the DLQ keeps of a rejected input: everything needed to inspect and re-publish it. */
 export type DlqRecord = {

@@ -1,6 +1,6 @@
 import type { ClickHouseClient } from '@clickhouse/client';
-import { attemptRows, summarize } from '../../saga/logic/timeline.ts';
-import type { SagaEvent } from '../../saga/logic/types.ts';
+import { attemptRows, summarize } from './logic/timeline.ts';
+import type { SagaEvent } from './logic/types.ts';
 
 export type SagaRow = {
   saga_id: string;

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import type { JetStreamClient } from '@nats-io/jetstream';
-import { BUCKETS, openBucket } from '../nats/buckets.ts';
+import { BUCKETS, openBucket } from './buckets.ts';
 import { alertKindSubject, type AlertKind } from '../core/alert-kinds.ts';
-import type { Alert } from './alerts.ts';
-import { retryTransient } from '../nats/retry.ts';
-import { isCasConflict } from '../nats/cas.ts';
+import type { Alert } from '../monitor/alerts.ts';
+import { retryTransient } from './retry.ts';
+import { isCasConflict } from './cas.ts';
 
 /**
  * The durable once-only guard. JetStream drops a second publish of the same
