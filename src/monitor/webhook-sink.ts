@@ -27,6 +27,9 @@ type Verdict = { msg: JsMsg; then: 'ack' } | { msg: JsMsg; then: 'nak'; delayMs:
 /** When a round is cut short by shutdown or the outcome cannot be written, the alert comes back this soon. */
 const SOON_MS = 1_000;
 
+/** How often the messages of a batch in progress are reported in progress: well inside any ackWait. */
+const KEEP_ALIVE_MS = 1_000;
+
 /**
  * Consumer of one webhook's durable on ALERTS. Each message is one delivery round (a few
  * quick POSTs, `maxAttempts`); an alert the receiver did not take goes back on ALERTS with
@@ -81,13 +84,23 @@ export function createWebhookSink(deps: WebhookSinkDeps): BatchHandler {
   };
 
   return async (msgs) => {
-    const verdicts = await Promise.all(msgs.map(round));
-    const rows = verdicts.flatMap((v) => (v.then === 'record' ? [v.row] : []));
+    // the batch is acked when its slowest round and the outcome insert are done: until then
+    // every message of it is kept alive, or a busy instance past ackWait gets a copy POSTed again
+    const keepAlive = setInterval(() => {
+      for (const msg of msgs) msg.working();
+    }, KEEP_ALIVE_MS);
     let written = true;
-    await insertDeliveries(deps.clickhouse, deps.db, rows).catch((err: unknown) => {
-      written = false;
-      logger.error({ err, url }, 'webhook outcomes not written; undelivered alerts come back');
-    });
+    let verdicts: Verdict[];
+    try {
+      verdicts = await Promise.all(msgs.map(round));
+      const rows = verdicts.flatMap((v) => (v.then === 'record' ? [v.row] : []));
+      await insertDeliveries(deps.clickhouse, deps.db, rows).catch((err: unknown) => {
+        written = false;
+        logger.error({ err, url }, 'webhook outcomes not written; undelivered alerts come back');
+      });
+    } finally {
+      clearInterval(keepAlive);
+    }
     for (const v of verdicts) {
       if (v.then === 'nak') v.msg.nak(v.delayMs);
       // a delivered alert is acked even so: sending it again would not make the row more true
