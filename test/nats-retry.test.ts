@@ -6,7 +6,7 @@ import type { NatsRuntime } from '../src/cli/runtime.ts';
 import { createLogger } from '../src/core/logger.ts';
 import { createRegistry } from '../src/core/metrics.ts';
 import { startHttpGateway } from '../src/ingest/http/server.ts';
-import { createBatchPublisher } from '../src/nats/batch-publisher.ts';
+import { createBatchPublisher, PublishError } from '../src/nats/batch-publisher.ts';
 import { connectNats, serverList } from '../src/nats/connect.ts';
 import { isTransient, publishRetrying, retryTransient } from '../src/nats/retry.ts';
 import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
@@ -40,6 +40,9 @@ describe('riding through a leader election', () => {
     expect(isTransient(apiError(400, 10071, 'wrong last sequence: 7'))).toBe(false);
     expect(isTransient(apiError(404, 10059, 'stream not found'))).toBe(false);
     expect(isTransient(new Error('wrong last sequence: 7'))).toBe(false);
+    // the batch publisher names the subject first: a stream without a leader is still a wait, a lost race is not
+    expect(isTransient(new PublishError('$KV.tidemark_sagas.order.w-0', '503 no stream answered'))).toBe(true);
+    expect(isTransient(new PublishError('$KV.tidemark_sagas.order.w-0', 'wrong last sequence: 7', 10071))).toBe(false);
   });
 
   it('tries again with backoff until the call succeeds, and gives a refusal back at once', async () => {

@@ -1,7 +1,7 @@
 import { JetStreamApiError } from '@nats-io/jetstream';
 import { NoRespondersError, RequestError, TimeoutError } from '@nats-io/transport-node';
 import { sleep } from '../core/time.ts';
-import type { BatchPublisher, PublishItem, PublishOutcome } from './batch-publisher.ts';
+import { PublishError, type BatchPublisher, type PublishItem, type PublishOutcome } from './batch-publisher.ts';
 
 /**
  * How long a JetStream call is retried while a stream or the meta group elects a new
@@ -24,6 +24,8 @@ export function isTransient(err: unknown): boolean {
   if (err instanceof Error && err.cause !== undefined && isTransient(err.cause)) return true;
   if (err instanceof RequestError) return err.isNoResponders() || err.cause instanceof TimeoutError;
   if (err instanceof JetStreamApiError) return err.status === 503 || err.code === 10008;
+  // the batch publisher's refusal: its reason is what the PubAck or status said (`503 no stream answered`)
+  if (err instanceof PublishError) return TRANSIENT_TEXT.test(err.reason);
   return err instanceof Error && TRANSIENT_TEXT.test(err.message);
 }
 
