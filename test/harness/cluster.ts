@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { jetstreamManager, type JetStreamClient, type JetStreamManager, type StoredMsg } from '@nats-io/jetstream';
+import { JetStreamApiCodes, JetStreamApiError, jetstreamManager, type JetStreamClient, type JetStreamManager, type StoredMsg } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { freePort } from '../../src/nats/embedded-server.ts';
 import type { Config } from '../../src/core/config.ts';
@@ -189,7 +189,12 @@ export async function freshTopology(js: JetStreamClient, jsm: JetStreamManager, 
   const patient = { budgetMs: 90_000 };
   const names: string[] = [];
   for await (const name of jsm.streams.names()) names.push(name);
-  for (const name of names) await retryTransient(() => jsm.streams.delete(name), patient);
+  for (const name of names) {
+    // a delete that timed out may have been applied: its retry then finds the stream gone
+    await retryTransient(() => jsm.streams.delete(name), patient).catch((err: unknown) => {
+      if (!(err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound)) throw err;
+    });
+  }
   await retryTransient(() => ensureTopology(jsm, config), patient);
   await retryTransient(() => ensureSagaTopology(js, jsm, config), patient);
 }
