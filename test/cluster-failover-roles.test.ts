@@ -2,8 +2,8 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,14 +15,13 @@ import { ALERT_GUARD_BUCKET } from '../src/nats/alert-guard.ts';
 import { startMonitor, type Monitor } from '../src/monitor/monitor.ts';
 import { MONITOR_BUCKET } from '../src/monitor/state.ts';
 import { createBatchPublisher } from '../src/nats/batch-publisher.ts';
-import { serverList } from '../src/nats/connect.ts';
 import { freePort } from '../src/nats/embedded-server.ts';
 import { publishRetrying } from '../src/nats/retry.ts';
 import { SAGA_BUCKET } from '../src/saga/subjects.ts';
 import { openSagaStore } from '../src/saga/topology.ts';
 import type { SagaRecord } from '../src/saga/store.ts';
 import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
-import { freshTopology, leadersOf, startTestCluster, storedMessages, type TestCluster } from './harness/cluster.ts';
+import { connectToCluster, freshTopology, leadersOf, startTestCluster, storedMessages, type TestCluster } from './harness/cluster.ts';
 import { testConfig } from './harness/config.ts';
 import { exited, spawnTidemark, terminate } from './harness/processes.ts';
 import { waitFor } from './harness/streams.ts';
@@ -44,9 +43,7 @@ let jsm: JetStreamManager;
 
 beforeAll(async () => {
   cluster = await startTestCluster();
-  nc = await connect({ servers: serverList(cluster.url), maxReconnectAttempts: -1, reconnectTimeWait: 250 });
-  js = jetstream(nc);
-  jsm = await jetstreamManager(nc);
+  ({ nc, js, jsm } = await connectToCluster(cluster));
 }, 60_000);
 
 afterAll(async () => {

@@ -2,20 +2,19 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openClickHouse } from '../src/clickhouse/client.ts';
 import { decodeEvents } from '../src/core/envelope.ts';
 import { freePort } from '../src/nats/embedded-server.ts';
 import { createBatchPublisher } from '../src/nats/batch-publisher.ts';
-import { serverList } from '../src/nats/connect.ts';
 import { LEASE_BUCKET } from '../src/nats/lease.ts';
 import { publishRetrying, retryTransient } from '../src/nats/retry.ts';
 import { DAILY_BUCKET, type StoredRevision } from '../src/processors/daily/revision-store.ts';
 import { openSagaStore } from '../src/saga/topology.ts';
-import { freshTopology, startTestCluster, storedMessages, type ClusterNode, type TestCluster } from './harness/cluster.ts';
+import { connectToCluster, freshTopology, startTestCluster, storedMessages, type ClusterNode, type TestCluster } from './harness/cluster.ts';
 import { testConfig } from './harness/config.ts';
 import { exited, spawnTidemark, terminate } from './harness/processes.ts';
 import { waitFor } from './harness/streams.ts';
@@ -46,9 +45,7 @@ let jsm: JetStreamManager;
 
 beforeAll(async () => {
   cluster = await startTestCluster();
-  nc = await connect({ servers: serverList(cluster.url), maxReconnectAttempts: -1, reconnectTimeWait: 250 });
-  js = jetstream(nc);
-  jsm = await jetstreamManager(nc);
+  ({ nc, js, jsm } = await connectToCluster(cluster));
 }, 60_000);
 
 afterAll(async () => {

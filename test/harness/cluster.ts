@@ -2,9 +2,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { JetStreamApiCodes, JetStreamApiError, jetstreamManager, type JetStreamClient, type JetStreamManager, type StoredMsg } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
+import { JetStreamApiCodes, JetStreamApiError, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type StoredMsg } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { freePort } from '../../src/nats/embedded-server.ts';
+import { serverList } from '../../src/nats/connect.ts';
 import type { Config } from '../../src/core/config.ts';
 import { retryTransient } from '../../src/nats/retry.ts';
 import { ensureTopology } from '../../src/nats/topology.ts';
@@ -197,4 +198,10 @@ export async function freshTopology(js: JetStreamClient, jsm: JetStreamManager, 
   }
   await retryTransient(() => ensureTopology(jsm, config), patient);
   await retryTransient(() => ensureSagaTopology(js, jsm, config), patient);
+}
+
+/** A client of the whole cluster as the roles connect: every server listed, reconnecting without end. */
+export async function connectToCluster(cluster: TestCluster): Promise<{ nc: NatsConnection; js: JetStreamClient; jsm: JetStreamManager }> {
+  const nc = await connect({ servers: serverList(cluster.url), maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+  return { nc, js: jetstream(nc), jsm: await jetstreamManager(nc) };
 }
