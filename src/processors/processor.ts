@@ -100,7 +100,10 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
     maxSources: config.processor.maxSources,
     recentIds: config.processor.recentIds,
     livenessMs,
-    ackFloor: async () => (await (await js.consumers.get(CONSUMERS.processor.stream, CONSUMERS.processor.durable)).info()).ack_floor.stream_seq,
+    ackFloor: async () => {
+      const info = await (await js.consumers.get(CONSUMERS.processor.stream, CONSUMERS.processor.durable)).info();
+      return { floor: info.ack_floor.stream_seq, delivered: info.delivered.stream_seq };
+    },
     maxGroups: config.processor.maxRealtimeGroups,
     onCut: capped.note,
     insert: (rows) => insertOrFile(js, 'realtime_windows', rows, (part) => insertRealtime(clickhouse, db, part), clock.now()),

@@ -16,6 +16,7 @@ import { RecentIds } from '../../core/recent-ids.ts';
 import { groupCap, type GroupCap } from './group-cap.ts';
 import { unionRanges, type SeqRange } from '../../nats/seq-ranges.ts';
 import { SourceWatermarks } from '../logic/source-watermarks.ts';
+import { AckedPrefix, type LaneMarks } from '../logic/acked-prefix.ts';
 import { WindowStore, type WindowRef, type WindowResult } from '../logic/windows.ts';
 
 export type FoldOptions = {
@@ -28,6 +29,11 @@ export type FoldOptions = {
   maxGroups?: number;
   /** called for each event left out by the group cap; `group` computes its group key (for the first of a day, say) */
   onCut?: (report: string, event: TidemarkEvent, group: () => string) => void;
+  /**
+   * A message's event times move the watermarks only once `release` is given an ack floor
+   * at or above its sequence (acked-prefix.ts); the processor sets it. Unset: at once.
+   */
+  untilAcked?: boolean;
 };
 
 /** Events one instance refused for one closed window, counted since it started. */
@@ -42,6 +48,7 @@ export class Folds {
   readonly #lanes: Array<{ report: ReportConfig; store: WindowStore; watermarks: SourceWatermarks; cap: GroupCap }>;
   readonly #ids: RecentIds;
   readonly #onCut: FoldOptions['onCut'];
+  readonly #held: AckedPrefix | undefined;
   #folded: SeqRange[] = [];
   readonly #refusals = new Map<string, Refusal>();
   readonly #refusalsChanged = new Set<string>();
@@ -54,6 +61,7 @@ export class Folds {
   constructor(reports: ReportConfig[], options: FoldOptions) {
     this.#ids = new RecentIds(options.recentIds);
     this.#onCut = options.onCut;
+    this.#held = options.untilAcked ? new AckedPrefix() : undefined;
     this.#lanes = reports
       .filter((report) => report.windows.length > 0)
       .map((report) => ({
@@ -91,6 +99,7 @@ export class Folds {
     }
     this.#markFolded(seq);
     this.stats.folded++;
+    const marks: LaneMarks[] | undefined = this.#held ? this.#lanes.map(() => new Map()) : undefined;
     for (const event of events) {
       const identity = eventIdentity(event.source, event.id);
       if (this.#ids.has(identity)) {
@@ -98,9 +107,13 @@ export class Folds {
         continue;
       }
       this.#ids.add(identity);
-      for (const { report, store, watermarks, cap } of this.#lanes) {
+      for (const [i, { report, store, watermarks, cap }] of this.#lanes.entries()) {
         if (!report.types.includes(event.type)) continue;
-        watermarks.observe(event.source, event.occurredAt, event.receivedAt, nowMs);
+        if (marks) {
+          const t = Math.min(event.occurredAt, event.receivedAt);
+          const lane = marks[i]!;
+          lane.set(event.source, Math.max(lane.get(event.source) ?? -Infinity, t));
+        } else watermarks.observe(event.source, event.occurredAt, event.receivedAt, nowMs);
         if (!cap.admits(event)) {
           this.stats.groupsCut++;
           this.cutSince.set(report.name, (this.cutSince.get(report.name) ?? 0) + 1);
@@ -111,7 +124,26 @@ export class Folds {
         if (rejected.length > 0) this.#refuse(report.name, rejected);
       }
     }
+    if (marks) this.#held!.hold(seq, nowMs, marks);
     return true;
+  }
+
+  /** Messages folded here whose event times still wait for the ack floor (chunks of them, past a bound). */
+  get held(): number {
+    return this.#held?.size ?? 0;
+  }
+
+  /**
+   * Lets the event times of the messages at or below the ack floor `floor` move the
+   * watermarks, as of the processing time each was folded at.
+   */
+  release(floor: number): void {
+    for (const { foldedAt, lanes } of this.#held?.release(floor) ?? []) {
+      for (const [i, marks] of lanes.entries()) {
+        const { watermarks } = this.#lanes[i]!;
+        for (const [source, t] of marks) watermarks.observe(source, t, t, foldedAt);
+      }
+    }
   }
 
   #markFolded(seq: number): void {
@@ -143,6 +175,12 @@ export class Folds {
   /**
    * What is due at processing time `nowMs`: the open windows that changed, the windows
    * the watermarks now close, and the refusal counts that changed since the last call.
+   *
+   * Idleness and a stalled source's mark follow processing time, which must not close
+   * windows on messages still in doubt (held by an instance that died, not yet
+   * redelivered). With `untilAcked` the caller passes the time up to which every message
+   * delivered to any instance is acked (realtime.ts), so that clock stops while one is in
+   * doubt, as the marks do.
    */
   due(nowMs: number): { results: WindowResult[]; refusals: Refusal[] } {
     const results: WindowResult[] = [];

@@ -39,12 +39,19 @@ export type RealtimeOptions = FoldOptions & {
   refreshMs: number;
   /** an instance whose checkpoint is older than this is taken for dead (realtime_latest uses the same) */
   livenessMs: number;
-  /** the EVENTS consumer's ack floor: folded sequences at or below it are forgotten (none are, without it) */
-  ackFloor?: () => Promise<number>;
+  /**
+   * The EVENTS consumer's ack floor and the highest sequence it has delivered. Folded
+   * sequences at or below the floor are forgotten, and a message's event times move the
+   * watermarks only once the floor covers it (acked-prefix.ts). Without it (tests without
+   * NATS): nothing is forgotten, the watermarks move at once.
+   */
+  ackFloor?: () => Promise<ConsumerProgress>;
   metrics?: RealtimeMetrics;
   /** inserts rows, filing those ClickHouse refuses (refused-rows.ts); resolves to how many were filed. Unset (tests without NATS): a plain insert; the processor always sets it */
   insert?: (rows: RealtimeRow[]) => Promise<number>;
 };
+
+export type ConsumerProgress = { floor: number; delivered: number };
 
 type Arrival = { seq: number; redelivered: boolean; events: readonly TidemarkEvent[]; at: number };
 
@@ -52,6 +59,8 @@ type Arrival = { seq: number; redelivered: boolean; events: readonly TidemarkEve
 const CLOCK_SKEW_MS = 1_000;
 /** How often the ack floor is asked for, to forget folded sequences below it. */
 const ACK_FLOOR_EVERY_MS = 2_000;
+/** Unsettled consumer answers kept (about a minute of a stuck floor); past it the oldest are merged. */
+const MAX_ASKED = 32;
 /** How often an instance with nothing new still writes its checkpoint, as a sign of life for realtime_latest. */
 const HEARTBEAT_MS = 1_000;
 
@@ -70,7 +79,7 @@ const HEARTBEAT_MS = 1_000;
 export function startRealtime(options: RealtimeOptions): Realtime {
   const { clickhouse, db, clock, logger, instance } = options;
   const metrics = options.metrics ?? realtimeMetricsFor();
-  const folds = new Folds(options.reports, options);
+  const folds = new Folds(options.reports, { ...options, untilAcked: options.ackFloor !== undefined });
   const stats: RealtimeStats = { lateRejected: 0, emitted: 0, openWindows: 0, folded: 0, skipped: 0, duplicates: 0, groupsCut: 0 };
   // Latest unwritten emission per window: while ClickHouse is away only the newest
   // figure of each window is kept, so memory stays bounded by the windows themselves.
@@ -135,7 +144,7 @@ export function startRealtime(options: RealtimeOptions): Realtime {
       let others: OtherCheckpoint[];
       let acked = 0;
       try {
-        [others, acked] = await Promise.all([otherCheckpoints(clickhouse, db, instance), options.ackFloor?.() ?? 0]);
+        [others, acked] = await Promise.all([otherCheckpoints(clickhouse, db, instance), options.ackFloor ? options.ackFloor().then((p) => p.floor) : 0]);
       } catch (err) {
         if (controller.signal.aborted) return;
         logger.warn({ err: (err as Error).message, waiting: gate.length }, 'cannot read realtime checkpoints; redelivered messages wait');
@@ -168,21 +177,34 @@ export function startRealtime(options: RealtimeOptions): Realtime {
     });
   };
 
+  // When the consumer was asked (before the answer) and the highest sequence it had
+  // delivered then: once the floor covers that sequence, every message delivered before
+  // that time is acked. `ackedUpTo` is the latest such time: processing time as far as
+  // the input is settled, which stops while a message is in doubt (its holder died). The
+  // watermarks' idleness runs on it (Folds.due), never on the clock.
+  const asked: Array<{ at: number; delivered: number }> = [];
+  let ackedUpTo = -Infinity;
   const refreshFloor = async (now: number) => {
     if (!options.ackFloor || now - floorAt < ACK_FLOOR_EVERY_MS) return;
     floorAt = now;
     try {
-      floor = Math.max(floor, await options.ackFloor());
+      const progress = await options.ackFloor();
+      floor = Math.max(floor, progress.floor);
+      asked.push({ at: now, delivered: progress.delivered });
     } catch (err) {
       logger.debug({ err: (err as Error).message }, 'ack floor unavailable; folded sequences kept');
     }
+    while (asked.length > 0 && asked[0]!.delivered <= floor) ackedUpTo = Math.max(ackedUpTo, asked.shift()!.at);
+    // while the floor is stuck: the oldest two become one, earlier in time and higher in sequence (later to settle, never wrong)
+    if (asked.length > MAX_ASKED) asked.splice(0, 2, { at: asked[0]!.at, delivered: asked[1]!.delivered });
+    folds.release(floor);
   };
 
   let retiring = false;
   const flush = async () => {
     await refreshFloor(clock.now());
     const now = clock.now();
-    const { results, refusals } = folds.due(now);
+    const { results, refusals } = folds.due(options.ackFloor ? ackedUpTo : now);
     for (const result of results) pending.set(`${result.report}/${result.size}/${result.start}/${result.group}`, realtimeRow(result, instance, now));
     for (const refusal of refusals) pending.set(`late/${refusal.report}/${refusal.size}/${refusal.start}/${refusal.group}`, refusalRow(refusal, instance, now));
     for (const [report, count] of folds.refusedSince) metrics.refused(report, count);
