@@ -79,3 +79,38 @@ function mergeHeld(a: HeldMarks, b: HeldMarks): HeldMarks {
   });
   return { toSeq: Math.max(a.toSeq, b.toSeq), foldedAt: Math.max(a.foldedAt, b.foldedAt), lanes };
 }
+
+/** Unsettled consumer answers kept (about a minute of a stuck floor at one a 2 s); past it the oldest two are merged. */
+const MAX_ASKED = 32;
+
+/**
+ * Processing time as far as the input is settled: the latest time T such that every
+ * message delivered (to any instance) before T is acked. It stops while a message is in
+ * doubt (its holder died and it is not yet redelivered and acked), so the watermarks'
+ * idleness, which runs on it, never closes a window on such a message.
+ *
+ * Fed with each answer of the consumer: when it was asked (before the answer came) and
+ * the highest sequence it had delivered; once the ack floor covers that sequence, every
+ * message delivered before that time is acked.
+ */
+export class SettledClock {
+  readonly #asked: Array<{ at: number; delivered: number }> = [];
+  #settledAt = -Infinity;
+
+  get settledAt(): number {
+    return this.#settledAt;
+  }
+
+  /** Takes one answer: asked at `atMs`, the consumer had delivered up to `delivered`. */
+  asked(atMs: number, delivered: number): void {
+    this.#asked.push({ at: atMs, delivered });
+    // while the floor is stuck: earlier in time and higher in sequence (later to settle, never wrong)
+    if (this.#asked.length > MAX_ASKED) this.#asked.splice(0, 2, { at: this.#asked[0]!.at, delivered: this.#asked[1]!.delivered });
+  }
+
+  /** Moves on with the ack floor; returns the settled time. */
+  settle(floor: number): number {
+    while (this.#asked.length > 0 && this.#asked[0]!.delivered <= floor) this.#settledAt = Math.max(this.#settledAt, this.#asked.shift()!.at);
+    return this.#settledAt;
+  }
+}

@@ -5,6 +5,7 @@ import type { TidemarkEvent } from '../../core/envelope.ts';
 import { sleep, type Clock } from '../../core/time.ts';
 import { inRanges, type SeqRange } from '../../nats/seq-ranges.ts';
 import { checkpointRow, insertRealtime, otherCheckpoints, realtimeRow, refusalRow, type OtherCheckpoint, type RealtimeRow } from '../../sinks/clickhouse/realtime-table.ts';
+import { SettledClock } from '../logic/acked-prefix.ts';
 import { Folds, type FoldOptions } from './folds.ts';
 import { realtimeMetricsFor, type RealtimeMetrics } from './metrics.ts';
 
@@ -59,8 +60,6 @@ type Arrival = { seq: number; redelivered: boolean; events: readonly TidemarkEve
 const CLOCK_SKEW_MS = 1_000;
 /** How often the ack floor is asked for, to forget folded sequences below it. */
 const ACK_FLOOR_EVERY_MS = 2_000;
-/** Unsettled consumer answers kept (about a minute of a stuck floor); past it the oldest are merged. */
-const MAX_ASKED = 32;
 /** How often an instance with nothing new still writes its checkpoint, as a sign of life for realtime_latest. */
 const HEARTBEAT_MS = 1_000;
 
@@ -177,26 +176,19 @@ export function startRealtime(options: RealtimeOptions): Realtime {
     });
   };
 
-  // When the consumer was asked (before the answer) and the highest sequence it had
-  // delivered then: once the floor covers that sequence, every message delivered before
-  // that time is acked. `ackedUpTo` is the latest such time: processing time as far as
-  // the input is settled, which stops while a message is in doubt (its holder died). The
-  // watermarks' idleness runs on it (Folds.due), never on the clock.
-  const asked: Array<{ at: number; delivered: number }> = [];
-  let ackedUpTo = -Infinity;
+  // processing time as far as every delivered message is acked: the watermarks' idleness runs on it, not on the clock
+  const settled = new SettledClock();
   const refreshFloor = async (now: number) => {
     if (!options.ackFloor || now - floorAt < ACK_FLOOR_EVERY_MS) return;
     floorAt = now;
     try {
       const progress = await options.ackFloor();
       floor = Math.max(floor, progress.floor);
-      asked.push({ at: now, delivered: progress.delivered });
+      settled.asked(now, progress.delivered);
     } catch (err) {
       logger.debug({ err: (err as Error).message }, 'ack floor unavailable; folded sequences kept');
     }
-    while (asked.length > 0 && asked[0]!.delivered <= floor) ackedUpTo = Math.max(ackedUpTo, asked.shift()!.at);
-    // while the floor is stuck: the oldest two become one, earlier in time and higher in sequence (later to settle, never wrong)
-    if (asked.length > MAX_ASKED) asked.splice(0, 2, { at: asked[0]!.at, delivered: asked[1]!.delivered });
+    settled.settle(floor);
     folds.release(floor);
   };
 
@@ -204,7 +196,7 @@ export function startRealtime(options: RealtimeOptions): Realtime {
   const flush = async () => {
     await refreshFloor(clock.now());
     const now = clock.now();
-    const { results, refusals } = folds.due(options.ackFloor ? ackedUpTo : now);
+    const { results, refusals } = folds.due(options.ackFloor ? settled.settledAt : now);
     for (const result of results) pending.set(`${result.report}/${result.size}/${result.start}/${result.group}`, realtimeRow(result, instance, now));
     for (const refusal of refusals) pending.set(`late/${refusal.report}/${refusal.size}/${refusal.start}/${refusal.group}`, refusalRow(refusal, instance, now));
     for (const [report, count] of folds.refusedSince) metrics.refused(report, count);
