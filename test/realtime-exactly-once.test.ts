@@ -104,7 +104,7 @@ describe('realtime view exactly once', () => {
     await waitFor(async () => {
       const floor = (await jsm.consumers.info('EVENTS', 'processor')).ack_floor.stream_seq;
       return (await checkpoints()).some((c) => c.folded.some(([, to]) => Number(to) > floor));
-    }, 60_000, 'a checkpoint ahead of the ack floor');
+    }, 150_000, 'a checkpoint ahead of the ack floor');
     processor.kill('SIGKILL');
     await exited(processor);
     const info = await jsm.consumers.info('EVENTS', 'processor');
@@ -123,7 +123,7 @@ describe('realtime view exactly once', () => {
     }
     // a stopped processor says so: no one waits for it, and it no longer holds windows open
     expect((await checkpoints()).map((c) => Number(c.final)).sort()).toEqual([0, 1]);
-  }, 180_000);
+  }, 360_000);
 
   it('two processors: the merged view is exact, and a window is closed only once both have closed it', async () => {
     const { events, messages } = orderedSales(Date.now(), 4, 3_000, 'pair');

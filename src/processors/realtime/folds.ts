@@ -17,6 +17,7 @@ import { groupCap, type GroupCap } from './group-cap.ts';
 import { unionRanges, type SeqRange } from '../../nats/seq-ranges.ts';
 import { SourceWatermarks } from '../logic/source-watermarks.ts';
 import { AckedPrefix, type LaneMarks } from '../logic/acked-prefix.ts';
+import { DisorderStats } from './disorder.ts';
 import { WindowStore, type WindowRef, type WindowResult } from '../logic/windows.ts';
 
 export type FoldOptions = {
@@ -57,6 +58,8 @@ export class Folds {
   readonly cutSince = new Map<string, number>();
   /** per report, events refused since the last `due` (for the metric) */
   readonly refusedSince = new Map<string, number>();
+  /** how far behind the latest of its source each event arrived, redeliveries left out (disorder.ts) */
+  readonly disorder = new DisorderStats();
 
   constructor(reports: ReportConfig[], options: FoldOptions) {
     this.#ids = new RecentIds(options.recentIds);
@@ -92,7 +95,7 @@ export class Folds {
   }
 
   /** Folds one EVENTS message's events at processing time `nowMs`, unless its sequence was folded before; says whether it did. */
-  fold(seq: number, events: readonly TidemarkEvent[], nowMs: number): boolean {
+  fold(seq: number, events: readonly TidemarkEvent[], nowMs: number, redelivered = false): boolean {
     if (this.has(seq)) {
       this.stats.skipped++;
       return false;
@@ -107,6 +110,7 @@ export class Folds {
         continue;
       }
       this.#ids.add(identity);
+      if (!redelivered) this.disorder.observe(event.source, Math.min(event.occurredAt, event.receivedAt));
       for (const [i, { report, store, watermarks, cap }] of this.#lanes.entries()) {
         if (!report.types.includes(event.type)) continue;
         if (marks) {

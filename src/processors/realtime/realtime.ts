@@ -6,6 +6,7 @@ import { sleep, type Clock } from '../../core/time.ts';
 import { inRanges, type SeqRange } from '../../nats/seq-ranges.ts';
 import { checkpointRow, insertRealtime, otherCheckpoints, realtimeRow, refusalRow, type OtherCheckpoint, type RealtimeRow } from '../../sinks/clickhouse/realtime-table.ts';
 import { SettledClock } from '../logic/acked-prefix.ts';
+import { disorderQuantile } from './disorder.ts';
 import { Folds, type FoldOptions } from './folds.ts';
 import { realtimeMetricsFor, type RealtimeMetrics } from './metrics.ts';
 
@@ -60,6 +61,8 @@ type Arrival = { seq: number; redelivered: boolean; events: readonly TidemarkEve
 const CLOCK_SKEW_MS = 1_000;
 /** How often the ack floor is asked for, to forget folded sequences below it. */
 const ACK_FLOOR_EVERY_MS = 2_000;
+/** How often the per-source disorder seen is logged (and at stop). */
+const DISORDER_LOG_MS = 10_000;
 /** How often an instance with nothing new still writes its checkpoint, as a sign of life for realtime_latest. */
 const HEARTBEAT_MS = 1_000;
 
@@ -127,7 +130,7 @@ export function startRealtime(options: RealtimeOptions): Realtime {
       metrics.skipped(1);
       return;
     }
-    if (!folds.fold(arrival.seq, arrival.events, clock.now())) metrics.skipped(1);
+    if (!folds.fold(arrival.seq, arrival.events, clock.now(), arrival.redelivered)) metrics.skipped(1);
   };
 
   /**
@@ -192,9 +195,21 @@ export function startRealtime(options: RealtimeOptions): Realtime {
     folds.release(floor);
   };
 
+  let disorderAt = clock.now();
+  /** The period's per-source disorder as one log line (scripts/measure-disorder.ts reads it), the worst sources first. */
+  const logDisorder = (now: number) => {
+    disorderAt = now;
+    if (folds.disorder.empty) return metrics.disorder(0);
+    const sources = Object.entries(folds.disorder.drain()).sort(([, a], [, b]) => b.max - a.max);
+    const worst = sources[0]![1];
+    metrics.disorder(worst.max);
+    logger.info({ disorder: Object.fromEntries(sources.slice(0, 50)), sources: sources.length, worstMs: { p50: disorderQuantile(worst, 0.5), p99: disorderQuantile(worst, 0.99), max: worst.max } }, 'realtime source disorder');
+  };
+
   let retiring = false;
   const flush = async () => {
     await refreshFloor(clock.now());
+    if (retiring || clock.now() - disorderAt >= DISORDER_LOG_MS) logDisorder(clock.now());
     const now = clock.now();
     const { results, refusals } = folds.due(options.ackFloor ? settled.settledAt : now);
     for (const result of results) pending.set(`${result.report}/${result.size}/${result.start}/${result.group}`, realtimeRow(result, instance, now));
