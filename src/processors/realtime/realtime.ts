@@ -59,7 +59,7 @@ type Arrival = { seq: number; redelivered: boolean; events: readonly TidemarkEve
 
 /** Clock difference between processor hosts that a checkpoint's time is allowed. */
 const CLOCK_SKEW_MS = 1_000;
-/** How often the ack floor is asked for, to forget folded sequences below it. */
+/** How often the ack floor is asked for: folded sequences below it are forgotten, the event times of messages it covers move the watermarks. */
 const ACK_FLOOR_EVERY_MS = 2_000;
 /** How often the per-source disorder seen is logged (and at stop). */
 const DISORDER_LOG_MS = 10_000;
