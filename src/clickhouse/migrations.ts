@@ -21,6 +21,8 @@ export const MONEY_TYPE = 'Decimal(76, 20)';
 
 /** The migration adding realtime refusals and checkpoints: the next free number, one edit to renumber it. */
 const REALTIME_EXACTLY_ONCE_VERSION = 9;
+/** The migration adding incremental daily states (11 is another branch's). */
+const INCREMENTAL_DAILY_VERSION = 12;
 
 export const MIGRATIONS: Migration[] = [
   {
@@ -308,6 +310,51 @@ export const MIGRATIONS: Migration[] = [
         at DateTime64(3, 'UTC')
       ) ENGINE = ReplacingMergeTree(at)
       ORDER BY (alert_id, webhook)`,
+    ],
+  },
+  {
+    version: INCREMENTAL_DAILY_VERSION,
+    name: 'incremental daily states',
+    statements: (db) => [
+      // Where each event came in: the EVENTS stream sequence of its message and the
+      // stream's creation time (0 for rows written around the pipeline). A revision reads
+      // only the rows past its day's high-water mark: the minmax index skips every granule
+      // below it, so the cost follows what arrived, not the size of the day.
+      `ALTER TABLE ${db}.events
+        ADD COLUMN IF NOT EXISTS stream_epoch UInt64 DEFAULT 0,
+        ADD COLUMN IF NOT EXISTS stream_seq UInt64 DEFAULT 0`,
+      `ALTER TABLE ${db}.events ADD INDEX IF NOT EXISTS arrival (stream_epoch, stream_seq) TYPE minmax GRANULARITY 1`,
+      // Per (report, day, generation, group): the measures' mergeable parts as of `hwm`;
+      // group_key '#' is the day's marker (its hwm, epoch and rules). A full recompute
+      // starts a new generation, so nothing of an older one (other rules) mixes in.
+      `CREATE TABLE IF NOT EXISTS ${db}.daily_state (
+        report LowCardinality(String),
+        day Date,
+        generation String,
+        group_key String,
+        uniq_key String,
+        hwm UInt64,
+        epoch UInt64,
+        rules String,
+        events UInt64,
+        known_at Int64,
+        vals Map(String, ${MONEY_TYPE}),
+        ns Map(String, UInt64)
+      ) ENGINE = ReplacingMergeTree(hwm)
+      ORDER BY (report, day, generation, group_key)`,
+      // The distinct values behind each exact uniq, with the high-water mark of the
+      // revision that first took each in: a delta's values are looked up by key.
+      `CREATE TABLE IF NOT EXISTS ${db}.daily_uniq (
+        report LowCardinality(String),
+        day Date,
+        generation String,
+        group_key String,
+        measure LowCardinality(String),
+        value String,
+        arrival UInt64,
+        keep UInt64 MATERIALIZED 18446744073709551615 - arrival
+      ) ENGINE = ReplacingMergeTree(keep)
+      ORDER BY (report, day, generation, group_key, measure, value)`,
     ],
   },
 ];

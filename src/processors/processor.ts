@@ -7,6 +7,7 @@ import { systemClock, sleep, type Clock } from '../core/time.ts';
 import { dlqRecord, publishToDlq, terminateToDlq } from '../ingest/dlq.ts';
 import { delivery, deliveryCount, eventBatching, headerRecord, runBatchConsumer, storedAtMs } from '../nats/batch-consumer.ts';
 import { CONSUMERS } from '../nats/topology.ts';
+import { retryTransient } from '../nats/retry.ts';
 import { insertEvents } from '../sinks/clickhouse/events-table.ts';
 import { insertIsolating } from '../sinks/clickhouse/isolating-insert.ts';
 import { clickHouseAnswers, isRowRefusal } from '../sinks/clickhouse/refusal.ts';
@@ -19,6 +20,7 @@ import { insertOrFile } from '../sinks/clickhouse/refused-rows.ts';
 import { hostname } from 'node:os';
 import { createHash, randomBytes } from 'node:crypto';
 import { bucketReplicas } from '../nats/buckets.ts';
+import { streamEpoch } from './daily/arrival-mark.ts';
 
 export type ProcessorStats = { events: number; batches: number; insertRetries: number; refused: number };
 
@@ -73,6 +75,8 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
   const db = config.clickhouse.database;
   const stats: ProcessorStats = { events: 0, batches: 0, insertRetries: 0, refused: 0 };
   const store = await openRevisionStore(js, bucketReplicas(config, 'daily'));
+  // rows carry the stream they came from, so a stream made anew never passes for the old one's high-water marks
+  const epoch = await retryTransient(() => streamEpoch(js));
   // a processor that wrote no realtime checkpoint for this long is taken for dead
   const livenessMs = 6 * config.processor.idleTimeout;
   await replaceRealtimeView(clickhouse, db, config.reports, livenessMs);
@@ -106,7 +110,7 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
   };
 
   const handler = async (msgs: JsMsg[]): Promise<void> => {
-    const { events, undecodable } = decodeBatch(msgs, decoded);
+    const { events, undecodable } = decodeBatch(msgs, decoded, epoch);
     const refused = await insertIsolating(events, (rows) => untilStored(() => insertEvents(clickhouse, db, rows), msgs, () => stopping, logger, stats));
     const refusedEvents = new Set(refused.map((r) => r.row));
     await Promise.all(touchedDays(config.reports, events.filter((e) => !refusedEvents.has(e))).map((ref) => store.markDirty(ref)));
