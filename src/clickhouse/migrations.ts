@@ -324,6 +324,23 @@ export const MIGRATIONS: Migration[] = [
         ADD COLUMN IF NOT EXISTS stream_epoch UInt64 DEFAULT 0,
         ADD COLUMN IF NOT EXISTS stream_seq UInt64 DEFAULT 0`,
       `ALTER TABLE ${db}.events ADD INDEX IF NOT EXISTS arrival (stream_epoch, stream_seq) TYPE minmax GRANULARITY 1`,
+      // Every copy's arrival, kept when `events` folds copies together (a merge keeps one
+      // row per identity, maybe the newest): whether an identity was already counted
+      // below a mark is read here, where no merge erases it.
+      `CREATE TABLE IF NOT EXISTS ${db}.event_arrivals (
+        type LowCardinality(String),
+        occurred_at DateTime64(3, 'UTC'),
+        source LowCardinality(String),
+        id String,
+        seq UInt64,
+        stream_epoch UInt64,
+        stream_seq UInt64,
+        INDEX arrival (stream_epoch, stream_seq) TYPE minmax GRANULARITY 1
+      ) ENGINE = ReplacingMergeTree
+      PARTITION BY toYYYYMM(occurred_at)
+      ORDER BY (type, occurred_at, source, id, stream_epoch, stream_seq)`,
+      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.event_arrivals_mv TO ${db}.event_arrivals AS
+        SELECT type, occurred_at, source, id, seq, stream_epoch, stream_seq FROM ${db}.events`,
       // Per (report, day, generation, group): the measures' mergeable parts as of `hwm`;
       // group_key '#' is the day's marker (its hwm, epoch and rules). A full recompute
       // starts a new generation, so nothing of an older one (other rules) mixes in.

@@ -20,33 +20,51 @@ const DAY = `type IN {types:Array(String)} AND occurred_at >= fromUnixTimestamp6
 const INCLUDED = '(stream_epoch != {epoch:UInt64} OR stream_seq <= {hwm:UInt64})';
 const EARLIER = '(stream_epoch != {epoch:UInt64} OR stream_seq <= {base:UInt64})';
 const KEY = 'type, occurred_at, source, id';
-/** One tuple, so every column of the winning copy comes from the same row even when copies tie on `keep`. */
-const WINNER = 'argMax(tuple(key, data, nums, received_at), keep)';
-const FLAT = 'type, source, tupleElement(w, 1) AS key, tupleElement(w, 2) AS data, tupleElement(w, 3) AS nums, tupleElement(w, 4) AS received_at';
+
+const COPY = 'tuple(key, data, nums, received_at, stream_epoch, stream_seq)';
 
 /**
- * One row per event identity of the day, the copy `events FINAL` would keep (highest
- * `keep`) among the rows included up to `hwm`. Grouped by the sorting key itself, so
- * ClickHouse aggregates in order. In a delta only the identities with a row past `base`
- * are looked up (by key: a few granules each), and each says whether a copy was in the
- * base already (`earlier`) and whether a new copy would replace a different earlier one
- * (`conflict`: a lower-or-equal INGEST sequence with other content; the caller then
- * recomputes the day).
+ * One row per event identity of the day: the copy `events FINAL` would keep (highest
+ * `keep`; one tuple, so every column comes from the same row) among those at or below
+ * the mark, else among all (a merge may have kept only a copy still in flight). Grouped
+ * by the sorting key itself, so ClickHouse aggregates in order. `only`: a condition on
+ * the identities.
  */
-function winnersSql(db: string, delta: boolean): string {
-  if (!delta) {
-    return `SELECT ${FLAT} FROM (
-      SELECT type, source, argMaxIf(tuple(key, data, nums, received_at), keep, ${INCLUDED}) AS w
-      FROM ${db}.events WHERE ${DAY} GROUP BY ${KEY} HAVING countIf(${INCLUDED}) > 0)`;
-  }
-  return `SELECT ${FLAT}, earlier, conflict FROM (
-    SELECT type, source, ${WINNER} AS w, countIf(${EARLIER}) AS earlier,
-      earlier > 0 AND minIf(seq, NOT ${EARLIER}) <= minIf(seq, ${EARLIER}) AND uniqExact(isNull(key), ifNull(key, ''), data, received_at) > 1 AS conflict
-    FROM ${db}.events
-    WHERE ${DAY} AND ${INCLUDED} AND (${KEY}) IN (
-      SELECT ${KEY} FROM ${db}.events WHERE ${DAY} AND stream_epoch = {epoch:UInt64} AND stream_seq > {base:UInt64} AND stream_seq <= {hwm:UInt64})
+const winners = (db: string, only: string): string => `SELECT type, occurred_at, source, id,
+    tupleElement(w, 1) AS key, tupleElement(w, 2) AS data, tupleElement(w, 3) AS nums, tupleElement(w, 4) AS received_at,
+    tupleElement(w, 5) AS w_epoch, tupleElement(w, 6) AS w_seq
+  FROM (
+    SELECT type, occurred_at, source, id, if(countIf(${INCLUDED}) > 0, argMaxIf(${COPY}, keep, ${INCLUDED}), argMax(${COPY}, keep)) AS w
+    FROM ${db}.events WHERE ${DAY} ${only ? `AND (${KEY}) IN (${only})` : ''}
     GROUP BY ${KEY})`;
-}
+
+/**
+ * The whole day up to `hwm`: every identity, unless the copy kept is still in flight
+ * (past the mark) and no copy of it arrived at or below the mark. Arrivals are read in
+ * event_arrivals, where merges of `events` erase none; only in-flight identities are
+ * looked up there (by key).
+ */
+const wholeDaySql = (db: string): string => `SELECT * FROM (${winners(db, '')})
+  WHERE w_epoch != {epoch:UInt64} OR w_seq <= {hwm:UInt64} OR (${KEY}) IN (
+    SELECT ${KEY} FROM ${db}.event_arrivals WHERE ${DAY} AND ${INCLUDED} AND (${KEY}) IN (
+      SELECT ${KEY} FROM ${db}.events WHERE ${DAY} AND stream_epoch = {epoch:UInt64} AND stream_seq > {hwm:UInt64}))`;
+
+/** The identities with a copy that arrived past `base` and up to `hwm`, each with whether a copy of it arrived earlier and their INGEST sequences. */
+const deltaKeysSql = (db: string): string => `SELECT ${KEY}, countIf(${EARLIER}) AS earlier,
+    minIf(seq, ${EARLIER}) AS seq_earlier, minIf(seq, NOT ${EARLIER}) AS seq_new
+  FROM ${db}.event_arrivals
+  WHERE ${DAY} AND ${INCLUDED} AND (${KEY}) IN (
+    SELECT ${KEY} FROM ${db}.event_arrivals WHERE ${DAY} AND stream_epoch = {epoch:UInt64} AND stream_seq > {base:UInt64} AND stream_seq <= {hwm:UInt64})
+  GROUP BY ${KEY}`;
+
+/**
+ * A delta: the identities new since `base` (no copy arrived at or below it), as the
+ * copy kept. A new copy from a lower INGEST sequence than every earlier one is a
+ * different message that may have replaced the counted content (`conflict`: the caller
+ * recomputes the day); a copy of the same message is the same event and adds nothing.
+ */
+const freshSql = (db: string): string => winners(db, `SELECT ${KEY} FROM (${deltaKeysSql(db)}) WHERE earlier = 0`);
+const conflictSql = (db: string): string => `SELECT count() AS n FROM (${deltaKeysSql(db)}) WHERE earlier > 0 AND seq_new < seq_earlier`;
 
 /** The measures' parts (day-state.ts); a delta's uniq measures list their values instead of counting them. */
 function partsSql(report: ReportConfig, delta: boolean): { select: string[]; params: Record<string, unknown> } {
@@ -114,7 +132,7 @@ function groupRead(report: ReportConfig, row: Row): GroupRead {
 /**
  * Per group, the figure's parts over what `range` reads: the whole day up to `hwm`
  * (base null), or only the identities new since `base`. Null when a delta holds a
- * conflicting copy (see winnersSql).
+ * conflicting copy (see freshSql).
  */
 export async function readGroups(client: ClickHouseClient, db: string, report: ReportConfig, day: string, range: ReadRange): Promise<GroupRead[] | null> {
   const delta = range.base !== null;
@@ -122,14 +140,13 @@ export async function readGroups(client: ClickHouseClient, db: string, report: R
   const parts = partsSql(report, delta);
   const params = { ...groups.params, ...parts.params, ...dayParams(report, day, range) };
   if (delta) {
-    const conflicts = await rows(client, `SELECT count() AS n FROM (${winnersSql(db, true)}) WHERE conflict`, params);
+    const conflicts = await rows(client, conflictSql(db), params);
     if (Number(conflicts[0]?.n ?? 0) > 0) return null;
   }
   const groupBy = report.groupBy.map((_, i) => `g${i}`);
   const query = `
     SELECT ${[...groups.select, `${uniqKeySql(report)} AS uniq_key`, 'count() AS events', 'toUnixTimestamp64Milli(max(received_at)) AS known_at', ...parts.select].join(', ')}
-    FROM (${winnersSql(db, delta)})
-    ${delta ? 'WHERE earlier = 0' : ''}
+    FROM (${delta ? freshSql(db) : wholeDaySql(db)})
     ${groupBy.length ? `GROUP BY ${groupBy.join(', ')}` : 'HAVING count() > 0'}`;
   return (await rows(client, query, params)).map((row) => groupRead(report, row));
 }
@@ -144,7 +161,7 @@ export async function storeDayUniqValues(client: ClickHouseClient, db: string, r
       query: `INSERT INTO ${db}.daily_uniq (report, day, generation, group_key, measure, value, arrival)
         SELECT {report:String}, {day:Date}, {generation:String}, uniq_key, {measure:String}, value, {hwm:UInt64} FROM (
           SELECT ${[...groups.select, `${uniqKeySql(report)} AS uniq_key`, 'JSONExtractRaw(data, {field:String}) AS value'].join(', ')}
-          FROM (${winnersSql(db, false)}))
+          FROM (${wholeDaySql(db)}))
         WHERE value NOT IN ('', 'null')
         GROUP BY uniq_key, value`,
       query_params: { ...groups.params, ...dayParams(report, day, range), report: report.name, day, generation, measure: name, field: measure.field },
