@@ -177,7 +177,8 @@ export function startRevisor(deps: RevisorDeps, options: { intervalMs?: number }
     if (inFlight.has(id) || inFlight.size >= DAY_CONCURRENCY) return false;
     const run = (async () => {
       const outcome = await reviseDay(deps, ref);
-      lastScan.set(id, { events: outcome.events, ms: outcome.scanMs });
+      // a whole-day read happens once per state (first revision, replay, conflicting copy): only repeated reads pace the day
+      lastScan.set(id, { events: outcome.mode === 'full' ? 0 : outcome.events, ms: outcome.scanMs });
       stats.written += outcome.written;
       stats.alerts += outcome.alerts;
       await after?.(outcome);

@@ -72,6 +72,8 @@ export function eventRow(event: ArrivedEvent): EventRow {
 }
 
 const COLUMNS = ['id', 'occurred_at', 'received_at', 'delay_ms', 'source', 'type', 'key', 'data', 'nums', 'seq', 'stream_epoch', 'stream_seq'] as const satisfies ReadonlyArray<keyof EventRow>;
+/** Rows with no arrival leave its columns to their defaults (0): so they can also go to a table of schema 11 or older. */
+const UNARRIVED_COLUMNS = COLUMNS.slice(0, -2);
 
 const encoder = new TextEncoder();
 
@@ -92,9 +94,10 @@ const INSERT_SETTINGS = { optimize_on_insert: 0, input_format_parallel_parsing: 
  */
 export async function insertEvents(client: ClickHouseClient, db: string, events: ArrivedEvent[]): Promise<void> {
   if (events.length === 0) return;
+  const columns = events.some((event) => event.arrival) ? COLUMNS : UNARRIVED_COLUMNS;
   const lines = events.map((event) => {
     const row = eventRow(event);
-    return JSON.stringify(COLUMNS.map((column) => row[column]));
+    return JSON.stringify(columns.map((column) => row[column]));
   });
-  await insertEncodedRows(client, `${db}.events`, [...COLUMNS], encoder.encode(lines.join('\n')), INSERT_SETTINGS);
+  await insertEncodedRows(client, `${db}.events`, [...columns], encoder.encode(lines.join('\n')), INSERT_SETTINGS);
 }
