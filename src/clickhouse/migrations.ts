@@ -520,6 +520,23 @@ async function rekeyEvents(client: ClickHouseClient, db: string, options: Migrat
   }
 }
 
+/**
+ * Runs a statement; an ALTER of a table swapped by EXCHANGE moments before (migration 8)
+ * can be refused with "Cannot alter table because it was renamed" while the engine
+ * settles (measured through chDB right after the rebuild): it is retried for a while.
+ */
+async function alterSettled(client: ClickHouseClient, query: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await client.command({ query });
+      return;
+    } catch (err) {
+      if (attempt >= 40 || !/because it was renamed/i.test(String((err as Error)?.message))) throw err;
+      await sleep(WAIT_MS);
+    }
+  }
+}
+
 export type MigrationResult = { applied: string[]; current: number };
 
 /** The statements that make the database and its bookkeeping table, before any migration. */
@@ -563,7 +580,7 @@ async function migrateNow(client: ClickHouseClient, db: string, options: Migrate
   const applied: string[] = [];
   for (const migration of MIGRATIONS) {
     if (done.has(migration.version) || migration.version > until) continue;
-    for (const statement of migration.statements(db)) await client.command({ query: ddl(statement) });
+    for (const statement of migration.statements(db)) await alterSettled(client, ddl(statement));
     await migration.run?.(client, db, options);
     await client.insert({ table: `${db}.schema_migrations`, values: [{ version: migration.version, name: migration.name }], format: 'JSONEachRow' });
     applied.push(`${migration.version} ${migration.name}`);

@@ -177,6 +177,7 @@ export function startRevisor(deps: RevisorDeps, options: { intervalMs?: number }
     if (inFlight.has(id) || inFlight.size >= DAY_CONCURRENCY) return false;
     const run = (async () => {
       const outcome = await reviseDay(deps, ref);
+      deps.logger.debug({ ...ref, mode: outcome.mode, read: outcome.events, ms: Math.round(outcome.scanMs), hwm: outcome.hwm, delivered: outcome.delivered, written: outcome.written }, 'day revised');
       // a whole-day read happens once per state (first revision, replay, conflicting copy): only repeated reads pace the day
       lastScan.set(id, { events: outcome.mode === 'full' ? 0 : outcome.events, ms: outcome.scanMs });
       stats.written += outcome.written;
