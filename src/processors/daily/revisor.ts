@@ -169,7 +169,9 @@ export function startRevisor(deps: RevisorDeps, options: { intervalMs?: number }
     }
     targets.delete(id);
     // cleared only if no event marked the day again while it was being revised
-    if (await deps.store.clearDirty(ref, version)) waitingSince.delete(id);
+    const cleared = await deps.store.clearDirty(ref, version);
+    if (cleared) waitingSince.delete(id);
+    deps.logger.debug({ ...ref, version, cleared }, 'dirty mark taken in');
   };
 
   const launch = (ref: DayRef, after?: (outcome: RevisionOutcome) => Promise<void>): boolean => {
