@@ -1,4 +1,4 @@
-import type { JetStreamClient } from '@nats-io/jetstream';
+import type { Consumer, JetStreamClient } from '@nats-io/jetstream';
 import { CONSUMERS } from '../../nats/topology.ts';
 
 /**
@@ -18,14 +18,30 @@ export async function streamEpoch(js: JetStreamClient): Promise<number> {
   return Date.parse(info.created);
 }
 
-/** Null when the processor consumer cannot be read (a replay with no pipeline set up): then the day is read whole, as it stands. */
-export async function readArrivalMark(js: JetStreamClient): Promise<ArrivalMark | null> {
-  try {
-    const consumer = await js.consumers.get(CONSUMERS.processor.stream, CONSUMERS.processor.durable);
-    const info = await consumer.info();
-    return { epoch: await streamEpoch(js), hwm: info.ack_floor.stream_seq, delivered: info.delivered.stream_seq };
-  } catch (err) {
-    if (/not found/i.test(String((err as Error)?.message))) return null;
-    throw err;
-  }
+/** How long the stream's epoch is taken as read: a stream made anew is noticed within this. */
+const EPOCH_FOR_MS = 10_000;
+
+const isNotFound = (err: unknown): boolean => /not found/i.test(String((err as Error)?.message));
+
+/**
+ * Reads arrival marks with one JetStream request each (the consumer's info; the epoch
+ * is read again every EPOCH_FOR_MS). Null when the processor consumer does not exist
+ * (a replay with no pipeline set up): the day is then read whole, as it stands.
+ */
+export function arrivalMarks(js: JetStreamClient): () => Promise<ArrivalMark | null> {
+  let consumer: Consumer | null = null;
+  let epoch: { value: number; at: number } | null = null;
+  return async () => {
+    try {
+      if (!epoch || Date.now() - epoch.at > EPOCH_FOR_MS) epoch = { value: await streamEpoch(js), at: Date.now() };
+      consumer ??= await js.consumers.get(CONSUMERS.processor.stream, CONSUMERS.processor.durable);
+      const info = await consumer.info();
+      return { epoch: epoch.value, hwm: info.ack_floor.stream_seq, delivered: info.delivered.stream_seq };
+    } catch (err) {
+      consumer = null;
+      epoch = null;
+      if (isNotFound(err)) return null;
+      throw err;
+    }
+  };
 }

@@ -11,7 +11,7 @@ import { nextRevision, type RevisionRecord } from '../logic/revisions.ts';
 import { publishAmendedAlert } from './amended-alert.ts';
 import { daysDue, type DayWait } from '../logic/revision-schedule.ts';
 import { RevisionConflict, type DayRef, type RevisionStore } from './revision-store.ts';
-import { readArrivalMark } from './arrival-mark.ts';
+import { arrivalMarks, type ArrivalMark } from './arrival-mark.ts';
 import { computeDay } from './day-compute.ts';
 
 export type RevisorDeps = {
@@ -22,6 +22,8 @@ export type RevisorDeps = {
   js: JetStreamClient;
   clock: Clock;
   logger: Logger;
+  /** how far EVENTS is stored (default: read from the processor consumer) */
+  marks?: () => Promise<ArrivalMark | null>;
 };
 
 export type DayOutcome = { written: number; alerts: number };
@@ -86,7 +88,7 @@ export type RevisionOutcome = DayOutcome & { events: number; scanMs: number; mod
 export async function reviseDay(deps: RevisorDeps, ref: DayRef, options: { replay: boolean } = { replay: false }): Promise<RevisionOutcome> {
   const report = deps.reports.find((r) => r.name === ref.report);
   if (!report) return { written: 0, alerts: 0, events: 0, scanMs: 0, mode: 'none', hwm: null, delivered: null };
-  const mark = await readArrivalMark(deps.js);
+  const mark = await (deps.marks ?? arrivalMarks(deps.js))();
   const scanStarted = performance.now();
   const computed = await computeDay(deps.clickhouse, deps.db, report, ref.day, mark, options);
   const scanMs = performance.now() - scanStarted;
@@ -137,7 +139,8 @@ export type Revisor = { stop: () => Promise<void>; stats: DayOutcome };
  * day never waits behind the recomputation of today's big one (when: see
  * logic/revision-schedule.ts).
  */
-export function startRevisor(deps: RevisorDeps, options: { intervalMs?: number } = {}): Revisor {
+export function startRevisor(given: RevisorDeps, options: { intervalMs?: number } = {}): Revisor {
+  const deps: RevisorDeps = { marks: arrivalMarks(given.js), ...given };
   const intervalMs = options.intervalMs ?? 50;
   // since when each dirty day's unrevised marks have waited: the first mark, or the start
   // of the last revision (marks after it were maybe not in its scan)
