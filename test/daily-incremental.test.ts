@@ -100,7 +100,7 @@ describe('incremental daily state against a plain recomputation', () => {
             // the ack floor trails the newest batches by `lag`: those are stored but in flight
             hwm = Math.max(hwm, streamSeq - s.lag);
             const mark = { epoch: EPOCH, hwm, delivered: streamSeq };
-            const computed = await computeDay(ch.client, ch.db, report, day, mark, { replay: s.replay });
+            const computed = await computeDay(ch.client, ch.db, report, day, mark, { replay: s.replay, wholeBelow: 0 });
             await computed.commit();
             const expected = oracleFigures(stored, mark, { start: dayStart, end: dayStart + DAY_MS });
             const actual = new Map(computed.figures.filter((f) => f.events > 0).map((f) => [f.groupKey, { events: f.events, knownAt: f.knownAt, measures: { ...f.measures } }]));
@@ -121,12 +121,12 @@ describe('incremental daily state against a plain recomputation', () => {
     const day = new Date(dayStart).toISOString().slice(0, 10);
     const row = (i: number, seq: number): ArrivedEvent => ({ id: `big-${i}`, type: 'sale', source: `store-${i % 4}`, key: null, occurredAt: dayStart + (i % 86_000) * 1_000, receivedAt: dayStart, data: { amount: '1.25' }, seq: i, arrival: { epoch: EPOCH, seq } });
     await insertEvents(ch.client, ch.db, Array.from({ length: 20_000 }, (_, i) => row(i, 1)));
-    const first = await computeDay(ch.client, ch.db, report, day, { epoch: EPOCH, hwm: 1, delivered: 1 }, { replay: false });
+    const first = await computeDay(ch.client, ch.db, report, day, { epoch: EPOCH, hwm: 1, delivered: 1 }, { replay: false, wholeBelow: 0 });
     await first.commit();
     expect(first).toMatchObject({ mode: 'full', rowsRead: 20_000 });
     // a late event and a duplicate of a counted one
     await insertEvents(ch.client, ch.db, [row(20_000, 2), row(7, 2)]);
-    const next = await computeDay(ch.client, ch.db, report, day, { epoch: EPOCH, hwm: 2, delivered: 2 }, { replay: false });
+    const next = await computeDay(ch.client, ch.db, report, day, { epoch: EPOCH, hwm: 2, delivered: 2 }, { replay: false, wholeBelow: 0 });
     expect(next).toMatchObject({ mode: 'delta', rowsRead: 1, changed: true });
     const total = next.figures.reduce((n, f) => n + f.events, 0);
     expect(total).toBe(20_001);
@@ -141,7 +141,7 @@ describe('copies folded by a merge of events', () => {
     await ch.client.command({ query: `SYSTEM START MERGES ${ch.db}.events` });
     const sale = (id: string, streamSeq: number, amount: string, seq: number): ArrivedEvent => ({ id, type: 'sale', source: 'store-1', key: null, occurredAt: dayStart + 1_000, receivedAt: dayStart + seq, data: { amount, buyer: 'ann' }, seq, arrival: { epoch: EPOCH, seq: streamSeq } });
     await insertEvents(ch.client, ch.db, [sale('m1', 1, '10', 100), sale('m2', 1, '5', 101)]);
-    const first = await computeDay(ch.client, ch.db, report, day, { epoch: EPOCH, hwm: 1, delivered: 1 }, { replay: false });
+    const first = await computeDay(ch.client, ch.db, report, day, { epoch: EPOCH, hwm: 1, delivered: 1 }, { replay: false, wholeBelow: 0 });
     await first.commit();
     // m1 again from the same message (same INGEST seq: ties, the newer copy is kept), and from an earlier one with other content
     await insertEvents(ch.client, ch.db, [sale('m1', 2, '10', 100)]);
@@ -149,14 +149,14 @@ describe('copies folded by a merge of events', () => {
     await ch.client.command({ query: `OPTIMIZE TABLE ${ch.db}.events FINAL` });
     const kept = await (await ch.client.query({ query: `SELECT id, stream_seq FROM ${ch.db}.events WHERE occurred_at < fromUnixTimestamp64Milli({end:Int64}, 'UTC') AND occurred_at >= fromUnixTimestamp64Milli({start:Int64}, 'UTC') ORDER BY id`, query_params: { start: dayStart, end: dayStart + DAY_MS }, format: 'JSONEachRow' })).json();
     expect(kept).toEqual([{ id: 'm1', stream_seq: '2' }, { id: 'm2', stream_seq: '3' }]);
-    const next = await computeDay(ch.client, ch.db, report, day, { epoch: EPOCH, hwm: 3, delivered: 3 }, { replay: false });
+    const next = await computeDay(ch.client, ch.db, report, day, { epoch: EPOCH, hwm: 3, delivered: 3 }, { replay: false, wholeBelow: 0 });
     await next.commit();
     // the copy of m1 adds nothing; m2's earlier message replaced its content, so the day was recomputed
     expect(next.mode).toBe('full');
     expect(next.figures.map((f) => ({ ...f.measures, events: f.events }))).toEqual([{ amount: '17', orders: '2', priced: '2', smallest: '7', largest: '10', mean: '8.5', buyers: '1', events: 2 }]);
     await insertEvents(ch.client, ch.db, [sale('m1', 4, '10', 100)]);
     await ch.client.command({ query: `OPTIMIZE TABLE ${ch.db}.events FINAL` });
-    const last = await computeDay(ch.client, ch.db, report, day, { epoch: EPOCH, hwm: 4, delivered: 4 }, { replay: false });
+    const last = await computeDay(ch.client, ch.db, report, day, { epoch: EPOCH, hwm: 4, delivered: 4 }, { replay: false, wholeBelow: 0 });
     expect(last.mode).toBe('delta');
     expect(last.figures[0]!.events).toBe(2);
   }, 60_000);

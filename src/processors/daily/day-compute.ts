@@ -23,6 +23,14 @@ export type DayComputation = {
 
 const noop = async () => undefined;
 
+/**
+ * Days with fewer events than this are read whole at each revision (one grouped query:
+ * about 0.14 µs of ClickHouse CPU an event, 30 ms at this size on a quiet box), which
+ * is cheaper than the state's several small queries; from this size on a day keeps a
+ * state and its revisions read only what arrived.
+ */
+export const WHOLE_DAY_BELOW = 200_000;
+
 /** What a state depends on: a generation made under other rules is never added to. */
 export function rulesOf(report: ReportConfig): string {
   const { types, timeZone, groupBy, measures } = report;
@@ -92,14 +100,23 @@ async function newUniqCounts(ctx: Ctx, generation: string, base: number, delta: 
  * when a new copy of an event would replace a different one already counted.
  * Without a mark (no processor consumer) the day is read whole as it stands, and no state is kept.
  */
-export async function computeDay(client: ClickHouseClient, db: string, report: ReportConfig, day: string, mark: ArrivalMark | null, options: { replay: boolean }): Promise<DayComputation> {
-  if (!mark) {
+export async function computeDay(client: ClickHouseClient, db: string, report: ReportConfig, day: string, mark: ArrivalMark | null, options: { replay: boolean; wholeBelow?: number }): Promise<DayComputation> {
+  const whole = async (): Promise<DayComputation> => {
     const figures = await dailyFigures(client, db, report, day);
     return { figures, changed: true, mode: 'unmarked', rowsRead: figures.reduce((n, f) => n + f.events, 0), commit: noop };
-  }
+  };
+  if (!mark) return whole();
   const ctx: Ctx = { client, db, report, day, mark };
   const current = options.replay ? null : currentGeneration(await readDayStates(client, db, report.name, day), ctx);
-  if (!current) return full(ctx);
+  if (!current) {
+    // a small day is read whole in one query, as it always was; a state is kept once it is big
+    const wholeBelow = options.wholeBelow ?? WHOLE_DAY_BELOW;
+    if (wholeBelow > 0) {
+      const read = await whole();
+      if (read.rowsRead < wholeBelow) return read;
+    }
+    return full(ctx);
+  }
   const { marker, groups } = current;
   const stateFigures = () => groups.map((g) => figureOf(report, g.groupKey, g.state));
   // the ack floor went back (a consumer made anew): what the state holds stands until it is passed again

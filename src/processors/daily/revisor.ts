@@ -93,7 +93,9 @@ export async function reviseDay(deps: RevisorDeps, ref: DayRef, options: { repla
   const computed = await computeDay(deps.clickhouse, deps.db, report, ref.day, mark, options);
   const scanMs = performance.now() - scanStarted;
   const closeAt = closeAtMs(ref.day, report);
-  const base = { events: computed.rowsRead, scanMs, mode: computed.mode, hwm: mark?.hwm ?? null, delivered: mark?.delivered ?? null };
+  // a day read whole as it stands took in every mark made before: no arrival mark to wait for
+  const marked = computed.mode !== 'unmarked';
+  const base = { events: computed.rowsRead, scanMs, mode: computed.mode, hwm: marked ? (mark?.hwm ?? null) : null, delivered: marked ? (mark?.delivered ?? null) : null };
   if (!computed.changed && deps.clock.now() < closeAt) return { written: 0, alerts: 0, ...base };
   const figures: GroupFigure[] = computed.figures;
   const repairs: Claimed[] = [];
