@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { ReportConfig } from '../../core/config.ts';
 import { dailyFigures, type GroupFigure } from '../../sinks/clickhouse/daily-figures.ts';
-import { insertUniqValues, knownUniqValues, readGroups, storeDayUniqValues, uniqId, type GroupRead, type UniqValue } from '../../sinks/clickhouse/day-state-sql.ts';
+import { dayHoldsAtLeast, insertUniqValues, knownUniqValues, readGroups, storeDayUniqValues, uniqId, type GroupRead, type UniqValue } from '../../sinks/clickhouse/day-state-sql.ts';
 import { MARKER_GROUP, readDayStates, writeDayStates, type StateRow } from '../../sinks/clickhouse/daily-state-table.ts';
 import { mergeGroupState, observeGroup, type GroupState } from '../logic/day-state.ts';
 import type { ArrivalMark } from './arrival-mark.ts';
@@ -110,11 +110,9 @@ export async function computeDay(client: ClickHouseClient, db: string, report: R
   const current = options.replay ? null : currentGeneration(await readDayStates(client, db, report.name, day), ctx);
   if (!current) {
     // a small day is read whole in one query, as it always was; a state is kept once it is big
+    // (decided by a bounded look, so a big day is read once, by the scan lane, not whole first)
     const wholeBelow = options.wholeBelow ?? WHOLE_DAY_BELOW;
-    if (wholeBelow > 0) {
-      const read = await whole();
-      if (read.rowsRead < wholeBelow) return read;
-    }
+    if (wholeBelow > 0 && !(await dayHoldsAtLeast(client, db, report, day, wholeBelow))) return whole();
     return full(ctx);
   }
   const { marker, groups } = current;

@@ -1,4 +1,5 @@
 import type { ClickHouseClient } from '@clickhouse/client';
+import { scanQueryId } from '../../clickhouse/client.ts';
 import type { ReportConfig } from '../../core/config.ts';
 import { dayEndMs, dayStartMs } from '../../core/business-day.ts';
 import type { GroupState, MeasurePart } from '../../processors/logic/day-state.ts';
@@ -108,8 +109,9 @@ const dayParams = (report: ReportConfig, day: string, range: ReadRange) => ({
   base: range.base ?? 0,
 });
 
-async function rows(client: ClickHouseClient, query: string, params: Record<string, unknown>): Promise<Row[]> {
-  const result = await client.query({ query, query_params: params, format: 'JSONEachRow', clickhouse_settings: { optimize_aggregation_in_order: 1 } });
+/** `scan`: the read follows the size of the day, so it takes the scan lane (client.ts) and never holds up short calls. */
+async function rows(client: ClickHouseClient, query: string, params: Record<string, unknown>, scan = false): Promise<Row[]> {
+  const result = await client.query({ query, query_params: params, format: 'JSONEachRow', clickhouse_settings: { optimize_aggregation_in_order: 1 }, ...(scan ? { query_id: scanQueryId() } : {}) });
   return result.json<Row>();
 }
 
@@ -148,7 +150,18 @@ export async function readGroups(client: ClickHouseClient, db: string, report: R
     SELECT ${[...groups.select, `${uniqKeySql(report)} AS uniq_key`, 'count() AS events', 'toUnixTimestamp64Milli(max(received_at)) AS known_at', ...parts.select].join(', ')}
     FROM (${delta ? freshSql(db) : wholeDaySql(db)})
     ${groupBy.length ? `GROUP BY ${groupBy.join(', ')}` : 'HAVING count() > 0'}`;
-  return (await rows(client, query, params)).map((row) => groupRead(report, row));
+  return (await rows(client, query, params, !delta)).map((row) => groupRead(report, row));
+}
+
+/**
+ * Whether the day holds at least `n` rows (copies included): reads at most about `n`
+ * rows of the key, whatever the size of the day, so it stays a short call.
+ */
+export async function dayHoldsAtLeast(client: ClickHouseClient, db: string, report: ReportConfig, day: string, n: number): Promise<boolean> {
+  const found = await rows(client, `SELECT count() AS n FROM (SELECT 1 FROM ${db}.events WHERE ${DAY} LIMIT {n:UInt64})`, {
+    types: report.types, start: dayStartMs(day, report.timeZone), end: dayEndMs(day, report.timeZone), n,
+  });
+  return Number(found[0]?.n ?? 0) >= n;
 }
 
 /** Stores the distinct values of the report's uniq measures over the whole day up to `range.hwm`, for a new generation. */
@@ -166,6 +179,7 @@ export async function storeDayUniqValues(client: ClickHouseClient, db: string, r
         GROUP BY uniq_key, value`,
       query_params: { ...groups.params, ...dayParams(report, day, range), report: report.name, day, generation, measure: name, field: measure.field },
       clickhouse_settings: { optimize_aggregation_in_order: 1 },
+      query_id: scanQueryId(),
     });
   }
 }
