@@ -4,6 +4,7 @@ import type { ReportConfig } from '../core/config.ts';
 import { sleep } from '../core/time.ts';
 import { businessDay, dayStartMs } from '../core/business-day.ts';
 import { percentile } from './stats.ts';
+import { probeDuring, type DuringScan } from './during-scan.ts';
 
 const DAY_MS = 86_400_000;
 const FILL_CHUNK = 2_000_000;
@@ -16,6 +17,8 @@ export type BigDayResult = {
   fillMs: number;
   /** seed event published → first revision of the day (its state computed from the whole day) */
   firstRevisionMs: number;
+  /** realtime and small-day revision probes while the first revision read the big day */
+  duringFirst: { realtime: DuringScan; revision: DuringScan };
   late: { samples: number; p50: number; p99: number; max: number };
 };
 
@@ -78,8 +81,9 @@ export async function bigDayProbe(options: { nc: NatsConnection; clickhouse: Cli
 
   const seeded = performance.now();
   nc.publish(`ingest.${SOURCE}0.${type}`, JSON.stringify({ id: 'big-seed', occurredAt, data: { amount: '1.00' } }));
-  await untilCount(clickhouse, db, report.name, day, JSON.stringify([`${SOURCE}0`]), perGroup(0) + 1, 15 * 60_000);
-  const firstRevisionMs = performance.now() - seeded;
+  const first = untilCount(clickhouse, db, report.name, day, JSON.stringify([`${SOURCE}0`]), perGroup(0) + 1, 15 * 60_000).then(() => performance.now() - seeded);
+  const during = await probeDuring({ nc, clickhouse, db, report: report.name, tag: 'bigday', type }, first);
+  const firstRevisionMs = during.result;
 
   const added = new Map<number, number>([[0, 1]]);
   const samples: number[] = [];
@@ -97,6 +101,7 @@ export async function bigDayProbe(options: { nc: NatsConnection; clickhouse: Cli
     groups,
     fillMs,
     firstRevisionMs,
+    duringFirst: { realtime: during.realtime, revision: during.revision },
     late: { samples: samples.length, p50: percentile(samples, 50), p99: percentile(samples, 99), max: Math.max(...samples) },
   };
 }
