@@ -126,7 +126,7 @@ const summarize = (values: number[]): LatencyResult => ({ samples: values.length
  * report_revisions; every AMEND_EVERY-th probe also sends a sale of a store of its own
  * for a day long closed, timed from publish to its ReportAmended on `alerts.>`.
  */
-export async function pacedLoad(options: { nc: NatsConnection; natsUrl: string; clickhouse: ClickHouseClient; db: string; from: number; rate: number; seconds: number; report: string }): Promise<{ sent: number; ratePublished: number; freshness: LatencyResult; late: LatencyResult; amended: LatencyResult }> {
+export async function pacedLoad(options: { nc: NatsConnection; natsUrl: string; clickhouse: ClickHouseClient; db: string; from: number; rate: number; seconds: number; report: string; probePrefix?: string }): Promise<{ sent: number; ratePublished: number; freshness: LatencyResult; late: LatencyResult; amended: LatencyResult }> {
   const { nc, clickhouse, db } = options;
   const count = Math.round(options.rate * options.seconds);
   let probe = 0;
@@ -191,16 +191,16 @@ export async function pacedLoad(options: { nc: NatsConnection; natsUrl: string; 
   while (loading) {
     probe++;
     const now = Date.now();
-    const source = `probe-${probe}`;
+    const source = `probe-${options.probePrefix ?? ''}${probe}`;
     const sentAt = performance.now();
-    nc.publish(`ingest.${source}.sale`, JSON.stringify({ id: `probe-${probe}`, occurredAt: now, data: { amount: '1.00' } }));
+    nc.publish(`ingest.${source}.sale`, JSON.stringify({ id: source, occurredAt: now, data: { amount: '1.00' } }));
     realtimeProbes.push(visible('realtime', JSON.stringify([source]), sentAt));
-    const lateSource = `late-${probe}`;
-    nc.publish(`ingest.${lateSource}.sale`, JSON.stringify({ id: `late-${probe}`, occurredAt: now - 86_400_000, data: { amount: '2.00' } }));
+    const lateSource = `late-${options.probePrefix ?? ''}${probe}`;
+    nc.publish(`ingest.${lateSource}.sale`, JSON.stringify({ id: lateSource, occurredAt: now - 86_400_000, data: { amount: '2.00' } }));
     lateProbes.push(visible('late', JSON.stringify([lateSource]), sentAt));
     if (probe % AMEND_EVERY === 0) {
-      const amendSource = `amend-${probe}`;
-      nc.publish(`ingest.${amendSource}.sale`, JSON.stringify({ id: `amend-${probe}`, occurredAt: now - CLOSED_DAY_AGO_MS, data: { amount: '3.00' } }));
+      const amendSource = `amend-${options.probePrefix ?? ''}${probe}`;
+      nc.publish(`ingest.${amendSource}.sale`, JSON.stringify({ id: amendSource, occurredAt: now - CLOSED_DAY_AGO_MS, data: { amount: '3.00' } }));
       amendProbes.push(amendedAlert(JSON.stringify([amendSource]), sentAt));
     }
     await nc.flush();

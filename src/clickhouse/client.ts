@@ -5,6 +5,9 @@ import { finished } from 'node:stream/promises';
 import { createClient, type ClickHouseClient, type ClickHouseSettings } from '@clickhouse/client';
 import { createChdbConnection } from 'chdb/connection';
 import type { Config } from '../core/config.ts';
+import { chdbLanes } from './chdb-pool.ts';
+
+export { scanQueryId } from './chdb-pool.ts';
 
 /**
  * Settings sent with every call. chDB keeps per-call settings set on its session
@@ -48,43 +51,12 @@ export async function insertEncodedRows(client: ClickHouseClient, table: string,
   await finished(result.stream);
 }
 
-type ChdbConnection = ReturnType<typeof createChdbConnection>;
-
 /**
- * Connections to one chDB data directory (chDB allows several per process, one query
- * at a time on each; they share the engine and its data). Reads and small writes use
- * the least busy of a few, so a day's recomputation never holds up the realtime view.
- * Every call sends every setting it relies on (see TRAPS: chDB keeps SET values per
- * connection), so it does not matter which connection a call gets. chDB itself
- * serialises calls with query parameters across all connections.
+ * Calls on the embedded engine at once: short ones (realtime writes, revisions,
+ * readers) and scans. With the bulk insert connection that is four, the size of libuv's
+ * thread pool, on which chDB runs every call.
  */
-const QUERY_CONNECTIONS = 3;
-
-/** The pool as one Connection; closing it closes `alongside` too. */
-function pooledChdb(path: string, size: number, alongside: ChdbConnection[]) {
-  const connections = Array.from({ length: size }, () => createChdbConnection({ path }));
-  const running = connections.map(() => 0);
-  const on = (method: 'query' | 'exec' | 'command' | 'insert' | 'ping') => async (params: unknown) => {
-    const i = running.indexOf(Math.min(...running));
-    const connection = connections[i]!;
-    running[i]!++;
-    try {
-      return await (connection[method] as (p: unknown) => Promise<unknown>).call(connection, params);
-    } finally {
-      running[i]!--;
-    }
-  };
-  return {
-    query: on('query'),
-    exec: on('exec'),
-    command: on('command'),
-    insert: on('insert'),
-    ping: on('ping'),
-    close: async () => {
-      await Promise.all([...connections, ...alongside].map((c) => c.close()));
-    },
-  };
-}
+const LANES = { short: 2, scan: 1 };
 
 /**
  * The one place that builds a ClickHouse client: chDB in process when no
@@ -98,7 +70,7 @@ export function openClickHouse(config: Config): ClickHouseClient {
     // Bulk inserts get a connection of their own: a 20k-row insert must not hold up the
     // realtime view's writes, a late day's revision or a reader.
     const bulk = createChdbConnection({ path: target.path });
-    const connection = pooledChdb(target.path, QUERY_CONNECTIONS, [bulk]);
+    const connection = chdbLanes(target.path, LANES, [bulk]);
     // chDB implements the same Connection contract against its own copy of client-common's types
     const client = createClient({ connection: connection as unknown as NonNullable<Parameters<typeof createClient>[0]>['connection'], clickhouse_settings: BASE_SETTINGS });
     rawInserters.set(client, (params) => bulk.chdb.rawInsert(params));

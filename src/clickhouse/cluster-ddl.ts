@@ -26,6 +26,9 @@ const TARGET = [
   /^(\s*(?:CREATE\s+DATABASE|CREATE\s+TABLE|ALTER\s+TABLE)(?:\s+IF\s+NOT\s+EXISTS)?\s+[A-Za-z_][\w.]*)/i,
   // CREATE OR REPLACE VIEW db.v
   /^(\s*CREATE\s+OR\s+REPLACE\s+VIEW\s+[A-Za-z_][\w.]*)/i,
+  // CREATE MATERIALIZED VIEW IF NOT EXISTS db.mv (TO db.t): each replica's view feeds its
+  // own replica of the target, which replicates like any table
+  /^(\s*CREATE\s+MATERIALIZED\s+VIEW(?:\s+IF\s+NOT\s+EXISTS)?\s+[A-Za-z_][\w.]*)/i,
 ];
 
 /** One migration statement as it must run on `cluster`. */

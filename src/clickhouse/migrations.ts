@@ -31,6 +31,9 @@ const reportLatestView = (db: string): string => `CREATE OR REPLACE VIEW ${db}.r
         ORDER BY report, day, group_key, revision DESC
         LIMIT 1 BY report, day, group_key`;
 
+/** The migration adding incremental daily states. */
+const INCREMENTAL_DAILY_VERSION = 12;
+
 export const MIGRATIONS: Migration[] = [
   {
     version: 1,
@@ -327,6 +330,68 @@ export const MIGRATIONS: Migration[] = [
     ],
     run: nameExistingGroups,
   },
+  {
+    version: INCREMENTAL_DAILY_VERSION,
+    name: 'incremental daily states',
+    statements: (db) => [
+      // Where each event came in: the EVENTS stream sequence of its message and the
+      // stream's creation time (0 for rows written around the pipeline). A revision reads
+      // only the rows past its day's high-water mark: the minmax index skips every granule
+      // below it, so the cost follows what arrived, not the size of the day.
+      `ALTER TABLE ${db}.events
+        ADD COLUMN IF NOT EXISTS stream_epoch UInt64 DEFAULT 0,
+        ADD COLUMN IF NOT EXISTS stream_seq UInt64 DEFAULT 0`,
+      `ALTER TABLE ${db}.events ADD INDEX IF NOT EXISTS arrival (stream_epoch, stream_seq) TYPE minmax GRANULARITY 1`,
+      // Every copy's arrival, kept when `events` folds copies together (a merge keeps one
+      // row per identity, maybe the newest): whether an identity was already counted
+      // below a mark is read here, where no merge erases it.
+      `CREATE TABLE IF NOT EXISTS ${db}.event_arrivals (
+        type LowCardinality(String),
+        occurred_at DateTime64(3, 'UTC'),
+        source LowCardinality(String),
+        id String,
+        seq UInt64,
+        stream_epoch UInt64,
+        stream_seq UInt64,
+        INDEX arrival (stream_epoch, stream_seq) TYPE minmax GRANULARITY 1
+      ) ENGINE = ReplacingMergeTree
+      PARTITION BY toYYYYMM(occurred_at)
+      ORDER BY (type, occurred_at, source, id, stream_epoch, stream_seq)`,
+      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${db}.event_arrivals_mv TO ${db}.event_arrivals AS
+        SELECT type, occurred_at, source, id, seq, stream_epoch, stream_seq FROM ${db}.events`,
+      // Per (report, day, generation, group): the measures' mergeable parts as of `hwm`;
+      // group_key '#' is the day's marker (its hwm, epoch and rules). A full recompute
+      // starts a new generation, so nothing of an older one (other rules) mixes in.
+      `CREATE TABLE IF NOT EXISTS ${db}.daily_state (
+        report LowCardinality(String),
+        day Date,
+        generation String,
+        group_key String,
+        uniq_key String,
+        hwm UInt64,
+        epoch UInt64,
+        rules String,
+        events UInt64,
+        known_at Int64,
+        vals Map(String, ${MONEY_TYPE}),
+        ns Map(String, UInt64)
+      ) ENGINE = ReplacingMergeTree(hwm)
+      ORDER BY (report, day, generation, group_key)`,
+      // The distinct values behind each exact uniq, with the high-water mark of the
+      // revision that first took each in: a delta's values are looked up by key.
+      `CREATE TABLE IF NOT EXISTS ${db}.daily_uniq (
+        report LowCardinality(String),
+        day Date,
+        generation String,
+        group_key String,
+        measure LowCardinality(String),
+        value String,
+        arrival UInt64,
+        keep UInt64 MATERIALIZED 18446744073709551615 - arrival
+      ) ENGINE = ReplacingMergeTree(keep)
+      ORDER BY (report, day, generation, group_key, measure, value)`,
+    ],
+  },
 ];
 
 /**
@@ -501,6 +566,23 @@ async function rekeyEvents(client: ClickHouseClient, db: string, options: Migrat
   }
 }
 
+/**
+ * Runs a statement; an ALTER of a table swapped by EXCHANGE moments before (migration 8)
+ * can be refused with "Cannot alter table because it was renamed" while the engine
+ * settles (measured through chDB right after the rebuild): it is retried for a while.
+ */
+async function alterSettled(client: ClickHouseClient, query: string): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await client.command({ query });
+      return;
+    } catch (err) {
+      if (attempt >= 40 || !/because it was renamed/i.test(String((err as Error)?.message))) throw err;
+      await sleep(WAIT_MS);
+    }
+  }
+}
+
 export type MigrationResult = { applied: string[]; current: number };
 
 /** The statements that make the database and its bookkeeping table, before any migration. */
@@ -544,7 +626,7 @@ async function migrateNow(client: ClickHouseClient, db: string, options: Migrate
   const applied: string[] = [];
   for (const migration of MIGRATIONS) {
     if (done.has(migration.version) || migration.version > until) continue;
-    for (const statement of migration.statements(db)) await client.command({ query: ddl(statement) });
+    for (const statement of migration.statements(db)) await alterSettled(client, ddl(statement));
     await migration.run?.(client, db, options);
     // no refusal possible: a version number and a name, both constants of this file
     await client.insert({ table: `${db}.schema_migrations`, values: [{ version: migration.version, name: migration.name }], format: 'JSONEachRow' });

@@ -3,8 +3,10 @@ import type { ReportConfig } from '../core/config.ts';
 import { decodeEvents, type TidemarkEvent } from '../core/envelope.ts';
 import { businessDay } from '../core/business-day.ts';
 import type { DayRef } from './daily/revision-store.ts';
+import { delivery } from '../nats/js-msg.ts';
+import type { ArrivedEvent } from '../sinks/clickhouse/events-table.ts';
 
-export type DecodedBatch = { events: TidemarkEvent[]; undecodable: JsMsg[] };
+export type DecodedBatch = { events: ArrivedEvent[]; undecodable: JsMsg[] };
 
 const isEvent = (event: TidemarkEvent): boolean => typeof event?.id === 'string' && Number.isFinite(event.occurredAt);
 
@@ -23,13 +25,18 @@ export function decodeMessage(msg: JsMsg): TidemarkEvent[] | null {
  * decoded on arrival. EVENTS carries only what a gateway validated; a message that still
  * fails to decode is kept aside whole, not retried forever.
  */
-export function decodeBatch(msgs: JsMsg[], decoded?: WeakMap<JsMsg, TidemarkEvent[] | null>): DecodedBatch {
-  const events: TidemarkEvent[] = [];
+export function decodeBatch(msgs: JsMsg[], decoded?: WeakMap<JsMsg, TidemarkEvent[] | null>, epoch?: number): DecodedBatch {
+  const events: ArrivedEvent[] = [];
   const undecodable: JsMsg[] = [];
   for (const msg of msgs) {
     const own = decoded?.has(msg) ? decoded.get(msg)! : decodeMessage(msg);
     if (own === null) undecodable.push(msg);
-    else for (const event of own) events.push(event);
+    else if (epoch === undefined) for (const event of own) events.push(event);
+    else {
+      // tagged with its message's sequence: the daily revisor reads what came in past its high-water mark
+      const arrival = { epoch, seq: delivery(msg).seq };
+      for (const event of own) events.push({ ...event, arrival });
+    }
   }
   return { events, undecodable };
 }

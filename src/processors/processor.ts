@@ -8,6 +8,7 @@ import { dlqRecord, publishToDlq, terminateToDlq } from '../nats/dlq.ts';
 import { eventBatching, runBatchConsumer } from '../nats/batch-consumer.ts';
 import { delivery, deliveryCount, headerRecord, storedAtMs } from '../nats/js-msg.ts';
 import { CONSUMERS } from '../nats/topology.ts';
+import { retryTransient } from '../nats/retry.ts';
 import { insertEvents } from '../sinks/clickhouse/events-table.ts';
 import { insertIsolating } from '../sinks/clickhouse/isolating-insert.ts';
 import { clickHouseAnswers, isRowRefusal } from '../sinks/clickhouse/refusal.ts';
@@ -22,6 +23,7 @@ import { insertOrFile } from '../sinks/clickhouse/refused-rows.ts';
 import { hostname } from 'node:os';
 import { createHash, randomBytes } from 'node:crypto';
 import { bucketReplicas } from '../nats/buckets.ts';
+import { streamEpoch } from './daily/arrival-mark.ts';
 
 export type ProcessorStats = { events: number; batches: number; insertRetries: number; refused: number };
 
@@ -77,6 +79,8 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
   const db = config.clickhouse.database;
   const stats: ProcessorStats = { events: 0, batches: 0, insertRetries: 0, refused: 0 };
   const store = await openRevisionStore(js, bucketReplicas(config, 'daily'));
+  // rows carry the stream they came from, so a stream made anew never passes for the old one's high-water marks
+  const epoch = await retryTransient(() => streamEpoch(js));
   // a processor that wrote no realtime checkpoint for this long is taken for dead
   const livenessMs = 6 * config.processor.idleTimeout;
   // the realtime group cap says what it cut in an alert, once per report and day however many processors cut
@@ -121,7 +125,7 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
   };
 
   const handler = async (msgs: JsMsg[]): Promise<void> => {
-    const { events, undecodable } = decodeBatch(msgs, decoded);
+    const { events, undecodable } = decodeBatch(msgs, decoded, epoch);
     const refused = await insertIsolating(events, (rows) => untilStored(() => insertEvents(clickhouse, db, rows), msgs, () => stopping, logger, stats));
     const refusedEvents = new Set(refused.map((r) => r.row));
     await Promise.all(touchedDays(config.reports, events.filter((e) => !refusedEvents.has(e))).map((ref) => store.markDirty(ref)));

@@ -7,7 +7,7 @@ import { keyText } from './logic/keys.ts';
 import type { Discrepancy, ReconRecord } from './logic/types.ts';
 import { batchWindow, ownerPeriod } from './logic/window.ts';
 import { describeSource, fetchQuery, hashParams, levelQuery, type SqlSource } from './batch-sql.ts';
-import { BASE_SETTINGS } from '../clickhouse/client.ts';
+import { BASE_SETTINGS, scanQueryId } from '../clickhouse/client.ts';
 
 export type BatchStats = {
   rowsA: number;
@@ -24,8 +24,9 @@ export type BatchFindings = { discrepancies: Discrepancy[]; stats: BatchStats };
 type Row = Record<string, string | null>;
 
 async function rowsOf<T>(client: ClickHouseClient, query: string, params: Record<string, unknown>): Promise<T[]> {
-  // every setting we rely on goes with every call: chDB keeps settings of earlier calls
-  const result = await client.query({ query, query_params: params, format: 'JSONEachRow', clickhouse_settings: BASE_SETTINGS });
+  // every setting we rely on goes with every call: chDB keeps settings of earlier calls;
+  // a batch's reads follow the size of its window, so they take the scan lane (client.ts)
+  const result = await client.query({ query, query_params: params, format: 'JSONEachRow', clickhouse_settings: BASE_SETTINGS, query_id: scanQueryId() });
   return result.json<T>();
 }
 

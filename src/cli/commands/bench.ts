@@ -7,6 +7,8 @@ import type { Command } from 'commander';
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { alertLatency } from '../../bench/alert-latency.ts';
+import { bigDayProbe } from '../../bench/big-day.ts';
+import { probeDuring } from '../../bench/during-scan.ts';
 import { bareJetStream } from '../../bench/baseline.ts';
 import { drain, pacedLoad, type MemorySample } from '../../bench/pipeline.ts';
 import { rate } from '../../bench/stats.ts';
@@ -25,7 +27,7 @@ import { startProcessor } from '../../processors/processor.ts';
 import { systemClock } from '../../core/time.ts';
 import { configFor } from '../runtime.ts';
 
-type BenchOptions = { events: string; httpEvents: string; perRequest: string; rate: string; seconds: string; memoryEvents: string; alertTrials: string; gatewayProcess: boolean; gateways: string };
+type BenchOptions = { events: string; httpEvents: string; perRequest: string; rate: string; seconds: string; memoryEvents: string; alertTrials: string; bigDayEvents: string; bigDayTrials: string; gatewayProcess: boolean; gateways: string };
 
 /** CPU µs per event by process, as one line: what each run cost whatever the machine's load. */
 const cpuLine = (cpu: Record<string, number>): string => Object.entries(cpu).map(([name, us]) => `${name} ${us} µs`).join(', ');
@@ -89,6 +91,8 @@ export function register(program: Command): void {
     .option('--seconds <n>', 'duration of the steady load', '20')
     .option('--memory-events <n>', 'drain this many events in all and sample memory every million (0: skip)', '5000000')
     .option('--alert-trials <n>', 'late bursts, each from its own source, timed from the first late event to its DelayedEvent on alerts.> (0: skip)', '20')
+    .option('--big-day-events <n>', 'events filled into one business day for the "late event → revision on a big day" probe (0: skip)', '20000000')
+    .option('--big-day-trials <n>', 'late events published for the big day, one after another', '20')
     .option('--no-gateway-process', 'run the gateway in the bench process instead of its own')
     .option('--gateways <n>', 'gateway processes: one reads INGEST, the others stand by to take over (default: one per two cores)', String(Math.max(1, Math.floor(availableParallelism() / 2))))
     .action(async (opts: BenchOptions, command: Command) => {
@@ -148,13 +152,29 @@ export function register(program: Command): void {
           line(`realtime freshness at ${opts.rate} events/s`, `p50 ${Math.round(load.freshness.p50)} ms, p99 ${Math.round(load.freshness.p99)} ms, max ${Math.round(load.freshness.max)} ms (${load.freshness.samples} probes; ${load.ratePublished} events/s published)`);
           line('late event → new revision', `p50 ${Math.round(load.late.p50)} ms, p99 ${Math.round(load.late.p99)} ms, max ${Math.round(load.late.max)} ms (coalesce ${config.reports[0]?.coalesce ?? 0} ms)`);
           line('late event after close → ReportAmended', `p50 ${Math.round(load.amended.p50)} ms, p99 ${Math.round(load.amended.p99)} ms, max ${Math.round(load.amended.max)} ms on alerts.> (${load.amended.samples} probes, a day closed 30 d ago; coalesce ${config.reports[0]?.coalesce ?? 0} ms)`);
+          from += load.sent;
+          // a load any machine sustains, unlike a fixed 50,000 events/s: half of what this run measured
+          const halfRate = Math.max(1, Math.round(eps / 2));
+          await untilIdle(jsm);
+          const half = await pacedLoad({ nc, natsUrl: server.url, clickhouse, db, from, rate: halfRate, seconds: Number(opts.seconds), report: config.reports[0]?.name ?? 'revenue', probePrefix: 'half-' });
+          from += half.sent;
+          line(`realtime freshness at half throughput (${halfRate} events/s)`, `p50 ${Math.round(half.freshness.p50)} ms, p99 ${Math.round(half.freshness.p99)} ms, max ${Math.round(half.freshness.max)} ms (${half.freshness.samples} probes; ${half.ratePublished} events/s published)`);
+          line('  late event → new revision at half throughput', `p50 ${Math.round(half.late.p50)} ms, p99 ${Math.round(half.late.p99)} ms, max ${Math.round(half.late.max)} ms`);
+          const bigDayEvents = Number(opts.bigDayEvents);
+          const bigDay = bigDayEvents > 0 && config.reports[0] ? await bigDayProbe({ nc, clickhouse, db, report: config.reports[0], events: bigDayEvents, groups: 40, trials: Number(opts.bigDayTrials) }) : undefined;
+          if (bigDay) {
+            line(`  big day ${bigDay.day}: ${bigDay.dayEvents} events, ${bigDay.groups} groups`, `filled in ${(bigDay.fillMs / 1000).toFixed(1)} s; first revision (whole day read once) ${(bigDay.firstRevisionMs / 1000).toFixed(1)} s`);
+            const d = bigDay.duringFirst;
+            line('  while the first revision read the big day', `realtime p50 ${Math.round(d.realtime.p50)} ms, max ${Math.round(d.realtime.max)} ms; small-day revision p50 ${Math.round(d.revision.p50)} ms, max ${Math.round(d.revision.max)} ms (${d.revision.samples} probes each)`);
+            line('late event → revision on a big day', `p50 ${Math.round(bigDay.late.p50)} ms, p99 ${Math.round(bigDay.late.p99)} ms, max ${Math.round(bigDay.late.max)} ms (${bigDay.late.samples} late events, day of ${bigDay.dayEvents} events)`);
+          }
 
           const memoryEvents = Number(opts.memoryEvents);
           let memory: MemorySample[] = [];
           if (memoryEvents > 0) {
             // the steady load may have left a backlog: counting it as this run's would end the run early
             await untilIdle(jsm);
-            const run = await drain({ natsUrl: server.url, stored: () => processor.stats.events, clickhouse, db, from: from + load.sent, count: memoryEvents, sampleEvery: 1_000_000, ...(gateway.pid === undefined ? {} : { gatewayPid: gateway.pid }) });
+            const run = await drain({ natsUrl: server.url, stored: () => processor.stats.events, clickhouse, db, from, count: memoryEvents, sampleEvery: 1_000_000, ...(gateway.pid === undefined ? {} : { gatewayPid: gateway.pid }) });
             memory = run.memory;
             line(`pipeline, ${memoryEvents} more events`, `${rate(memoryEvents, run.ms)} events/s (${run.copies} events handled twice)`);
             for (const sample of memory) {
@@ -163,12 +183,16 @@ export function register(program: Command): void {
             }
           }
           const report = config.reports[0];
-          const replay = report ? await replayReport({ store: processor.store, clickhouse, db, js, clock: systemClock, logger }, report, {}) : undefined;
-          if (replay) line(`replay of ${report!.name}: ${replay.events} events, ${replay.days} day(s)`, `${rate(replay.events, replay.seconds * 1000)} events/s (${replay.seconds.toFixed(1)} s)`);
+          const replaying = report ? await probeDuring({ nc, clickhouse, db, report: report.name, tag: 'replay', type: report.types[0]! }, replayReport({ store: processor.store, clickhouse, db, js, clock: systemClock, logger }, report, {})) : undefined;
+          const replay = replaying?.result;
+          if (replaying && replay) {
+            line(`replay of ${report!.name}: ${replay.events} events, ${replay.days} day(s)`, `${rate(replay.events, replay.seconds * 1000)} events/s (${replay.seconds.toFixed(1)} s)`);
+            line('  while the replay ran', `realtime p50 ${Math.round(replaying.realtime.p50)} ms, max ${Math.round(replaying.realtime.max)} ms; small-day revision p50 ${Math.round(replaying.revision.p50)} ms, max ${Math.round(replaying.revision.max)} ms (${replaying.revision.samples} probes each)`);
+          }
           const trials = Number(opts.alertTrials);
           const alerts = trials > 0 ? await alertLatency({ nc, js, jsm, clickhouse, config, logger, trials }) : undefined;
           if (alerts) line('first late event → DelayedEvent on alerts.>', `p50 ${Math.round(alerts.p50)} ms, p99 ${Math.round(alerts.p99)} ms, max ${Math.round(alerts.max)} ms (${alerts.trials} groups; groupWait ${alerts.groupWaitMs} ms, target p99 < groupWait + 5 s)`);
-          process.stdout.write(`\n${JSON.stringify({ bare, pipelineEventsPerSecond: eps, ratio: eps / bare.eventsPerSecond, cpuPerEventMicros: natsCpu, http, freshness: load.freshness, late: load.late, amended: load.amended, memory, replay, alerts })}\n`);
+          process.stdout.write(`\n${JSON.stringify({ bare, pipelineEventsPerSecond: eps, ratio: eps / bare.eventsPerSecond, cpuPerEventMicros: natsCpu, http, freshness: load.freshness, late: load.late, amended: load.amended, half: { rate: halfRate, freshness: half.freshness, late: half.late }, bigDay, memory, replay, duringReplay: replaying && { realtime: replaying.realtime, revision: replaying.revision }, alerts })}\n`);
         } finally {
           await processor.stop();
           await Promise.all(gateways.map((g) => g.stop()));

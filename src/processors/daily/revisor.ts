@@ -3,7 +3,7 @@ import type { JetStreamClient } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import type { ReportConfig } from '../../core/config.ts';
 import { sleep, type Clock } from '../../core/time.ts';
-import { dailyFigures, type GroupFigure } from '../../sinks/clickhouse/daily-figures.ts';
+import type { GroupFigure } from '../../sinks/clickhouse/daily-figures.ts';
 import { insertOrFile } from '../../sinks/clickhouse/refused-rows.ts';
 import { insertRevisions, revisionRow } from '../../sinks/clickhouse/revisions-table.ts';
 import { closeAtMs } from '../../core/business-day.ts';
@@ -12,6 +12,8 @@ import { publishAmendedAlert } from './amended-alert.ts';
 import { daysDue, type DayWait } from '../logic/revision-schedule.ts';
 import { type DayRef, type RevisionStore } from './revision-store.ts';
 import { isCasConflict } from '../../nats/cas.ts';
+import { arrivalMarks, type ArrivalMark } from './arrival-mark.ts';
+import { computeDay } from './day-compute.ts';
 
 export type RevisorDeps = {
   reports: ReportConfig[];
@@ -21,6 +23,8 @@ export type RevisorDeps = {
   js: JetStreamClient;
   clock: Clock;
   logger: Logger;
+  /** how far EVENTS is stored (default: read from the processor consumer) */
+  marks?: () => Promise<ArrivalMark | null>;
 };
 
 export type DayOutcome = { written: number; alerts: number };
@@ -68,18 +72,35 @@ const GROUP_CONCURRENCY = 64;
 const DAY_CONCURRENCY = 4;
 
 /**
- * Recomputes every group of a report's day from the event store and publishes what
- * changed: claims in KV (concurrently per group), then one ClickHouse insert for the
- * whole day, then the records are marked written and amendments alerted. A crash
- * between the steps leaves unwritten records that whoever handles the day next
- * inserts again (the table's replacing key makes that harmless).
+ * What one revision of a day did. `events`: event identities it read (the new ones, or
+ * the whole day when it recomputed it); `hwm`/`delivered`: the arrival mark it read
+ * (null: none, the day was read whole as it stands, which takes in every mark before).
  */
-export async function reviseDay(deps: RevisorDeps, ref: DayRef, options: { replay: boolean } = { replay: false }): Promise<DayOutcome & { events: number; scanMs: number }> {
+export type RevisionOutcome = DayOutcome & { events: number; scanMs: number; mode: string; hwm: number | null; delivered: number | null };
+
+/**
+ * Brings a report day's revisions up to date: adds what arrived since the day's stored
+ * state (day-compute.ts) and publishes what changed: claims in KV (concurrently per
+ * group), then one ClickHouse insert for the whole day, then the new state, then the
+ * records are marked written and amendments alerted, and last the new state is stored.
+ * A crash between the steps leaves the state as it was, so the next revision reads the
+ * same rows again, finds the unwritten records and inserts them again (the table's
+ * replacing key makes that harmless). When nothing was taken in and the day is not closing,
+ * there is nothing to decide.
+ */
+export async function reviseDay(deps: RevisorDeps, ref: DayRef, options: { replay: boolean } = { replay: false }): Promise<RevisionOutcome> {
   const report = deps.reports.find((r) => r.name === ref.report);
-  if (!report) return { written: 0, alerts: 0, events: 0, scanMs: 0 };
+  if (!report) return { written: 0, alerts: 0, events: 0, scanMs: 0, mode: 'none', hwm: null, delivered: null };
+  const mark = await (deps.marks ?? arrivalMarks(deps.js))();
   const scanStarted = performance.now();
-  const figures = await dailyFigures(deps.clickhouse, deps.db, report, ref.day);
+  const computed = await computeDay(deps.clickhouse, deps.db, report, ref.day, mark, options);
   const scanMs = performance.now() - scanStarted;
+  const closeAt = closeAtMs(ref.day, report);
+  // a day read whole as it stands took in every mark made before: no arrival mark to wait for
+  const marked = computed.mode !== 'unmarked';
+  const base = { events: computed.rowsRead, scanMs, mode: computed.mode, hwm: marked ? (mark?.hwm ?? null) : null, delivered: marked ? (mark?.delivered ?? null) : null };
+  if (!computed.changed && deps.clock.now() < closeAt) return { written: 0, alerts: 0, ...base };
+  const figures: GroupFigure[] = computed.figures;
   const repairs: Claimed[] = [];
   const claimed: Claimed[] = [];
   await eachLimit(figures, GROUP_CONCURRENCY, async (figure) => {
@@ -109,10 +130,11 @@ export async function reviseDay(deps: RevisorDeps, ref: DayRef, options: { repla
       if (!isCasConflict(err)) throw err;
     }
   });
-  const closeAt = closeAtMs(ref.day, report);
+  // last: until the state is stored, the next revision reads these rows again and finds what is still unwritten
+  await computed.commit();
   if (deps.clock.now() < closeAt) await deps.store.setOpen(ref, closeAt);
   else await deps.store.clearOpen(ref);
-  return { written: claimed.length, alerts, events: figures.reduce((n, f) => n + f.events, 0), scanMs };
+  return { written: claimed.length, alerts, ...base };
 }
 
 const dayId = (ref: DayRef): string => `${ref.report}.${ref.day}`;
@@ -127,7 +149,8 @@ export type Revisor = { stop: () => Promise<void>; stats: DayOutcome };
  * day never waits behind the recomputation of today's big one (when: see
  * logic/revision-schedule.ts).
  */
-export function startRevisor(deps: RevisorDeps, options: { intervalMs?: number } = {}): Revisor {
+export function startRevisor(given: RevisorDeps, options: { intervalMs?: number } = {}): Revisor {
+  const deps: RevisorDeps = { marks: arrivalMarks(given.js), ...given };
   const intervalMs = options.intervalMs ?? 50;
   // since when each dirty day's unrevised marks have waited: the first mark, or the start
   // of the last revision (marks after it were maybe not in its scan)
@@ -140,15 +163,41 @@ export function startRevisor(deps: RevisorDeps, options: { intervalMs?: number }
 
   const coalesceOf = (name: string) => deps.reports.find((r) => r.name === name)?.coalesce ?? 0;
 
-  const launch = (ref: DayRef, after?: () => Promise<void>): boolean => {
+  // per dirty day: the mark version a revision last saw, and how far EVENTS had been delivered then
+  const targets = new Map<string, { version: number; delivered: number }>();
+
+  /**
+   * Clears a day's dirty mark once a revision has taken in everything marked up to
+   * `version`: the events of those marks were delivered before the revision read the
+   * arrival mark, so they are in once a revision's ack floor reaches that delivered
+   * sequence (this one, or a later one of the same mark version).
+   */
+  const settle = async (ref: DayRef, version: number, outcome: RevisionOutcome): Promise<void> => {
+    const id = dayId(ref);
+    if (outcome.hwm !== null && outcome.delivered !== null) {
+      const seen = targets.get(id);
+      const target = seen && seen.version === version ? seen : { version, delivered: outcome.delivered };
+      targets.set(id, target);
+      if (outcome.hwm < target.delivered) return;
+    }
+    targets.delete(id);
+    // cleared only if no event marked the day again while it was being revised
+    const cleared = await deps.store.clearDirty(ref, version);
+    if (cleared) waitingSince.delete(id);
+    deps.logger.debug({ ...ref, version, cleared }, 'dirty mark taken in');
+  };
+
+  const launch = (ref: DayRef, after?: (outcome: RevisionOutcome) => Promise<void>): boolean => {
     const id = dayId(ref);
     if (inFlight.has(id) || inFlight.size >= DAY_CONCURRENCY) return false;
     const run = (async () => {
       const outcome = await reviseDay(deps, ref);
-      lastScan.set(id, { events: outcome.events, ms: outcome.scanMs });
+      deps.logger.debug({ ...ref, mode: outcome.mode, read: outcome.events, ms: Math.round(outcome.scanMs), hwm: outcome.hwm, delivered: outcome.delivered, written: outcome.written }, 'day revised');
+      // a whole-day read happens once per state (first revision, replay, conflicting copy): only repeated reads pace the day
+      lastScan.set(id, { events: outcome.mode === 'full' ? 0 : outcome.events, ms: outcome.scanMs });
       stats.written += outcome.written;
       stats.alerts += outcome.alerts;
-      await after?.();
+      await after?.(outcome);
     })()
       .catch((err: unknown) => deps.logger.error({ err, ...ref }, 'revising a day failed; retrying'))
       .finally(() => inFlight.delete(id));
@@ -164,6 +213,7 @@ export function startRevisor(deps: RevisorDeps, options: { intervalMs?: number }
       if (live.has(id)) continue;
       waitingSince.delete(id);
       lastScan.delete(id);
+      targets.delete(id);
     }
     for (const { value: ref } of dirty) if (!waitingSince.has(dayId(ref))) waitingSince.set(dayId(ref), now);
     const waits: DayWait[] = dirty.map(({ value: ref }) => {
@@ -174,10 +224,7 @@ export function startRevisor(deps: RevisorDeps, options: { intervalMs?: number }
     for (const { value: ref, version } of dirty) {
       const id = dayId(ref);
       if (!due.has(id)) continue;
-      const launched = launch(ref, async () => {
-        // cleared only if no event marked the day again while it was being revised
-        if (await deps.store.clearDirty(ref, version)) waitingSince.delete(id);
-      });
+      const launched = launch(ref, (outcome) => settle(ref, version, outcome));
       // a day marked all the time (today, under load) is revised once per interval, not back to back
       if (launched) waitingSince.set(id, now);
     }

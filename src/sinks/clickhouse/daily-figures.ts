@@ -8,7 +8,7 @@ import type { Observation } from '../../processors/logic/revisions.ts';
 /** The figure of one group of a report's day, computed from the event store. */
 export type GroupFigure = Observation & { groupKey: string };
 
-type Sql = { select: string[]; params: Record<string, unknown> };
+export type Sql = { select: string[]; params: Record<string, unknown> };
 
 /**
  * SQL for the report's measures, with the same semantics as the in-memory
@@ -44,7 +44,7 @@ function measureSql(report: ReportConfig): Sql {
   return { select, params };
 }
 
-function groupSql(report: ReportConfig): Sql {
+export function groupSql(report: ReportConfig): Sql {
   const params: Record<string, unknown> = {};
   const select = report.groupBy.map((field, i) => {
     if (field === 'source' || field === 'type') return `${field} AS g${i}`;
@@ -55,9 +55,9 @@ function groupSql(report: ReportConfig): Sql {
   return { select, params };
 }
 
-type Row = Record<string, string | number | null>;
+export type Row = Record<string, string | number | null>;
 
-function groupKeyOf(report: ReportConfig, row: Row): string {
+export function groupKeyOf(report: ReportConfig, row: Row): string {
   if (report.groupBy.length === 0) return '';
   const values = report.groupBy.map((field, i) => {
     const value = row[`g${i}`] ?? null;

@@ -20,7 +20,15 @@ export type EventRow = {
   data: string;
   nums: Record<string, string>;
   seq: number;
+  stream_epoch: number;
+  stream_seq: number;
 };
+
+/** Where an event came in: its EVENTS message's stream sequence, and the stream's creation time (ms) telling one stream from its successor. */
+export type Arrival = { epoch: number; seq: number };
+
+/** An event as the processor stores it; without `arrival` (written around the pipeline) it counts as older than any high-water mark. */
+export type ArrivedEvent = TidemarkEvent & { arrival?: Arrival };
 
 /**
  * Every top-level data field that is an exact decimal, as decimal text: `sum`, `min`,
@@ -45,7 +53,7 @@ export function numericFields(data: Record<string, unknown>): Record<string, str
   return nums;
 }
 
-export function eventRow(event: TidemarkEvent): EventRow {
+export function eventRow(event: ArrivedEvent): EventRow {
   return {
     id: event.id,
     occurred_at: event.occurredAt,
@@ -58,10 +66,14 @@ export function eventRow(event: TidemarkEvent): EventRow {
     data: canonicalJson(event.data),
     nums: numericFields(event.data),
     seq: event.seq,
+    stream_epoch: event.arrival?.epoch ?? 0,
+    stream_seq: event.arrival?.seq ?? 0,
   };
 }
 
-const COLUMNS = ['id', 'occurred_at', 'received_at', 'delay_ms', 'source', 'type', 'key', 'data', 'nums', 'seq'] as const satisfies ReadonlyArray<keyof EventRow>;
+const COLUMNS = ['id', 'occurred_at', 'received_at', 'delay_ms', 'source', 'type', 'key', 'data', 'nums', 'seq', 'stream_epoch', 'stream_seq'] as const satisfies ReadonlyArray<keyof EventRow>;
+/** Rows with no arrival leave its columns to their defaults (0): so they can also go to a table of schema 11 or older. */
+const UNARRIVED_COLUMNS = COLUMNS.slice(0, -2);
 
 const encoder = new TextEncoder();
 
@@ -80,12 +92,13 @@ const INSERT_SETTINGS = { optimize_on_insert: 0, input_format_parallel_parsing: 
  * this). Rows go as JSON arrays in column order: ClickHouse parses them about a fifth
  * faster than objects, and this insert is most of a processor's ClickHouse work.
  */
-export async function insertEvents(client: ClickHouseClient, db: string, events: TidemarkEvent[]): Promise<void> {
+export async function insertEvents(client: ClickHouseClient, db: string, events: ArrivedEvent[]): Promise<void> {
   if (events.length === 0) return;
+  const columns = events.some((event) => event.arrival) ? COLUMNS : UNARRIVED_COLUMNS;
   const lines = events.map((event) => {
     const row = eventRow(event);
-    return JSON.stringify(COLUMNS.map((column) => row[column]));
+    return JSON.stringify(columns.map((column) => row[column]));
   });
   // refused rows: the processor isolates them (insertIsolating) and files their messages
-  await insertEncodedRows(client, `${db}.events`, [...COLUMNS], encoder.encode(lines.join('\n')), INSERT_SETTINGS);
+  await insertEncodedRows(client, `${db}.events`, [...columns], encoder.encode(lines.join('\n')), INSERT_SETTINGS);
 }
