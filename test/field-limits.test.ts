@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { hasLoneSurrogate, nestingOver, preview } from '../src/core/field-limits.ts';
 import { dlqRecord, dlqSubject, keptHeaders } from '../src/nats/dlq.ts';
-import { groupToken } from '../src/processors/daily/revision-store.ts';
+import { groupToken } from '../src/core/group-token.ts';
 
 /** Independent oracle: UTF-8 round trip changes a string exactly when it holds a lone surrogate. */
 const wellFormed = (s: string): boolean => Buffer.from(s, 'utf8').toString('utf8') === s;

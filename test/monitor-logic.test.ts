@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { isTidemarkError } from '../src/core/errors.ts';
 import { loadConfig } from '../src/core/config.ts';
 import type { Alert } from '../src/monitor/alerts.ts';
-import { alertSubject } from '../src/monitor/alerts.ts';
+import { alertKindSubject } from '../src/core/alert-kinds.ts';
 import { advanceDaily, initialDaily, markDaily } from '../src/monitor/daily.ts';
 import { advanceDeadline, daysToCheck, initialDeadline, type GroupProgress } from '../src/monitor/deadlines.ts';
 import { applyLateBatch, emptyDelayed, fireDueGroup, MAX_LISTED, type DelayedState, type SequencedLateEvent } from '../src/monitor/delayed.ts';
@@ -348,8 +348,8 @@ describe('delay statistics', () => {
 
 describe('alert delivery pieces', () => {
   it('puts alerts on alerts.<kind>.<source>', () => {
-    expect(alertSubject({ kind: 'DelayedEvent', source: 'store-17' })).toBe('alerts.delayed.store-17');
-    expect(alertSubject({ kind: 'MissingData', source: 'feed one.x' })).toBe('alerts.missing.feed_one_x');
+    expect(alertKindSubject('DelayedEvent', 'store-17')).toBe('alerts.delayed.store-17');
+    expect(alertKindSubject('MissingData', 'feed one.x')).toBe('alerts.missing.feed_one_x');
   });
 
   it('files any ALERTS message as a row, the processor\'s ReportAmended included', () => {

@@ -3,6 +3,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ALERT_KINDS } from './alert-kinds.ts';
+import { FIELDLESS_FNS, MEASURE_FNS, needsField } from './measures.ts';
 import { parseDuration } from './duration.ts';
 import { isDecimalText, isExactJsonNumber } from './decimal.ts';
 import { normalizeOrigin } from './http-guard.ts';
@@ -42,9 +43,9 @@ const StreamLimits = z.strictObject({
 });
 
 const Measure = z.strictObject({
-  fn: z.enum(['count', 'sum', 'min', 'max', 'avg', 'uniq']),
-  field: z.string().min(1).optional().describe('a data field; required for every fn but count'),
-}).refine((m) => m.fn === 'count' || m.field !== undefined, { message: 'field is required unless fn is count', path: ['field'] });
+  fn: z.enum(MEASURE_FNS).describe('a function of the registry in src/core/measures.ts'),
+  field: z.string().min(1).optional().describe(`a data field; required for every fn but ${FIELDLESS_FNS.join(', ')}`),
+}).refine((m) => !needsField(m.fn) || m.field !== undefined, { message: `field is required unless fn is ${FIELDLESS_FNS.join(' or ')}`, path: ['field'] });
 
 const Window = z.strictObject({
   size: Duration,

@@ -1,4 +1,4 @@
-import { alertKindSubject } from '../core/alert-kinds.ts';
+import { alertId } from '../core/alert-kinds.ts';
 
 /**
  * What the monitor raises. `at` is when the alerted condition became true, derived
@@ -98,18 +98,7 @@ export type DelayedResolvedAlert = AlertBase & {
 
 export type Alert = DelayedEventAlert | MissingDataAlert | DeadlineMissedAlert | ResolvedAlert | DelayedResolvedAlert | CardinalityCappedAlert;
 
-/** `alerts.<kind>.<source>`; a configured literal source may hold characters a subject token cannot. */
-export const alertSubject = (alert: Pick<Alert, 'kind' | 'source'>): string => alertKindSubject(alert.kind, alert.source);
-
 export const iso = (ms: number): string => new Date(ms).toISOString();
-
-/** A group's first alert id, from the receivedAt of its first late event; updates add `#<sequence>`. */
-export const delayedGroupId = (sla: string, source: string, startedAt: number): string => `delayed:${sla}:${source}:${iso(startedAt)}`;
-export const missingEveryId = (sla: string, source: string, windowStart: number): string => `missing:${sla}:${source}:every:${iso(windowStart)}`;
-export const missingDailyId = (sla: string, source: string, day: string): string => `missing:${sla}:${source}:daily:${day}`;
-export const deadlineId = (report: string, status: string, day: string): string => `deadline:${report}:${status}:${day}`;
-export const cappedId = (sla: string, day: string): string => `capped:${sla}:${day}`;
-const resolvedId = (resolves: string): string => `resolved:${resolves}`;
 
 export const formatMs = (ms: number): string => {
   const s = Math.round(ms / 1000);
@@ -121,7 +110,7 @@ export const formatMs = (ms: number): string => {
 export function resolvedAlert(missed: { id: string; kind: 'MissingData' | 'DeadlineMissed'; source: string; sla: string; expectedBy: number; day?: string }, arrivedAt: number): ResolvedAlert {
   const lateByMs = arrivedAt - missed.expectedBy;
   return {
-    id: resolvedId(missed.id),
+    id: alertId('Resolved', { resolves: missed.id }),
     kind: 'Resolved',
     source: missed.source,
     sla: missed.sla,

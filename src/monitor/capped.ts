@@ -1,4 +1,5 @@
-import { cappedId, iso, type Alert, type CardinalityCappedAlert } from './alerts.ts';
+import { alertId } from '../core/alert-kinds.ts';
+import { iso, type Alert, type CardinalityCappedAlert } from './alerts.ts';
 
 /**
  * Says in an alert, not only in a metric and a log, that a glob SLA cut sources: one
@@ -23,7 +24,7 @@ export function noteCut(state: CappedState, cut: Cut): CappedState | null {
   const day = cutDay(cut.receivedAt);
   if (state.days.includes(day)) return null;
   const alert: CardinalityCappedAlert = {
-    id: cappedId(cut.sla, day),
+    id: alertId('CardinalityCapped', { sla: cut.sla, day }),
     kind: 'CardinalityCapped',
     source: cut.sla,
     sla: cut.sla,

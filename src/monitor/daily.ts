@@ -1,4 +1,5 @@
-import { missingDailyId, resolvedAlert, iso, type Alert, type MissingDataAlert } from './alerts.ts';
+import { alertId } from '../core/alert-kinds.ts';
+import { resolvedAlert, iso, type Alert, type MissingDataAlert } from './alerts.ts';
 import { nextDay } from './schedule.ts';
 
 /**
@@ -33,7 +34,7 @@ export type DailyContext = { sla: string; source: string; watermark: number; dea
 
 function missing(ctx: DailyContext, day: string, expectedBy: number): MissingDataAlert {
   return {
-    id: missingDailyId(ctx.sla, ctx.source, day),
+    id: alertId('MissingData', { sla: ctx.sla, source: ctx.source, day }),
     kind: 'MissingData',
     source: ctx.source,
     sla: ctx.sla,

@@ -1,4 +1,5 @@
-import { deadlineId, iso, resolvedAlert, type Alert, type DeadlineMissedAlert } from './alerts.ts';
+import { alertId } from '../core/alert-kinds.ts';
+import { iso, resolvedAlert, type Alert, type DeadlineMissedAlert } from './alerts.ts';
 import { nextDay } from './schedule.ts';
 
 /**
@@ -41,7 +42,7 @@ export function daysToCheck(state: DeadlineState, ctx: Pick<DeadlineContext, 'no
 function missed(ctx: DeadlineContext, day: string, expectedBy: number, groups: readonly GroupProgress[]): DeadlineMissedAlert {
   const lagging = groups.filter((g) => g.reachedAt === null || g.reachedAt > expectedBy).map((g) => ({ groupKey: g.groupKey, status: g.status }));
   return {
-    id: deadlineId(ctx.report, ctx.status, day),
+    id: alertId('DeadlineMissed', { report: ctx.report, status: ctx.status, day }),
     kind: 'DeadlineMissed',
     source: ctx.report,
     sla: ctx.sla,

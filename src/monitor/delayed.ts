@@ -1,4 +1,5 @@
-import { delayedGroupId, formatMs, iso, type Alert, type DelayedEventAlert, type DelayedResolvedAlert } from './alerts.ts';
+import { alertId } from '../core/alert-kinds.ts';
+import { formatMs, iso, type Alert, type DelayedEventAlert, type DelayedResolvedAlert } from './alerts.ts';
 import { addDelay, mergeHistograms, percentile, type Histogram } from './histogram.ts';
 import { inRanges, unionRanges, type SeqRange } from '../nats/seq-ranges.ts';
 
@@ -153,13 +154,14 @@ export type DelayedContext = {
 const p95Of = (agg: LateAggregate): number => Math.min(percentile(agg.hist, 0.95) ?? agg.worstMs, agg.worstMs);
 
 function delayedAlert(ctx: DelayedContext, group: DelayedGroup, fresh: LateAggregate): DelayedEventAlert {
-  const groupId = delayedGroupId(ctx.sla, ctx.source, group.startedAt);
+  const groupOf = { sla: ctx.sla, source: ctx.source, startedAt: group.startedAt };
+  const groupId = alertId('DelayedEvent', groupOf);
   const sequence = group.sent + 1;
   const p95 = p95Of(fresh);
   const total = group.total;
   const news = sequence === 1 ? '' : ` more (${total.count} since ${iso(group.startedAt)}, worst ${formatMs(total.worstMs)})`;
   return {
-    id: sequence === 1 ? groupId : `${groupId}#${sequence}`,
+    id: alertId('DelayedEvent', { ...groupOf, sequence }),
     kind: 'DelayedEvent',
     source: ctx.source,
     sla: ctx.sla,
@@ -167,7 +169,7 @@ function delayedAlert(ctx: DelayedContext, group: DelayedGroup, fresh: LateAggre
     maxDelayMs: ctx.maxDelayMs,
     group: groupId,
     sequence,
-    ...(sequence > 1 ? { updates: sequence === 2 ? groupId : `${groupId}#${sequence - 1}` } : {}),
+    ...(sequence > 1 ? { updates: alertId('DelayedEvent', { ...groupOf, sequence: sequence - 1 }) } : {}),
     groupStartedAt: group.startedAt,
     count: fresh.count,
     totalCount: total.count,
@@ -185,10 +187,10 @@ function delayedAlert(ctx: DelayedContext, group: DelayedGroup, fresh: LateAggre
 }
 
 function resolvedGroup(ctx: DelayedContext, group: DelayedGroup): DelayedResolvedAlert {
-  const groupId = delayedGroupId(ctx.sla, ctx.source, group.startedAt);
+  const groupId = alertId('DelayedEvent', { sla: ctx.sla, source: ctx.source, startedAt: group.startedAt });
   const at = group.total.lastAt + ctx.resolveAfterMs;
   return {
-    id: `resolved:${groupId}`,
+    id: alertId('Resolved', { resolves: groupId }),
     kind: 'Resolved',
     source: ctx.source,
     sla: ctx.sla,

@@ -1,4 +1,5 @@
-import { missingEveryId, resolvedAlert, formatMs, iso, type Alert, type MissingDataAlert } from './alerts.ts';
+import { alertId } from '../core/alert-kinds.ts';
+import { resolvedAlert, formatMs, iso, type Alert, type MissingDataAlert } from './alerts.ts';
 import { slotStart } from './schedule.ts';
 
 /**
@@ -45,7 +46,7 @@ export type EveryContext = { sla: string; source: string; every: number; waterma
 function missing(ctx: EveryContext, windowStart: number): MissingDataAlert {
   const expectedBy = windowStart + ctx.every;
   return {
-    id: missingEveryId(ctx.sla, ctx.source, windowStart),
+    id: alertId('MissingData', { sla: ctx.sla, source: ctx.source, windowStart }),
     kind: 'MissingData',
     source: ctx.source,
     sla: ctx.sla,

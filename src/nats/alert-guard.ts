@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { BUCKETS, openBucket } from './buckets.ts';
-import { alertKindSubject, type AlertKind } from '../core/alert-kinds.ts';
+import { alertMessage, type SourceAlertKind } from '../core/alert-kinds.ts';
 import type { Alert } from '../monitor/alerts.ts';
+import { publishAlert } from './alert-publish.ts';
 import { retryTransient } from './retry.ts';
 import { isCasConflict } from './cas.ts';
 
@@ -20,7 +21,7 @@ export const ALERT_GUARD_BUCKET = BUCKETS.alertGuard;
 
 export type PublishOutcome = 'published' | 'duplicate';
 /** What the guard needs of an alert: the monitor's, or another role's (the processor's realtime CardinalityCapped). */
-export type GuardedAlert = { id: string; kind: AlertKind; source: string };
+export type GuardedAlert = { id: string; kind: SourceAlertKind; source: string };
 export type AlertPublisher<A extends GuardedAlert = Alert> = (alert: A, raisedAt: number) => Promise<PublishOutcome>;
 
 const enc = new TextEncoder();
@@ -32,7 +33,8 @@ export async function openAlertGuard<A extends GuardedAlert = Alert>(js: JetStre
     const key = guardKey(alert.id);
     const known = await retryTransient(() => kv.get(key));
     if (known && known.operation === 'PUT') return 'duplicate';
-    const ack = await retryTransient(() => js.publish(alertKindSubject(alert.kind, alert.source), JSON.stringify({ ...alert, raisedAt }), { msgID: alert.id }));
+    const message = alertMessage({ ...alert, raisedAt });
+    const ack = await retryTransient(() => publishAlert(js, message));
     try {
       await retryTransient(() => kv.create(key, enc.encode(JSON.stringify({ id: alert.id, seq: ack.seq }))));
     } catch (err) {

@@ -1,9 +1,10 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import { BASE_SETTINGS } from '../clickhouse/client.ts';
-import { alertKindSubject } from '../core/alert-kinds.ts';
+import { alertId, alertMessage } from '../core/alert-kinds.ts';
 import type { ReconciliationConfig } from '../core/config.ts';
 import type { Clock } from '../core/time.ts';
+import { publishAlert } from '../nats/alert-publish.ts';
 import { insertActions } from '../sinks/clickhouse/recon-tables.ts';
 import { insertOrFile } from '../sinks/clickhouse/refused-rows.ts';
 import type { Claims } from './claims.ts';
@@ -21,14 +22,10 @@ export type ReconAlert = {
   at: number;
 };
 
-export const alertSubject = (name: string): string => alertKindSubject('ReconDiscrepancies', name);
-
-/** One alert per reconciliation and period: its id is the msgID, and a claim keeps it once beyond the dedup window. */
-export const alertId = (name: string, period: string): string => `recon-${name}-${period}`;
-
 /**
  * Raises `alerts.recon.<name>` when the period holds more findings (any status) than the
- * threshold. Returns the alert when this call raised it.
+ * threshold: one alert per reconciliation and period, its id the msgID, and a claim keeps
+ * it once beyond the dedup window. Returns the alert when this call raised it.
  */
 export async function alertIfOver(
   ctx: { recon: ReconciliationConfig; clickhouse: ClickHouseClient; db: string; js: JetStreamClient; claims: Claims; clock: Clock; actor: string },
@@ -45,7 +42,7 @@ export async function alertIfOver(
   const total = rows.reduce((n, r) => n + Number(r.n), 0);
   if (total <= recon.alert.threshold) return undefined;
   const alert: ReconAlert = {
-    id: alertId(recon.name, period),
+    id: alertId('ReconDiscrepancies', { reconciliation: recon.name, period }),
     kind: 'ReconDiscrepancies',
     reconciliation: recon.name,
     period,
@@ -54,12 +51,13 @@ export async function alertIfOver(
     byType: Object.fromEntries(rows.map((r) => [r.type, Number(r.n)])),
     at: clock.now(),
   };
+  const message = alertMessage(alert);
   const { ran } = await claims.once(`alert.${alert.id}`, async () => {
-    await js.publish(alertSubject(recon.name), JSON.stringify(alert), { msgID: alert.id });
+    await publishAlert(js, message);
   });
   if (!ran) return undefined;
   reconMetrics.actions(recon.name, 'alerted');
-  const audit = [{ name: recon.name, period, discrepancy_id: alert.id, action: 'alerted' as const, at: alert.at, actor: ctx.actor, subject: alertSubject(recon.name), msg_id: alert.id, detail: JSON.stringify(alert.byType) }];
+  const audit = [{ name: recon.name, period, discrepancy_id: alert.id, action: 'alerted' as const, at: alert.at, actor: ctx.actor, subject: message.subject, msg_id: message.msgId, detail: JSON.stringify(alert.byType) }];
   // the alert is out and claimed: an audit row ClickHouse refuses is filed, not retried (nor the alert held back)
   await insertOrFile(js, 'recon_actions', audit, (part) => insertActions(clickhouse, db, part), clock.now());
   return alert;

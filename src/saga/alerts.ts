@@ -1,6 +1,6 @@
 import type { SagaPublish } from './commands.ts';
 import type { SagaState } from './logic/types.ts';
-import { alertSubject } from './subjects.ts';
+import { alertId, alertMessage } from '../core/alert-kinds.ts';
 
 export type SagaParkedAlert = {
   id: string;
@@ -19,7 +19,7 @@ export type SagaParkedAlert = {
 export function publishParkedAlert(publish: SagaPublish, state: SagaState): Promise<{ duplicate: boolean }> {
   const parked = state.parked!;
   const alert: SagaParkedAlert = {
-    id: `saga-parked:${state.sagaId}:${state.parks}`,
+    id: alertId('SagaParked', { sagaId: state.sagaId, parks: state.parks }),
     kind: 'SagaParked',
     saga: state.name,
     sagaId: state.sagaId,
@@ -29,5 +29,6 @@ export function publishParkedAlert(publish: SagaPublish, state: SagaState): Prom
     at: parked.at,
     resolve: `tidemark saga retry ${state.sagaId}  |  tidemark saga abort ${state.sagaId}`,
   };
-  return publish(alertSubject(state.name), JSON.stringify(alert), alert.id);
+  const message = alertMessage(alert);
+  return publish(message.subject, message.data, message.msgId);
 }

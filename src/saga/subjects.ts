@@ -1,5 +1,4 @@
 import { BUCKETS } from '../nats/buckets.ts';
-import { alertKindSubject } from '../core/alert-kinds.ts';
 
 /**
  * Saga traffic lives in one stream, `SAGAS` on `saga.>`:
@@ -32,7 +31,6 @@ export const triggerSubject = (saga: string): string => `saga.in.trigger.${saga}
 export const replySubject = (saga: string): string => `saga.in.active.${saga}.reply`;
 export const controlSubject = (saga: string): string => `saga.in.active.${saga}.control`;
 export const tickSubject = (saga: string): string => `saga.in.active.${saga}.tick`;
-export const alertSubject = (saga: string): string => alertKindSubject('SagaParked', saga);
 
 const ACTIVE_KINDS = ['reply', 'control', 'tick'] as const;
 export type InputKind = 'trigger' | (typeof ACTIVE_KINDS)[number];

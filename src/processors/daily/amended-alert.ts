@@ -1,5 +1,5 @@
-import { alertKindSubject } from '../../core/alert-kinds.ts';
-import { groupToken } from './revision-store.ts';
+import { alertId, alertMessage } from '../../core/alert-kinds.ts';
+import { publishAlert } from '../../nats/alert-publish.ts';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { RevisionRecord } from '../logic/revisions.ts';
 import { retryTransient } from '../../nats/retry.ts';
@@ -28,11 +28,8 @@ export async function publishAmendedAlert(
   js: JetStreamClient,
   input: { report: string; day: string; groupKey: string; previous: RevisionRecord | null; record: RevisionRecord },
 ): Promise<AmendedAlert> {
-  // the id is a Nats-Msg-Id header: a long group is named by the same hash its KV key uses
-  const token = groupToken(input.groupKey);
-  const group = token.startsWith('g') ? token.slice(1) : `#${token.slice(1)}`;
   const alert: AmendedAlert = {
-    id: `amended:${input.report}:${input.day}:${group}:${input.record.revision}`,
+    id: alertId('ReportAmended', { report: input.report, day: input.day, groupKey: input.groupKey, revision: input.record.revision }),
     kind: 'ReportAmended',
     report: input.report,
     day: input.day,
@@ -45,6 +42,7 @@ export async function publishAmendedAlert(
     lateEvents: input.record.lateEvents,
     at: input.record.computedAt,
   };
-  await retryTransient(() => js.publish(alertKindSubject('ReportAmended', input.report), JSON.stringify(alert), { msgID: alert.id }));
+  const message = alertMessage(alert);
+  await retryTransient(() => publishAlert(js, message));
   return alert;
 }

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { KV, KvEntry } from '@nats-io/kv';
 import { BUCKETS, openBucket } from '../../nats/buckets.ts';
@@ -6,6 +5,7 @@ import type { RevisionRecord } from '../logic/revisions.ts';
 import { followWatch, type FollowedWatch } from '../../nats/kv-watch.ts';
 import { retryTransient } from '../../nats/retry.ts';
 import { CasConflict, isCasConflict } from '../../nats/cas.ts';
+import { groupToken } from '../../core/group-token.ts';
 
 /**
  * Shared state of the daily view in one NATS KV bucket, so any number of processors
@@ -25,18 +25,6 @@ export const DAILY_BUCKET = BUCKETS.daily;
 export type StoredRevision = { record: RevisionRecord; written: boolean; amends?: RevisionRecord | null };
 export type Versioned<T> = { value: T; version: number };
 
-/**
- * Group keys come from event values (a source, a data field), so their length is the
- * sender's choice, and a KV key is a subject nats-server refuses past 4096 bytes.
- * Up to GROUP_TOKEN_CHARS of base64url a group is spelled out (`g…`, as always, so
- * existing keys keep working); a longer one is named by its SHA-256 (`h…`, 43 chars).
- */
-const GROUP_TOKEN_CHARS = 172;
-
-export function groupToken(groupKey: string): string {
-  const spelled = Buffer.from(groupKey).toString('base64url');
-  return spelled.length <= GROUP_TOKEN_CHARS ? `g${spelled}` : `h${createHash('sha256').update(groupKey).digest('base64url')}`;
-}
 const enc = new TextEncoder();
 
 export type DayRef = { report: string; day: string };

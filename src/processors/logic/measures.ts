@@ -1,5 +1,7 @@
 /**
- * Measure accumulators for one (report, business day, group) — or one realtime window.
+ * Measure states for one (report, business day, group) — or one realtime window: the
+ * report's measures, each an accumulator of its function in the registry
+ * (src/core/measures.ts, which says what each function means).
  *
  * Canonical decimal text (every figure `finalize` returns): plain fixed notation, no
  * exponent, no trailing fractional zeros, no trailing ".", no "+" and no "-0"
@@ -7,37 +9,27 @@
  * two figures as strings compares their values (the revision logic relies on it), and
  * no scale is imposed on a sum: it stays exact whatever scale the inputs carry. Any
  * ClickHouse Decimal(P, S) with S at least the inputs' scale parses it unchanged.
- *
- * Per measure:
- * - `count` without a field counts every event; with a field it counts the events whose
- *   field is present and not null (SQL `count(x)`).
- * - `sum`, `min`, `max`, `avg` take the field as an exact decimal: a JSON string of
- *   decimal text ("129.90") or a JSON number with at most 15 significant digits (see
- *   toDecimal). A missing, null or non-decimal value is skipped for that measure only
- *   (the event still counts in `events` and in `count`) and counted in the measure's
- *   `skipped`, so a bad feed is visible instead of silently shrinking a total.
- * - `sum` of no values is "0" (as ClickHouse `sum`); `min`, `max` and `avg` of no values
- *   have no figure: their key is absent from `finalize`'s result.
- * - `avg` is the exact sum divided by the number of values, rounded half-even to
- *   AVG_SCALE decimal places (then written in the canonical text).
- * - `uniq` is the exact number of distinct values, compared by canonical JSON (so "7"
- *   and 7 are two values, {"a":1,"b":2} and {"b":2,"a":1} one); null and missing skip.
+ * A measure with no figure (min, max, avg of no values) has no key in the result.
  *
  * Sums carry 60 significant digits (src/core/decimal.ts), far beyond Decimal(38, S).
  * A state does not de-duplicate event ids: the caller adds each event once.
  */
 import { z } from 'zod';
 import type { MeasureConfig, ReportConfig } from '../../core/config.ts';
-import { AVG_SCALE, Decimal, divideHalfEven, formatDecimal, toDecimal } from '../../core/decimal.ts';
-import { canonicalJson, dataField } from '../../core/canonical.ts';
+import { dataField } from '../../core/canonical.ts';
 import type { TidemarkEvent } from '../../core/envelope.ts';
+import {
+  AccumulatorJson,
+  addValue,
+  emptyAccumulator,
+  finalizeAccumulator,
+  loadAccumulator,
+  mergeAccumulators,
+  saveAccumulator,
+  type MeasureAccumulator,
+} from '../../core/measures.ts';
 
-/** `n` counts the values a measure took, `skipped` the events whose value it could not take. */
-interface CountAccumulator { readonly fn: 'count'; n: number; skipped: number }
-interface SumAccumulator { readonly fn: 'sum' | 'avg'; n: number; skipped: number; sum: Decimal }
-interface ExtremumAccumulator { readonly fn: 'min' | 'max'; n: number; skipped: number; value: Decimal | null }
-interface UniqAccumulator { readonly fn: 'uniq'; n: number; skipped: number; values: Set<string> }
-export type MeasureAccumulator = CountAccumulator | SumAccumulator | ExtremumAccumulator | UniqAccumulator;
+export type { MeasureAccumulator } from '../../core/measures.ts';
 
 export interface MeasureState {
   /** Events folded in. */
@@ -60,48 +52,10 @@ function measureList(report: ReportConfig): MeasureList {
   return list;
 }
 
-function emptyAccumulator(fn: MeasureConfig['fn']): MeasureAccumulator {
-  switch (fn) {
-    case 'count': return { fn, n: 0, skipped: 0 };
-    case 'sum': case 'avg': return { fn, n: 0, skipped: 0, sum: new Decimal(0) };
-    case 'min': case 'max': return { fn, n: 0, skipped: 0, value: null };
-    case 'uniq': return { fn, n: 0, skipped: 0, values: new Set() };
-  }
-}
-
 export function emptyState(report: ReportConfig): MeasureState {
   const measures: Record<string, MeasureAccumulator> = {};
   for (const [name, measure] of measureList(report)) measures[name] = emptyAccumulator(measure.fn);
   return { events: 0, knownAt: null, measures };
-}
-
-function addValue(acc: MeasureAccumulator, field: string | undefined, data: TidemarkEvent['data']): void {
-  const raw = field === undefined ? undefined : dataField(data, field);
-  if (acc.fn === 'count') {
-    if (field === undefined || raw != null) acc.n += 1;
-    else acc.skipped += 1;
-    return;
-  }
-  if (acc.fn === 'uniq') {
-    if (raw == null) {
-      acc.skipped += 1;
-      return;
-    }
-    acc.values.add(canonicalJson(raw));
-    acc.n += 1;
-    return;
-  }
-  const value = toDecimal(raw);
-  if (value === undefined) {
-    acc.skipped += 1;
-    return;
-  }
-  acc.n += 1;
-  switch (acc.fn) {
-    case 'sum': case 'avg': acc.sum = acc.sum.plus(value); break;
-    case 'min': if (acc.value === null || value.lt(acc.value)) acc.value = value; break;
-    case 'max': if (acc.value === null || value.gt(acc.value)) acc.value = value; break;
-  }
 }
 
 /**
@@ -112,25 +66,16 @@ function addValue(acc: MeasureAccumulator, field: string | undefined, data: Tide
 export function addEvent(state: MeasureState, report: ReportConfig, event: TidemarkEvent): MeasureState {
   state.events += 1;
   if (state.knownAt === null || event.receivedAt > state.knownAt) state.knownAt = event.receivedAt;
-  for (const [name, measure] of measureList(report)) addValue(state.measures[name]!, measure.field, event.data);
+  for (const [name, measure] of measureList(report)) {
+    const field = measure.field;
+    addValue(state.measures[name]!, field === undefined ? undefined : dataField(event.data, field), field === undefined);
+  }
   return state;
 }
 
-function mergeAccumulators(name: string, a: MeasureAccumulator, b: MeasureAccumulator | undefined): MeasureAccumulator {
+function mergeMeasure(name: string, a: MeasureAccumulator, b: MeasureAccumulator | undefined): MeasureAccumulator {
   if (b === undefined || b.fn !== a.fn) throw new Error(`cannot merge measure "${name}": the two states come from different report definitions`);
-  const n = a.n + b.n;
-  const skipped = a.skipped + b.skipped;
-  switch (a.fn) {
-    case 'count': return { fn: a.fn, n, skipped };
-    case 'sum': case 'avg': return { fn: a.fn, n, skipped, sum: a.sum.plus((b as SumAccumulator).sum) };
-    case 'min': case 'max': {
-      const other = (b as ExtremumAccumulator).value;
-      const otherWins = other !== null && (a.value === null || (a.fn === 'min' ? other.lt(a.value) : other.gt(a.value)));
-      const pick = otherWins ? other : a.value;
-      return { fn: a.fn, n, skipped, value: pick };
-    }
-    case 'uniq': return { fn: a.fn, n, skipped, values: new Set([...a.values, ...(b as UniqAccumulator).values]) };
-  }
+  return mergeAccumulators(a, b);
 }
 
 /** A new state holding both inputs (neither is modified); associative and commutative, so partial states from any processes and any partition combine to the same figures. */
@@ -138,7 +83,7 @@ export function mergeStates(a: MeasureState, b: MeasureState): MeasureState {
   const names = Object.keys(a.measures);
   if (names.length !== Object.keys(b.measures).length) throw new Error('cannot merge states of different report definitions');
   const measures: Record<string, MeasureAccumulator> = {};
-  for (const name of names) measures[name] = mergeAccumulators(name, a.measures[name]!, b.measures[name]);
+  for (const name of names) measures[name] = mergeMeasure(name, a.measures[name]!, b.measures[name]);
   const knownAt = a.knownAt === null ? b.knownAt : b.knownAt === null ? a.knownAt : Math.max(a.knownAt, b.knownAt);
   return { events: a.events + b.events, knownAt, measures };
 }
@@ -149,13 +94,8 @@ export function finalize(state: MeasureState, report: ReportConfig): Record<stri
   for (const [name] of measureList(report)) {
     const acc = state.measures[name];
     if (acc === undefined) throw new Error(`state has no measure "${name}" of report "${report.name}"`);
-    switch (acc.fn) {
-      case 'count': out[name] = String(acc.n); break;
-      case 'sum': out[name] = formatDecimal(acc.sum); break;
-      case 'avg': if (acc.n > 0) out[name] = formatDecimal(divideHalfEven(acc.sum, acc.n, AVG_SCALE)); break;
-      case 'min': case 'max': if (acc.value !== null) out[name] = formatDecimal(acc.value); break;
-      case 'uniq': out[name] = String(acc.values.size); break;
-    }
+    const figure = finalizeAccumulator(acc);
+    if (figure !== undefined) out[name] = figure;
   }
   return out;
 }
@@ -165,14 +105,6 @@ export function skippedValues(state: MeasureState): Record<string, number> {
   return Object.fromEntries(Object.entries(state.measures).map(([name, acc]) => [name, acc.skipped]));
 }
 
-const Counts = { n: z.number().int().nonnegative(), skipped: z.number().int().nonnegative() };
-const DecimalText = z.string().refine((text) => toDecimal(text) !== undefined, 'not decimal text');
-const AccumulatorJson = z.discriminatedUnion('fn', [
-  z.strictObject({ fn: z.literal('count'), ...Counts }),
-  z.strictObject({ fn: z.enum(['sum', 'avg']), ...Counts, sum: DecimalText }),
-  z.strictObject({ fn: z.enum(['min', 'max']), ...Counts, value: DecimalText.nullable() }),
-  z.strictObject({ fn: z.literal('uniq'), ...Counts, values: z.array(z.string()) }),
-]);
 const StateJson = z.strictObject({
   events: z.number().int().nonnegative(),
   knownAt: z.number().int().nullable(),
@@ -180,18 +112,10 @@ const StateJson = z.strictObject({
 });
 export type MeasureStateJson = z.infer<typeof StateJson>;
 
-/** A plain JSON value for snapshots: decimals as canonical text, uniq values sorted so equal states serialise identically. */
+/** A plain JSON value for snapshots: decimals as canonical text, uniq values sorted so equal states serialise identically (each function's `snapshot` in the registry). */
 export function serializeState(state: MeasureState): MeasureStateJson {
   const measures: MeasureStateJson['measures'] = {};
-  for (const [name, acc] of Object.entries(state.measures)) {
-    const counts = { n: acc.n, skipped: acc.skipped };
-    switch (acc.fn) {
-      case 'count': measures[name] = { fn: acc.fn, ...counts }; break;
-      case 'sum': case 'avg': measures[name] = { fn: acc.fn, ...counts, sum: formatDecimal(acc.sum) }; break;
-      case 'min': case 'max': measures[name] = { fn: acc.fn, ...counts, value: acc.value === null ? null : formatDecimal(acc.value) }; break;
-      case 'uniq': measures[name] = { fn: acc.fn, ...counts, values: [...acc.values].sort() }; break;
-    }
-  }
+  for (const [name, acc] of Object.entries(state.measures)) measures[name] = saveAccumulator(acc);
   return { events: state.events, knownAt: state.knownAt, measures };
 }
 
@@ -208,13 +132,6 @@ export function deserializeState(json: unknown, report: ReportConfig): MeasureSt
   const mismatch = Object.keys(stored).length !== expected.length || expected.some(([name, m]) => stored[name]?.fn !== m.fn);
   if (mismatch) throw new Error(`measure state snapshot does not match the current definition of report "${report.name}"; rebuild it with tidemark replay`);
   const measures: Record<string, MeasureAccumulator> = {};
-  for (const [name, acc] of Object.entries(stored)) {
-    switch (acc.fn) {
-      case 'count': measures[name] = { ...acc }; break;
-      case 'sum': case 'avg': measures[name] = { ...acc, sum: new Decimal(acc.sum) }; break;
-      case 'min': case 'max': measures[name] = { ...acc, value: acc.value === null ? null : new Decimal(acc.value) }; break;
-      case 'uniq': measures[name] = { ...acc, values: new Set(acc.values) }; break;
-    }
-  }
+  for (const [name, acc] of Object.entries(stored)) measures[name] = loadAccumulator(acc);
   return { events, knownAt, measures };
 }

@@ -3,6 +3,7 @@ import type { TidemarkEvent } from '../../core/envelope.ts';
 import { wellFormed } from '../../core/field-limits.ts';
 import { sleep } from '../../core/time.ts';
 import type { AlertPublisher, PublishOutcome } from '../../nats/alert-guard.ts';
+import { alertId } from '../../core/alert-kinds.ts';
 
 /** A report's realtime view reached `processor.maxRealtimeGroups`: events of further groups were left out of it (still stored, still in the daily view). */
 export type RealtimeCappedAlert = {
@@ -29,13 +30,11 @@ const DAY_MS = 86_400_000;
  * the same id, and the alert guard (a KV bucket remembering raised ids for
  * monitor.alertMemory, plus Nats-Msg-Id dedup) lets only the first publish through.
  */
-export const realtimeCappedId = (report: string, day: string): string => `capped-realtime:${report}:${day}`;
-
 export function realtimeCappedAlert(report: string, limit: number, event: Pick<TidemarkEvent, 'receivedAt'>, group: string): RealtimeCappedAlert {
   const day = new Date(event.receivedAt).toISOString().slice(0, 10);
   const example = wellFormed(group.slice(0, 64));
   return {
-    id: realtimeCappedId(report, day),
+    id: alertId('CardinalityCapped', { report, day }),
     kind: 'CardinalityCapped',
     source: report,
     report,

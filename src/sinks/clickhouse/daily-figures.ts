@@ -1,6 +1,6 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { ReportConfig } from '../../core/config.ts';
-import { AVG_SCALE, Decimal, divideHalfEven, formatDecimal } from '../../core/decimal.ts';
+import { dailyFigure, dailySelect } from '../../core/measures.ts';
 import { dayEndMs, dayStartMs } from '../../core/business-day.ts';
 import { canonicalJson } from '../../core/canonical.ts';
 import type { Observation } from '../../processors/logic/revisions.ts';
@@ -11,10 +11,10 @@ export type GroupFigure = Observation & { groupKey: string };
 export type Sql = { select: string[]; params: Record<string, unknown> };
 
 /**
- * SQL for the report's measures, with the same semantics as the in-memory
- * accumulators (src/processors/logic/measures.ts): typed decimals come from `nums`,
- * presence and distinctness from the canonical JSON text in `data`. Field names are
- * query parameters, never spliced into the SQL.
+ * SQL for the report's measures, each function's from the registry (src/core/measures.ts),
+ * with the same semantics as its accumulator: typed decimals come from `nums`, presence
+ * and distinctness from the canonical JSON text in `data`. Field names are query
+ * parameters, never spliced into the SQL.
  */
 function measureSql(report: ReportConfig): Sql {
   const select: string[] = [];
@@ -22,24 +22,10 @@ function measureSql(report: ReportConfig): Sql {
   Object.values(report.measures).forEach((measure, i) => {
     const f = `{m${i}:String}`;
     if (measure.field !== undefined) params[`m${i}`] = measure.field;
-    const present = `JSONExtractRaw(data, ${f}) NOT IN ('', 'null')`;
-    const typed = `mapContains(nums, ${f})`;
-    switch (measure.fn) {
-      case 'count':
-        select.push(measure.field === undefined ? `toString(count()) AS m${i}_v` : `toString(countIf(${present})) AS m${i}_v`);
-        break;
-      case 'sum':
-      case 'avg':
-        select.push(`toString(sumIf(nums[${f}], ${typed})) AS m${i}_v`, `countIf(${typed}) AS m${i}_n`);
-        break;
-      case 'min':
-      case 'max':
-        select.push(`toString(${measure.fn}If(nums[${f}], ${typed})) AS m${i}_v`, `countIf(${typed}) AS m${i}_n`);
-        break;
-      case 'uniq':
-        select.push(`toString(uniqExactIf(JSONExtractRaw(data, ${f}), ${present})) AS m${i}_v`);
-        break;
-    }
+    const raw = `JSONExtractRaw(data, ${f})`;
+    const sql = dailySelect(measure.fn, { everyEvent: measure.field === undefined, decimal: `nums[${f}]`, typed: `mapContains(nums, ${f})`, raw, present: `${raw} NOT IN ('', 'null')` });
+    select.push(`toString(${sql.value}) AS m${i}_v`);
+    if (sql.values !== undefined) select.push(`${sql.values} AS m${i}_n`);
   });
   return { select, params };
 }
@@ -70,24 +56,8 @@ export function groupKeyOf(report: ReportConfig, row: Row): string {
 function measuresOf(report: ReportConfig, row: Row): Record<string, string> {
   const out: Record<string, string> = {};
   Object.entries(report.measures).forEach(([name, measure], i) => {
-    const value = String(row[`m${i}_v`]);
-    const n = Number(row[`m${i}_n`] ?? 0);
-    switch (measure.fn) {
-      case 'count':
-      case 'uniq':
-        out[name] = value;
-        break;
-      case 'sum':
-        out[name] = formatDecimal(new Decimal(value));
-        break;
-      case 'avg':
-        if (n > 0) out[name] = formatDecimal(divideHalfEven(new Decimal(value), n, AVG_SCALE));
-        break;
-      case 'min':
-      case 'max':
-        if (n > 0) out[name] = formatDecimal(new Decimal(value));
-        break;
-    }
+    const figure = dailyFigure(measure.fn, String(row[`m${i}_v`]), Number(row[`m${i}_n`] ?? 0));
+    if (figure !== undefined) out[name] = figure;
   });
   return out;
 }

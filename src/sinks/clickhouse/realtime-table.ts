@@ -1,6 +1,6 @@
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { ReportConfig } from '../../core/config.ts';
-import { formatDecimal } from '../../core/decimal.ts';
+import { realtimeCarry, realtimeMerge, type MeasureFn } from '../../core/measures.ts';
 import type { WindowResult } from '../../processors/logic/windows.ts';
 import type { Refusal } from '../../processors/realtime/folds.ts';
 import { MONEY_TYPE } from '../../clickhouse/migrations.ts';
@@ -33,12 +33,9 @@ export function realtimeRow(result: WindowResult, instance: string, emittedAt: n
   const parts: Record<string, string> = {};
   const uniqValues: Record<string, string[]> = {};
   for (const [name, acc] of Object.entries(result.state.measures)) {
-    if (acc.fn === 'avg') {
-      parts[`${name}.sum`] = formatDecimal(acc.sum);
-      parts[`${name}.n`] = String(acc.n);
-    } else if (acc.fn === 'uniq') {
-      uniqValues[name] = [...acc.values];
-    }
+    const carry = realtimeCarry(acc);
+    for (const [part, value] of Object.entries(carry.parts ?? {})) parts[`${name}.${part}`] = value;
+    if (carry.values) uniqValues[name] = carry.values;
   }
   return {
     report: result.report,
@@ -133,22 +130,9 @@ export async function insertRealtime(client: ClickHouseClient, db: string, rows:
   await client.insert({ table: `${db}.realtime_windows`, values: rows, format: 'JSONEachRow' });
 }
 
-/** How one measure's per-instance partial values combine into the window's figure. */
-function mergeExpression(name: string, fn: string): string {
-  const has = `mapContains(measures, '${name}')`;
-  switch (fn) {
-    case 'count':
-    case 'sum':
-      return `sum(measures['${name}'])`;
-    case 'min':
-    case 'max':
-      return `${fn}If(measures['${name}'], ${has})`;
-    case 'avg':
-      return `if(sum(parts['${name}.n']) = 0, NULL, toDecimal256(sum(parts['${name}.sum']) / sum(parts['${name}.n']), 10))`;
-    default:
-      return `length(groupUniqArrayArray(uniq_values['${name}']))`;
-  }
-}
+/** How one measure's per-instance partial values combine into the window's figure: the function's SQL (src/core/measures.ts) over this table's columns. */
+const mergeExpression = (name: string, fn: MeasureFn): string =>
+  realtimeMerge(fn, { figure: `measures['${name}']`, has: `mapContains(measures, '${name}')`, part: (part) => `parts['${name}.${part}']`, values: `uniq_values['${name}']` });
 
 /**
  * `realtime_latest`: each window's figure with every instance's latest emission merged
