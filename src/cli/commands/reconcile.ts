@@ -1,8 +1,9 @@
-import { hostname, userInfo } from 'node:os';
+import { userInfo } from 'node:os';
 import type { Command } from 'commander';
 import { migrate, migrationOptions } from '../../clickhouse/migrations.ts';
 import type { Config, ReconciliationConfig } from '../../core/config.ts';
 import { ErrorCodes, TidemarkError } from '../../core/errors.ts';
+import { instanceId } from '../../core/instance.ts';
 import { createLogger } from '../../core/logger.ts';
 import { systemClock } from '../../core/time.ts';
 import { businessDay } from '../../core/business-day.ts';
@@ -46,7 +47,7 @@ async function runCommand(command: Command, opts: { name?: string; day?: string 
     const db = config.clickhouse.database;
     await migrate(clickhouse, db, migrationOptions(config));
     await ensureReconStream(nats.jsm, config.nats.replicas); // the manual queue lives there
-    const actor = `batch@${hostname()}:${process.pid}`;
+    const actor = instanceId('batch');
     const claims = await openClaims(nats.js, { clock: systemClock, owner: actor, leaseMs: config.nats.ackWait, replicas: bucketReplicas(config, 'reconClaims') });
     for (const recon of recons) {
       // default: yesterday in the reconciliation's own business calendar
