@@ -12,7 +12,9 @@ import { ensureReconStream } from '../../reconcile/feeds.ts';
 import { isBatchRecon, runBatch } from '../../reconcile/batch-run.ts';
 import { acknowledge, listDiscrepancies, listRuns, summarize } from '../../reconcile/history.ts';
 import { openStateStore } from '../../reconcile/state-store.ts';
-import { isStreamingRecon, startReconcileStreaming } from '../../reconcile/streaming.ts';
+import { isStreamingRecon } from '../../reconcile/streaming.ts';
+import { startRoles } from '../../core/role.ts';
+import { reconcileRole } from '../roles.ts';
 import type { DiscrepancyStatus } from '../../sinks/clickhouse/recon-tables.ts';
 import { openClickHouseForTool } from '../clickhouse-access.ts';
 import { configFor, onShutdown, openNats } from '../runtime.ts';
@@ -75,11 +77,10 @@ async function streamCommand(command: Command, opts: { name?: string[] }): Promi
   const nats = await openNats(config, logger, { embedded: false, name: 'tidemark-reconcile' });
   const shared = await openClickHouseForTool(config);
   const clickhouse = shared.client;
-  const role = await startReconcileStreaming({ config, js: nats.js, jsm: nats.jsm, clickhouse, logger, ...(names ? { names } : {}) });
-  if (role.running.length === 0) logger.warn('no reconciliation with subject feeds on both sides: nothing to stream');
+  const roles = await startRoles([reconcileRole({ config, nats, clickhouse, logger, ...(names ? { names } : {}) })], logger);
   // the handler first: a SIGTERM sent as soon as the line below is read must find it
   onShutdown(logger, async () => {
-    await role.stop();
+    await roles.stop();
     await nats.close();
     await shared.close();
   });
