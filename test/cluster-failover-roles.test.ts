@@ -8,7 +8,7 @@ import pino from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeEvent, eventSubject, type TidemarkEvent } from '../src/core/envelope.ts';
-import { shiftedClock } from '../src/core/time.ts';
+import { shiftedClock } from './support/clock.ts';
 import type { DlqRecord } from '../src/nats/dlq.ts';
 import type { Alert, DelayedEventAlert, DelayedResolvedAlert } from '../src/monitor/alerts.ts';
 import { ALERT_GUARD_BUCKET } from '../src/nats/alert-guard.ts';

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../src/core/config.ts';
 import type { TidemarkEvent } from '../src/core/envelope.ts';
 import { packBatch } from '../src/ingest/event-packs.ts';
-import { shiftedClock } from '../src/core/time.ts';
+import { shiftedClock } from './support/clock.ts';
 import type { Alert, DeadlineMissedAlert, DelayedEventAlert, MissingDataAlert, ResolvedAlert } from '../src/monitor/alerts.ts';
 import { startMonitor, type Monitor } from '../src/monitor/monitor.ts';
 import { ensureTopology } from '../src/nats/topology.ts';

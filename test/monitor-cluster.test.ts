@@ -5,7 +5,7 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../src/core/config.ts';
 import { encodeEvent, eventSubject, type TidemarkEvent } from '../src/core/envelope.ts';
-import { shiftedClock } from '../src/core/time.ts';
+import { shiftedClock } from './support/clock.ts';
 import type { Alert, DelayedEventAlert } from '../src/monitor/alerts.ts';
 import { openAlertGuard } from '../src/nats/alert-guard.ts';
 import { startMonitor, type Monitor } from '../src/monitor/monitor.ts';

@@ -6,7 +6,7 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../src/core/config.ts';
 import type { TidemarkEvent } from '../src/core/envelope.ts';
-import { shiftedClock } from '../src/core/time.ts';
+import { shiftedClock } from './support/clock.ts';
 import { packBatch } from '../src/ingest/event-packs.ts';
 import type { CardinalityCappedAlert } from '../src/monitor/alerts.ts';
 import { noteCut } from '../src/monitor/capped.ts';

@@ -8,7 +8,7 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALERT_KINDS } from '../src/core/alert-kinds.ts';
 import type { Config } from '../src/core/config.ts';
-import { shiftedClock } from '../src/core/time.ts';
+import { shiftedClock } from './support/clock.ts';
 import { startMonitor, type Monitor } from '../src/monitor/monitor.ts';
 import { ensureTopology } from '../src/nats/topology.ts';
 import { redeliveryDelay } from '../src/sinks/webhooks.ts';

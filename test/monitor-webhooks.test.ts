@@ -7,7 +7,7 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isTidemarkError } from '../src/core/errors.ts';
 import { encodeEvent, eventSubject, type TidemarkEvent } from '../src/core/envelope.ts';
-import { shiftedClock } from '../src/core/time.ts';
+import { shiftedClock } from './support/clock.ts';
 import type { Alert } from '../src/monitor/alerts.ts';
 import { startMonitor, type Monitor } from '../src/monitor/monitor.ts';
 import { ensureTopology } from '../src/nats/topology.ts';

@@ -2,7 +2,7 @@ import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { shiftedClock } from '../src/core/time.ts';
+import { shiftedClock } from './support/clock.ts';
 import type { AmendedAlert } from '../src/processors/daily/amended-alert.ts';
 import { CONSUMERS } from '../src/nats/topology.ts';
 import { businessDay, closeAtMs } from '../src/core/business-day.ts';

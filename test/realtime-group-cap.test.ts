@@ -3,7 +3,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRegistry } from '../src/core/metrics.ts';
 import type { TidemarkEvent } from '../src/core/envelope.ts';
-import { shiftedClock } from '../src/core/time.ts';
+import { shiftedClock } from './support/clock.ts';
 import { groupCap } from '../src/processors/realtime/group-cap.ts';
 import { startRealtime } from '../src/processors/realtime/realtime.ts';
 import { realtimeMetricsFor } from '../src/processors/realtime/metrics.ts';

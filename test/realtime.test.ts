@@ -1,7 +1,7 @@
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TidemarkEvent } from '../src/core/envelope.ts';
-import { shiftedClock } from '../src/core/time.ts';
+import { shiftedClock } from './support/clock.ts';
 import { startRealtime } from '../src/processors/realtime/realtime.ts';
 import { replaceRealtimeView } from '../src/sinks/clickhouse/realtime-table.ts';
 import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';

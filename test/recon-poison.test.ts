@@ -4,7 +4,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../src/core/config.ts';
-import { shiftedClock } from '../src/core/time.ts';
+import { shiftedClock } from './support/clock.ts';
 import type { DlqRecord } from '../src/nats/dlq.ts';
 import { ensureTopology } from '../src/nats/topology.ts';
 import { durableName } from '../src/reconcile/feeds.ts';

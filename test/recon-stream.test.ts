@@ -3,7 +3,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../src/core/config.ts';
-import { shiftedClock } from '../src/core/time.ts';
+import { shiftedClock } from './support/clock.ts';
 import { startNatsGateway, type NatsGateway } from '../src/ingest/nats-gateway.ts';
 import { ensureTopology } from '../src/nats/topology.ts';
 import type { ReconAlert } from '../src/reconcile/alert.ts';

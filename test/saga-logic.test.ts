@@ -5,7 +5,11 @@ import { parse as parseYaml } from 'yaml';
 import { parseConfig } from '../src/core/config.ts';
 import { checkDefinitions, defineSaga } from '../src/saga/definition.ts';
 import { sagaIdOf } from '../src/saga/subjects.ts';
-import { attemptRows, backoffDelay, commandIdOf, compilePayload, decide, evolve, fold, summarize, type SagaDefinition, type SagaEvent, type SagaInput, type SagaState } from '../src/saga/logic/index.ts';
+import { backoffDelay, commandIdOf, decide } from '../src/saga/logic/decide.ts';
+import { evolve, fold } from '../src/saga/logic/evolve.ts';
+import { compilePayload } from '../src/saga/logic/payload.ts';
+import { attemptRows, summarize } from '../src/saga/logic/timeline.ts';
+import type { SagaDefinition, SagaEvent, SagaInput, SagaState } from '../src/saga/logic/types.ts';
 
 const T0 = 1_000_000;
 

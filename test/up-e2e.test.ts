@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { natsServerAvailable, freePort, startNatsServer } from '../src/nats/embedded-server.ts';
+import { natsServerVersion, freePort, startNatsServer } from '../src/nats/embedded-server.ts';
 import { isTidemarkError } from '../src/core/errors.ts';
 import { exited } from './harness/processes.ts';
 import { waitFor } from './harness/streams.ts';
@@ -58,7 +58,7 @@ describe('tidemark up on embedded defaults', () => {
   }, 90_000);
 
   it('says how to install nats-server when it is missing', async () => {
-    expect(natsServerAvailable('nats-server-that-does-not-exist')).toBe(false);
+    expect(natsServerVersion('nats-server-that-does-not-exist')).toBeUndefined();
     const error = await startNatsServer({ storeDir: join(dir, 'none'), binary: 'nats-server-that-does-not-exist' }).catch((err: unknown) => err);
     expect(isTidemarkError(error, 'NATS_SERVER_MISSING')).toBe(true);
     expect((error as Error).message).toMatch(/apt-get install nats-server/);

@@ -1,4 +1,4 @@
-import { defineSaga } from '../../src/saga/definition.ts';
+import { defineSaga } from 'tidemark';
 
 /**
  * An order: create it, reserve stock, take the payment, ship. Payment may answer

@@ -12,13 +12,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { Command, Option } from 'commander';
 import { pino } from 'pino';
-import { parseConfig } from '../../src/core/config.ts';
-import { startNatsServer, type EmbeddedNats } from '../../src/nats/embedded-server.ts';
-import { ensureTopology } from '../../src/nats/topology.ts';
-import { summarize } from '../../src/saga/logic/timeline.ts';
-import { startSagaRole } from '../../src/saga/role.ts';
-import { triggerSubject } from '../../src/saga/subjects.ts';
-import { formatShow } from '../../src/saga/views.ts';
+import { ensureTopology, formatShow, parseConfig, startNatsServer, startSagaRole, summarize, triggerSubject, type EmbeddedNats } from 'tidemark';
 import { orderSaga } from './definition.ts';
 import { startOrderServices } from './services.ts';
 

@@ -1,7 +1,6 @@
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
-import { relayOutbox, replyMessage, type OutboxMessage, type OutboxStore, type SagaCommand } from '../../src/saga/outbox.ts';
-import { serveSagaCommands, type ServiceAnswer } from '../../src/saga/service.ts';
+import { relayOutbox, replyMessage, serveSagaCommands, type OutboxMessage, type OutboxStore, type SagaCommand, type ServiceAnswer } from 'tidemark';
 
 /** How the simulated services misbehave; rates are probabilities per attempt. */
 export type Behaviour = {

@@ -9,9 +9,6 @@ import { describeOwner, readDataDirOwner } from './data-dir-lock.ts';
 /** `via` says where ClickHouse was reached, fit to print (no credentials). */
 export type ToolClickHouse = { client: ClickHouseClient; close: () => Promise<void>; via: string };
 
-/** Where `tidemark up` serves its embedded engine by default. */
-export const embeddedEndpointUrl = (config: Config): string => `http://${config.clickhouse.serve.host === '0.0.0.0' ? '127.0.0.1' : config.clickhouse.serve.host}:${config.clickhouse.serve.port}`;
-
 type Credentials = { user?: string | undefined; password?: string | undefined };
 
 const serverClient = (url: string, credentials: Credentials): ClickHouseClient =>

@@ -1,6 +1,4 @@
 import { jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
-import { randomBytes } from 'node:crypto';
-import { hostname } from 'node:os';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { Config } from '../core/config.ts';
@@ -12,7 +10,8 @@ import { AckFloor } from '../nats/ack-floor.ts';
 import { runBatchConsumer, type RunningConsumer } from '../nats/batch-consumer.ts';
 import { delivery, deliveryCount, headerRecord, storedAtMs } from '../nats/js-msg.ts';
 import { openLease } from '../nats/lease.ts';
-import { sleep } from '../core/time.ts';
+import { instanceId } from '../core/instance.ts';
+import { raceAbort, runLoop } from '../core/loop.ts';
 import { createBatchPublisher, type BatchPublisher, type PublishItem, type PublishOutcome } from '../nats/batch-publisher.ts';
 import { CONSUMERS, rewindGatewayConsumer, STREAMS } from '../nats/topology.ts';
 import { DEFAULT_MAX_PAYLOAD, dlqItem, dlqRecord } from '../nats/dlq.ts';
@@ -367,31 +366,28 @@ export async function startNatsGateway(options: { js: JetStreamClient; nc: NatsC
     logger,
     nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD,
   );
-  const lease = await openLease(js, { key: 'gateway', holder: `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`, ttlMs: config.ingest.lease, replicas: bucketReplicas(config, 'leases') });
-  const stopping = new AbortController();
-  const done = (async () => {
-    while (!stopping.signal.aborted) {
-      // the listener goes once the race is over: one left per read would pile up on a long-lived signal (MaxListenersExceededWarning)
-      let onAbort: (() => void) | undefined;
-      await Promise.race([lease.acquired(), new Promise<void>((resolve) => stopping.signal.addEventListener('abort', (onAbort = () => resolve()), { once: true }))]);
-      stopping.signal.removeEventListener('abort', onAbort!);
-      if (stopping.signal.aborted) break;
+  const lease = await openLease(js, { key: 'gateway', holder: instanceId(), ttlMs: config.ingest.lease, replicas: bucketReplicas(config, 'leases') });
+  const loop = runLoop({
+    name: 'reading INGEST',
+    everyMs: 0,
+    retryMs: 1_000,
+    logger,
+    step: async (stopping) => {
+      await raceAbort(lease.acquired(), stopping);
+      if (stopping.aborted) return;
       try {
-        await readWhileHolding({ js, jsm, config, logger, handle, until: AbortSignal.any([lease.signal(), stopping.signal]) });
-      } catch (err) {
-        logger.error({ err }, 'reading INGEST failed; retrying');
-        await sleep(1_000, stopping.signal);
+        await readWhileHolding({ js, jsm, config, logger, handle, until: AbortSignal.any([lease.signal(), stopping]) });
+      } finally {
+        if (!lease.held() && !stopping.aborted) logger.warn('gateway lease lost: standing by');
       }
-      if (!lease.held() && !stopping.signal.aborted) logger.warn('gateway lease lost: standing by');
-    }
-  })();
+    },
+  });
   return {
     stats,
-    done,
+    done: loop.done,
     active: () => lease.held(),
     stop: async () => {
-      stopping.abort();
-      await done;
+      await loop.stop();
       await lease.release();
       publisher.close();
     },

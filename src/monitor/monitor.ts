@@ -1,5 +1,3 @@
-import { randomBytes } from 'node:crypto';
-import { hostname } from 'node:os';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
@@ -7,7 +5,9 @@ import type { Registry } from 'prom-client';
 import type { Config } from '../core/config.ts';
 import { metricsRegistry } from '../core/metrics.ts';
 import { terminateToDlq } from '../nats/dlq.ts';
-import { sleep, systemClock, type Clock } from '../core/time.ts';
+import { instanceId } from '../core/instance.ts';
+import { runLoop } from '../core/loop.ts';
+import { systemClock, type Clock } from '../core/time.ts';
 import { eventBatching, runBatchConsumer } from '../nats/batch-consumer.ts';
 import { CONSUMERS, ensureWebhookConsumers } from '../nats/topology.ts';
 import type { DelayStatsRow } from '../sinks/clickhouse/delay-stats-table.ts';
@@ -72,7 +72,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
   const wallClock = options.wallClock ?? systemClock;
   const monitor = config.monitor;
   const db = config.clickhouse.database;
-  const instance = options.instance ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  const instance = options.instance ?? instanceId();
   const routes = webhookRoutes(monitor.webhooks, options.env ?? process.env);
   const metrics = monitorMetricsFor(options.registry ?? metricsRegistry, monitor.maxMetricSources);
   const jsm = await js.jetstreamManager();
@@ -127,24 +127,24 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     return runTick(tickDeps, progress.watermark, progress.caughtUp);
   };
 
-  const loop = (async () => {
-    let statsAt = clock.now();
-    while (!controller.signal.aborted) {
-      let wake = Number.POSITIVE_INFINITY;
-      try {
-        wake = await check();
-      } catch (err) {
-        logger.error({ err }, 'monitor tick failed; retrying');
-      }
-      if (clock.now() - statsAt >= monitor.stats.every) {
-        statsAt = clock.now();
-        await stats.flush().catch((err: unknown) => logger.error({ err }, 'delay statistics not written; retrying'));
-      }
+  let statsAt = clock.now();
+  const statsWhenDue = async () => {
+    if (clock.now() - statsAt < monitor.stats.every) return;
+    statsAt = clock.now();
+    await stats.flush().catch((err: unknown) => logger.error({ err }, 'delay statistics not written; retrying'));
+  };
+  const loop = runLoop({
+    name: 'monitor tick',
+    everyMs: monitor.tick,
+    logger,
+    step: async () => {
+      // written whether or not the checks pass
+      const wake = await check().finally(statsWhenDue);
       // a due instant before the next tick (a deadline, a slot's end plus grace, groupWait) is kept to within MIN_WAIT_MS;
       // the floor keeps a clock that stands still (a test's) from spinning the loop
-      await sleep(Math.min(monitor.tick, Math.max(MIN_WAIT_MS, wake - clock.now())), controller.signal);
-    }
-  })();
+      return Math.min(monitor.tick, Math.max(MIN_WAIT_MS, wake - clock.now()));
+    },
+  });
 
   logger.info({ instance, slas: slas.map((s) => s.id), epoch: new Date(epoch).toISOString() }, 'monitor started');
   return {
@@ -155,7 +155,7 @@ export async function startMonitor(options: MonitorOptions): Promise<Monitor> {
     flushStats: stats.flush,
     stop: async () => {
       controller.abort();
-      await loop;
+      await loop.stop();
       await events.stop();
       await sink.stop();
       await Promise.all(webhooks.map((w) => w.stop()));

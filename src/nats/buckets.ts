@@ -49,5 +49,3 @@ export function bucketSpecs(config: Config): BucketSpec[] {
 export const openBucket = (js: JetStreamClient, spec: BucketSpec): Promise<KV> =>
   new Kvm(js).create(spec.name, { history: 1, replicas: spec.replicas, ...(spec.ttl ? { ttl: spec.ttl } : {}) });
 
-/** A bucket opened by a caller without a config (tools, tests): one replica unless told. */
-export const plainSpec = (name: string, replicas = 1, ttl?: number): BucketSpec => ({ name, replicas, ...(ttl ? { ttl } : {}) });

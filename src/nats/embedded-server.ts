@@ -26,18 +26,14 @@ export function versionAtLeast(version: string, minimum: string): boolean {
   return true;
 }
 
-/** The installed nats-server's version, or undefined when it is not on PATH (or does not run). */
 /** A binary that does not answer `--version` within this long (a wrapper that starts a server instead) counts as missing. */
 const VERSION_PROBE_MS = 3_000;
 
+/** The installed nats-server's version, or undefined when it is not on PATH (or does not run). */
 export function natsServerVersion(binary = 'nats-server'): string | undefined {
   const probe = spawnSync(binary, ['--version'], { encoding: 'utf8', timeout: VERSION_PROBE_MS, killSignal: 'SIGKILL' });
   if (probe.error !== undefined || probe.status !== 0) return undefined;
   return parseNatsServerVersion(`${probe.stdout} ${probe.stderr}`) ?? '0.0.0';
-}
-
-export function natsServerAvailable(binary = 'nats-server'): boolean {
-  return natsServerVersion(binary) !== undefined;
 }
 
 /** Throws the one-line error a user can act on when nats-server is missing or too old. */

@@ -1,7 +1,7 @@
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { KV } from '@nats-io/kv';
 import { BUCKETS, openBucket } from './buckets.ts';
-import { sleep } from '../core/time.ts';
+import { runLoop } from '../core/loop.ts';
 import { isCasConflict } from './cas.ts';
 
 export const LEASE_BUCKET = BUCKETS.leases;
@@ -29,7 +29,6 @@ export async function openLease(js: JetStreamClient, options: { key: string; hol
   const { key, holder, ttlMs } = options;
   const value = () => new TextEncoder().encode(JSON.stringify({ holder, at: new Date().toISOString() }));
   const beat = Math.max(50, Math.floor(ttlMs / 4));
-  const stopped = new AbortController();
   let revision = 0;
   let controller = new AbortController();
   let holding = false;
@@ -48,10 +47,12 @@ export async function openLease(js: JetStreamClient, options: { key: string; hol
     gaining = new Promise<void>((resolve) => (gained = resolve));
   };
 
-  const loop = (async () => {
-    // the last revision seen and when (this process's monotonic clock)
-    let seen = { revision: -1, at: performance.now() };
-    while (!stopped.signal.aborted) {
+  // the last revision seen and when (this process's monotonic clock)
+  let seen = { revision: -1, at: performance.now() };
+  const loop = runLoop({
+    name: 'lease',
+    everyMs: beat,
+    step: async () => {
       try {
         if (holding) {
           try {
@@ -76,17 +77,15 @@ export async function openLease(js: JetStreamClient, options: { key: string; hol
       } catch {
         // another standby was quicker, or NATS is away for a moment: look again next beat
       }
-      await sleep(beat, stopped.signal);
-    }
-  })();
+    },
+  });
 
   return {
     acquired: () => (holding ? Promise.resolve() : gaining),
     signal: () => controller.signal,
     held: () => holding,
     release: async () => {
-      stopped.abort();
-      await loop;
+      await loop.stop();
       if (!holding) return;
       lose();
       await kv.delete(key, { previousSeq: revision }).catch(() => undefined);

@@ -20,8 +20,8 @@ import { cappedAlerts, type CappedAlerts, type RealtimeCappedAlert } from './rea
 import { openAlertGuard } from '../nats/alert-guard.ts';
 import { insertRealtime, replaceRealtimeView } from '../sinks/clickhouse/realtime-table.ts';
 import { insertOrFile } from '../sinks/clickhouse/refused-rows.ts';
-import { hostname } from 'node:os';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { instanceId } from '../core/instance.ts';
 import { bucketReplicas } from '../nats/buckets.ts';
 import { streamEpoch } from './daily/arrival-mark.ts';
 
@@ -97,7 +97,7 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
     db,
     clock,
     logger,
-    instance: `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
+    instance: instanceId(),
     refreshMs: config.processor.refresh,
     idleMs: config.processor.idleTimeout,
     outOfOrdernessMs: config.processor.outOfOrderness,

@@ -28,7 +28,7 @@ export type ActionContext = {
   js: JetStreamClient;
   claims: Claims;
   clock: Clock;
-  /** who acts, for the audit trail (e.g. `stream@host:pid`, `batch@host:pid`) */
+  /** who acts, for the audit trail (`instanceId('stream')`, `instanceId('batch')`) */
   actor: string;
 };
 

@@ -1,5 +1,5 @@
 import type { Consumer, JetStreamManager, JsMsg } from '@nats-io/jetstream';
-import { sleep } from '../core/time.ts';
+import { runLoop } from '../core/loop.ts';
 import { deliveryCount, storedAtMs } from '../nats/js-msg.ts';
 import { poisonTracker } from '../nats/poison.ts';
 import type { Feed } from './feeds.ts';
@@ -84,9 +84,10 @@ export function startExpiryCursor(deps: StreamDeps & { jsm: JetStreamManager }, 
     }
   };
 
-  const tick = async (): Promise<void> => {
+  /** one step; returns how long to wait before the next */
+  const tick = async (): Promise<number> => {
     if (held.length === 0) await fill();
-    if (held.length === 0) return;
+    if (held.length === 0) return 0;
     const now = clock.now();
     const otherUpTo = await processedUpTo(jsm, other, now);
     const horizon = Math.min(now, otherUpTo ?? -Infinity) - recon.lag;
@@ -94,7 +95,7 @@ export function startExpiryCursor(deps: StreamDeps & { jsm: JetStreamManager }, 
     if (due.length > 0) {
       held = held.filter((m) => !due.includes(m));
       await applyDue(due);
-      return;
+      return 0;
     }
     // well within ack_wait, or JetStream would hand the held messages out again
     if (Date.now() - lastTouch > ackWaitMs / 3) {
@@ -102,28 +103,33 @@ export function startExpiryCursor(deps: StreamDeps & { jsm: JetStreamManager }, 
       lastTouch = Date.now();
     }
     const wait = Math.min(...held.map((m) => storedAtMs(m))) + recon.lag - now;
-    await sleep(Math.max(10, Math.min(recon.stream.tick, wait)), controller.signal);
+    return Math.max(10, Math.min(recon.stream.tick, wait));
   };
 
-  const done = (async () => {
-    while (!controller.signal.aborted) {
+  const loop = runLoop({
+    name: 'expiry cursor step',
+    context: { feed: feed.expiry.durable },
+    everyMs: 0,
+    retryMs: 500,
+    logger,
+    step: async () => {
       try {
-        await tick();
+        return await tick();
       } catch (err) {
-        if (controller.signal.aborted) break;
-        logger.warn({ err: (err as Error).message, feed: feed.expiry.durable }, 'expiry cursor step failed; retrying');
-        for (const m of held) m.nak(1_000);
-        held = [];
-        await sleep(500, controller.signal);
+        if (!controller.signal.aborted) {
+          for (const m of held) m.nak(1_000);
+          held = [];
+        }
+        throw err;
       }
-    }
-  })();
+    },
+  });
 
   return {
-    done,
+    done: loop.done,
     stop: async () => {
       controller.abort();
-      await done;
+      await loop.stop();
     },
   };
 }

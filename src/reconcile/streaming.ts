@@ -1,8 +1,8 @@
-import { hostname } from 'node:os';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { JetStreamClient, JetStreamManager, JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import type { Config, ReconciliationConfig } from '../core/config.ts';
+import { instanceId } from '../core/instance.ts';
 import { systemClock, type Clock } from '../core/time.ts';
 import { migrate, migrationOptions } from '../clickhouse/migrations.ts';
 import { terminateToDlq } from '../nats/dlq.ts';
@@ -44,7 +44,7 @@ export async function startReconcileStreaming(options: StreamingOptions): Promis
   const clock = options.clock ?? systemClock;
   const recons = config.reconciliations.filter((r) => isStreamingRecon(r) && (options.names === undefined || options.names.includes(r.name)));
   if (recons.length > 0) await migrate(clickhouse, config.clickhouse.database, migrationOptions(config));
-  const actor = `stream@${hostname()}:${process.pid}`;
+  const actor = instanceId('stream');
   // a claim outlives its holder by as long as JetStream waits for a lost ack
   const claims = await openClaims(js, { clock, owner: actor, leaseMs: config.nats.ackWait, replicas: bucketReplicas(config, 'reconClaims') });
   const stops: Array<() => Promise<void>> = [];

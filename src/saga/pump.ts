@@ -2,6 +2,7 @@ import type { JetStreamClient, JsMsg } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import { PULL_EXPIRES_MS } from '../nats/batch-consumer.ts';
 import { retryTransient } from '../nats/retry.ts';
+import { limiter } from '../core/limiter.ts';
 
 export type Pump = { stop: () => Promise<void> };
 
@@ -16,14 +17,20 @@ export async function startPump(options: { js: JetStreamClient; stream: string; 
   const { concurrency, handle } = options;
   const consumer = await retryTransient(() => options.js.consumers.get(options.stream, options.durable));
   const messages = await consumer.consume({ max_messages: concurrency, expires: PULL_EXPIRES_MS });
-  const running = new Set<Promise<void>>();
+  const slots = limiter(concurrency);
   const loop = (async () => {
-    for await (const msg of messages) {
-      const work: Promise<void> = handle(msg).finally(() => running.delete(work));
-      running.add(work);
-      if (running.size >= concurrency) await Promise.race(running);
+    const pending = messages[Symbol.asyncIterator]();
+    for (;;) {
+      // a place first: a message pulled here with none free would wait in hand, not in the stream
+      const release = await slots.slot();
+      const next = await pending.next();
+      if (next.done) {
+        release();
+        break;
+      }
+      void handle(next.value).finally(release);
     }
-    await Promise.all(running);
+    await slots.idle();
   })().catch((err: unknown) => options.logger.error({ err, durable: options.durable }, 'consumer stopped'));
   return {
     stop: async () => {

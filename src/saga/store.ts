@@ -95,8 +95,10 @@ export function sagaStore(kv: KV, publisher: BatchPublisher, bucket: string): Sa
       }
     },
     list: async (filter = '>') => {
-      const keys: string[] = [];
-      for await (const key of await kv.keys(filter)) keys.push(key);
+      // kv.keys() also hands out keys written while it lists, so a saga under way can come twice
+      const unique = new Set<string>();
+      for await (const key of await kv.keys(filter)) unique.add(key);
+      const keys = [...unique];
       const out: Loaded[] = [];
       // a few hundred reads in flight at a time, not one per key at once
       for (let i = 0; i < keys.length; i += 256) {

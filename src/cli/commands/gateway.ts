@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { createLogger } from '../../core/logger.ts';
 import { clickHouseForPage } from '../clickhouse-access.ts';
-import { startGatewayRole } from '../roles.ts';
+import { startRoles } from '../../core/role.ts';
+import { gatewayRole } from '../roles.ts';
 import { configFor, onShutdown, openNats } from '../runtime.ts';
 
 export function register(program: Command): void {
@@ -13,13 +14,14 @@ export function register(program: Command): void {
       const logger = createLogger('gateway');
       const nats = await openNats(config, logger, { embedded: false, name: 'tidemark-gateway' });
       const ui = clickHouseForPage(config);
-      const gateway = await startGatewayRole({ config, nats, logger, ready: async () => ({ ready: true }), ui });
+      let httpUrl: string | undefined;
+      const roles = await startRoles([gatewayRole({ config, nats, logger, ready: async () => ({ ready: true }), ui, listening: (url) => (httpUrl = url) })], logger);
       // the handler first: a SIGTERM sent as soon as the line below is read must find it
       onShutdown(logger, async () => {
-        await gateway.stop();
+        await roles.stop();
         await nats.close();
         if ('client' in ui) await ui.client.close();
       });
-      logger.info({ http: gateway.httpUrl }, 'gateway running');
+      logger.info({ http: httpUrl }, 'gateway running');
     });
 }

@@ -1,23 +1,11 @@
-import type { ClickHouseClient } from '@clickhouse/client';
 import type { Command } from 'commander';
-import type { Logger } from 'pino';
-import { migrate, migrationOptions } from '../../clickhouse/migrations.ts';
-import type { Config } from '../../core/config.ts';
 import { createLogger } from '../../core/logger.ts';
 import { metricsRegistry } from '../../core/metrics.ts';
+import { startRoles } from '../../core/role.ts';
 import { serveMonitorHttp } from '../../monitor/http.ts';
-import { startMonitor, type Monitor } from '../../monitor/monitor.ts';
 import { openClickHouseForTool } from '../clickhouse-access.ts';
-import { readiness } from '../roles.ts';
-import { configFor, onShutdown, openNats, type NatsRuntime } from '../runtime.ts';
-
-/** The monitor role on an open NATS runtime and ClickHouse client: migrates, then starts (what `tidemark up` calls too). */
-export async function startMonitorRole(options: { config: Config; nats: NatsRuntime; clickhouse: ClickHouseClient; logger: Logger }): Promise<Monitor> {
-  const { config, nats, clickhouse, logger } = options;
-  const migrated = await migrate(clickhouse, config.clickhouse.database, migrationOptions(config));
-  if (migrated.applied.length) logger.info({ applied: migrated.applied }, 'ClickHouse schema migrated');
-  return startMonitor({ config, js: nats.js, clickhouse, logger });
-}
+import { monitorRole } from '../roles.ts';
+import { configFor, onShutdown, openNats } from '../runtime.ts';
 
 export function register(program: Command): void {
   program
@@ -29,22 +17,23 @@ export function register(program: Command): void {
       const logger = createLogger('monitor');
       const nats = await openNats(config, logger, { embedded: false, name: 'tidemark-monitor' });
       const clickhouse = await openClickHouseForTool(config);
-      const monitor = await startMonitorRole({ config, nats, clickhouse: clickhouse.client, logger });
+      let instance: string | undefined;
+      const roles = await startRoles([monitorRole({ config, nats, clickhouse: clickhouse.client, logger, started: (id) => (instance = id) })], logger);
       const http = await serveMonitorHttp({
         host: config.http.host,
         port: opts.httpPort === undefined ? config.http.port : Number(opts.httpPort),
         registry: metricsRegistry,
-        ready: readiness(nats, clickhouse.client),
+        ready: roles.ready,
         browser: config.browser,
         logger,
       });
       // the handler first: a SIGTERM sent as soon as the line below is read must find it
       onShutdown(logger, async () => {
         await http.close();
-        await monitor.stop();
+        await roles.stop();
         await nats.close();
         await clickhouse.close();
       });
-      logger.info({ clickhouse: clickhouse.via, http: http.url, instance: monitor.instance }, 'monitor running');
+      logger.info({ clickhouse: clickhouse.via, http: http.url, instance }, 'monitor running');
     });
 }

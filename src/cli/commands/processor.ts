@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { createLogger } from '../../core/logger.ts';
 import { openClickHouseForTool } from '../clickhouse-access.ts';
-import { startProcessorRole } from '../roles.ts';
+import { startRoles } from '../../core/role.ts';
+import { processorRole } from '../roles.ts';
 import { configFor, onShutdown, openNats } from '../runtime.ts';
 
 export function register(program: Command): void {
@@ -13,10 +14,10 @@ export function register(program: Command): void {
       const logger = createLogger('processor');
       const nats = await openNats(config, logger, { embedded: false, name: 'tidemark-processor' });
       const clickhouse = await openClickHouseForTool(config);
-      const processor = await startProcessorRole({ config, nats, clickhouse: clickhouse.client, logger });
+      const roles = await startRoles([processorRole({ config, nats, clickhouse: clickhouse.client, logger })], logger);
       // the handler first: a SIGTERM sent as soon as the line below is read must find it
       onShutdown(logger, async () => {
-        await processor.stop();
+        await roles.stop();
         await nats.close();
         await clickhouse.close();
       });

@@ -1,8 +1,9 @@
-import { hostname, userInfo } from 'node:os';
+import { userInfo } from 'node:os';
 import type { Command } from 'commander';
 import { migrate, migrationOptions } from '../../clickhouse/migrations.ts';
 import type { Config, ReconciliationConfig } from '../../core/config.ts';
 import { ErrorCodes, TidemarkError } from '../../core/errors.ts';
+import { instanceId } from '../../core/instance.ts';
 import { createLogger } from '../../core/logger.ts';
 import { systemClock } from '../../core/time.ts';
 import { businessDay } from '../../core/business-day.ts';
@@ -11,7 +12,9 @@ import { ensureReconStream } from '../../reconcile/feeds.ts';
 import { isBatchRecon, runBatch } from '../../reconcile/batch-run.ts';
 import { acknowledge, listDiscrepancies, listRuns, summarize } from '../../reconcile/history.ts';
 import { openStateStore } from '../../reconcile/state-store.ts';
-import { isStreamingRecon, startReconcileStreaming } from '../../reconcile/streaming.ts';
+import { isStreamingRecon } from '../../reconcile/streaming.ts';
+import { startRoles } from '../../core/role.ts';
+import { reconcileRole } from '../roles.ts';
 import type { DiscrepancyStatus } from '../../sinks/clickhouse/recon-tables.ts';
 import { openClickHouseForTool } from '../clickhouse-access.ts';
 import { configFor, onShutdown, openNats } from '../runtime.ts';
@@ -46,7 +49,7 @@ async function runCommand(command: Command, opts: { name?: string; day?: string 
     const db = config.clickhouse.database;
     await migrate(clickhouse, db, migrationOptions(config));
     await ensureReconStream(nats.jsm, config.nats.replicas); // the manual queue lives there
-    const actor = `batch@${hostname()}:${process.pid}`;
+    const actor = instanceId('batch');
     const claims = await openClaims(nats.js, { clock: systemClock, owner: actor, leaseMs: config.nats.ackWait, replicas: bucketReplicas(config, 'reconClaims') });
     for (const recon of recons) {
       // default: yesterday in the reconciliation's own business calendar
@@ -74,11 +77,10 @@ async function streamCommand(command: Command, opts: { name?: string[] }): Promi
   const nats = await openNats(config, logger, { embedded: false, name: 'tidemark-reconcile' });
   const shared = await openClickHouseForTool(config);
   const clickhouse = shared.client;
-  const role = await startReconcileStreaming({ config, js: nats.js, jsm: nats.jsm, clickhouse, logger, ...(names ? { names } : {}) });
-  if (role.running.length === 0) logger.warn('no reconciliation with subject feeds on both sides: nothing to stream');
+  const roles = await startRoles([reconcileRole({ config, nats, clickhouse, logger, ...(names ? { names } : {}) })], logger);
   // the handler first: a SIGTERM sent as soon as the line below is read must find it
   onShutdown(logger, async () => {
-    await role.stop();
+    await roles.stop();
     await nats.close();
     await shared.close();
   });

@@ -10,7 +10,8 @@ import { connectNats } from '../../nats/connect.ts';
 import { requestControl } from '../../saga/control.ts';
 import { defineSaga } from '../../saga/definition.ts';
 import type { SagaDefinition } from '../../saga/logic/types.ts';
-import { startSagaRole } from '../../saga/role.ts';
+import { startRoles } from '../../core/role.ts';
+import { sagaRole } from '../roles.ts';
 import type { SagaStore } from '../../saga/store.ts';
 import { openSagaStore } from '../../saga/topology.ts';
 import { createBatchPublisher } from '../../nats/batch-publisher.ts';
@@ -70,10 +71,10 @@ export function register(program: Command): void {
       const nats = await openNats(config, logger, { embedded: false, name: 'tidemark-saga' });
       // Beside a running `tidemark up`, its endpoint (found through the data directory's owner file), as every role.
       const clickhouse = opts.clickhouse ? await openClickHouseForTool(config) : undefined;
-      const role = await startSagaRole({ config, nc: nats.nc, js: nats.js, jsm: nats.jsm, logger, definitions, ...(clickhouse ? { clickhouse: clickhouse.client } : {}) });
+      const roles = await startRoles([sagaRole({ config, nats, logger, definitions, ...(clickhouse ? { clickhouse: clickhouse.client } : {}) })], logger);
       // the handler first: a SIGTERM sent as soon as the line below is read must find it
       onShutdown(logger, async () => {
-        await role.stop();
+        await roles.stop();
         await nats.close();
         await clickhouse?.close();
       });

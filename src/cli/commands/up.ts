@@ -9,14 +9,9 @@ import { redact } from '../../core/secrets.ts';
 import { clickHouseUnreachable, reachableClickHouse } from '../clickhouse-access.ts';
 import { acquireDataDir } from '../data-dir-lock.ts';
 import { describeHolder, portHolder } from '../ports.ts';
-import { startReconcileStreaming } from '../../reconcile/streaming.ts';
-import { startSagaRole } from '../../saga/role.ts';
-import { readiness, startGatewayRole, startProcessorRole, type RunningRole } from '../roles.ts';
+import { startRoles, type RoleStarter } from '../../core/role.ts';
+import { gatewayRole, monitorRole, processorRole, readiness, reconcileRole, ROLE_NAMES as ROLES, sagaRole, type RoleName as Role } from '../roles.ts';
 import { configFor, onShutdown, openNats, type NatsRuntime } from '../runtime.ts';
-import { startMonitorRole } from './monitor.ts';
-
-const ROLES = ['processor', 'monitor', 'reconcile', 'saga', 'gateway'] as const;
-type Role = (typeof ROLES)[number];
 
 function parseRoles(value: string): Role[] {
   const roles = value.split(',').map((r) => r.trim()).filter(Boolean);
@@ -83,44 +78,31 @@ type Started = {
 };
 
 async function runRoles({ config, wanted, logger, nats, clickhouse, served, lock }: Started): Promise<void> {
-  // the gateway starts last, so input is taken only once everything downstream runs
-  const running: RunningRole[] = [];
-  const stopAll = async () => {
-    for (const role of running.reverse()) await role.stop();
+  const closeAll = async () => {
     await nats.close();
     await served?.close();
     await clickhouse.close();
     lock.release();
   };
   let httpUrl: string | undefined;
-  try {
-    for (const role of ROLES.filter((r) => wanted.has(r))) {
-      const roleLogger = createLogger(role);
-      switch (role) {
-        case 'processor':
-          running.push(await startProcessorRole({ config, nats, clickhouse, logger: roleLogger }));
-          break;
-        case 'monitor':
-          running.push(await startMonitorRole({ config, nats, clickhouse, logger: roleLogger }));
-          break;
-        case 'reconcile':
-          running.push(await startReconcileStreaming({ config, js: nats.js, jsm: nats.jsm, clickhouse, logger: roleLogger }));
-          break;
-        case 'saga':
-          running.push(await startSagaRole({ config, nc: nats.nc, js: nats.js, jsm: nats.jsm, clickhouse, logger: roleLogger }));
-          break;
-        case 'gateway': {
-          const gateway = await startGatewayRole({ config, nats, logger: roleLogger, ready: readiness(nats, clickhouse), ui: { client: clickhouse } });
-          httpUrl = gateway.httpUrl;
-          running.push(gateway);
-          break;
-        }
-      }
-    }
-  } catch (err) {
-    await stopAll().catch(() => undefined);
+  const starters: Record<Role, () => RoleStarter> = {
+    processor: () => processorRole({ config, nats, clickhouse, logger: createLogger('processor') }),
+    monitor: () => monitorRole({ config, nats, clickhouse, logger: createLogger('monitor') }),
+    reconcile: () => reconcileRole({ config, nats, clickhouse, logger: createLogger('reconcile') }),
+    saga: () => sagaRole({ config, nats, clickhouse, logger: createLogger('saga') }),
+    gateway: () => gatewayRole({ config, nats, logger: createLogger('gateway'), ready: readiness(nats, clickhouse), ui: { client: clickhouse }, listening: (url) => (httpUrl = url) }),
+  };
+  const roles = await startRoles(ROLES.filter((r) => wanted.has(r)).map((r) => starters[r]()), logger).catch(async (err: unknown) => {
+    await closeAll().catch(() => undefined);
     throw err;
-  }
+  });
+  const stopAll = async () => {
+    try {
+      await roles.stop();
+    } finally {
+      await closeAll();
+    }
+  };
   // other commands on this data directory read where everything is, even on ports that moved
   lock.update({ nats: nats.url, ...(served ? { sql: served.url } : {}), ...(httpUrl ? { http: httpUrl } : {}) });
   const target = clickHouseTarget(config);

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { drainPending, Session, type ChdbResult, type RawInsertFormat, type RawInsertSummary } from 'chdb';
+import { limiter, type Limiter } from '../../core/limiter.ts';
 import { ClickHouseServerError, ServerErrorCodes } from './errors.ts';
 import { externalNames } from './external-access.ts';
 
@@ -25,26 +26,6 @@ export type ChdbEngineOptions = {
   maxConcurrency?: number;
 };
 
-/** A FIFO semaphore. */
-class Gate {
-  #free: number;
-  readonly #waiting: Array<() => void> = [];
-  constructor(size: number) {
-    this.#free = size;
-  }
-  async run<T>(task: () => Promise<T>): Promise<T> {
-    if (this.#free > 0) this.#free--;
-    else await new Promise<void>((wake) => this.#waiting.push(wake));
-    try {
-      return await task();
-    } finally {
-      const next = this.#waiting.shift();
-      if (next) next();
-      else this.#free++;
-    }
-  }
-}
-
 const defaultConcurrency = (): number => {
   const pool = Number(process.env.UV_THREADPOOL_SIZE);
   return Math.max(1, (Number.isInteger(pool) && pool > 0 ? pool : 4) - 1);
@@ -52,7 +33,7 @@ const defaultConcurrency = (): number => {
 
 export class ChdbEngine {
   readonly #anchor: Session;
-  readonly #gate: Gate;
+  readonly #gate: Limiter;
   readonly #sessions = new Set<EngineSession>();
   #closed = false;
 
@@ -67,7 +48,7 @@ export class ChdbEngine {
     readonly external: ReadonlySet<string>,
   ) {
     this.#anchor = anchor;
-    this.#gate = new Gate(concurrency);
+    this.#gate = limiter(concurrency);
   }
 
   /**
@@ -112,7 +93,7 @@ export class EngineSession {
   #closed = false;
   constructor(
     private readonly session: Session,
-    private readonly gate: Gate,
+    private readonly gate: Limiter,
     private readonly onClose: (session: EngineSession) => void,
   ) {}
 

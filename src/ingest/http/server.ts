@@ -15,8 +15,9 @@ import { bearerAuthorized } from './auth.ts';
 import { handleIngest, type IngestDeps } from './handlers.ts';
 import { requestUrl } from './request-url.ts';
 import { sendJson } from './respond.ts';
+import type { Readiness } from '../../core/role.ts';
 
-export type Readiness = { ready: boolean; reason?: string | undefined };
+export type { Readiness } from '../../core/role.ts';
 /** What else the process needs before it should get traffic, e.g. ClickHouse reachable. */
 export type ReadinessCheck = () => Readiness | Promise<Readiness>;
 

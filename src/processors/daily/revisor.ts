@@ -2,7 +2,8 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import type { JetStreamClient } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
 import type { ReportConfig } from '../../core/config.ts';
-import { sleep, type Clock } from '../../core/time.ts';
+import { runLoop } from '../../core/loop.ts';
+import type { Clock } from '../../core/time.ts';
 import type { GroupFigure } from '../../sinks/clickhouse/daily-figures.ts';
 import { insertOrFile } from '../../sinks/clickhouse/refused-rows.ts';
 import { insertRevisions, revisionRow } from '../../sinks/clickhouse/revisions-table.ts';
@@ -159,7 +160,6 @@ export function startRevisor(given: RevisorDeps, options: { intervalMs?: number 
   const lastScan = new Map<string, { events: number; ms: number }>();
   const inFlight = new Map<string, Promise<void>>();
   const stats: DayOutcome = { written: 0, alerts: 0 };
-  const controller = new AbortController();
 
   const coalesceOf = (name: string) => deps.reports.find((r) => r.name === name)?.coalesce ?? 0;
 
@@ -233,22 +233,12 @@ export function startRevisor(given: RevisorDeps, options: { intervalMs?: number 
     }
   };
 
-  const loop = (async () => {
-    while (!controller.signal.aborted) {
-      try {
-        await tick();
-      } catch (err) {
-        deps.logger.error({ err }, 'revisor tick failed; retrying');
-      }
-      await sleep(intervalMs, controller.signal);
-    }
-  })();
+  const loop = runLoop({ name: 'revisor tick', step: tick, everyMs: intervalMs, logger: deps.logger });
 
   return {
     stats,
     stop: async () => {
-      controller.abort();
-      await loop;
+      await loop.stop();
       await Promise.all(inFlight.values());
     },
   };

@@ -2,6 +2,7 @@ import type { ClickHouseClient } from '@clickhouse/client';
 import type { Logger } from 'pino';
 import type { ReportConfig } from '../../core/config.ts';
 import type { TidemarkEvent } from '../../core/envelope.ts';
+import { runLoop } from '../../core/loop.ts';
 import { sleep, type Clock } from '../../core/time.ts';
 import { inRanges, type SeqRange } from '../../nats/seq-ranges.ts';
 import { checkpointRow, insertRealtime, otherCheckpoints, realtimeRow, refusalRow, type OtherCheckpoint, type RealtimeRow } from '../../sinks/clickhouse/realtime-table.ts';
@@ -246,18 +247,8 @@ export function startRealtime(options: RealtimeOptions): Realtime {
     lastWatermarks = watermarksText;
   };
 
-  const loop = (async () => {
-    if (folds.empty) return;
-    while (!controller.signal.aborted) {
-      await sleep(options.refreshMs, controller.signal);
-      try {
-        await flush();
-      } catch (err) {
-        // rows stay pending and go with the next refresh
-        logger.warn({ err: (err as Error).message }, 'realtime refresh failed; retrying');
-      }
-    }
-  })();
+  // a failed refresh keeps its rows pending: they go with the next one
+  const loop = folds.empty ? undefined : runLoop({ name: 'realtime refresh', step: flush, everyMs: options.refreshMs, waitFirst: true, logger });
 
   return {
     arrive,
@@ -266,7 +257,7 @@ export function startRealtime(options: RealtimeOptions): Realtime {
     stats,
     stop: async () => {
       controller.abort();
-      await loop;
+      await loop?.stop();
       await resolving;
       retiring = true;
       if (!folds.empty) await flush().catch((err: unknown) => logger.warn({ err }, 'final realtime flush failed'));
