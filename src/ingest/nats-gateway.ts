@@ -291,7 +291,13 @@ export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeL
   };
 }
 
-export type NatsGateway = RunningConsumer & { stats: GatewayStats; active: () => boolean };
+/** Bytes of raw messages pulled and not yet handled, now and at most so far (bounded by `ingest.readAheadBytes`). */
+export type ReadAheadStats = { bytes: number; peakBytes: number };
+
+export type NatsGateway = RunningConsumer & { stats: GatewayStats; readAhead: ReadAheadStats; active: () => boolean };
+
+/** Room a pull must leave for one more message: the payload, plus its subject and reply, which the server counts too. */
+const SUBJECT_ROOM = 8 * 1024;
 
 /**
  * Reads INGEST while this instance holds the gateway lease, from the consumer's ack
@@ -301,8 +307,8 @@ export type NatsGateway = RunningConsumer & { stats: GatewayStats; active: () =>
  * always go out in delivery order. Returns when the lease is lost, `until` is
  * aborted or a redelivery came, after the batches under way.
  */
-async function readWhileHolding(options: { js: JetStreamClient; jsm: JetStreamManager; config: Config; logger: Logger; until: AbortSignal; handle: ReturnType<typeof gatewayBatchHandler> }): Promise<void> {
-  const { jsm, config, logger } = options;
+async function readWhileHolding(options: { js: JetStreamClient; nc: NatsConnection; jsm: JetStreamManager; config: Config; logger: Logger; until: AbortSignal; handle: ReturnType<typeof gatewayBatchHandler>; readAhead: ReadAheadStats }): Promise<void> {
+  const { jsm, config, logger, readAhead } = options;
   const floor = new AckFloor<JsMsg>(await rewindGatewayConsumer(jsm, config));
   logger.info({ floor: floor.floor }, 'reading INGEST');
   const redelivered = new AbortController();
@@ -325,6 +331,16 @@ async function readWhileHolding(options: { js: JetStreamClient; jsm: JetStreamMa
     // while one batch waits for its PubAcks, the next is validated and published
     concurrency: 3,
     lingerMs: config.ingest.linger,
+    readAhead: {
+      nc: options.nc,
+      maxBytes: config.ingest.readAheadBytes,
+      maxMessageBytes: (options.nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD) + SUBJECT_ROOM,
+      onHeld: (bytes) => {
+        readAhead.bytes = bytes;
+        readAhead.peakBytes = Math.max(readAhead.peakBytes, bytes);
+        ingestMetrics.readAhead(bytes);
+      },
+    },
   });
   // a sequence that stays missing past redelivery was removed from the stream (by age or by hand)
   const sweep = setInterval(() => void skipRemoved(jsm, floor).catch((err: unknown) => logger.warn({ err }, 'checking INGEST for removed messages failed')), 2 * config.nats.ackWait);
@@ -356,6 +372,7 @@ async function skipRemoved(jsm: JetStreamManager, floor: AckFloor<JsMsg>): Promi
 export async function startNatsGateway(options: { js: JetStreamClient; nc: NatsConnection; config: Config; logger: Logger }): Promise<NatsGateway> {
   const { js, nc, config, logger } = options;
   const stats: GatewayStats = { accepted: 0, rejected: 0, duplicates: 0 };
+  const readAhead: ReadAheadStats = { bytes: 0, peakBytes: 0 };
   const publisher = createBatchPublisher(nc);
   const jsm = await jetstreamManager(nc);
   const handle = gatewayBatchHandler(
@@ -377,7 +394,7 @@ export async function startNatsGateway(options: { js: JetStreamClient; nc: NatsC
       stopping.signal.removeEventListener('abort', onAbort!);
       if (stopping.signal.aborted) break;
       try {
-        await readWhileHolding({ js, jsm, config, logger, handle, until: AbortSignal.any([lease.signal(), stopping.signal]) });
+        await readWhileHolding({ js, nc, jsm, config, logger, handle, readAhead, until: AbortSignal.any([lease.signal(), stopping.signal]) });
       } catch (err) {
         logger.error({ err }, 'reading INGEST failed; retrying');
         await sleep(1_000, stopping.signal);
@@ -387,6 +404,7 @@ export async function startNatsGateway(options: { js: JetStreamClient; nc: NatsC
   })();
   return {
     stats,
+    readAhead,
     done,
     active: () => lease.held(),
     stop: async () => {
