@@ -20,8 +20,8 @@ afterAll(async () => {
 
 describe('NATS gateway read-ahead', () => {
   it('holds at most ingest.readAheadBytes of large packs at once, and forwards every event of them', async () => {
-    const { js, jsm, gateway } = ingest;
-    // packs of about 300 KiB (HTTP packs run up to 512 KiB): together 3.5 times the limit, all in INGEST before the gateway could handle one
+    const { nc, js, jsm, gateway } = ingest;
+    // packs of about 300 KiB (HTTP packs run up to 512 KiB), together 3.5 times the limit, published at once: far faster than the gateway handles them
     const now = Date.now();
     const padding = 'p'.repeat(240);
     let largest = 0;
@@ -30,8 +30,10 @@ describe('NATS gateway read-ahead', () => {
       largest = Math.max(largest, Buffer.byteLength(body));
       const h = headers();
       h.set(INGEST_PACK_HEADER, String(ITEMS));
-      await js.publish(`ingest.big-${p % 3}.sale`, body, { headers: h });
+      nc.publish(`ingest.big-${p % 3}.sale`, body, { headers: h });
     }
+    await nc.flush();
+    await waitFor(async () => (await jsm.streams.info('INGEST')).state.messages >= PACKS, 30_000, 'INGEST to hold every pack');
     const total = (await jsm.streams.info('INGEST')).state.bytes;
     expect(total).toBeGreaterThan(3 * LIMIT);
     await waitFor(async () => {
