@@ -11,9 +11,9 @@ async function storedEvents(client: ClickHouseClient, db: string): Promise<numbe
   return Number(rows[0]?.n ?? 0);
 }
 
-export type MemorySample = { events: number; rssMiB: number; heapMiB: number; gatewayRssMiB?: number };
+export type MemorySample = { events: number; rssMiB: number; heapMiB: number; gatewayRssMiB?: number; natsServerRssMiB?: number };
 
-/** Resident memory of another process (the gateway), from /proc; undefined where there is none. */
+/** Resident memory of another process (the gateway, nats-server), from /proc; undefined where there is none. */
 export function processRssMiB(pid: number | undefined): number | undefined {
   if (pid === undefined) return undefined;
   try {
@@ -63,6 +63,7 @@ export async function drain(options: {
   count: number;
   sampleEvery: number;
   gatewayPid?: number;
+  natsServerPid?: number;
   via?: LoadVia;
 }): Promise<{ ms: number; acceptedMs: number; memory: MemorySample[]; copies: number }> {
   const { stored, from, count } = options;
@@ -83,7 +84,14 @@ export async function drain(options: {
     if (done >= nextSample) {
       const usage = process.memoryUsage();
       const gatewayRssMiB = processRssMiB(options.gatewayPid);
-      memory.push({ events: done, rssMiB: mib(usage.rss), heapMiB: mib(usage.heapUsed), ...(gatewayRssMiB === undefined ? {} : { gatewayRssMiB }) });
+      const natsServerRssMiB = processRssMiB(options.natsServerPid);
+      memory.push({
+        events: done,
+        rssMiB: mib(usage.rss),
+        heapMiB: mib(usage.heapUsed),
+        ...(gatewayRssMiB === undefined ? {} : { gatewayRssMiB }),
+        ...(natsServerRssMiB === undefined ? {} : { natsServerRssMiB }),
+      });
       nextSample += options.sampleEvery;
     }
     if (done >= count) break;

@@ -343,6 +343,7 @@ export const ConfigSchema = z.strictObject({
     recentIds: z.number().int().positive().default(20_000).describe('a gateway drops a copy of an event it stored within about this many events, and files a different event under one of their (source, id) identities in the DLQ (DUPLICATE_ID_CONFLICT); copies that get past (another gateway, a gateway restart) count once in the daily view'),
     linger: Duration.default(50).describe('how long a raw message may wait for its batch to fill: bigger packs on EVENTS, fewer messages to store, deliver and ack'),
     lease: Duration.default(5_000).describe('one gateway at a time reads INGEST; a standby takes over when the active one has not renewed its lease for this long'),
+    readAheadBytes: z.number().int().min(65_536).default(64 * 1024 * 1024).describe('bytes of raw INGEST messages the NATS gateway pulls ahead of its batches, at most: HTTP packs run up to 512 KiB each, so a count of messages alone does not bound its memory (raised to one largest message, max_payload, when set lower)'),
     eventsPerMessage: z.number().int().min(1).max(10_000).default(200).describe('the gateway packs up to this many events of one subject that arrive together into one EVENTS message (NDJSON); 1: one event per message'),
   }).prefault({}),
   processor: z.strictObject({

@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { RejectionCode } from './envelope.ts';
 
 export type IngestGateway = 'nats' | 'http';
@@ -22,6 +22,8 @@ export type IngestMetrics = {
   batch: (gateway: IngestGateway, seconds: number) => void;
   /** receivedAt − occurredAt in ms; recorded once per accepted event by the gateway that stamps receivedAt */
   delay: (ms: number) => void;
+  /** bytes of raw messages the NATS gateway has pulled and not yet handled */
+  readAhead: (bytes: number) => void;
 };
 
 function createIngestMetrics(registry: Registry): IngestMetrics {
@@ -52,6 +54,11 @@ function createIngestMetrics(registry: Registry): IngestMetrics {
     buckets: [1, 5, 15, 60, 300, 900, 3_600, 6 * 3_600, 86_400, 3 * 86_400, 7 * 86_400],
     registers,
   });
+  const readAheadBytes = new Gauge({
+    name: 'tidemark_ingest_read_ahead_bytes',
+    help: 'Bytes of raw INGEST messages the NATS gateway has pulled and not yet handled (at most ingest.readAheadBytes)',
+    registers,
+  });
   return {
     events: (gateway, outcome, count = 1) => events.inc({ gateway, outcome }, count),
     rejected: (gateway, code, count = 1) => {
@@ -61,6 +68,7 @@ function createIngestMetrics(registry: Registry): IngestMetrics {
     batch: (gateway, seconds) => batchSeconds.observe({ gateway }, seconds),
     // an occurredAt within the allowed future skew is on time, not negatively late
     delay: (ms) => delaySeconds.observe(Math.max(0, ms) / 1000),
+    readAhead: (bytes) => readAheadBytes.set(bytes),
   };
 }
 

@@ -290,7 +290,13 @@ export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeL
   };
 }
 
-export type NatsGateway = RunningConsumer & { stats: GatewayStats; active: () => boolean };
+/** Bytes of raw messages pulled and not yet handled, now and at most so far (bounded by `ingest.readAheadBytes`). */
+export type ReadAheadStats = { bytes: number; peakBytes: number };
+
+export type NatsGateway = RunningConsumer & { stats: GatewayStats; readAhead: ReadAheadStats; active: () => boolean };
+
+/** Room a pull must leave for one more message: the payload, plus its subject and reply, which the server counts too. */
+const SUBJECT_ROOM = 8 * 1024;
 
 /**
  * Reads INGEST while this instance holds the gateway lease, from the consumer's ack
@@ -300,8 +306,8 @@ export type NatsGateway = RunningConsumer & { stats: GatewayStats; active: () =>
  * always go out in delivery order. Returns when the lease is lost, `until` is
  * aborted or a redelivery came, after the batches under way.
  */
-async function readWhileHolding(options: { js: JetStreamClient; jsm: JetStreamManager; config: Config; logger: Logger; until: AbortSignal; handle: ReturnType<typeof gatewayBatchHandler> }): Promise<void> {
-  const { jsm, config, logger } = options;
+async function readWhileHolding(options: { js: JetStreamClient; nc: NatsConnection; jsm: JetStreamManager; config: Config; logger: Logger; until: AbortSignal; handle: ReturnType<typeof gatewayBatchHandler>; readAhead: ReadAheadStats }): Promise<void> {
+  const { jsm, config, logger, readAhead } = options;
   const floor = new AckFloor<JsMsg>(await rewindGatewayConsumer(jsm, config));
   logger.info({ floor: floor.floor }, 'reading INGEST');
   const redelivered = new AbortController();
@@ -324,6 +330,16 @@ async function readWhileHolding(options: { js: JetStreamClient; jsm: JetStreamMa
     // while one batch waits for its PubAcks, the next is validated and published
     concurrency: 3,
     lingerMs: config.ingest.linger,
+    readAhead: {
+      nc: options.nc,
+      maxBytes: config.ingest.readAheadBytes,
+      maxMessageBytes: (options.nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD) + SUBJECT_ROOM,
+      onHeld: (bytes) => {
+        readAhead.bytes = bytes;
+        readAhead.peakBytes = Math.max(readAhead.peakBytes, bytes);
+        ingestMetrics.readAhead(bytes);
+      },
+    },
   });
   // a sequence that stays missing past redelivery was removed from the stream (by age or by hand)
   const sweep = setInterval(() => void skipRemoved(jsm, floor).catch((err: unknown) => logger.warn({ err }, 'checking INGEST for removed messages failed')), 2 * config.nats.ackWait);
@@ -355,6 +371,7 @@ async function skipRemoved(jsm: JetStreamManager, floor: AckFloor<JsMsg>): Promi
 export async function startNatsGateway(options: { js: JetStreamClient; nc: NatsConnection; config: Config; logger: Logger }): Promise<NatsGateway> {
   const { js, nc, config, logger } = options;
   const stats: GatewayStats = { accepted: 0, rejected: 0, duplicates: 0 };
+  const readAhead: ReadAheadStats = { bytes: 0, peakBytes: 0 };
   const publisher = createBatchPublisher(nc);
   const jsm = await jetstreamManager(nc);
   const handle = gatewayBatchHandler(
@@ -376,7 +393,7 @@ export async function startNatsGateway(options: { js: JetStreamClient; nc: NatsC
       await raceAbort(lease.acquired(), stopping);
       if (stopping.aborted) return;
       try {
-        await readWhileHolding({ js, jsm, config, logger, handle, until: AbortSignal.any([lease.signal(), stopping]) });
+        await readWhileHolding({ js, nc, jsm, config, logger, handle, readAhead, until: AbortSignal.any([lease.signal(), stopping]) });
       } finally {
         if (!lease.held() && !stopping.aborted) logger.warn('gateway lease lost: standing by');
       }
@@ -384,6 +401,7 @@ export async function startNatsGateway(options: { js: JetStreamClient; nc: NatsC
   });
   return {
     stats,
+    readAhead,
     done: loop.done,
     active: () => lease.held(),
     stop: async () => {

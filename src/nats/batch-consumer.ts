@@ -4,6 +4,7 @@ import { eventCount } from '../core/envelope.ts';
 import { retryTransient } from './retry.ts';
 import { deliveryCount } from './js-msg.ts';
 import { poisonTracker, type PoisonPolicy } from './poison.ts';
+import { boundedPuller, type ReadAheadLimit } from './read-ahead.ts';
 
 /** The handler owns acknowledgement: it acks each message only once what it caused is durable. */
 export type BatchHandler = (msgs: JsMsg[]) => Promise<void>;
@@ -37,6 +38,12 @@ export type BatchConsumerOptions = {
    * its batch for ever.
    */
   poison?: PoisonPolicy;
+  /**
+   * Bounds the bytes of message data pulled and not yet handled (read-ahead.ts): pull
+   * requests then ask for at most what is left of `maxBytes`, one at a time, instead of
+   * consume()'s refills as messages arrive.
+   */
+  readAhead?: ReadAheadLimit;
 };
 
 /**
@@ -74,17 +81,16 @@ export async function runBatchConsumer(options: BatchConsumerOptions): Promise<R
   };
   let stopping = false;
 
-  const messages: ConsumerMessages = await consumer.consume({
-    expires: PULL_EXPIRES_MS,
-    max_messages: options.bufferMessages ?? Math.max(batchSize * 2, 256),
-    callback: (msg) => {
-      options.onArrival?.(msg);
-      queue.push(msg);
-      arrivedAt.push(performance.now());
-      queued += weigh(msg);
-      wake();
-    },
-  });
+  const maxMessages = options.bufferMessages ?? Math.max(batchSize * 2, 256);
+  const arrive = (msg: JsMsg) => {
+    options.onArrival?.(msg);
+    queue.push(msg);
+    arrivedAt.push(performance.now());
+    queued += weigh(msg);
+    wake();
+  };
+  const bounded = options.readAhead && boundedPuller(stream, durable, options.readAhead, maxMessages, arrive, logger);
+  const messages: ConsumerMessages | undefined = bounded ? undefined : await consumer.consume({ expires: PULL_EXPIRES_MS, max_messages: maxMessages, callback: arrive });
 
   const loop = async (): Promise<void> => {
     for (;;) {
@@ -103,21 +109,29 @@ export async function runBatchConsumer(options: BatchConsumerOptions): Promise<R
       arrivedAt.splice(0, n);
       for (const msg of batch) queued -= weigh(msg);
       try {
-        await handler(batch);
-        tracker?.passed();
-      } catch (err) {
-        if (tracker && batch.length > 1 && batch.some((msg) => deliveryCount(msg) > 1)) {
-          // it failed before too: find out which message fails, instead of failing the batch for ever
-          for (const msg of batch) await handleAlone(msg);
-          continue;
-        }
-        if (tracker && batch.length === 1) {
-          await tracker.failed(batch[0]!, err, retryDelayMs);
-          continue;
-        }
-        logger.error({ err, stream, durable, size: batch.length }, 'batch failed; messages will be redelivered');
-        for (const msg of batch) msg.nak(retryDelayMs);
+        await handleBatch(batch);
+      } finally {
+        // handled, or nak'd to come again in a later pull: either way no longer held here
+        bounded?.release(batch);
       }
+    }
+  };
+  const handleBatch = async (batch: JsMsg[]): Promise<void> => {
+    try {
+      await handler(batch);
+      tracker?.passed();
+    } catch (err) {
+      if (tracker && batch.length > 1 && batch.some((msg) => deliveryCount(msg) > 1)) {
+        // it failed before too: find out which message fails, instead of failing the batch for ever
+        for (const msg of batch) await handleAlone(msg);
+        return;
+      }
+      if (tracker && batch.length === 1) {
+        await tracker.failed(batch[0]!, err, retryDelayMs);
+        return;
+      }
+      logger.error({ err, stream, durable, size: batch.length }, 'batch failed; messages will be redelivered');
+      for (const msg of batch) msg.nak(retryDelayMs);
     }
   };
   const handleAlone = async (msg: JsMsg): Promise<void> => {
@@ -134,7 +148,8 @@ export async function runBatchConsumer(options: BatchConsumerOptions): Promise<R
     done,
     stop: async () => {
       stopping = true;
-      await messages.close();
+      if (messages) await messages.close();
+      else bounded!.stop();
       wake();
       await done;
     },

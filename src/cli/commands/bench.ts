@@ -174,12 +174,23 @@ export function register(program: Command): void {
           if (memoryEvents > 0) {
             // the steady load may have left a backlog: counting it as this run's would end the run early
             await untilIdle(jsm);
-            const run = await drain({ natsUrl: server.url, stored: () => processor.stats.events, clickhouse, db, from, count: memoryEvents, sampleEvery: 1_000_000, ...(gateway.pid === undefined ? {} : { gatewayPid: gateway.pid }) });
+            const run = await drain({ natsUrl: server.url, stored: () => processor.stats.events, clickhouse, db, from, count: memoryEvents, sampleEvery: 1_000_000, ...(gateway.pid === undefined ? {} : { gatewayPid: gateway.pid }), ...(server.pid === undefined ? {} : { natsServerPid: server.pid }) });
             memory = run.memory;
             line(`pipeline, ${memoryEvents} more events`, `${rate(memoryEvents, run.ms)} events/s (${run.copies} events handled twice)`);
             for (const sample of memory) {
               const gatewayRss = sample.gatewayRssMiB === undefined ? '' : `; gateway process rss ${sample.gatewayRssMiB} MiB`;
-              line(`  memory after ${sample.events} events`, `processor process rss ${sample.rssMiB} MiB, heap ${sample.heapMiB} MiB${gatewayRss}`);
+              const natsRss = sample.natsServerRssMiB === undefined ? '' : `; nats-server rss ${sample.natsServerRssMiB} MiB`;
+              line(`  memory after ${sample.events} events`, `processor process rss ${sample.rssMiB} MiB, heap ${sample.heapMiB} MiB${gatewayRss}${natsRss}`);
+            }
+            // flat means the last million costs no more resident memory than the first: printed side by side
+            const [firstSample, lastSample] = [memory[0], memory.at(-1)];
+            if (firstSample && lastSample && lastSample !== firstSample) {
+              const change = (label: string, a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? [] : [`${label} ${a} → ${b} MiB (${b - a >= 0 ? '+' : ''}${b - a})`]);
+              line(`  rss at ${firstSample.events} → ${lastSample.events} events`, [
+                ...change('processor', firstSample.rssMiB, lastSample.rssMiB),
+                ...change('gateway', firstSample.gatewayRssMiB, lastSample.gatewayRssMiB),
+                ...change('nats-server', firstSample.natsServerRssMiB, lastSample.natsServerRssMiB),
+              ].join(', '));
             }
           }
           const report = config.reports[0];
