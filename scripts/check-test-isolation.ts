@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 const vitest = join('node_modules', '.bin', 'vitest');
 
-type Report = { numPassedTests: number; numFailedTests: number; testResults: Array<{ assertionResults: Array<{ fullName: string; status: string }> }> };
+type Report = { numPassedTests: number; numFailedTests: number; testResults: Array<{ assertionResults: Array<{ fullName: string; status: string; failureMessages?: string[] }> }> };
 
 const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
@@ -43,7 +43,8 @@ async function testNames(file: string): Promise<string[]> {
   return (JSON.parse(stdout) as Array<{ name: string }>).map((t) => t.name);
 }
 
-const failedNames = (report: Report | undefined) => report?.testResults.flatMap((f) => f.assertionResults.filter((a) => a.status === 'failed').map((a) => a.fullName)) ?? ['(no report: the run crashed)'];
+/** The failed tests of a run, each with the first line of its error. */
+const failedNames = (report: Report | undefined) => report?.testResults.flatMap((f) => f.assertionResults.filter((a) => a.status === 'failed').map((a) => `${a.fullName} [${(a.failureMessages?.[0] ?? '').split('\n')[0]}]`)) ?? ['(no report: the run crashed)'];
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);

@@ -1,46 +1,36 @@
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
 import pino from 'pino';
 import { Registry } from 'prom-client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Config } from '../src/core/config.ts';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { TidemarkEvent } from '../src/core/envelope.ts';
-import { packBatch } from '../src/ingest/event-packs.ts';
 import { shiftedClock } from '../src/core/time.ts';
 import type { Alert, DeadlineMissedAlert, DelayedEventAlert, MissingDataAlert, ResolvedAlert } from '../src/monitor/alerts.ts';
 import { startMonitor, type Monitor } from '../src/monitor/monitor.ts';
-import { ensureTopology } from '../src/nats/topology.ts';
 import { publishAmendedAlert } from '../src/processors/daily/amended-alert.ts';
 import { businessDay } from '../src/core/business-day.ts';
 import type { RevisionRecord } from '../src/processors/logic/revisions.ts';
 import { insertRevisions } from '../src/sinks/clickhouse/revisions-table.ts';
-import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
+import { closeTestClickHouse } from './harness/clickhouse.ts';
 import { testConfig } from './harness/config.ts';
-import { checksRan } from './harness/monitor.ts';
-import { startTestNats, type TestNats } from './harness/nats.ts';
-import { json, readAll, streamCount, waitFor } from './harness/streams.ts';
+import { checksRan, monitorDrained, publishPacked } from './harness/monitor.ts';
+import { startTestStack, type TestStack } from './harness/stack.ts';
+import { json, readAll, waitFor } from './harness/streams.ts';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
 /** Virtual start: 02:00 in Taipei on 2030-01-15 (18:00Z the day before), aligned to every bucket. */
 const T0 = Date.parse('2030-01-15T02:00:00+08:00');
 
-let server: TestNats;
-let ch: TestClickHouse;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
+let stack: TestStack;
+let { ch, nc, js, jsm, config } = {} as TestStack;
 let monitor: Monitor;
-let config: Config;
-const registry = new Registry();
-const clock = shiftedClock();
+let registry: Registry;
+let clock: ReturnType<typeof shiftedClock>;
 const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
 
-beforeAll(async () => {
-  server = await startTestNats();
-  ch = await openTestClickHouse();
-  config = testConfig({
-    clickhouse: { database: ch.db },
+// each test gets its own nats-server, database and monitor, with the clock at T0: it reads only what it raised
+beforeEach(async () => {
+  stack = await startTestStack((database) => testConfig({
+    clickhouse: { database },
     reports: [{ name: 'revenue', types: ['sale'], timeZone: 'Asia/Taipei', groupBy: ['source'], measures: { orders: { fn: 'count' } } }],
     slas: [
       { name: 'late', source: '*', type: 'sale', maxDelay: '1h' },
@@ -50,22 +40,20 @@ beforeAll(async () => {
       { name: 'close', source: 'none', deadlines: [{ report: 'revenue', status: 'final', by: '2h' }] },
     ],
     monitor: { groupWait: '10s', groupInterval: '5m', resolveAfter: '5m', grace: '1s', tick: '100ms', batchSize: 5_000, stats: { every: '1s' } },
-  });
-  nc = await connect({ servers: server.url });
-  jsm = await jetstreamManager(nc);
-  js = jetstream(nc);
-  await ensureTopology(jsm, config);
+  }));
+  ({ ch, nc, js, jsm, config } = stack);
+  registry = new Registry();
+  clock = shiftedClock();
   clock.jumpTo(T0);
   monitor = await startMonitor({ config, js, clickhouse: ch.client, logger, clock, registry });
 });
 
-afterAll(async () => {
+afterEach(async () => {
   await monitor?.stop();
-  await nc?.close();
-  await server?.dispose();
-  await ch?.dispose();
-  await closeTestClickHouse();
+  await stack?.dispose();
 });
+
+afterAll(closeTestClickHouse);
 
 let nextSeq = 1;
 function event(source: string, type: string, occurredAt: number, receivedAt: number): TidemarkEvent {
@@ -73,18 +61,8 @@ function event(source: string, type: string, occurredAt: number, receivedAt: num
   return { id: `${source}-${seq}`, type, source, key: null, occurredAt, receivedAt, data: {}, seq };
 }
 
-/** Straight onto EVENTS with core publishes, packed as a gateway packs them (what its output looks like), fast enough for a flood. */
-async function publish(events: TidemarkEvent[]): Promise<void> {
-  const before = await streamCount(jsm, 'EVENTS');
-  const packs = packBatch(events, { eventsPerMessage: 50, maxBytes: 512 * 1024 });
-  for (const { item } of packs) {
-    const h = headers();
-    for (const [k, v] of Object.entries(item.headers ?? {})) h.set(k, v);
-    nc.publish(item.subject, item.data, { headers: h });
-  }
-  await nc.flush();
-  await waitFor(async () => (await streamCount(jsm, 'EVENTS')) === before + packs.length, 60_000, 'events stored');
-}
+/** Packed 50 events a message, as a gateway packs them. */
+const publish = (events: TidemarkEvent[]) => publishPacked(nc, jsm, events, 50);
 
 async function alerts<A extends Alert>(kind: A['kind'], source: string): Promise<A[]> {
   return (await readAll(js, jsm, 'ALERTS')).map((m) => json<A>(m)).filter((a) => a.kind === kind && a.source === source);
@@ -97,11 +75,7 @@ async function waitForAlerts<A extends Alert>(kind: A['kind'], source: string, c
   }, 60_000, `${count} ${kind} alert(s) for ${source}`);
 }
 
-/** Every event on EVENTS has been merged by the monitor. */
-const drained = () => waitFor(async () => {
-  const info = await jsm.consumers.info('EVENTS', 'monitor');
-  return info.num_pending === 0 && info.num_ack_pending === 0;
-}, 60_000, 'the monitor to read all events');
+const drained = () => monitorDrained(jsm);
 
 /** Every event merged and the clock-driven checks run twice more: an alert that should not come has had its chance. */
 const settle = async () => {
@@ -113,7 +87,7 @@ const revision = (day: string, group: string, revisionNo: number, status: Revisi
   report: 'revenue', day, group_key: group, group: { source: (JSON.parse(group) as string[])[0]! }, revision: revisionNo, status, reason: status === 'final' ? 'close' : 'new', computed_at: computedAt, known_at: computedAt, events: 1, late_events: 0, measures: { orders: '1' },
 });
 
-/** The test clock moves only forward: each test jumps to the virtual time it needs, whichever tests ran before it. */
+/** The test clock moves only forward. */
 const advanceTo = (at: number) => clock.jumpTo(Math.max(at, clock.now()));
 
 const exactP95 = (values: number[]) => [...values].sort((a, b) => a - b)[Math.ceil(0.95 * values.length) - 1]!;
@@ -235,12 +209,15 @@ describe('delay-SLA monitor', { timeout: 120_000 }, () => {
   });
 
   it('has every alert on ALERTS exactly once, and each in the alerts table', async () => {
-    // an alert of its own, so the check has something to hold on to when it runs alone
+    // alerts of three kinds to hold on to: a late sale, a silent feed, and the late group's resolve
     const at = clock.now();
     await publish([event('once-1', 'sale', at - 2 * HOUR, at)]);
     await drained();
-    advanceTo(at + 10_000 + 2_000);
+    advanceTo(T0 + 10 * MIN + 2_000);
     await waitForAlerts<DelayedEventAlert>('DelayedEvent', 'once-1', 1);
+    await waitForAlerts<MissingDataAlert>('MissingData', 'feed-1', 1);
+    advanceTo(clock.now() + 5 * MIN + 2_000);
+    await waitForAlerts<ResolvedAlert>('Resolved', 'once-1', 1);
     await settle();
     const onStream = (await readAll(js, jsm, 'ALERTS')).map((m) => json<{ id: string }>(m).id);
     expect(new Set(onStream).size).toBe(onStream.length);

@@ -1,40 +1,30 @@
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Config } from '../src/core/config.ts';
 import { encodeEvent, eventSubject, type TidemarkEvent } from '../src/core/envelope.ts';
 import { shiftedClock } from '../src/core/time.ts';
 import type { Alert, DelayedEventAlert } from '../src/monitor/alerts.ts';
 import { openAlertGuard } from '../src/nats/alert-guard.ts';
 import { startMonitor, type Monitor } from '../src/monitor/monitor.ts';
-import { ensureTopology } from '../src/nats/topology.ts';
-import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
+import { closeTestClickHouse } from './harness/clickhouse.ts';
 import { testConfig } from './harness/config.ts';
-import { checksRan } from './harness/monitor.ts';
-import { startTestNats, type TestNats } from './harness/nats.ts';
+import { checksRan, monitorDrained } from './harness/monitor.ts';
+import { startTestStack, type TestStack } from './harness/stack.ts';
 import { json, readAll, streamCount, waitFor } from './harness/streams.ts';
 
 const MIN = 60_000;
 const T0 = Date.parse('2030-03-01T00:00:00Z');
 
-let server: TestNats;
-let ch: TestClickHouse;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
-let config: Config;
+let stack: TestStack;
+let { ch, nc, js, jsm, config } = {} as TestStack;
 const running: Monitor[] = [];
 let clock: ReturnType<typeof shiftedClock>;
 const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
 
 // each test gets its own nats-server, database and clock at T0: what a test reads, it raised itself
 beforeEach(async () => {
-  server = await startTestNats();
-  ch = await openTestClickHouse();
-  config = testConfig({
-    clickhouse: { database: ch.db },
+  stack = await startTestStack((database) => testConfig({
+    clickhouse: { database },
     // a 1 s dedup window, so only the KV guard can be what stops a repeat later on
     nats: { streams: { alerts: { maxAge: '1d', duplicateWindow: '1s' } } },
     slas: [
@@ -43,20 +33,15 @@ beforeEach(async () => {
     ],
     // a group's first alert waits a minute of the test clock: none goes out while the flood is still being merged
     monitor: { groupWait: '1m', groupInterval: '5m', resolveAfter: '5m', grace: '1s', tick: '100ms', batchSize: 500 },
-  });
-  nc = await connect({ servers: server.url });
-  jsm = await jetstreamManager(nc);
-  js = jetstream(nc);
-  await ensureTopology(jsm, config);
+  }));
+  ({ ch, nc, js, jsm, config } = stack);
   clock = shiftedClock();
   clock.jumpTo(T0);
 });
 
 afterEach(async () => {
   for (const m of running.splice(0)) await m.stop();
-  await nc?.close();
-  await server?.dispose();
-  await ch?.dispose();
+  await stack?.dispose();
 });
 
 afterAll(closeTestClickHouse);
@@ -85,10 +70,7 @@ async function publish(events: TidemarkEvent[]): Promise<void> {
   await waitFor(async () => (await streamCount(jsm, 'EVENTS')) === before + events.length, 60_000, 'events stored');
 }
 
-const drained = () => waitFor(async () => {
-  const info = await jsm.consumers.info('EVENTS', 'monitor');
-  return info.num_pending === 0 && info.num_ack_pending === 0;
-}, 60_000, 'the monitors to read all events');
+const drained = () => monitorDrained(jsm);
 
 const allAlerts = async (): Promise<Array<Alert & { raisedAt: number }>> => (await readAll(js, jsm, 'ALERTS')).map((m) => json<Alert & { raisedAt: number }>(m));
 const summary = (alerts: Alert[]) => alerts.map((a) => `${a.kind} ${a.source} at +${(a.at - T0) / 1000}s`).sort();
