@@ -98,7 +98,7 @@ async function stateKeys(): Promise<string[]> {
 const cutCount = async (): Promise<number> => (await registry.getSingleMetric('tidemark_monitor_sources_cut_total')!.get()).values.find((v) => v.labels.state === 'd.late')?.value ?? 0;
 const cappedAlerts = async (): Promise<CardinalityCappedAlert[]> => (await readAll(js, jsm, 'ALERTS')).filter((m) => m.subject === 'alerts.capped.late').map((m) => json<CardinalityCappedAlert>(m));
 
-describe('bounded SLA state under sources chosen by senders', () => {
+describe('bounded SLA state under sources chosen by senders', { timeout: 180_000 }, () => {
   it('says in one CardinalityCapped alert a day that sources were cut, forgets idle sources, and then admits new ones', async () => {
     await publish([late('idle-a', T0), late('idle-b', T0), late('idle-c', T0 + 1)]);
     expect(await stateKeys()).toHaveLength(2);
@@ -106,7 +106,7 @@ describe('bounded SLA state under sources chosen by senders', () => {
     const [alert] = await waitFor(async () => {
       const found = await cappedAlerts();
       return found.length > 0 && found;
-    }, 20_000, 'a CardinalityCapped alert');
+    }, 60_000, 'a CardinalityCapped alert');
     expect(alert).toMatchObject({ id: 'capped:late:2030-03-01', kind: 'CardinalityCapped', sla: 'late', limit: 2, example: 'idle-c', day: '2030-03-01' });
 
     // more cut sources the same day: counted, no second alert (the tick has flushed every outbox once it returns)
@@ -118,7 +118,7 @@ describe('bounded SLA state under sources chosen by senders', () => {
 
     // an hour with no events: both states are idle past the 10 min expiry, and are forgotten
     clock.shift(HOUR);
-    await waitFor(async () => (await stateKeys()).length === 0, 20_000, 'idle states forgotten');
+    await waitFor(async () => (await stateKeys()).length === 0, 60_000, 'idle states forgotten');
     const forgotten = (await registry.getSingleMetric('tidemark_monitor_sources_forgotten_total')!.get()).values.find((v) => v.labels.sla === 'late');
     expect(forgotten?.value).toBe(2);
 

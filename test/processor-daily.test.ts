@@ -4,13 +4,12 @@ import pino from 'pino';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { shiftedClock } from '../src/core/time.ts';
 import type { AmendedAlert } from '../src/processors/daily/amended-alert.ts';
-import { CONSUMERS } from '../src/nats/topology.ts';
 import { businessDay, closeAtMs } from '../src/core/business-day.ts';
 import { startProcessor, type Processor } from '../src/processors/processor.ts';
 import { dailyFigures } from '../src/sinks/clickhouse/daily-figures.ts';
 import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
 import { testConfig } from './harness/config.ts';
-import { startTestIngest, type TestIngest } from './harness/ingest.ts';
+import { pipelineAcked, startTestIngest, type TestIngest } from './harness/ingest.ts';
 import { json, readAll, waitFor } from './harness/streams.ts';
 import { canonicalDecimalText } from './support/reference-decimal.ts';
 
@@ -78,7 +77,7 @@ async function waitForRevisions(count: number): Promise<RevisionRow[]> {
   return waitFor(async () => {
     const rows = await revisions();
     return rows.length >= count && rows;
-  }, 20_000, `${count} revisions`);
+  }, 60_000, `${count} revisions`);
 }
 
 /**
@@ -88,13 +87,7 @@ async function waitForRevisions(count: number): Promise<RevisionRow[]> {
  * cleared only after its revision is written).
  */
 async function settled(): Promise<void> {
-  await waitFor(async () => {
-    const [raw, gateway, events, processed] = await Promise.all([
-      jsm.streams.info(CONSUMERS.gateway.stream), jsm.consumers.info(CONSUMERS.gateway.stream, CONSUMERS.gateway.durable),
-      jsm.streams.info(CONSUMERS.processor.stream), jsm.consumers.info(CONSUMERS.processor.stream, CONSUMERS.processor.durable),
-    ]);
-    return gateway.ack_floor.stream_seq === raw.state.last_seq && processed.ack_floor.stream_seq === events.state.last_seq && (await processor.store.dirtyDays()).length === 0;
-  }, 30_000, 'every sale processed and no day dirty');
+  await waitFor(async () => (await pipelineAcked(jsm)) && (await processor.store.dirtyDays()).length === 0, 60_000, 'every sale processed and no day dirty');
 }
 
 /** Revision 1 of store-1 (three sales) and store-2 (two). */
@@ -193,7 +186,7 @@ describe('daily view with revisions', () => {
     const rows = await waitFor(async () => {
       const all = (await revisions()).filter((r) => r.group_key === JSON.stringify(['store-3']));
       return all.at(-1)?.measures.orders === '50' && all;
-    }, 20_000, 'store-3 revised with all 50 sales');
+    }, 60_000, 'store-3 revised with all 50 sales');
     const result = await ch.client.query({
       query: `SELECT toUnixTimestamp64Milli(computed_at) AS at FROM ${ch.db}.report_revisions FINAL WHERE day = {day:Date} AND group_key = {g:String} ORDER BY revision`,
       query_params: { day, g: JSON.stringify(['store-3']) },
