@@ -9,7 +9,7 @@ import { storedAtMs } from '../src/nats/js-msg.ts';
 import { startProcessor, type Processor } from '../src/processors/processor.ts';
 import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
 import { testConfig } from './harness/config.ts';
-import { startTestIngest, type TestIngest } from './harness/ingest.ts';
+import { pipelineDrained, startTestIngest, type TestIngest } from './harness/ingest.ts';
 import { json, readAll, waitFor } from './harness/streams.ts';
 
 const logger = pino({ level: 'silent' });
@@ -49,18 +49,7 @@ const occurredAt = Date.now() - 60_000;
 const sale = (source: string, id: string | undefined, amount: string): string =>
   JSON.stringify({ ...(id === undefined ? {} : { id }), source, type: 'sale', occurredAt, data: { amount } });
 
-async function drained(): Promise<void> {
-  const { jsm } = ingest;
-  await waitFor(async () => {
-    const [raw, gateway, events, stored] = await Promise.all([
-      jsm.streams.info('INGEST'),
-      jsm.consumers.info('INGEST', 'gateway'),
-      jsm.streams.info('EVENTS'),
-      jsm.consumers.info('EVENTS', 'processor'),
-    ]);
-    return gateway.ack_floor.stream_seq === raw.state.last_seq && stored.ack_floor.stream_seq === events.state.last_seq;
-  }, 60_000, 'the gateway and the processor to ack everything');
-}
+const drained = () => pipelineDrained(ingest.jsm);
 
 type Row = { id: string; receivedAt: string; amount: string };
 

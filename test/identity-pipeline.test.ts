@@ -10,8 +10,8 @@ import { startProcessor, type Processor } from '../src/processors/processor.ts';
 import { dailyFigures } from '../src/sinks/clickhouse/daily-figures.ts';
 import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
 import { testConfig } from './harness/config.ts';
-import { startTestIngest, type TestIngest } from './harness/ingest.ts';
-import { json, readAll, waitFor } from './harness/streams.ts';
+import { pipelineDrained, startTestIngest, type TestIngest } from './harness/ingest.ts';
+import { json, readAll } from './harness/streams.ts';
 import { oracleDaily } from './support/oracle.ts';
 
 const report = {
@@ -97,18 +97,7 @@ function oracle(run: Send[], sourceName: (i: number) => string): { events: Tidem
   return { events, conflicts: conflicts.sort() };
 }
 
-async function drained(): Promise<void> {
-  const { jsm } = ingest;
-  await waitFor(async () => {
-    const [raw, gateway, events, stored] = await Promise.all([
-      jsm.streams.info('INGEST'),
-      jsm.consumers.info('INGEST', 'gateway'),
-      jsm.streams.info('EVENTS'),
-      jsm.consumers.info('EVENTS', 'processor'),
-    ]);
-    return gateway.ack_floor.stream_seq === raw.state.last_seq && stored.ack_floor.stream_seq === events.state.last_seq;
-  }, 30_000, 'the gateway and the processor to ack everything');
-}
+const drained = () => pipelineDrained(ingest.jsm);
 
 let runs = 0;
 

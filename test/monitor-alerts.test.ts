@@ -1,46 +1,36 @@
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
 import pino from 'pino';
 import { Registry } from 'prom-client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Config } from '../src/core/config.ts';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { TidemarkEvent } from '../src/core/envelope.ts';
-import { packBatch } from '../src/ingest/event-packs.ts';
 import { shiftedClock } from './support/clock.ts';
 import type { Alert, DeadlineMissedAlert, DelayedEventAlert, MissingDataAlert, ResolvedAlert } from '../src/monitor/alerts.ts';
 import { startMonitor, type Monitor } from '../src/monitor/monitor.ts';
-import { ensureTopology } from '../src/nats/topology.ts';
 import { publishAmendedAlert } from '../src/processors/daily/amended-alert.ts';
 import { businessDay } from '../src/core/business-day.ts';
 import type { RevisionRecord } from '../src/processors/logic/revisions.ts';
 import { insertRevisions } from '../src/sinks/clickhouse/revisions-table.ts';
-import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
+import { closeTestClickHouse } from './harness/clickhouse.ts';
 import { testConfig } from './harness/config.ts';
-import { checksRan } from './harness/monitor.ts';
-import { startTestNats, type TestNats } from './harness/nats.ts';
-import { json, readAll, streamCount, waitFor } from './harness/streams.ts';
+import { checksRan, monitorDrained, publishPacked } from './harness/monitor.ts';
+import { startTestStack, type TestStack } from './harness/stack.ts';
+import { json, readAll, waitFor } from './harness/streams.ts';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
 /** Virtual start: 02:00 in Taipei on 2030-01-15 (18:00Z the day before), aligned to every bucket. */
 const T0 = Date.parse('2030-01-15T02:00:00+08:00');
 
-let server: TestNats;
-let ch: TestClickHouse;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
+let stack: TestStack;
+let { ch, nc, js, jsm, config } = {} as TestStack;
 let monitor: Monitor;
-let config: Config;
-const registry = new Registry();
-const clock = shiftedClock();
+let registry: Registry;
+let clock: ReturnType<typeof shiftedClock>;
 const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
 
-beforeAll(async () => {
-  server = await startTestNats();
-  ch = await openTestClickHouse();
-  config = testConfig({
-    clickhouse: { database: ch.db },
+// each test gets its own nats-server, database and monitor, with the clock at T0: it reads only what it raised
+beforeEach(async () => {
+  stack = await startTestStack((database) => testConfig({
+    clickhouse: { database },
     reports: [{ name: 'revenue', types: ['sale'], timeZone: 'Asia/Taipei', groupBy: ['source'], measures: { orders: { fn: 'count' } } }],
     slas: [
       { name: 'late', source: '*', type: 'sale', maxDelay: '1h' },
@@ -50,22 +40,20 @@ beforeAll(async () => {
       { name: 'close', source: 'none', deadlines: [{ report: 'revenue', status: 'final', by: '2h' }] },
     ],
     monitor: { groupWait: '10s', groupInterval: '5m', resolveAfter: '5m', grace: '1s', tick: '100ms', batchSize: 5_000, stats: { every: '1s' } },
-  });
-  nc = await connect({ servers: server.url });
-  jsm = await jetstreamManager(nc);
-  js = jetstream(nc);
-  await ensureTopology(jsm, config);
+  }));
+  ({ ch, nc, js, jsm, config } = stack);
+  registry = new Registry();
+  clock = shiftedClock();
   clock.jumpTo(T0);
   monitor = await startMonitor({ config, js, clickhouse: ch.client, logger, clock, registry });
 });
 
-afterAll(async () => {
+afterEach(async () => {
   await monitor?.stop();
-  await nc?.close();
-  await server?.dispose();
-  await ch?.dispose();
-  await closeTestClickHouse();
+  await stack?.dispose();
 });
+
+afterAll(closeTestClickHouse);
 
 let nextSeq = 1;
 function event(source: string, type: string, occurredAt: number, receivedAt: number): TidemarkEvent {
@@ -73,18 +61,8 @@ function event(source: string, type: string, occurredAt: number, receivedAt: num
   return { id: `${source}-${seq}`, type, source, key: null, occurredAt, receivedAt, data: {}, seq };
 }
 
-/** Straight onto EVENTS with core publishes, packed as a gateway packs them (what its output looks like), fast enough for a flood. */
-async function publish(events: TidemarkEvent[]): Promise<void> {
-  const before = await streamCount(jsm, 'EVENTS');
-  const packs = packBatch(events, { eventsPerMessage: 50, maxBytes: 512 * 1024 });
-  for (const { item } of packs) {
-    const h = headers();
-    for (const [k, v] of Object.entries(item.headers ?? {})) h.set(k, v);
-    nc.publish(item.subject, item.data, { headers: h });
-  }
-  await nc.flush();
-  await waitFor(async () => (await streamCount(jsm, 'EVENTS')) === before + packs.length, 60_000, 'events stored');
-}
+/** Packed 50 events a message, as a gateway packs them. */
+const publish = (events: TidemarkEvent[]) => publishPacked(nc, jsm, events, 50);
 
 async function alerts<A extends Alert>(kind: A['kind'], source: string): Promise<A[]> {
   return (await readAll(js, jsm, 'ALERTS')).map((m) => json<A>(m)).filter((a) => a.kind === kind && a.source === source);
@@ -97,11 +75,7 @@ async function waitForAlerts<A extends Alert>(kind: A['kind'], source: string, c
   }, 60_000, `${count} ${kind} alert(s) for ${source}`);
 }
 
-/** Every event on EVENTS has been merged by the monitor. */
-const drained = () => waitFor(async () => {
-  const info = await jsm.consumers.info('EVENTS', 'monitor');
-  return info.num_pending === 0 && info.num_ack_pending === 0;
-}, 60_000, 'the monitor to read all events');
+const drained = () => monitorDrained(jsm);
 
 /** Every event merged and the clock-driven checks run twice more: an alert that should not come has had its chance. */
 const settle = async () => {
@@ -113,10 +87,13 @@ const revision = (day: string, group: string, revisionNo: number, status: Revisi
   report: 'revenue', day, group_key: group, group: { source: (JSON.parse(group) as string[])[0]! }, revision: revisionNo, status, reason: status === 'final' ? 'close' : 'new', computed_at: computedAt, known_at: computedAt, events: 1, late_events: 0, measures: { orders: '1' },
 });
 
+/** The test clock moves only forward. */
+const advanceTo = (at: number) => clock.jumpTo(Math.max(at, clock.now()));
+
 const exactP95 = (values: number[]) => [...values].sort((a, b) => a - b)[Math.ceil(0.95 * values.length) - 1]!;
 
-describe('delay-SLA monitor', { timeout: 120_000 }, () => {
-  it('groups a flood of 100k late events: the first alert groupWait after the first one, the rest in one update, exact counts and already published days', async () => {
+describe('delay-SLA monitor', { timeout: 240_000 }, () => {
+  it('groups a flood of 100k late events: the first alert groupWait after the first one, the rest in one update, exact counts and already published days; resolved after resolveAfter', async () => {
     // revenue's 2030-01-14 (Taipei) had a revision an hour before the flood arrived
     await insertRevisions(ch.client, ch.db, [revision('2030-01-14', '["flood"]', 1, 'preliminary', T0 - HOUR)]);
     const flood = Array.from({ length: 100_000 }, (_, i) => {
@@ -126,7 +103,7 @@ describe('delay-SLA monitor', { timeout: 120_000 }, () => {
     await publish(flood);
     await drained();
     // the first alert may have gone out while the flood was being merged (the clock runs): the rest comes in the update
-    clock.jumpTo(T0 + 10 * MIN + 2_000);
+    advanceTo(T0 + 10 * MIN + 2_000);
     const group = `delayed:late:flood:${new Date(T0).toISOString()}`;
     const raised = await waitFor(async () => {
       const found = await alerts<DelayedEventAlert>('DelayedEvent', 'flood');
@@ -145,35 +122,33 @@ describe('delay-SLA monitor', { timeout: 120_000 }, () => {
     expect(sorted.reduce((n, a) => n + a.changedPublished, 0)).toBe(flood.filter((e) => businessDay(e.occurredAt, 'Asia/Taipei') === '2030-01-14').length);
     expect([...new Set(sorted.flatMap((a) => a.reportDays))].sort()).toEqual(['revenue/2030-01-14', 'revenue/2030-01-15']);
     if (sorted.length === 1) expect(Math.abs(sorted[0]!.p95DelayMs - exactP95(delays))).toBeLessThanOrEqual(exactP95(delays) * 0.01);
-  });
-
-  it('resolves the flood group once no late event was received for resolveAfter', async () => {
-    const group = `delayed:late:flood:${new Date(T0).toISOString()}`;
-    clock.jumpTo(T0 + 10 * MIN + 5 * MIN + 2_000);
+    // once no late event was received for resolveAfter, the group resolves
+    advanceTo(T0 + 10 * MIN + 5 * MIN + 2_000);
     const [resolved] = await waitForAlerts<Extract<Alert, { resolvedKind: 'DelayedEvent' }>>('Resolved', 'flood', 1);
     expect(resolved).toMatchObject({ id: `resolved:${group}`, resolves: group, resolvedKind: 'DelayedEvent', totalCount: 100_000 });
   });
 
   it('raises MissingData by the clock for a source that never sent anything, once per outage, and Resolved when it comes', async () => {
+    // the monitor started at T0, inside [T0, T0+5m): the first interval it can judge is [T0+5m, T0+10m)
+    advanceTo(T0 + 10 * MIN + 2_000);
     const [missing] = await waitForAlerts<MissingDataAlert>('MissingData', 'feed-1', 1);
-    // the monitor started inside [T0, T0+5m), so the first interval it can judge is the next one
     expect(missing).toMatchObject({ id: `missing:feed:feed-1:every:${new Date(T0 + 5 * MIN).toISOString()}`, schedule: 'every', windowStart: T0 + 5 * MIN, at: T0 + 10 * MIN });
-    clock.jumpTo(T0 + 30 * MIN);
+    advanceTo(T0 + 30 * MIN);
     await settle();
     expect(await alerts('MissingData', 'feed-1')).toHaveLength(1);
     await publish([event('feed-1', 'tick', T0 + 31 * MIN, T0 + 31 * MIN)]);
-    clock.jumpTo(T0 + 32 * MIN);
+    advanceTo(T0 + 32 * MIN);
     const [resolved] = await waitForAlerts<ResolvedAlert>('Resolved', 'feed-1', 1);
     expect(resolved).toMatchObject({ resolves: missing!.id, resolvedKind: 'MissingData', at: T0 + 31 * MIN, arrivedAt: T0 + 31 * MIN, lateByMs: 21 * MIN });
   });
 
   it('raises MissingData when day D has no data by D+1 06:00 in the SLA zone, and Resolved with how late it came', async () => {
     const deadline = Date.parse('2030-01-15T06:00:00+08:00');
-    clock.jumpTo(deadline + 2_000);
+    advanceTo(deadline + 2_000);
     const [missing] = await waitForAlerts<MissingDataAlert>('MissingData', 'store-9', 1);
     expect(missing).toMatchObject({ id: 'missing:nightly:store-9:daily:2030-01-14', day: '2030-01-14', at: deadline, expectedBy: deadline });
     const arrived = deadline + 90 * MIN;
-    clock.jumpTo(arrived + 2_000);
+    advanceTo(arrived + 2_000);
     await publish([event('store-9', 'sale', Date.parse('2030-01-14T12:00:00+08:00'), arrived)]);
     const [resolved] = await waitForAlerts<ResolvedAlert>('Resolved', 'store-9', 1);
     expect(resolved).toMatchObject({ resolves: missing!.id, day: '2030-01-14', at: arrived, lateByMs: 90 * MIN });
@@ -185,11 +160,11 @@ describe('delay-SLA monitor', { timeout: 120_000 }, () => {
       revision('2030-01-15', '["a"]', 1, 'final', deadline - HOUR),
       revision('2030-01-15', '["b"]', 1, 'preliminary', T0 + HOUR),
     ]);
-    clock.jumpTo(deadline + 2_000);
+    advanceTo(deadline + 2_000);
     const [missed] = await waitForAlerts<DeadlineMissedAlert>('DeadlineMissed', 'revenue', 1);
     expect(missed).toMatchObject({ id: 'deadline:revenue:final:2030-01-15', day: '2030-01-15', status: 'final', at: deadline, lagging: [{ groupKey: '["b"]', status: 'preliminary' }] });
     await insertRevisions(ch.client, ch.db, [revision('2030-01-15', '["b"]', 2, 'final', deadline + HOUR)]);
-    clock.jumpTo(deadline + HOUR + 2_000);
+    advanceTo(deadline + HOUR + 2_000);
     const [resolved] = await waitForAlerts<ResolvedAlert>('Resolved', 'revenue', 1);
     expect(resolved).toMatchObject({ resolves: missed!.id, resolvedKind: 'DeadlineMissed', at: deadline + HOUR, lateByMs: HOUR });
   });
@@ -209,13 +184,13 @@ describe('delay-SLA monitor', { timeout: 120_000 }, () => {
   it('keeps p50/p95/p99 and late share per source over sliding windows, in delay_stats and on /metrics', async () => {
     const now = clock.now();
     const delays = Array.from({ length: 1_000 }, (_, i) => i * 10_000);
-    // received over [now - 2m, now - 20s): they stay inside the sliding 5m window for minutes of a slow machine
-    await publish(delays.map((d, i) => event('stats-a', 'ping', now - 2 * MIN + i * 100 - d, now - 2 * MIN + i * 100)));
+    // received over [now - 60s, now - 20s): they stay inside the sliding 5m window for four minutes of a slow machine
+    await publish(delays.map((d, i) => event('stats-a', 'ping', now - MIN + i * 40 - d, now - MIN + i * 40)));
     const rows = await waitFor(async () => {
       const written = await monitor.flushStats();
       const mine = written.filter((r) => r.source === 'stats-a' && r.windowLabel === '5m');
       return mine[0]?.events === 1_000 && mine;
-    }, 60_000, 'delay stats for stats-a');
+    }, 150_000, 'delay stats for stats-a');
     const sorted = [...delays].sort((a, b) => a - b);
     const exact = (q: number) => sorted[Math.ceil(q * sorted.length) - 1]!;
     const row = rows[0]!;
@@ -234,6 +209,16 @@ describe('delay-SLA monitor', { timeout: 120_000 }, () => {
   });
 
   it('has every alert on ALERTS exactly once, and each in the alerts table', async () => {
+    // alerts of three kinds to hold on to: a late sale, a silent feed, and the late group's resolve
+    const at = clock.now();
+    await publish([event('once-1', 'sale', at - 2 * HOUR, at)]);
+    await drained();
+    advanceTo(T0 + 10 * MIN + 2_000);
+    await waitForAlerts<DelayedEventAlert>('DelayedEvent', 'once-1', 1);
+    await waitForAlerts<MissingDataAlert>('MissingData', 'feed-1', 1);
+    advanceTo(clock.now() + 5 * MIN + 2_000);
+    await waitForAlerts<ResolvedAlert>('Resolved', 'once-1', 1);
+    await settle();
     const onStream = (await readAll(js, jsm, 'ALERTS')).map((m) => json<{ id: string }>(m).id);
     expect(new Set(onStream).size).toBe(onStream.length);
     const inTable = await waitFor(async () => {

@@ -1,7 +1,5 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,11 +8,10 @@ import { encodeEvent, eventSubject, type TidemarkEvent } from '../src/core/envel
 import { shiftedClock } from './support/clock.ts';
 import type { Alert } from '../src/monitor/alerts.ts';
 import { startMonitor, type Monitor } from '../src/monitor/monitor.ts';
-import { ensureTopology } from '../src/nats/topology.ts';
 import { deliverWebhook, verifySignature, webhookRoutes } from '../src/sinks/webhooks.ts';
-import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
+import { closeTestClickHouse } from './harness/clickhouse.ts';
 import { testConfig } from './harness/config.ts';
-import { startTestNats, type TestNats } from './harness/nats.ts';
+import { startTestStack, type TestStack } from './harness/stack.ts';
 import { waitFor } from './harness/streams.ts';
 
 const MIN = 60_000;
@@ -23,11 +20,8 @@ const SECRETS: Record<string, string> = { '/a': 's3cret', '/b': 'b-secret' };
 
 type Received = { path: string; attempt: number; id: string; signed: boolean; alert: Alert };
 
-let server: TestNats;
-let ch: TestClickHouse;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
+let stack: TestStack;
+let { ch, nc, js, jsm, config } = {} as TestStack;
 let monitor: Monitor;
 let receiver: Server;
 let base: string;
@@ -63,10 +57,8 @@ function startReceiver(): Promise<void> {
 
 beforeAll(async () => {
   await startReceiver();
-  server = await startTestNats();
-  ch = await openTestClickHouse();
-  const config = testConfig({
-    clickhouse: { database: ch.db },
+  stack = await startTestStack((database) => testConfig({
+    clickhouse: { database },
     slas: [
       { name: 'feed', source: 'feed-1', type: 'tick', expect: { every: '1m' } },
       { name: 'other', source: 'other-1', type: 'tick', expect: { every: '1m' } },
@@ -82,20 +74,15 @@ beforeAll(async () => {
         { url: `${base}/c`, kinds: ['MissingData'], sources: ['other-*'], backoff: '50ms', maxAttempts: 3 },
       ],
     },
-  });
-  nc = await connect({ servers: server.url });
-  jsm = await jetstreamManager(nc);
-  js = jetstream(nc);
-  await ensureTopology(jsm, config);
+  }));
+  ({ ch, nc, js, jsm, config } = stack);
   clock.jumpTo(T0);
   monitor = await startMonitor({ config, js, clickhouse: ch.client, logger, clock, registry, env: { TEST_HOOK_SECRET: 'b-secret' } });
 });
 
 afterAll(async () => {
   await monitor?.stop();
-  await nc?.close();
-  await server?.dispose();
-  await ch?.dispose();
+  await stack?.dispose();
   await closeTestClickHouse();
   await new Promise((r) => receiver?.close(r));
 });

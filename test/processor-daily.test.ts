@@ -1,16 +1,15 @@
 import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import pino from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { shiftedClock } from './support/clock.ts';
 import type { AmendedAlert } from '../src/processors/daily/amended-alert.ts';
-import { CONSUMERS } from '../src/nats/topology.ts';
 import { businessDay, closeAtMs } from '../src/core/business-day.ts';
 import { startProcessor, type Processor } from '../src/processors/processor.ts';
 import { dailyFigures } from '../src/sinks/clickhouse/daily-figures.ts';
 import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
 import { testConfig } from './harness/config.ts';
-import { startTestIngest, type TestIngest } from './harness/ingest.ts';
+import { pipelineAcked, startTestIngest, type TestIngest } from './harness/ingest.ts';
 import { json, readAll, waitFor } from './harness/streams.ts';
 import { canonicalDecimalText } from './support/reference-decimal.ts';
 
@@ -30,12 +29,14 @@ let nc: NatsConnection;
 let js: JetStreamClient;
 let jsm: JetStreamManager;
 let processor: Processor;
-const clock = shiftedClock();
+let clock: ReturnType<typeof shiftedClock>;
 const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
 
 type RevisionRow = { group_key: string; revision: number; status: string; reason: string; events: string; late_events: string; known_at: string; measures: Record<string, string> };
 
-beforeAll(async () => {
+// each test gets its own nats-server, database, processor and clock, and builds the day it reads from scratch
+beforeEach(async () => {
+  clock = shiftedClock();
   ch = await openTestClickHouse();
   const config = testConfig({ reports: [report], clickhouse: { database: ch.db } });
   ingest = await startTestIngest(config);
@@ -43,12 +44,13 @@ beforeAll(async () => {
   processor = await startProcessor({ config, js, clickhouse: ch.client, logger, clock, revisorIntervalMs: 50 });
 });
 
-afterAll(async () => {
+afterEach(async () => {
   await processor?.stop();
   await ingest?.dispose();
   await ch?.dispose();
-  await closeTestClickHouse();
 });
+
+afterAll(closeTestClickHouse);
 
 const yesterdayNoonTaipei = (() => {
   const today = businessDay(Date.now(), 'Asia/Taipei');
@@ -75,7 +77,7 @@ async function waitForRevisions(count: number): Promise<RevisionRow[]> {
   return waitFor(async () => {
     const rows = await revisions();
     return rows.length >= count && rows;
-  }, 20_000, `${count} revisions`);
+  }, 60_000, `${count} revisions`);
 }
 
 /**
@@ -85,23 +87,39 @@ async function waitForRevisions(count: number): Promise<RevisionRow[]> {
  * cleared only after its revision is written).
  */
 async function settled(): Promise<void> {
-  await waitFor(async () => {
-    const [raw, gateway, events, processed] = await Promise.all([
-      jsm.streams.info(CONSUMERS.gateway.stream), jsm.consumers.info(CONSUMERS.gateway.stream, CONSUMERS.gateway.durable),
-      jsm.streams.info(CONSUMERS.processor.stream), jsm.consumers.info(CONSUMERS.processor.stream, CONSUMERS.processor.durable),
-    ]);
-    return gateway.ack_floor.stream_seq === raw.state.last_seq && processed.ack_floor.stream_seq === events.state.last_seq && (await processor.store.dirtyDays()).length === 0;
-  }, 30_000, 'every sale processed and no day dirty');
+  await waitFor(async () => (await pipelineAcked(jsm)) && (await processor.store.dirtyDays()).length === 0, 60_000, 'every sale processed and no day dirty');
 }
+
+/** Revision 1 of store-1 (three sales) and store-2 (two). */
+const firstRevisions = async () => {
+  sale('a1', 'store-1', '129.90');
+  sale('a2', 'store-1', '0.10');
+  sale('a3', 'store-1', '70.00');
+  sale('b1', 'store-2', '5');
+  sale('b2', 'store-2', '0.05');
+  return waitForRevisions(2);
+};
+
+/** Two late sales and a duplicate of a1 for store-1: revision 2. */
+const lateBurst = async () => {
+  sale('a4', 'store-1', '0.01');
+  sale('a5', 'store-1', '0.02');
+  sale('a1', 'store-1', '129.90');
+  const rows = await waitForRevisions(3);
+  // a1 was sent after a5 on one connection, so once #2 (with a5) exists a1 is on its way: wait until it is processed too
+  await settled();
+  return rows;
+};
+
+/** The day's close by the clock: a final revision per group. */
+const closeDay = async (count: number) => {
+  clock.jumpTo(closeAtMs(day, testConfig({ reports: [report] }).reports[0]!) + 1);
+  return waitForRevisions(count);
+};
 
 describe('daily view with revisions', () => {
   it('publishes revision 1 per group, exact to the cent', async () => {
-    sale('a1', 'store-1', '129.90');
-    sale('a2', 'store-1', '0.10');
-    sale('a3', 'store-1', '70.00');
-    sale('b1', 'store-2', '5');
-    sale('b2', 'store-2', '0.05');
-    const rows = await waitForRevisions(2);
+    const rows = await firstRevisions();
     expect(summary(rows)).toEqual([
       'store-1 #1 preliminary/new amount=200 orders=3 max=129.9 events=3 late=0',
       'store-2 #1 preliminary/new amount=5.05 orders=2 max=5 events=2 late=0',
@@ -109,12 +127,8 @@ describe('daily view with revisions', () => {
   });
 
   it('turns a burst of late events into one revision n+1, and ignores duplicates', async () => {
-    sale('a4', 'store-1', '0.01');
-    sale('a5', 'store-1', '0.02');
-    sale('a1', 'store-1', '129.90');
-    const rows = await waitForRevisions(3);
-    // a1 was sent after a5 on one connection, so once #2 (with a5) exists a1 is on its way: wait until it is processed too
-    await settled();
+    await firstRevisions();
+    const rows = await lateBurst();
     expect(summary(await revisions())).toEqual([
       'store-1 #1 preliminary/new amount=200 orders=3 max=129.9 events=3 late=0',
       'store-1 #2 preliminary/late amount=200.03 orders=5 max=129.9 events=5 late=2',
@@ -124,8 +138,9 @@ describe('daily view with revisions', () => {
   });
 
   it('finalises every group at close by the clock, with no event flowing', async () => {
-    clock.jumpTo(closeAtMs(day, testConfig({ reports: [report] }).reports[0]!) + 1);
-    await waitForRevisions(5);
+    await firstRevisions();
+    await lateBurst();
+    await closeDay(5);
     expect(summary(await revisions()).filter((r) => r.includes('final'))).toEqual([
       'store-1 #3 final/close amount=200.03 orders=5 max=129.9 events=5 late=2',
       'store-2 #2 final/close amount=5.05 orders=2 max=5 events=2 late=0',
@@ -133,8 +148,10 @@ describe('daily view with revisions', () => {
   });
 
   it('amends a final figure when an event arrives after close, and raises an alert', async () => {
+    await firstRevisions();
+    await closeDay(4);
     sale('b3', 'store-2', '1000.5');
-    const rows = await waitForRevisions(6);
+    const rows = await waitForRevisions(5);
     expect(summary(rows).at(-1)).toBe('store-2 #3 amended/amend amount=1005.55 orders=3 max=1000.5 events=3 late=1');
     const alerts = await waitFor(async () => {
       const all = (await readAll(js, jsm, 'ALERTS')).filter((m) => m.subject === 'alerts.amended.revenue');
@@ -143,9 +160,16 @@ describe('daily view with revisions', () => {
     expect(json<AmendedAlert>(alerts[0]!)).toMatchObject({ kind: 'ReportAmended', day, revision: 3, before: { amount: '5.05' }, after: { amount: '1005.55' } });
   });
 
-  it('agrees with the raw events as of each revision', async () => {
+  it('agrees with the raw events as of each revision: new, late, final and amended', async () => {
+    await firstRevisions();
+    await lateBurst();
+    await closeDay(5);
+    sale('b3', 'store-2', '1000.5');
+    await waitForRevisions(6);
     const config = testConfig({ reports: [report] });
-    for (const row of await revisions()) {
+    const rows = await revisions();
+    expect(new Set(rows.map((r) => r.reason))).toEqual(new Set(['new', 'late', 'close', 'amend']));
+    for (const row of rows) {
       const figures = await dailyFigures(ch.client, ch.db, config.reports[0]!, day, Number(row.known_at));
       const figure = figures.find((f) => f.groupKey === row.group_key)!;
       const expected = Object.fromEntries(Object.entries(row.measures).map(([k, v]) => [k, canonicalDecimalText(v)]));
@@ -162,7 +186,7 @@ describe('daily view with revisions', () => {
     const rows = await waitFor(async () => {
       const all = (await revisions()).filter((r) => r.group_key === JSON.stringify(['store-3']));
       return all.at(-1)?.measures.orders === '50' && all;
-    }, 20_000, 'store-3 revised with all 50 sales');
+    }, 60_000, 'store-3 revised with all 50 sales');
     const result = await ch.client.query({
       query: `SELECT toUnixTimestamp64Milli(computed_at) AS at FROM ${ch.db}.report_revisions FINAL WHERE day = {day:Date} AND group_key = {g:String} ORDER BY revision`,
       query_params: { day, g: JSON.stringify(['store-3']) },

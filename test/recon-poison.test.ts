@@ -1,36 +1,26 @@
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Config } from '../src/core/config.ts';
 import { shiftedClock } from './support/clock.ts';
 import type { DlqRecord } from '../src/nats/dlq.ts';
-import { ensureTopology } from '../src/nats/topology.ts';
 import { durableName } from '../src/reconcile/feeds.ts';
 import { stateKey } from '../src/reconcile/logic/keys.ts';
 import { stateBucket } from '../src/reconcile/state-store.ts';
 import { startReconcileStreaming, type ReconcileStreaming } from '../src/reconcile/streaming.ts';
-import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
+import { closeTestClickHouse } from './harness/clickhouse.ts';
 import { testConfig } from './harness/config.ts';
-import { startTestNats, type TestNats } from './harness/nats.ts';
+import { startTestStack, type TestStack } from './harness/stack.ts';
 import { json, readAll, waitFor } from './harness/streams.ts';
 
-let server: TestNats;
-let ch: TestClickHouse;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
-let config: Config;
+let stack: TestStack;
+let { ch, nc, js, jsm, config } = {} as TestStack;
 let role: ReconcileStreaming | undefined;
 const clock = shiftedClock();
 const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
 
 beforeAll(async () => {
-  server = await startTestNats();
-  ch = await openTestClickHouse();
-  config = testConfig({
-    clickhouse: { database: ch.db },
+  stack = await startTestStack((database) => testConfig({
+    clickhouse: { database },
     nats: { ackWait: '5s', poisonAfter: 3 },
     reconciliations: [{
       name: 'pz',
@@ -41,18 +31,13 @@ beforeAll(async () => {
       lag: '1h',
       stream: { batchSize: 50, tick: '50ms' },
     }],
-  });
-  nc = await connect({ servers: server.url });
-  jsm = await jetstreamManager(nc);
-  js = jetstream(nc);
-  await ensureTopology(jsm, config);
+  }));
+  ({ ch, nc, js, jsm, config } = stack);
 }, 60_000);
 
 afterAll(async () => {
   await role?.stop();
-  await nc?.close();
-  await server?.dispose();
-  await ch?.dispose();
+  await stack?.dispose();
   await closeTestClickHouse();
 });
 

@@ -1,13 +1,9 @@
 import { hostname } from 'node:os';
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Config } from '../src/core/config.ts';
 import { isTidemarkError } from '../src/core/errors.ts';
 import { systemClock } from '../src/core/time.ts';
 import { startNatsGateway, type NatsGateway } from '../src/ingest/nats-gateway.ts';
-import { ensureTopology } from '../src/nats/topology.ts';
 import { businessDay } from '../src/core/business-day.ts';
 import { startProcessor, type Processor } from '../src/processors/processor.ts';
 import type { ReconAlert } from '../src/reconcile/alert.ts';
@@ -15,17 +11,13 @@ import { runBatch } from '../src/reconcile/batch-run.ts';
 import { openClaims, type Claims } from '../src/reconcile/claims.ts';
 import { ensureReconStream } from '../src/reconcile/feeds.ts';
 import { acknowledge, listDiscrepancies, listRuns, summarize } from '../src/reconcile/history.ts';
-import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
+import { closeTestClickHouse } from './harness/clickhouse.ts';
 import { testConfig } from './harness/config.ts';
-import { startTestNats, type TestNats } from './harness/nats.ts';
+import { startTestStack, type TestStack } from './harness/stack.ts';
 import { json, readAll, unpack, waitFor } from './harness/streams.ts';
 
-let server: TestNats;
-let ch: TestClickHouse;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
-let config: Config;
+let stack: TestStack;
+let { ch, nc, js, jsm, config } = {} as TestStack;
 let claims: Claims;
 let gateway: NatsGateway;
 let processor: Processor;
@@ -35,10 +27,8 @@ const day = businessDay(Date.now() - 86_400_000, TZ);
 const ROWS = 20_000;
 
 beforeAll(async () => {
-  server = await startTestNats();
-  ch = await openTestClickHouse();
-  config = testConfig({
-    clickhouse: { database: ch.db },
+  stack = await startTestStack((database) => testConfig({
+    clickhouse: { database },
     reports: [{ name: 'adjustments', types: ['adjustment'], timeZone: TZ, groupBy: ['source'], measures: { amount: { fn: 'sum', field: 'amount' } }, coalesce: '100ms' }],
     reconciliations: [{
       name: 'till',
@@ -51,11 +41,8 @@ beforeAll(async () => {
       correction: { sourceField: 'store', type: 'adjustment', fields: ['amount'] },
       alert: { threshold: 5 },
     }],
-  });
-  nc = await connect({ servers: server.url });
-  jsm = await jetstreamManager(nc);
-  js = jetstream(nc);
-  await ensureTopology(jsm, config);
+  }));
+  ({ ch, nc, js, jsm, config } = stack);
   await ensureReconStream(jsm, 1);
   claims = await openClaims(js, { clock: systemClock, owner: `test@${hostname()}`, leaseMs: 5_000 });
   gateway = await startNatsGateway({ js, nc, config, logger });
@@ -75,9 +62,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await processor?.stop();
   await gateway?.stop();
-  await nc?.close();
-  await server?.dispose();
-  await ch?.dispose();
+  await stack?.dispose();
   await closeTestClickHouse();
 });
 

@@ -1,25 +1,17 @@
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Config } from '../src/core/config.ts';
 import { shiftedClock } from './support/clock.ts';
 import { startNatsGateway, type NatsGateway } from '../src/ingest/nats-gateway.ts';
-import { ensureTopology } from '../src/nats/topology.ts';
 import type { ReconAlert } from '../src/reconcile/alert.ts';
 import { durableName } from '../src/reconcile/feeds.ts';
 import { startReconcileStreaming, type ReconcileStreaming } from '../src/reconcile/streaming.ts';
-import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
+import { closeTestClickHouse } from './harness/clickhouse.ts';
 import { testConfig } from './harness/config.ts';
-import { startTestNats, type TestNats } from './harness/nats.ts';
+import { startTestStack, type TestStack } from './harness/stack.ts';
 import { json, readAll, unpack, waitFor } from './harness/streams.ts';
 
-let server: TestNats;
-let ch: TestClickHouse;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
-let config: Config;
+let stack: TestStack;
+let { ch, nc, js, jsm, config } = {} as TestStack;
 let role: ReconcileStreaming | undefined;
 let gateway: NatsGateway;
 const clock = shiftedClock();
@@ -27,10 +19,8 @@ const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
 const HOUR = 3_600_000;
 
 beforeAll(async () => {
-  server = await startTestNats();
-  ch = await openTestClickHouse();
-  config = testConfig({
-    clickhouse: { database: ch.db },
+  stack = await startTestStack((database) => testConfig({
+    clickhouse: { database },
     nats: { ackWait: '2s' },
     reconciliations: [{
       name: 'settle',
@@ -53,20 +43,15 @@ beforeAll(async () => {
       lag: '1h',
       stream: { tick: '50ms' },
     }],
-  });
-  nc = await connect({ servers: server.url });
-  jsm = await jetstreamManager(nc);
-  js = jetstream(nc);
-  await ensureTopology(jsm, config);
+  }));
+  ({ ch, nc, js, jsm, config } = stack);
   gateway = await startNatsGateway({ js, nc, config, logger });
 });
 
 afterAll(async () => {
   await role?.stop();
   await gateway?.stop();
-  await nc?.close();
-  await server?.dispose();
-  await ch?.dispose();
+  await stack?.dispose();
   await closeTestClickHouse();
 });
 

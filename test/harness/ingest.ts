@@ -5,6 +5,7 @@ import type { Config } from '../../src/core/config.ts';
 import { startNatsGateway, type NatsGateway } from '../../src/ingest/nats-gateway.ts';
 import { ensureTopology } from '../../src/nats/topology.ts';
 import { startTestNats, type TestNats } from './nats.ts';
+import { waitFor } from './streams.ts';
 
 export type TestIngest = {
   server: TestNats;
@@ -36,3 +37,16 @@ export async function startTestIngest(config: Config): Promise<TestIngest> {
     },
   };
 }
+
+/** The gateway and the processor have acknowledged everything on INGEST and EVENTS: each acks only after what a message caused is durable. */
+export async function pipelineAcked(jsm: JetStreamManager): Promise<boolean> {
+  const [raw, gateway, events, stored] = await Promise.all([
+    jsm.streams.info('INGEST'),
+    jsm.consumers.info('INGEST', 'gateway'),
+    jsm.streams.info('EVENTS'),
+    jsm.consumers.info('EVENTS', 'processor'),
+  ]);
+  return gateway.ack_floor.stream_seq === raw.state.last_seq && stored.ack_floor.stream_seq === events.state.last_seq;
+}
+
+export const pipelineDrained = (jsm: JetStreamManager) => waitFor(() => pipelineAcked(jsm), 60_000, 'the gateway and the processor to ack everything');
