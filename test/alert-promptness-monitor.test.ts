@@ -10,7 +10,7 @@ import { shiftedClock } from './support/clock.ts';
 import type { Alert, MissingDataAlert } from '../src/monitor/alerts.ts';
 import { startMonitor, type Monitor } from '../src/monitor/monitor.ts';
 import { CONSUMERS, ensureTopology } from '../src/nats/topology.ts';
-import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
+import { type TestClickHouse, useTestClickHouse } from './harness/clickhouse.ts';
 import { testConfig } from './harness/config.ts';
 import { startTestNats, type TestNats } from './harness/nats.ts';
 import { json, readAll, waitFor } from './harness/streams.ts';
@@ -109,16 +109,7 @@ async function dueExactlyAt(rig: Rig, dueAt: number, match: (a: Alert) => boolea
   return { delayMs, alert };
 }
 
-let ch: TestClickHouse;
-
-beforeAll(async () => {
-  ch = await openTestClickHouse();
-});
-
-afterAll(async () => {
-  await ch?.dispose();
-  await closeTestClickHouse();
-});
+const ch = useTestClickHouse();
 
 describe('clock-driven monitor alerts go out at their due instant', () => {
   let rig: Rig;

@@ -3,7 +3,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pino from 'pino';
 import { Registry } from 'prom-client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { systemClock } from '../src/core/time.ts';
 import { ensureTopology } from '../src/nats/topology.ts';
 import type { AmendedAlert } from '../src/processors/daily/amended-alert.ts';
@@ -16,7 +16,7 @@ import { runBatch } from '../src/reconcile/batch-run.ts';
 import { openClaims } from '../src/reconcile/claims.ts';
 import { ensureReconStream } from '../src/reconcile/feeds.ts';
 import type { SagaParkedAlert } from '../src/saga/alerts.ts';
-import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
+import { useTestClickHouse } from './harness/clickhouse.ts';
 import { testConfig } from './harness/config.ts';
 import { startTestIngest } from './harness/ingest.ts';
 import { startTestNats } from './harness/nats.ts';
@@ -45,16 +45,7 @@ function watch<A>(nc: NatsConnection, subject: string): { first: (match: (a: A) 
   return { first: (match, what) => waitFor(() => seen.find((s) => match(s.alert)), 20_000, what), stop: () => sub.unsubscribe() };
 }
 
-let ch: TestClickHouse;
-
-beforeAll(async () => {
-  ch = await openTestClickHouse();
-});
-
-afterAll(async () => {
-  await ch?.dispose();
-  await closeTestClickHouse();
-});
+const ch = useTestClickHouse();
 
 describe('ReportAmended', () => {
   it('is on alerts.> as soon as the amended revision is in ClickHouse', async () => {

@@ -1,18 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { onCluster, REPLICA_PATH } from '../src/clickhouse/cluster-ddl.ts';
 import { schemaStatements } from '../src/clickhouse/migrations.ts';
-import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
+import { useTestClickHouse } from './harness/clickhouse.ts';
 
-let ch: TestClickHouse;
-
-beforeAll(async () => {
-  ch = await openTestClickHouse();
-});
-
-afterAll(async () => {
-  await ch?.dispose();
-  await closeTestClickHouse();
-});
+const ch = useTestClickHouse();
 
 /** ClickHouse's own parser, through chDB: the statement as it would reformat it, or its syntax error. */
 async function formatted(statement: string): Promise<string> {

@@ -1,20 +1,13 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { MONEY_TYPE } from '../src/clickhouse/migrations.ts';
 import type { TidemarkEvent } from '../src/core/envelope.ts';
 import { dailyFigures } from '../src/sinks/clickhouse/daily-figures.ts';
 import { insertEvents } from '../src/sinks/clickhouse/events-table.ts';
-import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './harness/clickhouse.ts';
+import { useTestClickHouse } from './harness/clickhouse.ts';
 import { testConfig } from './harness/config.ts';
 import { oracleMeasures } from './support/oracle.ts';
 
-let ch: TestClickHouse;
-beforeAll(async () => {
-  ch = await openTestClickHouse();
-});
-afterAll(async () => {
-  await ch?.dispose();
-  await closeTestClickHouse();
-});
+const ch = useTestClickHouse();
 
 describe('money in ClickHouse', () => {
   it('sums ten million 0.1 to exactly 1000000 in the column type the tables use', async () => {
