@@ -1,5 +1,5 @@
-import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { JsMsg } from '@nats-io/jetstream';
 import { createInbox, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
@@ -21,8 +21,9 @@ export type ReadAheadLimit = {
  * max_bytes, then waits for heartbeats to time out once its batch is full): this
  * module speaks the pull protocol itself and wraps messages as the client does.
  */
-const requireHere = createRequire(import.meta.url);
-const { toJsMsg } = requireHere(join(dirname(requireHere.resolve('@nats-io/jetstream')), 'jsmsg.js')) as { toJsMsg: (msg: Msg, ackTimeoutMs?: number) => JsMsg };
+// imported, not required: under `node --import tsx/esm` a require() from this module fails (ERR_REQUIRE_CYCLE_MODULE)
+const jsmsgUrl = pathToFileURL(join(dirname(fileURLToPath(import.meta.resolve('@nats-io/jetstream'))), 'jsmsg.js')).href;
+const { toJsMsg } = (await import(jsmsgUrl)) as { toJsMsg: (msg: Msg, ackTimeoutMs?: number) => JsMsg };
 
 /** As consume()'s pulls (batch-consumer.ts), for the same failover reasons. */
 const PULL_EXPIRES_MS = 5_000;
