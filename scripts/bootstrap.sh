@@ -12,7 +12,7 @@ if ! command -v nats-server >/dev/null 2>&1; then
 fi
 nats-server --version
 
-# Debian's Chromium runs the page's browser test (test/ui-browser.test.ts); the page itself needs no build
+# Debian's Chromium runs the page's browser test (test/e2e/ui-browser.test.ts); the page itself needs no build
 if ! command -v chromium >/dev/null 2>&1; then
   echo "installing chromium (Debian package, for the browser test of the page)…"
   as_root apt-get update -qq

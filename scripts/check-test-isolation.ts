@@ -3,7 +3,7 @@
  * alone (`vitest run <file> -t <its name>`, exactly one test must pass), then the file in
  * full in a shuffled order (`--sequence.shuffle`, seed printed so a failure can be rerun).
  *
- *   npx tsx scripts/check-test-isolation.ts test/monitor-alerts.test.ts [more files] [--no-shuffle]
+ *   npx tsx scripts/check-test-isolation.ts test/integration/monitor-alerts.test.ts [more files] [--no-shuffle]
  *
  * Exits 1 when any run fails, with a line per failed run.
  */

@@ -1,0 +1,82 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openClickHouse } from '../../src/clickhouse/client.ts';
+import { freePort } from '../../src/nats/embedded-server.ts';
+import { DAILY_BUCKET, type StoredRevision } from '../../src/processors/daily/revision-store.ts';
+import { testConfig } from '../harness/config.ts';
+import { startTestIngest, type TestIngest } from '../harness/ingest.ts';
+import type { TestNats } from '../harness/nats.ts';
+import { exited, spawnTidemark, terminate, waitForDailyView } from '../harness/processes.ts';
+import { waitFor } from '../harness/streams.ts';
+import { expectOracleFigures, salesReport, seededSales } from '../support/seeded-stream.ts';
+
+const settings = {
+  nats: { ackWait: '1s' },
+  processor: { batchSize: 250 },
+  // small packs, so the kill lands between many acked and many unacked messages
+  ingest: { eventsPerMessage: 10 },
+  reports: [salesReport],
+};
+const config = testConfig(settings);
+const report = config.reports[0]!;
+
+let ingest: TestIngest;
+let server: TestNats;
+let nc: NatsConnection;
+let js: JetStreamClient;
+let jsm: JetStreamManager;
+let dir: string;
+let configFile: string;
+let chPort: number;
+
+beforeAll(async () => {
+  ingest = await startTestIngest(config);
+  ({ server, nc, js, jsm } = ingest);
+  dir = mkdtempSync(join(tmpdir(), 'tidemark-oracle-'));
+  configFile = join(dir, 'tidemark.yaml');
+  writeFileSync(configFile, JSON.stringify(settings));
+  chPort = await freePort();
+});
+
+afterAll(async () => {
+  await ingest?.dispose();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const startProcessorProcess = () => spawnTidemark(['processor', '--config', configFile], { NATS_URL: server.url, TIDEMARK_DATA_DIR: dir, TIDEMARK_CLICKHOUSE_HTTP_PORT: String(chPort) });
+
+describe('processor killed with SIGKILL mid-stream', () => {
+  it('ends with exactly the oracle figures, gap-free revisions, and raw events that agree', async () => {
+    const { unique, all } = seededSales(Date.now(), 12_000, 600);
+    let processor = startProcessorProcess();
+    for (const msg of all) nc.publish(msg.subject, msg.body);
+    await nc.flush();
+
+    await waitFor(async () => (await jsm.consumers.info('EVENTS', 'processor')).ack_floor.stream_seq > 250, 60_000, 'the processor to be under way');
+    processor.kill('SIGKILL');
+    await exited(processor);
+    const ackedAtKill = (await jsm.consumers.info('EVENTS', 'processor')).ack_floor.stream_seq;
+    expect(ackedAtKill).toBeLessThan((await jsm.streams.info('EVENTS')).state.last_seq);
+
+    processor = startProcessorProcess();
+    try {
+      await waitForDailyView(js, jsm, unique.length);
+    } finally {
+      expect(await terminate(processor)).toBe(0);
+    }
+    const kv = await new Kvm(js).open(DAILY_BUCKET);
+    for await (const key of await kv.keys('rev.>')) expect((await kv.get(key))!.json<StoredRevision>().written).toBe(true);
+
+    const client = openClickHouse(testConfig({ dataDir: dir }));
+    try {
+      await expectOracleFigures(client, config.clickhouse.database, report, unique);
+    } finally {
+      await client.close();
+    }
+  }, 180_000);
+});

@@ -1,0 +1,105 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BASE_SETTINGS } from '../../src/clickhouse/client.ts';
+import { serveEmbeddedClickHouse, type EmbeddedClickHouseServer } from '../../src/clickhouse/http-server/server.ts';
+import { migrate } from '../../src/clickhouse/migrations.ts';
+import { eventIdentity } from '../../src/core/identity.ts';
+import { testConfig } from '../harness/config.ts';
+import { startTestIngest, type TestIngest } from '../harness/ingest.ts';
+import { exited, spawnTidemark, terminate, waitForDailyView } from '../harness/processes.ts';
+import { readAll, unpack, waitFor } from '../harness/streams.ts';
+
+// README, Two commands: "Ctrl-C drains the consumers, flushes ClickHouse and stops the
+// server; it exits 0". A processor gets SIGTERM while events keep arriving: it exits 0,
+// every event it acked is in ClickHouse, and a processor started after it stores the rest,
+// each event once.
+const settings = {
+  nats: { ackWait: '2s' },
+  processor: { batchSize: 200 },
+  ingest: { eventsPerMessage: 10 },
+  reports: [{ name: 'revenue', types: ['sale'], timeZone: 'UTC', groupBy: ['source'], measures: { amount: { fn: 'sum', field: 'amount' } }, coalesce: '100ms' }],
+};
+const config = testConfig(settings);
+const db = config.clickhouse.database;
+
+let ingest: TestIngest;
+let clickhouse: EmbeddedClickHouseServer;
+let client: ClickHouseClient;
+let dir: string;
+let configFile: string;
+
+beforeAll(async () => {
+  ingest = await startTestIngest(config);
+  dir = mkdtempSync(join(tmpdir(), 'tidemark-drain-'));
+  configFile = join(dir, 'tidemark.json');
+  writeFileSync(configFile, JSON.stringify(settings));
+  clickhouse = (await serveEmbeddedClickHouse(testConfig({ dataDir: dir }), { port: 0 }))!;
+  client = createClient({ url: clickhouse.url, clickhouse_settings: BASE_SETTINGS });
+  await migrate(client, db);
+}, 60_000);
+
+afterAll(async () => {
+  await client?.close();
+  await clickhouse?.close();
+  await ingest?.dispose();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+const startProcessor = () => spawnTidemark(['processor', '--config', configFile], { NATS_URL: ingest.server.url, CLICKHOUSE_URL: clickhouse.url, TIDEMARK_DATA_DIR: dir });
+
+async function storedIds(): Promise<Set<string>> {
+  const result = await client.query({ query: `SELECT source, id FROM ${db}.events FINAL`, format: 'JSONEachRow' });
+  return new Set((await result.json<{ source: string; id: string }>()).map((r) => eventIdentity(r.source, r.id)));
+}
+
+describe('a processor stopped with SIGTERM while events arrive', () => {
+  it('exits 0 with every acked event in ClickHouse; the next processor stores the rest, each once', async () => {
+    const { nc, js, jsm } = ingest;
+    const occurredAt = new Date(Date.now() - 60_000).toISOString();
+    let published = 0;
+    let publishing = true;
+    // a steady feed, so the signal lands with events pulled, buffered and on their way
+    const feed = (async () => {
+      while (publishing) {
+        for (let i = 0; i < 20; i++, published++) nc.publish(`ingest.till-${published % 7}.sale`, JSON.stringify({ id: `e-${published}`, occurredAt, data: { amount: '0.10' } }));
+        await nc.flush();
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    })();
+
+    const first = startProcessor();
+    try {
+      await waitFor(async () => (await jsm.consumers.info('EVENTS', 'processor')).ack_floor.stream_seq >= 200, 60_000, 'the processor to be under way');
+      expect(await terminate(first)).toBe(0);
+    } finally {
+      publishing = false;
+      await feed;
+      if (first.exitCode === null) first.kill('SIGKILL');
+    }
+
+    const info = await jsm.consumers.info('EVENTS', 'processor');
+    const floor = info.ack_floor.stream_seq;
+    const onStream = unpack(await readAll(js, jsm, 'EVENTS'));
+    // the stop came mid-stream: messages were left for the next processor
+    expect(floor).toBeLessThan(onStream.at(-1)!.msg.seq);
+    const acked = onStream.filter((e) => e.msg.seq <= floor).map((e) => eventIdentity(e.event.source, e.event.id));
+    const stored = await storedIds();
+    expect(acked.filter((id) => !stored.has(id))).toEqual([]);
+
+    const second = startProcessor();
+    try {
+      await waitForDailyView(js, jsm, published);
+    } finally {
+      expect(await terminate(second)).toBe(0);
+    }
+    await exited(second);
+    const all = await storedIds();
+    expect(all.size).toBe(published);
+    for (let i = 0; i < published; i++) expect(all.has(eventIdentity(`till-${i % 7}`, `e-${i}`))).toBe(true);
+    const counted = await client.query({ query: `SELECT sum(events) AS n FROM ${db}.report_latest WHERE report = 'revenue'`, format: 'JSONEachRow' });
+    expect(Number((await counted.json<{ n: string }>())[0]!.n)).toBe(published);
+  }, 240_000);
+});
