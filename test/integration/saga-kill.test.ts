@@ -18,7 +18,7 @@ const SAGAS = 150;
 /** `tidemark saga run`, built the way src/cli/main.ts builds the program. */
 const CHILD = `
 const { Command } = await import('commander');
-const { register } = await import('../src/cli/commands/saga.ts');
+const { register } = await import('./src/cli/commands/saga.ts');
 const program = new Command('tidemark').option('-c, --config <file>');
 register(program);
 await program.parseAsync(process.argv.slice(1), { from: 'user' });

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { isTidemarkError } from '../../src/core/errors.ts';
-import { compileGroupKey, groupKey, matchesReport } from '../../src/processors/logic/index.ts';
+import { compileGroupKey, groupKey, matchesReport } from '../../src/processors/logic/group.ts';
 import { makeEvent, makeReport } from '../support/fixtures.ts';
 
 describe('group keys', () => {

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Decimal, divideHalfEven, formatDecimal } from '../../src/core/decimal.ts';
 import type { TidemarkEvent } from '../../src/core/envelope.ts';
-import { addEvent, deserializeState, emptyState, finalize, mergeStates, serializeState, skippedValues, type MeasureState } from '../../src/processors/logic/index.ts';
+import { addEvent, deserializeState, emptyState, finalize, mergeStates, serializeState, skippedValues, type MeasureState } from '../../src/processors/logic/measures.ts';
 import { makeEvent, makeReport } from '../support/fixtures.ts';
 import { oracleMeasures } from '../support/oracle.ts';
 

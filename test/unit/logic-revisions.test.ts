@@ -1,17 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { TidemarkEvent } from '../../src/core/envelope.ts';
-import {
-  addEvent,
-  closeDue,
-  emptyState,
-  finalize,
-  groupKey,
-  nextRevision,
-  type MeasureState,
-  type Observation,
-  type RevisionRecord,
-} from '../../src/processors/logic/index.ts';
+import { groupKey } from '../../src/processors/logic/group.ts';
+import { addEvent, emptyState, finalize, type MeasureState } from '../../src/processors/logic/measures.ts';
+import { closeDue, nextRevision, type Observation, type RevisionRecord } from '../../src/processors/logic/revisions.ts';
 import { businessDay, closeAtMs } from '../../src/core/business-day.ts';
 import { makeEvent, makeReport } from '../support/fixtures.ts';
 import { dayGroupKey, oracleDaily } from '../support/oracle.ts';

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { TidemarkEvent } from '../../src/core/envelope.ts';
-import { Watermark, WindowStore, windowsFor, type WindowResult } from '../../src/processors/logic/index.ts';
+import { Watermark, WindowStore, windowsFor, type WindowResult } from '../../src/processors/logic/windows.ts';
 import { makeEvent, makeReport } from '../support/fixtures.ts';
 import { oracleWindows, windowKey, type WindowStep } from '../support/oracle.ts';
 

@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { TidemarkEvent } from '../../src/core/envelope.ts';
-import { finalize, mergeStates, type WindowResult } from '../../src/processors/logic/index.ts';
+import { finalize, mergeStates } from '../../src/processors/logic/measures.ts';
+import type { WindowResult } from '../../src/processors/logic/windows.ts';
 import { Folds } from '../../src/processors/realtime/folds.ts';
 import { makeReport } from '../support/fixtures.ts';
 import { centsText, referenceWindows, type ReferenceEvent } from '../support/window-reference.ts';
