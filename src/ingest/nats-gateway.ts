@@ -8,7 +8,7 @@ import { RecentIds } from '../core/recent-ids.ts';
 import { ingestMetrics } from '../core/metrics.ts';
 import { AckFloor } from '../nats/ack-floor.ts';
 import { runBatchConsumer, type RunningConsumer } from '../nats/batch-consumer.ts';
-import { delivery, deliveryCount, headerRecord, storedAtMs } from '../nats/js-msg.ts';
+import { delivery, deliveryCount, headerRecord } from '../nats/js-msg.ts';
 import { openLease } from '../nats/lease.ts';
 import { instanceId } from '../core/instance.ts';
 import { raceAbort, runLoop } from '../core/loop.ts';
@@ -33,38 +33,44 @@ export function packLimits(config: Config, maxPayload: number): PackLimits {
 
 /**
  * One raw event: a whole message, or item `part` of a packed one (INGEST_PACK_HEADER).
- * `raw` is the position of its message in the batch.
+ * `raw` is the position of its message in the batch; `seq` and `storedAt` its message's
+ * stream sequence and store time, read from the reply subject once for all its items.
  */
-type Input = { msg: JsMsg; raw: number; data: Uint8Array; part?: number; invalid?: Rejection };
+type Input = { msg: JsMsg; raw: number; data: Uint8Array; seq: number; storedAt: number; part?: number; invalid?: Rejection };
 
 /** The batch's raw events in stream order; a pack whose lines do not match its count is one invalid input. */
 function inputsOf(msgs: JsMsg[]): Input[] {
   const inputs: Input[] = [];
-  msgs.forEach((msg, raw) => {
-    const count = packCount(msg.headers?.get(INGEST_PACK_HEADER));
-    if (count === undefined) return void inputs.push({ msg, raw, data: msg.data });
+  for (let raw = 0; raw < msgs.length; raw++) {
+    const msg = msgs[raw]!;
+    const { seq, storedAtMs: storedAt } = delivery(msg);
+    const count = msg.headers === undefined ? undefined : packCount(msg.headers.get(INGEST_PACK_HEADER));
+    if (count === undefined) {
+      inputs.push({ msg, raw, data: msg.data, seq, storedAt });
+      continue;
+    }
     const lines = Number.isNaN(count) ? undefined : unpackItems(msg.data, count);
     if (!lines) {
       const invalid: Rejection = { code: 'INVALID_JSON', reason: `a packed message must hold as many lines as its ${INGEST_PACK_HEADER} header says (${msg.headers?.get(INGEST_PACK_HEADER)})` };
-      return void inputs.push({ msg, raw, data: msg.data, invalid });
+      inputs.push({ msg, raw, data: msg.data, seq, storedAt, invalid });
+      continue;
     }
-    lines.forEach((data, part) => inputs.push({ msg, raw, data, part }));
-  });
+    lines.forEach((data, part) => inputs.push({ msg, raw, data, seq, storedAt, part }));
+  }
   return inputs;
 }
 
 function parseInput(input: Input, limits: EnvelopeLimits): ParseResult {
   if (input.invalid) return { ok: false, rejection: input.invalid };
   const { msg, part } = input;
-  const { seq, storedAtMs } = delivery(msg);
   return parseRawEvent(input.data, {
     subject: msg.subject,
     // a pack's message id names the pack, never one of its items
     msgId: part === undefined ? msg.headers?.get('Nats-Msg-Id') || undefined : undefined,
     stream: STREAMS.ingest.name,
-    seq,
+    seq: input.seq,
     part,
-    receivedAt: storedAtMs,
+    receivedAt: input.storedAt,
   }, limits);
 }
 
@@ -73,13 +79,13 @@ const inputOrigin = ({ msg, part }: Input) => ({ stream: STREAMS.ingest.name, se
 
 function rejectionItem(input: Input, rejection: Rejection, maxPayload: number): PublishItem {
   const { msg } = input;
-  const record = dlqRecord(rejection, input.data, msg.subject, headerRecord(msg), inputOrigin(input), storedAtMs(msg), maxPayload);
+  const record = dlqRecord(rejection, input.data, msg.subject, headerRecord(msg), inputOrigin(input), input.storedAt, maxPayload);
   return dlqItem(record, inputName(input));
 }
 
 /** The last resort for a DLQ record the client would not send: no headers, a short head of the bytes, a plain subject. */
 function bareRejectionItem(input: Input, rejection: Rejection): PublishItem {
-  const record = dlqRecord(rejection, input.data.subarray(0, 4096), '_.unpublishable', {}, inputOrigin(input), storedAtMs(input.msg));
+  const record = dlqRecord(rejection, input.data.subarray(0, 4096), '_.unpublishable', {}, inputOrigin(input), input.storedAt);
   return dlqItem(record, inputName(input));
 }
 
@@ -118,34 +124,36 @@ function conflict(event: TidemarkEvent): Rejection {
  * a silent duplicate; a copy with different content goes to the DLQ as a conflict.
  */
 function plan(msgs: Input[], results: ParseResult[], limits: PackLimits, seen: SeenIds, maxPayload: number): Plan {
-  const firstOf = new Map<string, { index: number; fingerprint: number }>();
+  /** the index of the first input of each identity in this batch */
+  const firstOf = new Map<string, number>();
   const copiesOf = new Map<number, number[]>();
   const storedCopies: number[] = [];
   const awaitedCopies: AwaitedCopy[] = [];
   const conflicts: Array<{ index: number; rejection: Rejection }> = [];
   const identities: string[] = [];
   const fingerprints: number[] = [];
-  const fresh = results.map((result, index) => {
-    if (!result.ok) return undefined;
+  const fresh: Array<TidemarkEvent | undefined> = new Array(results.length);
+  for (let index = 0; index < results.length; index++) {
+    const result = results[index]!;
+    if (!result.ok) continue;
     const { event } = result;
     const identity = eventIdentity(event.source, event.id);
     const fingerprint = contentFingerprint(event);
     const first = firstOf.get(identity);
     const stored = first === undefined ? seen.recent.get(identity) : undefined;
     const inflight = first === undefined && stored === undefined ? seen.inflight.get(identity) : undefined;
-    const known = first?.fingerprint ?? stored ?? inflight?.fingerprint;
+    const known = first !== undefined ? fingerprints[first] : (stored ?? inflight?.fingerprint);
     if (known !== undefined && known !== fingerprint) conflicts.push({ index, rejection: conflict(event) });
-    else if (first !== undefined) copiesOf.set(first.index, [...(copiesOf.get(first.index) ?? []), index]);
+    else if (first !== undefined) copiesOf.set(first, [...(copiesOf.get(first) ?? []), index]);
     else if (stored !== undefined) storedCopies.push(index);
     else if (inflight) awaitedCopies.push({ index, stored: inflight.stored });
     else {
-      firstOf.set(identity, { index, fingerprint });
+      firstOf.set(identity, index);
       identities[index] = identity;
       fingerprints[index] = fingerprint;
-      return event;
+      fresh[index] = event;
     }
-    return undefined;
-  });
+  }
   const outputs: Output[] = packBatch(fresh, limits, msgs.map((input) => input.part)).map((pack) => ({
     ...pack,
     copies: pack.members.flatMap((i) => copiesOf.get(i) ?? []),
@@ -178,15 +186,19 @@ function fallbacks(msgs: Input[], output: Output, error: string, maxPayload: num
   return [...output.members, ...output.copies].map((i) => ({ item: rejectionItem(msgs[i]!, rejection, maxPayload), members: [i], copies: [], events: 0, rejection }));
 }
 
-/** Marks a pack's events as on their way; the returned function settles them with the pack's outcome. */
-function announce(seen: SeenIds, entries: Array<{ identity: string; fingerprint: number }>): (stored: boolean) => void {
+/**
+ * Marks a pack's events (the inputs `members`, with their identities and fingerprints)
+ * as on their way; the returned function settles them with the pack's outcome.
+ */
+function announce(seen: SeenIds, members: number[], identities: string[], fingerprints: number[]): (stored: boolean) => void {
   let settle!: (stored: boolean) => void;
   const stored = new Promise<boolean>((resolve) => (settle = resolve));
-  for (const { identity, fingerprint } of entries) seen.inflight.set(identity, { stored, fingerprint });
+  for (const i of members) seen.inflight.set(identities[i]!, { stored, fingerprint: fingerprints[i]! });
   return (ok) => {
-    for (const { identity, fingerprint } of entries) {
+    for (const i of members) {
+      const identity = identities[i]!;
       if (seen.inflight.get(identity)?.stored === stored) seen.inflight.delete(identity);
-      if (ok) seen.recent.add(identity, fingerprint);
+      if (ok) seen.recent.add(identity, fingerprints[i]!);
     }
     settle(ok);
   };
@@ -219,7 +231,7 @@ export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeL
     const naked = new Array<boolean>(raws.length).fill(false);
     const doneAt = (i: number) => {
       const { raw } = msgs[i]!;
-      if (--pending[raw]! === 0 && !naked[raw]) done(raws[raw]!, delivery(raws[raw]!).seq);
+      if (--pending[raw]! === 0 && !naked[raw]) done(raws[raw]!, msgs[i]!.seq);
     };
     const nakAt = (i: number) => {
       const { raw } = msgs[i]!;
@@ -228,8 +240,7 @@ export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeL
       raws[raw]!.nak(1_000);
     };
     const { outputs, storedCopies, awaitedCopies, identities, fingerprints } = plan(msgs, results, packing, seen, maxPayload);
-    const entry = (i: number) => ({ identity: identities[i]!, fingerprint: fingerprints[i]! });
-    const settles = outputs.map((o) => (o.events ? announce(seen, o.members.map(entry)) : undefined));
+    const settles = outputs.map((o) => (o.events ? announce(seen, o.members, identities, fingerprints) : undefined));
     let outcomes: PublishOutcome[];
     try {
       // every output has a message id, so what no leader acknowledged during an election is sent again

@@ -16,36 +16,55 @@ export const storedAtMs = (msg: JsMsg): number => delivery(msg).storedAtMs;
  * (`$JS.ACK[.<domain>.<account>].<stream>.<consumer>.<delivered>.<seq>.<dseq>.<nanos>.<pending>[.<token>]`).
  * The client's own accessors split that subject once for each and build a BigInt:
  * a tenth of a gateway's time at tens of thousands of messages a second. Here only the
- * dots are located and two numbers cut out.
+ * dots are located and the digits read where they stand, with no substring made.
  */
 export function delivery(msg: JsMsg): { seq: number; storedAtMs: number } {
   // not in the JsMsg type, but every JsMsg of the client has it; without it, the client's accessors answer
   const reply = (msg as { reply?: string }).reply ?? '';
-  const dots = replyDots;
-  let count = 0;
-  for (let at = reply.indexOf('.'); at !== -1 && count < dots.length; at = reply.indexOf('.', at + 1)) dots[count++] = at;
-  const tokens = count + 1;
-  // seq and nanos are tokens base+1 and base+3; token i runs from dots[i-1]+1 to dots[i]
-  const base = tokens === 9 ? 4 : 6;
-  if (!reply.startsWith('$JS.ACK.') || (tokens !== 9 && tokens < 11) || tokens > 12) {
-    return { seq: msg.seq, storedAtMs: Number(msg.timestampNanos / 1_000_000n) };
+  const base = ackBase(reply);
+  if (base !== 0) {
+    // seq and nanos are tokens base+1 and base+3; token i runs from replyDots[i-1]+1 to replyDots[i]; the last 6 digits of nanos are below a millisecond
+    const seq = digits(reply, replyDots[base]! + 1, replyDots[base + 1]!);
+    const nanosStart = replyDots[base + 2]! + 1;
+    const nanosEnd = replyDots[base + 3]!;
+    const ms = nanosEnd - nanosStart > 6 ? digits(reply, nanosStart, nanosEnd - 6) : -1;
+    if (seq >= 0 && ms >= 0 && digits(reply, nanosEnd - 6, nanosEnd) >= 0) return { seq, storedAtMs: ms };
   }
-  const seq = reply.slice(dots[base]! + 1, dots[base + 1]);
-  const nanosEnd = dots[base + 3]!;
-  const nanosStart = dots[base + 2]! + 1;
-  if (nanosEnd - nanosStart <= 6 || seq.length === 0) return { seq: msg.seq, storedAtMs: Number(msg.timestampNanos / 1_000_000n) };
-  return { seq: Number(seq), storedAtMs: Number(reply.slice(nanosStart, nanosEnd - 6)) };
+  return { seq: msg.seq, storedAtMs: Number(msg.timestampNanos / 1_000_000n) };
 }
 
 /** How many times the server has delivered this message (1: first delivery), from its reply subject like `delivery`. */
 export function deliveryCount(msg: JsMsg): number {
   const reply = (msg as { reply?: string }).reply ?? '';
+  const base = ackBase(reply);
+  const count = base === 0 ? -1 : digits(reply, replyDots[base - 1]! + 1, replyDots[base]!);
+  return count >= 0 ? count : msg.info.deliveryCount;
+}
+
+/**
+ * Locates the dots of a JetStream ack subject in `replyDots` and answers the index of
+ * its `<delivered>` token (4 in the short form, 6 in the long one), or 0 when the
+ * subject is not one.
+ */
+function ackBase(reply: string): number {
+  if (!reply.startsWith('$JS.ACK.')) return 0;
   let count = 0;
   for (let at = reply.indexOf('.'); at !== -1 && count < replyDots.length; at = reply.indexOf('.', at + 1)) replyDots[count++] = at;
   const tokens = count + 1;
-  if (!reply.startsWith('$JS.ACK.') || (tokens !== 9 && tokens < 11) || tokens > 12) return msg.info.deliveryCount;
-  const base = tokens === 9 ? 4 : 6;
-  return Number(reply.slice(replyDots[base - 1]! + 1, replyDots[base]));
+  if (tokens === 9) return 4;
+  return tokens >= 11 && tokens <= 12 ? 6 : 0;
+}
+
+/** The decimal number written at text[start, end), or -1 if that is empty or holds anything but digits. */
+function digits(text: string, start: number, end: number): number {
+  if (end <= start) return -1;
+  let value = 0;
+  for (let i = start; i < end; i++) {
+    const d = text.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return -1;
+    value = value * 10 + d;
+  }
+  return value;
 }
 
 /** Dot positions of the reply subject being read: at most 11 dots in a well-formed one, 12 to tell a longer one. */
