@@ -98,8 +98,12 @@ type Output = { item: PublishItem; members: number[]; copies: number[]; events: 
 /** Copies of events another batch holds: acked once that batch's pack is stored. */
 type AwaitedCopy = { index: number; stored: Promise<boolean> };
 
-/** `identities[i]`, `fingerprints[i]`: the identity and content fingerprint of input i's event, for the inputs sent on. */
-type Plan = { outputs: Output[]; storedCopies: number[]; awaitedCopies: AwaitedCopy[]; identities: string[]; fingerprints: number[] };
+/**
+ * `identities[i]`, `fingerprints[i]`, `delays[i]`: the identity, content fingerprint and
+ * receivedAt − occurredAt of input i's event, for the inputs sent on. The parsed events
+ * themselves are not kept: they die before the PubAcks come, young and cheap to collect.
+ */
+type Plan = { outputs: Output[]; storedCopies: number[]; awaitedCopies: AwaitedCopy[]; identities: string[]; fingerprints: number[]; delays: number[] };
 
 /**
  * The event identities (source, id) this gateway stored recently, and those on their
@@ -119,11 +123,12 @@ function conflict(event: TidemarkEvent): Rejection {
 }
 
 /**
- * Sorts a batch's inputs: the first copy of each identity is sent (in stream order, so
+ * Parses a batch's inputs and sorts them: the first copy of each identity is sent (in stream order, so
  * the first stored copy wins); an exact copy of it, or of one stored or on its way, is
  * a silent duplicate; a copy with different content goes to the DLQ as a conflict.
  */
-function plan(msgs: Input[], results: ParseResult[], limits: PackLimits, seen: SeenIds, maxPayload: number): Plan {
+function plan(msgs: Input[], envelope: EnvelopeLimits, limits: PackLimits, seen: SeenIds, maxPayload: number): Plan {
+  const results = msgs.map((input) => parseInput(input, envelope));
   /** the index of the first input of each identity in this batch */
   const firstOf = new Map<string, number>();
   const copiesOf = new Map<number, number[]>();
@@ -132,6 +137,7 @@ function plan(msgs: Input[], results: ParseResult[], limits: PackLimits, seen: S
   const conflicts: Array<{ index: number; rejection: Rejection }> = [];
   const identities: string[] = [];
   const fingerprints: number[] = [];
+  const delays: number[] = [];
   const fresh: Array<TidemarkEvent | undefined> = new Array(results.length);
   for (let index = 0; index < results.length; index++) {
     const result = results[index]!;
@@ -151,6 +157,7 @@ function plan(msgs: Input[], results: ParseResult[], limits: PackLimits, seen: S
       firstOf.set(identity, index);
       identities[index] = identity;
       fingerprints[index] = fingerprint;
+      delays[index] = event.receivedAt - event.occurredAt;
       fresh[index] = event;
     }
   }
@@ -164,10 +171,8 @@ function plan(msgs: Input[], results: ParseResult[], limits: PackLimits, seen: S
     if (!result.ok) outputs.push(rejected(i, result.rejection));
   });
   for (const { index, rejection } of conflicts) outputs.push(rejected(index, rejection));
-  return { outputs, storedCopies, awaitedCopies, identities, fingerprints };
+  return { outputs, storedCopies, awaitedCopies, identities, fingerprints, delays };
 }
-
-const eventOf = (result: ParseResult | undefined): TidemarkEvent => (result as Extract<ParseResult, { ok: true }>).event;
 
 /**
  * What replaces an output the NATS client refused to send (validation should leave
@@ -224,7 +229,6 @@ export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeL
   return async (raws: JsMsg[], done: (msg: JsMsg, seq: number) => void): Promise<void> => {
     const started = performance.now();
     const msgs = inputsOf(raws);
-    const results = msgs.map((input) => parseInput(input, limits));
     // a packed raw message is done once every one of its items is, and nak'd (once) if any is not
     const pending = new Array<number>(raws.length).fill(0);
     for (const input of msgs) pending[input.raw]!++;
@@ -239,7 +243,7 @@ export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeL
       naked[raw] = true;
       raws[raw]!.nak(1_000);
     };
-    const { outputs, storedCopies, awaitedCopies, identities, fingerprints } = plan(msgs, results, packing, seen, maxPayload);
+    const { outputs, storedCopies, awaitedCopies, identities, fingerprints, delays } = plan(msgs, limits, packing, seen, maxPayload);
     const settles = outputs.map((o) => (o.events ? announce(seen, o.members, identities, fingerprints) : undefined));
     let outcomes: PublishOutcome[];
     try {
@@ -283,10 +287,7 @@ export function gatewayBatchHandler(publisher: BatchPublisher, limits: EnvelopeL
       if (outcome.duplicate) return duplicates(events);
       stats.accepted += events;
       ingestMetrics.events('nats', 'accepted', events);
-      for (const i of members) {
-        const event = eventOf(results[i]);
-        ingestMetrics.delay(event.receivedAt - event.occurredAt);
-      }
+      for (const i of members) ingestMetrics.delay(delays[i]!);
     });
     for (const i of storedCopies) doneAt(i);
     if (storedCopies.length) duplicates(storedCopies.length);
