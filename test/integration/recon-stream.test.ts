@@ -178,5 +178,5 @@ describe('streaming reconciliation', () => {
     } finally {
       await pos.stop();
     }
-  }, 120_000);
+  });
 });
