@@ -33,7 +33,7 @@ beforeAll(async () => {
   const port = await freePort();
   writeFileSync(join(dir, 'nats.conf'), `port: ${port}\nhost: 127.0.0.1\nmax_payload: ${MAX_PAYLOAD}\njetstream { store_dir: "${join(dir, 'js')}" }\n`);
   server = spawn('nats-server', ['-c', join(dir, 'nats.conf')], { stdio: 'ignore' });
-  nc = await waitFor(() => connect({ servers: `nats://127.0.0.1:${port}` }), 10_000, 'nats-server to accept connections');
+  nc = await waitFor(() => connect({ servers: `nats://127.0.0.1:${port}` }), 60_000, 'nats-server to accept connections');
   js = jetstream(nc);
   jsm = await jetstreamManager(nc);
   const config = testConfig({ ingest: { maxEventBytes: 2 * MAX_PAYLOAD } });

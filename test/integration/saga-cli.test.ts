@@ -137,7 +137,7 @@ describe('ClickHouse saga tables', () => {
     const again = await startProjector({ js: conn.js, clickhouse: ch.client, db: ch.db, logger });
     try {
       // every saga's newest revision written again (background merges may already have folded the copies)
-      await waitFor(() => again.stats.revisions >= 4 && again.stats.inserts >= 1, 10_000, 'the log to be projected again');
+      await waitFor(() => again.stats.revisions >= 4 && again.stats.inserts >= 1, 60_000, 'the log to be projected again');
       expect({ sagas: await sagas(), steps: await steps() }).toEqual(before);
     } finally {
       await again.stop();

@@ -100,7 +100,7 @@ describe('saga orchestrator against nats-server', () => {
       const reply = json<{ sagaId: string; step: string; kind: string; attempt: number }>(m);
       return reply.sagaId === 'order.late-gone' && reply.step === 'order' && reply.kind === 'do' && reply.attempt === 2;
     }), 20_000, 'the late success of do:order#2');
-    await waitFor(async () => (await conn.jsm.consumers.info('SAGAS', 'saga-inputs')).ack_floor.stream_seq >= lateReply.seq, 20_000, 'the late success handled');
+    await waitFor(async () => (await conn.jsm.consumers.info('SAGAS', 'saga-inputs')).ack_floor.stream_seq >= lateReply.seq, 60_000, 'the late success handled');
     const after = (await role.store.load('order.late-gone'))!.record.events;
     expect(after).toHaveLength(versionAtEnd);
     expect(commandsOf(services, 'order.late-gone')).toEqual(['do:order#1', 'do:order#2', 'undo:order#1']);
