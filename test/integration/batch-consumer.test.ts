@@ -145,7 +145,7 @@ describe('batch consumer', () => {
       await waitFor(async () => {
         const info = await jsm.consumers.info('POISON', 'p');
         return info.num_pending === 0 && info.num_ack_pending === 0;
-      }, 10_000, 'nothing pending');
+      }, 60_000, 'nothing pending');
     } finally {
       await consumer.stop();
     }
@@ -191,7 +191,7 @@ describe('batch consumer', () => {
       await waitFor(async () => {
         const info = await jsm.consumers.info('QUIET', 'q');
         return info.num_pending === 0 && info.num_ack_pending === 0;
-      }, 10_000, 'nothing pending');
+      }, 60_000, 'nothing pending');
     } finally {
       await consumer.stop();
     }

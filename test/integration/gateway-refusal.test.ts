@@ -60,7 +60,7 @@ describe('an event NATS will not carry', () => {
     await waitFor(async () => {
       const [stream, consumer] = await Promise.all([jsm.streams.info('INGEST'), jsm.consumers.info('INGEST', 'gateway')]);
       return stream.state.messages === 6 && consumer.ack_floor.stream_seq === stream.state.last_seq;
-    }, 20_000, 'the gateway to ack every raw message');
+    }, 60_000, 'the gateway to ack every raw message');
     const dlq = (await readAll(js, jsm, 'DLQ')).map((m) => json<DlqRecord>(m));
     expect(dlq).toHaveLength(1);
     expect(dlq[0]).toMatchObject({ code: 'UNPUBLISHABLE', rawBytes: big.length, reason: expect.stringContaining('max_payload') });

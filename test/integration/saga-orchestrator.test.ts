@@ -117,7 +117,7 @@ describe('saga orchestrator against nats-server', () => {
     await waitFor(async () => {
       const infos = await Promise.all(['saga-triggers', 'saga-inputs'].map((durable) => conn.jsm.consumers.info('SAGAS', durable)));
       return infos.every((info) => info.num_pending === 0 && info.num_ack_pending === 0);
-    }, 5_000, 'the orchestrator to drain its inputs');
+    }, 60_000, 'the orchestrator to drain its inputs');
     expect((await role.store.load('order.dup'))!.record.events).toHaveLength(events.length);
     expect(commandsOf(services, 'order.dup')).toEqual(ALL_DO);
   });
@@ -129,7 +129,7 @@ describe('saga orchestrator against nats-server', () => {
     const alerts = await waitFor(async () => {
       const all = (await readAll(conn.js, conn.jsm, 'ALERTS')).filter((m) => m.subject === 'alerts.saga.order');
       return all.length > 0 && all;
-    }, 5_000, 'the parked alert');
+    }, 60_000, 'the parked alert');
     expect(alerts.map((m) => json(m))).toEqual([
       expect.objectContaining({ id: 'saga-parked:order.stuck:1', kind: 'SagaParked', sagaId: 'order.stuck', step: 'inventory', reason: 'ReleaseFailed after 3 attempts' }),
     ]);
