@@ -6,7 +6,8 @@ export default defineConfig({
   test: {
     pool: 'forks',
     include: ['test/**/*.test.ts'],
-    testTimeout: 30_000,
+    // waits across the suite allow 60 s for a condition (a loaded 2-core machine): a test must outlive them
+    testTimeout: 120_000,
     hookTimeout: 60_000,
     maxWorkers: 2,
   },

@@ -17,7 +17,7 @@ import type { Sla } from './sla.ts';
 import type { SliceAccumulator } from './slices.ts';
 import { cappedKey, emptyCapped, noteCut, type CappedState, type Cut } from './capped.ts';
 import { feed } from './idle.ts';
-import { sourceCap } from './source-cap.ts';
+import { capOnSyncedView } from './source-cap.ts';
 import { stateKey, type MonitorState } from './state.ts';
 
 export type IngestDeps = {
@@ -54,6 +54,16 @@ function mark<K>(marks: Map<string, Marks<K>>, key: string, sla: Sla, source: st
 
 const minArrival = (arrivals: Map<unknown, number>): number => Math.min(...arrivals.values());
 
+/** The state keys an event asks a glob SLA for: a named source is configured, not chosen by senders, so only these are capped. */
+function cappedKeys(sla: Sla, event: TidemarkEvent): string[] {
+  if (sla.literalSource !== null) return [];
+  const keys: string[] = [];
+  if (sla.maxDelay !== undefined && event.receivedAt - event.occurredAt > sla.maxDelay) keys.push(stateKey('d', sla.id, event.source));
+  if (sla.every) keys.push(stateKey('e', sla.id, event.source));
+  if (sla.dailyBy) keys.push(stateKey('y', sla.id, event.source));
+  return keys;
+}
+
 const MAX_CACHED_REVISIONS = 50_000;
 
 // anyone may publish on events.>: a source past the gateway's limit would make a KV key nats-server refuses
@@ -80,8 +90,6 @@ export function createEventHandler(deps: IngestDeps): BatchHandler {
   const { state, reports } = deps;
   // a day's first revision time does not change once it exists, so hits are kept
   const firstRevision = new Map<string, number>();
-  // keys this instance gave state to: at most maxSources per SLA and kind
-  const admitted = new Set<string>();
 
   const revisedLookup = async (pairs: Array<{ report: string; day: string }>): Promise<Map<string, number>> => {
     const missing = pairs.filter((p) => !firstRevision.has(`${p.report}/${p.day}`));
@@ -100,8 +108,9 @@ export function createEventHandler(deps: IngestDeps): BatchHandler {
     // beside the first, measured after a kill -9 on the cluster: seq 400 three times, 2 late
     // events counted twice): each sequence is merged once, every copy acked
     const msgs = [...new Map(delivered.map((m) => [m.seq, m])).values()];
-    const cap = sourceCap(state.entries, admitted, deps.maxSources);
-    // a named source is configured, not chosen by senders: only glob SLAs are capped
+    const decoded = msgs.map((msg) => ({ msg, events: eventsOf(msg) }));
+    const asked = decoded.flatMap(({ events }) => events.flatMap((event) => deps.match(event.source, event.type).flatMap((sla) => cappedKeys(sla, event))));
+    const cap = await capOnSyncedView(state, asked, deps.maxSources);
     const cuts = new Map<string, Cut>();
     const admits = (sla: Sla, key: string, event: TidemarkEvent): boolean => {
       if (sla.literalSource !== null || cap.admits(key)) return true;
@@ -113,8 +122,8 @@ export function createEventHandler(deps: IngestDeps): BatchHandler {
     const every = new Map<string, Marks<number>>();
     const daily = new Map<string, Marks<string>>();
     const observed: Array<[string, number, number, boolean]> = [];
-    for (const msg of msgs) {
-      for (const event of eventsOf(msg)) {
+    for (const { msg, events: batchEvents } of decoded) {
+      for (const event of batchEvents) {
         const delayMs = event.receivedAt - event.occurredAt;
         let isLate = false;
         for (const sla of deps.match(event.source, event.type)) {
@@ -190,7 +199,9 @@ export function createEventHandler(deps: IngestDeps): BatchHandler {
         if (written?.outbox.length) capped.push([key, written.outbox]);
       }));
     }
-    await Promise.all(writes);
+    // every write settles before the batch fails: the next batch's cap must see what this one wrote
+    const failed = (await Promise.allSettled(writes)).find((r) => r.status === 'rejected');
+    if (failed) throw failed.reason;
     for (const msg of delivered) msg.ack();
     for (const [prefix, count] of cap.cut) {
       deps.metrics.sourcesCut(prefix, count);

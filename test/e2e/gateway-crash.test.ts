@@ -25,7 +25,7 @@ describe('gateway killed with SIGKILL mid-batch', () => {
       if (i % 100 === 0) nc.publish('ingest.store-0.sale', `{"id": "bad-${i / 100}", "occurredAt": `);
     }
     await nc.flush();
-    await waitFor(async () => (await streamCount(jsm, 'INGEST')) === VALID + INVALID, 20_000, 'INGEST to hold every raw message');
+    await waitFor(async () => (await streamCount(jsm, 'INGEST')) === VALID + INVALID, 60_000, 'INGEST to hold every raw message');
 
     const first = fixture.startGateway();
     await waitFor(async () => (await forwarded()) > 2_000, 30_000, 'the gateway to start forwarding');

@@ -29,7 +29,7 @@ describe('two gateways on INGEST', () => {
     const { nc, js, jsm, forwarded } = fixture;
     const gateways = [fixture.startGateway(), fixture.startGateway()];
     try {
-      const active = await waitFor(holderPid, 20_000, 'a gateway to hold the lease');
+      const active = await waitFor(holderPid, 60_000, 'a gateway to hold the lease');
       const first = gateways.find((g) => g.pid === active)!;
       const standby = gateways.find((g) => g !== first)!;
       expect(first).toBeDefined();

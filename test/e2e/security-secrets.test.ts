@@ -40,7 +40,7 @@ beforeAll(async () => {
     const nc = await connect({ servers: `nats://127.0.0.1:${natsPort}`, user: 'tm', pass: SECRETS.nats }).catch(() => undefined);
     await nc?.close();
     return nc !== undefined;
-  }, 15_000, 'nats-server with a password');
+  }, 60_000, 'nats-server with a password');
   // Fails twice (so the monitor logs retries, URL and all), then takes the alert.
   receiver = createServer((req, res) => {
     req.resume();

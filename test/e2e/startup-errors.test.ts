@@ -58,8 +58,8 @@ describe('start-up failures print one line that says what to do', () => {
       const line = `tidemark: cannot reach NATS at nats://127.0.0.1:${port} (connection refused); is \`tidemark up\` running? else set NATS_URL to your NATS server — retrying`;
       // ~2 s after the spawn on a quiet machine (node and tsx starting, then one refused attempt);
       // the deadline is for a loaded one
-      await waitFor(() => role.stderr().includes(line), 25_000, 'the first notice');
-      await waitFor(() => role.stderr().split(line).length - 1 >= 2, 15_000, 'a second notice');
+      await waitFor(() => role.stderr().includes(line), 60_000, 'the first notice');
+      await waitFor(() => role.stderr().split(line).length - 1 >= 2, 60_000, 'a second notice');
       expect(role.child.exitCode).toBeNull();
       expect(role.stderr()).not.toMatch(/^\s+at /m);
     } finally {

@@ -48,7 +48,7 @@ describe('tidemark up on embedded defaults', () => {
       const row = await waitFor(async () => {
         const text = await (await fetch(`${urls.sql}/?query=${encodeURIComponent(sql)}`)).text();
         return text.trim() ? JSON.parse(text.trim()) as Record<string, unknown> : undefined;
-      }, 20_000, 'revision 1 in ClickHouse');
+      }, 60_000, 'revision 1 in ClickHouse');
       expect(row).toEqual({ group_key: '["store-17"]', revision: 1, status: 'preliminary', amount: '129.9' });
     } finally {
       child.kill('SIGINT');

@@ -77,7 +77,7 @@ describe('tidemark up when a plain nats-server (no JetStream) holds its port', (
       const text = await sql('SELECT groupArray(id) AS ids FROM (SELECT id FROM tidemark.events FINAL ORDER BY id) FORMAT JSONEachRow');
       const parsed = text ? (JSON.parse(text) as { ids: string[] }).ids : [];
       return parsed.length === 2 ? parsed : undefined;
-    }, 20_000, 'both events in ClickHouse');
+    }, 60_000, 'both events in ClickHouse');
     expect(ids).toEqual(['via-http', 'via-nats']);
   }, 60_000);
 

@@ -2,7 +2,7 @@ import type { JetStreamClient, JetStreamManager, JsMsg } from '@nats-io/jetstrea
 import { decodeEvents, type TidemarkEvent } from '../../src/core/envelope.ts';
 
 /** Polls until `check` returns a value other than undefined/false, or fails after `timeoutMs`. */
-export async function waitFor<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000, what = 'condition'): Promise<T> {
+export async function waitFor<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 60_000, what = 'condition'): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
@@ -26,7 +26,8 @@ export async function readAll(js: JetStreamClient, jsm: JetStreamManager, stream
   if (total === 0) return out;
   const consumer = await js.consumers.get(stream);
   while (out.length < total) {
-    const batch = await consumer.fetch({ max_messages: Math.min(total - out.length, 1000), expires: 2_000 });
+    // an empty fetch ends the read: on a loaded machine 2 s could pass before stored messages came, and a short read looked like "no alert"
+    const batch = await consumer.fetch({ max_messages: Math.min(total - out.length, 1000), expires: 10_000 });
     let got = 0;
     for await (const msg of batch) {
       out.push(msg);

@@ -86,7 +86,7 @@ async function stopRig(rig: Rig | undefined): Promise<void> {
 const merged = (rig: Rig) => waitFor(async () => {
   const info = await rig.jsm.consumers.info(CONSUMERS.monitor.stream, CONSUMERS.monitor.durable);
   return info.num_pending === 0 && info.num_ack_pending === 0;
-}, 20_000, 'the monitor to merge EVENTS');
+}, 60_000, 'the monitor to merge EVENTS');
 
 const stored = async (rig: Rig, match: (a: Alert) => boolean): Promise<Alert[]> => (await readAll(rig.js, rig.jsm, 'ALERTS')).map((m) => json<Alert>(m)).filter(match);
 

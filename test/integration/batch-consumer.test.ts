@@ -59,7 +59,7 @@ describe('batch consumer', () => {
     for (let i = 0; i < 20; i++) {
       await js.publish(`trickle.${i}`, `m${i}`);
       // the next message is sent only once the eager consumer has handed this one over on its own
-      await waitFor(() => handled(eager.sizes) === i + 1, 20_000, `message ${i} handed over`);
+      await waitFor(() => handled(eager.sizes) === i + 1, 60_000, `message ${i} handed over`);
     }
     await Promise.all([eager.done, filling.done, lingering.done]);
     expect(eager.sizes).toEqual(Array.from({ length: 20 }, () => 1));
@@ -93,7 +93,7 @@ describe('batch consumer', () => {
       },
     });
     try {
-      await waitFor(() => handled >= 400, 20_000, 'every message handled');
+      await waitFor(() => handled >= 400, 60_000, 'every message handled');
     } finally {
       await consumer.stop();
     }
@@ -136,16 +136,16 @@ describe('batch consumer', () => {
     try {
       for (let i = 0; i < 10; i++) await js.publish('poison.x', i === 4 ? 'poison' : `good-${i}`);
       // while everything fails, messages come again and again, and none is filed
-      await waitFor(async () => (await jsm.consumers.info('POISON', 'p')).num_redelivered >= 10, 10_000, 'redeliveries during the outage');
+      await waitFor(async () => (await jsm.consumers.info('POISON', 'p')).num_redelivered >= 10, 60_000, 'redeliveries during the outage');
       expect(filed).toEqual([]);
       outage = false;
-      await waitFor(() => filed.length === 1 && handled.length === 9, 15_000, 'the good handled and the poison filed');
+      await waitFor(() => filed.length === 1 && handled.length === 9, 60_000, 'the good handled and the poison filed');
       expect(handled.sort()).toEqual([0, 1, 2, 3, 5, 6, 7, 8, 9].map((i) => `good-${i}`));
       expect(filed[0]).toMatchObject({ data: 'poison', reason: expect.stringContaining('cannot take this one') });
       await waitFor(async () => {
         const info = await jsm.consumers.info('POISON', 'p');
         return info.num_pending === 0 && info.num_ack_pending === 0;
-      }, 10_000, 'nothing pending');
+      }, 60_000, 'nothing pending');
     } finally {
       await consumer.stop();
     }
@@ -183,15 +183,15 @@ describe('batch consumer', () => {
     try {
       await js.publish('quiet.x', 'lone-poison');
       // past maxDeliveries, the probe is asked and says the sink is away: nothing is filed
-      await waitFor(async () => probes >= 3 && (await jsm.consumers.info('QUIET', 'q')).num_redelivered >= 1, 10_000, 'deliveries past maxDeliveries with the sink away');
+      await waitFor(async () => probes >= 3 && (await jsm.consumers.info('QUIET', 'q')).num_redelivered >= 1, 60_000, 'deliveries past maxDeliveries with the sink away');
       expect(filed).toEqual([]);
       sinkAnswers = true;
-      await waitFor(() => filed.length === 1, 10_000, 'the lone message filed once its sink answers');
+      await waitFor(() => filed.length === 1, 60_000, 'the lone message filed once its sink answers');
       expect(filed[0]).toMatchObject({ data: 'lone-poison', reason: expect.stringContaining('while its sink answered') });
       await waitFor(async () => {
         const info = await jsm.consumers.info('QUIET', 'q');
         return info.num_pending === 0 && info.num_ack_pending === 0;
-      }, 10_000, 'nothing pending');
+      }, 60_000, 'nothing pending');
     } finally {
       await consumer.stop();
     }

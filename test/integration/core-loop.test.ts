@@ -30,11 +30,15 @@ describe('runLoop', () => {
         inStep = false;
       },
     });
-    await waitFor(async () => runs >= 3, 10_000, 'three steps');
+    await waitFor(async () => runs >= 3, 60_000, 'three steps');
     await loop.stop();
     expect(inStep).toBe(false);
     const after = runs;
-    await new Promise((r) => setTimeout(r, 30));
+    // the marker: a second loop on the same 1 ms schedule steps ten times (its steps are quicker); a stopped loop that still ran would have stepped meanwhile
+    let marker = 0;
+    const witness = runLoop({ name: 'witness', everyMs: 1, step: async () => void marker++ });
+    await waitFor(async () => marker >= 10, 60_000, 'ten steps of the witness loop');
+    await witness.stop();
     expect(runs).toBe(after);
   });
 
@@ -53,7 +57,7 @@ describe('runLoop', () => {
         if (calls <= 5 || calls === 7) throw new Error(`boom ${calls}`);
       },
     });
-    await waitFor(async () => calls >= 8, 10_000, 'eight calls');
+    await waitFor(async () => calls >= 8, 60_000, 'eight calls');
     await loop.stop();
     const failed = lines.filter((l) => l.msg === 'flaky failed; retrying');
     expect(failed.slice(0, 6).map((l) => l.retryInMs)).toEqual([2, 4, 8, 8, 8, 2]);
@@ -63,14 +67,14 @@ describe('runLoop', () => {
   it('waits what the step returns, and wake() cuts a long wait short', async () => {
     let runs = 0;
     const loop = runLoop({ name: 'test', everyMs: 60_000, step: async () => void runs++ });
-    await waitFor(async () => runs === 1, 10_000, 'the first step');
+    await waitFor(async () => runs === 1, 60_000, 'the first step');
     loop.wake();
-    await waitFor(async () => runs === 2, 10_000, 'the step woken early');
+    await waitFor(async () => runs === 2, 60_000, 'the step woken early');
     await loop.stop();
 
     let quick = 0;
     const fast = runLoop({ name: 'test', everyMs: 60_000, step: async () => (++quick < 5 ? 0 : 60_000) });
-    await waitFor(async () => quick === 5, 10_000, 'steps returning 0 to run at once');
+    await waitFor(async () => quick === 5, 60_000, 'steps returning 0 to run at once');
     await fast.stop();
   });
 

@@ -33,7 +33,7 @@ beforeAll(async () => {
   const port = await freePort();
   writeFileSync(join(dir, 'nats.conf'), `port: ${port}\nhost: 127.0.0.1\nmax_payload: ${MAX_PAYLOAD}\njetstream { store_dir: "${join(dir, 'js')}" }\n`);
   server = spawn('nats-server', ['-c', join(dir, 'nats.conf')], { stdio: 'ignore' });
-  nc = await waitFor(() => connect({ servers: `nats://127.0.0.1:${port}` }), 10_000, 'nats-server to accept connections');
+  nc = await waitFor(() => connect({ servers: `nats://127.0.0.1:${port}` }), 60_000, 'nats-server to accept connections');
   js = jetstream(nc);
   jsm = await jetstreamManager(nc);
   const config = testConfig({ ingest: { maxEventBytes: 2 * MAX_PAYLOAD } });
@@ -60,7 +60,7 @@ describe('an event NATS will not carry', () => {
     await waitFor(async () => {
       const [stream, consumer] = await Promise.all([jsm.streams.info('INGEST'), jsm.consumers.info('INGEST', 'gateway')]);
       return stream.state.messages === 6 && consumer.ack_floor.stream_seq === stream.state.last_seq;
-    }, 20_000, 'the gateway to ack every raw message');
+    }, 60_000, 'the gateway to ack every raw message');
     const dlq = (await readAll(js, jsm, 'DLQ')).map((m) => json<DlqRecord>(m));
     expect(dlq).toHaveLength(1);
     expect(dlq[0]).toMatchObject({ code: 'UNPUBLISHABLE', rawBytes: big.length, reason: expect.stringContaining('max_payload') });

@@ -312,7 +312,7 @@ describe('odd input over HTTP: 2xx or 4xx, never 5xx', () => {
     expect([array.status, array.json.rejected[0]?.code]).toEqual([413, 'TOO_MANY_ITEMS']);
     const ndjson = await post('{}\n'.repeat(10_001), { headers: { 'content-type': 'application/x-ndjson' } });
     expect(ndjson.status).toBe(413);
-    expect(performance.now() - started).toBeLessThan(10_000);
+    expect(performance.now() - started).toBeLessThan(60_000);
     expect((await jsm.streams.info('DLQ')).state.messages).toBe(dlqBefore);
     expect((await jsm.streams.info('INGEST')).state.messages).toBe(ingestBefore);
   });

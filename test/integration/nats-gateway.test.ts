@@ -33,7 +33,7 @@ async function drained(): Promise<void> {
   await waitFor(async () => {
     const [stream, consumer] = await Promise.all([jsm.streams.info('INGEST'), jsm.consumers.info('INGEST', 'gateway')]);
     return consumer.ack_floor.stream_seq === stream.state.last_seq;
-  }, 15_000, 'the gateway to ack every raw message');
+  }, 60_000, 'the gateway to ack every raw message');
 }
 
 const eventsFor = async (source: string) => unpack((await readAll(js, jsm, 'EVENTS')).filter((m) => m.subject.startsWith(`events.${source}.`)));

@@ -105,11 +105,11 @@ describe('riding through a leader election', () => {
     try {
       expect(await ready()).toEqual({ ready: true });
       await server.stop();
-      await waitFor(async () => (await ready()).ready === false, 10_000, 'not ready');
+      await waitFor(async () => (await ready()).ready === false, 60_000, 'not ready');
       expect((await ready()).reason).toMatch(/no NATS server answers/);
       expect((await fetch(`${http.url}/readyz`)).status).toBe(503);
       await server.restart();
-      await waitFor(async () => (await ready()).ready, 20_000, 'ready again after the reconnect');
+      await waitFor(async () => (await ready()).ready, 60_000, 'ready again after the reconnect');
       expect((await fetch(`${http.url}/readyz`)).status).toBe(200);
       expect(nc.isClosed()).toBe(false);
     } finally {

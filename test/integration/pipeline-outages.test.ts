@@ -67,7 +67,7 @@ describe('the pipeline through outages', () => {
       await p.nc.flush();
       await waitFor(() => p.processor.stats.events > 500, 30_000, 'the processor to be under way');
       await p.server.restart();
-      await waitFor(async () => (await p.nc.rtt()) >= 0, 20_000, 'the client to reconnect');
+      await waitFor(async () => (await p.nc.rtt()) >= 0, 60_000, 'the client to reconnect');
       for (const msg of all.slice(half)) p.nc.publish(msg.subject, msg.body);
       await p.nc.flush();
       await waitForDailyView(p.js, p.jsm, unique.length);

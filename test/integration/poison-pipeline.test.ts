@@ -206,7 +206,7 @@ describe('sources chosen by senders', () => {
     const capped = await waitFor(async () => {
       const found = (await readAll(js, jsm, 'ALERTS')).filter((m) => m.subject === 'alerts.capped.late');
       return found.length > 0 && found;
-    }, 20_000, 'a CardinalityCapped alert');
+    }, 60_000, 'a CardinalityCapped alert');
     expect(capped).toHaveLength(1);
   }, 60_000);
 });

@@ -61,7 +61,7 @@ describe('streaming reconciliation and a record that fails on its own', () => {
 
     await waitFor(() => drained(durableName('pz', 'A', 'match')), 60_000, 'the match cursor to drain');
     const badSeq = (await readAll(js, jsm, 'RECON')).find((m) => m.subject === 'recon.pz.bank' && m.string().includes('"bad"'))!.seq;
-    const filed = await waitFor(async () => (await readAll(js, jsm, 'DLQ')).map((m) => json<DlqRecord>(m)).filter((r) => 'stream' in r.origin && r.origin.stream === 'RECON' && r.origin.seq === badSeq), 10_000, 'the DLQ record');
+    const filed = await waitFor(async () => (await readAll(js, jsm, 'DLQ')).map((m) => json<DlqRecord>(m)).filter((r) => 'stream' in r.origin && r.origin.stream === 'RECON' && r.origin.seq === badSeq), 60_000, 'the DLQ record');
     expect(filed).toHaveLength(1);
     expect(filed[0]).toMatchObject({ code: 'UNPROCESSABLE', subject: 'recon.pz.bank' });
     expect(filed[0]!.reason).toContain('RECON/recon_pz_a_match failed it 3 times');

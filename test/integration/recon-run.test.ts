@@ -84,13 +84,13 @@ describe('batch runs with history, healing, manual queue and alert', () => {
     const events = await waitFor(async () => {
       const corrections = unpack(await onSubject('EVENTS', 'events.store-')).map((e) => e.event);
       return corrections.length === 5 && corrections;
-    }, 10_000, 'five validated corrections');
+    }, 60_000, 'five validated corrections');
     expect(events.map((e) => `${e.source} ${e.data.amount}`).sort()).toEqual(['store-0 40', 'store-1 2.5', 'store-1 41', 'store-2 -0.75', 'store-2 42']);
     const revisions = await waitFor(async () => {
       const result = await ch.client.query({ query: `SELECT JSONExtractString(group_key, 1) AS store, toString(measures['amount']) AS amount FROM ${ch.db}.report_latest WHERE report = 'adjustments' ORDER BY store`, format: 'JSONEachRow' });
       const rows = await result.json<{ store: string; amount: string }>();
       return rows.length === 3 && rows.map((r) => `${r.store} ${r.amount}`);
-    }, 15_000, 'report revisions of the corrections');
+    }, 60_000, 'report revisions of the corrections');
     expect(revisions).toEqual(['store-0 40', 'store-1 43.5', 'store-2 41.25']);
 
     const manual = (await onSubject('RECON', 'recon.manual.till')).map((m) => json<{ type: string; reason: string }>(m));

@@ -86,7 +86,8 @@ describe('streaming reconciliation', () => {
     bank(6, '6.00'); // a second message for one key: a duplicate
     nc.publish('recon.settle.bank', '{"merchant": "m1"'); // not JSON: to the DLQ
     await nc.flush();
-    await new Promise((r) => setTimeout(r, 300)); // the ledger trails the bank
+    // the ledger trails the bank: every bank message stored and consumed before the first ledger one
+    await waitFor(async () => (await subjects('RECON', 'recon.settle.bank')).length === 22 && caughtUp(), 60_000, 'the bank feed consumed');
     for (let txn = 1; txn <= 16; txn++) {
       if (txn === 3) ledger(txn, '3.005'); // within tolerance
       else if (txn === 4) ledger(txn, '4.02'); // beyond it
@@ -94,9 +95,11 @@ describe('streaming reconciliation', () => {
       else ledger(txn, `${txn}.00`);
     }
     ledger(50, '1.00');
-    await waitFor(caughtUp, 15_000, 'feeds consumed');
+    // a finding is stored open, then healed once its correction is published: wait for the end state
+    const matched = ['DuplicateA 6 x2 open', 'Mismatch 4 healed', 'Mismatch 5 open'];
+    await waitFor(async () => (await findings()).join() === matched.join() && (await subjects('RECON', 'recon.settle.ledger')).length === 17 && caughtUp(), 60_000, 'feeds consumed');
 
-    expect(await findings()).toEqual(['DuplicateA 6 x2 open', 'Mismatch 4 healed', 'Mismatch 5 open']);
+    expect(await findings()).toEqual(matched);
     const states = new Map((await role!.running[0]!.store.entries()).map((e) => [e.key[1], e.state]));
     expect([17, 18, 19, 20, 50].map((t) => states.get(String(t)))).toEqual(['expected', 'expected', 'expected', 'expected', 'expected']);
     expect(states.get('3')).toBe('matched');
@@ -108,45 +111,47 @@ describe('streaming reconciliation', () => {
       'MissingInA 50 open',
       'MissingInB 17 healed', 'MissingInB 18 healed', 'MissingInB 19 healed', 'MissingInB 20 healed',
     ];
-    await waitFor(async () => (await findings()).join() === settled.join() && caughtUp(), 15_000, 'missing records after the window, healed where they can be');
+    await waitFor(async () => (await findings()).join() === settled.join() && caughtUp(), 60_000, 'missing records after the window, healed where they can be');
     expect(await findings()).toEqual(settled);
 
     const corrections = await waitFor(async () => {
       const events = await eventsOn('events.recon.adjustment');
       return events.length === 5 && events;
-    }, 10_000, 'corrections validated by the gateway');
+    }, 60_000, 'corrections validated by the gateway');
     expect(corrections.map((e) => `${JSON.parse(e.key!)[1]} ${e.data.amount} ${e.data.kind}`).sort()).toEqual(['17 17 MissingInB', '18 18 MissingInB', '19 19 MissingInB', '20 20 MissingInB', '4 -0.02 Mismatch']);
     // findings are stored before they are acted on: wait for the actions themselves
     const manual = await waitFor(async () => {
       const msgs = await subjects('RECON', 'recon.manual.settle');
       return msgs.length === 3 && msgs.map((m) => json<{ type: string; key: string[] }>(m));
-    }, 10_000, 'the manual queue');
+    }, 60_000, 'the manual queue');
     expect(manual.map((d) => `${d.type} ${d.key[1]}`).sort()).toEqual(['Duplicate 6', 'Mismatch 5', 'MissingInA 50']);
     const alerts = await waitFor(async () => {
       const msgs = await subjects('ALERTS', 'alerts.recon.settle');
       return msgs.length > 0 && msgs.map((m) => json<ReconAlert>(m));
-    }, 10_000, 'the alert');
+    }, 60_000, 'the alert');
     expect(alerts).toHaveLength(1);
     expect(alerts[0]).toMatchObject({ kind: 'ReconDiscrepancies', reconciliation: 'settle', period: '2026-03-01', threshold: 3 });
     expect((await subjects('DLQ', 'dlq.recon.settle.bank')).length).toBe(1);
-  });
+  }, 180_000);
 
   it('survives a restart: records arriving while it is down are matched, nothing is raised or healed twice', async () => {
     await role!.stop();
+    const stored = async () => (await subjects('RECON', 'recon.settle.bank')).length + (await subjects('RECON', 'recon.settle.ledger')).length;
+    const before = await stored();
     for (let txn = 21; txn <= 30; txn++) bank(txn, `${txn}.00`);
     for (let txn = 21; txn <= 28; txn++) ledger(txn, txn === 22 ? '22.50' : `${txn}.00`);
     ledger(4, '4.00'); // a second B copy of an already mismatched key: a duplicate
     await nc.flush();
-    await new Promise((r) => setTimeout(r, 200));
+    await waitFor(async () => (await stored()) === before + 19, 60_000, 'the records stored while the reconciler is down');
     clock.shift(2 * HOUR); // the window of the new records passes while nobody is reading
     await start();
     const newFindings = async () => (await findings()).filter((f) => !/^(DuplicateA 6|Mismatch [45] |MissingIn[AB] (50|1[7-9]|20) )/.test(f));
     const settled = ['DuplicateB 4 x2 open', 'Mismatch 22 healed', 'MissingInB 29 healed', 'MissingInB 30 healed'];
     // stored open first, healed once the correction is out: wait for the end state
-    await waitFor(async () => (await findings()).length === 12 && (await newFindings()).join() === settled.join() && caughtUp(), 20_000, 'findings after the restart');
+    await waitFor(async () => (await findings()).length === 12 && (await newFindings()).join() === settled.join() && caughtUp(), 60_000, 'findings after the restart');
     expect(await newFindings()).toEqual(settled);
-    await waitFor(async () => (await eventsOn('events.recon.adjustment')).length === 8, 10_000, 'the new corrections');
-    await waitFor(async () => (await subjects('RECON', 'recon.manual.settle')).length === 4, 10_000, 'the new manual entry');
+    await waitFor(async () => (await eventsOn('events.recon.adjustment')).length === 8, 60_000, 'the new corrections');
+    await waitFor(async () => (await subjects('RECON', 'recon.manual.settle')).length === 4, 60_000, 'the new manual entry');
     const ids = (await subjects('INGEST', 'ingest.recon.adjustment')).map((m) => json<{ id: string }>(m).id);
     expect(new Set(ids).size).toBe(ids.length);
     const manual = (await subjects('RECON', 'recon.manual.settle')).map((m) => json<{ type: string; key: string[] }>(m));
@@ -154,9 +159,9 @@ describe('streaming reconciliation', () => {
     expect((await subjects('ALERTS', 'alerts.recon.settle')).length).toBe(1);
     const audit = async () => (await (await ch.client.query({ query: `SELECT action, count() AS n FROM ${ch.db}.recon_actions FINAL GROUP BY action ORDER BY action`, format: 'JSONEachRow' })).json<{ action: string; n: string }>()).map((r) => `${r.action} ${r.n}`);
     // audit rows follow the actions they record
-    await waitFor(async () => (await audit()).join() === 'healed 8,queued 4,alerted 1', 10_000, 'the audit trail');
+    await waitFor(async () => (await audit()).join() === 'healed 8,queued 4,alerted 1', 60_000, 'the audit trail');
     expect(await audit()).toEqual(['healed 8', 'queued 4', 'alerted 1']);
-  });
+  }, 180_000);
 
   it('reads a feed from a subject another stream captures (EVENTS), through its own durable consumers', async () => {
     const pos = await startReconcileStreaming({ config, js, jsm, clickhouse: ch.client, logger, clock, names: ['pos'] });
@@ -164,9 +169,9 @@ describe('streaming reconciliation', () => {
       const occurredAt = Date.now() - 60_000;
       for (const [id, amount] of [['s-1', '10'], ['s-2', '20'], ['s-3', '30'], ['s-4', '41']]) nc.publish('ingest.pos.sale', JSON.stringify({ id, occurredAt, data: { amount } }));
       // the clock runs hours ahead here, so B must be on EVENTS before A arrives, or A's window would already be over
-      await waitFor(async () => (await eventsOn('events.pos.sale')).length === 4, 10_000, 'sales on EVENTS');
+      await waitFor(async () => (await eventsOn('events.pos.sale')).length === 4, 60_000, 'sales on EVENTS');
       for (const [txn, amount] of [['s-1', '10.00'], ['s-2', '20'], ['s-3', '30'], ['s-4', '40'], ['s-5', '50']]) nc.publish('recon.pos.bank', JSON.stringify({ txn, amount, occurredAt }));
-      await waitFor(async () => (await findings('pos')).length === 2, 10_000, 'pos findings');
+      await waitFor(async () => (await findings('pos')).length === 2, 60_000, 'pos findings');
       expect(await findings('pos')).toEqual(['Mismatch s-4 open', 'MissingInB s-5 open']);
       const info = await jsm.consumers.info('EVENTS', durableName('pos', 'B', 'match'));
       expect(info.config.filter_subject).toBe('events.pos.sale');

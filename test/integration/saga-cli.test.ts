@@ -115,7 +115,7 @@ describe('ClickHouse saga tables', () => {
     const rows = await waitFor(async () => {
       const all = await sagas();
       return all.length === 4 && all.every((r) => ['completed', 'compensated', 'aborted'].includes(r.status)) && all;
-    }, 10_000, 'the projector to catch up');
+    }, 60_000, 'the projector to catch up');
     expect(rows).toEqual([
       { saga_id: 'order.cli-abort', status: 'aborted', failed_step: 'inventory', failure: 'OutOfStock', parks: 1 },
       { saga_id: 'order.cli-comp', status: 'compensated', failed_step: 'payment', failure: 'PaymentDeclined', parks: 0 },
@@ -137,7 +137,7 @@ describe('ClickHouse saga tables', () => {
     const again = await startProjector({ js: conn.js, clickhouse: ch.client, db: ch.db, logger });
     try {
       // every saga's newest revision written again (background merges may already have folded the copies)
-      await waitFor(() => again.stats.revisions >= 4 && again.stats.inserts >= 1, 10_000, 'the log to be projected again');
+      await waitFor(() => again.stats.revisions >= 4 && again.stats.inserts >= 1, 60_000, 'the log to be projected again');
       expect({ sagas: await sagas(), steps: await steps() }).toEqual(before);
     } finally {
       await again.stop();

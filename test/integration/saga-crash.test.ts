@@ -163,7 +163,7 @@ describe('orchestrator crashes at random points', () => {
       await waitFor(async () => {
         const infos = await Promise.all(['saga-triggers', 'saga-inputs'].map((durable) => conn.jsm.consumers.info('SAGAS', durable)));
         return infos.every((info) => info.num_pending === 0 && info.num_ack_pending === 0 && info.num_redelivered === 0);
-      }, 10_000, 'every redelivered input to be handled');
+      }, 60_000, 'every redelivered input to be handled');
       await verify([...everyRun.keys()], [...everyRun.values()]);
     } finally {
       await last.kill();

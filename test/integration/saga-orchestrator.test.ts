@@ -100,7 +100,7 @@ describe('saga orchestrator against nats-server', () => {
       const reply = json<{ sagaId: string; step: string; kind: string; attempt: number }>(m);
       return reply.sagaId === 'order.late-gone' && reply.step === 'order' && reply.kind === 'do' && reply.attempt === 2;
     }), 20_000, 'the late success of do:order#2');
-    await waitFor(async () => (await conn.jsm.consumers.info('SAGAS', 'saga-inputs')).ack_floor.stream_seq >= lateReply.seq, 20_000, 'the late success handled');
+    await waitFor(async () => (await conn.jsm.consumers.info('SAGAS', 'saga-inputs')).ack_floor.stream_seq >= lateReply.seq, 60_000, 'the late success handled');
     const after = (await role.store.load('order.late-gone'))!.record.events;
     expect(after).toHaveLength(versionAtEnd);
     expect(commandsOf(services, 'order.late-gone')).toEqual(['do:order#1', 'do:order#2', 'undo:order#1']);
@@ -117,7 +117,7 @@ describe('saga orchestrator against nats-server', () => {
     await waitFor(async () => {
       const infos = await Promise.all(['saga-triggers', 'saga-inputs'].map((durable) => conn.jsm.consumers.info('SAGAS', durable)));
       return infos.every((info) => info.num_pending === 0 && info.num_ack_pending === 0);
-    }, 5_000, 'the orchestrator to drain its inputs');
+    }, 60_000, 'the orchestrator to drain its inputs');
     expect((await role.store.load('order.dup'))!.record.events).toHaveLength(events.length);
     expect(commandsOf(services, 'order.dup')).toEqual(ALL_DO);
   });
@@ -129,7 +129,7 @@ describe('saga orchestrator against nats-server', () => {
     const alerts = await waitFor(async () => {
       const all = (await readAll(conn.js, conn.jsm, 'ALERTS')).filter((m) => m.subject === 'alerts.saga.order');
       return all.length > 0 && all;
-    }, 5_000, 'the parked alert');
+    }, 60_000, 'the parked alert');
     expect(alerts.map((m) => json(m))).toEqual([
       expect.objectContaining({ id: 'saga-parked:order.stuck:1', kind: 'SagaParked', sagaId: 'order.stuck', step: 'inventory', reason: 'ReleaseFailed after 3 attempts' }),
     ]);

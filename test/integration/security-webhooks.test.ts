@@ -153,9 +153,9 @@ describe('an alert for source 店舗-1, end to end', () => {
       nc.publish(eventSubject(late), encodeEvent(late));
     }
     await nc.flush();
-    await waitFor(async () => (await jsm.consumers.info('EVENTS', 'monitor')).delivered.stream_seq === 3, 15_000, 'the monitor to read the late events');
+    await waitFor(async () => (await jsm.consumers.info('EVENTS', 'monitor')).delivered.stream_seq === 3, 60_000, 'the monitor to read the late events');
     clock.jumpTo(T0 + 3 * MIN + 2_000);
-    const hit = await waitFor(() => hits.find((h) => h.path === '/cjk'), 20_000, 'the webhook for 店舗-1');
+    const hit = await waitFor(() => hits.find((h) => h.path === '/cjk'), 60_000, 'the webhook for 店舗-1');
     const alert = JSON.parse(hit.body) as Alert;
     expect(alert).toMatchObject({ kind: 'DelayedEvent', source: '店舗-1', count: 3 });
     expect(decodeURIComponent(String(hit.headers['x-tidemark-alert-id']))).toBe(alert.id);

@@ -70,7 +70,7 @@ describe('tidemark init topology', () => {
     let n = 0;
     for await (const msg of batch) if (++n <= 4) msg.ack();
     await nc.flush();
-    await waitFor(async () => (await jsm.consumers.info('INGEST', 'gateway')).ack_floor.stream_seq === firstSeq + 3, 5_000, 'the acks');
+    await waitFor(async () => (await jsm.consumers.info('INGEST', 'gateway')).ack_floor.stream_seq === firstSeq + 3, 60_000, 'the acks');
 
     const changes = await ensureTopology(jsm, config);
     expect(changes.find((c) => c.name === 'INGEST/gateway')?.action).toBe('updated');

@@ -201,7 +201,7 @@ export async function storedCommands(js: JetStreamClient, jsm: JetStreamManager)
 export const trigger = (js: JetStreamClient, id: string, script: Script = {}) =>
   js.publish(triggerSubject('order'), JSON.stringify({ id, data: { orderId: id, script } }), { msgID: `trigger:${id}` });
 
-export async function waitForStatus(store: SagaStore, sagaId: string, statuses: string[], timeoutMs = 10_000): Promise<SagaEvent[]> {
+export async function waitForStatus(store: SagaStore, sagaId: string, statuses: string[], timeoutMs = 60_000): Promise<SagaEvent[]> {
   return waitFor(async () => {
     const loaded = await store.load(sagaId);
     return loaded !== null && statuses.includes(loaded.record.status) && loaded.record.events;
