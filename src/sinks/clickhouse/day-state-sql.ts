@@ -46,27 +46,21 @@ const winners = (db: string, only: string): string => `SELECT type, occurred_at,
     GROUP BY ${KEY})`;
 
 /**
- * The copy kept of each identity `only` selects (a condition; '' for all), as of the
- * mark. An identity with no copy in flight is read through `FINAL` with the mark as
+ * The whole day up to `hwm`: every identity with a copy arrived at or below it, as the
+ * copy kept. An identity with no copy in flight is read through `FINAL` with the mark as
  * PREWHERE, which ClickHouse applies before FINAL folds copies (so a copy stored during
  * the read never replaces one below the mark): in sort order, without grouping, as
  * replays read before daily states. Identities with a copy in flight go through
- * winners(); with `arrived`, one whose kept copy is in flight counts only if a copy of
- * it arrived at or below the mark (event_arrivals, where merges of `events` erase none).
+ * winners(); one whose kept copy is in flight counts only if a copy of it arrived at or
+ * below the mark (event_arrivals, where merges of `events` erase none).
  */
-function keptSql(db: string, only: string, arrived: boolean): string {
+function wholeDaySql(db: string): string {
   const flying = `(${KEY}) IN (${flyingSql(db)})`;
-  const and = only ? ` AND ${only}` : '';
-  const check = arrived
-    ? ` WHERE w_epoch != {epoch:UInt64} OR w_seq <= {hwm:UInt64} OR (${KEY}) IN (SELECT ${KEY} FROM ${db}.event_arrivals WHERE ${DAY} AND ${INCLUDED} AND ${flying})`
-    : '';
-  return `SELECT ${COLUMNS} FROM ${db}.events FINAL PREWHERE ${INCLUDED} WHERE ${DAY}${and} AND NOT ${flying}
+  return `SELECT ${COLUMNS} FROM ${db}.events FINAL PREWHERE ${INCLUDED} WHERE ${DAY} AND NOT ${flying}
   UNION ALL
-  SELECT ${COLUMNS} FROM (${winners(db, `${flying}${and}`)})${check}`;
+  SELECT ${COLUMNS} FROM (${winners(db, flying)})
+  WHERE w_epoch != {epoch:UInt64} OR w_seq <= {hwm:UInt64} OR (${KEY}) IN (SELECT ${KEY} FROM ${db}.event_arrivals WHERE ${DAY} AND ${INCLUDED} AND ${flying})`;
 }
-
-/** The whole day up to `hwm`: every identity with a copy arrived at or below it. */
-const wholeDaySql = (db: string): string => keptSql(db, '', true);
 
 /** Identities with a copy that arrived past `base` and up to `hwm` (arrival index: only granules holding new arrivals are read). */
 const newKeysSql = (db: string): string => `SELECT ${KEY} FROM ${db}.event_arrivals WHERE ${DAY} AND ${NEW}`;
@@ -74,12 +68,26 @@ const newKeysSql = (db: string): string => `SELECT ${KEY} FROM ${db}.event_arriv
 const seenKeysSql = (db: string): string => `SELECT ${KEY} FROM ${db}.event_arrivals WHERE ${DAY} AND ${EARLIER} AND (${KEY}) IN (${newKeysSql(db)})`;
 
 /**
- * A delta: the identities new since `base` (no copy arrived at or below it), as the
- * copy kept. A new copy from a lower INGEST sequence than every earlier one is a
- * different message that may have replaced the counted content (`conflict`: the caller
- * recomputes the day); a copy of the same message is the same event and adds nothing.
+ * A delta: the identities new since `base` (a copy arrived past it and up to `hwm`, none
+ * at or below it), each as the copy kept. Every copy of such an identity is stored past
+ * `base` in this epoch, so they are read by the arrival index, not looked up by key:
+ * per identity the copy with the highest `keep` among those at or below the mark, else
+ * among all (a merge may have kept only a copy still in flight). `seen`: whether some
+ * new identity was counted before (they are then looked up and left out).
  */
-const freshSql = (db: string): string => keptSql(db, `(${KEY}) IN (${newKeysSql(db)}) AND (${KEY}) NOT IN (${seenKeysSql(db)})`, false);
+const freshSql = (db: string, seen: boolean): string => `SELECT ${COLUMNS} FROM (
+    SELECT ${COLUMNS} FROM ${db}.events WHERE ${DAY} AND stream_epoch = {epoch:UInt64} AND stream_seq > {base:UInt64}
+    ORDER BY ${KEY}, ${INCLUDED} DESC, keep DESC LIMIT 1 BY ${KEY})
+  WHERE (${KEY}) IN (${newKeysSql(db)})${seen ? ` AND (${KEY}) NOT IN (${seenKeysSql(db)})` : ''}`;
+
+/**
+ * How many new identities were counted before, and of those how many came again from a
+ * lower INGEST sequence than every earlier copy: a different message that may have
+ * replaced the counted content (`conflicts`: the caller recomputes the day); a copy of
+ * the same message is the same event and adds nothing. The grouping runs only when a
+ * new identity was seen before, which is rare.
+ */
+const seenSql = (db: string): string => `SELECT count() AS n FROM (${seenKeysSql(db)})`;
 const conflictSql = (db: string): string => `SELECT count() AS n FROM (
     SELECT ${KEY}, minIf(seq, ${EARLIER}) AS seq_earlier, minIf(seq, NOT ${EARLIER}) AS seq_new
     FROM ${db}.event_arrivals WHERE ${DAY} AND ${INCLUDED} AND (${KEY}) IN (${seenKeysSql(db)})
@@ -160,14 +168,15 @@ export async function readGroups(client: ClickHouseClient, db: string, report: R
   const groups = groupSql(report);
   const parts = partsSql(report, delta);
   const params = { ...groups.params, ...parts.params, ...dayParams(report, day, range) };
+  let seen = false;
   if (delta) {
-    const conflicts = await rows(client, conflictSql(db), params);
-    if (Number(conflicts[0]?.n ?? 0) > 0) return null;
+    seen = Number((await rows(client, seenSql(db), params))[0]?.n ?? 0) > 0;
+    if (seen && Number((await rows(client, conflictSql(db), params))[0]?.n ?? 0) > 0) return null;
   }
   const groupBy = report.groupBy.map((_, i) => `g${i}`);
   const query = `
     SELECT ${[...groups.select, `${uniqKeySql(report)} AS uniq_key`, 'count() AS events', 'toUnixTimestamp64Milli(max(received_at)) AS known_at', ...parts.select].join(', ')}
-    FROM (${delta ? freshSql(db) : wholeDaySql(db)})
+    FROM (${delta ? freshSql(db, seen) : wholeDaySql(db)})
     ${groupBy.length ? `GROUP BY ${groupBy.join(', ')}` : 'HAVING count() > 0'}`;
   return (await rows(client, query, params, !delta)).map((row) => groupRead(report, row));
 }
