@@ -18,9 +18,6 @@ const SCAN_PREFIX = 'scan-';
  */
 export const scanQueryId = (): string => `${SCAN_PREFIX}${randomUUID()}`;
 
-export const TIMES = new Map<string, { n: number; ms: number }>();
-if (process.env.S4_TIMES) process.on('exit', () => { for (const [k, v] of [...TIMES].sort((a, b) => b[1].ms - a[1].ms).slice(0, 25)) process.stderr.write(`TIMES ${Math.round(v.ms)} ms ${v.n}x ${k}\n`); });
-
 /** Connections that each run one call at a time, handed out in arrival order. */
 function lane(connections: ChdbConnection[]) {
   const idle = [...connections];
@@ -62,16 +59,7 @@ export function chdbLanes(path: string, sizes: { short: number; scan: number }, 
   const lanes = { short: lane(short), scan: lane(scan) };
   const on = (method: Method) => (params: Params) => {
     const run = params.query_id?.startsWith(SCAN_PREFIX) ? lanes.scan : lanes.short;
-    const shape = `${method} ${(params.query ?? (params as { table?: string }).table ?? '').replace(/\s+/g, ' ').slice(0, 90)}`;
-    return run(async (connection) => {
-      const t = performance.now();
-      try {
-        return await (connection[method] as (p: unknown) => Promise<unknown>).call(connection, inlined(params));
-      } finally {
-        const e = TIMES.get(shape) ?? { n: 0, ms: 0 };
-        e.n++; e.ms += performance.now() - t; TIMES.set(shape, e);
-      }
-    });
+    return run((connection) => (connection[method] as (p: unknown) => Promise<unknown>).call(connection, inlined(params)));
   };
   return {
     query: on('query'),

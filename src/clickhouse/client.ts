@@ -5,7 +5,7 @@ import { finished } from 'node:stream/promises';
 import { createClient, type ClickHouseClient, type ClickHouseSettings } from '@clickhouse/client';
 import { createChdbConnection } from 'chdb/connection';
 import type { Config } from '../core/config.ts';
-import { chdbLanes, TIMES } from './chdb-pool.ts';
+import { chdbLanes } from './chdb-pool.ts';
 
 export { scanQueryId } from './chdb-pool.ts';
 
@@ -43,10 +43,7 @@ export async function insertEncodedRows(client: ClickHouseClient, table: string,
   const raw = rawInserters.get(client);
   if (raw) {
     // settings go into the INSERT itself, so nothing lingers on the session (see TRAPS: chDB keeps SET values)
-    const t = performance.now();
     await raw({ table, values: body, format: 'JSONCompactEachRow', columns, settings: { ...BASE_SETTINGS, ...settings } as Record<string, string | number> });
-    const e = TIMES.get(`raw ${table}`) ?? { n: 0, ms: 0 };
-    e.n++; e.ms += performance.now() - t; TIMES.set(`raw ${table}`, e);
     return;
   }
   const result = await client.exec({ query: `INSERT INTO ${table} (${columns.join(', ')}) FORMAT JSONCompactEachRow`, values: Readable.from([body]), clickhouse_settings: { ...BASE_SETTINGS, ...settings } });
