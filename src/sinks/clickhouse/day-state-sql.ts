@@ -23,49 +23,76 @@ const EARLIER = '(stream_epoch != {epoch:UInt64} OR stream_seq <= {base:UInt64})
 const KEY = 'type, occurred_at, source, id';
 
 const COPY = 'tuple(key, data, nums, received_at, stream_epoch, stream_seq)';
+const COLUMNS = 'type, occurred_at, source, id, key, data, nums, received_at';
+const IN_FLIGHT = '(stream_epoch = {epoch:UInt64} AND stream_seq > {hwm:UInt64})';
+const NEW = '(stream_epoch = {epoch:UInt64} AND stream_seq > {base:UInt64} AND stream_seq <= {hwm:UInt64})';
+
+/** The identities of the day with a copy stored past the mark: at most what EVENTS holds unacked; the arrival index skips the granules below the mark. */
+const flyingSql = (db: string): string => `SELECT ${KEY} FROM ${db}.events WHERE ${DAY} AND ${IN_FLIGHT}`;
 
 /**
- * One row per event identity of the day: the copy `events FINAL` would keep (highest
- * `keep`; one tuple, so every column comes from the same row) among those at or below
- * the mark, else among all (a merge may have kept only a copy still in flight). Grouped
- * by the sorting key itself, so ClickHouse aggregates in order. `only`: a condition on
- * the identities.
+ * One row per identity `only` selects (a condition): the copy `events FINAL` would keep
+ * (highest `keep`; one tuple, so every column comes from the same row) among those at
+ * or below the mark, else among all (a merge may have kept only a copy still in flight).
+ * Grouping by identity costs 2–4 µs a row in chDB (FINAL: about 0.5), so it is used
+ * only for identities with a copy in flight.
  */
 const winners = (db: string, only: string): string => `SELECT type, occurred_at, source, id,
     tupleElement(w, 1) AS key, tupleElement(w, 2) AS data, tupleElement(w, 3) AS nums, tupleElement(w, 4) AS received_at,
     tupleElement(w, 5) AS w_epoch, tupleElement(w, 6) AS w_seq
   FROM (
     SELECT type, occurred_at, source, id, if(countIf(${INCLUDED}) > 0, argMaxIf(${COPY}, keep, ${INCLUDED}), argMax(${COPY}, keep)) AS w
-    FROM ${db}.events WHERE ${DAY} ${only ? `AND (${KEY}) IN (${only})` : ''}
+    FROM ${db}.events WHERE ${DAY} AND ${only}
     GROUP BY ${KEY})`;
 
 /**
- * The whole day up to `hwm`: every identity, unless the copy kept is still in flight
- * (past the mark) and no copy of it arrived at or below the mark. Arrivals are read in
- * event_arrivals, where merges of `events` erase none; only in-flight identities are
- * looked up there (by key).
+ * The whole day up to `hwm`: every identity with a copy arrived at or below it, as the
+ * copy kept. An identity with no copy in flight is read through `FINAL` with the mark as
+ * PREWHERE, which ClickHouse applies before FINAL folds copies (so a copy stored during
+ * the read never replaces one below the mark): in sort order, without grouping, as
+ * replays read before daily states. Identities with a copy in flight go through
+ * winners(); one whose kept copy is in flight counts only if a copy of it arrived at or
+ * below the mark (event_arrivals, where merges of `events` erase none).
  */
-const wholeDaySql = (db: string): string => `SELECT * FROM (${winners(db, '')})
-  WHERE w_epoch != {epoch:UInt64} OR w_seq <= {hwm:UInt64} OR (${KEY}) IN (
-    SELECT ${KEY} FROM ${db}.event_arrivals WHERE ${DAY} AND ${INCLUDED} AND (${KEY}) IN (
-      SELECT ${KEY} FROM ${db}.events WHERE ${DAY} AND stream_epoch = {epoch:UInt64} AND stream_seq > {hwm:UInt64}))`;
+function wholeDaySql(db: string): string {
+  const flying = `(${KEY}) IN (${flyingSql(db)})`;
+  return `SELECT ${COLUMNS} FROM ${db}.events FINAL PREWHERE ${INCLUDED} WHERE ${DAY} AND NOT ${flying}
+  UNION ALL
+  SELECT ${COLUMNS} FROM (${winners(db, flying)})
+  WHERE w_epoch != {epoch:UInt64} OR w_seq <= {hwm:UInt64} OR (${KEY}) IN (SELECT ${KEY} FROM ${db}.event_arrivals WHERE ${DAY} AND ${INCLUDED} AND ${flying})`;
+}
 
-/** The identities with a copy that arrived past `base` and up to `hwm`, each with whether a copy of it arrived earlier and their INGEST sequences. */
-const deltaKeysSql = (db: string): string => `SELECT ${KEY}, countIf(${EARLIER}) AS earlier,
-    minIf(seq, ${EARLIER}) AS seq_earlier, minIf(seq, NOT ${EARLIER}) AS seq_new
-  FROM ${db}.event_arrivals
-  WHERE ${DAY} AND ${INCLUDED} AND (${KEY}) IN (
-    SELECT ${KEY} FROM ${db}.event_arrivals WHERE ${DAY} AND stream_epoch = {epoch:UInt64} AND stream_seq > {base:UInt64} AND stream_seq <= {hwm:UInt64})
-  GROUP BY ${KEY}`;
+/** Identities with a copy that arrived past `base` and up to `hwm` (arrival index: only granules holding new arrivals are read). */
+const newKeysSql = (db: string): string => `SELECT ${KEY} FROM ${db}.event_arrivals WHERE ${DAY} AND ${NEW}`;
+/** Of those, the ones a copy of which arrived at or below `base` too: already counted, looked up by key. */
+const seenKeysSql = (db: string): string => `SELECT ${KEY} FROM ${db}.event_arrivals WHERE ${DAY} AND ${EARLIER} AND (${KEY}) IN (${newKeysSql(db)})`;
 
 /**
- * A delta: the identities new since `base` (no copy arrived at or below it), as the
- * copy kept. A new copy from a lower INGEST sequence than every earlier one is a
- * different message that may have replaced the counted content (`conflict`: the caller
- * recomputes the day); a copy of the same message is the same event and adds nothing.
+ * A delta: the identities new since `base` (a copy arrived past it and up to `hwm`, none
+ * at or below it), each as the copy kept. Every copy of such an identity is stored past
+ * `base` in this epoch, so they are read by the arrival index, not looked up by key:
+ * per identity the copy with the highest `keep` among those at or below the mark, else
+ * among all (a merge may have kept only a copy still in flight). `seen`: whether some
+ * new identity was counted before (they are then looked up and left out).
  */
-const freshSql = (db: string): string => winners(db, `SELECT ${KEY} FROM (${deltaKeysSql(db)}) WHERE earlier = 0`);
-const conflictSql = (db: string): string => `SELECT count() AS n FROM (${deltaKeysSql(db)}) WHERE earlier > 0 AND seq_new < seq_earlier`;
+const freshSql = (db: string, seen: boolean): string => `SELECT ${COLUMNS} FROM (
+    SELECT ${COLUMNS} FROM ${db}.events WHERE ${DAY} AND stream_epoch = {epoch:UInt64} AND stream_seq > {base:UInt64}
+    ORDER BY ${KEY}, ${INCLUDED} DESC, keep DESC LIMIT 1 BY ${KEY})
+  WHERE (${KEY}) IN (${newKeysSql(db)})${seen ? ` AND (${KEY}) NOT IN (${seenKeysSql(db)})` : ''}`;
+
+/**
+ * How many new identities were counted before, and of those how many came again from a
+ * lower INGEST sequence than every earlier copy: a different message that may have
+ * replaced the counted content (`conflicts`: the caller recomputes the day); a copy of
+ * the same message is the same event and adds nothing. The grouping runs only when a
+ * new identity was seen before, which is rare.
+ */
+const seenSql = (db: string): string => `SELECT count() AS n FROM (${seenKeysSql(db)})`;
+const conflictSql = (db: string): string => `SELECT count() AS n FROM (
+    SELECT ${KEY}, minIf(seq, ${EARLIER}) AS seq_earlier, minIf(seq, NOT ${EARLIER}) AS seq_new
+    FROM ${db}.event_arrivals WHERE ${DAY} AND ${INCLUDED} AND (${KEY}) IN (${seenKeysSql(db)})
+    GROUP BY ${KEY})
+  WHERE seq_new < seq_earlier`;
 
 /** The measures' parts (day-state.ts); a delta's uniq measures list their values instead of counting them. */
 function partsSql(report: ReportConfig, delta: boolean): { select: string[]; params: Record<string, unknown> } {
@@ -141,32 +168,37 @@ export async function readGroups(client: ClickHouseClient, db: string, report: R
   const groups = groupSql(report);
   const parts = partsSql(report, delta);
   const params = { ...groups.params, ...parts.params, ...dayParams(report, day, range) };
+  let seen = false;
   if (delta) {
-    const conflicts = await rows(client, conflictSql(db), params);
-    if (Number(conflicts[0]?.n ?? 0) > 0) return null;
+    seen = Number((await rows(client, seenSql(db), params))[0]?.n ?? 0) > 0;
+    if (seen && Number((await rows(client, conflictSql(db), params))[0]?.n ?? 0) > 0) return null;
   }
   const groupBy = report.groupBy.map((_, i) => `g${i}`);
   const query = `
     SELECT ${[...groups.select, `${uniqKeySql(report)} AS uniq_key`, 'count() AS events', 'toUnixTimestamp64Milli(max(received_at)) AS known_at', ...parts.select].join(', ')}
-    FROM (${delta ? freshSql(db) : wholeDaySql(db)})
+    FROM (${delta ? freshSql(db, seen) : wholeDaySql(db)})
     ${groupBy.length ? `GROUP BY ${groupBy.join(', ')}` : 'HAVING count() > 0'}`;
   return (await rows(client, query, params, !delta)).map((row) => groupRead(report, row));
 }
 
 /**
- * Whether the day holds at least `n` rows (copies included): reads at most about `n`
- * rows of the key, whatever the size of the day, so it stays a short call.
+ * Whether the day holds at least `n` rows (copies included), as a short call whatever
+ * the size of the day: first the primary index's estimate (`EXPLAIN ESTIMATE`: whole
+ * granules, never fewer rows than there are, read from the index alone), and only when
+ * that reaches `n` a look that reads at most about `n` rows of the key.
  */
 export async function dayHoldsAtLeast(client: ClickHouseClient, db: string, report: ReportConfig, day: string, n: number): Promise<boolean> {
-  const found = await rows(client, `SELECT count() AS n FROM (SELECT 1 FROM ${db}.events WHERE ${DAY} LIMIT {n:UInt64})`, {
-    types: report.types, start: dayStartMs(day, report.timeZone), end: dayEndMs(day, report.timeZone), n,
-  });
+  const params = { types: report.types, start: dayStartMs(day, report.timeZone), end: dayEndMs(day, report.timeZone), n };
+  const estimate = await rows(client, `SELECT sum(rows) AS n FROM (EXPLAIN ESTIMATE SELECT 1 FROM ${db}.events WHERE ${DAY})`, params);
+  if (Number(estimate[0]?.n ?? 0) < n) return false;
+  const found = await rows(client, `SELECT count() AS n FROM (SELECT 1 FROM ${db}.events WHERE ${DAY} LIMIT {n:UInt64})`, params);
   return Number(found[0]?.n ?? 0) >= n;
 }
 
 /** Stores the distinct values of the report's uniq measures over the whole day up to `range.hwm`, for a new generation. */
 export async function storeDayUniqValues(client: ClickHouseClient, db: string, report: ReportConfig, day: string, range: ReadRange, generation: string): Promise<void> {
   const groups = groupSql(report);
+  const params = { ...groups.params, ...dayParams(report, day, range) };
   const entries = Object.entries(report.measures);
   for (const [name, measure] of entries) {
     if (measure.fn !== 'uniq' || measure.field === undefined) continue;
@@ -177,7 +209,7 @@ export async function storeDayUniqValues(client: ClickHouseClient, db: string, r
           FROM (${wholeDaySql(db)}))
         WHERE value NOT IN ('', 'null')
         GROUP BY uniq_key, value`,
-      query_params: { ...groups.params, ...dayParams(report, day, range), report: report.name, day, generation, measure: name, field: measure.field },
+      query_params: { ...params, report: report.name, day, generation, measure: name, field: measure.field },
       clickhouse_settings: { optimize_aggregation_in_order: 1 },
       query_id: scanQueryId(),
     });
