@@ -24,3 +24,23 @@ export function useFixture<T extends { dispose: () => Promise<void> }>(start: ()
     },
   });
 }
+
+export type Defer = (cleanup: () => Promise<unknown> | void) => void;
+
+/**
+ * Builds a fixture step by step, each step registering its own cleanup with `defer` as soon as
+ * it holds something: `dispose` runs them in reverse, and so does a failure half-way (before
+ * the failure is thrown), so a fixture that did not finish starting leaves no server running.
+ */
+export async function assemble<T extends object>(build: (defer: Defer) => Promise<T>): Promise<T & { dispose: () => Promise<void> }> {
+  const cleanups: Array<() => Promise<unknown> | void> = [];
+  const dispose = async (): Promise<void> => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  };
+  try {
+    return Object.assign(await build((cleanup) => cleanups.push(cleanup)), { dispose });
+  } catch (err) {
+    await dispose().catch(() => undefined);
+    throw err;
+  }
+}

@@ -1,12 +1,10 @@
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
 import { BASE_SETTINGS } from '../../src/clickhouse/client.ts';
 import { serveEmbeddedClickHouse, type EmbeddedClickHouseServer } from '../../src/clickhouse/http-server/server.ts';
 import { migrate } from '../../src/clickhouse/migrations.ts';
 import { testConfig } from './config.ts';
+import { writeConfigDir } from './config-dir.ts';
 import { useFixture } from './fixture.ts';
 import { startTestIngest, type TestIngest } from './ingest.ts';
 import { spawnTidemark } from './processes.ts';
@@ -21,16 +19,13 @@ export type ConfiguredIngest = TestIngest & {
 /** startTestIngest for `settings`, and those settings written as a config file in a temp directory. */
 export async function startConfiguredIngest(settings: Record<string, unknown>, prefix: string): Promise<ConfiguredIngest> {
   const ingest = await startTestIngest(testConfig(settings));
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  const configFile = join(dir, 'tidemark.yaml');
-  writeFileSync(configFile, JSON.stringify(settings));
+  const files = writeConfigDir(settings, prefix);
   return {
     ...ingest,
-    dir,
-    configFile,
+    ...files,
     dispose: async () => {
       await ingest.dispose();
-      rmSync(dir, { recursive: true, force: true });
+      await files.dispose();
     },
   };
 }
