@@ -1,19 +1,13 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import fc from 'fast-check';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALERT_KINDS } from '../../src/core/alert-kinds.ts';
-import type { Config } from '../../src/core/config.ts';
-import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from '../harness/clickhouse.ts';
 import { startMonitor, type Monitor } from '../../src/monitor/monitor.ts';
-import { ensureTopology } from '../../src/nats/topology.ts';
 import { redeliveryDelay } from '../../src/sinks/webhooks.ts';
 import { testConfig } from '../harness/config.ts';
-import { startTestNats, type TestNats } from '../harness/nats.ts';
 import { useTestStack } from '../harness/stack.ts';
 import { waitFor } from '../harness/streams.ts';
 import { shiftedClock } from '../support/clock.ts';
@@ -63,21 +57,21 @@ const start = async () => {
 beforeAll(startReceiver);
 
 const stack = useTestStack((database) => {
-    const fast = { maxAttempts: 1, backoff: '10ms', redeliverAfter: '50ms', redeliverMax: '200ms' };
-    return testConfig({
-      clickhouse: { database },
-      // a message the stopped monitor's client had pulled but not handled comes back after ack_wait
-      nats: { ackWait: '10s' },
-      monitor: {
-        tick: '100ms',
-        webhooks: [
-          { name: 'flaky', url: `${base}/flaky`, kinds: ['DelayedEvent'], ...fast },
-          { name: 'ok', url: `${base}/ok`, kinds: ['DelayedEvent'], ...fast },
-          { name: 'short', url: `${base}/short`, kinds: ['DelayedEvent'], ...fast, retryFor: '2s' },
-          { name: 'others', url: `${base}/others`, kinds: ['SagaParked', 'ReconDiscrepancies'], ...fast },
-        ],
-      },
-    });
+  const fast = { maxAttempts: 1, backoff: '10ms', redeliverAfter: '50ms', redeliverMax: '200ms' };
+  return testConfig({
+    clickhouse: { database },
+    // a message the stopped monitor's client had pulled but not handled comes back after ack_wait
+    nats: { ackWait: '10s' },
+    monitor: {
+      tick: '100ms',
+      webhooks: [
+        { name: 'flaky', url: `${base}/flaky`, kinds: ['DelayedEvent'], ...fast },
+        { name: 'ok', url: `${base}/ok`, kinds: ['DelayedEvent'], ...fast },
+        { name: 'short', url: `${base}/short`, kinds: ['DelayedEvent'], ...fast, retryFor: '2s' },
+        { name: 'others', url: `${base}/others`, kinds: ['SagaParked', 'ReconDiscrepancies'], ...fast },
+      ],
+    },
+  });
 });
 
 beforeAll(start);
