@@ -46,12 +46,14 @@ export async function closeTestClickHouse(): Promise<void> {
 
 /**
  * The file's own database for tests that need nothing else (see useFixture): opened in a
- * beforeAll; dropped, and the engine closed, in an afterAll. `ch.client` and `ch.db` work
+ * beforeAll (then `prepare`, for views or rows the file's tests share); dropped, and the engine
+ * closed, in an afterAll. `ch.client` and `ch.db` work
  * inside tests and later hooks.
  */
-export const useTestClickHouse = (): TestClickHouse =>
+export const useTestClickHouse = (prepare?: (ch: TestClickHouse) => Promise<unknown>): TestClickHouse =>
   useFixture(async () => {
     const opened = await openTestClickHouse();
+    await prepare?.(opened);
     return {
       ...opened,
       dispose: async () => {
