@@ -56,7 +56,7 @@ describe('realtime group cap', () => {
     rt.arrive(1, false, Array.from({ length: 10 }, (_, i) => sale(i, `s${i % 5}`, base + 1_000 + i)));
     await rt.flush();
     const groups = async () => {
-      const result = await ch.client.query({ query: `SELECT DISTINCT group_key FROM ${ch.db}.realtime_windows WHERE report = 'capped' ORDER BY group_key`, format: 'JSONEachRow' });
+      const result = await ch.client.query({ query: `SELECT DISTINCT group_key FROM ${ch.db}.realtime_windows WHERE report = 'capped' AND instance = 'cap' ORDER BY group_key`, format: 'JSONEachRow' });
       return (await result.json<{ group_key: string }>()).map((r) => r.group_key);
     };
     expect(await groups()).toEqual(['["s0"]', '["s1"]', '["s2"]']);
