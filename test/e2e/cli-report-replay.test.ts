@@ -1,22 +1,14 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { createClient, type ClickHouseClient } from '@clickhouse/client';
-import type { JetStreamClient } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/transport-node';
 import pino from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BASE_SETTINGS } from '../../src/clickhouse/client.ts';
-import { serveEmbeddedClickHouse, type EmbeddedClickHouseServer } from '../../src/clickhouse/http-server/server.ts';
-import { migrate } from '../../src/clickhouse/migrations.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { businessDay } from '../../src/core/business-day.ts';
 import { startProcessor, type Processor } from '../../src/processors/processor.ts';
 import { publishedRevisions } from '../../src/query/revisions.ts';
 import { testConfig } from '../harness/config.ts';
-import { startTestIngest, type TestIngest } from '../harness/ingest.ts';
-import type { TestNats } from '../harness/nats.ts';
+import { useProcessStack } from '../harness/process-stack.ts';
 import { waitFor } from '../harness/streams.ts';
 
 const run = promisify(execFile);
@@ -34,32 +26,21 @@ const report = {
 const replayed = { ...report, name: 'ledger_replay' };
 const changedRules = { ...replayed, measures: { ...report.measures, largest: { fn: 'max', field: 'amount' } } };
 
-let ingest: TestIngest;
-let server: TestNats;
-let clickhouse: EmbeddedClickHouseServer;
-let client: ClickHouseClient;
-let nc: NatsConnection;
-let js: JetStreamClient;
 let processor: Processor;
-let dir: string;
 const config = testConfig({ reports: [report, replayed] });
+const stack = useProcessStack({ reports: [report, replayed] }, 'tidemark-cli-', { migrated: true });
 const occurredAt = Date.now() - 2 * 86_400_000;
 const day = businessDay(occurredAt, 'Europe/Berlin');
 
 async function tidemark(args: string[], rules: object): Promise<string> {
-  const file = join(dir, `config-${Math.random().toString(36).slice(2)}.json`);
+  const file = join(stack.dir, `config-${Math.random().toString(36).slice(2)}.json`);
   writeFileSync(file, JSON.stringify({ reports: [rules] }));
-  const { stdout } = await run(process.execPath, ['bin/tidemark.mjs', ...args, '--config', file], { env: { ...process.env, NATS_URL: server.url, CLICKHOUSE_URL: clickhouse.url, LOG_LEVEL: 'error' } });
+  const { stdout } = await run(process.execPath, ['bin/tidemark.mjs', ...args, '--config', file], { env: { ...process.env, NATS_URL: stack.server.url, CLICKHOUSE_URL: stack.clickhouse.url, LOG_LEVEL: 'error' } });
   return stdout;
 }
 
 beforeAll(async () => {
-  ingest = await startTestIngest(config);
-  ({ server, nc, js } = ingest);
-  dir = mkdtempSync(join(tmpdir(), 'tidemark-cli-'));
-  clickhouse = (await serveEmbeddedClickHouse(testConfig({ dataDir: dir }), { port: 0 }))!;
-  client = createClient({ url: clickhouse.url, clickhouse_settings: BASE_SETTINGS });
-  await migrate(client, config.clickhouse.database);
+  const { nc, js, client } = stack;
   const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
   processor = await startProcessor({ config, js, clickhouse: client, logger, revisorIntervalMs: 50 });
   const publish = (id: string, type: string, amount: string) => nc.publish(`ingest.shop-1.${type}`, JSON.stringify({ id, occurredAt, data: { amount } }));
@@ -70,14 +51,6 @@ beforeAll(async () => {
   publish('c', 'adjustment', '-0.10');
   await waitFor(async () => (await latestOfEach()).every((r) => r === 2), 60_000, 'revision 2 of both reports');
   await processor.stop();
-});
-
-afterAll(async () => {
-  await nc?.close();
-  await client?.close();
-  await clickhouse?.close();
-  await ingest?.dispose();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 // each test runs the CLI as a process (a tsx start-up, seconds on a loaded machine)
@@ -91,7 +64,7 @@ describe('tidemark report', { timeout: 120_000 }, () => {
   }, CLI_TIMEOUT_MS);
 
   it('answers as of a time, from the revisions and from the raw events alike', async () => {
-    const [first] = await publishedRevisions(client, config.clickhouse.database, 'ledger', day, { history: true });
+    const [first] = await publishedRevisions(stack.client, config.clickhouse.database, 'ledger', day, { history: true });
     const json = JSON.parse(await tidemark(['report', '--report', 'ledger', '--day', day, '--as-of', String(first!.knownAt), '--json'], report)) as {
       revisions: Array<{ revision: number; group: Record<string, string>; measures: Record<string, string> }>;
       checks: Array<{ agrees: boolean; fromEvents: Record<string, string> }>;
@@ -105,7 +78,7 @@ describe('tidemark replay', { timeout: 120_000 }, () => {
   it('writes a replay revision where a rule change moves a figure, and nothing when run again', async () => {
     const first = await tidemark(['replay', '--report', 'ledger_replay'], changedRules);
     expect(first).toMatch(/replayed ledger_replay: 1 days, 2 events .* 1 new revisions/);
-    const latest = (await publishedRevisions(client, config.clickhouse.database, 'ledger_replay', day))[0]!;
+    const latest = (await publishedRevisions(stack.client, config.clickhouse.database, 'ledger_replay', day))[0]!;
     expect(latest).toMatchObject({ revision: 3, reason: 'replay', status: 'preliminary', measures: { total: '120', entries: '2', largest: '120.1' } });
     expect(await tidemark(['replay', '--report', 'ledger_replay', '--from', day, '--to', day], changedRules)).toMatch(/0 new revisions/);
   }, CLI_TIMEOUT_MS);

@@ -2,11 +2,9 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/transport-node';
 import pino from 'pino';
 import { Registry } from 'prom-client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { encodeEvent, eventSubject, type TidemarkEvent } from '../../src/core/envelope.ts';
 import { shiftedClock } from '../support/clock.ts';
 import type { DlqRecord } from '../../src/nats/dlq.ts';
@@ -21,7 +19,7 @@ import { SAGA_BUCKET } from '../../src/saga/subjects.ts';
 import { openSagaStore } from '../../src/saga/topology.ts';
 import type { SagaRecord } from '../../src/saga/store.ts';
 import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from '../harness/clickhouse.ts';
-import { connectToCluster, freshTopology, leadersOf, startTestCluster, storedMessages, type TestCluster } from '../harness/cluster.ts';
+import { freshTopology, leadersOf, storedMessages, useTestCluster } from '../harness/cluster.ts';
 import { testConfig } from '../harness/config.ts';
 import { exited, spawnTidemark, terminate } from '../harness/processes.ts';
 import { waitFor } from '../harness/streams.ts';
@@ -36,19 +34,9 @@ const MIN = 60_000;
 const T0 = Date.parse('2030-03-01T00:00:00Z');
 const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
 
-let cluster: TestCluster;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
-
-beforeAll(async () => {
-  cluster = await startTestCluster();
-  ({ nc, js, jsm } = await connectToCluster(cluster));
-}, 60_000);
+const cluster = useTestCluster();
 
 afterAll(async () => {
-  await nc?.close();
-  await cluster?.dispose();
   await closeTestClickHouse();
 });
 
@@ -60,7 +48,7 @@ async function allUp(): Promise<void> {
 
 async function restartAndCatchUp(victim: { start: () => Promise<void> }, streams: string[]): Promise<void> {
   await victim.start();
-  for (const stream of streams) await cluster.waitForCurrent(jsm, stream, 60_000);
+  for (const stream of streams) await cluster.waitForCurrent(cluster.jsm, stream, 60_000);
 }
 
 describe('kill -9 on a three-node cluster: the monitor, the DLQ, the saga watch', () => {
@@ -85,16 +73,16 @@ describe('kill -9 on a three-node cluster: the monitor, the DLQ, the saga watch'
       monitor: { groupWait: '1m', groupInterval: '5m', resolveAfter: '5m', grace: '1s', tick: '100ms', batchSize: 500 },
     });
     await allUp();
-    await freshTopology(js, jsm, config);
+    await freshTopology(cluster.js, cluster.jsm, config);
     const clock = shiftedClock();
     clock.jumpTo(T0);
     const running: Monitor[] = [];
     const start = async (instance: string) => {
-      const monitor = await startMonitor({ config, js, clickhouse: ch.client, logger, clock, registry: new Registry(), instance });
+      const monitor = await startMonitor({ config, js: cluster.js, clickhouse: ch.client, logger, clock, registry: new Registry(), instance });
       running.push(monitor);
       return monitor;
     };
-    const publisher = createBatchPublisher(nc);
+    const publisher = createBatchPublisher(cluster.nc);
     let seq = 1;
     const event = (source: string, type: string, occurredAt: number, receivedAt: number): TidemarkEvent => {
       const n = seq++;
@@ -105,10 +93,10 @@ describe('kill -9 on a three-node cluster: the monitor, the DLQ, the saga watch'
       expect(outcomes.filter((o) => !o.ok)).toEqual([]);
     };
     const drained = (durable: string, stream = 'EVENTS') => waitFor(async () => {
-      const info = await jsm.consumers.info(stream, durable);
+      const info = await cluster.jsm.consumers.info(stream, durable);
       return info.num_pending === 0 && info.num_ack_pending === 0;
     }, 90_000, `${durable} to read all of ${stream}`);
-    const onAlerts = async () => (await storedMessages(jsm, 'ALERTS')).map((m) => m.json<Alert>());
+    const onAlerts = async () => (await storedMessages(cluster.jsm, 'ALERTS')).map((m) => m.json<Alert>());
     const inTable = async () => (await (await ch.client.query({ query: `SELECT id FROM ${ch.db}.alerts ORDER BY id`, format: 'JSONEachRow' })).json<{ id: string }>()).map((r) => r.id);
     const kinds = (alerts: Alert[]) => alerts.map((a) => `${a.kind} ${a.source}`).sort();
     const late = (source: string, from: number) => Array.from({ length: 200 }, (_, i) => event(source, 'sale', from + i * 100 - 2 * MIN, from + i * 100));
@@ -118,9 +106,9 @@ describe('kill -9 on a three-node cluster: the monitor, the DLQ, the saga watch'
       await publish(late('s1', T0));
       await drained('monitor');
 
-      const victim = await cluster.leaderOf(jsm, `KV_${MONITOR_BUCKET}`);
+      const victim = await cluster.leaderOf(cluster.jsm, `KV_${MONITOR_BUCKET}`);
       const watched = ['EVENTS', 'ALERTS', `KV_${MONITOR_BUCKET}`, `KV_${ALERT_GUARD_BUCKET}`];
-      logger.info({ victim: victim.name, leaders: await leadersOf(cluster, jsm, watched) }, 'killing the monitor state leader');
+      logger.info({ victim: victim.name, leaders: await leadersOf(cluster, cluster.jsm, watched) }, 'killing the monitor state leader');
       await victim.kill();
       // s2 arrives while the server is down; then the clock passes both groups' groupWait and beat-1's first empty minutes
       await publish(late('s2', T0 + 30_000));
@@ -172,13 +160,13 @@ describe('kill -9 on a three-node cluster: the monitor, the DLQ, the saga watch'
     const settings = { nats: { replicas: 3, ackWait: '3s' }, ingest: { lease: '2s' } };
     const config = testConfig(settings);
     await allUp();
-    await freshTopology(js, jsm, config);
+    await freshTopology(cluster.js, cluster.jsm, config);
     const dir = mkdtempSync(join(tmpdir(), 'tidemark-dlq-failover-'));
     const configFile = join(dir, 'tidemark.yaml');
     writeFileSync(configFile, JSON.stringify(settings));
     const httpPort = await freePort();
     const gateway: ChildProcess = spawnTidemark(['gateway', '--config', configFile], { NATS_URL: cluster.url, TIDEMARK_DATA_DIR: dir, TIDEMARK_HTTP_PORT: String(httpPort) });
-    const publisher = createBatchPublisher(nc);
+    const publisher = createBatchPublisher(cluster.nc);
     const expected = new Set<string>();
     let stopped = false;
     const statuses: number[] = [];
@@ -200,17 +188,17 @@ describe('kill -9 on a three-node cluster: the monitor, the DLQ, the saga watch'
           expected.add(`bad-http-${k}`);
         }
       })();
-      const dlqRaws = async () => (await storedMessages(jsm, 'DLQ')).map((m) => Buffer.from(m.json<DlqRecord>().raw, 'base64').toString());
+      const dlqRaws = async () => (await storedMessages(cluster.jsm, 'DLQ')).map((m) => Buffer.from(m.json<DlqRecord>().raw, 'base64').toString());
       await waitFor(async () => (await dlqRaws()).length >= 20, 60_000, 'the first DLQ records');
-      const victim = await cluster.leaderOf(jsm, 'DLQ');
-      logger.info({ victim: victim.name, leaders: await leadersOf(cluster, jsm, ['DLQ', 'INGEST', 'EVENTS']) }, 'killing the DLQ leader');
+      const victim = await cluster.leaderOf(cluster.jsm, 'DLQ');
+      logger.info({ victim: victim.name, leaders: await leadersOf(cluster, cluster.jsm, ['DLQ', 'INGEST', 'EVENTS']) }, 'killing the DLQ leader');
       await victim.kill();
       const atKill = n;
-      await waitFor(async () => (await cluster.leaderOf(jsm, 'DLQ')).name !== victim.name && n >= atKill + 20, 120_000, 'twenty rounds filed after the DLQ elected a new leader');
+      await waitFor(async () => (await cluster.leaderOf(cluster.jsm, 'DLQ')).name !== victim.name && n >= atKill + 20, 120_000, 'twenty rounds filed after the DLQ elected a new leader');
       stopped = true;
       await load;
       await waitFor(async () => {
-        const info = await jsm.consumers.info('INGEST', 'gateway');
+        const info = await cluster.jsm.consumers.info('INGEST', 'gateway');
         return info.num_pending === 0 && info.num_ack_pending === 0;
       }, 90_000, 'the gateway to forward all of INGEST');
       const raws = await waitFor(async () => {
@@ -236,9 +224,9 @@ describe('kill -9 on a three-node cluster: the monitor, the DLQ, the saga watch'
   it('saga store watch: the server holding its consumer killed; the watch comes back by itself and shows every later write', async () => {
     const config = testConfig({ nats: { replicas: 3 } });
     await allUp();
-    await freshTopology(js, jsm, config);
-    const publisher = createBatchPublisher(nc);
-    const store = await openSagaStore(js, publisher, 3);
+    await freshTopology(cluster.js, cluster.jsm, config);
+    const publisher = createBatchPublisher(cluster.nc);
+    const store = await openSagaStore(cluster.js, publisher, 3);
     const seen = new Map<string, number>();
     const watch = await store.watch((sagaId, revision) => seen.set(sagaId, Math.max(seen.get(sagaId) ?? 0, revision)));
     const record = (i: number, step: number): SagaRecord => ({ v: 1, sagaId: `order.w-${i}`, name: 'order', status: step < 5 ? 'running' : 'completed', due: null, events: [] });
@@ -250,11 +238,11 @@ describe('kill -9 on a three-node cluster: the monitor, the DLQ, the saga watch'
       await waitFor(caughtUp, 30_000, 'the watch to show the first writes');
       const stream = `KV_${SAGA_BUCKET}`;
       const consumers = [];
-      for await (const info of await jsm.consumers.list(stream)) consumers.push(info);
+      for await (const info of await cluster.jsm.consumers.list(stream)) consumers.push(info);
       const ephemeral = consumers.filter((c) => c.config.durable_name === undefined);
       expect(ephemeral.length).toBeGreaterThan(0);
       const holder = cluster.nodes.find((node) => node.name === ephemeral[0]!.cluster?.leader)!;
-      logger.info({ holder: holder.name, bucketLeader: (await cluster.leaderOf(jsm, stream)).name }, 'killing the server holding the watch consumer');
+      logger.info({ holder: holder.name, bucketLeader: (await cluster.leaderOf(cluster.jsm, stream)).name }, 'killing the server holding the watch consumer');
       await holder.kill();
       for (let step = 1; step <= 5; step++) for (let i = 0; i < 20; i++) await write(i, step);
       await waitFor(caughtUp, 90_000, 'the watch to show every write made after the kill');

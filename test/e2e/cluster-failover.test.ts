@@ -2,10 +2,8 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/transport-node';
 import pino from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { openClickHouse } from '../../src/clickhouse/client.ts';
 import { decodeEvents } from '../../src/core/envelope.ts';
 import { freePort } from '../../src/nats/embedded-server.ts';
@@ -14,7 +12,7 @@ import { LEASE_BUCKET } from '../../src/nats/lease.ts';
 import { publishRetrying, retryTransient } from '../../src/nats/retry.ts';
 import { DAILY_BUCKET, type StoredRevision } from '../../src/processors/daily/revision-store.ts';
 import { openSagaStore } from '../../src/saga/topology.ts';
-import { connectToCluster, freshTopology, startTestCluster, storedMessages, type ClusterNode, type TestCluster } from '../harness/cluster.ts';
+import { freshTopology, storedMessages, useTestCluster, type ClusterNode } from '../harness/cluster.ts';
 import { testConfig } from '../harness/config.ts';
 import { exited, spawnTidemark, terminate } from '../harness/processes.ts';
 import { waitFor } from '../harness/streams.ts';
@@ -38,24 +36,11 @@ const config = testConfig(settings);
 const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
 const report = config.reports[0]!;
 
-let cluster: TestCluster;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
-
-beforeAll(async () => {
-  cluster = await startTestCluster();
-  ({ nc, js, jsm } = await connectToCluster(cluster));
-}, 60_000);
-
-afterAll(async () => {
-  await nc?.close();
-  await cluster?.dispose();
-});
+const cluster = useTestCluster();
 
 /** Publishes through JetStream with a message id each, so what a leaderless moment refused is sent again and stored once. */
 async function publishAll(messages: RawMessage[], offset: number): Promise<void> {
-  const publisher = createBatchPublisher(nc);
+  const publisher = createBatchPublisher(cluster.nc);
   try {
     for (let i = 0; i < messages.length; i += 500) {
       const items = messages.slice(i, i + 500).map((m, k) => ({ subject: m.subject, data: m.body, msgId: `raw-${offset + i + k}` }));
@@ -70,16 +55,16 @@ async function publishAll(messages: RawMessage[], offset: number): Promise<void>
 /** After the restart the killed server holds a current copy again. */
 async function restartAndCatchUp(node: ClusterNode, streams: string[]): Promise<void> {
   await node.start();
-  for (const stream of streams) await cluster.waitForCurrent(jsm, stream, 45_000);
+  for (const stream of streams) await cluster.waitForCurrent(cluster.jsm, stream, 45_000);
 }
 
-const alertIds = async (): Promise<string[]> => (await storedMessages(jsm, 'ALERTS')).map((m) => m.json<{ id: string }>().id);
+const alertIds = async (): Promise<string[]> => (await storedMessages(cluster.jsm, 'ALERTS')).map((m) => m.json<{ id: string }>().id);
 
 /** The latest entry of every key of the daily bucket, from its stream. */
 async function dailyEntries(): Promise<Map<string, string | null>> {
   const latest = new Map<string, string | null>();
   const prefix = `$KV.${DAILY_BUCKET}.`;
-  for (const m of await storedMessages(jsm, `KV_${DAILY_BUCKET}`)) {
+  for (const m of await storedMessages(cluster.jsm, `KV_${DAILY_BUCKET}`)) {
     const op = m.header?.get('KV-Operation');
     latest.set(m.subject.slice(prefix.length), op === 'DEL' || op === 'PURGE' ? null : m.string());
   }
@@ -89,11 +74,11 @@ async function dailyEntries(): Promise<Map<string, string | null>> {
 /** Every event is on EVENTS, the processor acked all of it, and no day is left dirty. */
 async function waitForDailyViewOnCluster(events: number): Promise<void> {
   await waitFor(async () => {
-    const ids = new Set((await storedMessages(jsm, 'EVENTS')).flatMap((m) => decodeEvents(m.data).map((e) => e.id)));
+    const ids = new Set((await storedMessages(cluster.jsm, 'EVENTS')).flatMap((m) => decodeEvents(m.data).map((e) => e.id)));
     return ids.size === events;
   }, 90_000, 'every event on EVENTS');
   await waitFor(async () => {
-    const info = await jsm.consumers.info('EVENTS', 'processor');
+    const info = await cluster.jsm.consumers.info('EVENTS', 'processor');
     return info.num_pending === 0 && info.num_ack_pending === 0;
   }, 60_000, 'the processor to ack every event');
   await waitFor(async () => [...(await dailyEntries())].every(([key, value]) => !key.startsWith('dirty.') || value === null), 60_000, 'every dirty day to be revised');
@@ -107,7 +92,7 @@ const QUORUM_OUTAGE_MS = 15_000;
  * the two comes back after QUORUM_OUTAGE_MS (the other only at the end).
  */
 async function pipelineThroughKill(target: string, quorumLoss = false): Promise<void> {
-  await freshTopology(js, jsm, config);
+  await freshTopology(cluster.js, cluster.jsm, config);
   const dir = mkdtempSync(join(tmpdir(), 'tidemark-failover-'));
   const configFile = join(dir, 'tidemark.yaml');
   writeFileSync(configFile, JSON.stringify(settings));
@@ -119,29 +104,29 @@ async function pipelineThroughKill(target: string, quorumLoss = false): Promise<
     const { unique, all } = seededSales(Date.now(), 2_000, 100);
     const half = Math.floor(all.length / 2);
     await publishAll(all.slice(0, half), 0);
-    await waitFor(async () => (await jsm.consumers.info('EVENTS', 'processor')).ack_floor.stream_seq > 20, 60_000, 'the processor to be under way');
+    await waitFor(async () => (await cluster.jsm.consumers.info('EVENTS', 'processor')).ack_floor.stream_seq > 20, 60_000, 'the processor to be under way');
 
-    const victim = await cluster.leaderOf(jsm, target);
+    const victim = await cluster.leaderOf(cluster.jsm, target);
     const started = performance.now();
     if (!quorumLoss) {
       await victim.kill();
       await publishAll(all.slice(half), half);
     } else {
       const other = cluster.nodes.find((n) => n !== victim)!;
-      const floorBefore = (await jsm.consumers.info('EVENTS', 'processor')).ack_floor.stream_seq;
+      const floorBefore = (await cluster.jsm.consumers.info('EVENTS', 'processor')).ack_floor.stream_seq;
       await Promise.all([victim.kill(), other.kill()]);
       const killedAt = performance.now();
       // the second half is sent during the outage: refused while no leader answers, retried until one does
       const second = publishAll(all.slice(half), half);
       // no quorum: JetStream answers nothing, so nothing can be stored or acked
-      await expect(retryTransient(() => jsm.streams.info('EVENTS'), { budgetMs: 3_000 })).rejects.toThrow();
+      await expect(retryTransient(() => cluster.jsm.streams.info('EVENTS'), { budgetMs: 3_000 })).rejects.toThrow();
       await new Promise((r) => setTimeout(r, Math.max(0, QUORUM_OUTAGE_MS - (performance.now() - killedAt))));
       expect(roles.map((r) => r.exitCode ?? r.signalCode)).toEqual([null, null, null]);
       const restartedAt = performance.now();
       await other.start();
-      await cluster.leaderOf(jsm, 'EVENTS');
+      await cluster.leaderOf(cluster.jsm, 'EVENTS');
       const leaderMs = performance.now() - restartedAt;
-      await waitFor(async () => (await retryTransient(() => jsm.consumers.info('EVENTS', 'processor'))).ack_floor.stream_seq > floorBefore, 120_000, 'the processor to ack again');
+      await waitFor(async () => (await retryTransient(() => cluster.jsm.consumers.info('EVENTS', 'processor'))).ack_floor.stream_seq > floorBefore, 120_000, 'the processor to ack again');
       const resumeMs = performance.now() - restartedAt;
       await second;
       logger.info({ outageMs: Math.round(restartedAt - killedAt), leaderMs: Math.round(leaderMs), resumeMs: Math.round(resumeMs) }, 'two of three servers lost, one back');
@@ -149,7 +134,7 @@ async function pipelineThroughKill(target: string, quorumLoss = false): Promise<
     await waitForDailyViewOnCluster(unique.length);
     // no role exited or gave up during the failover
     expect(roles.map((r) => r.exitCode ?? r.signalCode)).toEqual([null, null, null]);
-    expect((await cluster.leaderOf(jsm, target)).name).not.toBe(victim.name);
+    expect((await cluster.leaderOf(cluster.jsm, target)).name).not.toBe(victim.name);
 
     // every revision claimed in KV reaches ClickHouse and is marked written (a write in flight at the check finishes)
     await waitFor(async () => {
@@ -184,7 +169,7 @@ async function pipelineThroughKill(target: string, quorumLoss = false): Promise<
 /** The latest value of every key of the lease bucket. */
 async function leaseEntries(): Promise<Map<string, string>> {
   const prefix = `$KV.${LEASE_BUCKET}.`;
-  return new Map((await storedMessages(jsm, `KV_${LEASE_BUCKET}`)).map((m) => [m.subject.slice(prefix.length), m.string()]));
+  return new Map((await storedMessages(cluster.jsm, `KV_${LEASE_BUCKET}`)).map((m) => [m.subject.slice(prefix.length), m.string()]));
 }
 
 describe('kill -9 of a stream leader in a three-node cluster', () => {
@@ -201,20 +186,20 @@ describe('kill -9 of a stream leader in a three-node cluster', () => {
   }, 180_000);
 
   it('SAGAS: every saga ends as the oracle says, each command dispatched once; the server catches up', async () => {
-    await freshTopology(js, jsm, config);
-    const conn = { nc, js, jsm };
-    const store = await openSagaStore(js, createBatchPublisher(nc), 3);
-    const services = await startServices(js, jsm, 30);
+    await freshTopology(cluster.js, cluster.jsm, config);
+    const conn = cluster;
+    const store = await openSagaStore(cluster.js, createBatchPublisher(cluster.nc), 3);
+    const services = await startServices(cluster.js, cluster.jsm, 30);
     const role = await startRole(conn, config, { timeout: 120_000 });
     try {
       const scripts = mixedScripts(120, 5);
       const ids = scripts.map((_, i) => `f-${i}`);
-      const start = (from: number, to: number) => Promise.all(ids.slice(from, to).map((id, i) => retryTransient(() => trigger(js, id, scripts[from + i]!))));
+      const start = (from: number, to: number) => Promise.all(ids.slice(from, to).map((id, i) => retryTransient(() => trigger(cluster.js, id, scripts[from + i]!))));
       await start(0, 60);
       const ended = async () => (await store.list('order.>')).filter((l) => ['completed', 'compensated', 'parked'].includes(l.record.status)).length;
       await waitFor(async () => (await ended()) >= 15, 30_000, 'some sagas to end');
 
-      const victim = await cluster.leaderOf(jsm, 'SAGAS');
+      const victim = await cluster.leaderOf(cluster.jsm, 'SAGAS');
       await victim.kill();
       await start(60, 120);
       const expected = scripts.map((script) => expectedRun(script).status);

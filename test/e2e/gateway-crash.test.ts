@@ -1,20 +1,12 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startGatewayFixture, type GatewayFixture } from '../harness/gateway-processes.ts';
+import { describe, expect, it } from 'vitest';
+import { useGatewayFixture } from '../harness/gateway-processes.ts';
 import { exited, terminate } from '../harness/processes.ts';
 import { eventsOnStream, streamCount, waitFor } from '../harness/streams.ts';
 
 const VALID = 30_000;
 const INVALID = 300;
 const settings = { nats: { ackWait: '1s' }, ingest: { batchSize: 500 } };
-let fixture: GatewayFixture;
-
-beforeAll(async () => {
-  fixture = await startGatewayFixture(settings);
-});
-
-afterAll(async () => {
-  await fixture?.dispose();
-});
+const fixture = useGatewayFixture(settings);
 
 describe('gateway killed with SIGKILL mid-batch', () => {
   it('loses nothing after a restart, and copies on EVENTS are at most the batches in flight at the kill', async () => {

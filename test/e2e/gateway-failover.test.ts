@@ -1,13 +1,13 @@
 import { Kvm } from '@nats-io/kv';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LEASE_BUCKET } from '../../src/nats/lease.ts';
-import { startGatewayFixture, type GatewayFixture } from '../harness/gateway-processes.ts';
+import { useGatewayFixture } from '../harness/gateway-processes.ts';
 import { exited, terminate } from '../harness/processes.ts';
 import { eventsOnStream, streamCount, waitFor } from '../harness/streams.ts';
 
 const EVENTS = 20_000;
 const settings = { nats: { ackWait: '1s' }, ingest: { batchSize: 500, lease: '1s' } };
-let fixture: GatewayFixture;
+const fixture = useGatewayFixture(settings);
 
 /** The pid in the lease holder's name (`<host>-<pid>-<random>`). */
 async function holderPid(): Promise<number | undefined> {
@@ -15,14 +15,6 @@ async function holderPid(): Promise<number | undefined> {
   if (!entry || entry.operation !== 'PUT') return undefined;
   return Number(/-(\d+)-[0-9a-f]+$/.exec(entry.json<{ holder: string }>().holder)?.[1]);
 }
-
-beforeAll(async () => {
-  fixture = await startGatewayFixture(settings);
-});
-
-afterAll(async () => {
-  await fixture?.dispose();
-});
 
 describe('two gateways on INGEST', () => {
   it('one reads while the other stands by; the standby takes over from a SIGKILLed one and nothing is lost', async () => {

@@ -1,16 +1,10 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
-import type { NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { openClickHouse } from '../../src/clickhouse/client.ts';
 import { freePort } from '../../src/nats/embedded-server.ts';
 import { DAILY_BUCKET, type StoredRevision } from '../../src/processors/daily/revision-store.ts';
 import { testConfig } from '../harness/config.ts';
-import { startTestIngest, type TestIngest } from '../harness/ingest.ts';
-import type { TestNats } from '../harness/nats.ts';
+import { useConfiguredIngest } from '../harness/process-stack.ts';
 import { exited, spawnTidemark, terminate, waitForDailyView } from '../harness/processes.ts';
 import { waitFor } from '../harness/streams.ts';
 import { expectOracleFigures, salesReport, seededSales } from '../support/seeded-stream.ts';
@@ -25,33 +19,18 @@ const settings = {
 const config = testConfig(settings);
 const report = config.reports[0]!;
 
-let ingest: TestIngest;
-let server: TestNats;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
-let dir: string;
-let configFile: string;
+const ingest = useConfiguredIngest(settings, 'tidemark-oracle-');
 let chPort: number;
 
 beforeAll(async () => {
-  ingest = await startTestIngest(config);
-  ({ server, nc, js, jsm } = ingest);
-  dir = mkdtempSync(join(tmpdir(), 'tidemark-oracle-'));
-  configFile = join(dir, 'tidemark.yaml');
-  writeFileSync(configFile, JSON.stringify(settings));
   chPort = await freePort();
 });
 
-afterAll(async () => {
-  await ingest?.dispose();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-const startProcessorProcess = () => spawnTidemark(['processor', '--config', configFile], { NATS_URL: server.url, TIDEMARK_DATA_DIR: dir, TIDEMARK_CLICKHOUSE_HTTP_PORT: String(chPort) });
+const startProcessorProcess = () => spawnTidemark(['processor', '--config', ingest.configFile], { NATS_URL: ingest.server.url, TIDEMARK_DATA_DIR: ingest.dir, TIDEMARK_CLICKHOUSE_HTTP_PORT: String(chPort) });
 
 describe('processor killed with SIGKILL mid-stream', () => {
   it('ends with exactly the oracle figures, gap-free revisions, and raw events that agree', async () => {
+    const { nc, js, jsm, dir } = ingest;
     const { unique, all } = seededSales(Date.now(), 12_000, 600);
     let processor = startProcessorProcess();
     for (const msg of all) nc.publish(msg.subject, msg.body);

@@ -1,12 +1,7 @@
-import type { ClickHouseClient } from '@clickhouse/client';
-import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { EmbeddedClickHouseServer } from '../../src/clickhouse/http-server/server.ts';
+import { describe, expect, it } from 'vitest';
 import { testConfig } from '../harness/config.ts';
-import type { TestNats } from '../harness/nats.ts';
-import { startProcessStack, type ProcessStack } from '../harness/process-stack.ts';
-import { spawnTidemark, terminate, waitForDailyView } from '../harness/processes.ts';
+import { spawnRole, useProcessStack } from '../harness/process-stack.ts';
+import { terminate, waitForDailyView } from '../harness/processes.ts';
 import { waitFor } from '../harness/streams.ts';
 import { expectOracleFigures, salesReport, seededSales } from '../support/seeded-stream.ts';
 
@@ -18,28 +13,12 @@ const settings = {
 };
 const config = testConfig(settings);
 
-let stack: ProcessStack;
-let server: TestNats;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
-let clickhouse: EmbeddedClickHouseServer;
-let client: ClickHouseClient;
-let configFile: string;
-
-beforeAll(async () => {
-  stack = await startProcessStack(settings, 'tidemark-scale-');
-  ({ server, nc, js, jsm, clickhouse, client, configFile } = stack);
-});
-
-afterAll(async () => {
-  await stack?.dispose();
-});
+const stack = useProcessStack(settings, 'tidemark-scale-');
 
 describe('two processor processes on one durable consumer and one ClickHouse endpoint', () => {
   it('share the stream and publish the same figures and gap-free revisions as one would', async () => {
-    const env = { NATS_URL: server.url, CLICKHOUSE_URL: clickhouse.url };
-    const processors = [spawnTidemark(['processor', '--config', configFile], env), spawnTidemark(['processor', '--config', configFile], env)];
+    const { nc, js, jsm, client } = stack;
+    const processors = [spawnRole(stack, 'processor'), spawnRole(stack, 'processor')];
     const { unique, all } = seededSales(Date.now(), 10_000, 500, 7);
     try {
       // both pull before anything is published, so the work is shared and not all taken by the first one up

@@ -1,19 +1,12 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { createClient, type ClickHouseClient } from '@clickhouse/client';
 import pino from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BASE_SETTINGS } from '../../src/clickhouse/client.ts';
-import { serveEmbeddedClickHouse, type EmbeddedClickHouseServer } from '../../src/clickhouse/http-server/server.ts';
-import { migrate } from '../../src/clickhouse/migrations.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { businessDay } from '../../src/core/business-day.ts';
 import { startProcessor } from '../../src/processors/processor.ts';
 import { publishedRevisions } from '../../src/query/revisions.ts';
 import { testConfig } from '../harness/config.ts';
-import { startTestIngest, type TestIngest } from '../harness/ingest.ts';
+import { useProcessStack } from '../harness/process-stack.ts';
 import { waitFor } from '../harness/streams.ts';
 
 // README: `npx tidemark report --report revenue --day 2026-11-20 --as-of 2026-11-21T03:00:00+08:00 --json`,
@@ -27,11 +20,7 @@ const db = config.clickhouse.database;
 const occurredAt = Date.now() - 86_400_000;
 const day = businessDay(occurredAt, 'Asia/Taipei');
 
-let ingest: TestIngest;
-let clickhouse: EmbeddedClickHouseServer;
-let client: ClickHouseClient;
-let dir: string;
-let configFile: string;
+const stack = useProcessStack({ reports: [revenue] }, 'tidemark-as-of-', { migrated: true });
 let revisionKnownAt: number;
 let secondReceivedAt: number;
 
@@ -39,24 +28,18 @@ let secondReceivedAt: number;
 const taipei = (ms: number): string => new Date(ms + 8 * 3_600_000).toISOString().replace('Z', '+08:00');
 
 async function report(args: string[]): Promise<string> {
-  const { stdout } = await run(process.execPath, ['bin/tidemark.mjs', 'report', '--report', 'revenue', '--day', day, ...args, '--config', configFile], {
-    env: { ...process.env, NATS_URL: ingest.server.url, CLICKHOUSE_URL: clickhouse.url, LOG_LEVEL: 'error' },
+  const { stdout } = await run(process.execPath, ['bin/tidemark.mjs', 'report', '--report', 'revenue', '--day', day, ...args, '--config', stack.configFile], {
+    env: { ...process.env, NATS_URL: stack.server.url, CLICKHOUSE_URL: stack.clickhouse.url, LOG_LEVEL: 'error' },
   });
   return stdout;
 }
 
 beforeAll(async () => {
-  ingest = await startTestIngest(config);
-  dir = mkdtempSync(join(tmpdir(), 'tidemark-as-of-'));
-  configFile = join(dir, 'tidemark.json');
-  writeFileSync(configFile, JSON.stringify({ reports: [revenue] }));
-  clickhouse = (await serveEmbeddedClickHouse(testConfig({ dataDir: dir }), { port: 0 }))!;
-  client = createClient({ url: clickhouse.url, clickhouse_settings: BASE_SETTINGS });
-  await migrate(client, db);
+  const { client } = stack;
   const logger = pino({ level: 'silent' });
-  const publish = (id: string, amount: string) => ingest.nc.publish('ingest.store-17.sale', JSON.stringify({ id, occurredAt, data: { amount } }));
+  const publish = (id: string, amount: string) => stack.nc.publish('ingest.store-17.sale', JSON.stringify({ id, occurredAt, data: { amount } }));
 
-  const revising = await startProcessor({ config, js: ingest.js, clickhouse: client, logger, revisorIntervalMs: 50 });
+  const revising = await startProcessor({ config, js: stack.js, clickhouse: client, logger, revisorIntervalMs: 50 });
   publish('s-1', '129.90');
   const [first] = await waitFor(async () => {
     const revisions = await publishedRevisions(client, db, 'revenue', day);
@@ -65,7 +48,7 @@ beforeAll(async () => {
   revisionKnownAt = first!.knownAt;
   await revising.stop();
 
-  const slow = await startProcessor({ config: testConfig({ reports: [{ ...revenue, coalesce: '1h' }] }), js: ingest.js, clickhouse: client, logger, revisorIntervalMs: 50 });
+  const slow = await startProcessor({ config: testConfig({ reports: [{ ...revenue, coalesce: '1h' }] }), js: stack.js, clickhouse: client, logger, revisorIntervalMs: 50 });
   publish('s-2', '15.00');
   secondReceivedAt = await waitFor(async () => {
     const result = await client.query({ query: `SELECT count() AS n, toUnixTimestamp64Milli(max(received_at)) AS last FROM ${db}.events FINAL WHERE source = 'store-17'`, format: 'JSONEachRow' });
@@ -75,13 +58,6 @@ beforeAll(async () => {
   await slow.stop();
   expect(await publishedRevisions(client, db, 'revenue', day)).toMatchObject([{ revision: 1, measures: { amount: '129.9' } }]);
 }, 120_000);
-
-afterAll(async () => {
-  await client?.close();
-  await clickhouse?.close();
-  await ingest?.dispose();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
 
 describe('tidemark report --as-of with an ISO-8601 time', () => {
   it('at revision 1\'s known_at (written with a +08:00 offset): revision 1, agreeing with the raw events received by then', async () => {

@@ -1,15 +1,8 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createClient, type ClickHouseClient } from '@clickhouse/client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BASE_SETTINGS } from '../../src/clickhouse/client.ts';
-import { serveEmbeddedClickHouse, type EmbeddedClickHouseServer } from '../../src/clickhouse/http-server/server.ts';
-import { migrate } from '../../src/clickhouse/migrations.ts';
+import { describe, expect, it } from 'vitest';
 import { eventIdentity } from '../../src/core/identity.ts';
 import { testConfig } from '../harness/config.ts';
-import { startTestIngest, type TestIngest } from '../harness/ingest.ts';
-import { exited, spawnTidemark, terminate, waitForDailyView } from '../harness/processes.ts';
+import { spawnRole, useProcessStack } from '../harness/process-stack.ts';
+import { exited, terminate, waitForDailyView } from '../harness/processes.ts';
 import { readAll, unpack, waitFor } from '../harness/streams.ts';
 
 // README, Two commands: "Ctrl-C drains the consumers, flushes ClickHouse and stops the
@@ -25,39 +18,18 @@ const settings = {
 const config = testConfig(settings);
 const db = config.clickhouse.database;
 
-let ingest: TestIngest;
-let clickhouse: EmbeddedClickHouseServer;
-let client: ClickHouseClient;
-let dir: string;
-let configFile: string;
+const stack = useProcessStack(settings, 'tidemark-drain-', { migrated: true });
 
-beforeAll(async () => {
-  ingest = await startTestIngest(config);
-  dir = mkdtempSync(join(tmpdir(), 'tidemark-drain-'));
-  configFile = join(dir, 'tidemark.json');
-  writeFileSync(configFile, JSON.stringify(settings));
-  clickhouse = (await serveEmbeddedClickHouse(testConfig({ dataDir: dir }), { port: 0 }))!;
-  client = createClient({ url: clickhouse.url, clickhouse_settings: BASE_SETTINGS });
-  await migrate(client, db);
-}, 60_000);
-
-afterAll(async () => {
-  await client?.close();
-  await clickhouse?.close();
-  await ingest?.dispose();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
-
-const startProcessor = () => spawnTidemark(['processor', '--config', configFile], { NATS_URL: ingest.server.url, CLICKHOUSE_URL: clickhouse.url, TIDEMARK_DATA_DIR: dir });
+const startProcessor = () => spawnRole(stack, 'processor', { TIDEMARK_DATA_DIR: stack.dir });
 
 async function storedIds(): Promise<Set<string>> {
-  const result = await client.query({ query: `SELECT source, id FROM ${db}.events FINAL`, format: 'JSONEachRow' });
+  const result = await stack.client.query({ query: `SELECT source, id FROM ${db}.events FINAL`, format: 'JSONEachRow' });
   return new Set((await result.json<{ source: string; id: string }>()).map((r) => eventIdentity(r.source, r.id)));
 }
 
 describe('a processor stopped with SIGTERM while events arrive', () => {
   it('exits 0 with every acked event in ClickHouse; the next processor stores the rest, each once', async () => {
-    const { nc, js, jsm } = ingest;
+    const { nc, js, jsm, client } = stack;
     const occurredAt = new Date(Date.now() - 60_000).toISOString();
     let published = 0;
     let publishing = true;

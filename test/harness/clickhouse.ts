@@ -2,10 +2,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ClickHouseClient } from '@clickhouse/client';
-import { afterAll, beforeAll } from 'vitest';
 import { openClickHouse } from '../../src/clickhouse/client.ts';
 import { migrate } from '../../src/clickhouse/migrations.ts';
 import { testConfig } from './config.ts';
+import { useFixture } from './fixture.ts';
 
 export type TestClickHouse = { client: ClickHouseClient; db: string; dataDir: string; dispose: () => Promise<void> };
 
@@ -45,27 +45,20 @@ export async function closeTestClickHouse(): Promise<void> {
 }
 
 /**
- * The file's own database for tests that need nothing else: opened in a beforeAll, dropped
- * (and the engine closed) in an afterAll, both registered here. `ch.client` and `ch.db` work
+ * The file's own database for tests that need nothing else (see useFixture): opened in a
+ * beforeAll (then `prepare`, for views or rows the file's tests share); dropped, and the engine
+ * closed, in an afterAll. `ch.client` and `ch.db` work
  * inside tests and later hooks.
  */
-export function useTestClickHouse(): TestClickHouse {
-  let opened: TestClickHouse | undefined;
-  beforeAll(async () => {
-    opened = await openTestClickHouse();
+export const useTestClickHouse = (prepare?: (ch: TestClickHouse) => Promise<unknown>): TestClickHouse =>
+  useFixture(async () => {
+    const opened = await openTestClickHouse();
+    await prepare?.(opened);
+    return {
+      ...opened,
+      dispose: async () => {
+        await opened.dispose();
+        await closeTestClickHouse();
+      },
+    };
   });
-  afterAll(async () => {
-    await opened?.dispose();
-    await closeTestClickHouse();
-  });
-  const current = (): TestClickHouse => {
-    if (!opened) throw new Error('the test database is open only inside tests and hooks');
-    return opened;
-  };
-  return {
-    get client() { return current().client; },
-    get db() { return current().db; },
-    get dataDir() { return current().dataDir; },
-    dispose: () => current().dispose(),
-  };
-}

@@ -10,6 +10,7 @@ import type { Config } from '../../src/core/config.ts';
 import { retryTransient } from '../../src/nats/retry.ts';
 import { ensureTopology } from '../../src/nats/topology.ts';
 import { ensureSagaTopology } from '../../src/saga/topology.ts';
+import { useFixture } from './fixture.ts';
 import { waitFor } from './streams.ts';
 
 /** One nats-server of the cluster; `kill` is a SIGKILL, `start` brings it back on the same ports and store. */
@@ -204,4 +205,22 @@ export async function freshTopology(js: JetStreamClient, jsm: JetStreamManager, 
 export async function connectToCluster(cluster: TestCluster): Promise<{ nc: NatsConnection; js: JetStreamClient; jsm: JetStreamManager }> {
   const nc = await connect({ servers: serverList(cluster.url), maxReconnectAttempts: -1, reconnectTimeWait: 250 });
   return { nc, js: jetstream(nc), jsm: await jetstreamManager(nc) };
+}
+
+export type ClusterFixture = TestCluster & { nc: NatsConnection; js: JetStreamClient; jsm: JetStreamManager };
+
+/** A three-node cluster (startTestCluster) and a client of it as the roles connect (connectToCluster), for the whole test file (see useFixture). */
+export function useTestCluster(): ClusterFixture {
+  return useFixture(async () => {
+    const cluster = await startTestCluster();
+    const client = await connectToCluster(cluster);
+    return {
+      ...cluster,
+      ...client,
+      dispose: async () => {
+        await client.nc.close();
+        await cluster.dispose();
+      },
+    };
+  }, 60_000);
 }

@@ -1,42 +1,29 @@
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { JetStreamManager } from '@nats-io/jetstream';
 import pino from 'pino';
 import type { Config } from '../../src/core/config.ts';
 import { startNatsGateway, type NatsGateway } from '../../src/ingest/nats-gateway.ts';
-import { ensureTopology } from '../../src/nats/topology.ts';
-import { startTestNats, type TestNats } from './nats.ts';
+import { useFixture } from './fixture.ts';
+import { startConnectedNats, type ConnectedNats } from './nats-client.ts';
 import { waitFor } from './streams.ts';
 
-export type TestIngest = {
-  server: TestNats;
-  nc: NatsConnection;
-  js: JetStreamClient;
-  jsm: JetStreamManager;
-  gateway: NatsGateway;
-  dispose: () => Promise<void>;
-};
+export type TestIngest = ConnectedNats & { gateway: NatsGateway };
 
 /** The ingest side most integration tests stand on: a real nats-server with Tidemark's topology and a NATS gateway in process. */
 export async function startTestIngest(config: Config): Promise<TestIngest> {
-  const server = await startTestNats();
-  const nc = await connect({ servers: server.url });
-  const jsm = await jetstreamManager(nc);
-  const js = jetstream(nc);
-  await ensureTopology(jsm, config);
-  const gateway = await startNatsGateway({ js, nc, config, logger: pino({ level: 'silent' }) });
+  const nats = await startConnectedNats(config);
+  const gateway = await startNatsGateway({ js: nats.js, nc: nats.nc, config, logger: pino({ level: 'silent' }) });
   return {
-    server,
-    nc,
-    js,
-    jsm,
+    ...nats,
     gateway,
     dispose: async () => {
       await gateway.stop();
-      await nc.close();
-      await server.dispose();
+      await nats.dispose();
     },
   };
 }
+
+/** startTestIngest for the whole test file (see useFixture). */
+export const useTestIngest = (config: Config): TestIngest => useFixture(() => startTestIngest(config));
 
 /** The gateway and the processor have acknowledged everything on INGEST and EVENTS: each acks only after what a message caused is durable. */
 export async function pipelineAcked(jsm: JetStreamManager): Promise<boolean> {

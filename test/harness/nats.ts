@@ -41,6 +41,19 @@ export async function startPlainNats(): Promise<PlainNats> {
   const port = await freePort();
   const conf = join(dir, 'nats-server.conf');
   writeFileSync(conf, `host: 127.0.0.1\nport: ${port}\n`);
+  const server = await spawnNatsServer(conf);
+  return {
+    port,
+    pid: server.pid,
+    dispose: async () => {
+      await server.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** nats-server started with a configuration file, resolved once it says it is ready; `stop` sends SIGTERM and waits for the exit. */
+export async function spawnNatsServer(conf: string): Promise<{ pid: number; stop: () => Promise<void> }> {
   const child = spawn('nats-server', ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   await new Promise<void>((resolve, reject) => {
@@ -48,18 +61,16 @@ export async function startPlainNats(): Promise<PlainNats> {
       log += chunk.toString();
       if (log.includes('Server is ready')) resolve();
     });
-    child.once('exit', (code) => reject(new Error(`plain nats-server exited with ${code}: ${log}`)));
+    child.once('exit', (code) => reject(new Error(`nats-server exited with ${code}: ${log}`)));
   });
   child.stderr!.resume();
   return {
-    port,
     pid: child.pid!,
-    dispose: async () => {
+    stop: async () => {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
         await new Promise((r) => child.once('exit', r));
       }
-      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -1,45 +1,72 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
 import { BASE_SETTINGS } from '../../src/clickhouse/client.ts';
 import { serveEmbeddedClickHouse, type EmbeddedClickHouseServer } from '../../src/clickhouse/http-server/server.ts';
+import { migrate } from '../../src/clickhouse/migrations.ts';
 import { testConfig } from './config.ts';
+import { writeConfigDir } from './config-dir.ts';
+import { useFixture } from './fixture.ts';
 import { startTestIngest, type TestIngest } from './ingest.ts';
+import { spawnTidemark } from './processes.ts';
 
-export type ProcessStack = TestIngest & {
-  /** the ClickHouse HTTP endpoint the spawned processes share (the test's chDB behind it) */
-  clickhouse: EmbeddedClickHouseServer;
-  client: ClickHouseClient;
+export type ConfiguredIngest = TestIngest & {
+  /** a temp directory of the test's own, deleted by `dispose` */
   dir: string;
   /** `settings` as a config file, for `spawnTidemark` */
   configFile: string;
 };
 
+/** startTestIngest for `settings`, and those settings written as a config file in a temp directory. */
+export async function startConfiguredIngest(settings: Record<string, unknown>, prefix: string): Promise<ConfiguredIngest> {
+  const ingest = await startTestIngest(testConfig(settings));
+  const files = writeConfigDir(settings, prefix);
+  return {
+    ...ingest,
+    ...files,
+    dispose: async () => {
+      await ingest.dispose();
+      await files.dispose();
+    },
+  };
+}
+
+/** startConfiguredIngest for the whole test file (see useFixture). */
+export const useConfiguredIngest = (settings: Record<string, unknown>, prefix: string): ConfiguredIngest =>
+  useFixture(() => startConfiguredIngest(settings, prefix));
+
+export type ProcessStack = ConfiguredIngest & {
+  /** the ClickHouse HTTP endpoint the spawned processes share (the test's chDB behind it) */
+  clickhouse: EmbeddedClickHouseServer;
+  client: ClickHouseClient;
+};
+
 /**
  * What a test that runs tidemark processes needs: a real nats-server with the ingest
- * gateway (startTestIngest), an embedded ClickHouse served over HTTP on a free port, a
- * client for it, and the settings written as a config file in a temp directory.
- * `dispose` closes and deletes all of it.
+ * gateway and the settings as a config file (startConfiguredIngest), an embedded ClickHouse
+ * served over HTTP on a free port, and a client for it; with `migrated`, the configured
+ * database is migrated before any process starts. `dispose` closes and deletes all of it.
  */
-export async function startProcessStack(settings: Record<string, unknown>, prefix: string): Promise<ProcessStack> {
-  const ingest = await startTestIngest(testConfig(settings));
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  const configFile = join(dir, 'tidemark.yaml');
-  writeFileSync(configFile, JSON.stringify(settings));
-  const clickhouse = (await serveEmbeddedClickHouse(testConfig({ dataDir: dir }), { port: 0 }))!;
+export async function startProcessStack(settings: Record<string, unknown>, prefix: string, options: { migrated?: boolean } = {}): Promise<ProcessStack> {
+  const ingest = await startConfiguredIngest(settings, prefix);
+  const clickhouse = (await serveEmbeddedClickHouse(testConfig({ dataDir: ingest.dir }), { port: 0 }))!;
   const client = createClient({ url: clickhouse.url, clickhouse_settings: BASE_SETTINGS });
+  if (options.migrated) await migrate(client, testConfig(settings).clickhouse.database);
   return {
     ...ingest,
     clickhouse,
     client,
-    dir,
-    configFile,
     dispose: async () => {
       await client.close();
       await clickhouse.close();
       await ingest.dispose();
-      rmSync(dir, { recursive: true, force: true });
     },
   };
 }
+
+/** startProcessStack for the whole test file (see useFixture). */
+export const useProcessStack = (settings: Record<string, unknown>, prefix: string, options: { migrated?: boolean } = {}): ProcessStack =>
+  useFixture(() => startProcessStack(settings, prefix, options));
+
+/** `tidemark <role> --config <the stack's file>` as a process, on the stack's NATS and ClickHouse endpoint. */
+export const spawnRole = (stack: ProcessStack, role: string, env: Record<string, string> = {}): ChildProcess =>
+  spawnTidemark([role, '--config', stack.configFile], { NATS_URL: stack.server.url, CLICKHOUSE_URL: stack.clickhouse.url, ...env });

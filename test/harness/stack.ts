@@ -1,16 +1,10 @@
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { Config } from '../../src/core/config.ts';
-import { ensureTopology } from '../../src/nats/topology.ts';
-import { openTestClickHouse, type TestClickHouse } from './clickhouse.ts';
-import { startTestNats, type TestNats } from './nats.ts';
+import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from './clickhouse.ts';
+import { useFixture } from './fixture.ts';
+import { startConnectedNats, type ConnectedNats } from './nats-client.ts';
 
-export type TestStack = {
-  server: TestNats;
+export type TestStack = ConnectedNats & {
   ch: TestClickHouse;
-  nc: NatsConnection;
-  js: JetStreamClient;
-  jsm: JetStreamManager;
   config: Config;
   /** Closes the connection, stops the server and drops the database (the file's afterAll still calls closeTestClickHouse). */
   dispose: () => Promise<void>;
@@ -22,19 +16,28 @@ export type TestStack = {
  * `configFor` builds around that database's name.
  */
 export async function startTestStack(configFor: (database: string) => Config): Promise<TestStack> {
-  const server = await startTestNats();
   const ch = await openTestClickHouse();
   const config = configFor(ch.db);
-  const nc = await connect({ servers: server.url });
-  const jsm = await jetstreamManager(nc);
-  const js = jetstream(nc);
-  await ensureTopology(jsm, config);
+  const nats = await startConnectedNats(config);
   return {
-    server, ch, nc, js, jsm, config,
+    ...nats, ch, config,
     dispose: async () => {
-      await nc.close();
-      await server.dispose();
+      await nats.dispose();
       await ch.dispose();
     },
   };
+}
+
+/** startTestStack for the whole test file (see useFixture); the file's ClickHouse engine is closed after it. */
+export function useTestStack(configFor: (database: string) => Config): TestStack {
+  return useFixture(async () => {
+    const stack = await startTestStack(configFor);
+    return {
+      ...stack,
+      dispose: async () => {
+        await stack.dispose();
+        await closeTestClickHouse();
+      },
+    };
+  });
 }

@@ -1,11 +1,11 @@
 import { Registry } from 'prom-client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { startMonitor } from '../../src/monitor/monitor.ts';
-import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from '../harness/clickhouse.ts';
-import { startTestNats, type TestNats } from '../harness/nats.ts';
+import { useTestClickHouse } from '../harness/clickhouse.ts';
+import { useTestNats } from '../harness/nats-client.ts';
 import { waitFor } from '../harness/streams.ts';
 import { connectTo, logger, sagaConfig, startRole, startServices, trigger } from '../support/saga.ts';
-import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
+import { useWebhookReceiver } from '../support/webhook-receiver.ts';
 
 /**
  * A kind raised outside the monitor reaches a webhook that selects it: a real saga parks
@@ -14,22 +14,9 @@ import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-r
  * is [SagaParked], and not to one that selects another kind.
  */
 
-let server: TestNats;
-let ch: TestClickHouse;
-let receiver: WebhookReceiver;
-
-beforeAll(async () => {
-  receiver = await startWebhookReceiver();
-  server = await startTestNats();
-  ch = await openTestClickHouse();
-});
-
-afterAll(async () => {
-  await server?.dispose();
-  await ch?.dispose();
-  await closeTestClickHouse();
-  await receiver?.close();
-});
+const receiver = useWebhookReceiver();
+const ch = useTestClickHouse();
+const server = useTestNats();
 
 describe('webhook kinds', () => {
   it('a webhook with kinds [SagaParked] gets a parked saga\'s alert; one with kinds [ReconDiscrepancies] passes it by', async () => {

@@ -1,27 +1,21 @@
-import { jetstream, jetstreamManager, JetStreamApiError } from '@nats-io/jetstream';
+import { jetstreamManager, JetStreamApiError } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBatchPublisher, PublishError, type BatchPublisher } from '../../src/nats/batch-publisher.ts';
 import { CasConflict, isCasConflict } from '../../src/nats/cas.ts';
-import { startTestNats, type TestNats } from '../harness/nats.ts';
+import { useConnectedNats } from '../harness/nats-client.ts';
 
-let nats: TestNats;
-let nc: NatsConnection;
+const nats = useConnectedNats();
 let kv: KV;
 let publisher: BatchPublisher;
 
 beforeAll(async () => {
-  nats = await startTestNats();
-  nc = await connect({ servers: nats.url });
-  kv = await new Kvm(jetstream(nc)).create('cas_test');
-  publisher = createBatchPublisher(nc);
+  kv = await new Kvm(nats.js).create('cas_test');
+  publisher = createBatchPublisher(nats.nc);
 }, 30_000);
 
-afterAll(async () => {
+afterAll(() => {
   publisher?.close();
-  await nc?.close();
-  await nats?.dispose();
 });
 
 const caught = async (work: () => Promise<unknown>): Promise<unknown> => {
@@ -54,7 +48,7 @@ describe('a lost compare-and-set, recognised by its JetStream API code', () => {
   });
 
   it('is not any other failure, whatever its text says', async () => {
-    const jsm = await jetstreamManager(nc);
+    const jsm = await jetstreamManager(nats.nc);
     const missing = await caught(() => jsm.streams.info('NO_SUCH_STREAM'));
     expect(missing).toBeInstanceOf(JetStreamApiError);
     expect(isCasConflict(missing)).toBe(false);

@@ -1,21 +1,12 @@
 import { join } from 'node:path';
 import { createChdbConnection } from 'chdb/connection';
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { scanQueryId } from '../../src/clickhouse/client.ts';
 import { inlineParams } from '../../src/clickhouse/inline-params.ts';
-import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from '../harness/clickhouse.ts';
+import { useTestClickHouse } from '../harness/clickhouse.ts';
 
-let ch: TestClickHouse;
-
-beforeAll(async () => {
-  ch = await openTestClickHouse();
-});
-
-afterAll(async () => {
-  await ch?.dispose();
-  await closeTestClickHouse();
-});
+const ch = useTestClickHouse();
 
 const text = async (result: { stream: AsyncIterable<unknown> }): Promise<string> => {
   let out = '';

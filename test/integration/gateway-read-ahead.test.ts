@@ -1,22 +1,14 @@
 import { headers } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { INGEST_PACK_HEADER } from '../../src/ingest/ingest-packs.ts';
 import { testConfig } from '../harness/config.ts';
-import { startTestIngest, type TestIngest } from '../harness/ingest.ts';
+import { useTestIngest } from '../harness/ingest.ts';
 import { eventsOnStream, waitFor } from '../harness/streams.ts';
 
 const LIMIT = 2 * 1024 * 1024;
 const PACKS = 24;
 const ITEMS = 1_000;
-let ingest: TestIngest;
-
-beforeAll(async () => {
-  ingest = await startTestIngest(testConfig({ ingest: { readAheadBytes: LIMIT } }));
-});
-
-afterAll(async () => {
-  await ingest?.dispose();
-});
+const ingest = useTestIngest(testConfig({ ingest: { readAheadBytes: LIMIT } }));
 
 describe('NATS gateway read-ahead', () => {
   it('holds at most ingest.readAheadBytes of large packs at once, and forwards every event of them', async () => {

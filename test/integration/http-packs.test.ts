@@ -1,39 +1,14 @@
-import pino from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { headers } from '@nats-io/transport-node';
-import { createRegistry } from '../../src/core/metrics.ts';
 import type { DlqRecord } from '../../src/nats/dlq.ts';
-import { startHttpGateway, type HttpGateway } from '../../src/ingest/http/server.ts';
 import { INGEST_PACK_HEADER } from '../../src/ingest/ingest-packs.ts';
 import { storedAtMs } from '../../src/nats/js-msg.ts';
-import { startProcessor, type Processor } from '../../src/processors/processor.ts';
-import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from '../harness/clickhouse.ts';
 import { testConfig } from '../harness/config.ts';
-import { pipelineDrained, startTestIngest, type TestIngest } from '../harness/ingest.ts';
+import { pipelineDrained } from '../harness/ingest.ts';
+import { useTestPipeline } from '../harness/pipeline.ts';
 import { json, readAll, waitFor } from '../harness/streams.ts';
 
-const logger = pino({ level: 'silent' });
-
-let ingest: TestIngest;
-let ch: TestClickHouse;
-let http: HttpGateway;
-let processor: Processor;
-
-beforeAll(async () => {
-  ch = await openTestClickHouse();
-  const config = testConfig({ clickhouse: { database: ch.db }, http: { port: 0, packFrom: 16 } });
-  ingest = await startTestIngest(config);
-  http = await startHttpGateway({ config, js: ingest.js, nc: ingest.nc, logger, registry: createRegistry() });
-  processor = await startProcessor({ config, js: ingest.js, clickhouse: ch.client, logger });
-});
-
-afterAll(async () => {
-  await processor?.stop();
-  await http?.close();
-  await ingest?.dispose();
-  await ch?.dispose();
-  await closeTestClickHouse();
-});
+const pipeline = useTestPipeline((database) => testConfig({ clickhouse: { database }, http: { port: 0, packFrom: 16 } }));
 
 type IngestResponse = {
   accepted: Array<{ index: number; id: string; seq: number; duplicate?: true }>;
@@ -41,7 +16,7 @@ type IngestResponse = {
 };
 
 async function postNdjson(lines: string[], query = ''): Promise<{ status: number; json: IngestResponse }> {
-  const res = await fetch(`${http.url}/v1/events${query}`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: lines.join('\n') });
+  const res = await fetch(`${pipeline.http.url}/v1/events${query}`, { method: 'POST', headers: { 'content-type': 'application/x-ndjson' }, body: lines.join('\n') });
   return { status: res.status, json: (await res.json()) as IngestResponse };
 }
 
@@ -49,14 +24,14 @@ const occurredAt = Date.now() - 60_000;
 const sale = (source: string, id: string | undefined, amount: string): string =>
   JSON.stringify({ ...(id === undefined ? {} : { id }), source, type: 'sale', occurredAt, data: { amount } });
 
-const drained = () => pipelineDrained(ingest.jsm);
+const drained = () => pipelineDrained(pipeline.jsm);
 
 type Row = { id: string; receivedAt: string; amount: string };
 
 /** Every stored row of a source, copies included (no FINAL): a row stored twice shows twice. */
 async function rows(source: string): Promise<Row[]> {
-  const result = await ch.client.query({
-    query: `SELECT id, toString(toUnixTimestamp64Milli(received_at)) AS receivedAt, JSONExtractString(data, 'amount') AS amount FROM ${ch.db}.events WHERE source = {source:String} ORDER BY id`,
+  const result = await pipeline.ch.client.query({
+    query: `SELECT id, toString(toUnixTimestamp64Milli(received_at)) AS receivedAt, JSONExtractString(data, 'amount') AS amount FROM ${pipeline.ch.db}.events WHERE source = {source:String} ORDER BY id`,
     query_params: { source },
     format: 'JSONEachRow',
   });
@@ -64,7 +39,7 @@ async function rows(source: string): Promise<Row[]> {
 }
 
 const dlqOf = async (source: string): Promise<DlqRecord[]> =>
-  (await readAll(ingest.js, ingest.jsm, 'DLQ')).map((m) => json<DlqRecord>(m)).filter((r) => r.subject.startsWith(`ingest.${source}.`));
+  (await readAll(pipeline.js, pipeline.jsm, 'DLQ')).map((m) => json<DlqRecord>(m)).filter((r) => r.subject.startsWith(`ingest.${source}.`));
 
 describe('HTTP items packed into INGEST', () => {
   it('stores every good item of a large request once, rejects in the DLQ, receivedAt from the pack store time', async () => {
@@ -84,7 +59,7 @@ describe('HTTP items packed into INGEST', () => {
     expect(body.accepted).toHaveLength(455);
     expect(body.accepted.filter((a) => a.duplicate)).toHaveLength(5);
 
-    const ingested = (await readAll(ingest.js, ingest.jsm, 'INGEST')).filter((m) => m.subject === `ingest.${source}.sale`);
+    const ingested = (await readAll(pipeline.js, pipeline.jsm, 'INGEST')).filter((m) => m.subject === `ingest.${source}.sale`);
     // packs, not one message an item: one of items with ids and one without, at these sizes
     expect(ingested).toHaveLength(2);
     expect(ingested.map((m) => Number(m.headers?.get(INGEST_PACK_HEADER))).sort((a, b) => a - b)).toEqual([150, 300]);
@@ -123,7 +98,7 @@ describe('HTTP items packed into INGEST', () => {
     const more = [...lines, ...Array.from({ length: 3 }, (_, i) => sale(source, `extra-${i}`, '1.00'))];
     const third = await postNdjson(more);
     expect(third.status).toBe(202);
-    const ingested = (await readAll(ingest.js, ingest.jsm, 'INGEST')).filter((m) => m.subject === `ingest.${source}.sale`);
+    const ingested = (await readAll(pipeline.js, pipeline.jsm, 'INGEST')).filter((m) => m.subject === `ingest.${source}.sale`);
     expect(ingested).toHaveLength(2);
 
     await drained();
@@ -140,10 +115,10 @@ describe('HTTP items packed into INGEST', () => {
     const source = 'pack-c';
     const bad = headers();
     bad.set(INGEST_PACK_HEADER, '3');
-    await ingest.js.publish(`ingest.${source}.sale`, [sale(source, 'x-1', '1.00'), sale(source, 'x-2', '2.00')].join('\n'), { headers: bad });
+    await pipeline.js.publish(`ingest.${source}.sale`, [sale(source, 'x-1', '1.00'), sale(source, 'x-2', '2.00')].join('\n'), { headers: bad });
     const good = headers();
     good.set(INGEST_PACK_HEADER, '2');
-    await ingest.js.publish(`ingest.${source}.sale`, [sale(source, 'y-1', '1.00'), '{"nope'].join('\n'), { headers: good });
+    await pipeline.js.publish(`ingest.${source}.sale`, [sale(source, 'y-1', '1.00'), '{"nope'].join('\n'), { headers: good });
     await drained();
     const dlq = await waitFor(async () => {
       const found = await dlqOf(source);

@@ -1,16 +1,12 @@
 import fc from 'fast-check';
-import pino from 'pino';
-import { createRegistry } from '../../src/core/metrics.ts';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { TidemarkEvent } from '../../src/core/envelope.ts';
 import type { DlqRecord } from '../../src/nats/dlq.ts';
-import { startHttpGateway, type HttpGateway } from '../../src/ingest/http/server.ts';
 import { businessDay } from '../../src/core/business-day.ts';
-import { startProcessor, type Processor } from '../../src/processors/processor.ts';
 import { dailyFigures } from '../../src/sinks/clickhouse/daily-figures.ts';
-import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from '../harness/clickhouse.ts';
 import { testConfig } from '../harness/config.ts';
-import { pipelineDrained, startTestIngest, type TestIngest } from '../harness/ingest.ts';
+import { pipelineDrained } from '../harness/ingest.ts';
+import { useTestPipeline } from '../harness/pipeline.ts';
 import { json, readAll } from '../harness/streams.ts';
 import { oracleDaily } from '../support/oracle.ts';
 
@@ -21,29 +17,8 @@ const report = {
   groupBy: ['source'],
   measures: { n: { fn: 'count' }, amount: { fn: 'sum', field: 'amount' }, customers: { fn: 'uniq', field: 'customer' } },
 };
-const logger = pino({ level: 'silent' });
 
-let ingest: TestIngest;
-let ch: TestClickHouse;
-let http: HttpGateway;
-let processor: Processor;
-let config: ReturnType<typeof testConfig>;
-
-beforeAll(async () => {
-  ch = await openTestClickHouse();
-  config = testConfig({ reports: [report], clickhouse: { database: ch.db }, http: { port: 0 } });
-  ingest = await startTestIngest(config);
-  http = await startHttpGateway({ config, js: ingest.js, nc: ingest.nc, logger, registry: createRegistry() });
-  processor = await startProcessor({ config, js: ingest.js, clickhouse: ch.client, logger, revisorIntervalMs: 1_000 });
-});
-
-afterAll(async () => {
-  await processor?.stop();
-  await http?.close();
-  await ingest?.dispose();
-  await ch?.dispose();
-  await closeTestClickHouse();
-});
+const pipeline = useTestPipeline((database) => testConfig({ reports: [report], clickhouse: { database }, http: { port: 0 } }), { revisorIntervalMs: 1_000 });
 
 const YESTERDAY_NOON = Date.parse(`${businessDay(Date.now() - 86_400_000, 'UTC')}T12:00:00Z`);
 
@@ -97,7 +72,7 @@ function oracle(run: Send[], sourceName: (i: number) => string): { events: Tidem
   return { events, conflicts: conflicts.sort() };
 }
 
-const drained = () => pipelineDrained(ingest.jsm);
+const drained = () => pipelineDrained(pipeline.jsm);
 
 let runs = 0;
 
@@ -109,17 +84,17 @@ describe('identity (source, id) through NATS and HTTP', () => {
         const sourceName = (i: number) => `${tag}-till-${'abc'[i]}`;
         for (const send of run) {
           const source = sourceName(send.source);
-          if (send.via === 'nats') await ingest.js.publish(`ingest.${source}.sale`, rawOf(send, source));
+          if (send.via === 'nats') await pipeline.js.publish(`ingest.${source}.sale`, rawOf(send, source));
           else {
-            const res = await fetch(`${http.url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: rawOf(send, source) });
+            const res = await fetch(`${pipeline.http.url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: rawOf(send, source) });
             expect(res.status).toBe(202);
           }
         }
         await drained();
         const expected = oracle(run, sourceName);
 
-        const stored = await (await ch.client.query({
-          query: `SELECT source, id, toUnixTimestamp64Milli(occurred_at) AS occurredAt, data FROM ${ch.db}.events FINAL WHERE startsWith(source, {tag:String}) ORDER BY source, id`,
+        const stored = await (await pipeline.ch.client.query({
+          query: `SELECT source, id, toUnixTimestamp64Milli(occurred_at) AS occurredAt, data FROM ${pipeline.ch.db}.events FINAL WHERE startsWith(source, {tag:String}) ORDER BY source, id`,
           query_params: { tag: `${tag}-` },
           format: 'JSONEachRow',
         })).json<{ source: string; id: string; occurredAt: string; data: string }>();
@@ -128,12 +103,12 @@ describe('identity (source, id) through NATS and HTTP', () => {
           .sort((a, b) => (a.source === b.source ? a.id.localeCompare(b.id) : a.source.localeCompare(b.source)));
         expect(stored).toEqual(want);
 
-        const figures = await dailyFigures(ch.client, ch.db, config.reports[0]!, businessDay(YESTERDAY_NOON, 'UTC'));
+        const figures = await dailyFigures(pipeline.ch.client, pipeline.ch.db, pipeline.config.reports[0]!, businessDay(YESTERDAY_NOON, 'UTC'));
         const mine = figures.filter((f) => f.groupKey.includes(`${tag}-`));
-        const reference = [...oracleDaily(config.reports[0]!, expected.events).values()];
+        const reference = [...oracleDaily(pipeline.config.reports[0]!, expected.events).values()];
         expect(new Map(mine.map((f) => [f.groupKey, [f.events, f.measures]]))).toEqual(new Map(reference.map((f) => [f.group, [f.events, f.measures]])));
 
-        const dlq = (await readAll(ingest.js, ingest.jsm, 'DLQ')).map((m) => json<DlqRecord>(m)).filter((r) => r.subject.startsWith(`ingest.${tag}-`));
+        const dlq = (await readAll(pipeline.js, pipeline.jsm, 'DLQ')).map((m) => json<DlqRecord>(m)).filter((r) => r.subject.startsWith(`ingest.${tag}-`));
         expect(dlq.every((r) => r.code === 'DUPLICATE_ID_CONFLICT')).toBe(true);
         expect(dlq.map((r) => `${r.subject.split('.')[1]} ${Buffer.from(r.raw, 'base64').toString()}`).sort()).toEqual(expected.conflicts);
       }),

@@ -1,10 +1,10 @@
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { TidemarkEvent } from '../../src/core/envelope.ts';
 import { MEASURE_FNS, MEASURES } from '../../src/core/measures.ts';
 import { dailyFigures } from '../../src/sinks/clickhouse/daily-figures.ts';
 import { insertEvents } from '../../src/sinks/clickhouse/events-table.ts';
-import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from '../harness/clickhouse.ts';
+import { useTestClickHouse } from '../harness/clickhouse.ts';
 import { testConfig } from '../harness/config.ts';
 import { oracleMeasures } from '../support/oracle.ts';
 
@@ -14,14 +14,7 @@ import { oracleMeasures } from '../support/oracle.ts';
  * fields, junk and objects. The realtime SQL is held to the oracle in realtime.test.ts.
  */
 
-let ch: TestClickHouse;
-beforeAll(async () => {
-  ch = await openTestClickHouse();
-});
-afterAll(async () => {
-  await ch?.dispose();
-  await closeTestClickHouse();
-});
+const ch = useTestClickHouse();
 
 const measures = {
   ...Object.fromEntries(MEASURE_FNS.map((fn) => [fn, { fn, field: 'x' }])),

@@ -1,36 +1,25 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import fc from 'fast-check';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ALERT_KINDS } from '../../src/core/alert-kinds.ts';
-import type { Config } from '../../src/core/config.ts';
-import { shiftedClock } from '../support/clock.ts';
 import { startMonitor, type Monitor } from '../../src/monitor/monitor.ts';
-import { ensureTopology } from '../../src/nats/topology.ts';
 import { redeliveryDelay } from '../../src/sinks/webhooks.ts';
-import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from '../harness/clickhouse.ts';
 import { testConfig } from '../harness/config.ts';
-import { startTestNats, type TestNats } from '../harness/nats.ts';
+import { useTestStack } from '../harness/stack.ts';
 import { waitFor } from '../harness/streams.ts';
+import { shiftedClock } from '../support/clock.ts';
 
 const ALERTS = 20;
 const MIN = 60_000;
 
 type Request = { path: string; id: string; status: number };
 
-let server: TestNats;
-let ch: TestClickHouse;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
 let monitor: Monitor | undefined;
 let receiver: Server;
 let base: string;
-let config: Config;
 /** /flaky answers 503 or drops the connection while this is set */
 let flakyDown = true;
 const requests: Request[] = [];
@@ -62,16 +51,15 @@ function startReceiver(): Promise<void> {
 }
 
 const start = async () => {
-  monitor = await startMonitor({ config, js, clickhouse: ch.client, logger, registry, wallClock });
+  monitor = await startMonitor({ config: stack.config, js: stack.js, clickhouse: stack.ch.client, logger, registry, wallClock });
 };
 
-beforeAll(async () => {
-  await startReceiver();
-  server = await startTestNats();
-  ch = await openTestClickHouse();
+beforeAll(startReceiver);
+
+const stack = useTestStack((database) => {
   const fast = { maxAttempts: 1, backoff: '10ms', redeliverAfter: '50ms', redeliverMax: '200ms' };
-  config = testConfig({
-    clickhouse: { database: ch.db },
+  return testConfig({
+    clickhouse: { database },
     // a message the stopped monitor's client had pulled but not handled comes back after ack_wait
     nats: { ackWait: '10s' },
     monitor: {
@@ -84,19 +72,12 @@ beforeAll(async () => {
       ],
     },
   });
-  nc = await connect({ servers: server.url });
-  jsm = await jetstreamManager(nc);
-  js = jetstream(nc);
-  await ensureTopology(jsm, config);
-  await start();
 });
+
+beforeAll(start);
 
 afterAll(async () => {
   await monitor?.stop();
-  await nc?.close();
-  await server?.dispose();
-  await ch?.dispose();
-  await closeTestClickHouse();
   await new Promise((r) => receiver?.close(r));
 });
 
@@ -104,20 +85,20 @@ afterAll(async () => {
 const idsOf = (source: string) => Array.from({ length: ALERTS }, (_, i) => `delayed:late:${source}:t${i}`);
 const ids = idsOf('src-1');
 const publishDelayed = async (source: string) => {
-  for (const id of idsOf(source)) await js.publish(`alerts.delayed.${source}`, JSON.stringify({ id, kind: 'DelayedEvent', source, sla: 'late', at: Date.now() }), { msgID: id });
+  for (const id of idsOf(source)) await stack.js.publish(`alerts.delayed.${source}`, JSON.stringify({ id, kind: 'DelayedEvent', source, sla: 'late', at: Date.now() }), { msgID: id });
 };
 const of = (path: string) => requests.filter((r) => r.path === path && (path === '/others' || ids.includes(r.id)));
 const deliveredIds = (path: string) => of(path).filter((r) => r.status === 200).map((r) => r.id);
 const pending = async (durable: string) => {
-  const info = await jsm.consumers.info('ALERTS', durable);
+  const info = await stack.jsm.consumers.info('ALERTS', durable);
   return info.num_pending + info.num_ack_pending;
 };
 
 describe('durable webhook delivery', { timeout: 240_000 }, () => {
   it('a receiver down for 10 minutes (and a monitor restart meanwhile) gets every alert exactly once; others are not held up', async () => {
     await publishDelayed('src-1');
-    await js.publish('alerts.saga.pay', JSON.stringify({ id: 'saga-parked:p-1:1', kind: 'SagaParked', saga: 'pay', at: Date.now() }), { msgID: 'saga-parked:p-1:1' });
-    await js.publish('alerts.recon.bank', JSON.stringify({ id: 'recon-bank-2030-01-01', kind: 'ReconDiscrepancies', reconciliation: 'bank', at: Date.now() }), { msgID: 'recon-bank-2030-01-01' });
+    await stack.js.publish('alerts.saga.pay', JSON.stringify({ id: 'saga-parked:p-1:1', kind: 'SagaParked', saga: 'pay', at: Date.now() }), { msgID: 'saga-parked:p-1:1' });
+    await stack.js.publish('alerts.recon.bank', JSON.stringify({ id: 'recon-bank-2030-01-01', kind: 'ReconDiscrepancies', reconciliation: 'bank', at: Date.now() }), { msgID: 'recon-bank-2030-01-01' });
 
     // the working receivers get everything while /flaky fails
     await waitFor(() => deliveredIds('/ok').length === ALERTS && deliveredIds('/others').length === 2, 60_000, 'the healthy receivers');
@@ -144,8 +125,8 @@ describe('durable webhook delivery', { timeout: 240_000 }, () => {
   it('past retryFor, an alert is marked undelivered in alert_deliveries and counted, then acked', async () => {
     await publishDelayed('src-2');
     const mine = idsOf('src-2');
-    const outcomes = async () => (await ch.client.query({
-      query: `SELECT webhook, outcome, count() AS n FROM ${ch.db}.alert_deliveries FINAL WHERE alert_id IN {mine:Array(String)} AND webhook IN ('webhook-ok', 'webhook-short') GROUP BY webhook, outcome ORDER BY webhook, outcome`,
+    const outcomes = async () => (await stack.ch.client.query({
+      query: `SELECT webhook, outcome, count() AS n FROM ${stack.ch.db}.alert_deliveries FINAL WHERE alert_id IN {mine:Array(String)} AND webhook IN ('webhook-ok', 'webhook-short') GROUP BY webhook, outcome ORDER BY webhook, outcome`,
       query_params: { mine },
       format: 'JSONEachRow',
     })).json<{ webhook: string; outcome: string; n: string }>();
@@ -157,7 +138,7 @@ describe('durable webhook delivery', { timeout: 240_000 }, () => {
     expect(await outcomes()).toEqual(expected);
     await waitFor(async () => (await pending('webhook-short')) === 0, 60_000, 'the undelivered alerts to be acked');
     // every alert the short webhook ever had is now settled: the counter holds exactly the undelivered rows
-    const undelivered = await (await ch.client.query({ query: `SELECT count() AS n FROM ${ch.db}.alert_deliveries FINAL WHERE outcome = 'undelivered'`, format: 'JSONEachRow' })).json<{ n: string }>();
+    const undelivered = await (await stack.ch.client.query({ query: `SELECT count() AS n FROM ${stack.ch.db}.alert_deliveries FINAL WHERE outcome = 'undelivered'`, format: 'JSONEachRow' })).json<{ n: string }>();
     expect(Number(undelivered[0]!.n)).toBeGreaterThanOrEqual(ALERTS);
     expect(await registry.metrics()).toContain(`tidemark_webhook_deliveries_total{outcome="undelivered"} ${undelivered[0]!.n}`);
   });

@@ -1,6 +1,6 @@
 import { JetStreamApiError, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { NoRespondersError, RequestError, TimeoutError } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { readiness } from '../../src/cli/roles.ts';
 import type { NatsRuntime } from '../../src/cli/runtime.ts';
 import { createLogger } from '../../src/core/logger.ts';
@@ -9,24 +9,13 @@ import { startHttpGateway } from '../../src/ingest/http/server.ts';
 import { createBatchPublisher, PublishError } from '../../src/nats/batch-publisher.ts';
 import { connectNats, serverList } from '../../src/nats/connect.ts';
 import { isTransient, publishRetrying, retryTransient } from '../../src/nats/retry.ts';
-import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from '../harness/clickhouse.ts';
+import { useTestClickHouse } from '../harness/clickhouse.ts';
 import { testConfig } from '../harness/config.ts';
-import { startTestNats, type TestNats } from '../harness/nats.ts';
+import { useTestNats } from '../harness/nats-client.ts';
 import { waitFor } from '../harness/streams.ts';
 
-let server: TestNats;
-let ch: TestClickHouse;
-
-beforeAll(async () => {
-  server = await startTestNats();
-  ch = await openTestClickHouse();
-});
-
-afterAll(async () => {
-  await server?.dispose();
-  await ch?.dispose();
-  await closeTestClickHouse();
-});
+const server = useTestNats();
+const ch = useTestClickHouse();
 
 const apiError = (status: number, code: number, description: string) => new JetStreamApiError({ code: status, err_code: code, description });
 

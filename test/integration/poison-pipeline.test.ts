@@ -1,20 +1,14 @@
 import { request as httpRequest } from 'node:http';
-import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import fc from 'fast-check';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Config } from '../../src/core/config.ts';
 import { createRegistry } from '../../src/core/metrics.ts';
 import type { DlqRecord } from '../../src/nats/dlq.ts';
-import { startHttpGateway, type HttpGateway } from '../../src/ingest/http/server.ts';
 import { startMonitor, type Monitor } from '../../src/monitor/monitor.ts';
 import { MONITOR_BUCKET } from '../../src/monitor/state.ts';
-import { startProcessor, type Processor } from '../../src/processors/processor.ts';
-import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from '../harness/clickhouse.ts';
 import { testConfig } from '../harness/config.ts';
-import { startTestIngest, type TestIngest } from '../harness/ingest.ts';
+import { useTestPipeline } from '../harness/pipeline.ts';
 import { readAll, waitFor } from '../harness/streams.ts';
 import { startSagaRole, type SagaRole } from '../../src/saga/role.ts';
 import { SAGA_BUCKET, triggerSubject } from '../../src/saga/subjects.ts';
@@ -26,37 +20,26 @@ import { orderSaga, startServices, type Services } from '../support/saga.ts';
  * consumer keeps anything pending. Real nats-server, real chDB, the real roles.
  */
 
-let ingest: TestIngest;
-let ch: TestClickHouse;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
-let processor: Processor;
 let monitor: Monitor;
-let http: HttpGateway;
 let sagas: SagaRole;
 let services: Services;
-let config: Config;
 const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
 const enc = new TextEncoder();
 const monitorRegistry = createRegistry();
 
+const pipeline = useTestPipeline((database) => testConfig({
+  clickhouse: { database },
+  http: { port: 0 },
+  reports: [{ name: 'revenue', types: ['sale'], timeZone: 'UTC', groupBy: ['source', 'data.region'], measures: { orders: { fn: 'count' } }, coalesce: '100ms' }],
+  slas: [{ name: 'late', source: '*', type: '*', maxDelay: '1h', expect: { every: '1h' } }],
+  monitor: { tick: '100ms', grace: '1s', stats: { every: '1s' }, maxSourcesPerSla: 20 },
+  processor: { linger: 20 },
+  ingest: { linger: 10 },
+}), { logger, revisorIntervalMs: 50 });
+
 beforeAll(async () => {
-  ch = await openTestClickHouse();
-  config = testConfig({
-    clickhouse: { database: ch.db },
-    http: { port: 0 },
-    reports: [{ name: 'revenue', types: ['sale'], timeZone: 'UTC', groupBy: ['source', 'data.region'], measures: { orders: { fn: 'count' } }, coalesce: '100ms' }],
-    slas: [{ name: 'late', source: '*', type: '*', maxDelay: '1h', expect: { every: '1h' } }],
-    monitor: { tick: '100ms', grace: '1s', stats: { every: '1s' }, maxSourcesPerSla: 20 },
-    processor: { linger: 20 },
-    ingest: { linger: 10 },
-  });
-  ingest = await startTestIngest(config);
-  ({ nc, js, jsm } = ingest);
-  processor = await startProcessor({ config, js, clickhouse: ch.client, logger, revisorIntervalMs: 50 });
+  const { config, js, nc, jsm, ch } = pipeline;
   monitor = await startMonitor({ config, js, clickhouse: ch.client, logger, registry: monitorRegistry });
-  http = await startHttpGateway({ config, js, nc, logger, registry: createRegistry() });
   sagas = await startSagaRole({ config, nc, js, jsm, logger, definitions: [orderSaga()] });
   services = await startServices(js, jsm);
 }, 60_000);
@@ -64,34 +47,29 @@ beforeAll(async () => {
 afterAll(async () => {
   await services?.stop();
   await sagas?.stop();
-  await http?.close();
   await monitor?.stop();
-  await processor?.stop();
-  await ingest?.dispose();
-  await ch?.dispose();
-  await closeTestClickHouse();
 });
 
-const lastSeq = async (stream: string): Promise<number> => (await jsm.streams.info(stream)).state.last_seq;
+const lastSeq = async (stream: string): Promise<number> => (await pipeline.jsm.streams.info(stream)).state.last_seq;
 
 /** DLQ records stored after sequence `after`, with their message ids. */
 async function dlqSince(after: number): Promise<Array<{ msgId: string; record: DlqRecord }>> {
   const last = await lastSeq('DLQ');
   const out: Array<{ msgId: string; record: DlqRecord }> = [];
   for (let seq = after + 1; seq <= last; seq++) {
-    const msg = await jsm.streams.getMessage('DLQ', { seq });
+    const msg = await pipeline.jsm.streams.getMessage('DLQ', { seq });
     if (msg) out.push({ msgId: msg.header.get('Nats-Msg-Id'), record: msg.json<DlqRecord>() });
   }
   return out;
 }
 
 async function storedSeqs(from: number, to: number): Promise<number[]> {
-  const result = await ch.client.query({ query: `SELECT seq FROM ${ch.db}.events FINAL WHERE seq BETWEEN {from:UInt64} AND {to:UInt64}`, query_params: { from, to }, format: 'JSONEachRow' });
+  const result = await pipeline.ch.client.query({ query: `SELECT seq FROM ${pipeline.ch.db}.events FINAL WHERE seq BETWEEN {from:UInt64} AND {to:UInt64}`, query_params: { from, to }, format: 'JSONEachRow' });
   return (await result.json<{ seq: string | number }>()).map((r) => Number(r.seq));
 }
 
 async function storedIds(ids: string[]): Promise<Set<string>> {
-  const result = await ch.client.query({ query: `SELECT id FROM ${ch.db}.events FINAL WHERE id IN {ids:Array(String)}`, query_params: { ids }, format: 'JSONEachRow' });
+  const result = await pipeline.ch.client.query({ query: `SELECT id FROM ${pipeline.ch.db}.events FINAL WHERE id IN {ids:Array(String)}`, query_params: { ids }, format: 'JSONEachRow' });
   return new Set((await result.json<{ id: string }>()).map((r) => r.id));
 }
 
@@ -99,9 +77,9 @@ async function storedIds(ids: string[]): Promise<Set<string>> {
 async function drained(): Promise<boolean> {
   const [ingestLast, gateway, ...readers] = await Promise.all([
     lastSeq('INGEST'),
-    jsm.consumers.info('INGEST', 'gateway'),
-    jsm.consumers.info('EVENTS', 'processor'),
-    jsm.consumers.info('EVENTS', 'monitor'),
+    pipeline.jsm.consumers.info('INGEST', 'gateway'),
+    pipeline.jsm.consumers.info('EVENTS', 'processor'),
+    pipeline.jsm.consumers.info('EVENTS', 'monitor'),
   ]);
   return gateway.ack_floor.stream_seq === ingestLast && gateway.num_pending === 0 && readers.every((c) => c.num_pending === 0 && c.num_ack_pending === 0);
 }
@@ -111,7 +89,7 @@ type HttpAnswer = { status: number; requestId: string; accepted: Array<{ index: 
 /** A POST exactly as given: header names like `__proto__` are set one by one (fetch would refuse or fold them). */
 function post(body: Uint8Array, headers: Array<[string, string]>, query = ''): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
-    const url = new URL(http.url);
+    const url = new URL(pipeline.http.url);
     const req = httpRequest({ host: url.hostname, port: url.port, method: 'POST', path: `/v1/events${query}` }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c)).on('end', () => {
@@ -128,14 +106,14 @@ function post(body: Uint8Array, headers: Array<[string, string]>, query = ''): P
 
 describe('a row ClickHouse refuses', () => {
   it('goes to the DLQ with the engine error; the rest of its batch is stored and the consumer drains', async () => {
-    await ch.client.command({ query: `ALTER TABLE ${ch.db}.events ADD CONSTRAINT refuse_test CHECK key IS NULL OR key != 'refuse-me'` });
+    await pipeline.ch.client.command({ query: `ALTER TABLE ${pipeline.ch.db}.events ADD CONSTRAINT refuse_test CHECK key IS NULL OR key != 'refuse-me'` });
     try {
       const dlqBefore = await lastSeq('DLQ');
       const occurredAt = Date.now() - 1_000;
       const ids = Array.from({ length: 30 }, (_, i) => `rf-${i}`);
       // one raw message after another, so they travel in the same packs and the same insert
-      ids.forEach((id, i) => nc.publish('ingest.rf.sale', enc.encode(JSON.stringify({ id, occurredAt, key: i === 17 ? 'refuse-me' : 'fine', data: { region: 'TW' } }))));
-      await nc.flush();
+      ids.forEach((id, i) => pipeline.nc.publish('ingest.rf.sale', enc.encode(JSON.stringify({ id, occurredAt, key: i === 17 ? 'refuse-me' : 'fine', data: { region: 'TW' } }))));
+      await pipeline.nc.flush();
       const stored = await waitFor(async () => {
         const found = await storedIds(ids);
         return found.size === 29 && found;
@@ -148,23 +126,23 @@ describe('a row ClickHouse refuses', () => {
       expect(refused[0]!.record.reason).toMatch(/VIOLATED_CONSTRAINT|Code: 469/);
       expect(JSON.parse(Buffer.from(refused[0]!.record.raw, 'base64').toString())).toMatchObject({ id: 'rf-17', key: 'refuse-me' });
       await waitFor(drained, 30_000, 'every consumer drained');
-      expect(processor.stats.refused).toBe(1);
+      expect(pipeline.processor.stats.refused).toBe(1);
     } finally {
-      await ch.client.command({ query: `ALTER TABLE ${ch.db}.events DROP CONSTRAINT refuse_test` });
+      await pipeline.ch.client.command({ query: `ALTER TABLE ${pipeline.ch.db}.events DROP CONSTRAINT refuse_test` });
     }
   }, 90_000);
 
   it('a revision row ClickHouse refuses is filed in the DLQ; the other groups of the day are written and the revisor goes on', async () => {
-    await ch.client.command({ query: `ALTER TABLE ${ch.db}.report_revisions ADD CONSTRAINT refuse_rev CHECK position(group_key, 'refuse-rev') = 0` });
+    await pipeline.ch.client.command({ query: `ALTER TABLE ${pipeline.ch.db}.report_revisions ADD CONSTRAINT refuse_rev CHECK position(group_key, 'refuse-rev') = 0` });
     try {
       const dlqBefore = await lastSeq('DLQ');
       const occurredAt = Date.now() - 1_000;
-      const send = (id: string, region: string) => nc.publish('ingest.rv.sale', enc.encode(JSON.stringify({ id, occurredAt, data: { region } })));
+      const send = (id: string, region: string) => pipeline.nc.publish('ingest.rv.sale', enc.encode(JSON.stringify({ id, occurredAt, data: { region } })));
       send('rv-1', 'fine');
       send('rv-2', 'refuse-rev');
-      await nc.flush();
+      await pipeline.nc.flush();
       const revisions = async () => {
-        const result = await ch.client.query({ query: `SELECT group_key, max(revision) AS revision FROM ${ch.db}.report_revisions FINAL WHERE report = 'revenue' AND group_key LIKE '["rv",%' GROUP BY group_key ORDER BY group_key`, format: 'JSONEachRow' });
+        const result = await pipeline.ch.client.query({ query: `SELECT group_key, max(revision) AS revision FROM ${pipeline.ch.db}.report_revisions FINAL WHERE report = 'revenue' AND group_key LIKE '["rv",%' GROUP BY group_key ORDER BY group_key`, format: 'JSONEachRow' });
         return (await result.json<{ group_key: string; revision: number }>()).map((r) => `${r.group_key} ${r.revision}`);
       };
       await waitFor(async () => (await revisions()).join() === '["rv","fine"] 1', 30_000, 'the fine group written');
@@ -178,11 +156,11 @@ describe('a row ClickHouse refuses', () => {
       expect(JSON.parse(Buffer.from(filed[0]!.record.raw, 'base64').toString())).toMatchObject({ report: 'revenue', group_key: '["rv","refuse-rev"]', revision: 1 });
       // the day is not stuck on the refused row: a later event of the fine group makes revision 2
       send('rv-3', 'fine');
-      await nc.flush();
+      await pipeline.nc.flush();
       await waitFor(async () => (await revisions()).join() === '["rv","fine"] 2', 30_000, 'revision 2 of the fine group');
       expect((await dlqSince(dlqBefore)).filter((d) => d.record.subject === 'sink.report_revisions')).toHaveLength(1);
     } finally {
-      await ch.client.command({ query: `ALTER TABLE ${ch.db}.report_revisions DROP CONSTRAINT refuse_rev` });
+      await pipeline.ch.client.command({ query: `ALTER TABLE ${pipeline.ch.db}.report_revisions DROP CONSTRAINT refuse_rev` });
     }
   }, 90_000);
 });
@@ -191,11 +169,11 @@ describe('sources chosen by senders', () => {
   it('keep SLA state for at most monitor.maxSourcesPerSla sources; the events of the rest are stored and the cut is counted', async () => {
     const occurredAt = Date.now() - 1_000;
     const ids = Array.from({ length: 30 }, (_, i) => `cap-${i}`);
-    ids.forEach((id, i) => nc.publish(`ingest.cap-${i}.sale`, enc.encode(JSON.stringify({ id, occurredAt }))));
-    await nc.flush();
+    ids.forEach((id, i) => pipeline.nc.publish(`ingest.cap-${i}.sale`, enc.encode(JSON.stringify({ id, occurredAt }))));
+    await pipeline.nc.flush();
     await waitFor(async () => (await storedIds(ids)).size === 30, 30_000, 'all 30 events stored');
     await waitFor(drained, 30_000, 'every consumer drained');
-    const kv = await new Kvm(js).open(MONITOR_BUCKET);
+    const kv = await new Kvm(pipeline.js).open(MONITOR_BUCKET);
     const keys: string[] = [];
     for await (const key of await kv.keys('e.late.>')) keys.push(key);
     // two sources ("rf", "rv") had state before: 18 of the 30 new ones get some, 12 are cut
@@ -204,7 +182,7 @@ describe('sources chosen by senders', () => {
     expect(cut?.value).toBe(12);
     // and an alert says so, once for the day, whatever more is cut
     const capped = await waitFor(async () => {
-      const found = (await readAll(js, jsm, 'ALERTS')).filter((m) => m.subject === 'alerts.capped.late');
+      const found = (await readAll(pipeline.js, pipeline.jsm, 'ALERTS')).filter((m) => m.subject === 'alerts.capped.late');
       return found.length > 0 && found;
     }, 60_000, 'a CardinalityCapped alert');
     expect(capped).toHaveLength(1);
@@ -308,14 +286,14 @@ describe('whatever producers send', () => {
           const bytes = typeof body === 'string' ? enc.encode(body) : body;
           if (input.good) goodIds.push(`good-${unique}`);
           if (input.via === 'nats') {
-            nc.publish(input.subject, bytes);
+            pipeline.nc.publish(input.subject, bytes);
             natsPublished++;
           } else {
-            await nc.flush();
+            await pipeline.nc.flush();
             answers.push({ answer: await post(bytes, input.headers, '?source=pp-http&type=sale'), items: input.items });
           }
         }
-        await nc.flush();
+        await pipeline.nc.flush();
 
         for (const { answer, items } of answers) {
           expect([202, 400]).toContain(answer.status);
@@ -357,7 +335,7 @@ describe('whatever producers send as saga triggers', () => {
   );
 
   it('every trigger starts one saga or is filed in the DLQ, and the saga consumers drain', async () => {
-    const kv = await new Kvm(js).open(SAGA_BUCKET);
+    const kv = await new Kvm(pipeline.js).open(SAGA_BUCKET);
     // a key written while the listing runs can be listed twice
     const sagaCount = async () => {
       const keys = new Set<string>();
@@ -372,9 +350,9 @@ describe('whatever producers send as saga triggers', () => {
         const now = Date.now();
         for (const [i, body] of bodies.entries()) {
           const data = body(`s${r}-${i}`, now);
-          nc.publish(triggerSubject('order'), typeof data === 'string' ? enc.encode(data) : data);
+          pipeline.nc.publish(triggerSubject('order'), typeof data === 'string' ? enc.encode(data) : data);
         }
-        await nc.flush();
+        await pipeline.nc.flush();
         const outcome = await waitFor(async () => {
           const [started, dlq] = await Promise.all([sagaCount(), dlqSince(dlqBefore)]);
           const filed = dlq.filter((d) => 'stream' in d.record.origin && d.record.origin.stream === 'SAGAS').length;
@@ -382,7 +360,7 @@ describe('whatever producers send as saga triggers', () => {
         }, 30_000, `saga run ${r}: ${bodies.length} triggers started or filed`);
         expect(outcome.started + outcome.filed).toBe(bodies.length);
         await waitFor(async () => {
-          const info = await jsm.consumers.info('SAGAS', 'saga-triggers');
+          const info = await pipeline.jsm.consumers.info('SAGAS', 'saga-triggers');
           return info.num_pending === 0 && info.num_ack_pending === 0;
         }, 30_000, `saga run ${r}: the trigger consumer drained`);
       }),

@@ -1,10 +1,10 @@
 import pino from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { TidemarkEvent } from '../../src/core/envelope.ts';
 import { shiftedClock } from '../support/clock.ts';
 import { startRealtime } from '../../src/processors/realtime/realtime.ts';
 import { replaceRealtimeView } from '../../src/sinks/clickhouse/realtime-table.ts';
-import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from '../harness/clickhouse.ts';
+import { useTestClickHouse } from '../harness/clickhouse.ts';
 import { testConfig } from '../harness/config.ts';
 
 // README, the realtime view: "While a window is open, every processor.refresh emits it if it
@@ -12,7 +12,6 @@ import { testConfig } from '../harness/config.ts';
 // emission; events that still arrive within the report's allowedLateness give late emissions;
 // when the watermark passes the end, a final emission closes it" — read back from the
 // `emission`, `timing` and `final` columns of realtime_windows in chDB after each refresh.
-let ch: TestClickHouse;
 const config = testConfig({
   reports: [{ name: 'rt', types: ['sale'], groupBy: [], measures: { amount: { fn: 'sum', field: 'amount' } }, windows: [{ size: '10s', slide: '10s' }], allowedLateness: '5s' }],
 });
@@ -23,15 +22,7 @@ const sale = (offsetMs: number, amount: string): TidemarkEvent => {
   return { id: `e${seq}`, type: 'sale', source: 'till-1', key: null, occurredAt: BASE + offsetMs, receivedAt: BASE + offsetMs + 1, data: { amount }, seq };
 };
 
-beforeAll(async () => {
-  ch = await openTestClickHouse();
-  await replaceRealtimeView(ch.client, ch.db, config.reports);
-});
-
-afterAll(async () => {
-  await ch?.dispose();
-  await closeTestClickHouse();
-});
+const ch = useTestClickHouse((opened) => replaceRealtimeView(opened.client, opened.db, config.reports));
 
 type Row = { emission: number; timing: string; final: number; amount: string };
 async function firstWindow(): Promise<Row> {

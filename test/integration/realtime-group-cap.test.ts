@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import pino from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createRegistry } from '../../src/core/metrics.ts';
 import type { TidemarkEvent } from '../../src/core/envelope.ts';
 import { shiftedClock } from '../support/clock.ts';
@@ -16,7 +16,7 @@ import { insertRealtime } from '../../src/sinks/clickhouse/realtime-table.ts';
 import { insertOrFile } from '../../src/sinks/clickhouse/refused-rows.ts';
 import { startTestNats } from '../harness/nats.ts';
 import { json, readAll } from '../harness/streams.ts';
-import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from '../harness/clickhouse.ts';
+import { useTestClickHouse } from '../harness/clickhouse.ts';
 import { testConfig } from '../harness/config.ts';
 
 const config = testConfig({ reports: [{ name: 'capped', types: ['sale'], groupBy: ['source'], measures: { orders: { fn: 'count' } }, windows: [{ size: '10s', slide: '5s' }] }] });
@@ -44,15 +44,8 @@ describe('realtime group cap (pure)', () => {
   });
 });
 
-let ch: TestClickHouse;
-beforeAll(async () => {
-  ch = await openTestClickHouse();
-  await replaceRealtimeView(ch.client, ch.db, config.reports);
-});
-afterAll(async () => {
-  await ch?.dispose();
-  await closeTestClickHouse();
-});
+
+const ch = useTestClickHouse((opened) => replaceRealtimeView(opened.client, opened.db, config.reports));
 
 describe('realtime group cap', () => {
   it('keeps at most processor.maxRealtimeGroups groups in the realtime view, counts the events it left out, and takes new groups once windows close', async () => {
@@ -63,7 +56,7 @@ describe('realtime group cap', () => {
     rt.arrive(1, false, Array.from({ length: 10 }, (_, i) => sale(i, `s${i % 5}`, base + 1_000 + i)));
     await rt.flush();
     const groups = async () => {
-      const result = await ch.client.query({ query: `SELECT DISTINCT group_key FROM ${ch.db}.realtime_windows WHERE report = 'capped' ORDER BY group_key`, format: 'JSONEachRow' });
+      const result = await ch.client.query({ query: `SELECT DISTINCT group_key FROM ${ch.db}.realtime_windows WHERE report = 'capped' AND instance = 'cap' ORDER BY group_key`, format: 'JSONEachRow' });
       return (await result.json<{ group_key: string }>()).map((r) => r.group_key);
     };
     expect(await groups()).toEqual(['["s0"]', '["s1"]', '["s2"]']);

@@ -1,13 +1,12 @@
 import pino from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { TidemarkEvent } from '../../src/core/envelope.ts';
 import { shiftedClock } from '../support/clock.ts';
 import { startRealtime } from '../../src/processors/realtime/realtime.ts';
 import { replaceRealtimeView } from '../../src/sinks/clickhouse/realtime-table.ts';
-import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from '../harness/clickhouse.ts';
+import { useTestClickHouse } from '../harness/clickhouse.ts';
 import { testConfig } from '../harness/config.ts';
 
-let ch: TestClickHouse;
 const logger = pino({ level: 'silent' });
 const config = testConfig({
   reports: [{
@@ -38,15 +37,7 @@ async function latest(): Promise<Latest[]> {
   return result.json<Latest>();
 }
 
-beforeAll(async () => {
-  ch = await openTestClickHouse();
-  await replaceRealtimeView(ch.client, ch.db, config.reports);
-});
-
-afterAll(async () => {
-  await ch?.dispose();
-  await closeTestClickHouse();
-});
+const ch = useTestClickHouse((opened) => replaceRealtimeView(opened.client, opened.db, config.reports));
 
 describe('realtime sliding windows', () => {
   it('merges partial windows of two instances exactly, and closes windows on the clock when input stops', async () => {

@@ -6,34 +6,26 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { register } from '../../src/cli/commands/saga.ts';
 import { isTidemarkError } from '../../src/core/errors.ts';
 import { startProjector } from '../../src/saga/projector.ts';
-import type { SagaRole } from '../../src/saga/role.ts';
 import { SAGA_CONSUMERS } from '../../src/saga/subjects.ts';
 import { ensureSagaTopology } from '../../src/saga/topology.ts';
-import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from '../harness/clickhouse.ts';
-import { startTestNats, type TestNats } from '../harness/nats.ts';
+import { useTestClickHouse } from '../harness/clickhouse.ts';
 import { waitFor } from '../harness/streams.ts';
-import { connectTo, logger, orderSaga, sagaConfig, startServices, trigger, waitForStatus, type Conn, type Services } from '../support/saga.ts';
-import { startSagaRole } from '../../src/saga/role.ts';
+import { logger, sagaConfig, trigger, useSagaFixture, waitForStatus } from '../support/saga.ts';
 
-let server: TestNats;
-let ch: TestClickHouse;
-let conn: Conn;
-let role: SagaRole;
-let services: Services;
+const ch = useTestClickHouse();
+let config: ReturnType<typeof sagaConfig>;
+const saga = useSagaFixture(() => {
+  config = sagaConfig({ clickhouse: { database: ch.db } });
+  return { config, role: { clickhouse: ch.client } };
+});
 let dir: string;
 let configFile: string;
-let config: ReturnType<typeof sagaConfig>;
 
 beforeAll(async () => {
-  server = await startTestNats();
-  ch = await openTestClickHouse();
-  config = sagaConfig({ clickhouse: { database: ch.db } });
   dir = mkdtempSync(join(tmpdir(), 'tidemark-saga-cli-'));
   configFile = join(dir, 'tidemark.yaml');
-  writeFileSync(configFile, JSON.stringify({ nats: { url: server.url } }));
-  conn = await connectTo(server.url, config);
-  role = await startSagaRole({ config, nc: conn.nc, js: conn.js, jsm: conn.jsm, logger, definitions: [orderSaga()], clickhouse: ch.client });
-  services = await startServices(conn.js, conn.jsm);
+  writeFileSync(configFile, JSON.stringify({ nats: { url: saga.server.url } }));
+  const { conn, role } = saga;
   await trigger(conn.js, 'cli-ok');
   await trigger(conn.js, 'cli-comp', { 'do:payment': ['fail'] });
   await trigger(conn.js, 'cli-park', { 'do:shipping': ['fail'], 'undo:payment': ['fail', 'fail', 'fail', 'ok'] });
@@ -44,13 +36,7 @@ beforeAll(async () => {
   await waitForStatus(role.store, 'order.cli-abort', ['parked']);
 });
 
-afterAll(async () => {
-  await services?.stop();
-  await role?.stop();
-  await conn?.nc.close();
-  await server?.dispose();
-  await ch?.dispose();
-  await closeTestClickHouse();
+afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -95,9 +81,9 @@ describe('tidemark saga list|show|retry|abort', () => {
   it('retry resumes a parked saga, abort closes one, and neither touches a saga that is not parked', async () => {
     expect(await tidemark('show', 'order.cli-park')).toMatch(/status {4}parked {2}→ tidemark saga retry order\.cli-park/);
     expect(await tidemark('retry', 'order.cli-park')).toMatch(/^order\.cli-park: retry applied, now (compensating|compensated)\n$/);
-    await waitForStatus(role.store, 'order.cli-park', ['compensated']);
+    await waitForStatus(saga.role.store, 'order.cli-park', ['compensated']);
     expect(await tidemark('abort', 'order.cli-abort', '--reason', 'cancelled by hand in the ERP')).toBe('order.cli-abort: abort applied, now aborted\n');
-    const log = (await role.store.load('order.cli-abort'))!.record.events.at(-1);
+    const log = (await saga.role.store.load('order.cli-abort'))!.record.events.at(-1);
     expect(log).toMatchObject({ type: 'SagaAborted', reason: 'cancelled by hand in the ERP' });
     await expect(tidemark('retry', 'order.cli-ok')).rejects.toSatisfy((err: unknown) => isTidemarkError(err, 'SAGA_NOT_PARKED'));
   });
@@ -131,10 +117,10 @@ describe('ClickHouse saga tables', () => {
 
   it('stays the same when the whole saga log is projected again', async () => {
     const before = { sagas: await sagas(), steps: await steps() };
-    await role.projector!.stop();
-    await conn.jsm.consumers.delete(SAGA_CONSUMERS.projector.stream, SAGA_CONSUMERS.projector.durable);
-    await ensureSagaTopology(conn.js, conn.jsm, config);
-    const again = await startProjector({ js: conn.js, clickhouse: ch.client, db: ch.db, logger });
+    await saga.role.projector!.stop();
+    await saga.conn.jsm.consumers.delete(SAGA_CONSUMERS.projector.stream, SAGA_CONSUMERS.projector.durable);
+    await ensureSagaTopology(saga.conn.js, saga.conn.jsm, config);
+    const again = await startProjector({ js: saga.conn.js, clickhouse: ch.client, db: ch.db, logger });
     try {
       // every saga's newest revision written again (background merges may already have folded the copies)
       await waitFor(() => again.stats.revisions >= 4 && again.stats.inserts >= 1, 60_000, 'the log to be projected again');

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { Registry } from 'prom-client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/core/time.ts';
 import { sagaEffects } from '../../src/saga/effects.ts';
 import { sagaMetricsFor } from '../../src/saga/metrics.ts';
@@ -9,9 +9,8 @@ import { createBatchPublisher } from '../../src/nats/batch-publisher.ts';
 import { sagaPublish, type SagaPublish } from '../../src/saga/commands.ts';
 import type { SagaStore } from '../../src/saga/store.ts';
 import { openSagaStore } from '../../src/saga/topology.ts';
-import { startTestNats, type TestNats } from '../harness/nats.ts';
 import { waitFor } from '../harness/streams.ts';
-import { connectTo, logger, orderSaga, sagaConfig, startRole, startServices, trigger, verifyAgainstOracle, type Conn, type Script, type Services } from '../support/saga.ts';
+import { connectTo, logger, orderSaga, sagaConfig, startRole, trigger, useSagaFixture, verifyAgainstOracle, type Script } from '../support/saga.ts';
 
 /**
  * A crash is simulated by closing an instance's connection at a chosen point and never
@@ -23,23 +22,12 @@ const ACK_WAIT = 400;
 const config = sagaConfig({ sagas: { ackWait: ACK_WAIT, concurrency: 16 } });
 const STEP_TIMEOUT = 10_000;
 
-let server: TestNats;
-let conn: Conn;
-let services: Services;
+// the role, started once and stopped, leaves the saga topology and its consumers for the instances below
+const saga = useSagaFixture({ config, role: false, serviceLatencyMs: 20, prepare: async (conn) => (await startRole(conn, config, { timeout: STEP_TIMEOUT })).stop() });
 let observer: SagaStore;
 
 beforeAll(async () => {
-  server = await startTestNats();
-  conn = await connectTo(server.url, config);
-  await (await startRole(conn, config, { timeout: STEP_TIMEOUT })).stop();
-  services = await startServices(conn.js, conn.jsm, 20);
-  observer = await openSagaStore(conn.js, createBatchPublisher(conn.nc));
-});
-
-afterAll(async () => {
-  await services?.stop();
-  await conn?.nc.close();
-  await server?.dispose();
+  observer = await openSagaStore(saga.conn.js, createBatchPublisher(saga.conn.nc));
 });
 
 /** `time`: after n ms; otherwise at the n-th state write (before or after it lands) or right after the n-th command is stored. */
@@ -48,7 +36,7 @@ type CrashPoint = { at: 'time' | 'beforeSave' | 'afterSave' | 'afterPublish'; n:
 type Instance = { orchestrator: Orchestrator | undefined; crashed: Promise<void>; kill: () => Promise<void> };
 
 async function startInstance(point: CrashPoint | null): Promise<Instance> {
-  const own = await connectTo(server.url, config);
+  const own = await connectTo(saga.server.url, config);
   let count = 0;
   let dead = false;
   let markCrashed!: () => void;
@@ -122,7 +110,7 @@ let run = 0;
 const crashesDuringWork = { count: 0 };
 const everyRun = new Map<string, Script>();
 
-const verify = (ids: string[], scripts: Script[]) => verifyAgainstOracle(observer, conn, ids, scripts);
+const verify = (ids: string[], scripts: Script[]) => verifyAgainstOracle(observer, saga.conn, ids, scripts);
 
 describe('orchestrator crashes at random points', () => {
   it('ends every saga exactly as without crashes: each command stored once, no compensation skipped', async () => {
@@ -132,7 +120,7 @@ describe('orchestrator crashes at random points', () => {
         const ids = scripts.map((_, i) => `r${run}-${i}`);
         const publishing = (async () => {
           for (const [i, id] of ids.entries()) {
-            await trigger(conn.js, id, scripts[i]!);
+            await trigger(saga.conn.js, id, scripts[i]!);
             await new Promise((r) => setTimeout(r, 20));
           }
         })();
@@ -161,7 +149,7 @@ describe('orchestrator crashes at random points', () => {
     const last = await startInstance(null);
     try {
       await waitFor(async () => {
-        const infos = await Promise.all(['saga-triggers', 'saga-inputs'].map((durable) => conn.jsm.consumers.info('SAGAS', durable)));
+        const infos = await Promise.all(['saga-triggers', 'saga-inputs'].map((durable) => saga.conn.jsm.consumers.info('SAGAS', durable)));
         return infos.every((info) => info.num_pending === 0 && info.num_ack_pending === 0 && info.num_redelivered === 0);
       }, 60_000, 'every redelivered input to be handled');
       await verify([...everyRun.keys()], [...everyRun.values()]);

@@ -1,14 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { createBatchPublisher } from '../../src/nats/batch-publisher.ts';
 import type { SagaStore } from '../../src/saga/store.ts';
 import { ensureSagaTopology, openSagaStore } from '../../src/saga/topology.ts';
-import { startTestNats, type TestNats } from '../harness/nats.ts';
+import { useConfigDir } from '../harness/config-dir.ts';
+import { exited } from '../harness/processes.ts';
 import { waitFor } from '../harness/streams.ts';
-import { connectTo, mixedScripts, orderSpec, sagaConfig, startServices, trigger, verifyAgainstOracle, type Conn, type Services } from '../support/saga.ts';
+import { mixedScripts, orderSpec, sagaConfig, trigger, useSagaFixture, verifyAgainstOracle } from '../support/saga.ts';
 
 /** The definition travels in the config file, as an operator would deploy it. */
 const settings = { sagas: { ackWait: '500ms', concurrency: 32, definitions: [orderSpec(30_000)] } };
@@ -24,16 +22,13 @@ register(program);
 await program.parseAsync(process.argv.slice(1), { from: 'user' });
 `;
 
-let server: TestNats;
-let conn: Conn;
-let services: Services;
+const saga = useSagaFixture({ config, role: false, serviceLatencyMs: 30, prepare: (conn) => ensureSagaTopology(conn.js, conn.jsm, config) });
+const files = useConfigDir(settings, 'tidemark-saga-kill-');
 let store: SagaStore;
-let dir: string;
-let configFile: string;
 
 function startOrchestratorProcess(): ChildProcess & { stderrText: () => string } {
-  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', CHILD, '--', 'saga', 'run', '--no-clickhouse', '--config', configFile], {
-    env: { ...process.env, NATS_URL: server.url, TIDEMARK_DATA_DIR: dir, LOG_LEVEL: 'warn' },
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', CHILD, '--', 'saga', 'run', '--no-clickhouse', '--config', files.configFile], {
+    env: { ...process.env, NATS_URL: saga.server.url, TIDEMARK_DATA_DIR: files.dir, LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';
@@ -41,24 +36,8 @@ function startOrchestratorProcess(): ChildProcess & { stderrText: () => string }
   return Object.assign(child, { stderrText: () => stderr });
 }
 
-const exited = (child: ChildProcess) => new Promise<void>((resolve) => (child.exitCode !== null || child.signalCode !== null ? resolve() : child.once('exit', () => resolve())));
-
 beforeAll(async () => {
-  server = await startTestNats();
-  dir = mkdtempSync(join(tmpdir(), 'tidemark-saga-kill-'));
-  configFile = join(dir, 'tidemark.yaml');
-  writeFileSync(configFile, JSON.stringify(settings));
-  conn = await connectTo(server.url, config);
-  await ensureSagaTopology(conn.js, conn.jsm, config);
-  store = await openSagaStore(conn.js, createBatchPublisher(conn.nc));
-  services = await startServices(conn.js, conn.jsm, 30);
-});
-
-afterAll(async () => {
-  await services?.stop();
-  await conn?.nc.close();
-  await server?.dispose();
-  rmSync(dir, { recursive: true, force: true });
+  store = await openSagaStore(saga.conn.js, createBatchPublisher(saga.conn.nc));
 });
 
 describe('saga run killed with SIGKILL mid-flight', () => {
@@ -67,7 +46,7 @@ describe('saga run killed with SIGKILL mid-flight', () => {
     const ids = scripts.map((_, i) => `k-${i}`);
     const half = SAGAS / 2;
     // half triggered before the kill, half after: the kill lands mid-flight however fast the first run is
-    await Promise.all(ids.slice(0, half).map((id, i) => trigger(conn.js, id, scripts[i]!)));
+    await Promise.all(ids.slice(0, half).map((id, i) => trigger(saga.conn.js, id, scripts[i]!)));
 
     const first = startOrchestratorProcess();
     const ended = async () => (await store.list('order.>')).filter((l) => ['completed', 'compensated', 'parked'].includes(l.record.status)).length;
@@ -76,11 +55,11 @@ describe('saga run killed with SIGKILL mid-flight', () => {
     await exited(first);
     const atKill = await ended();
     expect(atKill).toBeLessThan(SAGAS);
-    await Promise.all(ids.slice(half).map((id, i) => trigger(conn.js, id, scripts[half + i]!)));
+    await Promise.all(ids.slice(half).map((id, i) => trigger(saga.conn.js, id, scripts[half + i]!)));
 
     const second = startOrchestratorProcess();
     try {
-      await verifyAgainstOracle(store, conn, ids, scripts, 90_000);
+      await verifyAgainstOracle(store, saga.conn, ids, scripts, 90_000);
     } finally {
       second.kill('SIGTERM');
       await exited(second);

@@ -1,42 +1,24 @@
 import { Kvm } from '@nats-io/kv';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { DlqRecord } from '../../src/nats/dlq.ts';
-import type { SagaRole } from '../../src/saga/role.ts';
 import { SAGA_BUCKET } from '../../src/saga/subjects.ts';
-import { startTestNats, type TestNats } from '../harness/nats.ts';
 import { json, readAll, waitFor } from '../harness/streams.ts';
-import { connectTo, sagaConfig, startRole, startServices, trigger, waitForStatus, type Conn, type Services } from '../support/saga.ts';
+import { sagaConfig, trigger, useSagaFixture, waitForStatus } from '../support/saga.ts';
 
-let server: TestNats;
-let conn: Conn;
-let role: SagaRole;
-let services: Services;
 const config = sagaConfig({ nats: { poisonAfter: 3 } });
 
-beforeAll(async () => {
-  server = await startTestNats();
-  conn = await connectTo(server.url, config);
-  role = await startRole(conn, config);
-  services = await startServices(conn.js, conn.jsm);
-}, 60_000);
-
-afterAll(async () => {
-  await services?.stop();
-  await role?.stop();
-  await conn?.nc.close();
-  await server?.dispose();
-});
+const saga = useSagaFixture({ config });
 
 const filedFor = async (triggerId: string): Promise<DlqRecord[]> =>
-  (await readAll(conn.js, conn.jsm, 'DLQ'))
+  (await readAll(saga.conn.js, saga.conn.jsm, 'DLQ'))
     .map((m) => json<DlqRecord>(m))
     .filter((r) => r.subject === 'saga.in.trigger.order' && (JSON.parse(Buffer.from(r.raw, 'base64').toString()) as { id?: string }).id === triggerId);
 
 describe('a saga input that keeps failing on its own', () => {
   it('on a quiet feed (no other input passes), goes to the DLQ after nats.poisonAfter deliveries because NATS answers', async () => {
-    const kv = await new Kvm(conn.js).open(SAGA_BUCKET);
+    const kv = await new Kvm(saga.conn.js).open(SAGA_BUCKET);
     await kv.put('order.lonely', '{"status":"running","due":null, not json');
-    await trigger(conn.js, 'lonely');
+    await trigger(saga.conn.js, 'lonely');
     const filed = await waitFor(async () => {
       const found = await filedFor('lonely');
       return found.length > 0 && found;
@@ -45,19 +27,19 @@ describe('a saga input that keeps failing on its own', () => {
     expect(filed[0]).toMatchObject({ code: 'UNPROCESSABLE' });
     expect(filed[0]!.reason).toMatch(/saga-triggers failed it 3 times while its sink answered/);
     await waitFor(async () => {
-      const info = await conn.jsm.consumers.info('SAGAS', 'saga-triggers');
+      const info = await saga.conn.jsm.consumers.info('SAGAS', 'saga-triggers');
       return info.num_pending === 0 && info.num_ack_pending === 0;
     }, 30_000, 'the trigger consumer to drain');
   }, 60_000);
 
   it('goes to the DLQ after nats.poisonAfter deliveries and is term()ed, while the other sagas run to the end', async () => {
     // a stored record that reads as running but is no JSON: every input for this saga fails to load it
-    const kv = await new Kvm(conn.js).open(SAGA_BUCKET);
+    const kv = await new Kvm(saga.conn.js).open(SAGA_BUCKET);
     await kv.put('order.corrupt', '{"status":"running","due":null, not json');
-    await trigger(conn.js, 'corrupt');
+    await trigger(saga.conn.js, 'corrupt');
     const ids = Array.from({ length: 6 }, (_, i) => `fine-${i}`);
-    for (const id of ids) await trigger(conn.js, id);
-    for (const id of ids) await waitForStatus(role.store, `order.${id}`, ['completed'], 30_000);
+    for (const id of ids) await trigger(saga.conn.js, id);
+    for (const id of ids) await waitForStatus(saga.role.store, `order.${id}`, ['completed'], 30_000);
 
     const filed = await waitFor(async () => {
       const found = await filedFor('corrupt');
@@ -67,7 +49,7 @@ describe('a saga input that keeps failing on its own', () => {
     expect(filed[0]).toMatchObject({ code: 'UNPROCESSABLE' });
     expect(filed[0]!.reason).toMatch(/saga-triggers failed it 3 times/);
     await waitFor(async () => {
-      const info = await conn.jsm.consumers.info('SAGAS', 'saga-triggers');
+      const info = await saga.conn.jsm.consumers.info('SAGAS', 'saga-triggers');
       return info.num_pending === 0 && info.num_ack_pending === 0;
     }, 30_000, 'the trigger consumer to drain');
   }, 90_000);

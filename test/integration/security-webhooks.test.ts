@@ -1,22 +1,18 @@
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import fc from 'fast-check';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isTidemarkError } from '../../src/core/errors.ts';
 import { encodeEvent, eventSubject, type TidemarkEvent } from '../../src/core/envelope.ts';
-import { shiftedClock } from '../support/clock.ts';
 import type { Alert } from '../../src/monitor/alerts.ts';
 import { startMonitor, type Monitor } from '../../src/monitor/monitor.ts';
-import { ensureTopology } from '../../src/nats/topology.ts';
 import { deliverWebhook, headerSafe, signBody, verifySignature, webhookRoutes } from '../../src/sinks/webhooks.ts';
-import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from '../harness/clickhouse.ts';
 import { testConfig } from '../harness/config.ts';
-import { startTestNats, type TestNats } from '../harness/nats.ts';
+import { useTestStack } from '../harness/stack.ts';
 import { waitFor } from '../harness/streams.ts';
+import { shiftedClock } from '../support/clock.ts';
 
 /** Issue 20, point 6: webhooks deliver for any source name, never follow a redirect, and a stale signature is refused. */
 
@@ -116,44 +112,31 @@ describe('signatures', () => {
 describe('an alert for source 店舗-1, end to end', () => {
   const MIN = 60_000;
   const T0 = Date.parse('2030-05-01T00:00:00Z');
-  let nats: TestNats;
-  let ch: TestClickHouse;
-  let nc: NatsConnection;
-  let jsm: JetStreamManager;
   let monitor: Monitor;
   const clock = shiftedClock();
+  const stack = useTestStack((database) => testConfig({
+    clickhouse: { database },
+    slas: [{ name: 'late', source: '店舗-*', maxDelay: '1m' }],
+    monitor: { bucket: '1m', grace: '1s', tick: '100ms', webhooks: [{ url: `${base}/cjk`, secret: 'cjk-secret', backoff: '50ms' }] },
+  }));
 
   beforeAll(async () => {
-    nats = await startTestNats();
-    ch = await openTestClickHouse();
-    const config = testConfig({
-      clickhouse: { database: ch.db },
-      slas: [{ name: 'late', source: '店舗-*', maxDelay: '1m' }],
-      monitor: { bucket: '1m', grace: '1s', tick: '100ms', webhooks: [{ url: `${base}/cjk`, secret: 'cjk-secret', backoff: '50ms' }] },
-    });
-    nc = await connect({ servers: nats.url });
-    jsm = await jetstreamManager(nc);
-    await ensureTopology(jsm, config);
     clock.jumpTo(T0);
-    monitor = await startMonitor({ config, js: jetstream(nc), clickhouse: ch.client, logger: pino({ level: 'silent' }), clock, registry: new Registry() });
+    monitor = await startMonitor({ config: stack.config, js: stack.js, clickhouse: stack.ch.client, logger: pino({ level: 'silent' }), clock, registry: new Registry() });
   });
 
   afterAll(async () => {
     await monitor?.stop();
-    await nc?.close();
-    await nats?.dispose();
-    await ch?.dispose();
-    await closeTestClickHouse();
   });
 
   it('is delivered, signed, with the id percent-encoded in the header and as is in the body', async () => {
     clock.jumpTo(T0 + 2 * MIN + 2_000);
     for (let i = 0; i < 3; i++) {
       const late: TidemarkEvent = { id: `店舗-1-${i}`, type: 'sale', source: '店舗-1', key: null, occurredAt: T0 - 3 * MIN + i, receivedAt: T0 + 2 * MIN + i, data: {}, seq: i };
-      nc.publish(eventSubject(late), encodeEvent(late));
+      stack.nc.publish(eventSubject(late), encodeEvent(late));
     }
-    await nc.flush();
-    await waitFor(async () => (await jsm.consumers.info('EVENTS', 'monitor')).delivered.stream_seq === 3, 60_000, 'the monitor to read the late events');
+    await stack.nc.flush();
+    await waitFor(async () => (await stack.jsm.consumers.info('EVENTS', 'monitor')).delivered.stream_seq === 3, 60_000, 'the monitor to read the late events');
     clock.jumpTo(T0 + 3 * MIN + 2_000);
     const hit = await waitFor(() => hits.find((h) => h.path === '/cjk'), 60_000, 'the webhook for 店舗-1');
     const alert = JSON.parse(hit.body) as Alert;

@@ -4,6 +4,7 @@
  */
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { ClickHouseClient } from '@clickhouse/client';
 import pino from 'pino';
 import { expect } from 'vitest';
 import { Registry } from 'prom-client';
@@ -18,6 +19,8 @@ import { serveSagaCommands } from '../../src/saga/service.ts';
 import type { SagaStore } from '../../src/saga/store.ts';
 import { triggerSubject } from '../../src/saga/subjects.ts';
 import { testConfig } from '../harness/config.ts';
+import { assemble, useFixture } from '../harness/fixture.ts';
+import { startTestNats, type TestNats } from '../harness/nats.ts';
 import { json, readAll, waitFor } from '../harness/streams.ts';
 
 export const logger = pino({ level: process.env.TEST_LOG ?? 'silent' });
@@ -148,8 +151,53 @@ export async function connectTo(url: string, config: Config): Promise<Conn> {
   return { nc, js: jetstream(nc), jsm };
 }
 
-export async function startRole(conn: Conn, config: Config, options: { registry?: Registry; timeout?: number } = {}): Promise<SagaRole> {
-  return startSagaRole({ config, nc: conn.nc, js: conn.js, jsm: conn.jsm, logger, definitions: [orderSaga(options.timeout)], registry: options.registry ?? new Registry() });
+export type RoleOptions = { registry?: Registry; timeout?: number; clickhouse?: ClickHouseClient };
+
+export async function startRole(conn: Conn, config: Config, options: RoleOptions = {}): Promise<SagaRole> {
+  return startSagaRole({ config, nc: conn.nc, js: conn.js, jsm: conn.jsm, logger, definitions: [orderSaga(options.timeout)], registry: options.registry ?? new Registry(), clickhouse: options.clickhouse });
+}
+
+export type SagaFixture = { server: TestNats; conn: Conn; role: SagaRole; services: Services; dispose: () => Promise<void> };
+
+export type SagaFixtureOptions = {
+  config: Config;
+  /** the order saga's role, started on the fixture's connection; `false` for a file that runs its own instances */
+  role?: RoleOptions | false;
+  /** how long each service takes to answer */
+  serviceLatencyMs?: number;
+  /** runs after the topology is made and before the role and the services start */
+  prepare?: (conn: Conn) => Promise<unknown>;
+};
+
+/**
+ * What the saga tests stand on, for the whole test file (see useFixture): a nats-server, a
+ * connection with Tidemark's topology, the order saga's role and the scripted services.
+ * `options` may be a function, to build a config around a database opened by an earlier fixture.
+ */
+export function useSagaFixture(options: SagaFixtureOptions | (() => SagaFixtureOptions)): SagaFixture {
+  return useFixture(async () => {
+    const { config, role: roleOptions = {}, serviceLatencyMs, prepare } = typeof options === 'function' ? options() : options;
+    return assemble(async (defer) => {
+      const server = await startTestNats();
+      defer(() => server.dispose());
+      const conn = await connectTo(server.url, config);
+      defer(() => conn.nc.close());
+      await prepare?.(conn);
+      const role = roleOptions === false ? undefined : await startRole(conn, config, roleOptions);
+      if (role) defer(() => role.stop());
+      const services = await startServices(conn.js, conn.jsm, serviceLatencyMs);
+      defer(() => services.stop());
+      return {
+        server,
+        conn,
+        get role() {
+          if (!role) throw new Error('this saga fixture runs no role');
+          return role;
+        },
+        services,
+      };
+    });
+  });
 }
 
 /**

@@ -1,5 +1,6 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { useFixture } from '../harness/fixture.ts';
 
 export type WebhookRequest = { path: string; id: string; body: string };
 export type WebhookReceiver = { base: string; requests: WebhookRequest[]; close: () => Promise<void> };
@@ -23,3 +24,10 @@ export function startWebhookReceiver(): Promise<WebhookReceiver> {
     });
   }));
 }
+
+/** startWebhookReceiver for the whole test file (see useFixture). */
+export const useWebhookReceiver = (): WebhookReceiver & { dispose: () => Promise<void> } =>
+  useFixture(async () => {
+    const receiver = await startWebhookReceiver();
+    return { ...receiver, dispose: receiver.close };
+  });
