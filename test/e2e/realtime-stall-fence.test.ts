@@ -23,7 +23,7 @@ import { centsText, referenceWindows, type ReferenceEvent } from '../support/win
  */
 const WINDOW = { size: 600_000, slide: 300_000 };
 const settings = {
-  nats: { ackWait: '3s' },
+  nats: { ackWait: '8s' },
   processor: { batchSize: 200, outOfOrderness: '2s', idleTimeout: '1s' },
   ingest: { eventsPerMessage: 10 },
   reports: [{ name: 'rt', types: ['sale'], groupBy: ['source'], measures: { amount: { fn: 'sum', field: 'amount' }, orders: { fn: 'count' } }, windows: [{ size: '10m', slide: '5m' }] }],

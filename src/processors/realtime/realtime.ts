@@ -301,6 +301,8 @@ export function startRealtime(options: RealtimeOptions): Realtime {
       dropped.add(seq);
       decided.delete(seq);
     }
+    // what waited at the gate was held past ackWait too: it may have gone to another instance, so it comes again instead
+    for (const arrival of gate.splice(0)) dropped.add(arrival.seq);
     for (const waiter of waiters.splice(0)) waiter.reject(new RealtimeFenced(old));
     folds = newFolds();
     pending = new Map();
