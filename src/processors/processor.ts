@@ -153,8 +153,10 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
       await realtime.durable(msgs.map((msg) => delivery(msg).seq)).finally(() => clearInterval(keepAlive));
     } catch (err) {
       if (!(err instanceof RealtimeFenced)) throw err;
-      // the realtime fold was dropped: the messages must come again (stored rows are idempotent)
-      for (const msg of msgs) msg.nak();
+      // The realtime fold was dropped: the messages must come again (stored rows are
+      // idempotent). Not nak'd: after a stall past ackWait another instance may hold them
+      // now, and a nak would deliver them a second time while it does.
+      logger.warn({ messages: msgs.length }, 'realtime fold dropped by a fence: these messages are not acked and come again after ackWait');
       return;
     }
     for (const msg of msgs) msg.ack();

@@ -295,7 +295,7 @@ export function startRealtime(options: RealtimeOptions): Realtime {
     const old = instance;
     instance = `${options.instance}.${++incarnation}`;
     joined = false;
-    logger.error({ instance: old, next: instance, checkpoint, committed: durableWrites }, 'realtime: this instance was fenced by another processor (it committed nothing for the liveness: stopped or paused); its uncommitted folds are dropped, its unacked messages come again, it goes on as a new instance');
+    logger.error({ instance: old, next: instance, checkpoint, committed: durableWrites }, 'realtime: this instance was fenced by another processor (it committed nothing for the liveness: stopped or paused); its uncommitted folds are dropped, its unacked messages come again after ackWait, it goes on as a new instance');
     for (const [seq, at] of decided) {
       if (at < durableWrites) continue;
       dropped.add(seq);
