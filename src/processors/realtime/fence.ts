@@ -60,7 +60,12 @@ export type Arbiter = {
 const enc = new TextEncoder();
 const encode = (value: FenceValue) => enc.encode(JSON.stringify(value));
 
-export function kvArbiter(kv: KV): Arbiter {
+/**
+ * `kv` holds the keys; `listKeys` names them all. From the bucket's stream info, one
+ * request: `kv.keys()` runs an ordered consumer that, measured in the stall test on a
+ * loaded machine, sometimes never finished, and a survivor waiting on it never fenced.
+ */
+export function kvArbiter(kv: KV, listKeys: () => Promise<string[]>): Arbiter {
   // the revision of this process's last write per key: the next compare-and-set names it
   const written = new Map<string, number>();
   const read = async (key: string): Promise<FenceEntry | undefined> => {
@@ -99,8 +104,7 @@ export function kvArbiter(kv: KV): Arbiter {
       }
     },
     others: async (self) => {
-      const keys: string[] = [];
-      for await (const key of await retryTransient(() => kv.keys())) if (key !== self) keys.push(key);
+      const keys = (await retryTransient(listKeys)).filter((key) => key !== self);
       const out = new Map<string, FenceEntry>();
       await Promise.all(
         keys.map(async (key) => {
@@ -128,5 +132,9 @@ export function kvArbiter(kv: KV): Arbiter {
 }
 
 export async function openArbiter(js: JetStreamClient, replicas: number): Promise<Arbiter> {
-  return kvArbiter(await openBucket(js, { name: FENCE_BUCKET, replicas }));
+  const kv = await openBucket(js, { name: FENCE_BUCKET, replicas });
+  const jsm = await js.jetstreamManager();
+  const prefix = `$KV.${FENCE_BUCKET}.`;
+  const listKeys = async () => Object.keys((await jsm.streams.info(`KV_${FENCE_BUCKET}`, { subjects_filter: `${prefix}>` })).state.subjects ?? {}).map((subject) => subject.slice(prefix.length));
+  return kvArbiter(kv, listKeys);
 }
