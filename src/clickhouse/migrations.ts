@@ -34,6 +34,9 @@ const reportLatestView = (db: string): string => `CREATE OR REPLACE VIEW ${db}.r
 /** The migration adding incremental daily states. */
 const INCREMENTAL_DAILY_VERSION = 12;
 
+/** The migration adding the fencing of stalled realtime instances. */
+const REALTIME_FENCES_VERSION = 13;
+
 export const MIGRATIONS: Migration[] = [
   {
     version: 1,
@@ -390,6 +393,31 @@ export const MIGRATIONS: Migration[] = [
         keep UInt64 MATERIALIZED 18446744073709551615 - arrival
       ) ENGINE = ReplacingMergeTree(keep)
       ORDER BY (report, day, generation, group_key, measure, value)`,
+    ],
+  },
+  {
+    version: REALTIME_FENCES_VERSION,
+    name: 'realtime fences',
+    statements: (db) => [
+      // checkpoint: the number of the instance's checkpoint a row was written with. prev_*:
+      // the row's figures as of the instance's last committed checkpoint (realtime/fence.ts),
+      // what counts instead when the instance is fenced below the row's number.
+      `ALTER TABLE ${db}.realtime_windows
+        ADD COLUMN IF NOT EXISTS checkpoint UInt64 DEFAULT 0,
+        ADD COLUMN IF NOT EXISTS prev_events UInt64 DEFAULT 0,
+        ADD COLUMN IF NOT EXISTS prev_measures Map(String, ${MONEY_TYPE}) DEFAULT map(),
+        ADD COLUMN IF NOT EXISTS prev_parts Map(String, ${MONEY_TYPE}) DEFAULT map(),
+        ADD COLUMN IF NOT EXISTS prev_uniq_values Map(String, Array(String)) DEFAULT map(),
+        ADD COLUMN IF NOT EXISTS prev_late_refused UInt64 DEFAULT 0`,
+      // One row per instance another one fenced: its rows numbered above `checkpoint` do not count.
+      `CREATE TABLE IF NOT EXISTS ${db}.realtime_fences (
+        instance String,
+        checkpoint UInt64,
+        fenced_by String,
+        fenced_at DateTime64(3, 'UTC')
+      ) ENGINE = ReplacingMergeTree
+      ORDER BY (instance, checkpoint)
+      TTL toDateTime(fenced_at) + INTERVAL 60 DAY`,
     ],
   },
 ];

@@ -287,6 +287,7 @@ export const ConfigSchema = z.strictObject({
       monitor: BucketSettings.prefault({}),
       alertGuard: BucketSettings.prefault({}),
       reconClaims: BucketSettings.prefault({}),
+      realtimeFence: BucketSettings.prefault({}).describe('the committed realtime checkpoint of every processor instance, and which are fenced'),
       reconState: BucketSettings.prefault({}).describe('the match state bucket of every streaming reconciliation'),
     }).prefault({}),
     streams: z.strictObject({

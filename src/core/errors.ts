@@ -29,6 +29,7 @@ export const ErrorCodes = {
   RECON_FEED_UNBOUND: 'RECON_FEED_UNBOUND',
   RECON_CLAIM_BUSY: 'RECON_CLAIM_BUSY',
   RECON_DISCREPANCY_NOT_FOUND: 'RECON_DISCREPANCY_NOT_FOUND',
+  REALTIME_FENCED: 'REALTIME_FENCED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -10,6 +10,7 @@ export const BUCKETS = {
   monitor: 'tidemark_monitor',
   alertGuard: 'tidemark_alert_guard',
   reconClaims: 'tidemark_recon_claims',
+  realtimeFence: 'tidemark_realtime_fence',
 } as const;
 
 export type BucketKey = keyof typeof BUCKETS;

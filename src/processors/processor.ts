@@ -16,6 +16,7 @@ import { openRevisionStore, type RevisionStore } from './daily/revision-store.ts
 import { startRevisor, type Revisor } from './daily/revisor.ts';
 import { decodeBatch, decodeMessage, touchedDays } from './event-batch.ts';
 import { startRealtime, type Realtime } from './realtime/realtime.ts';
+import { openArbiter, RealtimeFenced } from './realtime/fence.ts';
 import { cappedAlerts, type CappedAlerts, type RealtimeCappedAlert } from './realtime/capped-alert.ts';
 import { openAlertGuard } from '../nats/alert-guard.ts';
 import { insertRealtime, replaceRealtimeView } from '../sinks/clickhouse/realtime-table.ts';
@@ -111,7 +112,10 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
     maxGroups: config.processor.maxRealtimeGroups,
     onCut: capped.note,
     insert: (rows) => insertOrFile(js, 'realtime_windows', rows, (part) => insertRealtime(clickhouse, db, part), clock.now()),
+    arbiter: await openArbiter(js, bucketReplicas(config, 'realtimeFence')),
   });
+  // known to the others before it holds any message: one it holds is never folded elsewhere without fencing it first
+  await realtime.start();
   let stopping = false;
 
   // The realtime view shows what has arrived: a message's events go into it as soon as
@@ -145,7 +149,16 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
     // the realtime view may hold a redelivered message back (up to the liveness of a dead
     // instance): the batch stays ours meanwhile, not redelivered to another processor
     const keepAlive = setInterval(() => msgs.forEach((msg) => msg.working()), Math.max(100, config.nats.ackWait / 3));
-    await realtime.durable(msgs.map((msg) => delivery(msg).seq)).finally(() => clearInterval(keepAlive));
+    try {
+      await realtime.durable(msgs.map((msg) => delivery(msg).seq)).finally(() => clearInterval(keepAlive));
+    } catch (err) {
+      if (!(err instanceof RealtimeFenced)) throw err;
+      // The realtime fold was dropped: the messages must come again (stored rows are
+      // idempotent). Not nak'd: after a stall past ackWait another instance may hold them
+      // now, and a nak would deliver them a second time while it does.
+      logger.warn({ messages: msgs.length }, 'realtime fold dropped by a fence: these messages are not acked and come again after ackWait');
+      return;
+    }
     for (const msg of msgs) msg.ack();
     stats.events += events.length;
     stats.batches++;

@@ -38,8 +38,8 @@ describe('tidemark init on a data directory of the previous version', () => {
     const configFile = join(dir, 'tidemark.yaml');
     writeFileSync(configFile, '{}');
     const env = { NATS_URL: nats.url, TIDEMARK_DATA_DIR: dir, TIDEMARK_CLICKHOUSE_HTTP_PORT: String(await freePort()) };
-    expect(await run(['bin/tidemark.mjs', 'init', '--config', configFile], env)).toMatch(/schema version 12, applied 8 events keyed by \(source, id\), 9 realtime refusals and checkpoints, 10 webhook deliveries, 11 readable groups, 12 incremental daily states/);
-    expect(await run(['bin/tidemark.mjs', 'init', '--config', configFile], env)).toMatch(/schema version 12, unchanged/);
+    expect(await run(['bin/tidemark.mjs', 'init', '--config', configFile], env)).toMatch(/schema version 13, applied 8 events keyed by \(source, id\), 9 realtime refusals and checkpoints, 10 webhook deliveries, 11 readable groups, 12 incremental daily states, 13 realtime fences/);
+    expect(await run(['bin/tidemark.mjs', 'init', '--config', configFile], env)).toMatch(/schema version 13, unchanged/);
 
     const config = testConfig({ dataDir: dir });
     const client = openClickHouse(config);

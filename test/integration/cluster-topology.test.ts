@@ -44,7 +44,7 @@ describe('replicas on a three-node cluster', () => {
     expect(raised).toEqual([
       'INGEST: replicas 1 → 3', 'EVENTS: replicas 1 → 3', 'ALERTS: replicas 1 → 3',
       'tidemark_daily: replicas 1 → 3', 'tidemark_leases: replicas 1 → 3', 'tidemark_sagas: replicas 1 → 3',
-      'tidemark_alert_guard: replicas 1 → 3', 'tidemark_recon_claims: replicas 1 → 3',
+      'tidemark_alert_guard: replicas 1 → 3', 'tidemark_recon_claims: replicas 1 → 3', 'tidemark_realtime_fence: replicas 1 → 3',
       'SAGAS: replicas 1 → 3',
     ]);
     for (const stream of ['INGEST', 'EVENTS', 'ALERTS', 'SAGAS', ...kvStreams.filter((s) => s !== `KV_${BUCKETS.monitor}`)]) {

@@ -42,7 +42,7 @@ describe('named groups', () => {
         // the config changed since: its keys have one or three values, not two
         { name: 'r3', groupBy: ['a', 'b'] },
       ];
-      expect((await migrate(ch.client, ch.db, { reports })).applied).toEqual(['11 readable groups', '12 incremental daily states']);
+      expect((await migrate(ch.client, ch.db, { reports })).applied).toEqual(['11 readable groups', '12 incremental daily states', '13 realtime fences']);
       const read = async (table: string) => (await (await ch.client.query({
         query: `SELECT report, group_key, group FROM ${ch.db}.${table} ORDER BY report, group_key, revision`, format: 'JSONEachRow',
       })).json<{ report: string; group_key: string; group: Record<string, string> }>());

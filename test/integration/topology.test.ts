@@ -14,7 +14,7 @@ describe('tidemark init topology', () => {
     const first = await ensureTopology(nats.jsm, config);
     expect(first.map((c) => `${c.name}:${c.action}`)).toEqual([
       'INGEST:created', 'EVENTS:created', 'DLQ:created', 'ALERTS:created',
-      'tidemark_daily:created', 'tidemark_leases:created', 'tidemark_sagas:created', 'tidemark_monitor:created', 'tidemark_alert_guard:created', 'tidemark_recon_claims:created',
+      'tidemark_daily:created', 'tidemark_leases:created', 'tidemark_sagas:created', 'tidemark_monitor:created', 'tidemark_alert_guard:created', 'tidemark_recon_claims:created', 'tidemark_realtime_fence:created',
       'INGEST/gateway:created', 'EVENTS/processor:created', 'EVENTS/monitor:created', 'ALERTS/alert-sink:created',
     ]);
     const events = (await nats.jsm.streams.info('EVENTS')).config;

@@ -5,9 +5,10 @@ import type { TidemarkEvent } from '../../core/envelope.ts';
 import { runLoop } from '../../core/loop.ts';
 import { sleep, type Clock } from '../../core/time.ts';
 import { inRanges, type SeqRange } from '../../nats/seq-ranges.ts';
-import { checkpointRow, insertRealtime, otherCheckpoints, realtimeRow, refusalRow, type OtherCheckpoint, type RealtimeRow } from '../../sinks/clickhouse/realtime-table.ts';
+import { checkpointRow, insertFence, insertRealtime, numbered, otherCheckpoints, realtimeRow, refusalRow, type CommittedFigures, type RealtimeRow } from '../../sinks/clickhouse/realtime-table.ts';
 import { SettledClock } from '../logic/acked-prefix.ts';
 import { disorderQuantile } from './disorder.ts';
+import { RealtimeFenced, type Arbiter } from './fence.ts';
 import { Folds, type FoldOptions } from './folds.ts';
 import { realtimeMetricsFor, type RealtimeMetrics } from './metrics.ts';
 
@@ -26,6 +27,10 @@ export type Realtime = {
    * acks only then, so an acked message is never missing from the view after a crash.
    */
   durable: (seqs: readonly number[]) => Promise<void>;
+  /** Registers this instance with the arbiter; before the processor consumes anything. */
+  start: () => Promise<void>;
+  /** the instance id rows are written under now (a fenced instance goes on under a new one) */
+  readonly instance: string;
   /** Emits what is due now (the loop calls it every refresh; tests and shutdown call it directly). */
   flush: () => Promise<void>;
   stats: RealtimeStats;
@@ -52,6 +57,12 @@ export type RealtimeOptions = FoldOptions & {
   metrics?: RealtimeMetrics;
   /** inserts rows, filing those ClickHouse refuses (refused-rows.ts); resolves to how many were filed. Unset (tests without NATS): a plain insert; the processor always sets it */
   insert?: (rows: RealtimeRow[]) => Promise<number>;
+  /**
+   * Commits each checkpoint and fences instances taken for dead (fence.ts); the processor
+   * always sets it. Unset (tests without NATS): a written checkpoint counts as committed,
+   * and the others' are read from ClickHouse.
+   */
+  arbiter?: Arbiter;
 };
 
 export type ConsumerProgress = { floor: number; delivered: number };
@@ -66,6 +77,10 @@ const ACK_FLOOR_EVERY_MS = 2_000;
 const DISORDER_LOG_MS = 10_000;
 /** How often an instance with nothing new still writes its checkpoint, as a sign of life for realtime_latest. */
 const HEARTBEAT_MS = 1_000;
+/** Committed figures of refusal rows kept at most (they stay open as long as late events come); past it the oldest go. */
+const MAX_COMMITTED_REFUSALS = 10_000;
+
+const figuresOf = (row: RealtimeRow): CommittedFigures => ({ events: row.events, measures: row.measures, parts: row.parts, uniq_values: row.uniq_values, late_refused: row.late_refused });
 
 /**
  * The realtime view of one processor instance: sliding windows in memory, early
@@ -80,9 +95,12 @@ const HEARTBEAT_MS = 1_000;
  * folded only if none has it; one folded but never written is folded again, as it must.
  */
 export function startRealtime(options: RealtimeOptions): Realtime {
-  const { clickhouse, db, clock, logger, instance } = options;
+  const { clickhouse, db, clock, logger, arbiter } = options;
+  let instance = options.instance;
+  let incarnation = 0;
   const metrics = options.metrics ?? realtimeMetricsFor();
-  const folds = new Folds(options.reports, { ...options, untilAcked: options.ackFloor !== undefined });
+  const newFolds = () => new Folds(options.reports, { ...options, untilAcked: options.ackFloor !== undefined });
+  let folds = newFolds();
   const stats: RealtimeStats = { lateRejected: 0, emitted: 0, openWindows: 0, folded: 0, skipped: 0, duplicates: 0, groupsCut: 0 };
   // Latest unwritten emission per window: while ClickHouse is away only the newest
   // figure of each window is kept, so memory stays bounded by the windows themselves.
@@ -98,8 +116,17 @@ export function startRealtime(options: RealtimeOptions): Realtime {
 
   // sequence → number of checkpoints taken when it was decided: the next one names it
   const decided = new Map<number, number>();
+  // the number of the last committed checkpoint: what it names is durable
   let durableWrites = 0;
-  const waiters: Array<{ seqs: readonly number[]; resolve: () => void }> = [];
+  const waiters: Array<{ seqs: readonly number[]; resolve: () => void; reject: (err: Error) => void }> = [];
+  // per row key, what this instance's last committed checkpoint holds of it (prev_* of the next rows), and the rows sent since
+  const committedRows = new Map<string, CommittedFigures>();
+  const uncommitted = new Map<string, RealtimeRow>();
+  // sequences folded into panes a fence dropped: their batch is not acked
+  const dropped = new Set<number>();
+  // registered with the arbiter under `instance`: until then arrivals wait at the gate
+  let joined = arbiter === undefined;
+  const fencesWritten = new Set<string>();
   const isDurable = (seq: number) => {
     const at = decided.get(seq);
     if (at === undefined) return !gate.some((a) => a.seq === seq);
@@ -116,11 +143,15 @@ export function startRealtime(options: RealtimeOptions): Realtime {
   };
   const durable = (seqs: readonly number[]): Promise<void> => {
     if (folds.empty) return Promise.resolve();
+    if (seqs.some((seq) => dropped.has(seq))) {
+      for (const seq of seqs) dropped.delete(seq);
+      return Promise.reject(new RealtimeFenced(instance));
+    }
     if (seqs.every(isDurable)) {
       for (const seq of seqs) decided.delete(seq);
       return Promise.resolve();
     }
-    return new Promise((resolve) => waiters.push({ seqs, resolve }));
+    return new Promise((resolve, reject) => waiters.push({ seqs, resolve, reject }));
   };
 
   let skippedElsewhere = 0;
@@ -144,22 +175,28 @@ export function startRealtime(options: RealtimeOptions): Realtime {
    */
   const resolve = async (): Promise<void> => {
     while (gate.length > 0) {
-      let others: OtherCheckpoint[];
+      if (controller.signal.aborted) return;
+      if (!joined) {
+        await sleep(options.refreshMs);
+        continue;
+      }
+      const self = instance;
+      let others: Others;
       let acked = 0;
       try {
-        [others, acked] = await Promise.all([otherCheckpoints(clickhouse, db, instance), options.ackFloor ? options.ackFloor().then((p) => p.floor) : 0]);
+        [others, acked] = await Promise.all([arbiter ? committedOthers(arbiter, self) : writtenOthers(self), options.ackFloor ? options.ackFloor().then((p) => p.floor) : 0]);
       } catch (err) {
         if (controller.signal.aborted) return;
         logger.warn({ err: (err as Error).message, waiting: gate.length }, 'cannot read realtime checkpoints; redelivered messages wait');
         await sleep(options.refreshMs * 4);
         continue;
       }
-      const now = clock.now();
-      const live = others.filter((c) => !c.retired && c.emittedAt >= now - options.livenessMs);
-      const writtenSince = Math.min(...live.map((c) => c.emittedAt - CLOCK_SKEW_MS));
+      // fenced meanwhile: the new instance decides again once registered
+      if (!joined || instance !== self) continue;
+      const writtenSince = Math.min(...others.liveSince.map((at) => at - CLOCK_SKEW_MS));
       // at or below the ack floor, a message was acked, so folded on arrival by whoever acked it
       // (a checkpoint forgets sequences once they are below the floor)
-      const elsewhere: SeqRange[] = [...(acked > 0 ? [[1, acked] as SeqRange] : []), ...others.flatMap((c) => c.folded)];
+      const elsewhere: SeqRange[] = [...(acked > 0 ? [[1, acked] as SeqRange] : []), ...others.folded];
       let ready = 0;
       while (ready < gate.length && (!gate[ready]!.redelivered || gate[ready]!.at <= writtenSince)) fold(gate[ready++]!, elsewhere);
       gate.splice(0, ready);
@@ -167,8 +204,49 @@ export function startRealtime(options: RealtimeOptions): Realtime {
     }
   };
 
+  type Others = { liveSince: number[]; folded: SeqRange[] };
+  /** Without an arbiter: the others' latest written checkpoints, live while written within the liveness. */
+  const writtenOthers = async (self: string): Promise<Others> => {
+    const others = await otherCheckpoints(clickhouse, db, self);
+    const now = clock.now();
+    return { liveSince: others.filter((c) => !c.retired && c.emittedAt >= now - options.livenessMs).map((c) => c.emittedAt), folded: others.flatMap((c) => c.folded) };
+  };
+  /**
+   * The others' committed checkpoints. One that committed nothing for the liveness is
+   * fenced first: its key compare-and-set to fenced at its last committed checkpoint,
+   * then the fence row written, and only then are its messages folded here (fence.ts).
+   * If it committed meanwhile, it is alive: its old checkpoint holds the decision back
+   * (liveSince −∞) until the next round reads the new one.
+   */
+  const committedOthers = async (arbiter: Arbiter, self: string): Promise<Others> => {
+    const entries = await arbiter.others(self);
+    const now = clock.now();
+    const out: Others = { liveSince: [], folded: [] };
+    for (const [other, entry] of entries) {
+      let value = entry.value;
+      if (value.state === 'live' && value.at < now - options.livenessMs) {
+        const fenced = await arbiter.fence(other, entry, self);
+        if (!fenced) {
+          out.liveSince.push(-Infinity);
+          continue;
+        }
+        if (fenced.by === self) logger.warn({ fenced: other, checkpoint: fenced.n, silentMs: now - value.at }, 'realtime: fenced an instance that committed nothing for the liveness; its rows above that checkpoint no longer count, its messages are folded here');
+        value = fenced;
+      }
+      if (value.state === 'fenced' && !fencesWritten.has(other)) {
+        await insertFence(clickhouse, db, other, value.n, value.by ?? self, now);
+        fencesWritten.add(other);
+      }
+      if (value.state === 'live') out.liveSince.push(value.at);
+      out.folded.push(...value.folded);
+    }
+    return out;
+  };
+
   const arrive = (seq: number, redelivered: boolean, events: readonly TidemarkEvent[]) => {
     if (folds.empty) return;
+    // not registered (after a fence): decided at the gate like a redelivery, once it is
+    if (!joined) redelivered = true;
     if (!redelivered && gate.length === 0) {
       decided.set(seq, writes);
       folds.fold(seq, events, clock.now());
@@ -207,8 +285,55 @@ export function startRealtime(options: RealtimeOptions): Realtime {
     logger.info({ disorder: Object.fromEntries(sources.slice(0, 50)), sources: sources.length, worstMs: { p50: disorderQuantile(worst, 0.5), p99: disorderQuantile(worst, 0.99), max: worst.max } }, 'realtime source disorder');
   };
 
+  /**
+   * Another instance fenced this one (took it for dead: stopped longer than the
+   * liveness). Its uncommitted folds must not count: they are dropped with the panes,
+   * the batches waiting on them are not acked (they come again), and it goes on under a
+   * new id, registered before it folds anything.
+   */
+  const rejoin = async (checkpoint: number) => {
+    const old = instance;
+    instance = `${options.instance}.${++incarnation}`;
+    joined = false;
+    logger.error({ instance: old, next: instance, checkpoint, committed: durableWrites }, 'realtime: this instance was fenced by another processor (it committed nothing for the liveness: stopped or paused); its uncommitted folds are dropped, its unacked messages come again after ackWait, it goes on as a new instance');
+    for (const [seq, at] of decided) {
+      if (at < durableWrites) continue;
+      dropped.add(seq);
+      decided.delete(seq);
+    }
+    // what waited at the gate was held past ackWait too: it may have gone to another instance, so it comes again instead
+    for (const arrival of gate.splice(0)) dropped.add(arrival.seq);
+    for (const waiter of waiters.splice(0)) waiter.reject(new RealtimeFenced(old));
+    folds = newFolds();
+    pending = new Map();
+    uncommitted.clear();
+    committedRows.clear();
+    lastWatermarks = '';
+    await register();
+  };
+  const register = async () => {
+    await arbiter?.register(instance, writes, clock.now());
+    joined = true;
+  };
+
+  /** Moves the rows sent since the last commit to the committed ones: the prev_* of later rows. */
+  const committed = (n: number) => {
+    durableWrites = n;
+    for (const [key, row] of uncommitted) {
+      committedRows.delete(key);
+      // a window's final row is its last: nothing comes after it to carry it as prev_*
+      if (row.final === 0 || key.startsWith('late/')) committedRows.set(key, figuresOf(row));
+    }
+    uncommitted.clear();
+    for (const key of committedRows.keys()) {
+      if (committedRows.size <= MAX_COMMITTED_REFUSALS + folds.openWindows) break;
+      if (key.startsWith('late/')) committedRows.delete(key);
+    }
+  };
+
   let retiring = false;
   const flush = async () => {
+    if (!joined) await register();
     await refreshFloor(clock.now());
     if (retiring || clock.now() - disorderAt >= DISORDER_LOG_MS) logDisorder(clock.now());
     const now = clock.now();
@@ -228,20 +353,26 @@ export function startRealtime(options: RealtimeOptions): Realtime {
     // with nothing new, the checkpoint is still written about once a second: it tells the view this instance is alive
     if (pending.size === 0 && waiters.length === 0 && !retiring && watermarksText === lastWatermarks && now - lastWriteAt < HEARTBEAT_MS) return;
     // the checkpoint is taken with the rows, synchronously: it names exactly what they hold
-    pending.set('checkpoint', checkpointRow(instance, ++writes, folds.foldedAbove(floor), watermarks, now, retiring));
+    const n = ++writes;
+    const folded = folds.foldedAbove(floor);
+    pending.set('checkpoint', checkpointRow(instance, n, folded, watermarks, now, retiring));
     const batch = pending;
     pending = new Map();
+    const rows = [...batch].map(([key, row]) => numbered(row, n, committedRows.get(key)));
+    for (const [key, row] of batch) uncommitted.set(key, row);
     try {
       // a refused row is filed by `insert` and not kept pending: sending it again would fail every refresh
-      const filed = options.insert ? await options.insert([...batch.values()]) : (await insertRealtime(clickhouse, db, [...batch.values()]), 0);
+      const filed = options.insert ? await options.insert(rows) : (await insertRealtime(clickhouse, db, rows), 0);
       if (filed > 0) logger.error({ rows: filed }, 'ClickHouse refused realtime window rows; filed in the DLQ (REFUSED_BY_SINK)');
     } catch (err) {
       for (const [key, row] of pending) batch.set(key, row);
       pending = batch;
       throw err;
     }
+    // only a committed checkpoint makes its messages durable: one inserted but fenced does not count (fence.ts)
+    if (arbiter && (await arbiter.commit(instance, { n, at: now, folded, state: retiring ? 'retired' : 'live' })) === 'fenced') return rejoin(n);
     stats.emitted += batch.size - 1;
-    durableWrites = batch.get('checkpoint')!.emission;
+    committed(n);
     wakeWaiters();
     lastWriteAt = now;
     lastWatermarks = watermarksText;
@@ -253,6 +384,10 @@ export function startRealtime(options: RealtimeOptions): Realtime {
   return {
     arrive,
     durable,
+    start: register,
+    get instance() {
+      return instance;
+    },
     flush,
     stats,
     stop: async () => {

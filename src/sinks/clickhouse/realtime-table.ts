@@ -24,7 +24,26 @@ export type RealtimeRow = {
   late_refused: number;
   folded: SeqRange[];
   watermarks: Record<string, number>;
+  /** the number of the instance's checkpoint this row was written with */
+  checkpoint: number;
+  /** the row's figures as of the instance's last committed checkpoint: what counts if it is fenced below `checkpoint` */
+  prev_events: number;
+  prev_measures: Record<string, string>;
+  prev_parts: Record<string, string>;
+  prev_uniq_values: Record<string, string[]>;
+  prev_late_refused: number;
 };
+
+/** A row's own figures, as `prev_*` of the rows that come after it; nothing before a window's first committed row. */
+export type CommittedFigures = Pick<RealtimeRow, 'events' | 'measures' | 'parts' | 'uniq_values' | 'late_refused'>;
+const NOTHING: CommittedFigures = { events: 0, measures: {}, parts: {}, uniq_values: {}, late_refused: 0 };
+
+/** Stamps a row with the checkpoint it goes with and what its window held at the last committed one. */
+export function numbered(row: RealtimeRow, checkpoint: number, committed: CommittedFigures = NOTHING): RealtimeRow {
+  return { ...row, checkpoint, prev_events: committed.events, prev_measures: committed.measures, prev_parts: committed.parts, prev_uniq_values: committed.uniq_values, prev_late_refused: committed.late_refused };
+}
+
+const unnumbered = { checkpoint: 0, prev_events: 0, prev_measures: {}, prev_parts: {}, prev_uniq_values: {}, prev_late_refused: 0 };
 
 /** Refusal rows go under the instance's id with this suffix, so they never replace its figure row of the window. */
 export const REFUSALS_SUFFIX = '/late';
@@ -55,6 +74,7 @@ export function realtimeRow(result: WindowResult, instance: string, emittedAt: n
     late_refused: 0,
     folded: [],
     watermarks: {},
+    ...unnumbered,
   };
 }
 
@@ -78,6 +98,7 @@ export function refusalRow(refusal: Refusal, instance: string, emittedAt: number
     late_refused: refusal.count,
     folded: [],
     watermarks: {},
+    ...unnumbered,
   };
 }
 
@@ -107,6 +128,8 @@ export function checkpointRow(instance: string, writes: number, folded: SeqRange
     late_refused: 0,
     folded,
     watermarks: Object.fromEntries(Object.entries(watermarks).filter(([, w]) => Number.isFinite(w))),
+    ...unnumbered,
+    checkpoint: writes,
   };
 }
 
@@ -130,15 +153,40 @@ export async function insertRealtime(client: ClickHouseClient, db: string, rows:
   await client.insert({ table: `${db}.realtime_windows`, values: rows, format: 'JSONEachRow' });
 }
 
+/**
+ * Says that `instance`'s rows numbered above `checkpoint` do not count (realtime/fence.ts):
+ * written by the instance that fenced it, before it folds any of its messages. Idempotent.
+ */
+export async function insertFence(client: ClickHouseClient, db: string, instance: string, checkpoint: number, by: string, at: number): Promise<void> {
+  await client.insert({ table: `${db}.realtime_fences`, values: [{ instance, checkpoint, fenced_by: by, fenced_at: at }], format: 'JSONEachRow' });
+}
+
 /** How one measure's per-instance partial values combine into the window's figure: the function's SQL (src/core/measures.ts) over this table's columns. */
 const mergeExpression = (name: string, fn: MeasureFn): string =>
   realtimeMerge(fn, { figure: `measures['${name}']`, has: `mapContains(measures, '${name}')`, part: (part) => `parts['${name}.${part}']`, values: `uniq_values['${name}']` });
 
 /**
+ * A report's rows as they count: an instance fenced at checkpoint k (realtime_fences)
+ * counts with what its rows held at its last committed checkpoint (`prev_*`) where a row
+ * was written with a number above k; its refusal rows (`<id>/late`) likewise.
+ */
+const counted = (db: string, report: string): string => {
+  const base = `if(endsWith(instance, '${REFUSALS_SUFFIX}'), substring(instance, 1, length(instance) - ${REFUSALS_SUFFIX.length}), instance)`;
+  const stale = `(fence.instance != '' AND w.checkpoint > fence.upto)`;
+  return `(SELECT w.report AS report, w.size_ms AS size_ms, w.window_start AS window_start, w.window_end AS window_end, w.group_key AS group_key,
+        w.instance AS instance, w.final AS final, w.emitted_at AS emitted_at,
+        if(${stale}, w.prev_events, w.events) AS events, if(${stale}, w.prev_measures, w.measures) AS measures,
+        if(${stale}, w.prev_parts, w.parts) AS parts, if(${stale}, w.prev_uniq_values, w.uniq_values) AS uniq_values,
+        if(${stale}, w.prev_late_refused, w.late_refused) AS late_refused
+      FROM (SELECT *, ${base} AS base FROM ${db}.realtime_windows FINAL WHERE report = '${report}') AS w
+      LEFT JOIN (SELECT instance, min(checkpoint) AS upto FROM ${db}.realtime_fences GROUP BY instance) AS fence ON w.base = fence.instance)`;
+};
+
+/**
  * `realtime_latest`: each window's figure with every instance's latest emission merged
  * exactly (sums add, min/max compare, avg from summed parts, uniq from the union of
  * values), the events refused as late, and whether it is closed: every live instance's
- * watermark for the report has passed its end. An instance is live while its checkpoint
+ * watermark for the report has passed its end (a fenced one has no say). An instance is live while its checkpoint
  * is at most `livenessMs` older than the newest one and it has not stopped, so a
  * crashed or stopped instance stops holding windows open; an instance that has closed nothing of the report yet has no say. With
  * no such instance, a window is closed when every row of it says final. Generated from
@@ -151,14 +199,14 @@ export async function replaceRealtimeView(client: ClickHouseClient, db: string, 
     const entries = Object.entries(report.measures).map(([name, m]) => `'${name}', CAST(${mergeExpression(name, m.fn)} AS Nullable(${MONEY_TYPE}))`);
     const closing = `(SELECT minOrNull(watermarks['${report.name}']) FROM ${db}.realtime_windows FINAL
         WHERE size_ms = 0 AND report = '' AND final = 0 AND mapContains(watermarks, '${report.name}')
+          AND instance NOT IN (SELECT instance FROM ${db}.realtime_fences)
           AND emitted_at >= (SELECT max(emitted_at) FROM ${db}.realtime_windows WHERE size_ms = 0 AND report = '') - toIntervalMillisecond(${Math.round(livenessMs)}))`;
     return `SELECT report, size_ms, window_start, window_end, group_key, sum(events) AS events,
         mapFilter((k, v) -> v IS NOT NULL, map(${entries.join(', ')})) AS measures,
         uniqExactIf(instance, NOT endsWith(instance, '${REFUSALS_SUFFIX}')) AS instances, max(emitted_at) AS emitted_at,
         sum(late_refused) AS late_refused,
         ifNull(toUnixTimestamp64Milli(any(window_end)) <= ${closing}, min(final) = 1) AS closed
-      FROM ${db}.realtime_windows FINAL
-      WHERE report = '${report.name}'
+      FROM ${counted(db, report.name)}
       GROUP BY report, size_ms, window_start, window_end, group_key`;
   });
   const body = selects.length

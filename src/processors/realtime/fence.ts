@@ -1,0 +1,140 @@
+/**
+ * The arbiter of which realtime rows count: one NATS KV key per processor instance
+ * holding the number of its last committed checkpoint and the EVENTS sequences that
+ * checkpoint names. KV keys are linearisable: every change is a compare-and-set on the
+ * key's revision, so an instance committing checkpoint k+1 and another instance fencing
+ * it at k cannot both win.
+ *
+ * An instance commits a checkpoint in three steps: it inserts its rows (numbered k+1)
+ * into ClickHouse, compare-and-sets its key from k to k+1, and only then acks. One that
+ * takes it for dead compare-and-sets the key from k to `fenced` at k, writes a fence row
+ * in ClickHouse (realtime_fences: its rows numbered above k do not count), and only then
+ * folds its messages that checkpoint k does not name. Whichever wins, the messages count
+ * once: either in the instance's committed rows or in the fencer's.
+ */
+import type { JetStreamClient } from '@nats-io/jetstream';
+import type { KV } from '@nats-io/kv';
+import { ErrorCodes, TidemarkError } from '../../core/errors.ts';
+import { BUCKETS, openBucket } from '../../nats/buckets.ts';
+import { isCasConflict } from '../../nats/cas.ts';
+import { retryTransient } from '../../nats/retry.ts';
+import type { SeqRange } from '../../nats/seq-ranges.ts';
+
+export const FENCE_BUCKET = BUCKETS.realtimeFence;
+
+/**
+ * One instance's key. `n`: its last committed checkpoint (for `fenced`: the one its rows
+ * count up to); `at`: when that checkpoint was taken, on the writer's clock; `folded`:
+ * the EVENTS sequences above the ack floor that checkpoint names.
+ */
+export type FenceValue = { n: number; at: number; folded: SeqRange[]; state: 'live' | 'retired' | 'fenced'; by?: string };
+
+/** A key as read, with the revision a compare-and-set on it must name. */
+export type FenceEntry = { value: FenceValue; revision: number };
+
+/** This instance's fold was dropped because another one fenced it: the messages are not acked, they come again. */
+export class RealtimeFenced extends TidemarkError {
+  constructor(instance: string) {
+    super(ErrorCodes.REALTIME_FENCED, `realtime instance ${instance} was fenced by another processor (taken for dead); its unacked folds are dropped and its messages come again`);
+  }
+}
+
+export type Arbiter = {
+  /** Creates this instance's key at checkpoint `n`; before it consumes, so others never miss an instance that holds messages. */
+  register: (instance: string, n: number, at: number) => Promise<void>;
+  /**
+   * Compare-and-sets this instance's key to `next` from the revision it last wrote.
+   * 'fenced' when another instance fenced it; throws when the outcome is unknown (the
+   * next checkpoint tries again from the same revision).
+   */
+  commit: (instance: string, next: FenceValue) => Promise<'committed' | 'fenced'>;
+  /** Every instance's key but `self`'s. */
+  others: (self: string) => Promise<Map<string, FenceEntry>>;
+  /**
+   * Fences `instance` at the checkpoint `seen` names, if the key is still at `seen`'s
+   * revision: the fenced value, or undefined when the instance committed meanwhile (alive).
+   */
+  fence: (instance: string, seen: FenceEntry, by: string) => Promise<FenceValue | undefined>;
+};
+
+const enc = new TextEncoder();
+const encode = (value: FenceValue) => enc.encode(JSON.stringify(value));
+
+/**
+ * `kv` holds the keys; `listKeys` names them all. From the bucket's stream info, one
+ * request: `kv.keys()` runs an ordered consumer that, measured in the stall test on a
+ * loaded machine, sometimes never finished, and a survivor waiting on it never fenced.
+ */
+export function kvArbiter(kv: KV, listKeys: () => Promise<string[]>): Arbiter {
+  // the revision of this process's last write per key: the next compare-and-set names it
+  const written = new Map<string, number>();
+  const read = async (key: string): Promise<FenceEntry | undefined> => {
+    const entry = await retryTransient(() => kv.get(key));
+    return entry && entry.operation === 'PUT' ? { value: entry.json<FenceValue>(), revision: entry.revision } : undefined;
+  };
+  // final states never change: read once
+  const settled = new Map<string, FenceEntry>();
+
+  return {
+    register: async (instance, n, at) => {
+      try {
+        written.set(instance, await retryTransient(() => kv.create(instance, encode({ n, at, folded: [], state: 'live' }))));
+      } catch (err) {
+        // a retried create whose first attempt landed: the key is ours as we wrote it
+        const now = isCasConflict(err) ? await read(instance) : undefined;
+        if (now?.value.state !== 'live' || now.value.n !== n || now.value.at !== at) throw err;
+        written.set(instance, now.revision);
+      }
+    },
+    commit: async (instance, next) => {
+      const revision = written.get(instance);
+      if (revision === undefined) throw new TidemarkError(ErrorCodes.REALTIME_FENCED, `realtime instance ${instance} is not registered`);
+      try {
+        written.set(instance, await retryTransient(() => kv.update(instance, encode(next), revision)));
+        return 'committed';
+      } catch (err) {
+        // a conflict, or no answer: what the key holds now says which
+        const now = await read(instance);
+        if (now?.value.state === 'fenced' || now === undefined) return 'fenced';
+        if (now.value.n === next.n) {
+          written.set(instance, now.revision);
+          return 'committed';
+        }
+        throw err;
+      }
+    },
+    others: async (self) => {
+      const keys = (await retryTransient(listKeys)).filter((key) => key !== self);
+      const out = new Map<string, FenceEntry>();
+      await Promise.all(
+        keys.map(async (key) => {
+          const entry = settled.get(key) ?? (await read(key));
+          if (!entry) return;
+          if (entry.value.state !== 'live') settled.set(key, entry);
+          out.set(key, entry);
+        }),
+      );
+      return out;
+    },
+    fence: async (instance, seen, by) => {
+      const fenced: FenceValue = { ...seen.value, state: 'fenced', by };
+      try {
+        await retryTransient(() => kv.update(instance, encode(fenced), seen.revision));
+        return fenced;
+      } catch (err) {
+        if (!isCasConflict(err)) throw err;
+        // lost: either it committed (alive), or another instance fenced it (or a retry of ours landed)
+        const now = await read(instance);
+        return now?.value.state === 'fenced' ? now.value : undefined;
+      }
+    },
+  };
+}
+
+export async function openArbiter(js: JetStreamClient, replicas: number): Promise<Arbiter> {
+  const kv = await openBucket(js, { name: FENCE_BUCKET, replicas });
+  const jsm = await js.jetstreamManager();
+  const prefix = `$KV.${FENCE_BUCKET}.`;
+  const listKeys = async () => Object.keys((await jsm.streams.info(`KV_${FENCE_BUCKET}`, { subjects_filter: `${prefix}>` })).state.subjects ?? {}).map((subject) => subject.slice(prefix.length));
+  return kvArbiter(kv, listKeys);
+}

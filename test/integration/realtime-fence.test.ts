@@ -1,0 +1,204 @@
+import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { randomBytes } from 'node:crypto';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TidemarkEvent } from '../../src/core/envelope.ts';
+import { ErrorCodes } from '../../src/core/errors.ts';
+import { FENCE_BUCKET, openArbiter, type Arbiter, type FenceValue } from '../../src/processors/realtime/fence.ts';
+import { startRealtime, type Realtime } from '../../src/processors/realtime/realtime.ts';
+import { replaceRealtimeView } from '../../src/sinks/clickhouse/realtime-table.ts';
+import { Kvm } from '@nats-io/kv';
+import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from '../harness/clickhouse.ts';
+import { testConfig } from '../harness/config.ts';
+import { startTestNats, type TestNats } from '../harness/nats.ts';
+import { waitFor } from '../harness/streams.ts';
+import { shiftedClock } from '../support/clock.ts';
+import { centsText, referenceWindows, type ReferenceEvent } from '../support/window-reference.ts';
+
+/**
+ * The fence rule against a real nats-server (the KV arbiter) and chDB (the rows and the
+ * view), in both orders of the race between a stalled instance committing checkpoint k+1
+ * and a survivor fencing it at k: whichever compare-and-set wins, the message in doubt
+ * counts once in realtime_latest.
+ */
+const LIVENESS = 30_000;
+const WINDOW = { size: 10_000, slide: 5_000 };
+const config = testConfig({ reports: [{ name: 'rtf', types: ['sale'], groupBy: ['source'], measures: { amount: { fn: 'sum', field: 'amount' } }, windows: [{ size: '10s', slide: '5s' }] }] });
+const report = config.reports[0]!;
+const logger = pino({ level: 'silent' });
+const BASE = Math.floor(Date.now() / 10_000) * 10_000 - 60_000;
+
+let ch: TestClickHouse;
+let server: TestNats;
+let nc: NatsConnection;
+let js: JetStreamClient;
+let arbiter: Arbiter;
+
+beforeAll(async () => {
+  [ch, server] = await Promise.all([openTestClickHouse(), startTestNats()]);
+  nc = await connect({ servers: server.url });
+  js = jetstream(nc);
+  arbiter = await openArbiter(js, 1);
+  await replaceRealtimeView(ch.client, ch.db, config.reports, LIVENESS);
+});
+
+afterAll(async () => {
+  await nc?.close();
+  await server?.dispose();
+  await ch?.dispose();
+  await closeTestClickHouse();
+});
+
+const sale = (source: string, i: number, cents: bigint): { event: TidemarkEvent; ref: ReferenceEvent } => {
+  const occurredAt = BASE + 1_000 + i;
+  return {
+    event: { id: `${source}-${i}`, type: 'sale', source, key: null, occurredAt, receivedAt: occurredAt, data: { amount: centsText(cents) }, seq: i },
+    ref: { source, id: `${source}-${i}`, occurredAt, cents },
+  };
+};
+
+type ViewRow = { size_ms: string; start: string; group_key: string; events: string; amount: string };
+const view = async (source: string) => {
+  const rows = await (
+    await ch.client.query({
+      query: `SELECT size_ms, toUnixTimestamp64Milli(window_start) AS start, group_key, events, measures['amount'] AS amount FROM ${ch.db}.realtime_latest WHERE group_key = {g:String}`,
+      query_params: { g: JSON.stringify([source]) },
+      format: 'JSONEachRow',
+    })
+  ).json<ViewRow>();
+  return new Map(rows.map((r) => [`${r.size_ms}/${WINDOW.slide}/${r.start}/${r.group_key}`, { events: Number(r.events), amount: r.amount }]));
+};
+const keyOf = async (instance: string): Promise<FenceValue | undefined> => (await (await new Kvm(js).open(FENCE_BUCKET)).get(instance))?.json<FenceValue>();
+const fenceRows = async (instance: string) =>
+  (await (await ch.client.query({ query: `SELECT checkpoint FROM ${ch.db}.realtime_fences WHERE instance = {i:String}`, query_params: { i: instance }, format: 'JSONEachRow' })).json<{ checkpoint: string }>()).map((r) => Number(r.checkpoint));
+/** A's own row of a window as written, before the view's fence rule. */
+const writtenEvents = async (instance: string) =>
+  (await (await ch.client.query({ query: `SELECT max(events) AS events FROM ${ch.db}.realtime_windows FINAL WHERE instance = {i:String} AND size_ms > 0`, query_params: { i: instance }, format: 'JSONEachRow' })).json<{ events: string }>())[0]?.events;
+
+const clock = shiftedClock();
+const make = (instance: string, arb: Arbiter, refreshMs: number): Realtime =>
+  startRealtime({ reports: [report], clickhouse: ch.client, db: ch.db, clock, logger, instance, refreshMs, idleMs: 200, outOfOrdernessMs: 0, maxSources: 100, recentIds: 1_000, livenessMs: LIVENESS, arbiter: arb });
+
+const settle = async (done: () => boolean, what: string) => waitFor(() => done(), 60_000, what);
+
+describe('realtime fence: the race between a stalled commit and a survivor fencing it', () => {
+  it('fence first: the stalled instance inserted checkpoint k+1 but its compare-and-set loses; its row counts as of k, the survivor counts the message, once', async () => {
+    const tag = randomBytes(3).toString('hex');
+    const source = `fence-first-${tag}`;
+    const [one, two] = [sale(source, 1, 1_050n), sale(source, 2, 20_000n)];
+    // A commits through a gate the test opens: the pause between its insert and its compare-and-set
+    let holding = false;
+    let reachedCommit!: () => void;
+    const atCommit = new Promise<void>((r) => (reachedCommit = r));
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    const paused: Arbiter = {
+      ...arbiter,
+      commit: async (instance, next) => {
+        if (holding) {
+          reachedCommit();
+          await released;
+        }
+        return arbiter.commit(instance, next);
+      },
+    };
+    const aId = `fa-${tag}`;
+    const a = make(aId, paused, 600_000);
+    await a.start();
+    a.arrive(1, false, [one.event]);
+    clock.shift(200);
+    await a.flush();
+    expect((await keyOf(aId))?.n).toBe(1);
+    await a.durable([1]);
+
+    holding = true;
+    a.arrive(2, false, [two.event]);
+    const aDurable = a.durable([2]).then(
+      () => 'acked',
+      (err: { code?: string }) => err.code,
+    );
+    const aFlush = a.flush();
+    await atCommit;
+    // the insert of checkpoint 2 has landed: A's row holds both events
+    expect(await writtenEvents(aId)).toBe('2');
+
+    // A now looks dead; the survivor gets message 2 again
+    clock.shift(LIVENESS + 1_000);
+    const s = make(`fs-${tag}`, arbiter, 100);
+    await s.start();
+    s.arrive(2, true, [two.event]);
+    let sDurable = false;
+    void s.durable([2]).then(() => (sDurable = true));
+    await settle(() => sDurable, 'the survivor to fold and commit message 2');
+    expect(s.stats.folded).toBe(1);
+    expect(await keyOf(aId)).toMatchObject({ state: 'fenced', n: 1, folded: [[1, 1]] });
+    expect(await fenceRows(aId)).toEqual([1]);
+
+    // A resumes: its compare-and-set finds the key fenced, so nothing of checkpoint 2 is acked
+    release();
+    await aFlush;
+    expect(await aDurable).toBe(ErrorCodes.REALTIME_FENCED);
+    expect(a.instance).not.toBe(aId);
+    expect((await keyOf(a.instance))?.state).toBe('live');
+
+    const expected = referenceWindows([WINDOW], [one.ref, two.ref]);
+    await waitFor(async () => JSON.stringify([...(await view(source))].sort()) === JSON.stringify([...expected].sort()), 30_000, 'the view to equal the reference');
+    expect(await view(source)).toEqual(expected);
+    await Promise.all([a.stop(), s.stop()]);
+  }, 120_000);
+
+  it('commit first: the survivor read A at k and its fence loses to A committing k+1; A counts the message, the survivor skips it', async () => {
+    const tag = randomBytes(3).toString('hex');
+    const source = `commit-first-${tag}`;
+    const [one, two] = [sale(source, 1, 777n), sale(source, 2, 3_003n)];
+    const aId = `ca-${tag}`;
+    const a = make(aId, arbiter, 600_000);
+    // A's checkpoints one after the other, as its refresh loop takes them
+    let chain = Promise.resolve();
+    const aFlush = () => (chain = chain.then(() => a.flush()));
+    await a.start();
+    a.arrive(1, false, [one.event]);
+    clock.shift(200);
+    await aFlush();
+    a.arrive(2, false, [two.event]);
+    clock.shift(LIVENESS + 1_000);
+    // the survivor read A's key (checkpoint 1, old), then, before its compare-and-set, A commits checkpoint 2
+    let fenceTried = 0;
+    let fenceResult: FenceValue | undefined | 'not tried' = 'not tried';
+    const racing: Arbiter = {
+      ...arbiter,
+      fence: async (instance, seen, by) => {
+        if (instance === aId && fenceTried++ === 0) {
+          await aFlush();
+          fenceResult = await arbiter.fence(instance, seen, by);
+          return fenceResult;
+        }
+        return arbiter.fence(instance, seen, by);
+      },
+    };
+    const s = make(`cs-${tag}`, racing, 100);
+    await s.start();
+    s.arrive(2, true, [two.event]);
+    let sDurable = false;
+    void s.durable([2]).then(() => (sDurable = true));
+    // A keeps committing (as a live instance does), so the survivor sees it alive and decides from its checkpoint
+    await settle(() => {
+      void aFlush();
+      return sDurable;
+    }, 'the survivor to decide message 2');
+    expect(fenceResult).toBeUndefined();
+    expect(fenceTried).toBe(1);
+    expect(s.stats.folded).toBe(0);
+    expect(s.stats.skipped).toBe(1);
+    expect(await keyOf(aId)).toMatchObject({ state: 'live' });
+    expect(await fenceRows(aId)).toEqual([]);
+    await aFlush();
+    await a.durable([2]);
+
+    const expected = referenceWindows([WINDOW], [one.ref, two.ref]);
+    await waitFor(async () => JSON.stringify([...(await view(source))].sort()) === JSON.stringify([...expected].sort()), 30_000, 'the view to equal the reference');
+    expect(await view(source)).toEqual(expected);
+    await Promise.all([a.stop(), s.stop()]);
+  }, 120_000);
+});
