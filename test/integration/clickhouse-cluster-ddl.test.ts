@@ -41,7 +41,7 @@ describe('migrations on a ClickHouse cluster (clickhouse.cluster)', () => {
     const db = `${ch.db}_plain`;
     for (const statement of schemaStatements(db)) await ch.client.command({ query: statement });
     const tables = await (await ch.client.query({ query: 'SELECT name FROM system.tables WHERE database = {db:String} ORDER BY name', query_params: { db }, format: 'JSONEachRow' })).json<{ name: string }>();
-    expect(tables.map((t) => t.name)).toEqual(['alert_deliveries', 'alerts', 'daily_state', 'daily_uniq', 'delay_slices', 'delay_stats', 'event_arrivals', 'event_arrivals_mv', 'events', 'realtime_windows', 'recon_actions', 'recon_discrepancies', 'recon_runs', 'report_latest', 'report_revisions', 'saga_steps', 'sagas', 'schema_migrations']);
+    expect(tables.map((t) => t.name)).toEqual(['alert_deliveries', 'alerts', 'daily_state', 'daily_uniq', 'delay_slices', 'delay_stats', 'event_arrivals', 'event_arrivals_mv', 'events', 'realtime_fences', 'realtime_windows', 'recon_actions', 'recon_discrepancies', 'recon_runs', 'report_latest', 'report_revisions', 'saga_steps', 'sagas', 'schema_migrations']);
     await ch.client.command({ query: `DROP DATABASE ${db}` });
   });
 });

@@ -29,7 +29,7 @@ describe('configuration', () => {
     expect(config.nats.replicas).toBe(3);
     expect(Object.values(config.nats.streams).map((s) => s.replicas ?? config.nats.replicas)).toEqual([3, 3, 3, 3]);
     expect(config.sagas.stream.replicas ?? config.nats.replicas).toBe(3);
-    expect(bucketSpecs(config).map((b) => b.replicas)).toEqual([3, 3, 3, 3, 3, 3]);
+    expect(bucketSpecs(config).map((b) => b.replicas)).toEqual([3, 3, 3, 3, 3, 3, 3]);
     const mixed = parseConfig({ nats: { replicas: 3, buckets: { leases: { replicas: 5 } } } });
     expect(bucketSpecs(mixed).find((b) => b.name === 'tidemark_leases')?.replicas).toBe(5);
     expect(bucketSpecs(parseConfig({})).every((b) => b.replicas === 1)).toBe(true);
