@@ -108,7 +108,12 @@ describe('ClickHouse saga tables', () => {
       { saga_id: 'order.cli-ok', status: 'completed', failed_step: '', failure: '', parks: 0 },
       { saga_id: 'order.cli-park', status: 'compensated', failed_step: 'shipping', failure: 'ShippingRejected', parks: 1 },
     ]);
-    expect((await steps()).map((r) => r.s.replace('order.cli-park ', ''))).toEqual([
+    // the sagas row and the steps rows are separate inserts: wait for the saga's last step too
+    const parkSteps = await waitFor(async () => {
+      const all = await steps();
+      return all.some((r) => r.s.endsWith('order undo #1 succeeded')) && all;
+    }, 60_000, 'the projector to write the last step of order.cli-park');
+    expect(parkSteps.map((r) => r.s.replace('order.cli-park ', ''))).toEqual([
       'order do #1 succeeded', 'inventory do #1 succeeded', 'payment do #1 succeeded', 'shipping do #1 failed',
       'payment undo #1 failed', 'payment undo #2 failed', 'payment undo #3 failed', 'payment undo #4 succeeded',
       'inventory undo #1 succeeded', 'order undo #1 succeeded',
