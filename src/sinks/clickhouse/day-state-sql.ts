@@ -64,21 +64,36 @@ function wholeDaySql(db: string): string {
 
 /** Identities with a copy that arrived past `base` and up to `hwm` (arrival index: only granules holding new arrivals are read). */
 const newKeysSql = (db: string): string => `SELECT ${KEY} FROM ${db}.event_arrivals WHERE ${DAY} AND ${NEW}`;
-/** Of those, the ones a copy of which arrived at or below `base` too: already counted, looked up by key. */
-const seenKeysSql = (db: string): string => `SELECT ${KEY} FROM ${db}.event_arrivals WHERE ${DAY} AND ${EARLIER} AND (${KEY}) IN (${newKeysSql(db)})`;
+/**
+ * Of those, the ones a copy of which arrived at or below `base` too: already counted,
+ * looked up by key. The key set narrows the primary index only where the day's keys are
+ * not all near the new ones (today's events all fall within minutes of each other, so
+ * there it narrows nothing and the lookup reads the whole day): the `PREWHERE` first reads
+ * only `occurred_at` (one compressed number a row) and tests it against the new
+ * identities' times, and only the few rows sharing such a time are read whole and tested
+ * by key. Measured on a 500,000-event day, a delta of 20,000: 117 → 46 ms of CPU (the
+ * tuple of four columns, one a string, hashed for every row of the day was most of it).
+ */
+const seenKeysSql = (db: string): string => `SELECT ${KEY} FROM ${db}.event_arrivals
+  PREWHERE occurred_at IN (SELECT occurred_at FROM ${db}.event_arrivals WHERE ${DAY} AND ${NEW})
+  WHERE ${DAY} AND ${EARLIER} AND (${KEY}) IN (${newKeysSql(db)})`;
 
 /**
  * A delta: the identities new since `base` (a copy arrived past it and up to `hwm`, none
  * at or below it), each as the copy kept. Every copy of such an identity is stored past
  * `base` in this epoch, so they are read by the arrival index, not looked up by key:
  * per identity the copy with the highest `keep` among those at or below the mark, else
- * among all (a merge may have kept only a copy still in flight). `seen`: whether some
- * new identity was counted before (they are then looked up and left out).
+ * among all (a merge may have kept only a copy still in flight). A kept copy at or below
+ * the mark proves a copy arrived past `base` and up to `hwm`; only an identity whose kept
+ * copy is in flight (at most what EVENTS holds unacked) is looked up in `event_arrivals`,
+ * which no merge folds, so the delta does not build and test a set of every new identity
+ * (1.6 → 1.2 µs an event read). `seen`: whether some new identity was counted before
+ * (they are then looked up and left out).
  */
 const freshSql = (db: string, seen: boolean): string => `SELECT ${COLUMNS} FROM (
-    SELECT ${COLUMNS} FROM ${db}.events WHERE ${DAY} AND stream_epoch = {epoch:UInt64} AND stream_seq > {base:UInt64}
+    SELECT ${COLUMNS}, stream_seq FROM ${db}.events WHERE ${DAY} AND stream_epoch = {epoch:UInt64} AND stream_seq > {base:UInt64}
     ORDER BY ${KEY}, ${INCLUDED} DESC, keep DESC LIMIT 1 BY ${KEY})
-  WHERE (${KEY}) IN (${newKeysSql(db)})${seen ? ` AND (${KEY}) NOT IN (${seenKeysSql(db)})` : ''}`;
+  WHERE (stream_seq <= {hwm:UInt64} OR (${KEY}) IN (SELECT ${KEY} FROM ${db}.event_arrivals WHERE ${DAY} AND ${NEW} AND (${KEY}) IN (${flyingSql(db)})))${seen ? ` AND (${KEY}) NOT IN (${seenKeysSql(db)})` : ''}`;
 
 /**
  * How many new identities were counted before, and of those how many came again from a
