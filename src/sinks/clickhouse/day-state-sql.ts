@@ -1,4 +1,4 @@
-import type { ClickHouseClient } from '@clickhouse/client';
+import type { ClickHouseClient, ClickHouseSettings } from '@clickhouse/client';
 import { scanQueryId } from '../../clickhouse/client.ts';
 import type { ReportConfig } from '../../core/config.ts';
 import { dayEndMs, dayStartMs } from '../../core/business-day.ts';
@@ -81,19 +81,32 @@ const seenKeysSql = (db: string): string => `SELECT ${KEY} FROM ${db}.event_arri
 /**
  * A delta: the identities new since `base` (a copy arrived past it and up to `hwm`, none
  * at or below it), each as the copy kept. Every copy of such an identity is stored past
- * `base` in this epoch, so they are read by the arrival index, not looked up by key:
- * per identity the copy with the highest `keep` among those at or below the mark, else
- * among all (a merge may have kept only a copy still in flight). A kept copy at or below
- * the mark proves a copy arrived past `base` and up to `hwm`; only an identity whose kept
- * copy is in flight (at most what EVENTS holds unacked) is looked up in `event_arrivals`,
- * which no merge folds, so the delta does not build and test a set of every new identity
- * (1.6 → 1.2 µs an event read). `seen`: whether some new identity was counted before
- * (they are then looked up and left out).
+ * `base` in this epoch, so they are read by the arrival index, not looked up by key.
+ * An identity with no copy in flight is read through `FINAL` with the new range as
+ * `PREWHERE` (applied before `FINAL` folds copies, as in wholeDaySql, so the granules the
+ * arrival index skips hold nothing it would keep: `use_skip_indexes_if_final` may skip
+ * them): in sort order, without the sort that `LIMIT 1 BY` needs. Identities with a copy
+ * in flight (at most what EVENTS holds unacked) take the copy with the highest `keep`
+ * among those at or below the mark, else among all (a merge may have kept only a copy
+ * still in flight, which counts if a copy arrived in the range: `event_arrivals`, which
+ * no merge folds). Measured on a 500,000-event day, a delta of 20,000 read and summed per
+ * group: 1.7-2.0 us an event with `LIMIT 1 BY` over all and a set of every new identity,
+ * 0.8-1.3 this way. `seen`: whether some new identity was counted before (they are then
+ * looked up and left out).
  */
-const freshSql = (db: string, seen: boolean): string => `SELECT ${COLUMNS} FROM (
-    SELECT ${COLUMNS}, stream_seq FROM ${db}.events WHERE ${DAY} AND stream_epoch = {epoch:UInt64} AND stream_seq > {base:UInt64}
+const freshSql = (db: string, seen: boolean): string => {
+  const flying = `(${KEY}) IN (${flyingSql(db)})`;
+  const unseen = seen ? ` AND (${KEY}) NOT IN (${seenKeysSql(db)})` : '';
+  return `SELECT ${COLUMNS} FROM ${db}.events FINAL PREWHERE ${NEW} WHERE ${DAY} AND NOT ${flying}${unseen}
+  UNION ALL
+  SELECT ${COLUMNS} FROM (
+    SELECT ${COLUMNS}, stream_seq FROM ${db}.events WHERE ${DAY} AND stream_epoch = {epoch:UInt64} AND stream_seq > {base:UInt64} AND ${flying}
     ORDER BY ${KEY}, ${INCLUDED} DESC, keep DESC LIMIT 1 BY ${KEY})
-  WHERE (stream_seq <= {hwm:UInt64} OR (${KEY}) IN (SELECT ${KEY} FROM ${db}.event_arrivals WHERE ${DAY} AND ${NEW} AND (${KEY}) IN (${flyingSql(db)})))${seen ? ` AND (${KEY}) NOT IN (${seenKeysSql(db)})` : ''}`;
+  WHERE (stream_seq <= {hwm:UInt64} OR (${KEY}) IN (SELECT ${KEY} FROM ${db}.event_arrivals WHERE ${DAY} AND ${NEW} AND ${flying}))${unseen}`;
+};
+
+/** The delta's `FINAL` may skip granules by the arrival index (see freshSql): it keeps no row outside its `PREWHERE` range anyway. */
+const DELTA_SETTINGS = { use_skip_indexes_if_final: 1, use_skip_indexes_if_final_exact_mode: 0 } as const;
 
 /**
  * How many new identities were counted before, and of those how many came again from a
@@ -152,8 +165,8 @@ const dayParams = (report: ReportConfig, day: string, range: ReadRange) => ({
 });
 
 /** `scan`: the read follows the size of the day, so it takes the scan lane (client.ts) and never holds up short calls. */
-async function rows(client: ClickHouseClient, query: string, params: Record<string, unknown>, scan = false): Promise<Row[]> {
-  const result = await client.query({ query, query_params: params, format: 'JSONEachRow', clickhouse_settings: { optimize_aggregation_in_order: 1 }, ...(scan ? { query_id: scanQueryId() } : {}) });
+async function rows(client: ClickHouseClient, query: string, params: Record<string, unknown>, scan = false, settings: ClickHouseSettings = {}): Promise<Row[]> {
+  const result = await client.query({ query, query_params: params, format: 'JSONEachRow', clickhouse_settings: { optimize_aggregation_in_order: 1, ...settings }, ...(scan ? { query_id: scanQueryId() } : {}) });
   return result.json<Row>();
 }
 
@@ -193,7 +206,7 @@ export async function readGroups(client: ClickHouseClient, db: string, report: R
     SELECT ${[...groups.select, `${uniqKeySql(report)} AS uniq_key`, 'count() AS events', 'toUnixTimestamp64Milli(max(received_at)) AS known_at', ...parts.select].join(', ')}
     FROM (${delta ? freshSql(db, seen) : wholeDaySql(db)})
     ${groupBy.length ? `GROUP BY ${groupBy.join(', ')}` : 'HAVING count() > 0'}`;
-  return (await rows(client, query, params, !delta)).map((row) => groupRead(report, row));
+  return (await rows(client, query, params, !delta, delta ? DELTA_SETTINGS : {})).map((row) => groupRead(report, row));
 }
 
 /**
