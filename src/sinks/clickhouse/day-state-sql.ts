@@ -113,12 +113,15 @@ const DELTA_SETTINGS = { use_skip_indexes_if_final: 1, use_skip_indexes_if_final
  * lower INGEST sequence than every earlier copy: a different message that may have
  * replaced the counted content (`conflicts`: the caller recomputes the day); a copy of
  * the same message is the same event and adds nothing. The grouping runs only when a
- * new identity was seen before, which is rare.
+ * new identity was seen before, which is rare; like seenKeysSql it reads a row of the
+ * day whole only when its `occurred_at` is that of an identity counted before.
  */
 const seenSql = (db: string): string => `SELECT count() AS n FROM (${seenKeysSql(db)})`;
 const conflictSql = (db: string): string => `SELECT count() AS n FROM (
     SELECT ${KEY}, minIf(seq, ${EARLIER}) AS seq_earlier, minIf(seq, NOT ${EARLIER}) AS seq_new
-    FROM ${db}.event_arrivals WHERE ${DAY} AND ${INCLUDED} AND (${KEY}) IN (${seenKeysSql(db)})
+    FROM ${db}.event_arrivals
+    PREWHERE occurred_at IN (SELECT occurred_at FROM (${seenKeysSql(db)}))
+    WHERE ${DAY} AND ${INCLUDED} AND (${KEY}) IN (${seenKeysSql(db)})
     GROUP BY ${KEY})
   WHERE seq_new < seq_earlier`;
 
