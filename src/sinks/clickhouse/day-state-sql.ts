@@ -1,4 +1,4 @@
-import type { ClickHouseClient } from '@clickhouse/client';
+import type { ClickHouseClient, ClickHouseSettings } from '@clickhouse/client';
 import { scanQueryId } from '../../clickhouse/client.ts';
 import type { ReportConfig } from '../../core/config.ts';
 import { dayEndMs, dayStartMs } from '../../core/business-day.ts';
@@ -64,33 +64,64 @@ function wholeDaySql(db: string): string {
 
 /** Identities with a copy that arrived past `base` and up to `hwm` (arrival index: only granules holding new arrivals are read). */
 const newKeysSql = (db: string): string => `SELECT ${KEY} FROM ${db}.event_arrivals WHERE ${DAY} AND ${NEW}`;
-/** Of those, the ones a copy of which arrived at or below `base` too: already counted, looked up by key. */
-const seenKeysSql = (db: string): string => `SELECT ${KEY} FROM ${db}.event_arrivals WHERE ${DAY} AND ${EARLIER} AND (${KEY}) IN (${newKeysSql(db)})`;
+/**
+ * Of those, the ones a copy of which arrived at or below `base` too: already counted,
+ * looked up by key. The key set narrows the primary index only where the day's keys are
+ * not all near the new ones (today's events all fall within minutes of each other, so
+ * there it narrows nothing and the lookup reads the whole day): the `PREWHERE` first reads
+ * only `occurred_at` (one compressed number a row) and tests it against the new
+ * identities' times, and only the few rows sharing such a time are read whole and tested
+ * by key. Measured on a 500,000-event day, a delta of 20,000: 117 → 46 ms of CPU (the
+ * tuple of four columns, one a string, hashed for every row of the day was most of it).
+ */
+const seenKeysSql = (db: string): string => `SELECT ${KEY} FROM ${db}.event_arrivals
+  PREWHERE occurred_at IN (SELECT occurred_at FROM ${db}.event_arrivals WHERE ${DAY} AND ${NEW})
+  WHERE ${DAY} AND ${EARLIER} AND (${KEY}) IN (${newKeysSql(db)})`;
 
 /**
  * A delta: the identities new since `base` (a copy arrived past it and up to `hwm`, none
  * at or below it), each as the copy kept. Every copy of such an identity is stored past
- * `base` in this epoch, so they are read by the arrival index, not looked up by key:
- * per identity the copy with the highest `keep` among those at or below the mark, else
- * among all (a merge may have kept only a copy still in flight). `seen`: whether some
- * new identity was counted before (they are then looked up and left out).
+ * `base` in this epoch, so they are read by the arrival index, not looked up by key.
+ * An identity with no copy in flight is read through `FINAL` with the new range as
+ * `PREWHERE` (applied before `FINAL` folds copies, as in wholeDaySql, so the granules the
+ * arrival index skips hold nothing it would keep: `use_skip_indexes_if_final` may skip
+ * them): in sort order, without the sort that `LIMIT 1 BY` needs. Identities with a copy
+ * in flight (at most what EVENTS holds unacked) take the copy with the highest `keep`
+ * among those at or below the mark, else among all (a merge may have kept only a copy
+ * still in flight, which counts if a copy arrived in the range: `event_arrivals`, which
+ * no merge folds). Measured on a 500,000-event day, a delta of 20,000 read and summed per
+ * group: 1.7-2.0 us an event with `LIMIT 1 BY` over all and a set of every new identity,
+ * 0.8-1.3 this way. `seen`: whether some new identity was counted before (they are then
+ * looked up and left out).
  */
-const freshSql = (db: string, seen: boolean): string => `SELECT ${COLUMNS} FROM (
-    SELECT ${COLUMNS} FROM ${db}.events WHERE ${DAY} AND stream_epoch = {epoch:UInt64} AND stream_seq > {base:UInt64}
+const freshSql = (db: string, seen: boolean): string => {
+  const flying = `(${KEY}) IN (${flyingSql(db)})`;
+  const unseen = seen ? ` AND (${KEY}) NOT IN (${seenKeysSql(db)})` : '';
+  return `SELECT ${COLUMNS} FROM ${db}.events FINAL PREWHERE ${NEW} WHERE ${DAY} AND NOT ${flying}${unseen}
+  UNION ALL
+  SELECT ${COLUMNS} FROM (
+    SELECT ${COLUMNS}, stream_seq FROM ${db}.events WHERE ${DAY} AND stream_epoch = {epoch:UInt64} AND stream_seq > {base:UInt64} AND ${flying}
     ORDER BY ${KEY}, ${INCLUDED} DESC, keep DESC LIMIT 1 BY ${KEY})
-  WHERE (${KEY}) IN (${newKeysSql(db)})${seen ? ` AND (${KEY}) NOT IN (${seenKeysSql(db)})` : ''}`;
+  WHERE (stream_seq <= {hwm:UInt64} OR (${KEY}) IN (SELECT ${KEY} FROM ${db}.event_arrivals WHERE ${DAY} AND ${NEW} AND ${flying}))${unseen}`;
+};
+
+/** The delta's `FINAL` may skip granules by the arrival index (see freshSql): it keeps no row outside its `PREWHERE` range anyway. */
+const DELTA_SETTINGS = { use_skip_indexes_if_final: 1, use_skip_indexes_if_final_exact_mode: 0 } as const;
 
 /**
  * How many new identities were counted before, and of those how many came again from a
  * lower INGEST sequence than every earlier copy: a different message that may have
  * replaced the counted content (`conflicts`: the caller recomputes the day); a copy of
  * the same message is the same event and adds nothing. The grouping runs only when a
- * new identity was seen before, which is rare.
+ * new identity was seen before, which is rare; like seenKeysSql it reads a row of the
+ * day whole only when its `occurred_at` is that of an identity counted before.
  */
 const seenSql = (db: string): string => `SELECT count() AS n FROM (${seenKeysSql(db)})`;
 const conflictSql = (db: string): string => `SELECT count() AS n FROM (
     SELECT ${KEY}, minIf(seq, ${EARLIER}) AS seq_earlier, minIf(seq, NOT ${EARLIER}) AS seq_new
-    FROM ${db}.event_arrivals WHERE ${DAY} AND ${INCLUDED} AND (${KEY}) IN (${seenKeysSql(db)})
+    FROM ${db}.event_arrivals
+    PREWHERE occurred_at IN (SELECT occurred_at FROM (${seenKeysSql(db)}))
+    WHERE ${DAY} AND ${INCLUDED} AND (${KEY}) IN (${seenKeysSql(db)})
     GROUP BY ${KEY})
   WHERE seq_new < seq_earlier`;
 
@@ -137,8 +168,8 @@ const dayParams = (report: ReportConfig, day: string, range: ReadRange) => ({
 });
 
 /** `scan`: the read follows the size of the day, so it takes the scan lane (client.ts) and never holds up short calls. */
-async function rows(client: ClickHouseClient, query: string, params: Record<string, unknown>, scan = false): Promise<Row[]> {
-  const result = await client.query({ query, query_params: params, format: 'JSONEachRow', clickhouse_settings: { optimize_aggregation_in_order: 1 }, ...(scan ? { query_id: scanQueryId() } : {}) });
+async function rows(client: ClickHouseClient, query: string, params: Record<string, unknown>, scan = false, settings: ClickHouseSettings = {}): Promise<Row[]> {
+  const result = await client.query({ query, query_params: params, format: 'JSONEachRow', clickhouse_settings: { optimize_aggregation_in_order: 1, ...settings }, ...(scan ? { query_id: scanQueryId() } : {}) });
   return result.json<Row>();
 }
 
@@ -178,7 +209,7 @@ export async function readGroups(client: ClickHouseClient, db: string, report: R
     SELECT ${[...groups.select, `${uniqKeySql(report)} AS uniq_key`, 'count() AS events', 'toUnixTimestamp64Milli(max(received_at)) AS known_at', ...parts.select].join(', ')}
     FROM (${delta ? freshSql(db, seen) : wholeDaySql(db)})
     ${groupBy.length ? `GROUP BY ${groupBy.join(', ')}` : 'HAVING count() > 0'}`;
-  return (await rows(client, query, params, !delta)).map((row) => groupRead(report, row));
+  return (await rows(client, query, params, !delta, delta ? DELTA_SETTINGS : {})).map((row) => groupRead(report, row));
 }
 
 /**
