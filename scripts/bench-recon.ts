@@ -9,12 +9,19 @@
  * Node. The bisection's findings are checked against the seeded counts; the naive join
  * (FULL OUTER JOIN on the key, the tolerance written in SQL) is timed on the same
  * differences, though unlike the bisection it cannot tell duplicates apart.
+ *
+ * While each bisection runs, a probe on the same client times, every 100 ms, a one-row
+ * insert (as the realtime view writes) and a short parameterised read of one second of
+ * the day (as a small revision reads); the same probe runs first with nothing else, as
+ * the baseline. The batch's reads take the scan lane, so the probe should not wait for them.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import type { ClickHouseClient } from '@clickhouse/client';
+import { percentile } from '../src/bench/stats.ts';
 import { BASE_SETTINGS, openClickHouse } from '../src/clickhouse/client.ts';
 import { parseConfig } from '../src/core/config.ts';
 import { findBatchDiscrepancies } from '../src/reconcile/batch-find.ts';
@@ -60,6 +67,7 @@ async function generate(client: ClickHouseClient): Promise<void> {
   const table = `(merchant LowCardinality(String), txn UInt64, occurred_at DateTime64(3, 'UTC'), amount Decimal(18, 2), status LowCardinality(String)) ENGINE = MergeTree ORDER BY occurred_at`;
   await command(`CREATE TABLE ${DB}.a ${table}`);
   await command(`CREATE TABLE ${DB}.b ${table}`);
+  await command(`CREATE TABLE ${DB}.probe (id UInt64, at DateTime64(3, 'UTC') DEFAULT now64(3)) ENGINE = MergeTree ORDER BY id`);
   const dayMs = 86_400_000 - 1;
   await command(
     `INSERT INTO ${DB}.a SELECT concat('m', toString(number % 1000)), number, fromUnixTimestamp64Milli(toInt64({start:Int64} + intDiv(number * {dayMs:UInt64}, {rows:UInt64})), 'UTC'),
@@ -73,6 +81,37 @@ async function generate(client: ClickHouseClient): Promise<void> {
     FROM ${DB}.a WHERE NOT ${hit(SEED.missingInB)}`);
   await command(`INSERT INTO ${DB}.b SELECT * FROM ${DB}.b WHERE ${hit(SEED.duplicateInB)}`);
   await command(`INSERT INTO ${DB}.b SELECT 'extra', {rows:UInt64} + number, fromUnixTimestamp64Milli({t:Int64}, 'UTC'), 1, 'paid' FROM numbers(${SEED.missingInA})`, { rows: ROWS, t: START + 43_200_000 });
+}
+
+/** Starts the probe; the returned function stops it and describes its timings. */
+function probe(client: ClickHouseClient): () => Promise<string> {
+  const insertMs: number[] = [];
+  const readMs: number[] = [];
+  let running = true;
+  const loop = (async () => {
+    for (let id = 0; running; id++) {
+      const started = performance.now();
+      await client.insert({ table: `${DB}.probe`, values: [{ id }], format: 'JSONEachRow', clickhouse_settings: BASE_SETTINGS });
+      const inserted = performance.now();
+      const from = START + (id % 86_400) * 1_000;
+      const result = await client.query({
+        query: `SELECT count(), sum(amount) FROM ${DB}.a WHERE occurred_at >= fromUnixTimestamp64Milli({from:Int64}, 'UTC') AND occurred_at < fromUnixTimestamp64Milli({to:Int64}, 'UTC')`,
+        query_params: { from, to: from + 1_000 },
+        format: 'JSONEachRow',
+        clickhouse_settings: BASE_SETTINGS,
+      });
+      await result.json();
+      insertMs.push(inserted - started);
+      readMs.push(performance.now() - inserted);
+      await sleep(100);
+    }
+  })();
+  const ms = (v: number) => v.toFixed(1);
+  return async () => {
+    running = false;
+    await loop;
+    return `insert p50 ${ms(percentile(insertMs, 50))} ms, max ${ms(Math.max(...insertMs))} ms; small read p50 ${ms(percentile(readMs, 50))} ms, max ${ms(Math.max(...readMs))} ms (${insertMs.length} probes each)`;
+  };
 }
 
 /** The straightforward way: join the day's rows of both systems on the key and filter the differences in SQL. */
@@ -107,10 +146,15 @@ async function main(): Promise<void> {
     for (const s of [SEED.mismatchAmount, SEED.mismatchStatus]) for (let t = s.rem; t < ROWS; t += s.mod) if (t % SEED.missingInB.mod !== SEED.missingInB.rem) mismatchTxns.add(t);
     expected.Mismatch = mismatchTxns.size;
     process.stdout.write(`rows per side: ${ROWS.toLocaleString('en')} (+${SEED.missingInA} only in B, ${expected.Duplicate} duplicated in B); generated in ${generateMs} ms\n`);
-    process.stdout.write(`seeded findings: ${JSON.stringify(expected)}; ${JITTER > 0 ? seeded(SEED.withinTolerance) : 0} rows differ within tolerance\n\n`);
+    process.stdout.write(`seeded findings: ${JSON.stringify(expected)}; ${JITTER > 0 ? seeded(SEED.withinTolerance) : 0} rows differ within tolerance\n`);
+    const stopBaseline = probe(client);
+    await sleep(10_000);
+    process.stdout.write(`no batch running (10 s): ${await stopBaseline()}\n\n`);
     process.stdout.write('run  bisection_ms  cpu_ms  levels  segments_compared  rows_fetched  findings  naive_join_ms  cpu_ms  join_rows\n');
     for (let run = 1; run <= Number(args.runs); run++) {
+      const stopProbe = probe(client);
       const [found, bisectMs, bisectCpu] = await timed(() => findBatchDiscrepancies(client, DB, config.reconciliations[0]!, DAY));
+      const probed = await stopProbe();
       const counts = { MissingInB: 0, MissingInA: 0, Mismatch: 0, Duplicate: 0 };
       for (const d of found.discrepancies) counts[d.type]++;
       if (JSON.stringify(counts) !== JSON.stringify(expected)) throw new Error(`bisection found ${JSON.stringify(counts)}, expected ${JSON.stringify(expected)}`);
@@ -118,6 +162,7 @@ async function main(): Promise<void> {
       const s = found.stats;
       const cells = [[run, 5], [bisectMs, 14], [bisectCpu, 8], [s.levels, 8], [s.segmentsCompared, 19], [s.rowsFetched, 14], [found.discrepancies.length, 10], [joinMs, 15], [joinCpu, 8], [joinRows, 0]] as const;
       process.stdout.write(`${cells.map(([v, w]) => String(v).padEnd(w)).join('')}\n`);
+      process.stdout.write(`     while the batch ran: ${probed}\n`);
     }
   } finally {
     await client.close();
