@@ -23,9 +23,10 @@ describe('a saga row ClickHouse refuses', () => {
       { saga_id: 'order.fine-a', status: 'completed' },
       { saga_id: 'order.fine-b', status: 'completed' },
     ]);
-    // its steps carry no user text: they are stored
-    const steps = await (await ch.client.query({ query: `SELECT count() AS n FROM ${ch.db}.saga_steps FINAL WHERE saga_id = {id:String}`, query_params: { id: loneSaga }, format: 'JSONEachRow' })).json<{ n: string }>();
-    expect(Number(steps[0]!.n)).toBe(4);
+    // its steps carry no user text: they are stored (waited for: the steps are inserts of their own, after the sagas rows)
+    const stepCount = async () => Number((await (await ch.client.query({ query: `SELECT count() AS n FROM ${ch.db}.saga_steps FINAL WHERE saga_id = {id:String}`, query_params: { id: loneSaga }, format: 'JSONEachRow' })).json<{ n: string }>())[0]!.n);
+    await waitFor(async () => (await stepCount()) >= 4, 30_000, 'the steps of the refused saga');
+    expect(await stepCount()).toBe(4);
 
     const filed = await waitFor(async () => {
       const found = (await readAll(saga.conn.js, saga.conn.jsm, 'DLQ')).map((m) => json<DlqRecord>(m)).filter((r) => r.subject === 'sink.sagas');
