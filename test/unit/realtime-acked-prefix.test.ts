@@ -6,6 +6,7 @@ import type { WindowResult } from '../../src/processors/logic/windows.ts';
 import { finalize } from '../../src/processors/logic/measures.ts';
 import { Folds } from '../../src/processors/realtime/folds.ts';
 import { makeReport } from '../support/fixtures.ts';
+import { seededRandom } from '../support/seeded-random.ts';
 import { centsText, referenceWindows, type ReferenceEvent } from '../support/window-reference.ts';
 
 const report = makeReport({
@@ -14,18 +15,6 @@ const report = makeReport({
   windows: [{ size: 60_000, slide: 20_000 }],
 });
 const T0 = 1_700_000_000_000;
-
-/** A seeded generator for the choices fast-check need not shrink (interleaving, delivery, acks). */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 type Message = { seq: number; events: TidemarkEvent[] };
 
@@ -151,17 +140,17 @@ describe('watermarks from the acked prefix of EVENTS (fast-check, seeded)', () =
     const exercised = { oldWayRefused: 0, disorderedRuns: 0 };
     fc.assert(
       fc.property(sources, fc.integer({ min: 0, max: 10_000 }), fc.integer({ min: 0, max: 12_000 }), fc.integer(), (streams, jitter, outOfOrdernessMs, seed) => {
-        const { messages, events } = stream(streams, jitter, random(seed));
+        const { messages, events } = stream(streams, jitter, seededRandom(seed));
         const expected = referenceWindows(report.windows, events);
         // no idleness: its event times do not follow the clock, so closing on the clock would be right to refuse them (next test)
-        const got = run(messages, { outOfOrdernessMs, idleMs: Number.POSITIVE_INFINITY, untilAcked: true }, random(seed + 1));
+        const got = run(messages, { outOfOrdernessMs, idleMs: Number.POSITIVE_INFINITY, untilAcked: true }, seededRandom(seed + 1));
         // each event once: counted in a window, or refused by it, never both, never twice
         expect([...got.windows.keys()].sort()).toEqual([...expected.keys()].sort());
         for (const [key, figure] of expected) expect(got.windows.get(key)!.events + got.windows.get(key)!.refused).toBe(figure.events);
         if (disorder(messages) <= outOfOrdernessMs) {
           expect(got.refused).toBe(0);
           expect(new Map([...got.windows].map(([key, w]) => [key, { events: w.events, amount: w.amount }]))).toEqual(expected);
-          exercised.oldWayRefused += run(messages, { outOfOrdernessMs, idleMs: Number.POSITIVE_INFINITY, untilAcked: false }, random(seed + 1)).refused > 0 ? 1 : 0;
+          exercised.oldWayRefused += run(messages, { outOfOrdernessMs, idleMs: Number.POSITIVE_INFINITY, untilAcked: false }, seededRandom(seed + 1)).refused > 0 ? 1 : 0;
         } else exercised.disorderedRuns++;
       }),
       { seed: 2_121, numRuns: 300 },

@@ -5,6 +5,7 @@ import { finalize, mergeStates } from '../../src/processors/logic/measures.ts';
 import type { WindowResult } from '../../src/processors/logic/windows.ts';
 import { Folds } from '../../src/processors/realtime/folds.ts';
 import { makeReport } from '../support/fixtures.ts';
+import { seededRandom } from '../support/seeded-random.ts';
 import { centsText, referenceWindows, type ReferenceEvent } from '../support/window-reference.ts';
 
 const report = makeReport({
@@ -15,18 +16,6 @@ const report = makeReport({
 const T0 = 1_700_000_000_000;
 
 type Message = { seq: number; source: string; events: TidemarkEvent[] };
-
-/** A small seeded generator for the choices fast-check does not need to shrink: interleaving, assignment, redelivery. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 const sourceStream = fc.record({
   start: fc.integer({ min: 0, max: 120_000 }),
@@ -70,7 +59,7 @@ describe('realtime view under reordering inside the pipeline (fast-check, seeded
     const exercised = { closedMidStream: 0, skipped: 0, duplicates: 0, windows: 0 };
     fc.assert(
       fc.property(fc.array(sourceStream, { minLength: 2, maxLength: 4 }), fc.integer(), (streams, seed) => {
-        const next = random(seed);
+        const next = seededRandom(seed);
         const { messages, events } = interleave(streams, next);
         // Each instance gets a first message of every source it will see before it can close
         // anything (the start-up hold); after that, messages go to either at random, each
