@@ -1,37 +1,26 @@
-import { AckPolicy, jetstream, jetstreamManager, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { AckPolicy, type ConsumerConfig, type JsMsg } from '@nats-io/jetstream';
 import pino from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { runBatchConsumer } from '../../src/nats/batch-consumer.ts';
-import { startTestNats, type TestNats } from '../harness/nats.ts';
+import type { PoisonPolicy } from '../../src/nats/poison.ts';
+import { useConnectedNats } from '../harness/nats-client.ts';
 import { waitFor } from '../harness/streams.ts';
 
-let nats: TestNats;
-let nc: NatsConnection;
-let js: JetStreamClient;
+const nats = useConnectedNats();
 const logger = pino({ level: 'silent' });
 
-beforeAll(async () => {
-  nats = await startTestNats();
-  nc = await connect({ servers: nats.url });
-  js = jetstream(nc);
-  const jsm = await jetstreamManager(nc);
-  await jsm.streams.add({ name: 'TRICKLE', subjects: ['trickle.>'] });
-  for (const durable of ['eager', 'filling', 'lingering']) await jsm.consumers.add('TRICKLE', { durable_name: durable, ack_policy: AckPolicy.Explicit, filter_subject: 'trickle.*' });
-  await jsm.consumers.add('TRICKLE', { durable_name: 'slow', ack_policy: AckPolicy.Explicit, filter_subject: 'trickle.slow.*', max_ack_pending: 50 });
-});
-
-afterAll(async () => {
-  await nc?.close();
-  await nats?.dispose();
-});
+/** A stream of the test's own on `<name in lower case>.>`, with explicit-ack durables (name: what else each sets). */
+async function addStream(name: string, durables: Record<string, Partial<ConsumerConfig>>): Promise<void> {
+  await nats.jsm.streams.add({ name, subjects: [`${name.toLowerCase()}.>`] });
+  for (const [durable, options] of Object.entries(durables)) await nats.jsm.consumers.add(name, { durable_name: durable, ack_policy: AckPolicy.Explicit, ...options });
+}
 
 /** A consumer of the trickle that records the batches it hands over; `done` once all 20 are handled. */
 async function recordBatches(durable: string, batchSize: number, lingerMs: number): Promise<{ sizes: number[]; arrivals: () => number; done: Promise<void> }> {
   const sizes: number[] = [];
   let arrivals = 0;
   const consumer = await runBatchConsumer({
-    js,
+    js: nats.js,
     stream: 'TRICKLE',
     durable,
     batchSize,
@@ -49,15 +38,49 @@ async function recordBatches(durable: string, batchSize: number, lingerMs: numbe
 
 const handled = (sizes: number[]): number => sizes.reduce((a, b) => a + b, 0);
 
+/**
+ * A consumer that retries a failed batch every 20 ms and files a message failing on its own past
+ * 4 deliveries (recorded in `filed`, then terminated); `policy` adds to that (a sink probe).
+ */
+async function runFiling(stream: string, durable: string, policy: Pick<PoisonPolicy, 'healthy'>, handler: (msgs: JsMsg[]) => Promise<void>) {
+  const filed: Array<{ data: string; reason: string }> = [];
+  const consumer = await runBatchConsumer({
+    js: nats.js,
+    stream,
+    durable,
+    batchSize: 100,
+    lingerMs: 20,
+    logger,
+    retryDelayMs: 20,
+    poison: {
+      maxDeliveries: 4,
+      file: async (msg, reason) => {
+        filed.push({ data: msg.string(), reason });
+        msg.term();
+      },
+      ...policy,
+    },
+    handler,
+  });
+  return { consumer, filed };
+}
+
+const nothingPending = (stream: string, durable: string) =>
+  waitFor(async () => {
+    const info = await nats.jsm.consumers.info(stream, durable);
+    return info.num_pending === 0 && info.num_ack_pending === 0;
+  }, 60_000, 'nothing pending');
+
 describe('batch consumer', () => {
   it('hands over what has arrived at once without a linger, and waits for a batch to fill with one', async () => {
+    await addStream('TRICKLE', { eager: {}, filling: {}, lingering: {} });
     const eager = await recordBatches('eager', 100, 0);
     // a linger far longer than the test: only a full batch of 20 can end it
     const filling = await recordBatches('filling', 20, 600_000);
     // a linger shorter than the trickle: partial batches are handed over when it runs out
     const lingering = await recordBatches('lingering', 100, 300);
     for (let i = 0; i < 20; i++) {
-      await js.publish(`trickle.${i}`, `m${i}`);
+      await nats.js.publish(`trickle.${i}`, `m${i}`);
       // the next message is sent only once the eager consumer has handed this one over on its own
       await waitFor(() => handled(eager.sizes) === i + 1, 60_000, `message ${i} handed over`);
     }
@@ -70,14 +93,15 @@ describe('batch consumer', () => {
   });
 
   it("holds no more than the consumer's max_ack_pending, however slow its handler", async () => {
-    const publishes = Array.from({ length: 400 }, (_, i) => js.publish(`trickle.slow.${i}`, `s${i}`));
+    await addStream('SLOW', { slow: { max_ack_pending: 50 } });
+    const publishes = Array.from({ length: 400 }, (_, i) => nats.js.publish(`slow.${i}`, `s${i}`));
     await Promise.all(publishes);
     let arrived = 0;
     let handled = 0;
     let mostWaiting = 0;
     const consumer = await runBatchConsumer({
-      js,
-      stream: 'TRICKLE',
+      js: nats.js,
+      stream: 'SLOW',
       durable: 'slow',
       batchSize: 10,
       bufferMessages: 200,
@@ -103,95 +127,52 @@ describe('batch consumer', () => {
   });
 
   it('finds a message that fails on its own and files it, while the others are handled; an outage files nothing', async () => {
-    const jsm = await jetstreamManager(nc);
-    await jsm.streams.add({ name: 'POISON', subjects: ['poison.>'] });
-    await jsm.consumers.add('POISON', { durable_name: 'p', ack_policy: AckPolicy.Explicit, ack_wait: 5_000_000_000 });
+    await addStream('POISON', { p: { ack_wait: 5_000_000_000 } });
     const handled: string[] = [];
-    const filed: Array<{ data: string; reason: string }> = [];
     let outage = true;
-    const consumer = await runBatchConsumer({
-      js,
-      stream: 'POISON',
-      durable: 'p',
-      batchSize: 100,
-      lingerMs: 20,
-      logger,
-      retryDelayMs: 20,
-      poison: {
-        maxDeliveries: 4,
-        file: async (msg, reason) => {
-          filed.push({ data: msg.string(), reason });
-          msg.term();
-        },
-      },
-      handler: async (msgs) => {
-        if (outage) throw new Error('ClickHouse is away');
-        if (msgs.some((m) => m.string() === 'poison')) throw new Error('cannot take this one');
-        for (const msg of msgs) {
-          handled.push(msg.string());
-          msg.ack();
-        }
-      },
+    const { consumer, filed } = await runFiling('POISON', 'p', {}, async (msgs) => {
+      if (outage) throw new Error('ClickHouse is away');
+      if (msgs.some((m) => m.string() === 'poison')) throw new Error('cannot take this one');
+      for (const msg of msgs) {
+        handled.push(msg.string());
+        msg.ack();
+      }
     });
     try {
-      for (let i = 0; i < 10; i++) await js.publish('poison.x', i === 4 ? 'poison' : `good-${i}`);
+      for (let i = 0; i < 10; i++) await nats.js.publish('poison.x', i === 4 ? 'poison' : `good-${i}`);
       // while everything fails, messages come again and again, and none is filed
-      await waitFor(async () => (await jsm.consumers.info('POISON', 'p')).num_redelivered >= 10, 60_000, 'redeliveries during the outage');
+      await waitFor(async () => (await nats.jsm.consumers.info('POISON', 'p')).num_redelivered >= 10, 60_000, 'redeliveries during the outage');
       expect(filed).toEqual([]);
       outage = false;
       await waitFor(() => filed.length === 1 && handled.length === 9, 60_000, 'the good handled and the poison filed');
       expect(handled.sort()).toEqual([0, 1, 2, 3, 5, 6, 7, 8, 9].map((i) => `good-${i}`));
       expect(filed[0]).toMatchObject({ data: 'poison', reason: expect.stringContaining('cannot take this one') });
-      await waitFor(async () => {
-        const info = await jsm.consumers.info('POISON', 'p');
-        return info.num_pending === 0 && info.num_ack_pending === 0;
-      }, 60_000, 'nothing pending');
+      await nothingPending('POISON', 'p');
     } finally {
       await consumer.stop();
     }
   });
+
   it('on a quiet feed, files a lone message that keeps failing once its sink answers; while the sink is away it waits', async () => {
-    const jsm = await jetstreamManager(nc);
-    await jsm.streams.add({ name: 'QUIET', subjects: ['quiet.>'] });
-    await jsm.consumers.add('QUIET', { durable_name: 'q', ack_policy: AckPolicy.Explicit, ack_wait: 5_000_000_000 });
-    const filed: Array<{ data: string; reason: string }> = [];
+    await addStream('QUIET', { q: { ack_wait: 5_000_000_000 } });
     let sinkAnswers = false;
     let probes = 0;
-    const consumer = await runBatchConsumer({
-      js,
-      stream: 'QUIET',
-      durable: 'q',
-      batchSize: 100,
-      lingerMs: 20,
-      logger,
-      retryDelayMs: 20,
-      poison: {
-        maxDeliveries: 4,
-        file: async (msg, reason) => {
-          filed.push({ data: msg.string(), reason });
-          msg.term();
-        },
-        healthy: async () => {
-          probes++;
-          return sinkAnswers;
-        },
-      },
-      handler: async () => {
-        throw new Error('cannot take this one');
-      },
+    const healthy = async () => {
+      probes++;
+      return sinkAnswers;
+    };
+    const { consumer, filed } = await runFiling('QUIET', 'q', { healthy }, async () => {
+      throw new Error('cannot take this one');
     });
     try {
-      await js.publish('quiet.x', 'lone-poison');
+      await nats.js.publish('quiet.x', 'lone-poison');
       // past maxDeliveries, the probe is asked and says the sink is away: nothing is filed
-      await waitFor(async () => probes >= 3 && (await jsm.consumers.info('QUIET', 'q')).num_redelivered >= 1, 60_000, 'deliveries past maxDeliveries with the sink away');
+      await waitFor(async () => probes >= 3 && (await nats.jsm.consumers.info('QUIET', 'q')).num_redelivered >= 1, 60_000, 'deliveries past maxDeliveries with the sink away');
       expect(filed).toEqual([]);
       sinkAnswers = true;
       await waitFor(() => filed.length === 1, 60_000, 'the lone message filed once its sink answers');
       expect(filed[0]).toMatchObject({ data: 'lone-poison', reason: expect.stringContaining('while its sink answered') });
-      await waitFor(async () => {
-        const info = await jsm.consumers.info('QUIET', 'q');
-        return info.num_pending === 0 && info.num_ack_pending === 0;
-      }, 60_000, 'nothing pending');
+      await nothingPending('QUIET', 'q');
     } finally {
       await consumer.stop();
     }
