@@ -22,9 +22,17 @@ async function sortingKey(ch: TestClickHouse): Promise<string | undefined> {
 const tables = async (ch: TestClickHouse): Promise<string[]> =>
   (await rows<{ name: string }>(ch.client, 'SELECT name FROM system.tables WHERE database = {db:String} ORDER BY name', { db: ch.db })).map((r) => r.name);
 
-/** A database as the previous version leaves it, with its figures. */
+const opened: TestClickHouse[] = [];
+
+afterAll(async () => {
+  for (const ch of opened) await ch.dispose();
+  await closeTestClickHouse();
+});
+
+/** A database of the test's own as the previous version leaves it, with its figures. */
 async function oldDatabase(): Promise<{ ch: TestClickHouse; batches: TidemarkEvent[][]; before: unknown[] }> {
   const ch = await openTestClickHouse(BEFORE);
+  opened.push(ch);
   expect(await sortingKey(ch)).toBe('type, occurred_at, id');
   const batches = oldEvents();
   for (const batch of batches) await insertEvents(ch.client, ch.db, batch);
@@ -33,24 +41,35 @@ async function oldDatabase(): Promise<{ ch: TestClickHouse; batches: TidemarkEve
   return { ch, batches, before };
 }
 
-const opened: TestClickHouse[] = [];
+/** An empty table `name` in `ch` shaped as the current version's events (keyed by source and id), as a rebuild makes it. */
+async function createNewEventsTable(ch: TestClickHouse, name: string): Promise<void> {
+  const fresh = await openTestClickHouse();
+  opened.push(fresh);
+  await ch.client.command({ query: `CREATE TABLE ${ch.db}.${name} AS ${fresh.db}.events` });
+}
 
-afterAll(async () => {
-  for (const ch of opened) await ch.dispose();
-  await closeTestClickHouse();
-});
+const AFTER_ID = 'occurred_at, received_at, delay_ms, source, type, key, data, nums, seq';
+const COLUMNS = `id, ${AFTER_ID}`;
+
+/** What the rebuild copies: every row of `from` (or those `where` keeps) into `to`, an id the gateway made from the sequence moved to ~INGEST-<seq>. */
+const copyRekeyed = (ch: TestClickHouse, from: string, to: string, where = '') =>
+  ch.client.command({ query: `INSERT INTO ${ch.db}.${to} (${COLUMNS}) SELECT if(id = concat('INGEST-', toString(seq)), concat('~', id), id), ${AFTER_ID} FROM ${ch.db}.${from} ${where}` });
+
+/** Migration 8 is done: events keyed by source and id, every figure as before, the rebuild table gone. */
+async function expectRebuilt(ch: TestClickHouse, batches: TidemarkEvent[][], before: unknown[]): Promise<void> {
+  expect(await sortingKey(ch)).toBe('type, occurred_at, source, id');
+  expect(await figures(ch, days(batches))).toEqual(before);
+  expect(await tables(ch)).not.toContain('events_rekey');
+}
 
 describe('migration 8: events keyed by (source, id)', () => {
   it('rebuilds events of the previous version in place: every figure unchanged, nothing lost, generated ids in the reserved namespace', async () => {
     const { ch, batches, before } = await oldDatabase();
-    opened.push(ch);
     const storedBefore = await rows<{ n: string }>(ch.client, `SELECT count() AS n FROM ${ch.db}.events FINAL`);
     const result = await migrate(ch.client, ch.db, { until: 8 });
     expect(result.applied).toEqual(['8 events keyed by (source, id)']);
-    expect(await sortingKey(ch)).toBe('type, occurred_at, source, id');
-    expect(await figures(ch, days(batches))).toEqual(before);
+    await expectRebuilt(ch, batches, before);
     expect(await rows<{ n: string }>(ch.client, `SELECT count() AS n FROM ${ch.db}.events FINAL`)).toEqual(storedBefore);
-    expect(await tables(ch)).not.toContain('events_rekey');
 
     // an event is found by its identity; an id the gateway made from the sequence moved to ~INGEST-<seq>
     const generated = batches[0]![0]!;
@@ -74,28 +93,20 @@ describe('migration 8: events keyed by (source, id)', () => {
 
   it('finishes after a crash before the exchange: a silent half-filled rebuild table is dropped and the rebuild starts over', async () => {
     const { ch, batches, before } = await oldDatabase();
-    opened.push(ch);
-    const fresh = await openTestClickHouse();
-    opened.push(fresh);
-    await ch.client.command({ query: `CREATE TABLE ${ch.db}.events_rekey AS ${fresh.db}.events` });
-    await ch.client.command({ query: `INSERT INTO ${ch.db}.events_rekey (id, occurred_at, received_at, delay_ms, source, type, key, data, nums, seq) SELECT id, occurred_at, received_at, delay_ms, source, type, key, '{"amount":"999"}', map('amount', 999), seq FROM ${ch.db}.events LIMIT 5` });
+    await createNewEventsTable(ch, 'events_rekey');
+    await ch.client.command({ query: `INSERT INTO ${ch.db}.events_rekey (${COLUMNS}) SELECT id, occurred_at, received_at, delay_ms, source, type, key, '{"amount":"999"}', map('amount', 999), seq FROM ${ch.db}.events LIMIT 5` });
     await migrate(ch.client, ch.db, { until: 8, staleAfterMs: 0 });
-    expect(await sortingKey(ch)).toBe('type, occurred_at, source, id');
-    expect(await figures(ch, days(batches))).toEqual(before);
-    expect(await tables(ch)).not.toContain('events_rekey');
+    await expectRebuilt(ch, batches, before);
   }, 90_000);
 
   it('waits while another run rebuilds, and returns once it has', async () => {
     const { ch, batches, before } = await oldDatabase();
-    opened.push(ch);
-    const fresh = await openTestClickHouse();
-    opened.push(fresh);
     // the other run has claimed the rebuild and not written yet: well within the 2 minutes a stalled run is given
-    await ch.client.command({ query: `CREATE TABLE ${ch.db}.events_rekey AS ${fresh.db}.events` });
+    await createNewEventsTable(ch, 'events_rekey');
     let swapping = false;
     const waiting = migrate(ch.client, ch.db, { until: 8 }).then((result) => ({ result, swapping }));
     // the waiting run must leave the claimed table alone: were it dropped, this insert would fail
-    await ch.client.command({ query: `INSERT INTO ${ch.db}.events_rekey (id, occurred_at, received_at, delay_ms, source, type, key, data, nums, seq) SELECT if(id = concat('INGEST-', toString(seq)), concat('~', id), id), occurred_at, received_at, delay_ms, source, type, key, data, nums, seq FROM ${ch.db}.events` });
+    await copyRekeyed(ch, 'events', 'events_rekey');
     swapping = true;
     await ch.client.command({ query: `EXCHANGE TABLES ${ch.db}.events AND ${ch.db}.events_rekey` });
     // once swapped, whoever sees the old table first copies it over and drops it: the waiting run may well be first
@@ -108,7 +119,6 @@ describe('migration 8: events keyed by (source, id)', () => {
 
   it('lets two callers in one process migrate at once', async () => {
     const { ch, batches, before } = await oldDatabase();
-    opened.push(ch);
     const results = await Promise.all([migrate(ch.client, ch.db, { until: 8 }), migrate(ch.client, ch.db, { until: 8 })]);
     expect(results.map((r) => r.applied)).toEqual([['8 events keyed by (source, id)'], []]);
     expect(await figures(ch, days(batches))).toEqual(before);
@@ -117,16 +127,11 @@ describe('migration 8: events keyed by (source, id)', () => {
 
   it('finishes after a crash past the exchange: the old table is copied over once more and dropped', async () => {
     const { ch, batches, before } = await oldDatabase();
-    opened.push(ch);
     // the state right after EXCHANGE TABLES, before any row was copied: the new key under `events`, the old table aside
-    const fresh = await openTestClickHouse();
-    opened.push(fresh);
     await ch.client.command({ query: `RENAME TABLE ${ch.db}.events TO ${ch.db}.events_rekey` });
-    await ch.client.command({ query: `CREATE TABLE ${ch.db}.events AS ${fresh.db}.events` });
-    await ch.client.command({ query: `INSERT INTO ${ch.db}.events (id, occurred_at, received_at, delay_ms, source, type, key, data, nums, seq) SELECT if(id = concat('INGEST-', toString(seq)), concat('~', id), id), occurred_at, received_at, delay_ms, source, type, key, data, nums, seq FROM ${ch.db}.events_rekey WHERE seq % 2 = 0` });
+    await createNewEventsTable(ch, 'events');
+    await copyRekeyed(ch, 'events_rekey', 'events', 'WHERE seq % 2 = 0');
     await migrate(ch.client, ch.db, { until: 8 });
-    expect(await sortingKey(ch)).toBe('type, occurred_at, source, id');
-    expect(await figures(ch, days(batches))).toEqual(before);
-    expect(await tables(ch)).not.toContain('events_rekey');
+    await expectRebuilt(ch, batches, before);
   }, 90_000);
 });
