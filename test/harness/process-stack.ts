@@ -38,6 +38,8 @@ export type ProcessStack = ConfiguredIngest & {
   /** the ClickHouse HTTP endpoint the spawned processes share (the test's chDB behind it) */
   clickhouse: EmbeddedClickHouseServer;
   client: ClickHouseClient;
+  /** the ClickHouse database the settings name (the processes create their tables there) */
+  db: string;
 };
 
 /**
@@ -50,11 +52,13 @@ export async function startProcessStack(settings: Record<string, unknown>, prefi
   const ingest = await startConfiguredIngest(settings, prefix);
   const clickhouse = (await serveEmbeddedClickHouse(testConfig({ dataDir: ingest.dir }), { port: 0 }))!;
   const client = createClient({ url: clickhouse.url, clickhouse_settings: BASE_SETTINGS });
-  if (options.migrated) await migrate(client, testConfig(settings).clickhouse.database);
+  const db = testConfig(settings).clickhouse.database;
+  if (options.migrated) await migrate(client, db);
   return {
     ...ingest,
     clickhouse,
     client,
+    db,
     dispose: async () => {
       await client.close();
       await clickhouse.close();
