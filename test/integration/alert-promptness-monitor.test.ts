@@ -61,21 +61,22 @@ function event(source: string, type: string, occurredAt: number, receivedAt: num
   return { id: `${source}-${seq}`, type, source, key: null, occurredAt, receivedAt, data: {}, seq };
 }
 
-type Rig = { server: TestNats; nc: NatsConnection; js: JetStreamClient; jsm: JetStreamManager; monitor: Monitor; watch: ReturnType<typeof watchAlerts>; clock: ReturnType<typeof manualClock> };
+type Rig<C extends Clock = ReturnType<typeof manualClock>> = { server: TestNats; nc: NatsConnection; js: JetStreamClient; jsm: JetStreamManager; monitor: Monitor; watch: ReturnType<typeof watchAlerts>; clock: C };
 
-async function startRig(ch: TestClickHouse, config: Config): Promise<Rig> {
+/** A real nats-server with the topology, a watch on alerts.> and a monitor on `clock`; `beforeMonitor` runs right before the monitor starts. */
+async function startRig<C extends Clock>(ch: TestClickHouse, config: Config, clock: C, beforeMonitor: () => void = () => undefined): Promise<Rig<C>> {
   const server = await startTestNats();
   const nc = await connect({ servers: server.url });
   const jsm = await jetstreamManager(nc);
   const js = jetstream(nc);
   await ensureTopology(jsm, config);
-  const clock = manualClock(T0);
   const watch = watchAlerts(nc);
+  beforeMonitor();
   const monitor = await startMonitor({ config, js, clickhouse: ch.client, logger, clock, registry: new Registry() });
   return { server, nc, js, jsm, monitor, watch, clock };
 }
 
-async function stopRig(rig: Rig | undefined): Promise<void> {
+async function stopRig(rig: Rig<Clock> | undefined): Promise<void> {
   rig?.watch.stop();
   await rig?.monitor.stop();
   await rig?.nc.close();
@@ -126,7 +127,7 @@ describe('clock-driven monitor alerts go out at their due instant', () => {
       ],
       monitor: { groupWait: `${GROUP_WAIT}ms`, grace: `${GRACE}ms`, tick: '100ms', stats: { every: '1s' } },
     });
-    rig = await startRig(ch, config);
+    rig = await startRig(ch, config, manualClock(T0));
   });
 
   afterAll(() => stopRig(rig));
@@ -170,7 +171,7 @@ describe('CardinalityCapped goes out when the cap is hit, not at the next tick',
       // one check at start, then none for 10 minutes: an alert that waits for the tick cannot arrive in time
       monitor: { tick: '10m', maxSourcesPerSla: 2, stats: { every: '1s' } },
     });
-    rig = await startRig(ch, config);
+    rig = await startRig(ch, config, manualClock(T0));
   });
 
   afterAll(() => stopRig(rig));
@@ -194,8 +195,8 @@ describe('CardinalityCapped goes out when the cap is hit, not at the next tick',
 });
 
 describe('the monitor wakes at the next due instant, not at its next tick', () => {
-  let rig: Omit<Rig, 'clock'>;
   const clock = shiftedClock();
+  let rig: Rig<typeof clock>;
   const EVERY = 3_000;
   const DAILY_DEADLINE = Date.parse('2030-01-15T06:00:00+08:00');
 
@@ -209,19 +210,11 @@ describe('the monitor wakes at the next due instant, not at its next tick', () =
       // one check at start; without waking at the due instant, nothing more for 10 minutes
       monitor: { tick: '10m', grace: '1s', stats: { every: '1s' } },
     });
-    const server = await startTestNats();
-    const nc = await connect({ servers: server.url });
-    const jsm = await jetstreamManager(nc);
-    const js = jetstream(nc);
-    await ensureTopology(jsm, config);
-    const watch = watchAlerts(nc);
     // a real-time clock started 4 s before a daily deadline: its day is the first judged
-    clock.jumpTo(DAILY_DEADLINE - 4_000);
-    const monitor = await startMonitor({ config, js, clickhouse: ch.client, logger, clock, registry: new Registry() });
-    rig = { server, nc, js, jsm, monitor, watch };
+    rig = await startRig(ch, config, clock, () => clock.jumpTo(DAILY_DEADLINE - 4_000));
   });
 
-  afterAll(() => stopRig(rig as Rig));
+  afterAll(() => stopRig(rig));
 
   const onTime = async (match: (a: Alert) => boolean, what: string) => {
     const { alert } = await rig.watch.arrival(match, what);

@@ -47,13 +47,18 @@ function watch<A>(nc: NatsConnection, subject: string): { first: (match: (a: A) 
 
 const ch = useTestClickHouse();
 
+/** NATS with the ingest gateway, a processor of a report whose days close after 3 days (a late event amends), on the file's ClickHouse, and a watch on alerts.>. */
+async function startAmending() {
+  const report = { name: 'revenue', types: ['sale'], timeZone: 'Asia/Taipei', groupBy: ['source'], measures: { amount: { fn: 'sum', field: 'amount' } }, close: { after: '3d' }, coalesce: '300ms' };
+  const config = testConfig({ reports: [report], clickhouse: { database: ch.db } });
+  const ingest = await startTestIngest(config);
+  const processor = await startProcessor({ config, js: ingest.js, clickhouse: ch.client, logger });
+  return { config, ingest, processor, alerts: watch<AmendedAlert>(ingest.nc, 'alerts.>') };
+}
+
 describe('ReportAmended', () => {
   it('is on alerts.> as soon as the amended revision is in ClickHouse', async () => {
-    const report = { name: 'revenue', types: ['sale'], timeZone: 'Asia/Taipei', groupBy: ['source'], measures: { amount: { fn: 'sum', field: 'amount' } }, close: { after: '3d' }, coalesce: '300ms' };
-    const config = testConfig({ reports: [report], clickhouse: { database: ch.db } });
-    const ingest = await startTestIngest(config);
-    const processor = await startProcessor({ config, js: ingest.js, clickhouse: ch.client, logger });
-    const alerts = watch<AmendedAlert>(ingest.nc, 'alerts.>');
+    const { ingest, processor, alerts } = await startAmending();
     try {
       // a day closed a week ago: a group's first event now is an amendment (revision 1, amended)
       const occurredAt = Date.now() - 10 * 86_400_000;
@@ -80,11 +85,7 @@ describe('ReportAmended', () => {
 
 describe('ReportAmended after a crash', () => {
   it('is published by whoever repairs a revision whose writer crashed before its alert', async () => {
-    const report = { name: 'revenue', types: ['sale'], timeZone: 'Asia/Taipei', groupBy: ['source'], measures: { amount: { fn: 'sum', field: 'amount' } }, close: { after: '3d' }, coalesce: '300ms' };
-    const config = testConfig({ reports: [report], clickhouse: { database: ch.db } });
-    const ingest = await startTestIngest(config);
-    const processor = await startProcessor({ config, js: ingest.js, clickhouse: ch.client, logger });
-    const alerts = watch<AmendedAlert>(ingest.nc, 'alerts.>');
+    const { config, ingest, processor, alerts } = await startAmending();
     const store = await openRevisionStore(ingest.js);
     let running = true;
     try {
