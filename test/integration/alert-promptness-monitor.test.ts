@@ -2,7 +2,7 @@ import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManage
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import pino from 'pino';
 import { Registry } from 'prom-client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/core/config.ts';
 import { encodeEvent, eventSubject, type TidemarkEvent } from '../../src/core/envelope.ts';
 import type { Clock } from '../../src/core/time.ts';
@@ -115,7 +115,8 @@ const ch = useTestClickHouse();
 describe('clock-driven monitor alerts go out at their due instant', () => {
   let rig: Rig;
 
-  beforeAll(async () => {
+  // a monitor (and NATS) of each test's own from T0: a clock another test moved past this test's due instant would have raised its alert already
+  beforeEach(async () => {
     const config = testConfig({
       clickhouse: { database: ch.db },
       reports: [{ name: 'revenue', types: ['sale'], timeZone: 'Asia/Taipei', groupBy: ['source'], measures: { orders: { fn: 'count' } } }],
@@ -130,7 +131,7 @@ describe('clock-driven monitor alerts go out at their due instant', () => {
     rig = await startRig(ch, config, manualClock(T0));
   });
 
-  afterAll(() => stopRig(rig));
+  afterEach(() => stopRig(rig));
 
   it('DelayedEvent: groupWait after its first late event was received', async () => {
     const receivedAt = T0 + 1_000;
