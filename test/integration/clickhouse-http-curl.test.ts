@@ -48,6 +48,16 @@ const q = (sql: string) => `/?query=${encodeURIComponent(sql)}`;
 const post = (body: string | Buffer, headers: Record<string, string> = {}): RequestInit => ({ method: 'POST', body: typeof body === 'string' ? body : new Uint8Array(body), headers });
 const basic = (user: string, password: string) => ({ Authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` });
 
+/** A second server on the same engine that reads an insert's body in pieces of `insertChunkBytes`, for the time of `use`. */
+async function withInsertChunks(insertChunkBytes: number, use: (server: ClickHouseHttpServer) => Promise<void>): Promise<void> {
+  const small = await startClickHouseHttpServer({ engine, port: 0, insertChunkBytes });
+  try {
+    await use(small);
+  } finally {
+    await small.close();
+  }
+}
+
 describe('ClickHouse HTTP interface, as curl uses it', () => {
   let db: string;
   beforeEach(async () => {
@@ -97,37 +107,28 @@ describe('ClickHouse HTTP interface, as curl uses it', () => {
 
   it('streams a large insert in pieces and keeps every row', async () => {
     const lines = Array.from({ length: 200_000 }, (_, i) => `{"a":${i % 250},"s":"row ${i}"}`).join('\n');
-    const small = await startClickHouseHttpServer({ engine, port: 0, insertChunkBytes: 256 * 1024 });
-    try {
+    await withInsertChunks(256 * 1024, async (small) => {
       expect((await curl(small, q(`INSERT INTO ${db}.t FORMAT JSONEachRow`), post(lines))).status).toBe(200);
-    } finally {
-      await small.close();
-    }
+    });
     expect((await curl(open, q(`SELECT count(), uniqExact(s) FROM ${db}.t`))).body).toBe('200000\t200000\n');
   });
 
   it('streams pretty-printed JSONEachRow without cutting a row apart', async () => {
     const rows = Array.from({ length: 5_000 }, (_, i) => `{\n  "a": ${i % 250},\n  "s": "pretty ${i}"\n}`).join('\n');
-    const small = await startClickHouseHttpServer({ engine, port: 0, insertChunkBytes: 16 * 1024 });
-    try {
+    await withInsertChunks(16 * 1024, async (small) => {
       expect((await curl(small, q(`INSERT INTO ${db}.t FORMAT JSONEachRow`), post(rows))).status).toBe(200);
-    } finally {
-      await small.close();
-    }
+    });
     expect((await curl(open, q(`SELECT count(), uniqExact(s) FROM ${db}.t`))).body).toBe('5000\t5000\n');
   });
 
   it('keeps a dedup token insert whole', async () => {
     await curl(open, '/', post(`ALTER TABLE ${db}.t MODIFY SETTING non_replicated_deduplication_window = 100`));
     const lines = Array.from({ length: 30_000 }, (_, i) => `{"a":1,"s":"r${i}"}`).join('\n');
-    const small = await startClickHouseHttpServer({ engine, port: 0, insertChunkBytes: 64 * 1024 });
-    try {
+    await withInsertChunks(64 * 1024, async (small) => {
       const path = `${q(`INSERT INTO ${db}.t FORMAT JSONEachRow`)}&insert_deduplication_token=batch-1`;
       expect((await curl(small, path, post(lines))).status).toBe(200);
       expect((await curl(small, path, post(lines))).status).toBe(200);
-    } finally {
-      await small.close();
-    }
+    });
     expect((await curl(open, q(`SELECT count() FROM ${db}.t`))).body).toBe('30000\n');
   });
 

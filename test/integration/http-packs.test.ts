@@ -38,6 +38,18 @@ async function rows(source: string): Promise<Row[]> {
   return result.json<Row>();
 }
 
+/** Once the pipeline has drained and `n` rows of `source` are there: exactly `n`, each id stored once. */
+async function storedOnce(source: string, n: number, what: string): Promise<Row[]> {
+  await drained();
+  const stored = await waitFor(async () => {
+    const found = await rows(source);
+    return found.length >= n && found;
+  }, 60_000, what);
+  expect(stored).toHaveLength(n);
+  expect(new Set(stored.map((r) => r.id)).size).toBe(n);
+  return stored;
+}
+
 const dlqOf = async (source: string): Promise<DlqRecord[]> =>
   (await readAll(pipeline.js, pipeline.jsm, 'DLQ')).map((m) => json<DlqRecord>(m)).filter((r) => r.subject.startsWith(`ingest.${source}.`));
 
@@ -69,13 +81,7 @@ describe('HTTP items packed into INGEST', () => {
     const idless = body.accepted.filter((a) => a.index >= 300 && a.index < 450);
     expect(idless.every((a, k) => a.id === `~INGEST-${a.seq}-${k}`)).toBe(true);
 
-    await drained();
-    const stored = await waitFor(async () => {
-      const found = await rows(source);
-      return found.length >= 450 && found;
-    }, 60_000, 'the rows of the request');
-    expect(stored).toHaveLength(450);
-    expect(new Set(stored.map((r) => r.id)).size).toBe(450);
+    const stored = await storedOnce(source, 450, 'the rows of the request');
     const seqOf = new Map(body.accepted.map((a) => [a.id, a.seq]));
     for (const row of stored) expect(Number(row.receivedAt)).toBe(storedAt.get(seqOf.get(row.id)!));
     expect(stored.find((r) => r.id === idless[7]!.id)?.amount).toBe('7.20');
@@ -101,13 +107,7 @@ describe('HTTP items packed into INGEST', () => {
     const ingested = (await readAll(pipeline.js, pipeline.jsm, 'INGEST')).filter((m) => m.subject === `ingest.${source}.sale`);
     expect(ingested).toHaveLength(2);
 
-    await drained();
-    const stored = await waitFor(async () => {
-      const found = await rows(source);
-      return found.length >= 203 && found;
-    }, 60_000, 'the rows of the requests');
-    expect(stored).toHaveLength(203);
-    expect(new Set(stored.map((r) => r.id)).size).toBe(203);
+    await storedOnce(source, 203, 'the rows of the requests');
     expect(await dlqOf(source)).toEqual([]);
   }, 120_000);
 

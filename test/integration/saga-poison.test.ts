@@ -14,22 +14,27 @@ const filedFor = async (triggerId: string): Promise<DlqRecord[]> =>
     .map((m) => json<DlqRecord>(m))
     .filter((r) => r.subject === 'saga.in.trigger.order' && (JSON.parse(Buffer.from(r.raw, 'base64').toString()) as { id?: string }).id === triggerId);
 
+/** `triggerId`'s input is in the DLQ once, as UNPROCESSABLE for `reason`, and the trigger consumer has nothing left. */
+async function expectFiledOnce(triggerId: string, reason: RegExp, what: string): Promise<void> {
+  const filed = await waitFor(async () => {
+    const found = await filedFor(triggerId);
+    return found.length > 0 && found;
+  }, 30_000, what);
+  expect(filed).toHaveLength(1);
+  expect(filed[0]).toMatchObject({ code: 'UNPROCESSABLE' });
+  expect(filed[0]!.reason).toMatch(reason);
+  await waitFor(async () => {
+    const info = await saga.conn.jsm.consumers.info('SAGAS', 'saga-triggers');
+    return info.num_pending === 0 && info.num_ack_pending === 0;
+  }, 30_000, 'the trigger consumer to drain');
+}
+
 describe('a saga input that keeps failing on its own', () => {
   it('on a quiet feed (no other input passes), goes to the DLQ after nats.poisonAfter deliveries because NATS answers', async () => {
     const kv = await new Kvm(saga.conn.js).open(SAGA_BUCKET);
     await kv.put('order.lonely', '{"status":"running","due":null, not json');
     await trigger(saga.conn.js, 'lonely');
-    const filed = await waitFor(async () => {
-      const found = await filedFor('lonely');
-      return found.length > 0 && found;
-    }, 30_000, 'the lone failing trigger in the DLQ');
-    expect(filed).toHaveLength(1);
-    expect(filed[0]).toMatchObject({ code: 'UNPROCESSABLE' });
-    expect(filed[0]!.reason).toMatch(/saga-triggers failed it 3 times while its sink answered/);
-    await waitFor(async () => {
-      const info = await saga.conn.jsm.consumers.info('SAGAS', 'saga-triggers');
-      return info.num_pending === 0 && info.num_ack_pending === 0;
-    }, 30_000, 'the trigger consumer to drain');
+    await expectFiledOnce('lonely', /saga-triggers failed it 3 times while its sink answered/, 'the lone failing trigger in the DLQ');
   }, 60_000);
 
   it('goes to the DLQ after nats.poisonAfter deliveries and is term()ed, while the other sagas run to the end', async () => {
@@ -41,16 +46,6 @@ describe('a saga input that keeps failing on its own', () => {
     for (const id of ids) await trigger(saga.conn.js, id);
     for (const id of ids) await waitForStatus(saga.role.store, `order.${id}`, ['completed'], 30_000);
 
-    const filed = await waitFor(async () => {
-      const found = await filedFor('corrupt');
-      return found.length > 0 && found;
-    }, 30_000, 'the failing trigger in the DLQ');
-    expect(filed).toHaveLength(1);
-    expect(filed[0]).toMatchObject({ code: 'UNPROCESSABLE' });
-    expect(filed[0]!.reason).toMatch(/saga-triggers failed it 3 times/);
-    await waitFor(async () => {
-      const info = await saga.conn.jsm.consumers.info('SAGAS', 'saga-triggers');
-      return info.num_pending === 0 && info.num_ack_pending === 0;
-    }, 30_000, 'the trigger consumer to drain');
+    await expectFiledOnce('corrupt', /saga-triggers failed it 3 times/, 'the failing trigger in the DLQ');
   }, 90_000);
 });
