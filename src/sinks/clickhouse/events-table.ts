@@ -53,22 +53,23 @@ export function numericFields(data: Record<string, unknown>): Record<string, str
   return nums;
 }
 
-export function eventRow(event: ArrivedEvent): EventRow {
-  return {
-    id: event.id,
-    occurred_at: event.occurredAt,
-    received_at: event.receivedAt,
-    delay_ms: event.receivedAt - event.occurredAt,
-    source: event.source,
-    type: event.type,
-    key: event.key,
+/** An event's row, in the order of COLUMNS (or UNARRIVED_COLUMNS without `arrived`). */
+function rowValues(event: ArrivedEvent, arrived: boolean): unknown[] {
+  const values: unknown[] = [
+    event.id,
+    event.occurredAt,
+    event.receivedAt,
+    event.receivedAt - event.occurredAt,
+    event.source,
+    event.type,
+    event.key,
     // canonical JSON, so a nested value's raw text is the same for equal values (uniq relies on it)
-    data: canonicalJson(event.data),
-    nums: numericFields(event.data),
-    seq: event.seq,
-    stream_epoch: event.arrival?.epoch ?? 0,
-    stream_seq: event.arrival?.seq ?? 0,
-  };
+    canonicalJson(event.data),
+    numericFields(event.data),
+    event.seq,
+  ];
+  if (arrived) values.push(event.arrival?.epoch ?? 0, event.arrival?.seq ?? 0);
+  return values;
 }
 
 const COLUMNS = ['id', 'occurred_at', 'received_at', 'delay_ms', 'source', 'type', 'key', 'data', 'nums', 'seq', 'stream_epoch', 'stream_seq'] as const satisfies ReadonlyArray<keyof EventRow>;
@@ -94,11 +95,11 @@ const INSERT_SETTINGS = { optimize_on_insert: 0, input_format_parallel_parsing: 
  */
 export async function insertEvents(client: ClickHouseClient, db: string, events: ArrivedEvent[]): Promise<void> {
   if (events.length === 0) return;
-  const columns = events.some((event) => event.arrival) ? COLUMNS : UNARRIVED_COLUMNS;
-  const lines = events.map((event) => {
-    const row = eventRow(event);
-    return JSON.stringify(columns.map((column) => row[column]));
-  });
+  const arrived = events.some((event) => event.arrival);
+  const columns = arrived ? COLUMNS : UNARRIVED_COLUMNS;
+  // the array in column order built straight from the event (no row object, no per-column
+  // lookup): this encoding is the processor's largest JS cost a row
+  const lines = events.map((event) => JSON.stringify(rowValues(event, arrived)));
   // refused rows: the processor isolates them (insertIsolating) and files their messages
   await insertEncodedRows(client, `${db}.events`, [...columns], encoder.encode(lines.join('\n')), INSERT_SETTINGS);
 }
