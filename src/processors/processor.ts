@@ -160,7 +160,8 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
       // The realtime fold was dropped: the messages must come again (stored rows are
       // idempotent). Not nak'd: after a stall past ackWait another instance may hold them
       // now, and a nak would deliver them a second time while it does.
-      logger.warn({ messages: msgs.length }, 'realtime fold dropped by a fence: these messages are not acked and come again after ackWait');
+      const seqs = msgs.map((msg) => delivery(msg).seq);
+      logger.warn({ messages: msgs.length, seqs: [Math.min(...seqs), Math.max(...seqs)] }, 'realtime fold dropped by a fence: these messages are not acked and come again after ackWait');
       return;
     }
     for (const msg of msgs) msg.ack();

@@ -71,7 +71,7 @@ const view = async (source: string) => {
 };
 const keyOf = async (instance: string): Promise<FenceValue | undefined> => (await (await new Kvm(js).open(FENCE_BUCKET)).get(instance))?.json<FenceValue>();
 const fenceRows = async (instance: string) =>
-  (await (await ch.client.query({ query: `SELECT checkpoint FROM ${ch.db}.realtime_fences WHERE instance = {i:String}`, query_params: { i: instance }, format: 'JSONEachRow' })).json<{ checkpoint: string }>()).map((r) => Number(r.checkpoint));
+  (await (await ch.client.query({ query: `SELECT checkpoint FROM ${ch.db}.realtime_fences FINAL WHERE instance = {i:String}`, query_params: { i: instance }, format: 'JSONEachRow' })).json<{ checkpoint: string }>()).map((r) => Number(r.checkpoint));
 /** A's own row of a window as written, before the view's fence rule. */
 const writtenEvents = async (instance: string) =>
   (await (await ch.client.query({ query: `SELECT max(events) AS events FROM ${ch.db}.realtime_windows FINAL WHERE instance = {i:String} AND size_ms > 0`, query_params: { i: instance }, format: 'JSONEachRow' })).json<{ events: string }>())[0]?.events;
