@@ -196,7 +196,9 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
       // A batch whose redelivered message waits at the realtime gate (for a silent instance,
       // up to the liveness) would hold the consumer's stop: after the grace the realtime
       // view stops, and such batches end unacked, to come again.
-      await Promise.race([consumed, sleep(STOP_GRACE_MS)]);
+      const grace = new AbortController();
+      await Promise.race([consumed, sleep(STOP_GRACE_MS, grace.signal)]);
+      grace.abort();
       await Promise.all([revisor.stop(), realtime.stop(), capped.stop()]);
       await consumed;
       await store.close();
