@@ -1,4 +1,5 @@
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import fc from 'fast-check';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
@@ -328,4 +329,57 @@ describe('realtime fence: the race between a stalled commit and a survivor fenci
     const expected = referenceWindows([WINDOW], [one.ref]);
     await waitFor(async () => JSON.stringify([...(await view(source))].sort()) === JSON.stringify([...expected].sort()), 30_000, 'the view to hold message 1 only');
   }, 120_000);
+  it('property: messages first delivered to either instance, some delivered again to the other while a redelivered one holds the first instance\'s gate: every window equals the reference (fast-check, seeded)', async () => {
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.record({ holder: fc.constantFrom('a', 'b'), again: fc.boolean(), events: fc.integer({ min: 1, max: 3 }), cents: fc.bigInt({ min: 1n, max: 99_999n }) }), { minLength: 1, maxLength: 6 }),
+        async (messages) => {
+          const tag = `${randomBytes(3).toString('hex')}-${run}`;
+          // sequences of this run's own, above every other test's
+          const base = 1_000 + 100 * run++;
+          const source = `prop-${tag}`;
+          let open!: () => void;
+          const opened = new Promise<void>((r) => (open = r));
+          const slowReads: Arbiter = { ...arbiter, others: async (self) => (await opened, arbiter.others(self)) };
+          const a = make(`pa-${tag}`, slowReads, 100);
+          const b = make(`pb-${tag}`, arbiter, 100);
+          await Promise.all([a.start(), b.start()]);
+          const refs: ReferenceEvent[] = [];
+          const eventsOf = (i: number, n: number, cents: bigint) =>
+            Array.from({ length: n }, (_, j) => {
+              const { event, ref } = sale(source, i * 10 + j, cents + BigInt(j));
+              refs.push(ref);
+              return event;
+            });
+          // message `base` reaches A as a redelivery (its first holder died): it waits at A's gate
+          const head = eventsOf(0, 1, 5n);
+          a.arrive(base, true, head);
+          const at = { a: [base], b: [] as number[] };
+          const delivered = messages.map((m, i) => ({ ...m, seq: base + 1 + i, list: eventsOf(i + 1, m.events, m.cents) }));
+          for (const m of delivered) {
+            (m.holder === 'a' ? a : b).arrive(m.seq, false, m.list);
+            at[m.holder as 'a' | 'b'].push(m.seq);
+          }
+          // some waited past ackWait and went to the other instance too
+          for (const m of delivered.filter((d) => d.again)) {
+            const other = m.holder === 'a' ? 'b' : 'a';
+            (other === 'a' ? a : b).arrive(m.seq, true, m.list);
+            at[other].push(m.seq);
+          }
+          clock.shift(1_500);
+          // B decides its redeliveries while A's gate still waits
+          await b.durable(at.b);
+          open();
+          await a.durable(at.a);
+          const expected = referenceWindows([WINDOW], refs);
+          await waitFor(async () => JSON.stringify([...(await view(source))].sort()) === JSON.stringify([...expected].sort()), 30_000, 'the view to equal the reference').catch(() => undefined);
+          const seen = await view(source);
+          await Promise.all([a.stop(), b.stop()]);
+          expect(seen).toEqual(expected);
+        },
+      ),
+      { numRuns: 12, seed: 2112, endOnFailure: true },
+    );
+  }, 300_000);
 });
