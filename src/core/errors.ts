@@ -30,6 +30,7 @@ export const ErrorCodes = {
   RECON_CLAIM_BUSY: 'RECON_CLAIM_BUSY',
   RECON_DISCREPANCY_NOT_FOUND: 'RECON_DISCREPANCY_NOT_FOUND',
   REALTIME_FENCED: 'REALTIME_FENCED',
+  REALTIME_STOPPED: 'REALTIME_STOPPED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -16,7 +16,7 @@ import { openRevisionStore, type RevisionStore } from './daily/revision-store.ts
 import { startRevisor, type Revisor } from './daily/revisor.ts';
 import { decodeBatch, decodeMessage, touchedDays } from './event-batch.ts';
 import { startRealtime, type Realtime } from './realtime/realtime.ts';
-import { openArbiter, RealtimeFenced } from './realtime/fence.ts';
+import { openArbiter, RealtimeFenced, RealtimeStopped } from './realtime/fence.ts';
 import { cappedAlerts, type CappedAlerts, type RealtimeCappedAlert } from './realtime/capped-alert.ts';
 import { openAlertGuard } from '../nats/alert-guard.ts';
 import { insertRealtime, replaceRealtimeView } from '../sinks/clickhouse/realtime-table.ts';
@@ -25,6 +25,9 @@ import { createHash } from 'node:crypto';
 import { instanceId } from '../core/instance.ts';
 import { bucketReplicas } from '../nats/buckets.ts';
 import { streamEpoch } from './daily/arrival-mark.ts';
+
+/** How long a stopping processor lets its batches under way finish before the realtime view stops. */
+const STOP_GRACE_MS = 5_000;
 
 export type ProcessorStats = { events: number; batches: number; insertRetries: number; refused: number };
 
@@ -152,11 +155,13 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
     try {
       await realtime.durable(msgs.map((msg) => delivery(msg).seq)).finally(() => clearInterval(keepAlive));
     } catch (err) {
+      if (err instanceof RealtimeStopped) return;
       if (!(err instanceof RealtimeFenced)) throw err;
       // The realtime fold was dropped: the messages must come again (stored rows are
       // idempotent). Not nak'd: after a stall past ackWait another instance may hold them
       // now, and a nak would deliver them a second time while it does.
-      logger.warn({ messages: msgs.length }, 'realtime fold dropped by a fence: these messages are not acked and come again after ackWait');
+      const seqs = msgs.map((msg) => delivery(msg).seq);
+      logger.warn({ messages: msgs.length, seqs: [Math.min(...seqs), Math.max(...seqs)] }, 'realtime fold dropped by a fence: these messages are not acked and come again after ackWait');
       return;
     }
     for (const msg of msgs) msg.ack();
@@ -187,8 +192,15 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
     store,
     stop: async () => {
       stopping = true;
-      await consumer.stop();
+      const consumed = consumer.stop();
+      // A batch whose redelivered message waits at the realtime gate (for a silent instance,
+      // up to the liveness) would hold the consumer's stop: after the grace the realtime
+      // view stops, and such batches end unacked, to come again.
+      const grace = new AbortController();
+      await Promise.race([consumed, sleep(STOP_GRACE_MS, grace.signal)]);
+      grace.abort();
       await Promise.all([revisor.stop(), realtime.stop(), capped.stop()]);
+      await consumed;
       await store.close();
     },
   };

@@ -1,4 +1,5 @@
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import fc from 'fast-check';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
@@ -26,7 +27,7 @@ const LIVENESS = 30_000;
 const WINDOW = { size: 10_000, slide: 5_000 };
 const config = testConfig({ reports: [{ name: 'rtf', types: ['sale'], groupBy: ['source'], measures: { amount: { fn: 'sum', field: 'amount' } }, windows: [{ size: '10s', slide: '5s' }] }] });
 const report = config.reports[0]!;
-const logger = pino({ level: 'silent' });
+const logger = pino({ level: process.env.DEBUG_RT ? "debug" : "silent" });
 const BASE = Math.floor(Date.now() / 10_000) * 10_000 - 60_000;
 
 let ch: TestClickHouse;
@@ -71,7 +72,7 @@ const view = async (source: string) => {
 };
 const keyOf = async (instance: string): Promise<FenceValue | undefined> => (await (await new Kvm(js).open(FENCE_BUCKET)).get(instance))?.json<FenceValue>();
 const fenceRows = async (instance: string) =>
-  (await (await ch.client.query({ query: `SELECT checkpoint FROM ${ch.db}.realtime_fences WHERE instance = {i:String}`, query_params: { i: instance }, format: 'JSONEachRow' })).json<{ checkpoint: string }>()).map((r) => Number(r.checkpoint));
+  (await (await ch.client.query({ query: `SELECT checkpoint FROM ${ch.db}.realtime_fences FINAL WHERE instance = {i:String}`, query_params: { i: instance }, format: 'JSONEachRow' })).json<{ checkpoint: string }>()).map((r) => Number(r.checkpoint));
 /** A's own row of a window as written, before the view's fence rule. */
 const writtenEvents = async (instance: string) =>
   (await (await ch.client.query({ query: `SELECT max(events) AS events FROM ${ch.db}.realtime_windows FINAL WHERE instance = {i:String} AND size_ms > 0`, query_params: { i: instance }, format: 'JSONEachRow' })).json<{ events: string }>())[0]?.events;
@@ -82,6 +83,7 @@ const make = (instance: string, arb: Arbiter, refreshMs: number): Realtime =>
 
 const settle = async (done: () => boolean, what: string) => waitFor(() => done(), 60_000, what);
 
+// each test below uses sequences of its own: every instance's key stays in the one bucket and names what it folded
 describe('realtime fence: the race between a stalled commit and a survivor fencing it', () => {
   it('fence first: the stalled instance inserted checkpoint k+1 but its compare-and-set loses; its row counts as of k, the survivor counts the message, once', async () => {
     const tag = randomBytes(3).toString('hex');
@@ -201,4 +203,186 @@ describe('realtime fence: the race between a stalled commit and a survivor fenci
     expect(await view(source)).toEqual(expected);
     await Promise.all([a.stop(), s.stop()]);
   }, 120_000);
+  it('a fenced instance leaves every batch holding a dropped message unacked until a later delivery of it is decided here (two batches of it: the second was acked, and its events lost)', async () => {
+    const tag = randomBytes(3).toString('hex');
+    const source = `dropped-${tag}`;
+    const [one, two, three] = [sale(source, 1, 100n), sale(source, 2, 2_000n), sale(source, 3, 30_000n)];
+    let holding = false;
+    let reachedCommit!: () => void;
+    const atCommit = new Promise<void>((r) => (reachedCommit = r));
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    const paused: Arbiter = {
+      ...arbiter,
+      commit: async (instance, next) => {
+        if (holding) {
+          reachedCommit();
+          await released;
+        }
+        return arbiter.commit(instance, next);
+      },
+    };
+    const aId = `da-${tag}`;
+    // refreshing as a processor does: its gate rounds follow the refresh
+    const a = make(aId, paused, 100);
+    await a.start();
+    a.arrive(101, false, [one.event]);
+    clock.shift(200);
+    await a.flush();
+    await a.durable([101]);
+    // message 2 folded on its first delivery; A stalls between the insert of its next checkpoint and its compare-and-set
+    holding = true;
+    a.arrive(102, false, [two.event]);
+    const aFlush = a.flush();
+    await atCommit;
+    clock.shift(LIVENESS + 1_000);
+    // the survivor fences A while deciding a message of its own; message 2 it never gets
+    const s = make(`ds-${tag}`, arbiter, 100);
+    await s.start();
+    s.arrive(103, true, [three.event]);
+    await settle(() => s.stats.folded === 1, 'the survivor to fence A and fold message 3');
+    await s.durable([103]);
+    expect(await keyOf(aId)).toMatchObject({ state: 'fenced', folded: [[101, 101]] });
+    // message 2 came again to A itself (its pull was still open) before it resumed
+    a.arrive(102, true, [two.event]);
+    release();
+    await aFlush;
+    expect(a.instance).not.toBe(aId);
+    // two batches hold message 2 (its first delivery and the second): neither may be acked
+    await expect(a.durable([102])).rejects.toMatchObject({ code: ErrorCodes.REALTIME_FENCED });
+    await expect(a.durable([102])).rejects.toMatchObject({ code: ErrorCodes.REALTIME_FENCED });
+    // its next delivery is decided by the new instance: no committed checkpoint has it, so it is folded
+    a.arrive(102, true, [two.event]);
+    let aDurable = false;
+    let aRefused: unknown;
+    a.durable([102]).then(
+      () => (aDurable = true),
+      (err: unknown) => (aRefused = err),
+    );
+    await settle(() => {
+      if (aRefused) throw aRefused;
+      return aDurable;
+    }, 'the rejoined instance to fold and commit message 2');
+
+    const expected = referenceWindows([WINDOW], [one.ref, two.ref, three.ref]);
+    await waitFor(async () => JSON.stringify([...(await view(source))].sort()) === JSON.stringify([...expected].sort()), 30_000, 'the view to equal the reference');
+    expect(await view(source)).toEqual(expected);
+    await Promise.all([a.stop(), s.stop()]);
+  }, 120_000);
+
+  it('a first delivery arriving behind a redelivered one is folded at once, so the instance it is redelivered to finds it in a checkpoint and skips it', async () => {
+    const tag = randomBytes(3).toString('hex');
+    const source = `gate-${tag}`;
+    const [one, two] = [sale(source, 1, 4_321n), sale(source, 2, 9_999n)];
+    const aId = `ga-${tag}`;
+    // A's reads of the others' keys hang until the test lets them through: its redelivered message 1 waits at its gate
+    let open!: () => void;
+    const opened = new Promise<void>((r) => (open = r));
+    const slowReads: Arbiter = {
+      ...arbiter,
+      others: async (self) => {
+        await opened;
+        return arbiter.others(self);
+      },
+    };
+    const a = make(aId, slowReads, 100);
+    const s = make(`gs-${tag}`, arbiter, 100);
+    await Promise.all([a.start(), s.start()]);
+    a.arrive(201, true, [one.event]);
+    a.arrive(202, false, [two.event]);
+    // message 2 waited at A past ackWait (before: behind message 1) and was delivered again, to S
+    s.arrive(202, true, [two.event]);
+    await s.durable([202]);
+    open();
+    await a.durable([201, 202]);
+    await Promise.all([a.flush(), s.flush()]);
+    expect(s.stats).toMatchObject({ folded: 0, skipped: 1 });
+    expect(a.stats.folded).toBe(2);
+
+    const expected = referenceWindows([WINDOW], [one.ref, two.ref]);
+    await waitFor(async () => JSON.stringify([...(await view(source))].sort()) === JSON.stringify([...expected].sort()), 30_000, 'the view to equal the reference');
+    expect(await view(source)).toEqual(expected);
+    await Promise.all([a.stop(), s.stop()]);
+  }, 120_000);
+
+  it('stopping with a redelivered message stuck at the gate (a silent live instance) ends at once; that batch is not acked', async () => {
+    const tag = randomBytes(3).toString('hex');
+    const source = `stop-${tag}`;
+    const [one, two] = [sale(source, 1, 500n), sale(source, 2, 600n)];
+    // an instance registered and live, that never commits again: the gate waits for it up to the liveness
+    const silent = `silent-${tag}`;
+    await arbiter.register(silent, 0, clock.now());
+    const a = make(`sa-${tag}`, arbiter, 100);
+    await a.start();
+    a.arrive(301, false, [one.event]);
+    a.arrive(302, true, [two.event]);
+    const first = a.durable([301]);
+    const stuck = a.durable([302]).then(
+      () => 'acked',
+      (err: { code?: string }) => err.code,
+    );
+    await first;
+    const started = performance.now();
+    await a.stop();
+    // well under the liveness the gate would otherwise wait for
+    expect(performance.now() - started).toBeLessThan(LIVENESS / 2);
+    expect(await stuck).toBe(ErrorCodes.REALTIME_STOPPED);
+    const expected = referenceWindows([WINDOW], [one.ref]);
+    await waitFor(async () => JSON.stringify([...(await view(source))].sort()) === JSON.stringify([...expected].sort()), 30_000, 'the view to hold message 1 only');
+    // it stops too, so the later tests' gates do not wait for it
+    expect(await arbiter.commit(silent, { n: 1, at: clock.now(), folded: [], state: 'retired' })).toBe('committed');
+  }, 120_000);
+  it('property: messages first delivered to either instance, some delivered again to the other while a redelivered one holds the first instance\'s gate: every window equals the reference (fast-check, seeded)', async () => {
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.record({ holder: fc.constantFrom('a', 'b'), again: fc.boolean(), events: fc.integer({ min: 1, max: 3 }), cents: fc.bigInt({ min: 1n, max: 99_999n }) }), { minLength: 1, maxLength: 6 }),
+        async (messages) => {
+          const tag = `${randomBytes(3).toString('hex')}-${run}`;
+          // sequences of this run's own, above every other test's
+          const base = 1_000 + 100 * run++;
+          const source = `prop-${tag}`;
+          let open!: () => void;
+          const opened = new Promise<void>((r) => (open = r));
+          const slowReads: Arbiter = { ...arbiter, others: async (self) => (await opened, arbiter.others(self)) };
+          const a = make(`pa-${tag}`, slowReads, 100);
+          const b = make(`pb-${tag}`, arbiter, 100);
+          await Promise.all([a.start(), b.start()]);
+          const refs: ReferenceEvent[] = [];
+          const eventsOf = (i: number, n: number, cents: bigint) =>
+            Array.from({ length: n }, (_, j) => {
+              const { event, ref } = sale(source, i * 10 + j, cents + BigInt(j));
+              refs.push(ref);
+              return event;
+            });
+          // message `base` reaches A as a redelivery (its first holder died): it waits at A's gate
+          const head = eventsOf(0, 1, 5n);
+          a.arrive(base, true, head);
+          const at = { a: [base], b: [] as number[] };
+          const delivered = messages.map((m, i) => ({ ...m, seq: base + 1 + i, list: eventsOf(i + 1, m.events, m.cents) }));
+          for (const m of delivered) {
+            (m.holder === 'a' ? a : b).arrive(m.seq, false, m.list);
+            at[m.holder as 'a' | 'b'].push(m.seq);
+          }
+          // some waited past ackWait and went to the other instance too
+          for (const m of delivered.filter((d) => d.again)) {
+            const other = m.holder === 'a' ? 'b' : 'a';
+            (other === 'a' ? a : b).arrive(m.seq, true, m.list);
+            at[other].push(m.seq);
+          }
+          clock.shift(1_500);
+          // B decides its redeliveries while A's gate still waits
+          await b.durable(at.b);
+          open();
+          await a.durable(at.a);
+          const expected = referenceWindows([WINDOW], refs);
+          await waitFor(async () => JSON.stringify([...(await view(source))].sort()) === JSON.stringify([...expected].sort()), 30_000, 'the view to equal the reference').catch(() => undefined);
+          const seen = await view(source);
+          await Promise.all([a.stop(), b.stop()]);
+          expect(seen).toEqual(expected);
+        },
+      ),
+      { numRuns: 12, seed: 2112, endOnFailure: true },
+    );
+  }, 300_000);
 });

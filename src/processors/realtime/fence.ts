@@ -39,6 +39,13 @@ export class RealtimeFenced extends TidemarkError {
   }
 }
 
+/** The realtime view stopped before this fold was in a committed checkpoint: the messages are not acked, they come again. */
+export class RealtimeStopped extends TidemarkError {
+  constructor(instance: string) {
+    super(ErrorCodes.REALTIME_STOPPED, `realtime instance ${instance} stopped before its fold was committed; the messages are not acked and come again`);
+  }
+}
+
 export type Arbiter = {
   /** Creates this instance's key at checkpoint `n`; before it consumes, so others never miss an instance that holds messages. */
   register: (instance: string, n: number, at: number) => Promise<void>;

@@ -8,7 +8,7 @@ import { inRanges, type SeqRange } from '../../nats/seq-ranges.ts';
 import { checkpointRow, insertFence, insertRealtime, numbered, otherCheckpoints, realtimeRow, refusalRow, type CommittedFigures, type RealtimeRow } from '../../sinks/clickhouse/realtime-table.ts';
 import { SettledClock } from '../logic/acked-prefix.ts';
 import { disorderQuantile } from './disorder.ts';
-import { RealtimeFenced, type Arbiter } from './fence.ts';
+import { RealtimeFenced, RealtimeStopped, type Arbiter } from './fence.ts';
 import { Folds, type FoldOptions } from './folds.ts';
 import { realtimeMetricsFor, type RealtimeMetrics } from './metrics.ts';
 
@@ -16,8 +16,8 @@ export type RealtimeStats = { lateRejected: number; emitted: number; openWindows
 
 export type Realtime = {
   /**
-   * Takes the events of one EVENTS message as it arrives. A redelivered one waits, with
-   * everything that arrives after it, until the other instances' checkpoints say
+   * Takes the events of one EVENTS message as it arrives. A first delivery is folded at
+   * once; a redelivered one waits at the gate until the other instances' checkpoints say
    * whether one of them already folded it.
    */
   arrive: (seq: number, redelivered: boolean, events: readonly TidemarkEvent[]) => void;
@@ -122,8 +122,11 @@ export function startRealtime(options: RealtimeOptions): Realtime {
   // per row key, what this instance's last committed checkpoint holds of it (prev_* of the next rows), and the rows sent since
   const committedRows = new Map<string, CommittedFigures>();
   const uncommitted = new Map<string, RealtimeRow>();
-  // sequences folded into panes a fence dropped: their batch is not acked
+  // sequences folded into panes a fence dropped (or waiting at its gate then): no batch holding one is acked
+  // until a later delivery of it is decided here, as one of them may be the only copy this process gets
   const dropped = new Set<number>();
+  // stopped: nothing more is written, so what is not durable yet never will be here
+  let stopped = false;
   // registered with the arbiter under `instance`: until then arrivals wait at the gate
   let joined = arbiter === undefined;
   const fencesWritten = new Set<string>();
@@ -143,20 +146,20 @@ export function startRealtime(options: RealtimeOptions): Realtime {
   };
   const durable = (seqs: readonly number[]): Promise<void> => {
     if (folds.empty) return Promise.resolve();
-    if (seqs.some((seq) => dropped.has(seq))) {
-      for (const seq of seqs) dropped.delete(seq);
-      return Promise.reject(new RealtimeFenced(instance));
-    }
+    // a later delivery of a dropped message waiting at the gate decides it for every batch holding it
+    if (seqs.some((seq) => dropped.has(seq) && !gate.some((a) => a.seq === seq))) return Promise.reject(new RealtimeFenced(instance));
     if (seqs.every(isDurable)) {
       for (const seq of seqs) decided.delete(seq);
       return Promise.resolve();
     }
+    if (stopped) return Promise.reject(new RealtimeStopped(instance));
     return new Promise((resolve, reject) => waiters.push({ seqs, resolve, reject }));
   };
 
   let skippedElsewhere = 0;
   const fold = (arrival: Arrival, elsewhere: readonly SeqRange[]) => {
     decided.set(arrival.seq, writes);
+    dropped.delete(arrival.seq);
     if (arrival.redelivered && inRanges(elsewhere, arrival.seq)) {
       skippedElsewhere++;
       metrics.skipped(1);
@@ -247,8 +250,14 @@ export function startRealtime(options: RealtimeOptions): Realtime {
     if (folds.empty) return;
     // not registered (after a fence): decided at the gate like a redelivery, once it is
     if (!joined) redelivered = true;
-    if (!redelivered && gate.length === 0) {
+    // A first delivery never waits behind a redelivered one: held past ackWait, it would go
+    // to another instance, which decides from this one's checkpoints, and those would not
+    // name it yet (measured: folded both there and here). Order at the gate is not needed:
+    // a message's event times move the watermarks only once the ack floor covers it
+    // (acked-prefix.ts), and the floor cannot pass a redelivered message still waiting.
+    if (!redelivered) {
       decided.set(seq, writes);
+      dropped.delete(seq);
       folds.fold(seq, events, clock.now());
       return;
     }
@@ -272,6 +281,8 @@ export function startRealtime(options: RealtimeOptions): Realtime {
     }
     settled.settle(floor);
     folds.release(floor);
+    // acked by someone: no batch of them can come here again
+    for (const seq of dropped) if (seq <= floor) dropped.delete(seq);
   };
 
   let disorderAt = clock.now();
@@ -332,7 +343,14 @@ export function startRealtime(options: RealtimeOptions): Realtime {
   };
 
   let retiring = false;
-  const flush = async () => {
+  // one at a time: two checkpoints taken at once would compare-and-set from the same revision
+  let flushing: Promise<void> = Promise.resolve();
+  const flush = (): Promise<void> => {
+    const run = flushing.then(flushOnce);
+    flushing = run.catch(() => undefined);
+    return run;
+  };
+  const flushOnce = async () => {
     if (!joined) await register();
     await refreshFloor(clock.now());
     if (retiring || clock.now() - disorderAt >= DISORDER_LOG_MS) logDisorder(clock.now());
@@ -396,6 +414,9 @@ export function startRealtime(options: RealtimeOptions): Realtime {
       await resolving;
       retiring = true;
       if (!folds.empty) await flush().catch((err: unknown) => logger.warn({ err }, 'final realtime flush failed'));
+      // what the final checkpoint does not name (held at the gate, or folded after it) is not acked: it comes again
+      stopped = true;
+      for (const waiter of waiters.splice(0)) waiter.reject(new RealtimeStopped(instance));
     },
   };
 }
