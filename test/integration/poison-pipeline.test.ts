@@ -117,15 +117,15 @@ describe('a row ClickHouse refuses', () => {
       const stored = await waitFor(async () => {
         const found = await storedIds(ids);
         return found.size === 29 && found;
-      }, 30_000, '29 rows stored');
+      }, 60_000, '29 rows stored');
       expect(stored.has('rf-17')).toBe(false);
       const refused = await waitFor(async () => {
         const found = (await dlqSince(dlqBefore)).filter((d) => d.record.code === 'REFUSED_BY_SINK');
         return found.length === 1 && found;
-      }, 30_000, 'the refused row in the DLQ');
+      }, 60_000, 'the refused row in the DLQ');
       expect(refused[0]!.record.reason).toMatch(/VIOLATED_CONSTRAINT|Code: 469/);
       expect(JSON.parse(Buffer.from(refused[0]!.record.raw, 'base64').toString())).toMatchObject({ id: 'rf-17', key: 'refuse-me' });
-      await waitFor(drained, 30_000, 'every consumer drained');
+      await waitFor(drained, 60_000, 'every consumer drained');
       expect(pipeline.processor.stats.refused).toBe(1);
     } finally {
       await pipeline.ch.client.command({ query: `ALTER TABLE ${pipeline.ch.db}.events DROP CONSTRAINT refuse_test` });
@@ -145,11 +145,11 @@ describe('a row ClickHouse refuses', () => {
         const result = await pipeline.ch.client.query({ query: `SELECT group_key, max(revision) AS revision FROM ${pipeline.ch.db}.report_revisions FINAL WHERE report = 'revenue' AND group_key LIKE '["rv",%' GROUP BY group_key ORDER BY group_key`, format: 'JSONEachRow' });
         return (await result.json<{ group_key: string; revision: number }>()).map((r) => `${r.group_key} ${r.revision}`);
       };
-      await waitFor(async () => (await revisions()).join() === '["rv","fine"] 1', 30_000, 'the fine group written');
+      await waitFor(async () => (await revisions()).join() === '["rv","fine"] 1', 60_000, 'the fine group written');
       const filed = await waitFor(async () => {
         const found = (await dlqSince(dlqBefore)).filter((d) => d.record.code === 'REFUSED_BY_SINK' && d.record.subject === 'sink.report_revisions');
         return found.length > 0 && found;
-      }, 30_000, 'the refused revision in the DLQ');
+      }, 60_000, 'the refused revision in the DLQ');
       expect(filed).toHaveLength(1);
       expect(filed[0]!.record.reason).toMatch(/Constraint `refuse_rev` .* is violated/);
       expect(filed[0]!.record.origin).toEqual({ table: 'report_revisions' });
@@ -157,7 +157,7 @@ describe('a row ClickHouse refuses', () => {
       // the day is not stuck on the refused row: a later event of the fine group makes revision 2
       send('rv-3', 'fine');
       await pipeline.nc.flush();
-      await waitFor(async () => (await revisions()).join() === '["rv","fine"] 2', 30_000, 'revision 2 of the fine group');
+      await waitFor(async () => (await revisions()).join() === '["rv","fine"] 2', 60_000, 'revision 2 of the fine group');
       expect((await dlqSince(dlqBefore)).filter((d) => d.record.subject === 'sink.report_revisions')).toHaveLength(1);
     } finally {
       await pipeline.ch.client.command({ query: `ALTER TABLE ${pipeline.ch.db}.report_revisions DROP CONSTRAINT refuse_rev` });
@@ -171,8 +171,8 @@ describe('sources chosen by senders', () => {
     const ids = Array.from({ length: 30 }, (_, i) => `cap-${i}`);
     ids.forEach((id, i) => pipeline.nc.publish(`ingest.cap-${i}.sale`, enc.encode(JSON.stringify({ id, occurredAt }))));
     await pipeline.nc.flush();
-    await waitFor(async () => (await storedIds(ids)).size === 30, 30_000, 'all 30 events stored');
-    await waitFor(drained, 30_000, 'every consumer drained');
+    await waitFor(async () => (await storedIds(ids)).size === 30, 60_000, 'all 30 events stored');
+    await waitFor(drained, 60_000, 'every consumer drained');
     const kv = await new Kvm(pipeline.js).open(MONITOR_BUCKET);
     const keys: string[] = [];
     for await (const key of await kv.keys('e.late.>')) keys.push(key);
@@ -309,7 +309,7 @@ describe('whatever producers send', () => {
           const [rows, dlq] = await Promise.all([storedSeqs(ingestBefore + 1, last), dlqSince(dlqBefore)]);
           const filed = dlq.filter((d) => 'stream' in d.record.origin && d.record.origin.stream === 'INGEST').map((d) => (d.record.origin as { seq: number }).seq);
           return rows.length + filed.length === expectedRaw && { rows, filed, dlq, last };
-        }, 30_000, `run ${r}: ${expectedRaw} raw messages stored or filed`);
+        }, 90_000, `run ${r}: ${expectedRaw} raw messages stored or filed`);
         const seen = [...outcome.rows, ...outcome.filed].sort((a, b) => a - b);
         expect(seen).toEqual(Array.from({ length: expectedRaw }, (_, k) => ingestBefore + 1 + k));
 
@@ -319,11 +319,11 @@ describe('whatever producers send', () => {
 
         const stored = await storedIds(goodIds);
         expect(goodIds.filter((id) => !stored.has(id))).toEqual([]);
-        await waitFor(drained, 30_000, `run ${r}: every consumer drained`);
+        await waitFor(drained, 90_000, `run ${r}: every consumer drained`);
       }),
       { numRuns: 25, seed: 18, endOnFailure: true },
     );
-  }, 180_000);
+  }, 300_000);
 });
 
 describe('whatever producers send as saga triggers', () => {
@@ -357,14 +357,14 @@ describe('whatever producers send as saga triggers', () => {
           const [started, dlq] = await Promise.all([sagaCount(), dlqSince(dlqBefore)]);
           const filed = dlq.filter((d) => 'stream' in d.record.origin && d.record.origin.stream === 'SAGAS').length;
           return started - sagasBefore + filed === bodies.length && { started: started - sagasBefore, filed };
-        }, 30_000, `saga run ${r}: ${bodies.length} triggers started or filed`);
+        }, 90_000, `saga run ${r}: ${bodies.length} triggers started or filed`);
         expect(outcome.started + outcome.filed).toBe(bodies.length);
         await waitFor(async () => {
           const info = await pipeline.jsm.consumers.info('SAGAS', 'saga-triggers');
           return info.num_pending === 0 && info.num_ack_pending === 0;
-        }, 30_000, `saga run ${r}: the trigger consumer drained`);
+        }, 90_000, `saga run ${r}: the trigger consumer drained`);
       }),
       { numRuns: 6, seed: 18, endOnFailure: true },
     );
-  }, 120_000);
+  }, 300_000);
 });
