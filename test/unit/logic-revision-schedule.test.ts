@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { daysDue, dueAt, PACE_EXTRA_MAX_MS, PACE_FACTOR, SCAN_EVENTS_PER_SECOND, type DayWait } from '../../src/processors/logic/revision-schedule.ts';
+import { daysDue, dueAt, SCAN_EVENTS_PER_SECOND, type DayWait } from '../../src/processors/logic/revision-schedule.ts';
 
 const day = (id: string, waitingSince: number, lastScan?: { events: number; ms: number }, inFlight = false): DayWait => ({ id, waitingSince, coalesceMs: 1_000, lastScan, inFlight });
 const ids = (days: DayWait[]) => days.map((d) => d.id);
@@ -33,18 +33,5 @@ describe('when the revisor recomputes a dirty day', () => {
     // one coalescing interval past its due time it goes whatever is about to fall due
     expect(ids(daysDue([today, day('late', 10_100, { events: 50, ms: 30 })], 11_000))).toEqual(['today']);
     expect(ids(daysDue([today, day('late', 10_100, { events: 50, ms: 30 })], 10_999))).toEqual([]);
-  });
-
-  it('paces a day marked again while it was revised by its last scan, at most PACE_EXTRA_MAX_MS past its interval', () => {
-    const busy = (ms: number): DayWait => ({ ...day('today', 5_000, { events: 20_000, ms }), continuous: true });
-    // a quick scan keeps the coalescing interval
-    expect(dueAt(busy(40))).toBe(6_000);
-    expect(dueAt(busy(150))).toBe(5_000 + PACE_FACTOR * 150);
-    // however slow its scans, a late event on it waits at most the cap past the interval
-    expect(dueAt(busy(5_000))).toBe(6_000 + PACE_EXTRA_MAX_MS);
-    // the same scans on a day marked now and then (a late event on a quiet day): not paced
-    expect(dueAt(day('late', 5_000, { events: 20_000, ms: 5_000 }))).toBe(6_000);
-    expect(ids(daysDue([busy(150)], 6_000))).toEqual([]);
-    expect(ids(daysDue([busy(150)], 6_500))).toEqual(['today']);
   });
 });

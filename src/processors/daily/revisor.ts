@@ -156,9 +156,6 @@ export function startRevisor(given: RevisorDeps, options: { intervalMs?: number 
   // since when each dirty day's unrevised marks have waited: the first mark, or the start
   // of the last revision (marks after it were maybe not in its scan)
   const waitingSince = new Map<string, number>();
-  // the dirty mark's version each day's last revision started at: a newer one means the
-  // day was marked again meanwhile (dirty all the time), which paces it (revision-schedule.ts)
-  const launchedAt = new Map<string, number>();
   // each day's size and how long its last scan took
   const lastScan = new Map<string, { events: number; ms: number }>();
   const inFlight = new Map<string, Promise<void>>();
@@ -186,10 +183,7 @@ export function startRevisor(given: RevisorDeps, options: { intervalMs?: number 
     targets.delete(id);
     // cleared only if no event marked the day again while it was being revised
     const cleared = await deps.store.clearDirty(ref, version);
-    if (cleared) {
-      waitingSince.delete(id);
-      launchedAt.delete(id);
-    }
+    if (cleared) waitingSince.delete(id);
     deps.logger.debug({ ...ref, version, cleared }, 'dirty mark taken in');
   };
 
@@ -218,15 +212,13 @@ export function startRevisor(given: RevisorDeps, options: { intervalMs?: number 
     for (const id of waitingSince.keys()) {
       if (live.has(id)) continue;
       waitingSince.delete(id);
-      launchedAt.delete(id);
       lastScan.delete(id);
       targets.delete(id);
     }
     for (const { value: ref } of dirty) if (!waitingSince.has(dayId(ref))) waitingSince.set(dayId(ref), now);
-    const waits: DayWait[] = dirty.map(({ value: ref, version }) => {
+    const waits: DayWait[] = dirty.map(({ value: ref }) => {
       const id = dayId(ref);
-      const continuous = launchedAt.has(id) && launchedAt.get(id) !== version;
-      return { id, waitingSince: waitingSince.get(id)!, coalesceMs: coalesceOf(ref.report), lastScan: lastScan.get(id), inFlight: inFlight.has(id), continuous };
+      return { id, waitingSince: waitingSince.get(id)!, coalesceMs: coalesceOf(ref.report), lastScan: lastScan.get(id), inFlight: inFlight.has(id) };
     });
     const due = new Set(daysDue(waits, now).map((day) => day.id));
     for (const { value: ref, version } of dirty) {
@@ -234,10 +226,7 @@ export function startRevisor(given: RevisorDeps, options: { intervalMs?: number 
       if (!due.has(id)) continue;
       const launched = launch(ref, (outcome) => settle(ref, version, outcome));
       // a day marked all the time (today, under load) is revised once per interval, not back to back
-      if (launched) {
-        waitingSince.set(id, now);
-        launchedAt.set(id, version);
-      }
+      if (launched) waitingSince.set(id, now);
     }
     for (const open of await deps.store.openDays()) {
       if (open.closeAt <= deps.clock.now() && !live.has(dayId(open))) launch(open);

@@ -16,16 +16,6 @@
  * coalescing interval past its own due time.
  */
 export const SCAN_EVENTS_PER_SECOND = 100_000;
-/**
- * A day marked again while its last revision ran (today, under load) is dirty all the
- * time: it is revised at most once per PACE_FACTOR × its last scan's duration, so its
- * revisions take at most about a tenth of the time, but never more than
- * PACE_EXTRA_MAX_MS past its coalescing interval (SPEC §10: a late event's revision
- * within 2 s plus that interval). A day dirty now and then (a late event on a quiet day)
- * is not paced: its wait starts at its first mark.
- */
-export const PACE_FACTOR = 10;
-export const PACE_EXTRA_MAX_MS = 1_000;
 /** Scans shorter than this never make another day wait. */
 export const YIELD_ABOVE_MS = 100;
 
@@ -37,14 +27,11 @@ export type DayWait = {
   /** the day's size and how long its last scan took, once it has been revised here */
   lastScan?: { events: number; ms: number } | undefined;
   inFlight: boolean;
-  /** marked again while its last revision ran: `waitingSince` is that revision's start */
-  continuous?: boolean;
 };
 
 export function dueAt(day: DayWait): number {
   const scanInterval = ((day.lastScan?.events ?? 0) / SCAN_EVENTS_PER_SECOND) * 1_000;
-  const paced = day.continuous ? Math.min(day.coalesceMs + PACE_EXTRA_MAX_MS, PACE_FACTOR * (day.lastScan?.ms ?? 0)) : 0;
-  return day.waitingSince + Math.max(day.coalesceMs, scanInterval, paced);
+  return day.waitingSince + Math.max(day.coalesceMs, scanInterval);
 }
 
 function yieldsToQuickerDay(day: DayWait, days: readonly DayWait[], now: number): boolean {
