@@ -83,19 +83,15 @@ const make = (instance: string, arb: Arbiter, refreshMs: number): Realtime =>
 
 const settle = async (done: () => boolean, what: string) => waitFor(() => done(), 60_000, what);
 
-// each test below uses sequences of its own: every instance's key stays in the one bucket and names what it folded
-describe('realtime fence: the race between a stalled commit and a survivor fencing it', () => {
-  it('fence first: the stalled instance inserted checkpoint k+1 but its compare-and-set loses; its row counts as of k, the survivor counts the message, once', async () => {
-    const tag = randomBytes(3).toString('hex');
-    const source = `fence-first-${tag}`;
-    const [one, two] = [sale(source, 1, 1_050n), sale(source, 2, 20_000n)];
-    // A commits through a gate the test opens: the pause between its insert and its compare-and-set
-    let holding = false;
-    let reachedCommit!: () => void;
-    const atCommit = new Promise<void>((r) => (reachedCommit = r));
-    let release!: () => void;
-    const released = new Promise<void>((r) => (release = r));
-    const paused: Arbiter = {
+/** The shared arbiter, except that once held a commit stops between its insert and its compare-and-set until released. */
+function commitGate(): { arbiter: Arbiter; hold: () => void; atCommit: Promise<void>; release: () => void } {
+  let holding = false;
+  let reachedCommit!: () => void;
+  const atCommit = new Promise<void>((r) => (reachedCommit = r));
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  return {
+    arbiter: {
       ...arbiter,
       commit: async (instance, next) => {
         if (holding) {
@@ -104,7 +100,22 @@ describe('realtime fence: the race between a stalled commit and a survivor fenci
         }
         return arbiter.commit(instance, next);
       },
-    };
+    },
+    hold: () => { holding = true; },
+    atCommit,
+    release,
+  };
+}
+
+// each test below uses sequences of its own: every instance's key stays in the one bucket and names what it folded
+describe('realtime fence: the race between a stalled commit and a survivor fencing it', () => {
+  it('fence first: the stalled instance inserted checkpoint k+1 but its compare-and-set loses; its row counts as of k, the survivor counts the message, once', async () => {
+    const tag = randomBytes(3).toString('hex');
+    const source = `fence-first-${tag}`;
+    const [one, two] = [sale(source, 1, 1_050n), sale(source, 2, 20_000n)];
+    // A commits through a gate the test opens: the pause between its insert and its compare-and-set
+    const gate = commitGate();
+    const paused = gate.arbiter;
     const aId = `fa-${tag}`;
     const a = make(aId, paused, 600_000);
     await a.start();
@@ -114,14 +125,14 @@ describe('realtime fence: the race between a stalled commit and a survivor fenci
     expect((await keyOf(aId))?.n).toBe(1);
     await a.durable([1]);
 
-    holding = true;
+    gate.hold();
     a.arrive(2, false, [two.event]);
     const aDurable = a.durable([2]).then(
       () => 'acked',
       (err: { code?: string }) => err.code,
     );
     const aFlush = a.flush();
-    await atCommit;
+    await gate.atCommit;
     // the insert of checkpoint 2 has landed: A's row holds both events
     expect(await writtenEvents(aId)).toBe('2');
 
@@ -138,7 +149,7 @@ describe('realtime fence: the race between a stalled commit and a survivor fenci
     expect(await fenceRows(aId)).toEqual([1]);
 
     // A resumes: its compare-and-set finds the key fenced, so nothing of checkpoint 2 is acked
-    release();
+    gate.release();
     await aFlush;
     expect(await aDurable).toBe(ErrorCodes.REALTIME_FENCED);
     expect(a.instance).not.toBe(aId);
@@ -207,21 +218,8 @@ describe('realtime fence: the race between a stalled commit and a survivor fenci
     const tag = randomBytes(3).toString('hex');
     const source = `dropped-${tag}`;
     const [one, two, three] = [sale(source, 1, 100n), sale(source, 2, 2_000n), sale(source, 3, 30_000n)];
-    let holding = false;
-    let reachedCommit!: () => void;
-    const atCommit = new Promise<void>((r) => (reachedCommit = r));
-    let release!: () => void;
-    const released = new Promise<void>((r) => (release = r));
-    const paused: Arbiter = {
-      ...arbiter,
-      commit: async (instance, next) => {
-        if (holding) {
-          reachedCommit();
-          await released;
-        }
-        return arbiter.commit(instance, next);
-      },
-    };
+    const gate = commitGate();
+    const paused = gate.arbiter;
     const aId = `da-${tag}`;
     // refreshing as a processor does: its gate rounds follow the refresh
     const a = make(aId, paused, 100);
@@ -231,10 +229,10 @@ describe('realtime fence: the race between a stalled commit and a survivor fenci
     await a.flush();
     await a.durable([101]);
     // message 2 folded on its first delivery; A stalls between the insert of its next checkpoint and its compare-and-set
-    holding = true;
+    gate.hold();
     a.arrive(102, false, [two.event]);
     const aFlush = a.flush();
-    await atCommit;
+    await gate.atCommit;
     clock.shift(LIVENESS + 1_000);
     // the survivor fences A while deciding a message of its own; message 2 it never gets
     const s = make(`ds-${tag}`, arbiter, 100);
@@ -245,7 +243,7 @@ describe('realtime fence: the race between a stalled commit and a survivor fenci
     expect(await keyOf(aId)).toMatchObject({ state: 'fenced', folded: [[101, 101]] });
     // message 2 came again to A itself (its pull was still open) before it resumed
     a.arrive(102, true, [two.event]);
-    release();
+    gate.release();
     await aFlush;
     expect(a.instance).not.toBe(aId);
     // two batches hold message 2 (its first delivery and the second): neither may be acked
