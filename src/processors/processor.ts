@@ -108,6 +108,7 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
     maxSources: config.processor.maxSources,
     recentIds: config.processor.recentIds,
     livenessMs,
+    // on the consumer's own connection: its answer comes behind every message delivered here before it (`since`, fence.ts)
     ackFloor: async () => {
       const info = await (await js.consumers.get(CONSUMERS.processor.stream, CONSUMERS.processor.durable)).info();
       return { floor: info.ack_floor.stream_seq, delivered: info.delivered.stream_seq };

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TidemarkEvent } from '../../src/core/envelope.ts';
 import { ErrorCodes } from '../../src/core/errors.ts';
 import { FENCE_BUCKET, openArbiter, type Arbiter, type FenceValue } from '../../src/processors/realtime/fence.ts';
-import { startRealtime, type Realtime } from '../../src/processors/realtime/realtime.ts';
+import { startRealtime, type ConsumerProgress, type Realtime } from '../../src/processors/realtime/realtime.ts';
 import { replaceRealtimeView } from '../../src/sinks/clickhouse/realtime-table.ts';
 import { Kvm } from '@nats-io/kv';
 import { closeTestClickHouse, openTestClickHouse, type TestClickHouse } from '../harness/clickhouse.ts';
@@ -78,8 +78,38 @@ const writtenEvents = async (instance: string) =>
   (await (await ch.client.query({ query: `SELECT max(events) AS events FROM ${ch.db}.realtime_windows FINAL WHERE instance = {i:String} AND size_ms > 0`, query_params: { i: instance }, format: 'JSONEachRow' })).json<{ events: string }>())[0]?.events;
 
 const clock = shiftedClock();
-const make = (instance: string, arb: Arbiter, refreshMs: number): Realtime =>
-  startRealtime({ reports: [report], clickhouse: ch.client, db: ch.db, clock, logger, instance, refreshMs, idleMs: 200, outOfOrdernessMs: 0, maxSources: 100, recentIds: 1_000, livenessMs: LIVENESS, arbiter: arb });
+/** `ackFloor`: the consumer's progress as a processor asks for it (its answers move the checkpoints' `since`); unset: none */
+const make = (instance: string, arb: Arbiter, refreshMs: number, ackFloor?: () => Promise<ConsumerProgress>): Realtime =>
+  startRealtime({ reports: [report], clickhouse: ch.client, db: ch.db, clock, logger, instance, refreshMs, idleMs: 200, outOfOrdernessMs: 0, maxSources: 100, recentIds: 1_000, livenessMs: LIVENESS, arbiter: arb, ackFloor });
+/** A consumer nothing of which is acked yet, answering at once. */
+const nothingAcked = async (): Promise<ConsumerProgress> => ({ floor: 0, delivered: 0 });
+
+/**
+ * One processor's connection stalled (its process paused, or the link slow) with EVENTS
+ * messages in it, unread: every answer the server sends it meanwhile is behind them, so a
+ * request times out, and the one answered first is read after them. `progress` is the
+ * ack-floor request (it times out while messages are held); `commit` lands in the bucket,
+ * then, as its answer is read, the held messages are read first.
+ */
+function stalledLink(): { hold: (...reads: Array<() => void>) => void; held: () => number; progress: () => Promise<ConsumerProgress>; arbiter: Arbiter } {
+  let reads: Array<() => void> = [];
+  return {
+    hold: (...more) => void reads.push(...more),
+    held: () => reads.length,
+    progress: async () => {
+      if (reads.length > 0) throw new Error('request timed out');
+      return nothingAcked();
+    },
+    arbiter: {
+      ...arbiter,
+      commit: async (instance, next) => {
+        const result = await arbiter.commit(instance, next);
+        for (const read of reads.splice(0)) read();
+        return result;
+      },
+    },
+  };
+}
 
 const settle = async (done: () => boolean, what: string) => waitFor(() => done(), 60_000, what);
 
@@ -330,11 +360,65 @@ describe('realtime fence: the race between a stalled commit and a survivor fenci
     // it stops too, so the later tests' gates do not wait for it
     expect(await arbiter.commit(silent, { n: 1, at: clock.now(), folded: [], state: 'retired' })).toBe('committed');
   }, 120_000);
-  it('property: messages first delivered to either instance, some delivered again to the other while a redelivered one holds the first instance\'s gate: every window equals the reference (fast-check, seeded)', async () => {
+  it('a first delivery read past ackWait (its process paused or its link stalled, for less than the liveness): the instance it is redelivered to waits for a checkpoint taken after an answer that came behind it, which names it; it counts once', async () => {
+    const tag = randomBytes(3).toString('hex');
+    const source = `late-${tag}`;
+    const [one, two] = [sale(source, 1, 12_345n), sale(source, 2, 678n)];
+    const aId = `la-${tag}`;
+    const link = stalledLink();
+    const a = make(aId, link.arbiter, 600_000, link.progress);
+    // B's gate rounds, and the highest checkpoint of A each has read
+    let seenByB = 0;
+    const watching: Arbiter = {
+      ...arbiter,
+      others: async (self) => {
+        const out = await arbiter.others(self);
+        seenByB = Math.max(seenByB, out.get(aId)?.value.n ?? 0);
+        return out;
+      },
+    };
+    const b = make(`lb-${tag}`, watching, 100, nothingAcked);
+    await Promise.all([a.start(), b.start()]);
+    a.arrive(401, false, [one.event]);
+    clock.shift(200);
+    await a.flush();
+    await a.durable([401]);
+
+    // message 402 was sent to A, whose link stalls with it unread; after ackWait it is delivered again, to B
+    link.hold(() => a.arrive(402, false, [two.event]));
+    b.arrive(402, true, [two.event]);
+    const bDecided = b.durable([402]).then(
+      () => 'acked',
+      (err: { code?: string }) => err.code,
+    );
+    clock.shift(2_000);
+    // A's heartbeat: its ack-floor request times out, so it takes a checkpoint without 402, after the redelivery; that
+    // commit lands, and its answer is read after 402, which A folds as the first delivery it is
+    await a.flush();
+    expect(link.held()).toBe(0);
+    const heartbeat = (await keyOf(aId))!;
+    expect(heartbeat.folded).toEqual([[401, 401]]);
+    // B's gate has read that checkpoint (taken after the redelivery, without 402) and decided what it could from it
+    await settle(() => seenByB >= heartbeat.n, "B's gate to read A's heartbeat checkpoint");
+
+    // A's next ack-floor request is answered: the checkpoint taken after it names 402, and B skips it
+    clock.shift(1_100);
+    await a.flush();
+    await a.durable([402]);
+    expect(await bDecided).toBe('acked');
+    expect(b.stats).toMatchObject({ folded: 0, skipped: 1 });
+    expect(a.stats.folded).toBe(2);
+
+    const expected = referenceWindows([WINDOW], [one.ref, two.ref]);
+    await waitFor(async () => JSON.stringify([...(await view(source))].sort()) === JSON.stringify([...expected].sort()), 30_000, 'the view to equal the reference');
+    expect(await view(source)).toEqual(expected);
+    await Promise.all([a.stop(), b.stop()]);
+  }, 120_000);
+  it('property: messages first delivered to either instance, some delivered again to the other while a redelivered one holds the first instance\'s gate, some of A\'s read only after its link stalled past ackWait: every window equals the reference (fast-check, seeded)', async () => {
     let run = 0;
     await fc.assert(
       fc.asyncProperty(
-        fc.array(fc.record({ holder: fc.constantFrom('a', 'b'), again: fc.boolean(), events: fc.integer({ min: 1, max: 3 }), cents: fc.bigInt({ min: 1n, max: 99_999n }) }), { minLength: 1, maxLength: 6 }),
+        fc.array(fc.record({ holder: fc.constantFrom('a', 'b'), again: fc.boolean(), late: fc.boolean(), events: fc.integer({ min: 1, max: 3 }), cents: fc.bigInt({ min: 1n, max: 99_999n }) }), { minLength: 1, maxLength: 6 }),
         async (messages) => {
           const tag = `${randomBytes(3).toString('hex')}-${run}`;
           // sequences of this run's own, above every other test's
@@ -342,9 +426,10 @@ describe('realtime fence: the race between a stalled commit and a survivor fenci
           const source = `prop-${tag}`;
           let open!: () => void;
           const opened = new Promise<void>((r) => (open = r));
-          const slowReads: Arbiter = { ...arbiter, others: async (self) => (await opened, arbiter.others(self)) };
-          const a = make(`pa-${tag}`, slowReads, 100);
-          const b = make(`pb-${tag}`, arbiter, 100);
+          const link = stalledLink();
+          const slowReads: Arbiter = { ...link.arbiter, others: async (self) => (await opened, arbiter.others(self)) };
+          const a = make(`pa-${tag}`, slowReads, 100, link.progress);
+          const b = make(`pb-${tag}`, arbiter, 100, nothingAcked);
           await Promise.all([a.start(), b.start()]);
           const refs: ReferenceEvent[] = [];
           const eventsOf = (i: number, n: number, cents: bigint) =>
@@ -358,8 +443,12 @@ describe('realtime fence: the race between a stalled commit and a survivor fenci
           a.arrive(base, true, head);
           const at = { a: [base], b: [] as number[] };
           const delivered = messages.map((m, i) => ({ ...m, seq: base + 1 + i, list: eventsOf(i + 1, m.events, m.cents) }));
+          const late: Array<() => void> = [];
           for (const m of delivered) {
-            (m.holder === 'a' ? a : b).arrive(m.seq, false, m.list);
+            const read = () => (m.holder === 'a' ? a : b).arrive(m.seq, false, m.list);
+            // sent to A, but its link stalls with them unread (below)
+            if (m.holder === 'a' && m.late) late.push(read);
+            else read();
             at[m.holder as 'a' | 'b'].push(m.seq);
           }
           // some waited past ackWait and went to the other instance too
@@ -369,8 +458,11 @@ describe('realtime fence: the race between a stalled commit and a survivor fenci
             at[other].push(m.seq);
           }
           clock.shift(1_500);
+          // A reads its late ones behind the answer to its next commit, taken after the redeliveries
+          link.hold(...late);
           // B decides its redeliveries while A's gate still waits
           await b.durable(at.b);
+          await settle(() => link.held() === 0, 'A to read what its link held');
           open();
           await a.durable(at.a);
           const expected = referenceWindows([WINDOW], refs);

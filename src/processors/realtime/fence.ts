@@ -26,8 +26,18 @@ export const FENCE_BUCKET = BUCKETS.realtimeFence;
  * One instance's key. `n`: its last committed checkpoint (for `fenced`: the one its rows
  * count up to); `at`: when that checkpoint was taken, on the writer's clock; `folded`:
  * the EVENTS sequences above the ack floor that checkpoint names.
+ *
+ * `since`: when the instance sent the latest request for the EVENTS consumer's progress
+ * that was answered before this checkpoint was taken. The consumer's server sends that
+ * answer on the connection the deliveries come by, behind every message it sent there
+ * before the request, and the client hands messages over in the order they come. So
+ * every first delivery sent to this instance before `since` had been read, and folded
+ * on arrival (or dropped), when this checkpoint was taken: it names each one that counts
+ * here. A first delivery read late (the process paused, the connection slow) is thus
+ * named before a redelivery of it can be decided elsewhere. 0: no answer yet (a
+ * registration). Unset (no consumer, or a processor of an earlier version): `at` stands in.
  */
-export type FenceValue = { n: number; at: number; folded: SeqRange[]; state: 'live' | 'retired' | 'fenced'; by?: string };
+export type FenceValue = { n: number; at: number; since?: number; folded: SeqRange[]; state: 'live' | 'retired' | 'fenced'; by?: string };
 
 /** A key as read, with the revision a compare-and-set on it must name. */
 export type FenceEntry = { value: FenceValue; revision: number };
@@ -85,7 +95,7 @@ export function kvArbiter(kv: KV, listKeys: () => Promise<string[]>): Arbiter {
   return {
     register: async (instance, n, at) => {
       try {
-        written.set(instance, await retryTransient(() => kv.create(instance, encode({ n, at, folded: [], state: 'live' }))));
+        written.set(instance, await retryTransient(() => kv.create(instance, encode({ n, at, since: 0, folded: [], state: 'live' }))));
       } catch (err) {
         // a retried create whose first attempt landed: the key is ours as we wrote it
         const now = isCasConflict(err) ? await read(instance) : undefined;

@@ -18,7 +18,9 @@ export type Realtime = {
   /**
    * Takes the events of one EVENTS message as it arrives. A first delivery is folded at
    * once; a redelivered one waits at the gate until the other instances' checkpoints say
-   * whether one of them already folded it.
+   * whether one of them already folded it. Call it synchronously as the client reads the
+   * message: the gate's reasoning rests on first deliveries being folded in the order the
+   * connection brings them, before any server answer that came after them.
    */
   arrive: (seq: number, redelivered: boolean, events: readonly TidemarkEvent[]) => void;
   /**
@@ -71,8 +73,12 @@ type Arrival = { seq: number; redelivered: boolean; events: readonly TidemarkEve
 
 /** Clock difference between processor hosts that a checkpoint's time is allowed. */
 const CLOCK_SKEW_MS = 1_000;
-/** How often the ack floor is asked for: folded sequences below it are forgotten, the event times of messages it covers move the watermarks. */
-const ACK_FLOOR_EVERY_MS = 2_000;
+/**
+ * How often the ack floor is asked for: folded sequences below it are forgotten, the event
+ * times of messages it covers move the watermarks, and its answer moves `since` (fence.ts),
+ * so a redelivery elsewhere is decided about 1–2 s after the next one.
+ */
+const ACK_FLOOR_EVERY_MS = 1_000;
 /** How often the per-source disorder seen is logged (and at stop). */
 const DISORDER_LOG_MS = 10_000;
 /** How often an instance with nothing new still writes its checkpoint, as a sign of life for realtime_latest. */
@@ -127,8 +133,10 @@ export function startRealtime(options: RealtimeOptions): Realtime {
   const dropped = new Set<number>();
   // stopped: nothing more is written, so what is not durable yet never will be here
   let stopped = false;
-  // registered with the arbiter under `instance`: until then arrivals wait at the gate
+  // registered with the arbiter under `instance`: until then first deliveries are dropped, redeliveries wait at the gate
   let joined = arbiter === undefined;
+  // when the latest ack-floor request the consumer's server answered was sent: the next checkpoint's `since` (0: none yet)
+  let answeredAt = options.ackFloor ? 0 : undefined;
   const fencesWritten = new Set<string>();
   const isDurable = (seq: number) => {
     const at = decided.get(seq);
@@ -170,9 +178,11 @@ export function startRealtime(options: RealtimeOptions): Realtime {
 
   /**
    * Folds what waits at the gate, in arrival order. A redelivered message is decided once
-   * every live instance has written a checkpoint after it arrived here: the instance it
-   * was first delivered to folded it (if at all) on arrival, before the redelivery, so a
-   * later checkpoint of that instance names it, or, once it is acked, the ack floor
+   * every live instance has committed a checkpoint whose `since` is after it arrived here
+   * (fence.ts): the instance it was first delivered to folds it on arrival, however late
+   * that arrival is (its process paused, its connection slow), and the consumer's answer
+   * to a request sent after the redelivery comes behind it on that connection, so the
+   * checkpoint taken after that answer names it; or, once it is acked, the ack floor
    * covers it. An instance that wrote nothing for `livenessMs` is dead, and its last
    * checkpoint is all it ever wrote.
    */
@@ -240,7 +250,7 @@ export function startRealtime(options: RealtimeOptions): Realtime {
         await insertFence(clickhouse, db, other, value.n, value.by ?? self, now);
         fencesWritten.add(other);
       }
-      if (value.state === 'live') out.liveSince.push(value.at);
+      if (value.state === 'live') out.liveSince.push(value.since ?? value.at);
       out.folded.push(...value.folded);
     }
     return out;
@@ -248,8 +258,13 @@ export function startRealtime(options: RealtimeOptions): Realtime {
 
   const arrive = (seq: number, redelivered: boolean, events: readonly TidemarkEvent[]) => {
     if (folds.empty) return;
-    // not registered (after a fence): decided at the gate like a redelivery, once it is
-    if (!joined) redelivered = true;
+    // Not registered (after a fence, until the new id is): the others do not wait for this
+    // instance, so a first delivery read now is not folded: every batch holding it stays
+    // unacked and it comes again, to be decided at a gate. A redelivery waits at the gate.
+    if (!joined && !redelivered) {
+      dropped.add(seq);
+      return;
+    }
     // A first delivery never waits behind a redelivered one: held past ackWait, it would go
     // to another instance, which decides from this one's checkpoints, and those would not
     // name it yet (measured: folded both there and here). Order at the gate is not needed:
@@ -274,6 +289,8 @@ export function startRealtime(options: RealtimeOptions): Realtime {
     floorAt = now;
     try {
       const progress = await options.ackFloor();
+      // answered behind every message the consumer's server sent here before `now` (see `since` in fence.ts)
+      answeredAt = now;
       floor = Math.max(floor, progress.floor);
       settled.asked(now, progress.delivered);
     } catch (err) {
@@ -388,7 +405,7 @@ export function startRealtime(options: RealtimeOptions): Realtime {
       throw err;
     }
     // only a committed checkpoint makes its messages durable: one inserted but fenced does not count (fence.ts)
-    if (arbiter && (await arbiter.commit(instance, { n, at: now, folded, state: retiring ? 'retired' : 'live' })) === 'fenced') return rejoin(n);
+    if (arbiter && (await arbiter.commit(instance, { n, at: now, since: answeredAt, folded, state: retiring ? 'retired' : 'live' })) === 'fenced') return rejoin(n);
     stats.emitted += batch.size - 1;
     committed(n);
     wakeWaiters();
