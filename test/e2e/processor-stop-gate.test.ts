@@ -1,12 +1,8 @@
-import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
-import type { NatsConnection } from '@nats-io/transport-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { EmbeddedClickHouseServer } from '../../src/clickhouse/http-server/server.ts';
-import { FENCE_BUCKET, openArbiter } from '../../src/processors/realtime/fence.ts';
-import { Kvm } from '@nats-io/kv';
-import type { TestNats } from '../harness/nats.ts';
-import { startProcessStack, type ProcessStack } from '../harness/process-stack.ts';
-import { exited, spawnTidemark } from '../harness/processes.ts';
+import { describe, expect, it } from 'vitest';
+import { openArbiter } from '../../src/processors/realtime/fence.ts';
+import { spawnRole, useProcessStack } from '../harness/process-stack.ts';
+import { exited } from '../harness/processes.ts';
+import { fenceKeyReader } from '../harness/realtime-view.ts';
 import { waitFor } from '../harness/streams.ts';
 
 /**
@@ -22,27 +18,12 @@ const settings = {
 };
 const LIVENESS_MS = 6 * 20_000;
 
-let stack: ProcessStack;
-let server: TestNats;
-let nc: NatsConnection;
-let js: JetStreamClient;
-let jsm: JetStreamManager;
-let clickhouse: EmbeddedClickHouseServer;
-let configFile: string;
-
-beforeAll(async () => {
-  stack = await startProcessStack(settings, 'tidemark-stop-gate-');
-  ({ server, nc, js, jsm, clickhouse, configFile } = stack);
-});
-
-afterAll(async () => {
-  await stack?.dispose();
-});
-
-const consumerInfo = () => jsm.consumers.info('EVENTS', 'processor');
+const stack = useProcessStack(settings, 'tidemark-stop-gate-');
 
 describe('processor stop with a stuck realtime gate', () => {
   it('SIGTERM ends the process well within the liveness the gate waits for; the held message stays unacked', async () => {
+    const { nc, js, jsm } = stack;
+    const consumerInfo = () => jsm.consumers.info('EVENTS', 'processor');
     // a live instance that never commits again: a redelivered message waits for it
     const arbiter = await openArbiter(js, 1);
     await arbiter.register('silent-instance', 0, Date.now());
@@ -53,13 +34,10 @@ describe('processor stop with a stuck realtime gate', () => {
     const taken = await (await js.consumers.get('EVENTS', 'processor')).next({ expires: 30_000 });
     expect(taken?.info.deliveryCount).toBe(1);
 
-    const processor = spawnTidemark(['processor', '--config', configFile], { NATS_URL: server.url, CLICKHOUSE_URL: clickhouse.url });
+    const processor = spawnRole(stack, 'processor');
     try {
-      const kv = await new Kvm(js).open(FENCE_BUCKET);
-      await waitFor(async () => {
-        for await (const key of await kv.keys()) if (key !== 'silent-instance' && (await kv.get(key))?.operation === 'PUT') return true;
-        return false;
-      }, 120_000, 'the processor to register');
+      const keys = fenceKeyReader(js);
+      await waitFor(async () => [...(await keys()).keys()].some((key) => key !== 'silent-instance'), 120_000, 'the processor to register');
       await waitFor(async () => (await consumerInfo()).delivered.consumer_seq >= 2, 60_000, 'the message redelivered to the processor');
       // still in doubt: the silent instance is live, so the gate holds it
       expect((await consumerInfo()).ack_floor.stream_seq).toBe(0);

@@ -7,7 +7,7 @@ import { testConfig } from './config.ts';
 import { writeConfigDir } from './config-dir.ts';
 import { useFixture } from './fixture.ts';
 import { startTestIngest, type TestIngest } from './ingest.ts';
-import { spawnTidemark } from './processes.ts';
+import { spawnTidemark, spawnTidemarkCaptured, type CapturedTidemark } from './processes.ts';
 
 export type ConfiguredIngest = TestIngest & {
   /** a temp directory of the test's own, deleted by `dispose` */
@@ -74,3 +74,7 @@ export const useProcessStack = (settings: Record<string, unknown>, prefix: strin
 /** `tidemark <role> --config <the stack's file>` as a process, on the stack's NATS and ClickHouse endpoint. */
 export const spawnRole = (stack: ProcessStack, role: string, env: Record<string, string> = {}): ChildProcess =>
   spawnTidemark([role, '--config', stack.configFile], { NATS_URL: stack.server.url, CLICKHOUSE_URL: stack.clickhouse.url, ...env });
+
+/** spawnRole with the process's output kept (spawnTidemarkCaptured: warnings and errors, as JSON lines). */
+export const spawnRoleCaptured = (stack: ProcessStack, role: string, env: Record<string, string> = {}): CapturedTidemark =>
+  spawnTidemarkCaptured([role, '--config', stack.configFile], { NATS_URL: stack.server.url, CLICKHOUSE_URL: stack.clickhouse.url, ...env });

@@ -33,6 +33,23 @@ export async function terminate(child: ChildProcess): Promise<number | null> {
   return child.exitCode;
 }
 
+/**
+ * `terminate` within `ms`: a process that has not exited by then (stuck, or stopped by SIGSTOP)
+ * is resumed and killed, and 'killed' returned, so a test's clean-up never waits for ever.
+ */
+export async function terminateWithin(child: ChildProcess, ms: number): Promise<number | null | 'killed'> {
+  if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+  child.kill('SIGTERM');
+  let timer: NodeJS.Timeout | undefined;
+  const inTime = await Promise.race([exited(child).then(() => true), new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)))]);
+  clearTimeout(timer);
+  if (inTime) return child.exitCode;
+  child.kill('SIGCONT');
+  child.kill('SIGKILL');
+  await exited(child);
+  return 'killed';
+}
+
 /** Every event is stored and acked by the processors, and no day is left dirty: the daily view has caught up. */
 export async function waitForDailyView(js: JetStreamClient, jsm: JetStreamManager, events: number, timeoutMs = 90_000): Promise<void> {
   await waitFor(async () => new Set((await eventsOnStream(js, jsm)).map((e) => eventIdentity(e.source, e.id))).size === events, timeoutMs, 'every event on EVENTS');

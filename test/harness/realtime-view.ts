@@ -1,7 +1,8 @@
 import type { ClickHouseClient } from '@clickhouse/client';
-import type { JetStreamManager } from '@nats-io/jetstream';
+import type { JetStreamClient, JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { expect } from 'vitest';
+import { openArbiter, type Arbiter, type FenceValue } from '../../src/processors/realtime/fence.ts';
 import { centsText, referenceWindows, type ReferenceEvent } from '../support/window-reference.ts';
 import { waitFor } from './streams.ts';
 
@@ -111,3 +112,19 @@ export const waitForEveryEventAcked = (jsm: JetStreamManager, timeoutMs: number)
     const info = await jsm.consumers.info('EVENTS', 'processor');
     return info.num_pending === 0 && info.num_ack_pending === 0 && info.delivered.stream_seq > 0;
   }, timeoutMs, 'every EVENTS message acked');
+
+/**
+ * Reads every processor instance's key in the realtime fence bucket (fence.ts), listed from the
+ * bucket's stream as the processors list it: `kv.keys()` runs an ordered consumer that on a loaded
+ * machine sometimes never finished, and a test waiting on it hung. Opens (or makes) the bucket once.
+ */
+export function fenceKeyReader(js: JetStreamClient): () => Promise<Map<string, FenceValue>> {
+  let arbiter: Promise<Arbiter> | undefined;
+  return async () => {
+    arbiter ??= openArbiter(js, 1).catch((err: unknown) => {
+      arbiter = undefined;
+      throw err;
+    });
+    return new Map([...(await (await arbiter).others(''))].map(([key, entry]) => [key, entry.value]));
+  };
+}

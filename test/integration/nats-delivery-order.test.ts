@@ -61,7 +61,7 @@ describe('delivery order on one connection', () => {
       const consumer = await jetstream(slow).consumers.get('ORDER', 'c');
       const seen: string[] = [];
       // one message at a time: while it is held, this connection asks for no more, so the redelivery goes elsewhere
-      const messages = await consumer.consume({ max_messages: 1, callback: (msg) => seen.push(`${msg.subject} delivery ${msg.info.deliveryCount}`) });
+      const messages = await consumer.consume({ max_messages: 1, callback: (msg) => void seen.push(`${msg.subject} delivery ${msg.info.deliveryCount}`) });
       await waitFor(async () => (await nats.jsm.consumers.info('ORDER', 'c')).num_waiting >= 1, 30_000, 'the pull request of the slow connection');
 
       proxy.hold();
