@@ -75,8 +75,9 @@ type Arrival = { seq: number; redelivered: boolean; events: readonly TidemarkEve
 const CLOCK_SKEW_MS = 1_000;
 /**
  * How often the ack floor is asked for: folded sequences below it are forgotten, the event
- * times of messages it covers move the watermarks, and its answer moves `since` (fence.ts),
- * so a redelivery elsewhere is decided about 1–2 s after the next one.
+ * times of messages it covers move the watermarks, and its answer moves `since` (fence.ts):
+ * a redelivery at another processor waits for a checkpoint taken after one asked 1 s after
+ * it arrived, so about 2–3 s.
  */
 const ACK_FLOOR_EVERY_MS = 1_000;
 /** How often the per-source disorder seen is logged (and at stop). */
