@@ -76,7 +76,8 @@ describe('delivery order on one connection', () => {
       await waitFor(() => proxy.held().includes('num_ack_pending'), 30_000, 'the answer, held behind the message');
       proxy.release();
       await answered;
-      expect(seen).toEqual(['order.one delivery 1', 'answer']);
+      // (once read, the connection asks for one more message: the next delivery may follow the answer)
+      expect(seen.slice(0, seen.indexOf('answer') + 1)).toEqual(['order.one delivery 1', 'answer']);
       messages.stop();
     } finally {
       await slow.close();

@@ -391,6 +391,7 @@ export function startRealtime(options: RealtimeOptions): Realtime {
     // the checkpoint is taken with the rows, synchronously: it names exactly what they hold
     const n = ++writes;
     const folded = folds.foldedAbove(floor);
+    const since = answeredAt;
     pending.set('checkpoint', checkpointRow(instance, n, folded, watermarks, now, retiring));
     const batch = pending;
     pending = new Map();
@@ -406,7 +407,7 @@ export function startRealtime(options: RealtimeOptions): Realtime {
       throw err;
     }
     // only a committed checkpoint makes its messages durable: one inserted but fenced does not count (fence.ts)
-    if (arbiter && (await arbiter.commit(instance, { n, at: now, since: answeredAt, folded, state: retiring ? 'retired' : 'live' })) === 'fenced') return rejoin(n);
+    if (arbiter && (await arbiter.commit(instance, { n, at: now, since, folded, state: retiring ? 'retired' : 'live' })) === 'fenced') return rejoin(n);
     stats.emitted += batch.size - 1;
     committed(n);
     wakeWaiters();
