@@ -27,8 +27,8 @@ const settings = {
   reports: [realtimeSalesReport],
 };
 const TEST_MS = 480_000;
-/** what the test's own waits may take in all; the rest is for the state and the clean-up */
-const WAITS_MS = TEST_MS - 45_000;
+/** what the test's own waits may take in all; the rest is for the last look, the state and the clean-up */
+const WAITS_MS = TEST_MS - 70_000;
 /** one look at the system (a request, a query) that takes longer than this counts as failed */
 const LOOK_MS = 20_000;
 
@@ -82,19 +82,18 @@ describe('realtime view across a processor stalled past the liveness', () => {
         return [`pid ${pid} (${role}; exit ${c.child.exitCode ?? c.child.signalCode ?? 'none'}), last of ${said.length} lines on fences, checkpoints, errors:`, ...said.slice(-8).map((line) => `  ${line.slice(0, 400)}`)].join('\n');
       });
       const now = Date.now();
-      return [
-        `state after ${Math.round((now - started) / 1000)} s (victim ${victim || 'not chosen'}):`,
-        ...lines,
-        await look('consumer', async () => {
+      const looks = await Promise.all([
+        look('consumer', async () => {
           const info = await jsm.consumers.info('EVENTS', 'processor');
           return { ack_floor: info.ack_floor.stream_seq, delivered: info.delivered.stream_seq, num_pending: info.num_pending, num_ack_pending: info.num_ack_pending, num_redelivered: info.num_redelivered, num_waiting: info.num_waiting };
         }),
-        await look('fence keys', async () => [...(await keys())].map(([key, v]) => ({ key, state: v.state, n: v.n, ageMs: now - v.at, sinceAgeMs: v.since === undefined ? null : now - v.since, highest: highest(v) }))),
-        await look('view', async () => {
+        look('fence keys', async () => [...(await keys())].map(([key, v]) => ({ key, state: v.state, n: v.n, ageMs: now - v.at, sinceAgeMs: v.since === undefined ? null : now - v.since, highest: highest(v) }))),
+        look('view', async () => {
           const rows = await realtimeViewRows(client, db, 'stall');
           return { events: rows.reduce((n, r) => n + Number(r.events), 0), refused: rows.reduce((n, r) => n + Number(r.late_refused), 0), reference: referenceTotal };
         }),
-      ].join('\n');
+      ]);
+      return [`state after ${Math.round((now - started) / 1000)} s (victim ${victim || 'not chosen'}):`, ...lines, ...looks].join('\n');
     };
     /** Waits for `check` within `ms` and what is left of the test's waits; a miss fails with the state. */
     const step = async <T>(what: string, ms: number, check: () => Promise<T | undefined | false>): Promise<T> => {
@@ -131,23 +130,28 @@ describe('realtime view across a processor stalled past the liveness', () => {
       await step('every event published', 120_000, async () => (await flow.done, true));
       // the other one takes it for dead, fences it and folds its messages: the ack floor passes what the stopped one held
       await step('the stopped processor to be fenced', 120_000, async () => (await keys()).get(victim)?.state === 'fenced');
-      const fence = (await keys()).get(victim)!;
+      const fence = (await bounded(keys(), 'fence keys')).get(victim)!;
       await step('the survivor to fold and ack the stopped one\'s messages', 120_000, async () => {
         const info = await consumerInfo();
         return info.num_pending === 0 && info.ack_floor.stream_seq > highest(fence);
       });
-      const fenceRows = (await (await client.query({ query: `SELECT checkpoint FROM ${db}.realtime_fences FINAL WHERE instance = {i:String}`, query_params: { i: victim }, format: 'JSONEachRow' })).json<{ checkpoint: string }>()).map((r) => Number(r.checkpoint));
+      const fenceQuery = client.query({ query: `SELECT checkpoint FROM ${db}.realtime_fences FINAL WHERE instance = {i:String}`, query_params: { i: victim }, format: 'JSONEachRow' });
+      const fenceRows = (await bounded(fenceQuery.then((r) => r.json<{ checkpoint: string }>()), 'fence rows')).map((r) => Number(r.checkpoint));
       expect(fenceRows).toEqual([fence.n]);
 
       // resumed: its commit finds the key fenced; it goes on under a new id
       process.kill(victimPid!, 'SIGCONT');
       resumed = true;
       await step('the resumed processor to rejoin as a new instance', 120_000, async () => (await keys()).get(`${victim}.1`)?.state === 'live');
-      expect((await keys()).get(victim)).toMatchObject({ state: 'fenced', n: fence.n });
+      expect((await bounded(keys(), 'fence keys')).get(victim)).toMatchObject({ state: 'fenced', n: fence.n });
 
       await step('every EVENTS message acked', 240_000, async () => {
         const info = await consumerInfo();
         return info.num_pending === 0 && info.num_ack_pending === 0 && info.delivered.stream_seq > 0;
+      });
+      await step('the realtime view to account for every event', 60_000, async () => {
+        const rows = await realtimeViewRows(client, db, 'stall');
+        return rows.reduce((n, r) => n + Number(r.events) + Number(r.late_refused), 0) >= referenceTotal;
       });
       try {
         await expectViewEqualsReference(client, db, events, 'stall');
