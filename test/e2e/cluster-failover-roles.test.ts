@@ -237,11 +237,14 @@ describe('kill -9 on a three-node cluster: the monitor, the DLQ, the saga watch'
       for (let i = 0; i < 20; i++) await write(i, 0);
       await waitFor(caughtUp, 30_000, 'the watch to show the first writes');
       const stream = `KV_${SAGA_BUCKET}`;
-      const consumers = [];
-      for await (const info of await cluster.jsm.consumers.list(stream)) consumers.push(info);
-      const ephemeral = consumers.filter((c) => c.config.durable_name === undefined);
-      expect(ephemeral.length).toBeGreaterThan(0);
-      const holder = cluster.nodes.find((node) => node.name === ephemeral[0]!.cluster?.leader)!;
+      // the watch's consumer and its leader, once the cluster reports one (waitFor retries a listing that times out on a loaded machine)
+      const leader = await waitFor(async () => {
+        const consumers = [];
+        for await (const info of await cluster.jsm.consumers.list(stream)) consumers.push(info);
+        return consumers.find((c) => c.config.durable_name === undefined && c.cluster?.leader)?.cluster?.leader;
+      }, 60_000, 'the watch consumer to have a leader');
+      const holder = cluster.nodes.find((node) => node.name === leader)!;
+      expect(holder).toBeDefined();
       logger.info({ holder: holder.name, bucketLeader: (await cluster.leaderOf(cluster.jsm, stream)).name }, 'killing the server holding the watch consumer');
       await holder.kill();
       for (let step = 1; step <= 5; step++) for (let i = 0; i < 20; i++) await write(i, step);

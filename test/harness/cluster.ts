@@ -185,20 +185,29 @@ export async function leadersOf(cluster: TestCluster, jsm: JetStreamManager, str
   return led;
 }
 
-/** Every stream and bucket removed, then the topology of `config` made anew: each test starts from nothing. */
-export async function freshTopology(js: JetStreamClient, jsm: JetStreamManager, config: Config): Promise<void> {
-  // generous: on a loaded machine, placing a dozen three-replica objects right after a server rejoined can take a while
-  const patient = { budgetMs: 90_000 };
-  const names: string[] = [];
-  for await (const name of jsm.streams.names()) names.push(name);
+// generous: on a loaded machine, placing a dozen three-replica objects right after a server rejoined can take a while
+const PATIENT = { budgetMs: 90_000 };
+
+/** Every stream and bucket removed, patiently: right after a server was killed and restarted the meta leader may not answer at once (measured: a listing timed out at 5 s beside a bench). */
+export async function removeAllStreams(jsm: JetStreamManager): Promise<void> {
+  const names = await retryTransient(async () => {
+    const listed: string[] = [];
+    for await (const name of jsm.streams.names()) listed.push(name);
+    return listed;
+  }, PATIENT);
   for (const name of names) {
     // a delete that timed out may have been applied: its retry then finds the stream gone
-    await retryTransient(() => jsm.streams.delete(name), patient).catch((err: unknown) => {
+    await retryTransient(() => jsm.streams.delete(name), PATIENT).catch((err: unknown) => {
       if (!(err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound)) throw err;
     });
   }
-  await retryTransient(() => ensureTopology(jsm, config), patient);
-  await retryTransient(() => ensureSagaTopology(js, jsm, config), patient);
+}
+
+/** Every stream and bucket removed, then the topology of `config` made anew: each test starts from nothing. */
+export async function freshTopology(js: JetStreamClient, jsm: JetStreamManager, config: Config): Promise<void> {
+  await removeAllStreams(jsm);
+  await retryTransient(() => ensureTopology(jsm, config), PATIENT);
+  await retryTransient(() => ensureSagaTopology(js, jsm, config), PATIENT);
 }
 
 /** A client of the whole cluster as the roles connect: every server listed, reconnecting without end. */

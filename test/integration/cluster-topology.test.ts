@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUCKETS } from '../../src/nats/buckets.ts';
 import { ensureTopology } from '../../src/nats/topology.ts';
 import { ensureSagaTopology } from '../../src/saga/topology.ts';
-import { startTestCluster, type TestCluster } from '../harness/cluster.ts';
+import { removeAllStreams, startTestCluster, type TestCluster } from '../harness/cluster.ts';
 import { testConfig } from '../harness/config.ts';
 import { waitFor } from '../harness/streams.ts';
 
@@ -63,7 +63,7 @@ describe('replicas on a three-node cluster', () => {
 
   it('creates every stream and bucket with nats.replicas when none exists', async () => {
     // whatever an earlier test (or none) left: this test starts from no stream at all
-    for await (const stream of jsm.streams.names()) await jsm.streams.delete(stream);
+    await removeAllStreams(jsm);
     const config = testConfig({ nats: { replicas: 3 } });
     await ensureTopology(jsm, config);
     await ensureSagaTopology(jetstream(nc), jsm, config);
