@@ -50,8 +50,7 @@ const bounded = <T>(work: Promise<T>, what: string): Promise<T> => {
 const highest = (v: FenceValue | undefined) => Math.max(0, ...(v?.folded ?? []).map(([, to]) => to));
 
 describe('realtime view across a processor stalled past the liveness', () => {
-  // Opt-in (TIDEMARK_STALL_TEST=1): see README "Fencing a stalled processor" for its record beside a bench.
-  it.skipIf(!process.env.TIDEMARK_STALL_TEST)('one of two processors SIGSTOPped mid-stream past ackWait and the liveness, then resumed: it is fenced, every window equals the reference', async () => {
+  it('one of two processors SIGSTOPped mid-stream past ackWait and the liveness, then resumed: it is fenced, every window equals the reference', async () => {
     const { nc, js, jsm, client, db } = stack;
     const started = Date.now();
     const keys = fenceKeyReader(js);
