@@ -99,6 +99,8 @@ const describeChanges = (current: StreamConfig, want: Partial<StreamConfig>, fie
 
 /** How long a raise may take to settle: seconds on three loopback servers at load 11 (see waitForRaised). */
 const RAISE_BUDGET_MS = 120_000;
+/** How long a raised stream must stay settled: over ten times the 84 ms a replica's store was seen behind after one check. */
+const SETTLED_FOR_MS = 1_000;
 
 /** Whether the stream has a leader, every replica is current, and its last message reads back as the leader has it. */
 async function settled(jsm: JetStreamManager, stream: string): Promise<boolean> {
@@ -111,20 +113,24 @@ async function settled(jsm: JetStreamManager, stream: string): Promise<boolean> 
 }
 
 /**
- * Waits until a stream whose replicas were just raised has settled (see `settled`).
- * Measured on 2.9.10, R1 → R3 on three loopback servers: the stream has no leader for
- * up to 8 s (its leader gets time out), a catching-up replica answers direct gets, as
- * KV gets are, with "not found" for up to 0.9 s at load 11, and stream info calls a
- * replica current up to 1.4 s before it holds every message. A role that starts on a
- * freshly raised bucket then reads an entry as missing, so init returns after this.
+ * Waits until a stream whose replicas were just raised has stayed settled (see `settled`)
+ * for SETTLED_FOR_MS. Measured on 2.9.10, R1 → R3 on three loopback servers: the stream
+ * has no leader for up to 8 s (its leader gets time out), a catching-up replica answers
+ * direct gets, as KV gets are, with "not found" for up to 0.9 s at load 11, and stream
+ * info calls a replica current up to 1.4 s before it holds every message; the direct get
+ * here reaches one replica only. A role started on a freshly raised bucket could read an
+ * entry as missing, so init returns after this.
  */
 export async function waitForRaised(jsm: JetStreamManager, stream: string): Promise<void> {
   const deadline = Date.now() + RAISE_BUDGET_MS;
+  let since: number | undefined;
   let last: unknown;
   while (Date.now() < deadline) {
     try {
-      if (await settled(jsm, stream)) return;
+      since = (await settled(jsm, stream)) ? (since ?? Date.now()) : undefined;
+      if (since !== undefined && Date.now() - since >= SETTLED_FOR_MS) return;
     } catch (err) {
+      since = undefined;
       last = err;
     }
     await sleep(100);
