@@ -12,6 +12,7 @@ import {
 import { nanos } from '@nats-io/transport-node';
 import { webhookDurable, type Config, type StreamLimitsConfig } from '../core/config.ts';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
+import { sleep } from '../core/time.ts';
 import { bucketSpecs, openBucket, type BucketSpec } from './buckets.ts';
 import { retryTransient } from './retry.ts';
 
@@ -96,9 +97,50 @@ const isApiError = (err: unknown, code: number): boolean => err instanceof JetSt
 const describeChanges = (current: StreamConfig, want: Partial<StreamConfig>, fields: readonly (keyof StreamConfig)[]): string =>
   fields.map((f) => `${f === 'num_replicas' ? 'replicas' : f} ${String(current[f])} → ${String(want[f])}`).join(', ');
 
+/** How long a raise may take to settle: seconds on three loopback servers at load 11 (see waitForRaised). */
+const RAISE_BUDGET_MS = 120_000;
+/** How long a raised stream must stay settled: over ten times the 84 ms a replica's store was seen behind after one check. */
+const SETTLED_FOR_MS = 1_000;
+
+/** Whether the stream has a leader, every replica is current, and its last message reads back as the leader has it. */
+async function settled(jsm: JetStreamManager, stream: string): Promise<boolean> {
+  const { cluster, config, state } = await jsm.streams.info(stream);
+  const replicas = cluster?.replicas ?? [];
+  if (!cluster?.leader || replicas.length !== config.num_replicas - 1 || !replicas.every((r) => r.current && !r.offline)) return false;
+  if (!config.allow_direct || state.messages === 0) return true;
+  const [direct, leader] = await Promise.all([jsm.direct.getMessage(stream, { seq: state.last_seq }), jsm.streams.getMessage(stream, { seq: state.last_seq })]);
+  return (direct === null) === (leader === null);
+}
+
+/**
+ * Waits until a stream whose replicas were just raised has stayed settled (see `settled`)
+ * for SETTLED_FOR_MS. Measured on 2.9.10, R1 → R3 on three loopback servers: the stream
+ * has no leader for up to 8 s (its leader gets time out), a catching-up replica answers
+ * direct gets, as KV gets are, with "not found" for up to 0.9 s at load 11, and stream
+ * info calls a replica current up to 1.4 s before it holds every message; the direct get
+ * here reaches one replica only. A role started on a freshly raised bucket could read an
+ * entry as missing, so init returns after this.
+ */
+export async function waitForRaised(jsm: JetStreamManager, stream: string): Promise<void> {
+  const deadline = Date.now() + RAISE_BUDGET_MS;
+  let since: number | undefined;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      since = (await settled(jsm, stream)) ? (since ?? Date.now()) : undefined;
+      if (since !== undefined && Date.now() - since >= SETTLED_FOR_MS) return;
+    } catch (err) {
+      since = undefined;
+      last = err;
+    }
+    await sleep(100);
+  }
+  throw new TidemarkError(ErrorCodes.REPLICAS_BEHIND, `${stream}: its new replicas did not catch up within ${RAISE_BUDGET_MS / 1000} s (a leader, every replica current, its last message readable)${last ? `: ${String(last)}` : ''}`, { cause: last });
+}
+
 /**
  * Sets the replicas of an existing stream in place (2.9.10 moves the data to new peers
- * itself); undefined when the stream does not exist.
+ * itself) and waits for the new ones to catch up; undefined when the stream does not exist.
  */
 async function ensureReplicas(jsm: JetStreamManager, stream: string, replicas: number, kind: TopologyChange['kind']): Promise<TopologyChange | undefined> {
   let current: StreamConfig;
@@ -111,6 +153,7 @@ async function ensureReplicas(jsm: JetStreamManager, stream: string, replicas: n
   const name = kind === 'bucket' ? stream.replace(/^KV_/, '') : stream;
   if (current.num_replicas === replicas) return { kind, name, action: 'unchanged' };
   await jsm.streams.update(stream, { ...current, num_replicas: replicas });
+  if (replicas > current.num_replicas) await waitForRaised(jsm, stream);
   return { kind, name, action: 'updated', detail: `replicas ${current.num_replicas} → ${replicas}` };
 }
 
@@ -152,6 +195,7 @@ async function ensureStream(jsm: JetStreamManager, key: StreamKey, limits: Strea
   const changed = MUTABLE_STREAM_FIELDS.filter((f) => want[f] !== undefined && current[f] !== want[f]);
   if (!changed.length) return { kind: 'stream', name: want.name, action: 'unchanged' };
   await jsm.streams.update(want.name, { ...current, ...Object.fromEntries(changed.map((f) => [f, want[f]])) });
+  if ((want.num_replicas ?? 1) > current.num_replicas) await waitForRaised(jsm, want.name);
   return { kind: 'stream', name: want.name, action: 'updated', detail: describeChanges(current, want, changed) };
 }
 

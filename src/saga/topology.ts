@@ -6,7 +6,7 @@ import { nanos } from '@nats-io/transport-node';
 import type { Config } from '../core/config.ts';
 import { ErrorCodes, TidemarkError } from '../core/errors.ts';
 import type { BatchPublisher } from '../nats/batch-publisher.ts';
-import type { TopologyChange } from '../nats/topology.ts';
+import { waitForRaised, type TopologyChange } from '../nats/topology.ts';
 import { sagaStore, type SagaStore } from './store.ts';
 import { SAGA_BUCKET, SAGA_CONSUMERS, SAGA_LOG_STREAM, SAGA_STREAM, SAGA_SUBJECTS } from './subjects.ts';
 
@@ -39,6 +39,7 @@ async function ensureSagaStream(jsm: JetStreamManager, config: Config): Promise<
   const changed = (Object.keys(mutable) as Array<keyof typeof mutable>).filter((k) => current[k] !== mutable[k]);
   if (!changed.length) return { kind: 'stream', name: SAGA_STREAM, action: 'unchanged' };
   await jsm.streams.update(SAGA_STREAM, { ...current, ...mutable });
+  if (mutable.num_replicas > current.num_replicas) await waitForRaised(jsm, SAGA_STREAM);
   const detail = changed.map((k) => `${k === 'num_replicas' ? 'replicas' : k} ${String(current[k])} → ${String(mutable[k])}`).join(', ');
   return { kind: 'stream', name: SAGA_STREAM, action: 'updated', detail };
 }
