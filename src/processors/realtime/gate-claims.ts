@@ -11,7 +11,7 @@
  * checkpoint (or the ack floor) has the message, and then skips it; if the holder is
  * fenced or retired first without having it, the claim is void and can be taken over.
  */
-import { inRanges, unionRanges, type SeqRange } from '../../nats/seq-ranges.ts';
+import { unionRanges, type SeqRange } from '../../nats/seq-ranges.ts';
 
 /** `acked`: every sequence at or below it was acked (its claims were dropped); `by`: each holder's claimed sequences. */
 export type Claims = { acked: number; by: Record<string, SeqRange[]> };
@@ -38,15 +38,35 @@ export function decideClaims(current: Claims | undefined, self: string, seqs: re
     const above = ranges.filter(([, to]) => to > acked).map(([from, to]): SeqRange => [Math.max(from, acked + 1), to]);
     if (above.length > 0) by[holder] = above;
   }
+  const holderOf = holders(by);
   const mine: number[] = [];
   const taken: number[] = [];
   for (const seq of seqs) {
     if (seq <= acked) continue;
-    const holder = Object.keys(by).find((h) => inRanges(by[h]!, seq));
+    const holder = holderOf(seq);
     if (holder === undefined) taken.push(seq);
     if (holder === undefined || holder === self) mine.push(seq);
   }
   if (taken.length === 0) return { mine, acked };
   by[self] = unionRanges(by[self] ?? [], taken.map((seq): SeqRange => [seq, seq]));
   return { mine, acked, next: { acked, by } };
+}
+
+/** Who holds a sequence: the holders' ranges are disjoint (a sequence is claimed only while nobody holds it), so one sorted list answers by binary search. */
+function holders(by: Record<string, SeqRange[]>): (seq: number) => string | undefined {
+  const held = Object.entries(by)
+    .flatMap(([holder, ranges]) => ranges.map(([from, to]) => ({ from, to, holder })))
+    .sort((x, y) => x.from - y.from);
+  return (seq) => {
+    let lo = 0;
+    let hi = held.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const range = held[mid]!;
+      if (seq < range.from) hi = mid - 1;
+      else if (seq > range.to) lo = mid + 1;
+      else return range.holder;
+    }
+    return undefined;
+  };
 }

@@ -211,12 +211,16 @@ export function startRealtime(options: RealtimeOptions): Realtime {
       // fenced meanwhile: the new instance decides again once registered (a claim of the old id is void)
       if (!joined || instance !== self) continue;
       const { ready, elsewhere, mine } = round;
+      const done = new Set<Arrival>();
       for (const arrival of ready) {
         // claimed by another instance that stands: it waits until that one's checkpoint (or the floor) has it
         if (mine && !inRanges(elsewhere, arrival.seq) && !mine.has(arrival.seq)) continue;
         fold(arrival, elsewhere);
-        gate.splice(gate.indexOf(arrival), 1);
+        done.add(arrival);
       }
+      let kept = 0;
+      for (const arrival of gate) if (!done.has(arrival)) gate[kept++] = arrival;
+      gate.length = kept;
       if (gate.length > 0) await sleep(options.refreshMs);
     }
   };
