@@ -59,6 +59,14 @@ const sale = (source: string, i: number, cents: bigint): { event: TidemarkEvent;
   };
 };
 
+/** The view once it equals `expected` (within 30 s), or as it stands then: the caller compares, so a mismatch shows the rows. */
+const settledView = async (source: string, expected: ReturnType<typeof referenceWindows>) => {
+  const same = async () => JSON.stringify([...(await view(source))].sort()) === JSON.stringify([...expected].sort());
+  await waitFor(same, 30_000, 'the view to equal the reference').catch(() => undefined);
+  return view(source);
+};
+const expectViewToEqual = async (source: string, expected: ReturnType<typeof referenceWindows>) => expect(await settledView(source, expected)).toEqual(expected);
+
 type ViewRow = { size_ms: string; start: string; group_key: string; events: string; amount: string };
 const view = async (source: string) => {
   const rows = await (
@@ -186,8 +194,7 @@ describe('realtime fence: the race between a stalled commit and a survivor fenci
     expect((await keyOf(a.instance))?.state).toBe('live');
 
     const expected = referenceWindows([WINDOW], [one.ref, two.ref]);
-    await waitFor(async () => JSON.stringify([...(await view(source))].sort()) === JSON.stringify([...expected].sort()), 30_000, 'the view to equal the reference');
-    expect(await view(source)).toEqual(expected);
+    await expectViewToEqual(source, expected);
     await Promise.all([a.stop(), s.stop()]);
   }, 120_000);
 
@@ -240,8 +247,7 @@ describe('realtime fence: the race between a stalled commit and a survivor fenci
     await a.durable([2]);
 
     const expected = referenceWindows([WINDOW], [one.ref, two.ref]);
-    await waitFor(async () => JSON.stringify([...(await view(source))].sort()) === JSON.stringify([...expected].sort()), 30_000, 'the view to equal the reference');
-    expect(await view(source)).toEqual(expected);
+    await expectViewToEqual(source, expected);
     await Promise.all([a.stop(), s.stop()]);
   }, 120_000);
   it('a fenced instance leaves every batch holding a dropped message unacked until a later delivery of it is decided here (two batches of it: the second was acked, and its events lost)', async () => {
@@ -293,8 +299,7 @@ describe('realtime fence: the race between a stalled commit and a survivor fenci
     }, 'the rejoined instance to fold and commit message 2');
 
     const expected = referenceWindows([WINDOW], [one.ref, two.ref, three.ref]);
-    await waitFor(async () => JSON.stringify([...(await view(source))].sort()) === JSON.stringify([...expected].sort()), 30_000, 'the view to equal the reference');
-    expect(await view(source)).toEqual(expected);
+    await expectViewToEqual(source, expected);
     await Promise.all([a.stop(), s.stop()]);
   }, 120_000);
 
@@ -328,8 +333,7 @@ describe('realtime fence: the race between a stalled commit and a survivor fenci
     expect(a.stats.folded).toBe(2);
 
     const expected = referenceWindows([WINDOW], [one.ref, two.ref]);
-    await waitFor(async () => JSON.stringify([...(await view(source))].sort()) === JSON.stringify([...expected].sort()), 30_000, 'the view to equal the reference');
-    expect(await view(source)).toEqual(expected);
+    await expectViewToEqual(source, expected);
     await Promise.all([a.stop(), s.stop()]);
   }, 120_000);
 
@@ -410,8 +414,7 @@ describe('realtime fence: the race between a stalled commit and a survivor fenci
     expect(a.stats.folded).toBe(2);
 
     const expected = referenceWindows([WINDOW], [one.ref, two.ref]);
-    await waitFor(async () => JSON.stringify([...(await view(source))].sort()) === JSON.stringify([...expected].sort()), 30_000, 'the view to equal the reference');
-    expect(await view(source)).toEqual(expected);
+    await expectViewToEqual(source, expected);
     await Promise.all([a.stop(), b.stop()]);
   }, 120_000);
   it('property: messages first delivered to either instance, some delivered again to the other while a redelivered one holds the first instance\'s gate, some of A\'s read only after its link stalled past ackWait: every window equals the reference (fast-check, seeded)', async () => {
@@ -466,8 +469,7 @@ describe('realtime fence: the race between a stalled commit and a survivor fenci
           open();
           await a.durable(at.a);
           const expected = referenceWindows([WINDOW], refs);
-          await waitFor(async () => JSON.stringify([...(await view(source))].sort()) === JSON.stringify([...expected].sort()), 30_000, 'the view to equal the reference').catch(() => undefined);
-          const seen = await view(source);
+          const seen = await settledView(source, expected);
           await Promise.all([a.stop(), b.stop()]);
           expect(seen).toEqual(expected);
         },
