@@ -477,4 +477,91 @@ describe('realtime fence: the race between a stalled commit and a survivor fenci
       { numRuns: 12, seed: 2112, endOnFailure: true },
     );
   }, 300_000);
+
+  it('two instances each holding a redelivery of the same message at their gates at once (held past ackWait before its batch reached the handler, so delivered once more): one claims and folds it, the other waits for its checkpoint and skips it; it counts once', async () => {
+    const tag = randomBytes(3).toString('hex');
+    const source = `twice-${tag}`;
+    const one = sale(source, 1, 8_642n);
+    // each gate reads the others' keys only once the test opens them, and returns only once both have read:
+    // both decide from keys taken after the redeliveries arrived, neither of which names message 501
+    let open!: () => void;
+    const opened = new Promise<void>((r) => (open = r));
+    let reads = 0;
+    let bothRead!: () => void;
+    const both = new Promise<void>((r) => (bothRead = r));
+    const together: Arbiter = {
+      ...arbiter,
+      others: async (self) => {
+        await opened;
+        const out = await arbiter.others(self);
+        if (++reads === 2) bothRead();
+        await both;
+        return out;
+      },
+    };
+    const a = make(`ta-${tag}`, together, 100);
+    const b = make(`tb-${tag}`, together, 100);
+    await Promise.all([a.start(), b.start()]);
+    // its first holder died before a checkpoint named it; its second holder kept it queued past ackWait, and now A and B hold it
+    a.arrive(501, true, [one.event]);
+    b.arrive(501, true, [one.event]);
+    const decided = Promise.all([a.durable([501]), b.durable([501])]);
+    // a checkpoint of each taken after the redeliveries arrived (no consumer here: its time stands for `since`)
+    clock.shift(2_000);
+    await Promise.all([a.flush(), b.flush()]);
+    open();
+    await decided;
+    await Promise.all([a.flush(), b.flush()]);
+    expect(reads).toBeGreaterThanOrEqual(2);
+    // before the claim both folded it (folded 1 and 1, skipped 0 and 0), and the view counted it twice
+    expect(a.stats.folded + b.stats.folded).toBe(1);
+    expect(a.stats.skipped + b.stats.skipped).toBe(1);
+
+    const expected = referenceWindows([WINDOW], [one.ref]);
+    await waitFor(async () => JSON.stringify([...(await view(source))].sort()) === JSON.stringify([...expected].sort()), 30_000, 'the view to equal the reference');
+    expect(await view(source)).toEqual(expected);
+    await Promise.all([a.stop(), b.stop()]);
+  }, 120_000);
+
+  it('an instance that keeps committing while none of its consumer-progress requests is answered (its `since` stands still) is fenced by a gate once unanswered for the liveness, instead of holding every redelivery', async () => {
+    const tag = randomBytes(3).toString('hex');
+    const source = `deaf-${tag}`;
+    const one = sale(source, 1, 4_040n);
+    const aId = `na-${tag}`;
+    const deaf = async (): Promise<ConsumerProgress> => {
+      throw new Error('request timed out');
+    };
+    const a = make(aId, arbiter, 600_000, deaf);
+    const b = make(`nb-${tag}`, arbiter, 100, nothingAcked);
+    await Promise.all([a.start(), b.start()]);
+    // a redelivery at B's gate: no checkpoint of A can speak for it, as A has had no answer since it arrived
+    b.arrive(601, true, [one.event]);
+    let bDurable = false;
+    void b.durable([601]).then(() => (bDurable = true));
+    // A commits every 5 s of its clock (never silent for the liveness), with no answer since it registered
+    await a.flush();
+    expect(await keyOf(aId)).toMatchObject({ state: 'live', since: 0 });
+    for (let shifted = 0; shifted <= LIVENESS; shifted += 5_000) {
+      clock.shift(5_000);
+      await a.flush();
+    }
+    // before: B waited for as long as A went unanswered (A's heartbeats kept it from being taken for dead)
+    await settle(() => {
+      void a.flush().catch(() => undefined);
+      return bDurable;
+    }, 'B to fence A and decide message 601');
+    expect(await keyOf(aId)).toMatchObject({ state: 'fenced', since: 0 });
+    expect(b.stats.folded).toBe(1);
+    // A's next commit finds its key fenced: it goes on under a new id
+    await settle(() => {
+      void a.flush().catch(() => undefined);
+      return a.instance !== aId;
+    }, 'A to find its key fenced and go on under a new id');
+    expect((await keyOf(a.instance))?.state).toBe('live');
+
+    const expected = referenceWindows([WINDOW], [one.ref]);
+    await waitFor(async () => JSON.stringify([...(await view(source))].sort()) === JSON.stringify([...expected].sort()), 30_000, 'the view to equal the reference');
+    expect(await view(source)).toEqual(expected);
+    await Promise.all([a.stop(), b.stop()]);
+  }, 120_000);
 });

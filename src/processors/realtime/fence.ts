@@ -19,6 +19,7 @@ import { BUCKETS, openBucket } from '../../nats/buckets.ts';
 import { isCasConflict } from '../../nats/cas.ts';
 import { retryTransient } from '../../nats/retry.ts';
 import type { SeqRange } from '../../nats/seq-ranges.ts';
+import { decideClaims, type ClaimDecision, type Claims } from './gate-claims.ts';
 
 export const FENCE_BUCKET = BUCKETS.realtimeFence;
 
@@ -36,8 +37,33 @@ export const FENCE_BUCKET = BUCKETS.realtimeFence;
  * here. A first delivery read late (the process paused, the connection slow) is thus
  * named before a redelivery of it can be decided elsewhere. 0: no answer yet (a
  * registration). Unset (no consumer, or a processor of an earlier version): `at` stands in.
+ *
+ * `joined`: when this instance id registered, on its clock (unset: an earlier version).
+ * With `since` it says how long the instance has gone without an answer (`takenForDead`).
  */
-export type FenceValue = { n: number; at: number; since?: number; folded: SeqRange[]; state: 'live' | 'retired' | 'fenced'; by?: string };
+export type FenceValue = { n: number; at: number; since?: number; joined?: number; folded: SeqRange[]; state: 'live' | 'retired' | 'fenced'; by?: string };
+
+/**
+ * Whether a gate takes this instance for dead, and fences it before deciding without it:
+ * it committed nothing for the liveness (stopped, paused, cut off), or its checkpoints
+ * went on while none of its consumer-progress requests was answered for the liveness
+ * (`at` − `since`, both on its own clock). Such an instance's `since` stands still, and
+ * every other instance's redeliveries would wait on it for as long as it does; fenced,
+ * its last checkpoint is all it counts, which needs no `since`, and it goes on under a
+ * new id. Since it registered, its registration time stands in for an answer not yet
+ * come. Fencing is sound whatever the reason (the compare-and-set decides, see above);
+ * this only chooses when a gate stops waiting.
+ */
+export function takenForDead(value: FenceValue, now: number, livenessMs: number): boolean {
+  if (value.state !== 'live') return false;
+  if (value.at < now - livenessMs) return true;
+  // an earlier version writes no `since` or no `joined`: only its silence counts
+  if (value.since === undefined || (value.since === 0 && value.joined === undefined)) return false;
+  return value.at - Math.max(value.since, value.joined ?? 0) > livenessMs;
+}
+
+/** The key of the gate claims (gate-claims.ts); no instance id has this form (instance.ts: host-pid-random). */
+export const CLAIMS_KEY = '_gate_claims';
 
 /** A key as read, with the revision a compare-and-set on it must name. */
 export type FenceEntry = { value: FenceValue; revision: number };
@@ -72,10 +98,16 @@ export type Arbiter = {
    * revision: the fenced value, or undefined when the instance committed meanwhile (alive).
    */
   fence: (instance: string, seen: FenceEntry, by: string) => Promise<FenceValue | undefined>;
+  /**
+   * Claims the redelivered messages `seqs` a gate of `instance` found in no committed
+   * checkpoint, by a compare-and-set on one key (gate-claims.ts): it folds only those it
+   * holds the claim for. `stands`: false for a holder whose key was read fenced or retired.
+   */
+  claim: (instance: string, seqs: readonly number[], stands: (holder: string) => boolean, floor: number) => Promise<ClaimDecision>;
 };
 
 const enc = new TextEncoder();
-const encode = (value: FenceValue) => enc.encode(JSON.stringify(value));
+const encode = (value: FenceValue | Claims) => enc.encode(JSON.stringify(value));
 
 /**
  * `kv` holds the keys; `listKeys` names them all. From the bucket's stream info, one
@@ -95,7 +127,7 @@ export function kvArbiter(kv: KV, listKeys: () => Promise<string[]>): Arbiter {
   return {
     register: async (instance, n, at) => {
       try {
-        written.set(instance, await retryTransient(() => kv.create(instance, encode({ n, at, since: 0, folded: [], state: 'live' }))));
+        written.set(instance, await retryTransient(() => kv.create(instance, encode({ n, at, since: 0, joined: at, folded: [], state: 'live' }))));
       } catch (err) {
         // a retried create whose first attempt landed: the key is ours as we wrote it
         const now = isCasConflict(err) ? await read(instance) : undefined;
@@ -121,7 +153,7 @@ export function kvArbiter(kv: KV, listKeys: () => Promise<string[]>): Arbiter {
       }
     },
     others: async (self) => {
-      const keys = (await retryTransient(listKeys)).filter((key) => key !== self);
+      const keys = (await retryTransient(listKeys)).filter((key) => key !== self && key !== CLAIMS_KEY);
       const out = new Map<string, FenceEntry>();
       await Promise.all(
         keys.map(async (key) => {
@@ -143,6 +175,21 @@ export function kvArbiter(kv: KV, listKeys: () => Promise<string[]>): Arbiter {
         // lost: either it committed (alive), or another instance fenced it (or a retry of ours landed)
         const now = await read(instance);
         return now?.value.state === 'fenced' ? now.value : undefined;
+      }
+    },
+    claim: async (instance, seqs, stands, floor) => {
+      for (;;) {
+        const entry = await retryTransient(() => kv.get(CLAIMS_KEY));
+        const decision = decideClaims(entry?.operation === 'PUT' ? entry.json<Claims>() : undefined, instance, seqs, stands, floor);
+        if (!decision.next) return decision;
+        const next = encode(decision.next);
+        try {
+          await retryTransient(() => (entry ? kv.update(CLAIMS_KEY, next, entry.revision) : kv.create(CLAIMS_KEY, next)));
+          return decision;
+        } catch (err) {
+          // another gate claimed meanwhile (or a retry of ours landed): read again and decide again
+          if (!isCasConflict(err)) throw err;
+        }
       }
     },
   };

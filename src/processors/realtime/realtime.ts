@@ -8,7 +8,8 @@ import { inRanges, type SeqRange } from '../../nats/seq-ranges.ts';
 import { checkpointRow, insertFence, insertRealtime, numbered, otherCheckpoints, realtimeRow, refusalRow, type CommittedFigures, type RealtimeRow } from '../../sinks/clickhouse/realtime-table.ts';
 import { SettledClock } from '../logic/acked-prefix.ts';
 import { disorderQuantile } from './disorder.ts';
-import { RealtimeFenced, RealtimeStopped, type Arbiter } from './fence.ts';
+import { RealtimeFenced, RealtimeStopped, takenForDead, type Arbiter } from './fence.ts';
+import type { ClaimDecision } from './gate-claims.ts';
 import { Folds, type FoldOptions } from './folds.ts';
 import { realtimeMetricsFor, type RealtimeMetrics } from './metrics.ts';
 
@@ -138,6 +139,8 @@ export function startRealtime(options: RealtimeOptions): Realtime {
   let joined = arbiter === undefined;
   // when the latest ack-floor request the consumer's server answered was sent: the next checkpoint's `since` (0: none yet)
   let answeredAt = options.ackFloor ? 0 : undefined;
+  // when the current instance id registered: with `since`, how long it has gone unanswered (takenForDead)
+  let joinedAt = 0;
   const fencesWritten = new Set<string>();
   const isDurable = (seq: number) => {
     const at = decided.get(seq);
@@ -178,14 +181,15 @@ export function startRealtime(options: RealtimeOptions): Realtime {
   };
 
   /**
-   * Folds what waits at the gate, in arrival order. A redelivered message is decided once
-   * every live instance has committed a checkpoint whose `since` is after it arrived here
-   * (fence.ts): the instance it was first delivered to folds it on arrival, however late
-   * that arrival is (its process paused, its connection slow), and the consumer's answer
-   * to a request sent after the redelivery comes behind it on that connection, so the
-   * checkpoint taken after that answer names it; or, once it is acked, the ack floor
-   * covers it. An instance that wrote nothing for `livenessMs` is dead, and its last
-   * checkpoint is all it ever wrote.
+   * Folds what waits at the gate. A redelivered message is decided once every live
+   * instance has committed a checkpoint whose `since` is after it arrived here (fence.ts):
+   * the instance it was first delivered to folds it on arrival, however late that arrival
+   * is (its process paused, its connection slow), and the consumer's answer to a request
+   * sent after the redelivery comes behind it on that connection, so the checkpoint taken
+   * after that answer names it; or, once it is acked, the ack floor covers it. An instance
+   * taken for dead is fenced first, and its last checkpoint is all it ever wrote. One that
+   * none of them has is folded only under a claim this instance holds (gate-claims.ts): a
+   * redelivery held past ackWait is delivered once more, and another gate may hold it now.
    */
   const resolve = async (): Promise<void> => {
     while (gate.length > 0) {
@@ -195,56 +199,83 @@ export function startRealtime(options: RealtimeOptions): Realtime {
         continue;
       }
       const self = instance;
-      let others: Others;
-      let acked = 0;
+      let round: GateRound;
       try {
-        [others, acked] = await Promise.all([arbiter ? committedOthers(arbiter, self) : writtenOthers(self), options.ackFloor ? options.ackFloor().then((p) => p.floor) : 0]);
+        round = await readGate(self);
       } catch (err) {
         if (controller.signal.aborted) return;
         logger.warn({ err: (err as Error).message, waiting: gate.length }, 'cannot read realtime checkpoints; redelivered messages wait');
         await sleep(options.refreshMs * 4);
         continue;
       }
-      // fenced meanwhile: the new instance decides again once registered
+      // fenced meanwhile: the new instance decides again once registered (a claim of the old id is void)
       if (!joined || instance !== self) continue;
-      const writtenSince = Math.min(...others.liveSince.map((at) => at - CLOCK_SKEW_MS));
-      // at or below the ack floor, a message was acked, so folded on arrival by whoever acked it
-      // (a checkpoint forgets sequences once they are below the floor)
-      const elsewhere: SeqRange[] = [...(acked > 0 ? [[1, acked] as SeqRange] : []), ...others.folded];
-      let ready = 0;
-      while (ready < gate.length && (!gate[ready]!.redelivered || gate[ready]!.at <= writtenSince)) fold(gate[ready++]!, elsewhere);
-      gate.splice(0, ready);
+      const { ready, elsewhere, mine } = round;
+      const done = new Set<Arrival>();
+      for (const arrival of ready) {
+        // claimed by another instance that stands: it waits until that one's checkpoint (or the floor) has it
+        if (mine && !inRanges(elsewhere, arrival.seq) && !mine.has(arrival.seq)) continue;
+        fold(arrival, elsewhere);
+        done.add(arrival);
+      }
+      let kept = 0;
+      for (const arrival of gate) if (!done.has(arrival)) gate[kept++] = arrival;
+      gate.length = kept;
       if (gate.length > 0) await sleep(options.refreshMs);
     }
   };
 
-  type Others = { liveSince: number[]; folded: SeqRange[] };
+  /** `ready`: the arrivals every live instance's checkpoint can speak for; `mine`: unset without an arbiter (no claims). */
+  type GateRound = { ready: Arrival[]; elsewhere: SeqRange[]; mine?: Set<number> };
+  const readGate = async (self: string): Promise<GateRound> => {
+    // the checkpoints before the ack floor: a checkpoint forgets a sequence only once the
+    // floor covers it, so a floor read after a checkpoint without it covers it
+    const others = arbiter ? await committedOthers(arbiter, self) : await writtenOthers(self);
+    const acked = options.ackFloor ? (await options.ackFloor()).floor : 0;
+    const writtenSince = Math.min(...others.liveSince.map((at) => at - CLOCK_SKEW_MS));
+    // at or below the ack floor, a message was acked, so folded on arrival by whoever acked it
+    const elsewhere: SeqRange[] = [...(acked > 0 ? [[1, acked] as SeqRange] : []), ...others.folded];
+    const ready = gate.filter((arrival) => !arrival.redelivered || arrival.at <= writtenSince);
+    const unnamed = ready.filter((arrival) => !inRanges(elsewhere, arrival.seq)).map((arrival) => arrival.seq);
+    if (!arbiter) return { ready, elsewhere };
+    let claims: ClaimDecision = { mine: [], acked: 0 };
+    if (unnamed.length > 0 && joined && instance === self) claims = await arbiter.claim(self, unnamed, (holder) => !others.final.has(holder), acked);
+    if (claims.acked > 0) elsewhere.push([1, claims.acked]);
+    return { ready, elsewhere, mine: new Set(claims.mine) };
+  };
+
+  /** `final`: the instances whose key was read fenced or retired: their claims are void. */
+  type Others = { liveSince: number[]; folded: SeqRange[]; final: Set<string> };
   /** Without an arbiter: the others' latest written checkpoints, live while written within the liveness. */
   const writtenOthers = async (self: string): Promise<Others> => {
     const others = await otherCheckpoints(clickhouse, db, self);
     const now = clock.now();
-    return { liveSince: others.filter((c) => !c.retired && c.emittedAt >= now - options.livenessMs).map((c) => c.emittedAt), folded: others.flatMap((c) => c.folded) };
+    return { liveSince: others.filter((c) => !c.retired && c.emittedAt >= now - options.livenessMs).map((c) => c.emittedAt), folded: others.flatMap((c) => c.folded), final: new Set() };
   };
   /**
-   * The others' committed checkpoints. One that committed nothing for the liveness is
-   * fenced first: its key compare-and-set to fenced at its last committed checkpoint,
-   * then the fence row written, and only then are its messages folded here (fence.ts).
+   * The others' committed checkpoints. One taken for dead (nothing committed, or none of
+   * its consumer-progress requests answered, for the liveness: `takenForDead`) is fenced
+   * first: its key compare-and-set to fenced at its last committed checkpoint, then the
+   * fence row written, and only then are its messages folded here (fence.ts).
    * If it committed meanwhile, it is alive: its old checkpoint holds the decision back
    * (liveSince −∞) until the next round reads the new one.
    */
   const committedOthers = async (arbiter: Arbiter, self: string): Promise<Others> => {
     const entries = await arbiter.others(self);
     const now = clock.now();
-    const out: Others = { liveSince: [], folded: [] };
+    const out: Others = { liveSince: [], folded: [], final: new Set() };
     for (const [other, entry] of entries) {
       let value = entry.value;
-      if (value.state === 'live' && value.at < now - options.livenessMs) {
+      if (takenForDead(value, now, options.livenessMs)) {
         const fenced = await arbiter.fence(other, entry, self);
         if (!fenced) {
           out.liveSince.push(-Infinity);
           continue;
         }
-        if (fenced.by === self) logger.warn({ fenced: other, checkpoint: fenced.n, silentMs: now - value.at }, 'realtime: fenced an instance that committed nothing for the liveness; its rows above that checkpoint no longer count, its messages are folded here');
+        if (fenced.by === self) {
+          const unansweredMs = value.since === undefined ? undefined : value.at - Math.max(value.since, value.joined ?? 0);
+          logger.warn({ fenced: other, checkpoint: fenced.n, silentMs: now - value.at, unansweredMs }, 'realtime: fenced an instance taken for dead (no checkpoint, or no answer to its consumer-progress requests, for the liveness); its rows above that checkpoint no longer count, its messages are folded here');
+        }
         value = fenced;
       }
       if (value.state === 'fenced' && !fencesWritten.has(other)) {
@@ -252,6 +283,7 @@ export function startRealtime(options: RealtimeOptions): Realtime {
         fencesWritten.add(other);
       }
       if (value.state === 'live') out.liveSince.push(value.since ?? value.at);
+      else out.final.add(other);
       out.folded.push(...value.folded);
     }
     return out;
@@ -341,7 +373,8 @@ export function startRealtime(options: RealtimeOptions): Realtime {
     await register();
   };
   const register = async () => {
-    await arbiter?.register(instance, writes, clock.now());
+    joinedAt = clock.now();
+    await arbiter?.register(instance, writes, joinedAt);
     joined = true;
   };
 
@@ -407,7 +440,7 @@ export function startRealtime(options: RealtimeOptions): Realtime {
       throw err;
     }
     // only a committed checkpoint makes its messages durable: one inserted but fenced does not count (fence.ts)
-    if (arbiter && (await arbiter.commit(instance, { n, at: now, since, folded, state: retiring ? 'retired' : 'live' })) === 'fenced') return rejoin(n);
+    if (arbiter && (await arbiter.commit(instance, { n, at: now, since, joined: joinedAt, folded, state: retiring ? 'retired' : 'live' })) === 'fenced') return rejoin(n);
     stats.emitted += batch.size - 1;
     committed(n);
     wakeWaiters();
