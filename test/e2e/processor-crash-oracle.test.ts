@@ -57,5 +57,5 @@ describe('processor killed with SIGKILL mid-stream', () => {
     } finally {
       await client.close();
     }
-  }, 180_000);
+  }, 300_000);
 });

@@ -59,10 +59,18 @@ export async function waitForDailyView(js: JetStreamClient, jsm: JetStreamManage
   }, timeoutMs, 'the processors to ack every event');
   // on a cluster the bucket's leader may be changing hands
   const kv = await retryTransient(() => new Kvm(js).open(DAILY_BUCKET));
-  await waitFor(async () => {
-    for await (const _key of await kv.keys('dirty.>')) return false;
-    return true;
-  }, 30_000, 'every dirty day to be revised');
+  // as generous as the waits above: a revision after a crash, beside a saturating bench, took over 30 s once
+  let left: string[] = [];
+  try {
+    await waitFor(async () => {
+      left = [];
+      for await (const key of await kv.keys('dirty.>')) left.push(key);
+      return left.length === 0;
+    }, timeoutMs, 'every dirty day to be revised');
+  } catch (err) {
+    const marks = await Promise.all(left.map(async (key) => `${key} marked ${Math.round((Date.now() - Number(new TextDecoder().decode((await kv.get(key))?.value))) / 1000)} s ago`));
+    throw new Error(`${(err as Error).message}; still dirty: ${marks.join(', ')}`);
+  }
 }
 
 export type CapturedTidemark = { child: ChildProcess; stdout: () => string; stderr: () => string };
