@@ -68,7 +68,12 @@ export async function waitForDailyView(js: JetStreamClient, jsm: JetStreamManage
       return left.length === 0;
     }, timeoutMs, 'every dirty day to be revised');
   } catch (err) {
-    const marks = await Promise.all(left.map(async (key) => `${key} marked ${Math.round((Date.now() - Number(new TextDecoder().decode((await kv.get(key))?.value))) / 1000)} s ago`));
+    const marks = await Promise.all(
+      left.map(async (key) => {
+        const entry = await kv.get(key);
+        return entry?.operation === 'PUT' ? `${key} marked ${Math.round((Date.now() - Number(entry.string())) / 1000)} s ago` : `${key} (cleared since)`;
+      }),
+    );
     throw new Error(`${(err as Error).message}; still dirty: ${marks.join(', ')}`);
   }
 }

@@ -151,21 +151,22 @@ export function register(program: Command): void {
             return result;
           };
           const natsBeside = httpEvents > 0 ? [await natsRun('before the HTTP runs')] : [];
-          const httpRuns: Array<{ clients: number; accepted: number; eventsPerSecond: number; copies: number; cpu: Record<string, number> }> = [];
+          const copies: number[] = [];
           for (const clients of httpEvents > 0 ? [1, 4] : []) {
             const before = sampleCpu(pids);
             const run = await drain({ natsUrl: server.url, stored: () => processor.stats.events, clickhouse, db, from, count: httpEvents, sampleEvery: httpEvents, via: { http: `http://127.0.0.1:${httpPort}`, clients, perRequest: Number(opts.perRequest) } });
             from += httpEvents;
-            httpRuns.push({ clients, accepted: rate(httpEvents, run.acceptedMs), eventsPerSecond: rate(httpEvents, run.ms), copies: run.copies, cpu: cpuPerEvent(before, sampleCpu(pids), httpEvents) });
+            // the ratio waits for the NATS run after
+            http.push({ clients, acceptedPerSecond: rate(httpEvents, run.acceptedMs), eventsPerSecond: rate(httpEvents, run.ms), ratio: Number.NaN, cpu: cpuPerEvent(before, sampleCpu(pids), httpEvents) });
+            copies.push(run.copies);
           }
           if (httpEvents > 0) natsBeside.push(await natsRun('after the HTTP runs'));
           const natsPath = natsBeside.reduce((sum, run) => sum + run.eventsPerSecond, 0) / Math.max(1, natsBeside.length);
-          for (const run of httpRuns) {
-            const result = { clients: run.clients, acceptedPerSecond: run.accepted, eventsPerSecond: run.eventsPerSecond, ratio: run.eventsPerSecond / natsPath, cpu: run.cpu };
-            http.push(result);
-            line(`HTTP POST /v1/events, ${run.clients} client(s) → rows`, `${result.eventsPerSecond} events/s, ${result.ratio.toFixed(2)}× the NATS path (mean of the runs before and after; 202s at ${result.acceptedPerSecond} events/s; ${run.copies} events handled twice)`);
+          http.forEach((result, i) => {
+            result.ratio = result.eventsPerSecond / natsPath;
+            line(`HTTP POST /v1/events, ${result.clients} client(s) → rows`, `${result.eventsPerSecond} events/s, ${result.ratio.toFixed(2)}× the NATS path (mean of the runs before and after; 202s at ${result.acceptedPerSecond} events/s; ${copies[i]} events handled twice)`);
             line('  CPU per event', cpuLine(result.cpu));
-          }
+          });
 
           const load = await pacedLoad({ nc, natsUrl: server.url, clickhouse, db, from, rate: Number(opts.rate), seconds: Number(opts.seconds), report: config.reports[0]?.name ?? 'revenue' });
           line(`realtime freshness at ${opts.rate} events/s`, `p50 ${Math.round(load.freshness.p50)} ms, p99 ${Math.round(load.freshness.p99)} ms, max ${Math.round(load.freshness.max)} ms (${load.freshness.samples} probes; ${load.ratePublished} events/s published)`);
