@@ -1,4 +1,3 @@
-import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,7 +13,7 @@ import { DAILY_BUCKET, type StoredRevision } from '../../src/processors/daily/re
 import { openSagaStore } from '../../src/saga/topology.ts';
 import { freshTopology, storedMessages, useTestCluster, type ClusterNode } from '../harness/cluster.ts';
 import { testConfig } from '../harness/config.ts';
-import { exited, spawnTidemark, terminate } from '../harness/processes.ts';
+import { exited, spawnTidemarkCaptured, terminate, type CapturedTidemark } from '../harness/processes.ts';
 import { waitFor } from '../harness/streams.ts';
 import { expectedRun, mixedScripts, startRole, startServices, trigger, verifyAgainstOracle } from '../support/saga.ts';
 import { expectOracleFigures, salesReport, seededSales, type RawMessage } from '../support/seeded-stream.ts';
@@ -73,10 +72,14 @@ async function dailyEntries(): Promise<Map<string, string | null>> {
 
 /** Every event is on EVENTS, the processor acked all of it, and no day is left dirty. */
 async function waitForDailyViewOnCluster(events: number): Promise<void> {
+  let seen = 0;
   await waitFor(async () => {
     const ids = new Set((await storedMessages(cluster.jsm, 'EVENTS')).flatMap((m) => decodeEvents(m.data).map((e) => e.id)));
+    seen = ids.size;
     return ids.size === events;
-  }, 90_000, 'every event on EVENTS');
+  }, 90_000, 'every event on EVENTS').catch((err: Error) => {
+    throw new Error(`${err.message} (${seen} of ${events} there at the last look)`);
+  });
   await waitFor(async () => {
     const info = await cluster.jsm.consumers.info('EVENTS', 'processor');
     return info.num_pending === 0 && info.num_ack_pending === 0;
@@ -97,10 +100,10 @@ async function pipelineThroughKill(target: string, quorumLoss = false): Promise<
   const configFile = join(dir, 'tidemark.yaml');
   writeFileSync(configFile, JSON.stringify(settings));
   const env = { NATS_URL: cluster.url, TIDEMARK_DATA_DIR: dir, TIDEMARK_HTTP_PORT: '0', TIDEMARK_CLICKHOUSE_HTTP_PORT: String(await freePort()) };
-  const roles: ChildProcess[] = [];
+  const captured: CapturedTidemark[] = [];
+  const roles = () => captured.map((c) => c.child);
   try {
-    const processor = spawnTidemark(['processor', '--config', configFile], env);
-    roles.push(processor, spawnTidemark(['gateway', '--config', configFile], env), spawnTidemark(['gateway', '--config', configFile], env));
+    for (const role of ['processor', 'gateway', 'gateway']) captured.push(spawnTidemarkCaptured([role, '--config', configFile], env));
     const { unique, all } = seededSales(Date.now(), 2_000, 100);
     const half = Math.floor(all.length / 2);
     await publishAll(all.slice(0, half), 0);
@@ -121,7 +124,7 @@ async function pipelineThroughKill(target: string, quorumLoss = false): Promise<
       // no quorum: JetStream answers nothing, so nothing can be stored or acked
       await expect(retryTransient(() => cluster.jsm.streams.info('EVENTS'), { budgetMs: 3_000 })).rejects.toThrow();
       await new Promise((r) => setTimeout(r, Math.max(0, QUORUM_OUTAGE_MS - (performance.now() - killedAt))));
-      expect(roles.map((r) => r.exitCode ?? r.signalCode)).toEqual([null, null, null]);
+      expect(roles().map((r) => r.exitCode ?? r.signalCode)).toEqual([null, null, null]);
       const restartedAt = performance.now();
       await other.start();
       await cluster.leaderOf(cluster.jsm, 'EVENTS');
@@ -133,7 +136,7 @@ async function pipelineThroughKill(target: string, quorumLoss = false): Promise<
     }
     await waitForDailyViewOnCluster(unique.length);
     // no role exited or gave up during the failover
-    expect(roles.map((r) => r.exitCode ?? r.signalCode)).toEqual([null, null, null]);
+    expect(roles().map((r) => r.exitCode ?? r.signalCode)).toEqual([null, null, null]);
     expect((await cluster.leaderOf(cluster.jsm, target)).name).not.toBe(victim.name);
 
     // every revision claimed in KV reaches ClickHouse and is marked written (a write in flight at the check finishes)
@@ -151,15 +154,17 @@ async function pipelineThroughKill(target: string, quorumLoss = false): Promise<
 
     if (quorumLoss) logger.info({ allInMs: Math.round(performance.now() - started) }, 'every event in the daily view after the quorum loss');
     await restartAndCatchUp(victim, ['EVENTS', 'INGEST', `KV_${DAILY_BUCKET}`]);
-    for (const role of roles) expect(await terminate(role)).toBe(0);
+    for (const role of roles()) expect(await terminate(role)).toBe(0);
     const client = openClickHouse(testConfig({ dataDir: dir }));
     try {
       await expectOracleFigures(client, config.clickhouse.database, report, unique);
     } finally {
       await client.close();
     }
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n${await failoverState(captured)}`, { cause: err });
   } finally {
-    for (const role of roles) {
+    for (const role of roles()) {
       role.kill('SIGKILL');
       await exited(role);
     }
@@ -167,6 +172,20 @@ async function pipelineThroughKill(target: string, quorumLoss = false): Promise<
     // a test that failed before bringing its killed servers back must not leave the next one a crippled cluster
     for (const node of cluster.nodes) if (!node.running()) await node.start();
   }
+}
+
+/** What a failed failover test leaves to read: the consumers' progress and each role's warnings and errors. */
+async function failoverState(captured: CapturedTidemark[]): Promise<string> {
+  const lines: string[] = [];
+  for (const [stream, durable] of [['INGEST', 'gateway'], ['EVENTS', 'processor']] as const) {
+    const info = await retryTransient(() => cluster.jsm.consumers.info(stream, durable), { budgetMs: 5_000 }).catch((err: unknown) => String(err));
+    lines.push(typeof info === 'string' ? `${stream}/${durable}: ${info}` : `${stream}/${durable}: ${JSON.stringify({ leader: info.cluster?.leader, delivered: info.delivered.stream_seq, ackFloor: info.ack_floor.stream_seq, pending: info.num_pending, ackPending: info.num_ack_pending, redelivered: info.num_redelivered, waiting: info.num_waiting })}`);
+  }
+  for (const [i, role] of captured.entries()) {
+    const logged = `${role.stdout()}${role.stderr()}`.split('\n').filter((l) => l.trim() !== '');
+    lines.push(`role ${i} (pid ${role.child.pid}, exit ${role.child.exitCode ?? role.child.signalCode}), last of ${logged.length} lines:`, ...logged.slice(-15).map((l) => `  ${l.slice(0, 600)}`));
+  }
+  return lines.join('\n');
 }
 
 /** The latest value of every key of the lease bucket. */

@@ -4,7 +4,7 @@ import { Kvm } from '@nats-io/kv';
 import { eventIdentity } from '../../src/core/identity.ts';
 import { retryTransient } from '../../src/nats/retry.ts';
 import { DAILY_BUCKET } from '../../src/processors/daily/revision-store.ts';
-import { eventsOnStream, waitFor } from './streams.ts';
+import { eventsOnStream, kvKeys, waitFor } from './streams.ts';
 
 const children = new Set<ChildProcess>();
 // a test that fails half-way must not leave its roles running after the test file's process ends
@@ -57,14 +57,12 @@ export async function waitForDailyView(js: JetStreamClient, jsm: JetStreamManage
     const info = await jsm.consumers.info('EVENTS', 'processor');
     return info.num_pending === 0 && info.num_ack_pending === 0;
   }, timeoutMs, 'the processors to ack every event');
-  // on a cluster the bucket's leader may be changing hands
   const kv = await retryTransient(() => new Kvm(js).open(DAILY_BUCKET));
   // as generous as the waits above: a revision after a crash, beside a saturating bench, took over 30 s once
   let left: string[] = [];
   try {
     await waitFor(async () => {
-      left = [];
-      for await (const key of await kv.keys('dirty.>')) left.push(key);
+      left = await kvKeys(js, jsm, DAILY_BUCKET, 'dirty.>');
       return left.length === 0;
     }, timeoutMs, 'every dirty day to be revised');
   } catch (err) {

@@ -1,4 +1,3 @@
-import { Kvm } from '@nats-io/kv';
 import pino from 'pino';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,7 +13,7 @@ import { closeTestClickHouse } from '../harness/clickhouse.ts';
 import { testConfig } from '../harness/config.ts';
 import { monitorDrained, publishPacked } from '../harness/monitor.ts';
 import { startTestStack, type TestStack } from '../harness/stack.ts';
-import { json, readAll, waitFor } from '../harness/streams.ts';
+import { json, kvKeys, readAll, waitFor } from '../harness/streams.ts';
 
 const HOUR = 3_600_000;
 const T0 = Date.parse('2030-03-01T10:00:00Z');
@@ -88,12 +87,7 @@ async function publish(events: TidemarkEvent[]): Promise<void> {
   await monitorDrained(jsm);
 }
 
-async function stateKeys(): Promise<string[]> {
-  const kv = await new Kvm(js).open(MONITOR_BUCKET);
-  const keys: string[] = [];
-  for await (const key of await kv.keys('d.late.>')) keys.push(key);
-  return keys.sort();
-}
+const stateKeys = (): Promise<string[]> => kvKeys(js, jsm, MONITOR_BUCKET, 'd.late.>');
 
 const cutCount = async (): Promise<number> => (await registry.getSingleMetric('tidemark_monitor_sources_cut_total')!.get()).values.find((v) => v.labels.state === 'd.late')?.value ?? 0;
 const cappedAlerts = async (): Promise<CardinalityCappedAlert[]> => (await readAll(js, jsm, 'ALERTS')).filter((m) => m.subject === 'alerts.capped.late').map((m) => json<CardinalityCappedAlert>(m));

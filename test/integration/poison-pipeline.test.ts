@@ -1,5 +1,4 @@
 import { request as httpRequest } from 'node:http';
-import { Kvm } from '@nats-io/kv';
 import fc from 'fast-check';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,7 +8,7 @@ import { startMonitor, type Monitor } from '../../src/monitor/monitor.ts';
 import { MONITOR_BUCKET } from '../../src/monitor/state.ts';
 import { testConfig } from '../harness/config.ts';
 import { useTestPipeline } from '../harness/pipeline.ts';
-import { readAll, waitFor } from '../harness/streams.ts';
+import { kvKeys, readAll, waitFor } from '../harness/streams.ts';
 import { startSagaRole, type SagaRole } from '../../src/saga/role.ts';
 import { SAGA_BUCKET, triggerSubject } from '../../src/saga/subjects.ts';
 import { orderSaga, startServices, type Services } from '../support/saga.ts';
@@ -173,9 +172,7 @@ describe('sources chosen by senders', () => {
     await pipeline.nc.flush();
     await waitFor(async () => (await storedIds(ids)).size === 30, 60_000, 'all 30 events stored');
     await waitFor(drained, 60_000, 'every consumer drained');
-    const kv = await new Kvm(pipeline.js).open(MONITOR_BUCKET);
-    const keys: string[] = [];
-    for await (const key of await kv.keys('e.late.>')) keys.push(key);
+    const keys = await kvKeys(pipeline.js, pipeline.jsm, MONITOR_BUCKET, 'e.late.>');
     // two sources ("rf", "rv") had state before: 18 of the 30 new ones get some, 12 are cut
     expect(keys).toHaveLength(20);
     const cut = (await monitorRegistry.getSingleMetric('tidemark_monitor_sources_cut_total')!.get()).values.find((v) => v.labels.state === 'e.late');
@@ -335,13 +332,7 @@ describe('whatever producers send as saga triggers', () => {
   );
 
   it('every trigger starts one saga or is filed in the DLQ, and the saga consumers drain', async () => {
-    const kv = await new Kvm(pipeline.js).open(SAGA_BUCKET);
-    // a key written while the listing runs can be listed twice
-    const sagaCount = async () => {
-      const keys = new Set<string>();
-      for await (const key of await kv.keys()) keys.add(key);
-      return keys.size;
-    };
+    const sagaCount = async () => (await kvKeys(pipeline.js, pipeline.jsm, SAGA_BUCKET)).length;
     let sagaRun = 0;
     await fc.assert(
       fc.asyncProperty(fc.array(trigger, { minLength: 3, maxLength: 8 }), async (bodies) => {
