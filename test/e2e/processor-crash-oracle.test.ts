@@ -49,7 +49,7 @@ describe('processor killed with SIGKILL mid-stream', () => {
       expect(await terminate(processor)).toBe(0);
     }
     const kv = await new Kvm(js).open(DAILY_BUCKET);
-    const revisions = await kvKeys(js, jsm, DAILY_BUCKET, 'rev.>');
+    const revisions = await kvKeys(jsm, DAILY_BUCKET, 'rev.>');
     expect(revisions.length).toBeGreaterThan(0);
     for (const key of revisions) expect((await kv.get(key))!.json<StoredRevision>().written).toBe(true);
 

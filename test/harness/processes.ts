@@ -57,12 +57,13 @@ export async function waitForDailyView(js: JetStreamClient, jsm: JetStreamManage
     const info = await jsm.consumers.info('EVENTS', 'processor');
     return info.num_pending === 0 && info.num_ack_pending === 0;
   }, timeoutMs, 'the processors to ack every event');
+  // on a cluster the bucket's leader may be changing hands
   const kv = await retryTransient(() => new Kvm(js).open(DAILY_BUCKET));
   // as generous as the waits above: a revision after a crash, beside a saturating bench, took over 30 s once
   let left: string[] = [];
   try {
     await waitFor(async () => {
-      left = await kvKeys(js, jsm, DAILY_BUCKET, 'dirty.>');
+      left = await kvKeys(jsm, DAILY_BUCKET, 'dirty.>');
       return left.length === 0;
     }, timeoutMs, 'every dirty day to be revised');
   } catch (err) {

@@ -1,5 +1,4 @@
 import type { JetStreamClient, JetStreamManager, JsMsg } from '@nats-io/jetstream';
-import { Kvm } from '@nats-io/kv';
 import { decodeEvents, type TidemarkEvent } from '../../src/core/envelope.ts';
 
 /** Polls until `check` returns a value other than undefined/false, or fails after `timeoutMs`. */
@@ -49,19 +48,19 @@ export const eventsOnStream = async (js: JetStreamClient, jsm: JetStreamManager)
 
 /**
  * The keys of a KV bucket matching `filter` whose latest entry is a value (not a delete or
- * purge), sorted: named by the bucket's stream info (one request), each then read. `kv.keys()`
+ * purge), sorted: named by the bucket's stream info (one request), each key's last message then read. `kv.keys()`
  * runs an ordered consumer that, while the bucket is being written, also hands out keys written
  * during the listing: measured, one listing of a daily bucket a processor was revising took
  * 49 s and named 232 keys where one was dirty (as processors list their fence bucket, fence.ts).
  */
-export async function kvKeys(js: JetStreamClient, jsm: JetStreamManager, bucket: string, filter = '>'): Promise<string[]> {
-  const prefix = `$KV.${bucket}.`;
-  const info = await jsm.streams.info(`KV_${bucket}`, { subjects_filter: `${prefix}${filter}` });
-  const kv = await new Kvm(js).open(bucket);
+export async function kvKeys(jsm: JetStreamManager, bucket: string, filter = '>'): Promise<string[]> {
+  const [stream, prefix] = [`KV_${bucket}`, `$KV.${bucket}.`];
+  const info = await jsm.streams.info(stream, { subjects_filter: `${prefix}${filter}` });
   const keys: string[] = [];
   for (const subject of Object.keys(info.state.subjects ?? {})) {
-    const key = subject.slice(prefix.length);
-    if ((await kv.get(key))?.operation === 'PUT') keys.push(key);
+    const last = await jsm.streams.getMessage(stream, { last_by_subj: subject });
+    // a value carries no KV-Operation header; deletes and purges say DEL or PURGE
+    if (last && !last.header?.get('KV-Operation')) keys.push(subject.slice(prefix.length));
   }
   return keys.sort();
 }

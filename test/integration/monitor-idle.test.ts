@@ -87,7 +87,7 @@ async function publish(events: TidemarkEvent[]): Promise<void> {
   await monitorDrained(jsm);
 }
 
-const stateKeys = (): Promise<string[]> => kvKeys(js, jsm, MONITOR_BUCKET, 'd.late.>');
+const stateKeys = (): Promise<string[]> => kvKeys(jsm, MONITOR_BUCKET, 'd.late.>');
 
 const cutCount = async (): Promise<number> => (await registry.getSingleMetric('tidemark_monitor_sources_cut_total')!.get()).values.find((v) => v.labels.state === 'd.late')?.value ?? 0;
 const cappedAlerts = async (): Promise<CardinalityCappedAlert[]> => (await readAll(js, jsm, 'ALERTS')).filter((m) => m.subject === 'alerts.capped.late').map((m) => json<CardinalityCappedAlert>(m));

@@ -172,7 +172,7 @@ describe('sources chosen by senders', () => {
     await pipeline.nc.flush();
     await waitFor(async () => (await storedIds(ids)).size === 30, 60_000, 'all 30 events stored');
     await waitFor(drained, 60_000, 'every consumer drained');
-    const keys = await kvKeys(pipeline.js, pipeline.jsm, MONITOR_BUCKET, 'e.late.>');
+    const keys = await kvKeys(pipeline.jsm, MONITOR_BUCKET, 'e.late.>');
     // two sources ("rf", "rv") had state before: 18 of the 30 new ones get some, 12 are cut
     expect(keys).toHaveLength(20);
     const cut = (await monitorRegistry.getSingleMetric('tidemark_monitor_sources_cut_total')!.get()).values.find((v) => v.labels.state === 'e.late');
@@ -332,7 +332,7 @@ describe('whatever producers send as saga triggers', () => {
   );
 
   it('every trigger starts one saga or is filed in the DLQ, and the saga consumers drain', async () => {
-    const sagaCount = async () => (await kvKeys(pipeline.js, pipeline.jsm, SAGA_BUCKET)).length;
+    const sagaCount = async () => (await kvKeys(pipeline.jsm, SAGA_BUCKET)).length;
     let sagaRun = 0;
     await fc.assert(
       fc.asyncProperty(fc.array(trigger, { minLength: 3, maxLength: 8 }), async (bodies) => {
