@@ -352,6 +352,8 @@ export const ConfigSchema = z.strictObject({
     linger: Duration.default(250).describe('how long an event may wait for its insert to fill up (the realtime view does not wait)'),
     refresh: Duration.default(125).describe('how often the realtime view is written'),
     idleTimeout: Duration.default(5_000).describe('a source silent this long stops holding the realtime watermark back; when all are, it follows the clock'),
+    // checkpoints and ack-floor answers come every second and host clocks may differ by one: below 5 s a busy but live processor would be fenced
+    liveness: Duration.refine((ms) => ms >= 5_000, 'must be at least 5s').default(30_000).describe('a processor that wrote no realtime checkpoint (or got no consumer-progress answer) for this long is taken for dead: its redeliveries are decided without it and its windows stop being held open'),
     outOfOrderness: Duration.default(15_000).describe('how far a source\'s events may run out of occurredAt order (in EVENTS order) before the realtime view refuses one as late; 15 s covers the most measured (8.2 s, README realtime view); a processor crash needs no margin here (the watermark follows the acked prefix)'),
     recentIds: z.number().int().positive().default(100_000).describe('the realtime view counts a copy of an event (same source and id) once while it is among about this many recent ones'),
     maxSources: z.number().int().positive().default(10_000).describe('sources whose watermark one processor tracks at most; past it the longest silent is dropped'),

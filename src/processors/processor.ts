@@ -85,8 +85,7 @@ export async function startProcessor(options: ProcessorOptions): Promise<Process
   const store = await openRevisionStore(js, bucketReplicas(config, 'daily'));
   // rows carry the stream they came from, so a stream made anew never passes for the old one's high-water marks
   const epoch = await retryTransient(() => streamEpoch(js));
-  // a processor that wrote no realtime checkpoint for this long is taken for dead
-  const livenessMs = 6 * config.processor.idleTimeout;
+  const livenessMs = config.processor.liveness;
   // the realtime group cap says what it cut in an alert, once per report and day however many processors cut
   const capped = cappedAlerts({
     publish: await openAlertGuard<RealtimeCappedAlert>(js, config.monitor.alertMemory, bucketReplicas(config, 'alertGuard')),

@@ -8,15 +8,15 @@ import { waitFor } from '../harness/streams.ts';
 /**
  * SIGTERM while the realtime gate holds a redelivered message: another instance is
  * registered and live but never commits, so the gate would wait for it up to the
- * liveness (6 × idleTimeout, here 2 minutes) and the consumer's stop waited for that
+ * liveness (here 2 minutes) and the consumer's stop waited for that
  * batch. Now the processor exits within its stop grace, leaving that batch unacked.
  */
 const settings = {
   nats: { ackWait: '2s' },
-  processor: { idleTimeout: '20s' },
+  processor: { liveness: '2m' },
   reports: [{ name: 'rtstop', types: ['sale'], groupBy: ['source'], measures: { amount: { fn: 'sum', field: 'amount' } }, windows: [{ size: '10m', slide: '5m' }] }],
 };
-const LIVENESS_MS = 6 * 20_000;
+const LIVENESS_MS = 120_000;
 
 const stack = useProcessStack(settings, 'tidemark-stop-gate-');
 

@@ -15,15 +15,15 @@ import {
 import { waitFor } from '../harness/streams.ts';
 
 /**
- * A crash with a production-like ackWait: the killed instance's unacked messages come back
- * 20 s later (then wait out its 30 s liveness), far past the 2 s out-of-orderness and the
- * 5 s start-up hold, while the other instance folds the rest of the stream at once. Each
+ * A crash with an ackWait far above the out-of-orderness: the killed instance's unacked
+ * messages come back 10 s later (then wait out its 15 s liveness at the gate), far past the
+ * 2 s out-of-orderness and the 5 s start-up hold, while the other instance folds the rest of the stream at once. Each
  * message's event times move the watermark only once the ack floor covers it, so those
  * redeliveries are never behind it: not one event refused.
  */
 const settings = {
-  nats: { ackWait: '20s' },
-  processor: { batchSize: 200, outOfOrderness: '2s' },
+  nats: { ackWait: '10s' },
+  processor: { batchSize: 200, outOfOrderness: '2s', liveness: '15s' },
   ingest: { eventsPerMessage: 10 },
   reports: [realtimeSalesReport],
 };

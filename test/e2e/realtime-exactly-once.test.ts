@@ -8,8 +8,8 @@ import { eventsOnStream, waitFor } from '../harness/streams.ts';
 const settings = {
   // a message whose holder died comes again within 3 s, inside the restarted instance's start-up hold (idleTimeout)
   nats: { ackWait: '3s' },
-  // a dead instance is known as such after 6 × idleTimeout (30 s) without a checkpoint
-  processor: { batchSize: 500 },
+  // a dead instance is known as such after 10 s without a checkpoint (30 s by default: the test need not wait that long)
+  processor: { batchSize: 500, liveness: '10s' },
   // small packs: many messages, so a kill lands between folded, written and acked ones
   ingest: { eventsPerMessage: 10 },
   reports: [realtimeSalesReport],
@@ -80,11 +80,11 @@ describe('realtime view exactly once', () => {
       expect(disorder).toBe(0);
       expect(Math.max(...rows.map((r) => Number(r.instances)))).toBe(2);
       // read the view and the two live checkpoints in one query's time: closed = both watermarks past the end
-      // live: not stopped (final), and a checkpoint at most 6 × idleTimeout older than the newest
+      // live: not stopped (final), and a checkpoint at most the liveness older than the newest
       const closingNow = async () => {
         const cps = (await checkpoints()).filter((c) => c.watermarks.rt !== undefined && Number(c.final) === 0);
         const newest = Math.max(...cps.map((c) => Number(c.emitted_at)));
-        const live = cps.filter((c) => Number(c.emitted_at) >= newest - 30_000);
+        const live = cps.filter((c) => Number(c.emitted_at) >= newest - 10_000);
         return { closing: Math.min(...live.map((c) => Number(c.watermarks.rt))), ours: live.filter((c) => !before.has(c.instance)).length };
       };
       await waitFor(async () => (await closingNow()).ours === 2, 30_000, 'both instances to have closed windows');

@@ -9,7 +9,7 @@ import { referenceWindows } from '../support/window-reference.ts';
 
 /**
  * A processor stopped (SIGSTOP) mid-stream for longer than ackWait and the liveness
- * (6 × idleTimeout), while it holds folded, unacked messages: the other one gets them
+ * (processor.liveness, 6 s here), while it holds folded, unacked messages: the other one gets them
  * again, fences it through the KV arbiter, writes the fence row and folds them. When the
  * stopped one resumes it writes its panes and a checkpoint naming those same messages,
  * but its compare-and-set finds its key fenced: nothing of it is acked, its rows above
@@ -22,7 +22,7 @@ import { referenceWindows } from '../support/window-reference.ts';
  */
 const settings = {
   nats: { ackWait: '8s' },
-  processor: { batchSize: 200, outOfOrderness: '2s', idleTimeout: '1s' },
+  processor: { batchSize: 200, outOfOrderness: '2s', idleTimeout: '1s', liveness: '6s' },
   ingest: { eventsPerMessage: 10 },
   reports: [realtimeSalesReport],
 };

@@ -59,6 +59,12 @@ describe('configuration', () => {
     expect(error.message).toContain('reports[0].colour: unknown key');
   });
 
+  it('takes a processor for dead after 30 s of silence unless told otherwise, never after less than 5 s', () => {
+    expect(parseConfig({}).processor.liveness).toBe(30_000);
+    expect(parseConfig({ processor: { liveness: '12s', idleTimeout: '1s' } }).processor).toMatchObject({ liveness: 12_000, idleTimeout: 1_000 });
+    expect(failure(() => parseConfig({ processor: { liveness: '4s' } })).message).toContain('processor.liveness: must be at least 5s');
+  });
+
   it('finds the file by flag, then TIDEMARK_CONFIG, then the default, and says when it is missing', () => {
     expect(resolveConfigPath('a.yaml', { TIDEMARK_CONFIG: 'b.yaml' })).toBe('a.yaml');
     expect(resolveConfigPath(undefined, { TIDEMARK_CONFIG: 'b.yaml' })).toBe('b.yaml');
