@@ -58,14 +58,15 @@ export type SagaStore = {
   watch: (onChange: (sagaId: string, revision: number, summary: RecordSummary | null, read: () => SagaRecord | null) => void) => Promise<FollowedWatch>;
 };
 
+/** How long a write of this store may take to show in its watch before the watch is made anew: every instance sees every write of every other, so a busy watch may lag more than the revision store's. */
+export const SAGA_WATCH_LAG_MS = 15_000;
+
 /**
  * The saga log in a KV bucket. Writes go through `publisher` as plain JetStream
  * publishes on the bucket's subject with the expected last sequence (what `kv.update`
  * sends), sparing the two Error objects and the timer `kv.update` builds per request.
  */
-export function sagaStore(kv: KV, publisher: BatchPublisher, bucket: string): SagaStore {
-  // every instance sees every write of every other, so a busy watch may lag more than the revision store's
-  const WATCH_LAG_MS = 15_000;
+export function sagaStore(kv: KV, publisher: BatchPublisher, bucket: string, watchLagMs = SAGA_WATCH_LAG_MS): SagaStore {
   // every live watch is told of this store's writes: the probe that shows a watch went quiet
   const watches = new Set<FollowedWatch>();
   const wrote = (revision: number): number => {
@@ -113,7 +114,7 @@ export function sagaStore(kv: KV, publisher: BatchPublisher, bucket: string): Sa
           const put = entry.operation === 'PUT';
           onChange(entry.key, entry.revision, put ? summarize(entry.value, entry.created.getTime()) : null, () => (put ? decodeRecord(entry.value) : null));
         },
-        WATCH_LAG_MS,
+        watchLagMs,
       );
       watches.add(followed);
       return {

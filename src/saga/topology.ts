@@ -78,8 +78,8 @@ async function ensureConsumer(jsm: JetStreamManager, spec: { stream: string; dur
 /** The saga log: one key per saga, its whole history in the value, replaced only by compare-and-set. */
 export const openSagaBucket = (js: JetStreamClient, replicas = 1): Promise<KV> => openBucket(js, { name: SAGA_BUCKET, replicas });
 
-/** The saga log, written through `publisher`. */
-export const openSagaStore = async (js: JetStreamClient, publisher: BatchPublisher, replicas = 1): Promise<SagaStore> => sagaStore(await openSagaBucket(js, replicas), publisher, SAGA_BUCKET);
+/** The saga log, written through `publisher`; `watchLagMs`: see SAGA_WATCH_LAG_MS. */
+export const openSagaStore = async (js: JetStreamClient, publisher: BatchPublisher, replicas = 1, watchLagMs?: number): Promise<SagaStore> => sagaStore(await openSagaBucket(js, replicas), publisher, SAGA_BUCKET, watchLagMs);
 
 /** Durables of earlier versions (one input consumer for everything; a dispatcher), which would only hold messages now. */
 const RETIRED = [

@@ -226,7 +226,8 @@ describe('kill -9 on a three-node cluster: the monitor, the DLQ, the saga watch'
     await allUp();
     await freshTopology(cluster.js, cluster.jsm, config);
     const publisher = createBatchPublisher(cluster.nc);
-    const store = await openSagaStore(cluster.js, publisher, 3);
+    // a watch that went quiet is noticed after 5 s here, not the orchestrators' 15 s: the test need not wait that long
+    const store = await openSagaStore(cluster.js, publisher, 3, 5_000);
     const seen = new Map<string, number>();
     const watch = await store.watch((sagaId, revision) => seen.set(sagaId, Math.max(seen.get(sagaId) ?? 0, revision)));
     const record = (i: number, step: number): SagaRecord => ({ v: 1, sagaId: `order.w-${i}`, name: 'order', status: step < 5 ? 'running' : 'completed', due: null, events: [] });

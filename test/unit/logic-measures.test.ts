@@ -109,13 +109,14 @@ describe('measures', () => {
     expect(() => mergeStates(fold([]), emptyState(changed))).toThrow(/different report definitions/);
   });
 
-  it('adds ten million "0.1" to exactly "1000000"', () => {
+  // binary floating point is already off here (100000.00000133288)
+  it('adds a million "0.1" to exactly "100000"', () => {
     const sumOnly = makeReport({ measures: { amount: { fn: 'sum', field: 'amount' } } });
     const state = emptyState(sumOnly);
     const event = makeEvent({ data: { amount: '0.1' } });
-    for (let i = 0; i < 10_000_000; i++) addEvent(state, sumOnly, event);
-    expect(finalize(state, sumOnly)).toEqual({ amount: '1000000' });
-    expect(state.events).toBe(10_000_000);
+    for (let i = 0; i < 1_000_000; i++) addEvent(state, sumOnly, event);
+    expect(finalize(state, sumOnly)).toEqual({ amount: '100000' });
+    expect(state.events).toBe(1_000_000);
   }, 60_000);
 });
 
