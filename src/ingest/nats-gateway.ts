@@ -19,6 +19,7 @@ import { packBatch, type PackLimits } from './event-packs.ts';
 import { INGEST_PACK_HEADER, packCount, unpackItems } from './ingest-packs.ts';
 import { bucketReplicas } from '../nats/buckets.ts';
 import { publishRetrying } from '../nats/retry.ts';
+import { refillRecentIds } from './recent-refill.ts';
 
 export type GatewayStats = { accepted: number; rejected: number; duplicates: number };
 
@@ -374,6 +375,24 @@ async function skipRemoved(jsm: JetStreamManager, floor: AckFloor<JsMsg>): Promi
   floor.advance()?.ack();
 }
 
+/** How long a new lease holder may spend reading EVENTS' tail before it reads INGEST with what it has. */
+const REFILL_BUDGET_MS = 5_000;
+/** Gets in flight while refilling: one at a time, 20,000 lone events would take seconds of round trips. */
+const REFILL_WINDOW = 64;
+
+/**
+ * Refills the recent ids from the tail of EVENTS. The memory is per process: without
+ * this, a gateway that takes the lease over (or restarts) forwards copies of events
+ * the last holder had just stored, and the realtime view, whose own recent ids are per
+ * processor, may count them twice.
+ */
+async function refill(jsm: JetStreamManager, seen: SeenIds, config: Config, logger: Logger, stop: AbortSignal): Promise<void> {
+  const outcome = await refillRecentIds(jsm, seen.recent, { capacity: config.ingest.recentIds, budgetMs: REFILL_BUDGET_MS, window: REFILL_WINDOW, stop });
+  const { error, ...counts } = outcome;
+  if (outcome.complete) logger.info(counts, 'recent ids refilled from EVENTS');
+  else if (!stop.aborted) logger.warn({ ...counts, err: error }, 'recent ids only partly refilled from EVENTS: copies of older events may be forwarded again (counted once in the daily view)');
+}
+
 /**
  * The ingest gateway over NATS: reads INGEST through its durable while it holds the
  * gateway lease; further instances are standbys that take over when the active one
@@ -386,16 +405,19 @@ export async function startNatsGateway(options: { js: JetStreamClient; nc: NatsC
   const readAhead: ReadAheadStats = { bytes: 0, peakBytes: 0 };
   const publisher = createBatchPublisher(nc);
   const jsm = await jetstreamManager(nc);
+  const seen = seenIds(config.ingest.recentIds);
   const handle = gatewayBatchHandler(
     publisher,
     envelopeLimits(config),
     packLimits(config, nc.info?.max_payload ?? 1024 * 1024),
-    seenIds(config.ingest.recentIds),
+    seen,
     stats,
     logger,
     nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD,
   );
   const lease = await openLease(js, { key: 'gateway', holder: instanceId(), ttlMs: config.ingest.lease, replicas: bucketReplicas(config, 'leases') });
+  /** whether the recent ids were refilled from EVENTS since this instance last took the lease */
+  let refilled = false;
   const loop = runLoop({
     name: 'reading INGEST',
     everyMs: 0,
@@ -405,9 +427,16 @@ export async function startNatsGateway(options: { js: JetStreamClient; nc: NatsC
       await raceAbort(lease.acquired(), stopping);
       if (stopping.aborted) return;
       try {
+        if (!refilled) {
+          await refill(jsm, seen, config, logger, stopping);
+          refilled = true;
+        }
         await readWhileHolding({ js, nc, jsm, config, logger, handle, readAhead, until: AbortSignal.any([lease.signal(), stopping]) });
       } finally {
-        if (!lease.held() && !stopping.aborted) logger.warn('gateway lease lost: standing by');
+        if (!lease.held()) {
+          refilled = false;
+          if (!stopping.aborted) logger.warn('gateway lease lost: standing by');
+        }
       }
     },
   });

@@ -49,8 +49,8 @@ describe('two gateways on INGEST', () => {
 
       const ids = (await eventsOnStream(js, jsm)).map((e) => e.id);
       expect(new Set(ids).size).toBe(EVENTS);
-      // what the dead gateway had forwarded but not acked comes again, packed anew
-      expect(ids.length - EVENTS).toBeLessThanOrEqual(settings.ingest.batchSize * 3);
+      // what the dead gateway had forwarded but not acked comes again, and the standby, which refilled its recent ids from EVENTS on taking over, drops it
+      expect(ids.length - EVENTS, 'copies on EVENTS').toBe(0);
       expect(await streamCount(jsm, 'DLQ')).toBe(0);
       expect(await terminate(standby)).toBe(0);
       // a gateway that stops gives the lease up at once
