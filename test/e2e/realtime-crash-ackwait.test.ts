@@ -16,14 +16,14 @@ import { waitFor } from '../harness/streams.ts';
 
 /**
  * A crash with an ackWait far above the out-of-orderness: the killed instance's unacked
- * messages come back 10 s later (then wait out its 15 s liveness at the gate), far past the
+ * messages come back 10 s later (then wait out its 20 s liveness at the gate), far past the
  * 2 s out-of-orderness and the 5 s start-up hold, while the other instance folds the rest of the stream at once. Each
  * message's event times move the watermark only once the ack floor covers it, so those
  * redeliveries are never behind it: not one event refused.
  */
 const settings = {
   nats: { ackWait: '10s' },
-  processor: { batchSize: 200, outOfOrderness: '2s', liveness: '15s' },
+  processor: { batchSize: 200, outOfOrderness: '2s', liveness: '20s' },
   ingest: { eventsPerMessage: 10 },
   reports: [realtimeSalesReport],
 };
@@ -58,12 +58,13 @@ describe('realtime view across a crash with ackWait far above outOfOrderness', (
       dead = (await checkpoints()).find((c) => c.instance === dead!.instance)!;
       expect(highestFolded(dead)).toBeGreaterThan(floorAtKill);
       expect(flow.sent()).toBeLessThan(messages.length);
-      await flow.done;
-      // the survivor folds and writes messages past the dead one's while those are still in doubt (the floor stuck below them)
-      await waitFor(async () => {
+      // the survivor folds and writes messages past the dead one's while those are still in doubt (the floor stuck below them);
+      // looked for while the flow goes on: once it ends, the dead one's messages may already be folded again and acked
+      const overtaken = waitFor(async () => {
         const other = (await checkpoints()).find((c) => c.instance.includes(`-${survivor.pid}-`));
         return highestFolded(other) > highestFolded(dead) + 100 && (await processorAckFloor(jsm)) < highestFolded(dead);
       }, 60_000, 'the survivor to fold newer messages while the dead one\'s are unacked');
+      await Promise.all([flow.done, overtaken]);
 
       // every message acked: every fold that counts is written (an ack waits for the checkpoint naming it)
       await waitForEveryEventAcked(jsm, 240_000);
