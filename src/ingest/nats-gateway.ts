@@ -319,9 +319,9 @@ const SUBJECT_ROOM = 8 * 1024;
  * always go out in delivery order. Returns when the lease is lost, `until` is
  * aborted or a redelivery came, after the batches under way.
  */
-async function readWhileHolding(options: { js: JetStreamClient; nc: NatsConnection; jsm: JetStreamManager; config: Config; logger: Logger; until: AbortSignal; handle: ReturnType<typeof gatewayBatchHandler>; readAhead: ReadAheadStats }): Promise<void> {
-  const { jsm, config, logger, readAhead } = options;
-  const floor = new AckFloor<JsMsg>(await rewindGatewayConsumer(jsm, config));
+async function readWhileHolding(options: { js: JetStreamClient; nc: NatsConnection; jsm: JetStreamManager; config: Config; logger: Logger; until: AbortSignal; handle: ReturnType<typeof gatewayBatchHandler>; readAhead: ReadAheadStats; floorSeen: { seq: number } }): Promise<void> {
+  const { jsm, config, logger, readAhead, floorSeen } = options;
+  const floor = new AckFloor<JsMsg>(await rewindGatewayConsumer(jsm, config, floorSeen.seq));
   logger.info({ floor: floor.floor }, 'reading INGEST');
   const redelivered = new AbortController();
   const until = AbortSignal.any([options.until, redelivered.signal]);
@@ -338,6 +338,7 @@ async function readWhileHolding(options: { js: JetStreamClient; nc: NatsConnecti
       if (msgs.some((msg) => deliveryCount(msg) > 1)) return redelivered.abort();
       await options.handle(msgs, (msg, seq) => floor.add(seq, msg));
       floor.advance()?.ack();
+      floorSeen.seq = Math.max(floorSeen.seq, floor.floor);
     },
     logger,
     // while one batch waits for its PubAcks, the next is validated and published
@@ -418,6 +419,8 @@ export async function startNatsGateway(options: { js: JetStreamClient; nc: NatsC
   const lease = await openLease(js, { key: 'gateway', holder: instanceId(), ttlMs: config.ingest.lease, replicas: bucketReplicas(config, 'leases') });
   /** whether the recent ids were refilled from EVENTS since this instance last took the lease */
   let refilled = false;
+  /** the highest INGEST floor this instance acked: where its durable starts again if it is found gone */
+  const floorSeen = { seq: 0 };
   const loop = runLoop({
     name: 'reading INGEST',
     everyMs: 0,
@@ -431,7 +434,7 @@ export async function startNatsGateway(options: { js: JetStreamClient; nc: NatsC
           await refill(jsm, seen, config, logger, stopping);
           refilled = true;
         }
-        await readWhileHolding({ js, nc, jsm, config, logger, handle, readAhead, until: AbortSignal.any([lease.signal(), stopping]) });
+        await readWhileHolding({ js, nc, jsm, config, logger, handle, readAhead, floorSeen, until: AbortSignal.any([lease.signal(), stopping]) });
       } finally {
         if (!lease.held()) {
           refilled = false;

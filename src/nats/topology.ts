@@ -226,12 +226,29 @@ async function recreateFrom(jsm: JetStreamManager, stream: string, want: Partial
  * ack counts only if its delivery sequence is above the last one acked (measured on
  * 2.9.10: a redelivery acked before an older delivery froze the floor for good).
  * Returns the floor, or leaves the durable as it is when it has nothing outstanding.
+ *
+ * A durable that is gone (a rewind whose delete went through and whose adds did not,
+ * during an election on a loaded cluster; or removed by hand) is made anew from
+ * `knownFloor`, the floor this gateway last had: without this every later rewind
+ * failed on it and the gateway forwarded nothing until restarted (measured: 90 s and
+ * counting, on a three-node cluster beside a benchmark). Not knowing one, it starts
+ * from the stream's first message; what comes again is dropped as copies.
  */
-export async function rewindGatewayConsumer(jsm: JetStreamManager, config: Config): Promise<number> {
+export async function rewindGatewayConsumer(jsm: JetStreamManager, config: Config, knownFloor = 0): Promise<number> {
   const { stream, durable } = CONSUMERS.gateway;
-  const [info, state] = await Promise.all([jsm.consumers.info(stream, durable), jsm.streams.info(stream)]);
+  const [info, state] = await Promise.all([
+    jsm.consumers.info(stream, durable).catch((err: unknown) => {
+      if (isApiError(err, API_CONSUMER_NOT_FOUND)) return undefined;
+      throw err;
+    }),
+    jsm.streams.info(stream),
+  ]);
   // sequences below the stream's first were removed before anyone read them
-  const floor = Math.max(info.ack_floor.stream_seq, state.state.first_seq - 1);
+  const floor = Math.max(info?.ack_floor.stream_seq ?? knownFloor, state.state.first_seq - 1);
+  if (!info) {
+    await recreateFrom(jsm, stream, desiredConsumer(stream, durable, config), floor);
+    return floor;
+  }
   if (info.num_ack_pending === 0 && info.num_redelivered === 0 && info.delivered.stream_seq <= floor) return floor;
   await recreateFrom(jsm, stream, desiredConsumer(stream, durable, config), floor);
   return floor;
