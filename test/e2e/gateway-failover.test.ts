@@ -1,6 +1,4 @@
-import { Kvm } from '@nats-io/kv';
 import { describe, expect, it } from 'vitest';
-import { LEASE_BUCKET } from '../../src/nats/lease.ts';
 import { useGatewayFixture } from '../harness/gateway-processes.ts';
 import { exited, terminate } from '../harness/processes.ts';
 import { eventsOnStream, streamCount, waitFor } from '../harness/streams.ts';
@@ -9,19 +7,12 @@ const EVENTS = 20_000;
 const settings = { nats: { ackWait: '1s' }, ingest: { batchSize: 500, lease: '1s' } };
 const fixture = useGatewayFixture(settings);
 
-/** The pid in the lease holder's name (`<host>-<pid>-<random>`). */
-async function holderPid(): Promise<number | undefined> {
-  const entry = await (await new Kvm(fixture.js).open(LEASE_BUCKET)).get('gateway');
-  if (!entry || entry.operation !== 'PUT') return undefined;
-  return Number(/-(\d+)-[0-9a-f]+$/.exec(entry.json<{ holder: string }>().holder)?.[1]);
-}
-
 describe('two gateways on INGEST', () => {
   it('one reads while the other stands by; the standby takes over from a SIGKILLed one and nothing is lost', async () => {
     const { nc, js, jsm, forwarded } = fixture;
     const gateways = [fixture.startGateway(), fixture.startGateway()];
     try {
-      const active = await waitFor(holderPid, 60_000, 'a gateway to hold the lease');
+      const active = await waitFor(fixture.holderPid, 60_000, 'a gateway to hold the lease');
       const first = gateways.find((g) => g.pid === active)!;
       const standby = gateways.find((g) => g !== first)!;
       expect(first).toBeDefined();
@@ -35,13 +26,13 @@ describe('two gateways on INGEST', () => {
       await publishEvents(0, EVENTS / 2);
       await waitFor(async () => (await forwarded()) > 2_000, 60_000, 'the active gateway to forward');
       // while both run, the lease has not moved: the standby took nothing
-      expect(await holderPid()).toBe(active);
+      expect(await fixture.holderPid()).toBe(active);
 
       first.kill('SIGKILL');
       await exited(first);
       expect(await forwarded()).toBeLessThan(EVENTS);
       await publishEvents(EVENTS / 2, EVENTS);
-      await waitFor(async () => (await holderPid()) === standby.pid, 60_000, 'the standby to take the lease over');
+      await waitFor(async () => (await fixture.holderPid()) === standby.pid, 60_000, 'the standby to take the lease over');
       await waitFor(async () => {
         const info = await jsm.consumers.info('INGEST', 'gateway');
         return info.num_pending === 0 && info.num_ack_pending === 0 && info.ack_floor.stream_seq === EVENTS;
@@ -54,7 +45,7 @@ describe('two gateways on INGEST', () => {
       expect(await streamCount(jsm, 'DLQ')).toBe(0);
       expect(await terminate(standby)).toBe(0);
       // a gateway that stops gives the lease up at once
-      expect(await holderPid()).toBeUndefined();
+      expect(await fixture.holderPid()).toBeUndefined();
     } finally {
       for (const g of gateways) if (g.exitCode === null && g.signalCode === null) g.kill('SIGKILL');
     }

@@ -1,7 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { Kvm } from '@nats-io/kv';
 import { describe, expect, it } from 'vitest';
-import { LEASE_BUCKET } from '../../src/nats/lease.ts';
 import { useGatewayFixture } from '../harness/gateway-processes.ts';
 import { exited, terminate } from '../harness/processes.ts';
 import { eventsOnStream, json, readAll, streamCount, waitFor } from '../harness/streams.ts';
@@ -10,13 +8,6 @@ const EVENTS = 5_000;
 const CONFLICTS = 50;
 const settings = { nats: { ackWait: '1s' }, ingest: { batchSize: 500, lease: '1s' } };
 const fixture = useGatewayFixture(settings);
-
-/** The pid in the lease holder's name (`<host>-<pid>-<random>`). */
-async function holderPid(): Promise<number | undefined> {
-  const entry = await (await new Kvm(fixture.js).open(LEASE_BUCKET)).get('gateway');
-  if (!entry || entry.operation !== 'PUT') return undefined;
-  return Number(/-(\d+)-[0-9a-f]+$/.exec(entry.json<{ holder: string }>().holder)?.[1]);
-}
 
 describe('copies of stored events sent again after the gateway lease moved', () => {
   it.each(['killed with SIGKILL', 'stopped'])('are dropped by the new holder after the first is %s: it refilled its recent ids from EVENTS; a different event under one of them goes to the DLQ', async (how) => {
@@ -44,14 +35,14 @@ describe('copies of stored events sent again after the gateway lease moved', () 
     const first = fixture.startGateway();
     const gateways = [first];
     try {
-      await waitFor(async () => (await holderPid()) === first.pid, 60_000, 'the first gateway to hold the lease');
+      await waitFor(async () => (await fixture.holderPid()) === first.pid, 60_000, 'the first gateway to hold the lease');
       // a standby from the start: its memory of recent ids stays empty while the first one stores
       const second = fixture.startGateway();
       gateways.push(second);
       await publish(() => '1.10');
       await drained(base.raw + EVENTS);
       await stop(first);
-      await waitFor(async () => (await holderPid()) === second.pid, 60_000, 'the second gateway to take the lease over');
+      await waitFor(async () => (await fixture.holderPid()) === second.pid, 60_000, 'the second gateway to take the lease over');
 
       // every event again, the first CONFLICTS of them with different content
       await publish((i) => (i < CONFLICTS ? '9.99' : '1.10'));

@@ -1,4 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
+import { Kvm } from '@nats-io/kv';
+import { LEASE_BUCKET } from '../../src/nats/lease.ts';
 import { testConfig } from './config.ts';
 import { writeConfigDir } from './config-dir.ts';
 import { useFixture } from './fixture.ts';
@@ -10,6 +12,8 @@ export type GatewayFixture = ConnectedNats & {
   startGateway: () => ChildProcess;
   /** How far the gateway durable has acked INGEST. */
   forwarded: () => Promise<number>;
+  /** The pid in the gateway lease holder's name (`<host>-<pid>-<random>`); none while no one holds it. */
+  holderPid: () => Promise<number | undefined>;
 };
 
 /** A nats-server with the topology for `settings`, and gateways to start as separate processes. */
@@ -20,6 +24,11 @@ export async function startGatewayFixture(settings: Record<string, unknown>): Pr
     ...nats,
     startGateway: () => spawnTidemark(['gateway', '--config', configFile], { NATS_URL: nats.server.url, TIDEMARK_HTTP_PORT: '0', TIDEMARK_DATA_DIR: dir }),
     forwarded: async () => (await nats.jsm.consumers.info('INGEST', 'gateway')).ack_floor.stream_seq,
+    holderPid: async () => {
+      const entry = await (await new Kvm(nats.js).open(LEASE_BUCKET)).get('gateway');
+      if (!entry || entry.operation !== 'PUT') return undefined;
+      return Number(/-(\d+)-[0-9a-f]+$/.exec(entry.json<{ holder: string }>().holder)?.[1]);
+    },
     dispose: async () => {
       await nats.dispose();
       await dispose();

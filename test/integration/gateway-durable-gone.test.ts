@@ -26,7 +26,12 @@ const forwarded = (ingest: TestIngest) => waitFor(async () => {
   return (await ingest.jsm.consumers.info('INGEST', 'gateway')).ack_floor.stream_seq === raw;
 }, 30_000, 'the gateway to ack every raw message');
 
-const idsOnEvents = async (ingest: TestIngest) => (await eventsOnStream(ingest.js, ingest.jsm)).map((e) => e.id);
+/** EVENTS holds `count` events, no id twice. */
+async function expectEachOnce(ingest: TestIngest, count: number): Promise<void> {
+  const ids = (await eventsOnStream(ingest.js, ingest.jsm)).map((e) => e.id);
+  expect(ids.length).toBe(count);
+  expect(new Set(ids).size).toBe(count);
+}
 
 describe('the gateway durable on INGEST found gone', () => {
   it('by a running gateway reading anew: made anew from the floor it acked, every later event forwarded once', async () => {
@@ -40,9 +45,7 @@ describe('the gateway durable on INGEST found gone', () => {
       await publish(ingest, 50, 100);
       await forwarded(ingest);
       expect((await ingest.jsm.consumers.info('INGEST', 'gateway')).config.opt_start_seq).toBe(51);
-      const ids = await idsOnEvents(ingest);
-      expect(ids.length).toBe(100);
-      expect(new Set(ids).size).toBe(100);
+      await expectEachOnce(ingest, 100);
     } finally {
       await ingest.dispose();
     }
@@ -63,9 +66,7 @@ describe('the gateway durable on INGEST found gone', () => {
         await next.stop();
       }
       expect((await ingest.jsm.consumers.info('INGEST', 'gateway')).config.deliver_policy).toBe('all');
-      const ids = await idsOnEvents(ingest);
-      expect(ids.length).toBe(60);
-      expect(new Set(ids).size).toBe(60);
+      await expectEachOnce(ingest, 60);
     } finally {
       await ingest.dispose();
     }
