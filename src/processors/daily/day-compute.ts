@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { ClickHouseClient } from '@clickhouse/client';
 import type { ReportConfig } from '../../core/config.ts';
 import { dailyFigures, type GroupFigure } from '../../sinks/clickhouse/daily-figures.ts';
-import { dayHoldsAtLeast, insertUniqValues, knownUniqValues, readGroups, storeDayUniqValues, uniqId, type GroupRead, type UniqValue } from '../../sinks/clickhouse/day-state-sql.ts';
+import { dayHoldsAtLeast, deltaScanRows, insertUniqValues, knownUniqValues, readGroups, storeDayUniqValues, uniqId, type GroupRead, type UniqValue } from '../../sinks/clickhouse/day-state-sql.ts';
 import { MARKER_GROUP, readDayStates, writeDayStates, type StateRow } from '../../sinks/clickhouse/daily-state-table.ts';
 import { mergeGroupState, observeGroup, type GroupState } from '../logic/day-state.ts';
 import type { ArrivalMark } from './arrival-mark.ts';
@@ -11,13 +11,15 @@ import type { ArrivalMark } from './arrival-mark.ts';
  * A day's figures as a revision sees them. `changed`: something was taken in since the
  * stored state (a revision is then worth deciding). `commit` stores the new state; the
  * caller runs it once the revisions are claimed, so a crash before it only makes the
- * next revision read the same rows again. `rowsRead`: event identities read.
+ * next revision read the same rows again. `rowsRead`: event identities read;
+ * `rowsScanned`: rows the reads went through (a delta: estimated from the indexes).
  */
 export type DayComputation = {
   figures: GroupFigure[];
   changed: boolean;
   mode: 'full' | 'delta' | 'behind' | 'unmarked';
   rowsRead: number;
+  rowsScanned: number;
   commit: () => Promise<void>;
 };
 
@@ -69,11 +71,13 @@ async function full(ctx: Ctx): Promise<DayComputation> {
   await storeDayUniqValues(ctx.client, ctx.db, ctx.report, ctx.day, range, generation);
   const groups = (await readGroups(ctx.client, ctx.db, ctx.report, ctx.day, range))!;
   const rows = groups.map((g) => rowOf(ctx, generation, g.groupKey, g.uniqKey, g.state));
+  const rowsRead = groups.reduce((n, g) => n + g.state.events, 0);
   return {
     figures: groups.map((g) => figureOf(ctx.report, g.groupKey, g.state)),
     changed: true,
     mode: 'full',
-    rowsRead: groups.reduce((n, g) => n + g.state.events, 0),
+    rowsRead,
+    rowsScanned: rowsRead,
     commit: () => writeDayStates(ctx.client, ctx.db, ctx.report.name, ctx.day, [...rows, rowOf(ctx, generation, MARKER_GROUP, '', EMPTY)]),
   };
 }
@@ -103,7 +107,8 @@ async function newUniqCounts(ctx: Ctx, generation: string, base: number, delta: 
 export async function computeDay(client: ClickHouseClient, db: string, report: ReportConfig, day: string, mark: ArrivalMark | null, options: { replay: boolean; wholeBelow?: number }): Promise<DayComputation> {
   const whole = async (): Promise<DayComputation> => {
     const figures = await dailyFigures(client, db, report, day);
-    return { figures, changed: true, mode: 'unmarked', rowsRead: figures.reduce((n, f) => n + f.events, 0), commit: noop };
+    const rowsRead = figures.reduce((n, f) => n + f.events, 0);
+    return { figures, changed: true, mode: 'unmarked', rowsRead, rowsScanned: rowsRead, commit: noop };
   };
   if (!mark) return whole();
   const ctx: Ctx = { client, db, report, day, mark };
@@ -118,10 +123,12 @@ export async function computeDay(client: ClickHouseClient, db: string, report: R
   const { marker, groups } = current;
   const stateFigures = () => groups.map((g) => figureOf(report, g.groupKey, g.state));
   // the ack floor went back (a consumer made anew): what the state holds stands until it is passed again
-  if (marker.hwm >= mark.hwm) return { figures: stateFigures(), changed: false, mode: marker.hwm > mark.hwm ? 'behind' : 'delta', rowsRead: 0, commit: noop };
-  const delta = await readGroups(client, db, report, day, { epoch: mark.epoch, hwm: mark.hwm, base: marker.hwm });
+  if (marker.hwm >= mark.hwm) return { figures: stateFigures(), changed: false, mode: marker.hwm > mark.hwm ? 'behind' : 'delta', rowsRead: 0, rowsScanned: 0, commit: noop };
+  const range = { epoch: mark.epoch, hwm: mark.hwm, base: marker.hwm };
+  const delta = await readGroups(client, db, report, day, range);
   if (delta === null) return full(ctx);
-  if (delta.length === 0) return { figures: stateFigures(), changed: false, mode: 'delta', rowsRead: 0, commit: noop };
+  const rowsScanned = await deltaScanRows(client, db, report, day, range);
+  if (delta.length === 0) return { figures: stateFigures(), changed: false, mode: 'delta', rowsRead: 0, rowsScanned, commit: noop };
   const uniqCounts = await newUniqCounts(ctx, marker.generation, marker.hwm, delta);
   const byGroup = new Map(groups.map((g) => [g.groupKey, g]));
   const written: StateRow[] = [];
@@ -138,6 +145,7 @@ export async function computeDay(client: ClickHouseClient, db: string, report: R
     changed: true,
     mode: 'delta',
     rowsRead: delta.reduce((n, g) => n + g.state.events, 0),
+    rowsScanned,
     commit: () => writeDayStates(client, db, report.name, day, [...written, rowOf(ctx, marker.generation, MARKER_GROUP, '', EMPTY)]),
   };
 }

@@ -74,10 +74,11 @@ const DAY_CONCURRENCY = 4;
 
 /**
  * What one revision of a day did. `events`: event identities it read (the new ones, or
- * the whole day when it recomputed it); `hwm`/`delivered`: the arrival mark it read
+ * the whole day when it recomputed it); `scanned`: rows its reads went through;
+ * `hwm`/`delivered`: the arrival mark it read
  * (null: none, the day was read whole as it stands, which takes in every mark before).
  */
-export type RevisionOutcome = DayOutcome & { events: number; scanMs: number; mode: string; hwm: number | null; delivered: number | null };
+export type RevisionOutcome = DayOutcome & { events: number; scanned: number; scanMs: number; mode: string; hwm: number | null; delivered: number | null };
 
 /**
  * Brings a report day's revisions up to date: adds what arrived since the day's stored
@@ -91,7 +92,7 @@ export type RevisionOutcome = DayOutcome & { events: number; scanMs: number; mod
  */
 export async function reviseDay(deps: RevisorDeps, ref: DayRef, options: { replay: boolean } = { replay: false }): Promise<RevisionOutcome> {
   const report = deps.reports.find((r) => r.name === ref.report);
-  if (!report) return { written: 0, alerts: 0, events: 0, scanMs: 0, mode: 'none', hwm: null, delivered: null };
+  if (!report) return { written: 0, alerts: 0, events: 0, scanned: 0, scanMs: 0, mode: 'none', hwm: null, delivered: null };
   const mark = await (deps.marks ?? arrivalMarks(deps.js))();
   const scanStarted = performance.now();
   const computed = await computeDay(deps.clickhouse, deps.db, report, ref.day, mark, options);
@@ -99,7 +100,7 @@ export async function reviseDay(deps: RevisorDeps, ref: DayRef, options: { repla
   const closeAt = closeAtMs(ref.day, report);
   // a day read whole as it stands took in every mark made before: no arrival mark to wait for
   const marked = computed.mode !== 'unmarked';
-  const base = { events: computed.rowsRead, scanMs, mode: computed.mode, hwm: marked ? (mark?.hwm ?? null) : null, delivered: marked ? (mark?.delivered ?? null) : null };
+  const base = { events: computed.rowsRead, scanned: computed.rowsScanned, scanMs, mode: computed.mode, hwm: marked ? (mark?.hwm ?? null) : null, delivered: marked ? (mark?.delivered ?? null) : null };
   if (!computed.changed && deps.clock.now() < closeAt) return { written: 0, alerts: 0, ...base };
   const figures: GroupFigure[] = computed.figures;
   const repairs: Claimed[] = [];
@@ -156,8 +157,8 @@ export function startRevisor(given: RevisorDeps, options: { intervalMs?: number 
   // since when each dirty day's unrevised marks have waited: the first mark, or the start
   // of the last revision (marks after it were maybe not in its scan)
   const waitingSince = new Map<string, number>();
-  // each day's size and how long its last scan took
-  const lastScan = new Map<string, { events: number; ms: number }>();
+  // the rows each day's last revision went through and how long its scan took
+  const lastScan = new Map<string, { rows: number; ms: number }>();
   const inFlight = new Map<string, Promise<void>>();
   const stats: DayOutcome = { written: 0, alerts: 0 };
 
@@ -193,8 +194,9 @@ export function startRevisor(given: RevisorDeps, options: { intervalMs?: number 
     const run = (async () => {
       const outcome = await reviseDay(deps, ref);
       deps.logger.debug({ ...ref, mode: outcome.mode, read: outcome.events, ms: Math.round(outcome.scanMs), hwm: outcome.hwm, delivered: outcome.delivered, written: outcome.written }, 'day revised');
-      // a whole-day read happens once per state (first revision, replay, conflicting copy): only repeated reads pace the day
-      lastScan.set(id, { events: outcome.mode === 'full' ? 0 : outcome.events, ms: outcome.scanMs });
+      // a whole-day read happens once per state (first revision, replay, conflicting copy): only repeated reads pace the
+      // day, by the rows they go through (a delta whose arrivals are spread over the whole day costs a read of it)
+      lastScan.set(id, { rows: outcome.mode === 'full' ? 0 : outcome.scanned, ms: outcome.scanMs });
       stats.written += outcome.written;
       stats.alerts += outcome.alerts;
       await after?.(outcome);

@@ -226,6 +226,18 @@ export async function dayHoldsAtLeast(client: ClickHouseClient, db: string, repo
   return Number(found[0]?.n ?? 0) >= n;
 }
 
+/**
+ * How many rows of the day lie in granules the arrival index keeps for arrivals past
+ * `base` (EXPLAIN ESTIMATE: from the indexes alone, no data read): what a delta's reads
+ * go through. Few when what arrived since is stored apart (new parts, or a day whose
+ * events arrive in event-time order); about the whole day once merges have mixed every
+ * arrival into every granule (a day whose events all fall within the same minutes).
+ */
+export async function deltaScanRows(client: ClickHouseClient, db: string, report: ReportConfig, day: string, range: ReadRange): Promise<number> {
+  const estimate = await rows(client, `SELECT sum(rows) AS n FROM (EXPLAIN ESTIMATE SELECT 1 FROM ${db}.events WHERE ${DAY} AND stream_epoch = {epoch:UInt64} AND stream_seq > {base:UInt64})`, dayParams(report, day, range));
+  return Number(estimate[0]?.n ?? 0);
+}
+
 /** Stores the distinct values of the report's uniq measures over the whole day up to `range.hwm`, for a new generation. */
 export async function storeDayUniqValues(client: ClickHouseClient, db: string, report: ReportConfig, day: string, range: ReadRange, generation: string): Promise<void> {
   const groups = groupSql(report);
