@@ -13,7 +13,7 @@ import { openLease } from '../nats/lease.ts';
 import { instanceId } from '../core/instance.ts';
 import { raceAbort, runLoop } from '../core/loop.ts';
 import { createBatchPublisher, type BatchPublisher, type PublishItem, type PublishOutcome } from '../nats/batch-publisher.ts';
-import { CONSUMERS, rewindGatewayConsumer, STREAMS } from '../nats/topology.ts';
+import { CONSUMERS, gatewayConsumerGone, rewindGatewayConsumer, STREAMS } from '../nats/topology.ts';
 import { DEFAULT_MAX_PAYLOAD, dlqItem, dlqRecord } from '../nats/dlq.ts';
 import { packBatch, type PackLimits } from './event-packs.ts';
 import { INGEST_PACK_HEADER, packCount, unpackItems } from './ingest-packs.ts';
@@ -317,14 +317,25 @@ const SUBJECT_ROOM = 8 * 1024;
  * A redelivered message (a nak, a message lost in transit, a batch slower than
  * ack_wait) ends the read, and the next starts the durable over at its floor, so acks
  * always go out in delivery order. Returns when the lease is lost, `until` is
- * aborted or a redelivery came, after the batches under way.
+ * aborted, a redelivery came or the durable was found gone, after the batches under
+ * way; the next read makes a gone durable anew from `floorSeen`.
  */
 async function readWhileHolding(options: { js: JetStreamClient; nc: NatsConnection; jsm: JetStreamManager; config: Config; logger: Logger; until: AbortSignal; handle: ReturnType<typeof gatewayBatchHandler>; readAhead: ReadAheadStats; floorSeen: { seq: number } }): Promise<void> {
   const { jsm, config, logger, readAhead, floorSeen } = options;
   const floor = new AckFloor<JsMsg>(await rewindGatewayConsumer(jsm, config, floorSeen.seq));
   logger.info({ floor: floor.floor }, 'reading INGEST');
   const redelivered = new AbortController();
-  const until = AbortSignal.any([options.until, redelivered.signal]);
+  const gone = new AbortController();
+  const until = AbortSignal.any([options.until, redelivered.signal, gone.signal]);
+  // asked only when a pull hints at it, one question at a time: a pull on a missing durable is answered by nothing, and reading on would forward nothing more until a restart
+  let asking = false;
+  const askGone = () => {
+    if (asking || until.aborted) return;
+    asking = true;
+    gatewayConsumerGone(jsm)
+      .then((isGone) => isGone && gone.abort(), (err: unknown) => logger.warn({ err }, 'checking whether the INGEST durable still exists failed'))
+      .finally(() => (asking = false));
+  };
   const running = await runBatchConsumer({
     js: options.js,
     stream: CONSUMERS.gateway.stream,
@@ -353,6 +364,7 @@ async function readWhileHolding(options: { js: JetStreamClient; nc: NatsConnecti
         readAhead.peakBytes = Math.max(readAhead.peakBytes, bytes);
         ingestMetrics.readAhead(bytes);
       },
+      onMaybeGone: askGone,
     },
   });
   // a sequence that stays missing past redelivery was removed from the stream (by age or by hand)
@@ -364,6 +376,7 @@ async function readWhileHolding(options: { js: JetStreamClient; nc: NatsConnecti
   clearInterval(sweep);
   await running.stop();
   if (redelivered.signal.aborted) logger.info({ floor: floor.floor }, 'a message came again: reading INGEST anew from the floor');
+  if (gone.signal.aborted) logger.warn({ floor: floorSeen.seq }, 'the INGEST durable is gone: making it anew from the floor acked here');
 }
 
 async function skipRemoved(jsm: JetStreamManager, floor: AckFloor<JsMsg>): Promise<void> {

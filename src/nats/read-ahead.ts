@@ -12,6 +12,13 @@ export type ReadAheadLimit = {
   maxMessageBytes: number;
   /** told the bytes held after each change */
   onHeld?: (bytes: number) => void;
+  /**
+   * told when the server ended a request because the consumer was deleted (409), or a
+   * request went unanswered past its expiry: a pull on a durable that does not exist is
+   * answered by nothing at all (measured on 2.9.10), so the puller alone cannot tell a
+   * request lost with its server from a durable that is gone, and pulls on regardless
+   */
+  onMaybeGone?: () => void;
 };
 
 /**
@@ -87,6 +94,7 @@ export function boundedPuller(stream: string, durable: string, limit: ReadAheadL
         if (code < 400) return;
         // 404 no messages, 408 expired, 409 bytes used up (or the consumer went): the request is over
         if (code === 409 && !open?.brought) starved = true;
+        if (code === 409 && /consumer deleted/i.test(msg.headers?.description ?? '')) limit.onMaybeGone?.();
         if (code >= 400 && code !== 404 && code !== 408 && !/exceeds maxbytes/i.test(msg.headers?.description ?? '')) {
           logger.warn({ stream, durable, code, description: msg.headers?.description }, 'pull request ended by the server');
         }
@@ -103,7 +111,10 @@ export function boundedPuller(stream: string, durable: string, limit: ReadAheadL
     },
   });
   const watchdog = setInterval(() => {
-    if (open && performance.now() - lastHeard > LOST_AFTER_MS) ended();
+    if (open && performance.now() - lastHeard > LOST_AFTER_MS) {
+      limit.onMaybeGone?.();
+      ended();
+    }
     // a request refused for want of room (say, a message larger than announced) is tried again now and then
     else if (!open) {
       starved = false;

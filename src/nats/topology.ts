@@ -254,6 +254,18 @@ export async function rewindGatewayConsumer(jsm: JetStreamManager, config: Confi
   return floor;
 }
 
+/** Whether the gateway's durable on INGEST no longer exists; any other failure to tell is thrown. */
+export async function gatewayConsumerGone(jsm: JetStreamManager): Promise<boolean> {
+  const { stream, durable } = CONSUMERS.gateway;
+  return jsm.consumers.info(stream, durable).then(
+    () => false,
+    (err: unknown) => {
+      if (isApiError(err, API_CONSUMER_NOT_FOUND)) return true;
+      throw err;
+    },
+  );
+}
+
 const MUTABLE_CONSUMER_FIELDS = ['ack_wait', 'max_ack_pending', 'max_deliver'] as const;
 
 async function ensureConsumer(jsm: JetStreamManager, stream: string, durable: string, config: Config, deliverPolicy?: DeliverPolicy): Promise<TopologyChange> {

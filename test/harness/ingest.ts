@@ -1,5 +1,5 @@
 import type { JetStreamManager } from '@nats-io/jetstream';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import type { Config } from '../../src/core/config.ts';
 import { startNatsGateway, type NatsGateway } from '../../src/ingest/nats-gateway.ts';
 import { useFixture } from './fixture.ts';
@@ -9,9 +9,9 @@ import { waitFor } from './streams.ts';
 export type TestIngest = ConnectedNats & { gateway: NatsGateway };
 
 /** The ingest side most integration tests stand on: a real nats-server with Tidemark's topology and a NATS gateway in process. */
-export async function startTestIngest(config: Config): Promise<TestIngest> {
+export async function startTestIngest(config: Config, logger: Logger = pino({ level: 'silent' })): Promise<TestIngest> {
   const nats = await startConnectedNats(config);
-  const gateway = await startNatsGateway({ js: nats.js, nc: nats.nc, config, logger: pino({ level: 'silent' }) });
+  const gateway = await startNatsGateway({ js: nats.js, nc: nats.nc, config, logger });
   return {
     ...nats,
     gateway,

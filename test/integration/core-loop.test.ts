@@ -1,20 +1,7 @@
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { runLoop } from '../../src/core/loop.ts';
+import { capturingLogger } from '../harness/log.ts';
 import { waitFor } from '../harness/streams.ts';
-
-/** A logger whose lines land in `lines` as objects. */
-function capturingLogger() {
-  const lines: Array<Record<string, unknown>> = [];
-  const stream = new Writable({
-    write(chunk, _enc, done) {
-      for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { logger: pino({ level: 'info' }, stream), lines };
-}
 
 describe('runLoop', () => {
   it('runs the step again and again, and stop waits for the step under way', async () => {
