@@ -311,6 +311,9 @@ export type NatsGateway = RunningConsumer & { stats: GatewayStats; readAhead: Re
 /** Room a pull must leave for one more message: the payload, plus its subject and reply, which the server counts too. */
 const SUBJECT_ROOM = 8 * 1024;
 
+/** The highest INGEST sequence this gateway acked, and the creation time of the INGEST it was read from. */
+type FloorSeen = { seq: number; stream?: string };
+
 /**
  * Reads INGEST while this instance holds the gateway lease, from the consumer's ack
  * floor: acks are cumulative, one a batch, moved only over sequences handled here.
@@ -320,9 +323,11 @@ const SUBJECT_ROOM = 8 * 1024;
  * aborted, a redelivery came or the durable was found gone, after the batches under
  * way; the next read makes a gone durable anew from `floorSeen`.
  */
-async function readWhileHolding(options: { js: JetStreamClient; nc: NatsConnection; jsm: JetStreamManager; config: Config; logger: Logger; until: AbortSignal; handle: ReturnType<typeof gatewayBatchHandler>; readAhead: ReadAheadStats; floorSeen: { seq: number } }): Promise<void> {
+async function readWhileHolding(options: { js: JetStreamClient; nc: NatsConnection; jsm: JetStreamManager; config: Config; logger: Logger; until: AbortSignal; handle: ReturnType<typeof gatewayBatchHandler>; readAhead: ReadAheadStats; floorSeen: FloorSeen }): Promise<void> {
   const { jsm, config, logger, readAhead, floorSeen } = options;
-  const floor = new AckFloor<JsMsg>(await rewindGatewayConsumer(jsm, config, floorSeen.seq));
+  const rewound = await rewindGatewayConsumer(jsm, config, floorSeen);
+  if (floorSeen.stream !== rewound.stream) Object.assign(floorSeen, { seq: rewound.floor, stream: rewound.stream });
+  const floor = new AckFloor<JsMsg>(rewound.floor);
   logger.info({ floor: floor.floor }, 'reading INGEST');
   const redelivered = new AbortController();
   const gone = new AbortController();
@@ -433,7 +438,7 @@ export async function startNatsGateway(options: { js: JetStreamClient; nc: NatsC
   /** whether the recent ids were refilled from EVENTS since this instance last took the lease */
   let refilled = false;
   /** the highest INGEST floor this instance acked: where its durable starts again if it is found gone */
-  const floorSeen = { seq: 0 };
+  const floorSeen: FloorSeen = { seq: 0 };
   const loop = runLoop({
     name: 'reading INGEST',
     everyMs: 0,

@@ -229,12 +229,15 @@ async function recreateFrom(jsm: JetStreamManager, stream: string, want: Partial
  *
  * A durable that is gone (a rewind whose delete went through and whose adds did not,
  * during an election on a loaded cluster; or removed by hand) is made anew from
- * `knownFloor`, the floor this gateway last had: without this every later rewind
- * failed on it and the gateway forwarded nothing until restarted (measured: 90 s and
- * counting, on a three-node cluster beside a benchmark). Not knowing one, it starts
- * from the stream's first message; what comes again is dropped as copies.
+ * `known`, the floor this gateway last had: without this every later rewind failed
+ * on it and the gateway forwarded nothing until restarted (measured: 90 s and
+ * counting, on a three-node cluster beside a benchmark). Not knowing one, or knowing
+ * it of another INGEST (`known.stream`, the creation time of the stream it was read
+ * from: a stream made anew numbers its messages from 1 again, and starting past the
+ * old floor would skip them), it starts from the stream's first message; what comes
+ * again is dropped as copies. Returns the floor and the stream's creation time.
  */
-export async function rewindGatewayConsumer(jsm: JetStreamManager, config: Config, knownFloor = 0): Promise<number> {
+export async function rewindGatewayConsumer(jsm: JetStreamManager, config: Config, known: { seq: number; stream?: string } = { seq: 0 }): Promise<{ floor: number; stream: string }> {
   const { stream, durable } = CONSUMERS.gateway;
   const [info, state] = await Promise.all([
     jsm.consumers.info(stream, durable).catch((err: unknown) => {
@@ -243,24 +246,25 @@ export async function rewindGatewayConsumer(jsm: JetStreamManager, config: Confi
     }),
     jsm.streams.info(stream),
   ]);
+  const knownHere = known.stream === undefined || known.stream === state.created ? known.seq : 0;
   // sequences below the stream's first were removed before anyone read them
-  const floor = Math.max(info?.ack_floor.stream_seq ?? knownFloor, state.state.first_seq - 1);
-  if (!info) {
-    await recreateFrom(jsm, stream, desiredConsumer(stream, durable, config), floor);
-    return floor;
-  }
-  if (info.num_ack_pending === 0 && info.num_redelivered === 0 && info.delivered.stream_seq <= floor) return floor;
+  const floor = Math.max(info?.ack_floor.stream_seq ?? knownHere, state.state.first_seq - 1);
+  const rewound = { floor, stream: state.created };
+  if (info && info.num_ack_pending === 0 && info.num_redelivered === 0 && info.delivered.stream_seq <= floor) return rewound;
   await recreateFrom(jsm, stream, desiredConsumer(stream, durable, config), floor);
-  return floor;
+  return rewound;
 }
 
-/** Whether the gateway's durable on INGEST no longer exists; any other failure to tell is thrown. */
+/**
+ * Whether the gateway's durable on INGEST no longer exists, the stream with it (deleted,
+ * to be made anew by the next `tidemark init` or role start); any other failure to tell is thrown.
+ */
 export async function gatewayConsumerGone(jsm: JetStreamManager): Promise<boolean> {
   const { stream, durable } = CONSUMERS.gateway;
   return jsm.consumers.info(stream, durable).then(
     () => false,
     (err: unknown) => {
-      if (isApiError(err, API_CONSUMER_NOT_FOUND)) return true;
+      if (isApiError(err, API_CONSUMER_NOT_FOUND) || isApiError(err, API_STREAM_NOT_FOUND)) return true;
       throw err;
     },
   );

@@ -140,5 +140,22 @@ describe('the gateway durable on INGEST found gone', () => {
       await nats.dispose();
     }
   }, 30_000);
+
+  it('with INGEST itself made anew: read from the new stream\'s first message, none of it skipped', async () => {
+    const ingest = await startTestIngest(config);
+    try {
+      await publish(ingest, 0, 50);
+      await forwarded(ingest);
+      // what an operator's `nats stream rm` + `nats stream add` leaves: the stream numbers from 1 again, no durable on it
+      const { config: stream } = await ingest.jsm.streams.info('INGEST');
+      await ingest.jsm.streams.delete('INGEST');
+      await ingest.jsm.streams.add(stream);
+      await publish(ingest, 50, 80);
+      await waitFor(async () => (await eventsOnStream(ingest.js, ingest.jsm)).length >= 80, 30_000, "the new INGEST's 30 events on EVENTS");
+      await expectEachOnce(ingest, 80);
+    } finally {
+      await ingest.dispose();
+    }
+  }, 90_000);
 });
 
