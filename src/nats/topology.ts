@@ -229,7 +229,8 @@ async function recreateFrom(jsm: JetStreamManager, stream: string, want: Partial
  *
  * A durable that is gone (a rewind whose delete went through and whose adds did not,
  * during an election on a loaded cluster; or removed by hand) is made anew from
- * `known`, the floor this gateway last had: without this every later rewind failed
+ * `known`, the floor this gateway last had (also when a durable is there but behind
+ * it): without this every later rewind failed
  * on it and the gateway forwarded nothing until restarted (measured: 90 s and
  * counting, on a three-node cluster beside a benchmark). Not knowing one, or knowing
  * it of another INGEST (`known.stream`, the creation time of the stream it was read
@@ -247,10 +248,12 @@ export async function rewindGatewayConsumer(jsm: JetStreamManager, config: Confi
     jsm.streams.info(stream),
   ]);
   const knownHere = known.stream === undefined || known.stream === state.created ? known.seq : 0;
-  // sequences below the stream's first were removed before anyone read them
-  const floor = Math.max(info?.ack_floor.stream_seq ?? knownHere, state.state.first_seq - 1);
+  // sequences below the stream's first were removed before anyone read them; a durable
+  // behind what this gateway forwarded (made anew from the start by `tidemark init`, say)
+  // would forward all of that again, to be dropped only while the recent ids hold it
+  const floor = Math.max(info?.ack_floor.stream_seq ?? 0, knownHere, state.state.first_seq - 1);
   const rewound = { floor, stream: state.created };
-  if (info && info.num_ack_pending === 0 && info.num_redelivered === 0 && info.delivered.stream_seq <= floor) return rewound;
+  if (info && info.num_ack_pending === 0 && info.num_redelivered === 0 && info.delivered.stream_seq === floor) return rewound;
   await recreateFrom(jsm, stream, desiredConsumer(stream, durable, config), floor);
   return rewound;
 }

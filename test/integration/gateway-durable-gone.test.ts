@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { startNatsGateway } from '../../src/ingest/nats-gateway.ts';
 import { boundedPuller } from '../../src/nats/read-ahead.ts';
 import { LEASE_BUCKET } from '../../src/nats/lease.ts';
+import { ensureTopology, rewindGatewayConsumer } from '../../src/nats/topology.ts';
 import { testConfig } from '../harness/config.ts';
 import { startTestIngest, type TestIngest } from '../harness/ingest.ts';
 import { capturingLogger } from '../harness/log.ts';
@@ -89,6 +90,26 @@ describe('the gateway durable on INGEST found gone', () => {
       await forwarded(ingest);
       expect((await ingest.jsm.consumers.info('INGEST', 'gateway')).config.opt_start_seq).toBe(51);
       await expectEachOnce(ingest, 100);
+    } finally {
+      await ingest.dispose();
+    }
+  }, 90_000);
+
+  it('made anew by someone else from the stream\'s start: a rewind goes on from the floor this gateway acked, not from the start again', async () => {
+    const ingest = await startTestIngest(config);
+    try {
+      await publish(ingest, 0, 50);
+      await forwarded(ingest);
+      await ingest.gateway.stop();
+      const { created } = await ingest.jsm.streams.info('INGEST');
+      await ingest.jsm.consumers.delete('INGEST', 'gateway');
+      // what the next `tidemark init` or role start does: the durable as configured, delivering from the start
+      await ensureTopology(ingest.jsm, config);
+      const rewound = await rewindGatewayConsumer(ingest.jsm, config, { seq: 50, stream: created });
+      expect(rewound.floor).toBe(50);
+      const made = await ingest.jsm.consumers.info('INGEST', 'gateway');
+      expect(made.config.deliver_policy).toBe('by_start_sequence');
+      expect(made.config.opt_start_seq).toBe(51);
     } finally {
       await ingest.dispose();
     }
